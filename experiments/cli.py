@@ -1,0 +1,132 @@
+"""Command line: `python -m experiments {models,schema,train,suite}`."""
+import argparse
+import sys
+
+from experiments.data import DATASETS, INPUT_SCALINGS, DataError, ensure_dataset
+from experiments.models import MODELS
+from experiments.run import ConfigError, RunConfig, execute
+from experiments.schema import Metric, schema_markdown
+from experiments.suites import SUITES
+from experiments.tracking import store_has_runs
+from experiments.train import OPTIMIZERS
+
+
+def list_models() -> None:
+    """Print the registry: name, parameter count, styles and source."""
+    from experiments.summary import layer_table, size_figures
+
+    for name, spec in MODELS.items():
+        model = spec.build()
+        params = size_figures(model, layer_table(model))[Metric.PARAMS_TOTAL]
+        print(f"{name:<20} {params:>10,} params  styles: {', '.join(spec.styles)}")
+        print(f"{'':<20} {spec.description}")
+        print(f"{'':<20} recipe: {spec.recipe.optimizer} lr {spec.recipe.lr}, batch {spec.recipe.batch_size}, "
+              f"{spec.recipe.epochs} epochs; published: {spec.recipe.published_test_acc}")
+        print(f"{'':<20} source: {spec.source}\n")
+
+
+def print_summary(config: RunConfig, result: dict) -> None:
+    print(f"\n{config.run_name or config.model}  (run {result['run_id']})")
+    print(f"  test acc    {result[Metric.TEST_ACC]:.4f}   test loss {result[Metric.TEST_LOSS]:.4f}")
+    print(f"  best val    {result[Metric.BEST_VAL_ACC]:.4f}   at epoch {result[Metric.BEST_EPOCH]}")
+    print(f"  params      {result[Metric.PARAMS_TOTAL]:,}   time {result[Metric.TOTAL_SECONDS]:.1f} s")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Training options; each left unset takes the model's recipe value."""
+    parser.add_argument("--model", required=True, choices=MODELS)
+    parser.add_argument("--style", help="sequential or functional (conv-conv)")
+    parser.add_argument("--dataset", choices=DATASETS, default="mnist")
+    parser.add_argument("--data-dir", help="folder with the four IDX files (raw or .gz) instead of the cache")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--optimizer", choices=OPTIMIZERS)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--input-scaling", choices=INPUT_SCALINGS)
+    parser.add_argument("--val-split", type=float, help="fraction of train carved for validation")
+    parser.add_argument("--val-from-test", type=float, help="fraction of test carved for validation")
+    parser.add_argument("--train-size", type=int, help="use the first N training images")
+    parser.add_argument("--test-size", type=int, help="use the first N test images")
+    parser.add_argument("--train-eval-size", type=int, help="training images re-evaluated each epoch")
+    parser.add_argument("--best-error", type=float, help="best achievable error, for avoidable bias")
+    parser.add_argument("--log-every", type=int, help="steps between train_loss_step points")
+    parser.add_argument("--filters", type=int, help="conv filters (numpy model)")
+    parser.add_argument("--dtype", choices=("float64", "float32"), help="float type (numpy model)")
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    parser.add_argument("--experiment", help="MLflow experiment name")
+    parser.add_argument("--run-name")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("models", help="list the model registry")
+    commands.add_parser("schema", help="print the MLflow run schema as Markdown")
+    commands.add_parser("has-runs", help="exit 0 if the tracking store holds any run, else 1")
+    data = commands.add_parser("data", help="fetch and verify datasets into the cache (once)")
+    data.add_argument("names", nargs="*", help=f"any of {', '.join(DATASETS)} (default: all)")
+    add_run_arguments(commands.add_parser("train", help="train one model and log it to MLflow"))
+    suite = commands.add_parser("suite", help="run a named set of runs")
+    suite.add_argument("name", choices=SUITES)
+    suite.add_argument("--list", action="store_true", help="only print the runs the suite would make")
+    return parser
+
+
+def fetch_command(names: list[str]) -> int:
+    status = 0
+    for name in names:
+        try:
+            print(f"{name}: verified in {ensure_dataset(name)}")
+        except DataError as err:
+            print(f"{name}: {err}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def train_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "model")}
+    config = RunConfig.from_recipe(args.model, **overrides)
+    try:
+        config.validate()
+        result = execute(config)
+    except (ConfigError, DataError) as err:
+        parser.error(str(err))
+    print_summary(config, result)
+    return 0
+
+
+def suite_command(args: argparse.Namespace) -> int:
+    configs = SUITES[args.name]()
+    failures = []
+    for i, config in enumerate(configs, start=1):
+        print(f"[{i}/{len(configs)}] {config.run_name}", flush=True)
+        if args.list:
+            continue
+        try:
+            print_summary(config, execute(config))
+        except (ConfigError, DataError, FloatingPointError, RuntimeError) as err:
+            print(f"run {config.run_name} failed: {err}", file=sys.stderr)
+            failures.append(config.run_name)
+    if failures:
+        print(f"{len(failures)} of {len(configs)} runs failed: {', '.join(failures)}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "models":
+        list_models()
+        return 0
+    if args.command == "schema":
+        print(schema_markdown())
+        return 0
+    if args.command == "has-runs":
+        return 0 if store_has_runs() else 1
+    if args.command == "data":
+        return fetch_command(args.names or list(DATASETS))
+    if args.command == "train":
+        return train_command(parser, args)
+    return suite_command(args)

@@ -1,0 +1,188 @@
+"""The model registry: each CNN with the recipe its source trained it with.
+
+`python -m experiments models` lists them. A recipe is the default configuration of
+`python -m experiments train --model NAME`; every field can be overridden on the command line.
+"""
+from dataclasses import dataclass, field
+from typing import Callable
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How the source trained the model; the defaults of a run."""
+
+    optimizer: str
+    lr: float
+    batch_size: int
+    epochs: int
+    input_scaling: str  # see experiments.data.scale_images
+    val_split: float = 0.0
+    val_from_test: float = 0.0
+    train_size: int | None = None
+    test_size: int | None = None
+    published_test_acc: str = ""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    description: str
+    source: str
+    recipe: Recipe
+    builders: dict[str, Callable[[], object]] = field(default_factory=dict)  # style -> model factory
+    framework: str = "pytorch"
+
+    @property
+    def styles(self) -> tuple[str, ...]:
+        return tuple(self.builders)
+
+    def build(self, style: str | None = None):
+        style = style or self.styles[0]
+        if style not in self.builders:
+            raise ValueError(f"model {self.name!r} has no style {style!r}; choose one of {', '.join(self.styles)}")
+        return self.builders[style]()
+
+
+# ---------------------------------------------------------------- the networks
+
+def softmax_regression() -> nn.Module:
+    """Multinomial logistic regression: one linear layer, the high-bias baseline."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
+
+
+def lenet5() -> nn.Module:
+    """LeNet-5 (LeCun et al. 1998) as usually re-implemented: tanh, average pooling, 28x28 padded to 32."""
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.Tanh(), nn.AvgPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.Tanh(), nn.AvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * 5 * 5, 120), nn.Tanh(),
+        nn.Linear(120, 84), nn.Tanh(),
+        nn.Linear(84, 10),
+    )
+
+
+def tiny() -> nn.Module:
+    """Conv 3x3 x8 (no bias) -> MaxPool 2 -> Dense 10; Glorot-uniform weights as the Keras copy had."""
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, bias=False), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(13 * 13 * 8, 10),
+    )
+    for layer in model:
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+    return model
+
+
+def two_block() -> nn.Module:
+    """Two conv-pool-dropout blocks, then Dense 256 -> Dense 10."""
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.25),
+        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.25),
+        nn.Flatten(),
+        nn.Linear(64 * 5 * 5, 256), nn.ReLU(),
+        nn.Linear(256, 10),
+    )
+
+
+def conv_conv_sequential() -> nn.Module:
+    """The classic MNIST example as nn.Sequential (with the ReLU after Dense 128 the tutorial forgot)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3), nn.ReLU(),
+        nn.Conv2d(32, 64, 3), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Dropout(0.25),
+        nn.Flatten(),
+        nn.Linear(9216, 128), nn.ReLU(), nn.Dropout(0.5),
+        nn.Linear(128, 10),
+    )
+
+
+class ConvConv(nn.Module):
+    """The same network as conv_conv_sequential, as an nn.Module subclass with its own forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3)
+        self.conv2 = nn.Conv2d(32, 64, 3)
+        self.dropout1 = nn.Dropout(0.25)
+        self.fc1 = nn.Linear(9216, 128)
+        self.dropout2 = nn.Dropout(0.5)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x):
+        x = nn.functional.relu(self.conv1(x))
+        x = nn.functional.relu(self.conv2(x))
+        x = self.dropout1(nn.functional.max_pool2d(x, 2))
+        x = nn.functional.relu(self.fc1(x.flatten(1)))
+        return self.fc2(self.dropout2(x))
+
+
+def tiny_numpy():
+    from experiments.numpy_cnn import TinyNumpyCNN  # numpy model; imported lazily, it is not a torch module
+    return TinyNumpyCNN()
+
+
+# ---------------------------------------------------------------- the registry
+
+TINY_RECIPE = dict(optimizer="sgd", lr=0.005, batch_size=1, epochs=3, input_scaling="centered")
+
+MODELS = {spec.name: spec for spec in [
+    ModelSpec(
+        name="softmax-regression",
+        description="Flatten -> Dense 10: a linear classifier, the high-bias reference",
+        source="multinomial logistic regression (textbook baseline)",
+        recipe=Recipe(optimizer="adam", lr=1e-3, batch_size=128, epochs=5, input_scaling="unit",
+                      val_split=0.1, published_test_acc="~92.5% (linear classifiers in LeCun et al. 1998: 88-92.4%)"),
+        builders={"sequential": softmax_regression},
+    ),
+    ModelSpec(
+        name="lenet5",
+        description="Conv6 5x5 tanh -> AvgPool -> Conv16 5x5 tanh -> AvgPool -> Dense 120 -> 84 -> 10",
+        source="LeCun, Bottou, Bengio, Haffner 1998, Gradient-based learning applied to document recognition",
+        recipe=Recipe(optimizer="adam", lr=1e-3, batch_size=128, epochs=10, input_scaling="unit",
+                      val_split=0.1, published_test_acc="99.05% (LeNet-5 in the paper, without distortions)"),
+        builders={"sequential": lenet5},
+    ),
+    ModelSpec(
+        name="tiny",
+        description="Conv 3x3 x8 (no bias) -> MaxPool 2 -> Dense 10 softmax",
+        source="victorzhou.com 'CNNs, Part 1/2' and its Keras copy 'Keras for Beginners: Implementing a CNN'",
+        recipe=Recipe(**TINY_RECIPE, val_from_test=0.2, published_test_acc="97.4% (the Keras copy, full MNIST)"),
+        builders={"sequential": tiny},
+    ),
+    ModelSpec(
+        name="tiny-numpy",
+        description="the tiny net in numpy with hand-written backprop (experiments.numpy_cnn)",
+        source="victorzhou.com 'An Introduction to CNNs' (numpy from scratch, first 1k train / 1k test)",
+        recipe=Recipe(**TINY_RECIPE, val_from_test=0.2, train_size=1000, test_size=1000,
+                      published_test_acc="78% (the tutorial's loop version, 1k/1k)"),
+        builders={"numpy": tiny_numpy},
+        framework="numpy",
+    ),
+    ModelSpec(
+        name="two-block",
+        description="Conv32-Pool-Drop -> Conv64-Pool-Drop -> Dense 256 -> Dense 10",
+        source="two-block Keras MNIST CNN tutorial (Adam, batch 250, 25 epochs, validation split 0.2)",
+        recipe=Recipe(optimizer="adam", lr=1e-3, batch_size=250, epochs=25, input_scaling="unit",
+                      val_split=0.2, published_test_acc="99.26%"),
+        builders={"sequential": two_block},
+    ),
+    ModelSpec(
+        name="conv-conv",
+        description="Conv32 -> Conv64 -> MaxPool -> Drop -> Dense 128 -> Drop -> Dense 10 (1,199,882 params)",
+        source="the classic Keras mnist_cnn.py / PyTorch MNIST example (validation carved from test 20/80)",
+        recipe=Recipe(optimizer="adam", lr=1e-3, batch_size=256, epochs=5, input_scaling="unit",
+                      val_from_test=0.2, published_test_acc="98.7-98.8%"),
+        builders={"sequential": conv_conv_sequential, "functional": ConvConv},
+    ),
+]}
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return MODELS[name]

@@ -1,0 +1,188 @@
+"""The tiny CNN from scratch in numpy: Conv 3x3 -> MaxPool 2 -> Dense -> softmax cross-entropy.
+
+Each layer keeps its forward and backward side by side. forward(x) caches what backward needs;
+backward(dL/dout) returns dL/din and stores the parameter gradients in `.grads`. The optimizer
+(sgd_step) is kept apart from the layers. Arrays are batch-first, channels before pixels
+(B, C, H, W), the same layout as PyTorch, so the two can be compared weight for weight.
+Everything is vectorised over the batch and the pixels (im2col via sliding_window_view).
+"""
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+
+class Conv3x3:
+    """n_filters 3x3 filters, 'valid' padding, no bias; one input channel. (B, H, W) -> (B, F, H-2, W-2)."""
+
+    def __init__(self, n_filters: int, rng: np.random.Generator, dtype=np.float64):
+        self.filters = (rng.standard_normal((n_filters, 3, 3)) / 9).astype(dtype)  # the tutorial's init
+        self.grads = {}
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """out[b, f, i, j] = sum_kl x[b, i+k, j+l] * w[f, k, l]: one matmul of image patches by filters."""
+        batch, height, width = x.shape
+        self.out_hw = (height - 2, width - 2)
+        self.input_shape = x.shape
+        self.patches = sliding_window_view(x, (3, 3), axis=(1, 2)).reshape(-1, 9)  # (B*H'*W', 9)
+        out = self.patches @ self.filters.reshape(len(self.filters), 9).T  # (B*H'*W', F)
+        return out.reshape(batch, *self.out_hw, -1).transpose(0, 3, 1, 2)
+
+    def backward(self, d_out: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        """dL/dw[f,k,l] = sum_bij dL/dout[b,f,i,j] x[b,i+k,j+l]; dL/dx[b,i+k,j+l] += dL/dout[b,f,i,j] w[f,k,l]."""
+        n_filters = len(self.filters)
+        d_flat = d_out.transpose(0, 2, 3, 1).reshape(-1, n_filters)  # (B*H'*W', F)
+        self.grads = {"filters": (d_flat.T @ self.patches).reshape(self.filters.shape)}
+        if not need_input_grad:
+            return None
+        d_patches = (d_flat @ self.filters.reshape(n_filters, 9)).reshape(-1, *self.out_hw, 3, 3)
+        d_x = np.zeros(self.input_shape, dtype=d_out.dtype)
+        h, w = self.out_hw
+        for k in range(3):  # 9 shifted slab additions, not a loop over pixels
+            for l in range(3):
+                d_x[:, k:k + h, l:l + w] += d_patches[:, :, :, k, l]
+        return d_x
+
+    def params(self) -> dict:
+        return {"filters": self.filters}
+
+
+class MaxPool2:
+    """2x2 max pooling, stride 2. (B, F, H, W) -> (B, F, H/2, W/2)."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Each output is the max of its 2x2 window; the first max (row-major, as PyTorch) is remembered."""
+        b, f, h, w = x.shape
+        self.input_shape = x.shape
+        windows = x.reshape(b, f, h // 2, 2, w // 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(b, f, h // 2, w // 2, 4)
+        self.argmax = windows.argmax(axis=-1)[..., None]
+        return np.take_along_axis(windows, self.argmax, axis=-1)[..., 0]
+
+    def backward(self, d_out: np.ndarray) -> np.ndarray:
+        """dL/dx is dL/dout at the window's max and 0 elsewhere (max passes the gradient to its winner)."""
+        b, f, h, w = self.input_shape
+        d_windows = np.zeros((b, f, h // 2, w // 2, 4), dtype=d_out.dtype)
+        np.put_along_axis(d_windows, self.argmax, d_out[..., None], axis=-1)
+        return d_windows.reshape(b, f, h // 2, w // 2, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(b, f, h, w)
+
+    def params(self) -> dict:
+        return {}
+
+
+class Dense:
+    """Fully connected layer on the flattened input: out = flatten(x) @ W + b."""
+
+    def __init__(self, input_len: int, nodes: int, rng: np.random.Generator, dtype=np.float64):
+        self.weights = (rng.standard_normal((input_len, nodes)) / input_len).astype(dtype)  # the tutorial's init
+        self.biases = np.zeros(nodes, dtype=dtype)
+        self.grads = {}
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.input_shape = x.shape
+        self.flat = x.reshape(len(x), -1)
+        return self.flat @ self.weights + self.biases
+
+    def backward(self, d_out: np.ndarray) -> np.ndarray:
+        """dL/dW = flat^T dL/dout; dL/db = sum over batch of dL/dout; dL/dx = dL/dout W^T."""
+        self.grads = {"weights": self.flat.T @ d_out, "biases": d_out.sum(axis=0)}
+        return (d_out @ self.weights.T).reshape(self.input_shape)
+
+    def params(self) -> dict:
+        return {"weights": self.weights, "biases": self.biases}
+
+
+class SoftmaxCrossEntropy:
+    """Mean cross-entropy of softmax(logits) against integer labels."""
+
+    def forward(self, logits: np.ndarray, labels: np.ndarray) -> float:
+        """L = mean_b(-log p[b, y_b]), p = softmax(logits), computed with the max shifted out."""
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        exp = np.exp(shifted)
+        self.probs = exp / exp.sum(axis=1, keepdims=True)
+        self.labels = labels
+        return float(-np.mean(np.log(self.probs[np.arange(len(labels)), labels])))
+
+    def backward(self) -> np.ndarray:
+        """dL/dlogits = (p - onehot(y)) / B."""
+        d_logits = self.probs.copy()
+        d_logits[np.arange(len(self.labels)), self.labels] -= 1
+        return d_logits / len(self.labels)
+
+
+def sgd_step(layers: dict, lr: float) -> None:
+    """Plain SGD, in place: p <- p - lr * dL/dp for every parameter of every layer."""
+    for layer in layers.values():
+        for name, value in layer.params().items():
+            value -= lr * layer.grads[name]
+
+
+class TinyNumpyCNN:
+    """Conv 3x3 x filters -> MaxPool 2 -> Dense 10, trained with softmax cross-entropy."""
+
+    def __init__(self, filters: int = 8, seed: int = 0, dtype=np.float64):
+        rng = np.random.default_rng(seed)
+        self.dtype = np.dtype(dtype)
+        self.layers = {"conv": Conv3x3(filters, rng, self.dtype), "pool": MaxPool2(),
+                       "dense": Dense(13 * 13 * filters, 10, rng, self.dtype)}
+        self.loss = SoftmaxCrossEntropy()
+
+    def forward(self, images: np.ndarray) -> np.ndarray:
+        """Logits (B, 10) of images (B, 28, 28)."""
+        x = images
+        for layer in self.layers.values():
+            x = layer.forward(x)
+        return x
+
+    def backward(self, d_logits: np.ndarray) -> None:
+        d = self.layers["dense"].backward(d_logits)
+        d = self.layers["pool"].backward(d)
+        self.layers["conv"].backward(d, need_input_grad=False)  # nothing below the first layer
+
+    def loss_and_grads(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+        """Forward, loss and backward; the gradients are left in each layer's .grads. Returns loss, logits."""
+        logits = self.forward(images)
+        loss = self.loss.forward(logits, labels)
+        self.backward(self.loss.backward())
+        return loss, logits
+
+    def parameter_arrays(self) -> dict:
+        return {f"{name}.{p}": value for name, layer in self.layers.items() for p, value in layer.params().items()}
+
+    def gradient_arrays(self) -> dict:
+        return {f"{name}.{p}": layer.grads[p] for name, layer in self.layers.items() for p in layer.params()}
+
+    def layer_rows(self) -> list[dict]:
+        """The per-layer table, in the columns of experiments.summary."""
+        filters = len(self.layers["conv"].filters)
+        shapes = {"conv": (filters, 26, 26), "pool": (filters, 13, 13), "dense": (10,)}
+        types = {"conv": "Conv3x3", "pool": "MaxPool2", "dense": "Dense"}
+        return [{"layer": name, "type": types[name], "output_shape": "x".join(map(str, shapes[name])),
+                 "activations": int(np.prod(shapes[name])),
+                 "params": sum(v.size for v in layer.params().values())}
+                for name, layer in self.layers.items()]
+
+
+class NumpyLearner:
+    """Adapts TinyNumpyCNN to experiments.train: numpy arrays in, SGD steps, logits out."""
+
+    def __init__(self, model: TinyNumpyCNN, lr: float):
+        self.model, self.lr = model, lr
+
+    def to_inputs(self, images: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(images[:, 0], dtype=self.model.dtype)  # (N, 1, 28, 28) -> (N, 28, 28)
+
+    def to_labels(self, labels: np.ndarray) -> np.ndarray:
+        return labels.astype(np.int64)
+
+    def train_step(self, inputs: np.ndarray, labels: np.ndarray) -> tuple[float, int]:
+        loss, logits = self.model.loss_and_grads(inputs, labels)
+        sgd_step(self.model.layers, self.lr)
+        return loss, int((logits.argmax(axis=1) == labels).sum())
+
+    def logits(self, inputs: np.ndarray) -> np.ndarray:
+        return self.model.forward(inputs)
+
+    def state(self) -> dict:
+        return {name: value.copy() for name, value in self.model.parameter_arrays().items()}
+
+    def load_state(self, state: dict) -> None:
+        for name, value in self.model.parameter_arrays().items():
+            value[...] = state[name]

@@ -1,0 +1,208 @@
+"""One tracked run: configuration -> data -> model -> fit -> test -> everything logged to MLflow."""
+import platform
+import time
+from dataclasses import asdict, dataclass, fields, replace
+
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import confusion_matrix
+
+from experiments.data import DATASETS, INPUT_SCALINGS, NUM_CLASSES, make_splits, scale_images
+from experiments.diagnosis import BEST_ERROR, diagnose
+from experiments.models import MODELS, get_model_spec
+from experiments.schema import Artifact, Metric, Param, Tag
+from experiments.summary import layer_table, size_figures
+from experiments.tracking import DEFAULT_EXPERIMENT, RunLogger
+from experiments.train import OPTIMIZERS, TorchLearner, default_device, evaluate, fit
+
+MISCLASSIFIED_LIMIT = 1000  # most-confident mistakes kept per run
+
+
+class ConfigError(ValueError):
+    """A run configuration that cannot run; raised before anything is logged."""
+
+
+@dataclass
+class RunConfig:
+    model: str
+    epochs: int
+    batch_size: int
+    optimizer: str
+    lr: float
+    input_scaling: str
+    val_split: float = 0.0
+    val_from_test: float = 0.0
+    train_size: int | None = None
+    test_size: int | None = None
+    style: str | None = None
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    seed: int = 0
+    train_eval_size: int = 10_000
+    best_error: float | None = None
+    log_every: int = 50
+    filters: int = 8
+    dtype: str = "float64"  # numpy model only
+    device: str | None = None
+    experiment: str = DEFAULT_EXPERIMENT
+    run_name: str | None = None
+    suite: str | None = None
+    progress: bool = True
+
+    @classmethod
+    def from_recipe(cls, model: str, **overrides) -> "RunConfig":
+        """The model's published recipe, with any non-None override applied."""
+        recipe = asdict(get_model_spec(model).recipe)
+        recipe.pop("published_test_acc")
+        config = cls(model=model, **recipe)
+        if overrides.get("val_split") or overrides.get("val_from_test"):
+            config = replace(config, val_split=0.0, val_from_test=0.0)  # the override chooses the split kind
+        known = {f.name for f in fields(cls)}
+        return replace(config, **{k: v for k, v in overrides.items() if v is not None and k in known})
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first bad argument and its allowed values."""
+        spec = MODELS.get(self.model)
+        checks = [
+            (spec is not None, "model", f"one of {', '.join(MODELS)}"),
+            (self.dataset in DATASETS, "dataset", f"one of {', '.join(DATASETS)}"),
+            (self.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}"),
+            (self.input_scaling in INPUT_SCALINGS, "input-scaling", f"one of {', '.join(INPUT_SCALINGS)}"),
+            (self.epochs > 0, "epochs", "an integer > 0"),
+            (self.batch_size > 0, "batch-size", "an integer > 0"),
+            (self.lr > 0, "lr", "a number > 0"),
+            (self.log_every > 0, "log-every", "an integer > 0"),
+            (self.train_eval_size > 0, "train-eval-size", "an integer > 0"),
+            (self.filters > 0, "filters", "an integer > 0"),
+            (self.train_size is None or self.train_size > 0, "train-size", "an integer > 0"),
+            (self.test_size is None or self.test_size > 0, "test-size", "an integer > 0"),
+            (0 <= self.val_split < 1, "val-split", "a fraction in (0, 1)"),
+            (0 <= self.val_from_test < 1, "val-from-test", "a fraction in (0, 1)"),
+            ((self.val_split > 0) != (self.val_from_test > 0), "val-split/val-from-test",
+             "exactly one of them > 0"),
+            (self.dtype in ("float64", "float32"), "dtype", "float64 or float32"),
+        ]
+        for ok, argument, allowed in checks:
+            if not ok:
+                raise ConfigError(f"--{argument}: {getattr(self, argument.replace('-', '_'), '')!r} is not "
+                                  f"allowed; expected {allowed}")
+        if spec.framework == "numpy" and self.optimizer != "sgd":
+            raise ConfigError(f"--optimizer: the numpy model supports only sgd, not {self.optimizer!r}")
+        if self.style is not None and self.style not in spec.styles:
+            raise ConfigError(f"--style: model {self.model!r} has no style {self.style!r}; "
+                              f"expected one of {', '.join(spec.styles)}")
+
+
+def make_model_and_learner(config: RunConfig, device: str):
+    spec = get_model_spec(config.model)
+    if spec.framework == "numpy":
+        from experiments.numpy_cnn import NumpyLearner, TinyNumpyCNN
+
+        model = TinyNumpyCNN(filters=config.filters, seed=config.seed, dtype=np.dtype(config.dtype))
+        return model, NumpyLearner(model, lr=config.lr)
+    torch.manual_seed(config.seed)
+    model = spec.build(config.style)
+    return model, TorchLearner(model, config.optimizer, config.lr, device)
+
+
+def run_params(config: RunConfig, splits, device: str, best_error: float) -> dict:
+    spec = get_model_spec(config.model)
+    return {
+        Param.MODEL: config.model, Param.STYLE: config.style or spec.styles[0], Param.FRAMEWORK: spec.framework,
+        Param.DATASET: config.dataset, Param.DATA_DIR: splits.data_dir, Param.INPUT_SCALING: config.input_scaling,
+        Param.EPOCHS: config.epochs, Param.BATCH_SIZE: config.batch_size, Param.OPTIMIZER: config.optimizer,
+        Param.LR: config.lr, Param.SEED: config.seed, Param.VAL_SPLIT: config.val_split,
+        Param.VAL_FROM_TEST: config.val_from_test, Param.TRAIN_SIZE: len(splits.train),
+        Param.VAL_SIZE: len(splits.val), Param.TEST_SIZE: len(splits.test),
+        Param.TRAIN_EVAL_SIZE: min(config.train_eval_size, len(splits.train)), Param.BEST_ERROR: best_error,
+        Param.LOG_EVERY: config.log_every, Param.DEVICE: device,
+        **({Param.FILTERS: config.filters, Param.DTYPE: config.dtype} if spec.framework == "numpy" else {}),
+        Param.TORCH_VERSION: torch.__version__, Param.NUMPY_VERSION: np.__version__,
+        Param.MLFLOW_VERSION: mlflow.__version__, Param.PYTHON_VERSION: platform.python_version(),
+    }
+
+
+def test_artifacts(test_result: dict, test, class_names) -> dict:
+    """Confusion matrix, per-class accuracy and misclassified samples of the test evaluation."""
+    predicted, confidence = test_result["predicted"], test_result["confidence"]
+    matrix = confusion_matrix(test.labels, predicted, labels=range(NUM_CLASSES))
+    support = matrix.sum(axis=1)
+    per_class = pd.DataFrame({"class": range(NUM_CLASSES), "name": class_names, "support": support,
+                              "correct": matrix.diagonal(),
+                              "accuracy": np.where(support > 0, matrix.diagonal() / np.maximum(support, 1), np.nan)})
+    wrong = np.flatnonzero(predicted != test.labels)
+    wrong = wrong[np.argsort(-confidence[wrong], kind="stable")][:MISCLASSIFIED_LIMIT]
+    misclassified = pd.DataFrame({"index": test.index[wrong], "true": test.labels[wrong],
+                                  "predicted": predicted[wrong], "confidence": confidence[wrong].round(5)})
+    return {"confusion": {"class_names": list(class_names), "matrix": matrix.tolist()},
+            "per_class": per_class, "misclassified": misclassified}
+
+
+def execute(config: RunConfig) -> dict:
+    """Train and test one configuration, logging it as one MLflow run; returns the final metrics."""
+    config.validate()
+    started = time.perf_counter()
+    spec = get_model_spec(config.model)
+    try:
+        splits = make_splits(config.dataset, data_dir=config.data_dir, val_split=config.val_split,
+                             val_from_test=config.val_from_test, train_size=config.train_size,
+                             test_size=config.test_size, seed=config.seed)
+    except ValueError as err:  # sizes that do not fit the data
+        raise ConfigError(str(err)) from err
+    device = "cpu" if spec.framework == "numpy" else (config.device or default_device())
+    best_error = BEST_ERROR[config.dataset] if config.best_error is None else config.best_error
+    model, learner = make_model_and_learner(config, device)
+    dtype = np.dtype(config.dtype) if spec.framework == "numpy" else np.float32
+    inputs = {name: learner.to_inputs(scale_images(part.images, config.input_scaling, dtype))
+              for name, part in (("train", splits.train), ("val", splits.val), ("test", splits.test))}
+    eval_rows = np.sort(np.random.default_rng(config.seed).permutation(len(splits.train))[:config.train_eval_size])
+
+    logger = RunLogger.start(
+        config.experiment, config.run_name or f"{config.model}-{config.dataset}",
+        params=run_params(config, splits, device, best_error),
+        tags={Tag.RECIPE_SOURCE: spec.source, **({Tag.SUITE: config.suite} if config.suite else {})},
+        class_names=splits.class_names)
+    try:
+        history = fit(learner, (inputs["train"], learner.to_labels(splits.train.labels)),
+                      (inputs["val"], splits.val.labels),
+                      (inputs["train"][eval_rows], splits.train.labels[eval_rows]),
+                      epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
+                      best_error=best_error, log_every=config.log_every, progress=config.progress,
+                      on_epoch=logger.log_epoch)
+        learner.load_state(history["best_state"])
+        tested = evaluate(learner, inputs["test"], splits.test.labels)
+        final = log_results(logger, model, history, tested, splits)
+        final[Metric.TOTAL_SECONDS] = time.perf_counter() - started
+        logger.log_metrics({Metric.TOTAL_SECONDS: final[Metric.TOTAL_SECONDS]}, step=config.epochs)
+        logger.finish("FINISHED")
+    except KeyboardInterrupt:
+        logger.finish("KILLED", error="interrupted (KeyboardInterrupt)")
+        raise
+    except BaseException as err:
+        logger.finish("FAILED", error=f"{type(err).__name__}: {err}")
+        raise
+    return {"run_id": logger.run_id, **final}
+
+
+def log_results(logger: RunLogger, model, history: dict, tested: dict, splits) -> dict:
+    """Final metrics, diagnosis tags and artifacts of a trained run."""
+    last = history["records"][-1]
+    table = layer_table(model)
+    final = {Metric.TEST_LOSS: tested["loss"], Metric.TEST_ACC: tested["acc"],
+             Metric.BEST_EPOCH: history["best_epoch"], Metric.BEST_VAL_ACC: history["best_val_acc"],
+             **size_figures(model, table)}
+    logger.log_metrics(final, step=len(history["records"]))
+    label, rule = diagnose(last[Metric.AVOIDABLE_BIAS], last[Metric.VARIANCE])
+    logger.set_tags({Tag.DIAGNOSIS: label, Tag.DIAGNOSIS_RULE: f"final epoch: {rule}"})
+    artifacts = test_artifacts(tested, splits.test, splits.class_names)
+    logger.log_table(table, Artifact.LAYERS)
+    logger.log_dict(artifacts["confusion"], Artifact.CONFUSION_TEST)
+    logger.log_table(artifacts["per_class"], Artifact.PER_CLASS)
+    logger.log_table(artifacts["misclassified"], Artifact.MISCLASSIFIED)
+    if hasattr(model, "parameter_arrays"):
+        logger.log_npz(model.parameter_arrays(), Artifact.NUMPY_WEIGHTS)
+    else:
+        logger.log_torch_model(model)
+    return final

@@ -1,0 +1,112 @@
+"""The MLflow run schema: every metric, param, tag and artifact name a run carries.
+
+Runners write these names and the dashboard reads them; no other module spells them.
+`python -m experiments schema` prints the table below as Markdown.
+
+Metrics are fractions in [0, 1] for accuracies and errors. Per-epoch metrics use
+step = epoch (1-based); `train_loss_step` uses step = global optimisation step.
+"""
+
+
+class Name(str):
+    """One schema entry: the string MLflow stores (the str itself) and what it means (.doc)."""
+
+    def __new__(cls, key: str, doc: str):
+        name = super().__new__(cls, key)
+        name.doc = doc
+        return name
+
+
+class Metric:
+    """Metrics. Per-epoch ones are logged with step = epoch."""
+
+    TRAIN_LOSS = Name("train_loss", "mean cross-entropy on the train-eval subset, model in eval mode (per epoch)")
+    TRAIN_ACC = Name("train_acc", "accuracy on the train-eval subset (per epoch)")
+    VAL_LOSS = Name("val_loss", "mean cross-entropy on the validation set (per epoch)")
+    VAL_ACC = Name("val_acc", "accuracy on the validation set (per epoch)")
+    BIAS = Name("bias", "train error = 1 - train_acc (per epoch)")
+    VARIANCE = Name("variance", "val error - train error (per epoch)")
+    AVOIDABLE_BIAS = Name("avoidable_bias", "train error - best achievable error (param best_error) (per epoch)")
+    EPOCH_SECONDS = Name("epoch_seconds", "seconds of the epoch's training phase (per epoch)")
+    SAMPLES_PER_S = Name("samples_per_s", "training samples / epoch_seconds (per epoch)")
+    TRAIN_LOSS_STEP = Name("train_loss_step", "mean training loss of the last log_every steps (step = global step)")
+    TEST_LOSS = Name("test_loss", "mean cross-entropy on the test set, best-val weights (final)")
+    TEST_ACC = Name("test_acc", "accuracy on the test set, best-val weights (final)")
+    BEST_EPOCH = Name("best_epoch", "epoch with the highest val_acc (final)")
+    BEST_VAL_ACC = Name("best_val_acc", "highest val_acc over the epochs (final)")
+    PARAMS_TOTAL = Name("params_total", "number of parameters (final)")
+    PARAMS_TRAINABLE = Name("params_trainable", "number of trainable parameters (final)")
+    MODEL_BYTES = Name("model_bytes", "bytes of parameters and buffers (final)")
+    ACTIVATION_BYTES = Name("activation_bytes_per_image", "bytes of layer outputs for one image's forward pass (final)")
+    TOTAL_SECONDS = Name("total_seconds", "wall time of the whole run, evaluation included (final)")
+
+    PER_EPOCH = (TRAIN_LOSS, TRAIN_ACC, VAL_LOSS, VAL_ACC, BIAS, VARIANCE, AVOIDABLE_BIAS,
+                 EPOCH_SECONDS, SAMPLES_PER_S)
+    FINAL = (TEST_LOSS, TEST_ACC, BEST_EPOCH, BEST_VAL_ACC, PARAMS_TOTAL, PARAMS_TRAINABLE,
+             MODEL_BYTES, ACTIVATION_BYTES, TOTAL_SECONDS)
+
+
+class Param:
+    """Params: the run's configuration, all logged at the start."""
+
+    MODEL = Name("model", "registry name of the model (python -m experiments models)")
+    STYLE = Name("style", "how the model is built: sequential or functional")
+    FRAMEWORK = Name("framework", "pytorch or numpy")
+    DATASET = Name("dataset", "mnist or fashion-mnist")
+    DATA_DIR = Name("data_dir", "folder holding the dataset's IDX files")
+    INPUT_SCALING = Name("input_scaling", "unit: x/255; centered: x/255 - 0.5")
+    EPOCHS = Name("epochs", "number of training epochs")
+    BATCH_SIZE = Name("batch_size", "training mini-batch size")
+    OPTIMIZER = Name("optimizer", "sgd, adam or adadelta")
+    LR = Name("lr", "learning rate")
+    SEED = Name("seed", "seed for weights, splits and shuffling")
+    VAL_SPLIT = Name("val_split", "fraction of train carved (stratified) for validation, or 0")
+    VAL_FROM_TEST = Name("val_from_test", "fraction of test carved (stratified) for validation, or 0")
+    TRAIN_SIZE = Name("train_size", "training images actually used")
+    VAL_SIZE = Name("val_size", "validation images")
+    TEST_SIZE = Name("test_size", "test images")
+    TRAIN_EVAL_SIZE = Name("train_eval_size", "training images re-evaluated each epoch for train_loss/acc")
+    BEST_ERROR = Name("best_error", "estimate of the best achievable error, for avoidable_bias")
+    LOG_EVERY = Name("log_every", "steps between train_loss_step points")
+    FILTERS = Name("filters", "conv filters of the numpy model")
+    DTYPE = Name("dtype", "float type of the numpy model: float64 or float32")
+    DEVICE = Name("device", "cpu or cuda")
+    TORCH_VERSION = Name("torch_version", "PyTorch version")
+    NUMPY_VERSION = Name("numpy_version", "numpy version")
+    MLFLOW_VERSION = Name("mlflow_version", "MLflow version")
+    PYTHON_VERSION = Name("python_version", "Python version")
+
+
+class Tag:
+    """Tags: facts about the run that are not configuration."""
+
+    DIAGNOSIS = Name("diagnosis", "high bias / high variance / high bias and variance / good fit (experiments.diagnosis)")
+    DIAGNOSIS_RULE = Name("diagnosis_rule", "the thresholds and numbers that gave the diagnosis")
+    RECIPE_SOURCE = Name("recipe_source", "where the model and its recipe come from")
+    SUITE = Name("suite", "the suite that started the run, if any")
+    ERROR = Name("error", "why the run failed, if it did")
+    RUN_NAME = Name("mlflow.runName", "MLflow's own run name tag")
+
+
+class Artifact:
+    """Artifact paths, relative to the run's artifact root."""
+
+    LAYERS = Name("layers.csv", "per-layer table: layer, type, output_shape, activations, params")
+    CONFUSION_TEST = Name("confusion_test.json", "{class_names, matrix}: rows true, columns predicted, test set")
+    CONFUSION_VAL_EPOCHS = Name("confusion_val_epochs.json",
+                                "{class_names, epochs, matrices}: validation matrix of every epoch so far")
+    PER_CLASS = Name("per_class_accuracy.csv", "class, name, support, correct, accuracy on the test set")
+    MISCLASSIFIED = Name("misclassified_test.csv",
+                         "index (in the dataset's test file), true, predicted, confidence")
+    MODEL = Name("model", "PyTorch model (mlflow.pytorch.log_model), best-val weights")
+    NUMPY_WEIGHTS = Name("weights.npz", "numpy model weights, best-val")
+
+
+def schema_markdown() -> str:
+    """The whole schema as a Markdown table, for the docs and the CLI."""
+    rows = ["| kind | name | meaning |", "|---|---|---|"]
+    for kind, group in (("metric", Metric), ("param", Param), ("tag", Tag), ("artifact", Artifact)):
+        for value in vars(group).values():
+            if isinstance(value, Name):
+                rows.append(f"| {kind} | `{value}` | {value.doc} |")
+    return "\n".join(rows)

@@ -1,0 +1,141 @@
+"""Writing runs to MLflow: the store's location and one RunLogger per training run.
+
+The default store is embedded: an SQLite database plus an artifact folder under mlruns/ at the
+repository root, nothing to start. MLFLOW_TRACKING_URI points runners and dashboard anywhere else.
+Everything is logged in batches: one log_batch and at most one artifact write per epoch.
+"""
+import os
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import unquote
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.entities import Metric as MlflowMetric, Param as MlflowParam, RunTag
+from mlflow.tracking import MlflowClient
+
+from experiments.schema import Artifact, Metric, Tag
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_STORE = REPO_ROOT / "mlruns"
+DEFAULT_EXPERIMENT = "cnn-experiments"
+MAX_PARAMS_PER_BATCH = 100  # MLflow's limit on params in one log_batch call
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI if set, else the embedded SQLite store in mlruns/."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{DEFAULT_STORE / 'mlflow.db'}"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of an sqlite:/// URI (sqlite:////abs/x.db or sqlite:///relative.db), else None."""
+    prefix = "sqlite:///"
+    return Path(unquote(uri[len(prefix):])).resolve() if uri.startswith(prefix) else None
+
+
+def artifact_root(uri: str) -> str | None:
+    """Artifacts of an SQLite store go beside its database; a server chooses its own (None)."""
+    database = sqlite_path(uri)
+    return (database.parent / "artifacts").as_uri() if database else None
+
+
+def get_client() -> MlflowClient:
+    uri = tracking_uri()
+    if database := sqlite_path(uri):
+        database.parent.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(uri)
+
+
+def store_has_runs() -> bool:
+    client = get_client()
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return bool(experiments and client.search_runs(experiments, max_results=1))
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    """The id of experiment `name`, created (with its artifact location) if missing."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    root = artifact_root(client.tracking_uri)
+    return client.create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
+
+
+def json_ready(matrix: np.ndarray) -> list:
+    return np.asarray(matrix).astype(int).tolist()
+
+
+class RunLogger:
+    """Logs one training run: params and tags at the start, a batch per epoch, results at the end."""
+
+    def __init__(self, client: MlflowClient, run_id: str, class_names: tuple[str, ...]):
+        self.client, self.run_id, self.class_names = client, run_id, list(class_names)
+        self.global_step, self.log_every = 0, 1
+        self.val_confusions: dict = {"class_names": self.class_names, "epochs": [], "matrices": []}
+
+    @classmethod
+    def start(cls, experiment: str, run_name: str, params: dict, tags: dict,
+              class_names: tuple[str, ...]) -> "RunLogger":
+        client = get_client()
+        run = client.create_run(experiment_id(client, experiment), run_name=run_name,
+                                tags={k: str(v) for k, v in tags.items()})
+        logger = cls(client, run.info.run_id, class_names)
+        items = [MlflowParam(k, str(v)) for k, v in params.items()]
+        for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
+            client.log_batch(logger.run_id, params=items[i:i + MAX_PARAMS_PER_BATCH])
+        logger.log_every = int(params.get("log_every", 1))
+        return logger
+
+    def log_metrics(self, values: dict, step: int) -> None:
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[MlflowMetric(k, float(v), now, step) for k, v in values.items()])
+
+    def log_epoch(self, record: dict) -> None:
+        """One epoch: its metrics and step losses in one batch, and the val confusion matrices so far."""
+        now = int(time.time() * 1000)
+        epoch = record["epoch"]
+        metrics = [MlflowMetric(name, float(record[name]), now, epoch) for name in Metric.PER_EPOCH]
+        for loss in record["step_losses"]:
+            self.global_step += self.log_every
+            metrics.append(MlflowMetric(Metric.TRAIN_LOSS_STEP, float(loss), now, self.global_step))
+        for i in range(0, len(metrics), 1000):  # MLflow accepts at most 1000 metrics per batch
+            self.client.log_batch(self.run_id, metrics=metrics[i:i + 1000])
+        self.val_confusions["epochs"].append(epoch)
+        self.val_confusions["matrices"].append(json_ready(record["val_confusion"]))
+        self.client.log_dict(self.run_id, self.val_confusions, Artifact.CONFUSION_VAL_EPOCHS)
+
+    def log_table(self, frame: pd.DataFrame, name: str) -> None:
+        self.client.log_text(self.run_id, frame.to_csv(index=False), name)
+
+    def log_dict(self, data: dict, name: str) -> None:
+        self.client.log_dict(self.run_id, data, name)
+
+    def set_tags(self, tags: dict) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_npz(self, arrays: dict, name: str) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            np.savez(path, **arrays)
+            self.client.log_artifact(self.run_id, str(path))
+
+    def log_torch_model(self, model) -> None:
+        """The model through mlflow.pytorch in its default 'pt2' exported-graph format (no pickle to load).
+
+        Requirements are pinned here so MLflow need not infer them in a subprocess.
+        """
+        import mlflow.pytorch
+        import torch
+
+        mlflow.set_tracking_uri(self.client.tracking_uri)
+        with mlflow.start_run(run_id=self.run_id, log_system_metrics=False):
+            mlflow.pytorch.log_model(model.cpu().eval(), name=Artifact.MODEL,
+                                     input_example=np.zeros((2, 1, 28, 28), dtype=np.float32),
+                                     pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+
+    def finish(self, status: str = "FINISHED", error: str | None = None) -> None:
+        if error:
+            self.set_tags({Tag.ERROR: error[:5000]})
+        self.client.set_terminated(self.run_id, status=status)

@@ -1,0 +1,157 @@
+"""Training and evaluation loops, shared by every model.
+
+A *learner* adapts a model to these loops (TorchLearner here, NumpyLearner in numpy_cnn):
+it turns uint8-derived float arrays into its own inputs, takes one optimisation step, and
+returns logits. Train and validation are measured by the same `evaluate`.
+"""
+import copy
+import time
+from typing import Callable, Protocol
+
+import numpy as np
+import torch
+from sklearn.metrics import confusion_matrix
+from tqdm.auto import tqdm
+
+from experiments.data import NUM_CLASSES
+from experiments.diagnosis import bias_variance
+from experiments.schema import Metric
+
+
+class Learner(Protocol):
+    def to_inputs(self, images: np.ndarray): ...
+    def to_labels(self, labels: np.ndarray): ...
+    def train_step(self, inputs, labels) -> tuple[float, int]: ...
+    def logits(self, inputs) -> np.ndarray: ...
+    def state(self) -> dict: ...
+    def load_state(self, state: dict) -> None: ...
+
+
+OPTIMIZERS = {
+    "sgd": torch.optim.SGD,
+    "adam": torch.optim.Adam,
+    "adadelta": torch.optim.Adadelta,
+}
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class TorchLearner:
+    """A torch.nn.Module with its optimizer; data lives on the device as tensors, batches are index slices."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: str, lr: float, device: str):
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.optimizer = OPTIMIZERS[optimizer](self.model.parameters(), lr=lr)
+
+    def to_inputs(self, images: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(images).to(self.device)
+
+    def to_labels(self, labels: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(labels.astype(np.int64)).to(self.device)
+
+    def train_step(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
+        self.model.train()
+        logits = self.model(inputs)
+        loss = torch.nn.functional.cross_entropy(logits, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.item(), int((logits.argmax(1) == labels).sum())
+
+    @torch.inference_mode()
+    def logits(self, inputs: torch.Tensor) -> np.ndarray:
+        self.model.eval()
+        return self.model(inputs).float().cpu().numpy()
+
+    def state(self) -> dict:
+        return copy.deepcopy(self.model.state_dict())
+
+    def load_state(self, state: dict) -> None:
+        self.model.load_state_dict(state)
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def evaluate(learner: Learner, inputs, labels: np.ndarray, batch_size: int = 1000) -> dict:
+    """Loss, accuracy, predictions and confidences of the model on one dataset (model in eval mode)."""
+    logits = np.concatenate([learner.logits(inputs[i:i + batch_size]) for i in range(0, len(labels), batch_size)])
+    log_probs = log_softmax(logits.astype(np.float64))
+    predicted = log_probs.argmax(axis=1)
+    return {
+        "loss": float(-log_probs[np.arange(len(labels)), labels].mean()),
+        "acc": float((predicted == labels).mean()),
+        "predicted": predicted,
+        "confidence": np.exp(log_probs.max(axis=1)),
+    }
+
+
+def train_epoch(learner: Learner, inputs, labels, batch_size: int, rng: np.random.Generator,
+                log_every: int, desc: str = "", progress: bool = True) -> dict:
+    """One pass over the shuffled training set; returns loss, accuracy, timing and the step-loss curve."""
+    n = len(labels)
+    order = rng.permutation(n)
+    step_losses, window, total_loss, total_correct = [], [], 0.0, 0
+    bar = tqdm(total=n, desc=desc, unit="img", disable=not progress, leave=False, mininterval=0.5)
+    start = time.perf_counter()
+    for step, i in enumerate(range(0, n, batch_size), start=1):
+        rows = order[i:i + batch_size]
+        loss, correct = learner.train_step(inputs[rows], labels[rows])
+        total_loss += loss * len(rows)
+        total_correct += correct
+        window.append(loss)
+        if step % log_every == 0:
+            step_losses.append(float(np.mean(window)))
+            window = []
+            bar.set_postfix(loss=f"{step_losses[-1]:.4f}", acc=f"{total_correct / (i + len(rows)):.4f}", refresh=False)
+        bar.update(len(rows))
+    seconds = time.perf_counter() - start
+    bar.close()
+    return {"loss": total_loss / n, "acc": total_correct / n, "step_losses": step_losses,
+            "seconds": seconds, "samples_per_s": n / seconds}
+
+
+def fit(learner: Learner, train: tuple, val: tuple, train_eval: tuple, *, epochs: int, batch_size: int,
+        seed: int, best_error: float, log_every: int, progress: bool = True,
+        on_epoch: Callable[[dict], None] | None = None) -> dict:
+    """Train for `epochs`, measuring train-eval and val sets after each; keep the best-val weights.
+
+    `train`, `val` and `train_eval` are (inputs, labels) pairs: inputs in the learner's own type,
+    labels as the learner's type for train and as numpy arrays for the evaluated sets.
+    Calls on_epoch(record) after every epoch; returns the records, best epoch and best state.
+    """
+    rng = np.random.default_rng(seed)
+    records, best = [], {"epoch": 0, "val_acc": -1.0, "state": None}
+    for epoch in range(1, epochs + 1):
+        stats = train_epoch(learner, *train, batch_size, rng, log_every, f"epoch {epoch}/{epochs}", progress)
+        on_train = evaluate(learner, *train_eval)
+        on_val = evaluate(learner, *val)
+        record = {
+            "epoch": epoch,
+            Metric.TRAIN_LOSS: on_train["loss"], Metric.TRAIN_ACC: on_train["acc"],
+            Metric.VAL_LOSS: on_val["loss"], Metric.VAL_ACC: on_val["acc"],
+            **bias_variance(on_train["acc"], on_val["acc"], best_error),
+            Metric.EPOCH_SECONDS: stats["seconds"], Metric.SAMPLES_PER_S: stats["samples_per_s"],
+            "step_losses": stats["step_losses"],
+            "val_confusion": confusion_matrix(val[1], on_val["predicted"], labels=range(NUM_CLASSES)),
+        }
+        if not np.isfinite(stats["loss"]):
+            raise FloatingPointError(f"training loss became {stats['loss']} in epoch {epoch}")
+        if on_val["acc"] > best["val_acc"]:
+            best = {"epoch": epoch, "val_acc": on_val["acc"], "state": learner.state()}
+        records.append(record)
+        if progress:
+            tqdm.write(f"epoch {epoch}/{epochs}: train loss {on_train['loss']:.4f} acc {on_train['acc']:.4f}"
+                       f" | val loss {on_val['loss']:.4f} acc {on_val['acc']:.4f}"
+                       f" | {stats['samples_per_s']:.0f} img/s")
+        if on_epoch:
+            on_epoch(record)
+    return {"records": records, "best_epoch": best["epoch"], "best_val_acc": best["val_acc"],
+            "best_state": best["state"]}

@@ -1,0 +1,48 @@
+"""The registry's PyTorch models: shapes, parameter counts, and the two conv-conv builds agreeing."""
+import pytest
+import torch
+
+from experiments.models import MODELS, ConvConv, conv_conv_sequential
+from experiments.summary import layer_table, size_figures
+from experiments.schema import Metric
+
+
+@pytest.mark.parametrize("name", [n for n, s in MODELS.items() if s.framework == "pytorch"])
+def test_every_torch_model_maps_images_to_ten_logits(name):
+    for style in MODELS[name].styles:
+        assert MODELS[name].build(style)(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_conv_conv_builds_share_parameter_count_and_outputs():
+    torch.manual_seed(0)
+    sequential, functional = conv_conv_sequential(), ConvConv()
+    counts = [sum(p.numel() for p in m.parameters()) for m in (sequential, functional)]
+    assert counts == [1_199_882, 1_199_882]
+    # Same weights in the same order: copy tensor by tensor, then compare outputs in eval mode.
+    with torch.no_grad():
+        for source, target in zip(sequential.parameters(), functional.parameters(), strict=True):
+            target.copy_(source)
+    x = torch.randn(16, 1, 28, 28)
+    torch.testing.assert_close(functional.eval()(x), sequential.eval()(x), rtol=0, atol=0)
+    assert not torch.equal(ConvConv().eval()(x), sequential(x))  # different weights do differ
+
+
+def test_sequential_conv_conv_has_relu_after_dense_128():
+    layers = list(conv_conv_sequential())
+    dense = next(i for i, layer in enumerate(layers) if isinstance(layer, torch.nn.Linear))
+    assert isinstance(layers[dense + 1], torch.nn.ReLU)
+
+
+def test_layer_table_totals_match_parameter_count():
+    model = MODELS["two-block"].build()
+    table = layer_table(model)
+    sizes = size_figures(model, table)
+    assert table["params"].sum() == sizes[Metric.PARAMS_TOTAL] == 431_242
+    assert table.iloc[0].to_dict() == {"layer": "0", "type": "Conv2d", "output_shape": "32x26x26",
+                                       "activations": 32 * 26 * 26, "params": 320}
+    assert sizes[Metric.MODEL_BYTES] == 431_242 * 4
+
+
+def test_unknown_style_is_refused():
+    with pytest.raises(ValueError, match="no style 'functional'; choose one of sequential"):
+        MODELS["tiny"].build("functional")
