@@ -4,10 +4,9 @@ Each layer keeps its forward and backward side by side. forward(x) caches what b
 backward(dL/dout) returns dL/din and stores the parameter gradients in `.grads`. The optimizer
 (sgd_step) is kept apart from the layers. Arrays are batch-first, channels before pixels
 (B, C, H, W), the same layout as PyTorch, so the two can be compared weight for weight.
-Everything is vectorised over the batch and the pixels (im2col via sliding_window_view).
+Everything is vectorised over the batch and the pixels (im2col as 9 shifted copies).
 """
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 
 class Conv3x3:
@@ -18,27 +17,28 @@ class Conv3x3:
         self.grads = {}
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """out[b, f, i, j] = sum_kl x[b, i+k, j+l] * w[f, k, l]: one matmul of image patches by filters."""
-        batch, height, width = x.shape
-        self.out_hw = (height - 2, width - 2)
+        """out[b, f, i, j] = sum_kl w[f, k, l] x[b, i+k, j+l]: one matmul of filters by shifted images.
+
+        columns[3k + l] is the image shifted by (k, l), so together they hold every 3x3 patch (im2col).
+        """
         self.input_shape = x.shape
-        self.patches = sliding_window_view(x, (3, 3), axis=(1, 2)).reshape(-1, 9)  # (B*H'*W', 9)
-        out = self.patches @ self.filters.reshape(len(self.filters), 9).T  # (B*H'*W', F)
-        return out.reshape(batch, *self.out_hw, -1).transpose(0, 3, 1, 2)
+        h, w = x.shape[1] - 2, x.shape[2] - 2
+        self.columns = np.stack([x[:, k:k + h, l:l + w] for k in range(3) for l in range(3)])  # (9, B, h, w)
+        out = np.tensordot(self.filters.reshape(len(self.filters), 9), self.columns, axes=(1, 0))  # (F, B, h, w)
+        return out.transpose(1, 0, 2, 3)
 
     def backward(self, d_out: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         """dL/dw[f,k,l] = sum_bij dL/dout[b,f,i,j] x[b,i+k,j+l]; dL/dx[b,i+k,j+l] += dL/dout[b,f,i,j] w[f,k,l]."""
-        n_filters = len(self.filters)
-        d_flat = d_out.transpose(0, 2, 3, 1).reshape(-1, n_filters)  # (B*H'*W', F)
-        self.grads = {"filters": (d_flat.T @ self.patches).reshape(self.filters.shape)}
+        d_filters = np.tensordot(d_out, self.columns, axes=([0, 2, 3], [1, 2, 3]))  # (F, 9)
+        self.grads = {"filters": d_filters.reshape(self.filters.shape)}
         if not need_input_grad:
             return None
-        d_patches = (d_flat @ self.filters.reshape(n_filters, 9)).reshape(-1, *self.out_hw, 3, 3)
+        d_columns = np.tensordot(self.filters.reshape(len(self.filters), 9), d_out, axes=(0, 1))  # (9, B, h, w)
         d_x = np.zeros(self.input_shape, dtype=d_out.dtype)
-        h, w = self.out_hw
-        for k in range(3):  # 9 shifted slab additions, not a loop over pixels
-            for l in range(3):
-                d_x[:, k:k + h, l:l + w] += d_patches[:, :, :, k, l]
+        h, w = d_out.shape[2:]
+        for kl, d_column in enumerate(d_columns):  # 9 shifted slab additions, not a loop over pixels
+            k, l = divmod(kl, 3)
+            d_x[:, k:k + h, l:l + w] += d_column
         return d_x
 
     def params(self) -> dict:
@@ -48,20 +48,22 @@ class Conv3x3:
 class MaxPool2:
     """2x2 max pooling, stride 2. (B, F, H, W) -> (B, F, H/2, W/2)."""
 
+    OFFSETS = ((0, 0), (0, 1), (1, 0), (1, 1))  # a window's pixels in row-major order
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Each output is the max of its 2x2 window; the first max (row-major, as PyTorch) is remembered."""
-        b, f, h, w = x.shape
         self.input_shape = x.shape
-        windows = x.reshape(b, f, h // 2, 2, w // 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(b, f, h // 2, w // 2, 4)
-        self.argmax = windows.argmax(axis=-1)[..., None]
-        return np.take_along_axis(windows, self.argmax, axis=-1)[..., 0]
+        corners = [x[:, :, i::2, j::2] for i, j in self.OFFSETS]
+        out = np.maximum(np.maximum(corners[0], corners[1]), np.maximum(corners[2], corners[3]))
+        self.winner = np.select([c == out for c in corners[:3]], [0, 1, 2], default=3)
+        return out
 
     def backward(self, d_out: np.ndarray) -> np.ndarray:
         """dL/dx is dL/dout at the window's max and 0 elsewhere (max passes the gradient to its winner)."""
-        b, f, h, w = self.input_shape
-        d_windows = np.zeros((b, f, h // 2, w // 2, 4), dtype=d_out.dtype)
-        np.put_along_axis(d_windows, self.argmax, d_out[..., None], axis=-1)
-        return d_windows.reshape(b, f, h // 2, w // 2, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(b, f, h, w)
+        d_x = np.zeros(self.input_shape, dtype=d_out.dtype)
+        for position, (i, j) in enumerate(self.OFFSETS):
+            d_x[:, :, i::2, j::2] = np.where(self.winner == position, d_out, 0)
+        return d_x
 
     def params(self) -> dict:
         return {}
