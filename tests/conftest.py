@@ -53,3 +53,36 @@ def small_config(model: str = "lenet5", **overrides) -> RunConfig:
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def dashboard_store(session_store, mnist_dir):
+    """A real store for the dashboard: short real runs of several models, a data-size pair, a diverged
+    (FAILED) run, a foreign run with metrics but no schema or artifacts, a run with nothing logged,
+    and a deleted run. Returns (client, {role: run_id})."""
+    client, _ = session_store
+    ids = {}
+    for role, config in {
+        "lenet5": small_config("lenet5", run_name="lenet5-small"),
+        "conv": small_config("conv-conv", epochs=3, batch_size=64, run_name="conv-conv-small"),
+        "numpy": small_config("tiny-numpy", batch_size=4, lr=0.02, run_name="tiny-numpy-small"),
+        "size_small": small_config("softmax-regression", train_size=500, suite="data-size", run_name="sr-500"),
+        "size_large": small_config("softmax-regression", train_size=2000, suite="data-size", run_name="sr-2000"),
+    }.items():
+        ids[role] = execute(config)["run_id"]
+    with pytest.raises(FloatingPointError):
+        execute(small_config("tiny-numpy", lr=1e9, batch_size=50, run_name="diverged"))
+    experiment = client.get_experiment_by_name("cnn-experiments").experiment_id
+    ids["failed"] = client.search_runs([experiment], "attributes.run_name = 'diverged'")[0].info.run_id
+    foreign = client.create_run(experiment, run_name="<b>foreign</b> run")
+    for step, (train, val) in enumerate([(0.5, 0.45), (0.7, 0.6)], start=1):
+        client.log_metric(foreign.info.run_id, "train_acc", train, step=step)
+        client.log_metric(foreign.info.run_id, "val_acc", val, step=step)
+    client.set_terminated(foreign.info.run_id)
+    ids["foreign"] = foreign.info.run_id
+    ids["empty"] = client.create_run(experiment, run_name="nothing-yet").info.run_id
+    deleted = client.create_run(experiment, run_name="deleted-run").info.run_id
+    client.set_terminated(deleted)
+    client.delete_run(deleted)
+    ids["deleted"] = deleted
+    return client, ids

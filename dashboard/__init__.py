@@ -1,0 +1,1 @@
+"""The Streamlit dashboard: reader (MLflow -> pandas) -> analysis and figures (pure) -> widgets -> views."""

@@ -1,0 +1,93 @@
+"""Pure DataFrame computations behind the pages: filtering, histories, gaps, best epochs, param diffs."""
+import numpy as np
+import pandas as pd
+
+from experiments.diagnosis import ADVICE, bias_variance, diagnose
+from experiments.schema import Metric, Param
+
+
+def filter_runs(runs: pd.DataFrame, models=(), datasets=(), statuses=(), suites=(), text: str = "") -> pd.DataFrame:
+    """Rows matching every non-empty filter; `text` is a case-insensitive substring of 'param=value' pairs."""
+    keep = pd.Series(True, index=runs.index)
+    for column, chosen in (("model", models), ("dataset", datasets), ("status", statuses), ("suite", suites)):
+        if chosen:
+            keep &= runs[column].isin(chosen)
+    if text:
+        keep &= runs["params_text"].str.contains(text, case=False, regex=False) | \
+            runs["run_name"].str.contains(text, case=False, regex=False)
+    return runs[keep]
+
+
+def run_labels(runs: pd.DataFrame, run_ids) -> dict[str, str]:
+    """Readable, unique labels 'name (id8)' for run ids, in the given order."""
+    names = runs.set_index("run_id")["run_name"].to_dict()
+    return {run_id: f"{names.get(run_id, '?')} ({run_id[:8]})" for run_id in run_ids}
+
+
+def wide_history(metrics: pd.DataFrame, run_id: str) -> pd.DataFrame:
+    """One run's per-epoch metrics: index epoch, one column per metric."""
+    one = metrics[metrics["run_id"] == run_id]
+    return one.pivot_table(index="step", columns="metric", values="value", aggfunc="last").rename_axis("epoch")
+
+
+def differing_params(params: pd.DataFrame) -> pd.DataFrame:
+    """Only the params whose values are not the same for every run (index run, one column per param)."""
+    varying = [c for c in params.columns if params[c].astype(str).nunique(dropna=False) > 1]
+    return params[varying]
+
+
+def final_and_best(runs: pd.DataFrame, metrics: pd.DataFrame, run_ids) -> pd.DataFrame:
+    """Side by side per run: final and best validation accuracy, test accuracy, gap, params, s/epoch."""
+    rows = []
+    for run_id in run_ids:
+        history = wide_history(metrics, run_id)
+        row = runs.set_index("run_id").loc[run_id]
+        last = history.iloc[-1] if len(history) else pd.Series(dtype=float)
+        rows.append({
+            "run": row["run_name"], "model": row["model"], "epochs": len(history),
+            "final val acc": last.get(Metric.VAL_ACC, np.nan), "best val acc": row["best_val_acc"],
+            "best epoch": row["best_epoch"], "test acc": row["test_acc"],
+            "final gap": last.get(Metric.VARIANCE, np.nan), "params": row["params_total"],
+            "s / epoch": history[Metric.EPOCH_SECONDS].mean() if Metric.EPOCH_SECONDS in history else np.nan,
+        })
+    return pd.DataFrame(rows)
+
+
+def with_bias_variance(history: pd.DataFrame, best_error: float) -> pd.DataFrame:
+    """The history with bias, variance and avoidable bias derived from the accuracies where a run lacks them."""
+    derived = pd.DataFrame(bias_variance(history[Metric.TRAIN_ACC], history[Metric.VAL_ACC], best_error))
+    return history.combine_first(derived)
+
+
+def overfitting_facts(history: pd.DataFrame) -> dict:
+    """Best epoch, what was lost after it, and the diagnosis of the last epoch with its rule and advice."""
+    val = history[Metric.VAL_ACC].dropna()
+    best_epoch = int(val.idxmax())
+    last = history.iloc[-1]
+    label, rule = diagnose(last[Metric.AVOIDABLE_BIAS], last[Metric.VARIANCE])
+    return {"best_epoch": best_epoch, "best_val_acc": float(val.max()), "final_val_acc": float(val.iloc[-1]),
+            "lost_after_best": float(val.max() - val.iloc[-1]), "diagnosis": label, "rule": rule,
+            "advice": ADVICE[label], "final_epoch": int(history.index[-1])}
+
+
+def data_size_points(params: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
+    """Final train and validation error of each run against its training-set size."""
+    rows = []
+    for run_id, run_params in params.iterrows():
+        history = wide_history(metrics, run_id)
+        if history.empty or Param.TRAIN_SIZE not in run_params:
+            continue
+        last = history.iloc[-1]
+        rows.append({"run_id": run_id, "train_size": int(run_params[Param.TRAIN_SIZE]),
+                     "train_error": 1 - last[Metric.TRAIN_ACC], "val_error": 1 - last[Metric.VAL_ACC]})
+    return pd.DataFrame(rows, columns=["run_id", "train_size", "train_error", "val_error"])
+
+
+def off_diagonal_cells(matrix, class_names) -> pd.DataFrame:
+    """The confusions (true != predicted, count > 0), most frequent first."""
+    counts = np.asarray(matrix)
+    true, pred = np.nonzero(counts * (1 - np.eye(len(counts), dtype=int)))
+    cells = pd.DataFrame({"true": true, "predicted": pred, "count": counts[true, pred]})
+    cells["true name"] = [class_names[t] for t in cells["true"]]
+    cells["predicted name"] = [class_names[p] for p in cells["predicted"]]
+    return cells.sort_values("count", ascending=False, kind="stable").reset_index(drop=True)

@@ -1,0 +1,16 @@
+"""Entry point: `streamlit run dashboard/app.py`. Routes the pages and keeps the run selection."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # streamlit puts only dashboard/ on the path
+
+import streamlit as st  # noqa: E402
+
+st.set_page_config(page_title="CNN experiments", layout="wide")
+page = st.navigation([
+    st.Page("views/runs.py", title="Runs", url_path="runs", default=True),
+    st.Page("views/compare.py", title="Compare", url_path="compare"),
+    st.Page("views/overfitting.py", title="Overfitting inspector", url_path="overfitting"),
+    st.Page("views/detail.py", title="Run detail", url_path="detail"),
+])
+page.run()

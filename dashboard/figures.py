@@ -1,0 +1,155 @@
+"""Pure figure builders: DataFrames in, Plotly figures out. No Streamlit calls, so each is unit-tested."""
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from experiments.schema import Metric
+
+TRAIN_DASH, VAL_DASH = "dash", "solid"
+
+
+def run_colors(run_ids: list[str]) -> dict[str, str]:
+    """One distinct colour per run: the qualitative palette up to 10 runs, a sampled scale beyond."""
+    if len(run_ids) <= 10:
+        palette = px.colors.qualitative.Plotly
+    else:
+        palette = px.colors.sample_colorscale("Turbo", list(np.linspace(0.05, 0.95, len(run_ids))))
+    return {run_id: palette[i % len(palette)] for i, run_id in enumerate(run_ids)}
+
+
+def learning_curves(metrics: pd.DataFrame, labels: dict[str, str]) -> go.Figure:
+    """Loss and accuracy per epoch for every run: train dashed, validation solid, one colour per run.
+
+    `metrics` is long (run_id, metric, step, value); every logged point is drawn.
+    """
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
+    colors = run_colors(list(labels))
+    panels = [(Metric.TRAIN_LOSS, 1, TRAIN_DASH), (Metric.VAL_LOSS, 1, VAL_DASH),
+              (Metric.TRAIN_ACC, 2, TRAIN_DASH), (Metric.VAL_ACC, 2, VAL_DASH)]
+    for run_id, label in labels.items():
+        for name, col, dash in panels:
+            points = metrics[(metrics["run_id"] == run_id) & (metrics["metric"] == name)]
+            if points.empty:
+                continue
+            split = "train" if dash == TRAIN_DASH else "val"
+            fig.add_trace(go.Scatter(
+                x=points["step"], y=points["value"], mode="lines+markers", name=f"{label} ({split})",
+                legendgroup=run_id, showlegend=(col == 1),
+                line={"color": colors[run_id], "dash": dash}, marker={"size": 4},
+                hovertemplate=f"{label}<br>{name} %{{y:.4f}} at epoch %{{x}}<extra></extra>"), row=1, col=col)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_layout(height=420, legend={"font": {"size": 10}}, margin={"t": 40})
+    return fig
+
+
+def error_gap(history: pd.DataFrame, best_epoch: int | None = None) -> go.Figure:
+    """Train and validation error per epoch with the gap between them shaded and the best epoch marked.
+
+    `history` is wide: index epoch, columns train_acc and val_acc.
+    """
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=history.index, y=1 - history[Metric.TRAIN_ACC], name="train error",
+                             mode="lines+markers", line={"dash": TRAIN_DASH}))
+    fig.add_trace(go.Scatter(x=history.index, y=1 - history[Metric.VAL_ACC], name="validation error",
+                             mode="lines+markers", fill="tonexty", fillcolor="rgba(239,85,59,0.2)"))
+    if best_epoch:
+        fig.add_vline(x=best_epoch, line_dash="dot", annotation_text=f"best epoch {best_epoch}")
+    fig.update_layout(xaxis_title="epoch", yaxis_title="error", yaxis_tickformat=".1%", height=360,
+                      margin={"t": 30})
+    return fig
+
+
+def bias_variance(history: pd.DataFrame) -> go.Figure:
+    """Bias, variance and avoidable bias per epoch (wide history indexed by epoch)."""
+    fig = go.Figure()
+    for name in (Metric.BIAS, Metric.VARIANCE, Metric.AVOIDABLE_BIAS):
+        if name in history:
+            fig.add_trace(go.Scatter(x=history.index, y=history[name], name=str(name).replace("_", " "),
+                                     mode="lines+markers"))
+    fig.add_hline(y=0, line_color="gray", line_width=1)
+    fig.update_layout(xaxis_title="epoch", yaxis_tickformat=".1%", height=360, margin={"t": 30})
+    return fig
+
+
+def confusion_matrix(matrix: np.ndarray, class_names: list[str], normalize: bool = False) -> go.Figure:
+    """The confusion matrix as a grid of square markers (rows true, columns predicted).
+
+    Markers rather than a heatmap because Plotly heatmaps emit no selection events: each cell
+    can be clicked (or box-selected) and its customdata carries (true, predicted).
+    """
+    counts = np.asarray(matrix)
+    rows = counts.sum(axis=1, keepdims=True)
+    values = np.divide(counts, rows, out=np.zeros(counts.shape, dtype=float), where=rows > 0) if normalize \
+        else counts.astype(float)
+    n = len(class_names)
+    true, pred = np.meshgrid(range(n), range(n), indexing="ij")
+    text = [f"{v:.2f}" if normalize else f"{int(v)}" for v in values.ravel()]
+    fig = go.Figure(go.Scatter(
+        x=pred.ravel(), y=true.ravel(), mode="markers+text", text=text, textfont={"size": 10},
+        marker={"symbol": "square", "size": 34, "color": values.ravel(), "colorscale": "Blues",
+                "showscale": True, "line": {"width": 0}},
+        customdata=np.stack([true.ravel(), pred.ravel(), counts.ravel()], axis=1),
+        hovertemplate="true %{customdata[0]} / predicted %{customdata[1]}: %{customdata[2]} images<extra></extra>",
+    ))
+    ticks = {"tickmode": "array", "tickvals": list(range(n)), "ticktext": list(class_names)}
+    fig.update_layout(xaxis={**ticks, "title": "predicted", "side": "top"},
+                      yaxis={**ticks, "title": "true", "autorange": "reversed"},
+                      height=480, width=540, margin={"t": 60}, clickmode="event+select", dragmode="select")
+    return fig
+
+
+def confusion_difference(a: np.ndarray, b: np.ndarray, class_names: list[str], labels: tuple[str, str]) -> go.Figure:
+    """Row-normalised matrix of run B minus run A: red where B confuses more, blue where less."""
+    def normalised(m):
+        m = np.asarray(m, dtype=float)
+        return m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+
+    diff = normalised(b) - normalised(a)
+    limit = max(abs(diff).max(), 1e-9)
+    fig = go.Figure(go.Heatmap(z=diff, x=list(class_names), y=list(class_names), colorscale="RdBu_r",
+                               zmin=-limit, zmax=limit, text=np.round(diff, 3), texttemplate="%{text}",
+                               hovertemplate="true %{y} / predicted %{x}: %{z:+.3f}<extra></extra>"))
+    fig.update_layout(title=f"{labels[1]} minus {labels[0]} (row-normalised)", xaxis_title="predicted",
+                      yaxis_title="true", yaxis_autorange="reversed", height=480, width=560)
+    return fig
+
+
+def per_class_accuracy(per_class: pd.DataFrame) -> go.Figure:
+    fig = go.Figure(go.Bar(x=per_class["name"].astype(str), y=per_class["accuracy"],
+                           text=[f"{a:.1%}" for a in per_class["accuracy"]], textposition="outside"))
+    fig.update_layout(yaxis_tickformat=".0%", yaxis_range=[max(0, per_class["accuracy"].min() - 0.05), 1.02],
+                      xaxis_title="class", yaxis_title="test accuracy", height=360, margin={"t": 30})
+    return fig
+
+
+def parallel_coordinates(params: pd.DataFrame, score: pd.Series) -> go.Figure:
+    """Params (one column each; text values become categories) against test accuracy, one line per run."""
+    dimensions = []
+    for name in params.columns:
+        values = pd.to_numeric(params[name], errors="coerce")
+        if values.notna().all():
+            dimensions.append({"label": name, "values": values})
+        else:
+            codes, names = pd.factorize(params[name].astype(str))
+            dimensions.append({"label": name, "values": codes, "tickvals": list(range(len(names))),
+                               "ticktext": list(names)})
+    dimensions.append({"label": "test acc", "values": score})
+    fig = go.Figure(go.Parcoords(line={"color": score, "colorscale": "Viridis", "showscale": True},
+                                 dimensions=dimensions))
+    fig.update_layout(height=420, margin={"l": 60, "r": 60})
+    return fig
+
+
+def data_size_curve(points: pd.DataFrame) -> go.Figure:
+    """Train and validation error against training-set size (columns train_size, train_error, val_error)."""
+    points = points.sort_values("train_size")
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=points["train_size"], y=points["train_error"], name="train error",
+                             mode="lines+markers", line={"dash": TRAIN_DASH}))
+    fig.add_trace(go.Scatter(x=points["train_size"], y=points["val_error"], name="validation error",
+                             mode="lines+markers"))
+    fig.update_layout(xaxis_type="log", xaxis_title="training images", yaxis_title="error",
+                      yaxis_tickformat=".1%", height=360, margin={"t": 30})
+    return fig

@@ -1,0 +1,161 @@
+"""The dashboard's one read layer: MLflow -> pandas, cached with st.cache_data.
+
+Each `fetch_*` function is plain (client in, DataFrame out) so benchmarks and tests can call it cold;
+each `load_*` wrapper caches it per tracking URI. Nothing here writes to the store.
+"""
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from mlflow.entities import ViewType
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from experiments.data import load_split
+from experiments.schema import Metric, Param, Tag
+from experiments.tracking import tracking_uri
+
+CACHE_SECONDS = 30  # runs change while training; pages that show running runs refresh sooner
+RUN_COLUMNS = ["run_id", "experiment", "run_name", "model", "dataset", "status", "start", "duration_s",
+               "epochs", "params_epochs", "test_acc", "best_val_acc", "best_epoch", "gap", "diagnosis", "params_total",
+               "suite", "params_text"]
+
+
+class StoreError(Exception):
+    """The tracking store cannot be read; the message says why."""
+
+
+def client_for(uri: str) -> MlflowClient:
+    return MlflowClient(uri)
+
+
+def metric_frame(client: MlflowClient, run_ids: list[str], names: list[str]) -> pd.DataFrame:
+    """Every logged point of `names` for `run_ids`: columns run_id, metric, step, value. No downsampling.
+
+    SQL stores answer one query per metric for all runs (get_metric_history_bulk); other stores
+    fall back to MLflow's public per-run get_metric_history.
+    """
+    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    rows = []
+    for name in names:
+        if hasattr(store, "get_metric_history_bulk"):
+            points = store.get_metric_history_bulk(run_ids, name, max_results=None)
+            rows += [(p.run_id, name, p.step, p.value) for p in points]
+        else:
+            for run_id in run_ids:
+                rows += [(run_id, name, m.step, m.value) for m in client.get_metric_history(run_id, name)]
+    frame = pd.DataFrame(rows, columns=["run_id", "metric", "step", "value"])
+    # A step logged twice (e.g. a resumed run) keeps its last value.
+    return frame.drop_duplicates(["run_id", "metric", "step"], keep="last").sort_values(["run_id", "metric", "step"])
+
+
+def best_epochs(val_acc: pd.DataFrame) -> pd.DataFrame:
+    """Per run from its val_acc points: epochs logged, best val acc and the (first) epoch reaching it."""
+    if val_acc.empty:
+        return pd.DataFrame(columns=["run_id", "epochs", "best_val_acc", "best_epoch"])
+    clean = val_acc.dropna(subset=["value"])
+    best = clean.loc[clean.groupby("run_id")["value"].idxmax(), ["run_id", "value", "step"]]
+    best.columns = ["run_id", "best_val_acc", "best_epoch"]
+    epochs = val_acc.groupby("run_id")["step"].max().rename("epochs")
+    return best.merge(epochs, on="run_id", how="right")
+
+
+def fetch_runs(client: MlflowClient) -> pd.DataFrame:
+    """One row per run of every experiment, with best-epoch values computed from the val_acc history."""
+    try:
+        experiments = {e.experiment_id: e.name for e in client.search_experiments(view_type=ViewType.ALL)}
+        runs, token = [], None
+        while True:
+            page = client.search_runs(list(experiments), max_results=5000, page_token=token,
+                                      run_view_type=ViewType.ALL)
+            runs += page
+            token = page.token
+            if not token:
+                break
+    except Exception as err:  # an unreachable, unreadable or foreign store: say so, never a traceback
+        raise StoreError(f"cannot read the tracking store at {client.tracking_uri}: {err}") from err
+    if not runs:
+        return pd.DataFrame(columns=RUN_COLUMNS)
+    rows = []
+    for run in runs:
+        params, metrics, tags, info = run.data.params, run.data.metrics, run.data.tags, run.info
+        end = info.end_time or pd.Timestamp.now(tz="UTC").value // 10**6
+        rows.append({
+            "run_id": info.run_id, "experiment": experiments.get(info.experiment_id, info.experiment_id),
+            "run_name": info.run_name or info.run_id[:8], "model": params.get(Param.MODEL, "?"),
+            "dataset": params.get(Param.DATASET, "?"),
+            "status": "DELETED" if info.lifecycle_stage == "deleted" else info.status,
+            "start": pd.to_datetime(info.start_time, unit="ms", utc=True),
+            "duration_s": (end - info.start_time) / 1000 if info.start_time else np.nan,
+            "test_acc": metrics.get(Metric.TEST_ACC, np.nan), "gap": metrics.get(Metric.VARIANCE, np.nan),
+            "diagnosis": tags.get(Tag.DIAGNOSIS, ""), "params_total": metrics.get(Metric.PARAMS_TOTAL, np.nan),
+            "suite": tags.get(Tag.SUITE, ""),
+            "params_epochs": pd.to_numeric(params.get(Param.EPOCHS), errors="coerce"),
+            "params_text": " ".join(f"{k}={v}" for k, v in sorted(params.items())),
+        })
+    table = pd.DataFrame(rows)
+    best = best_epochs(metric_frame(client, list(table["run_id"]), [Metric.VAL_ACC]))
+    return table.merge(best, on="run_id", how="left")[RUN_COLUMNS]
+
+
+def fetch_params(client: MlflowClient, run_ids: list[str]) -> pd.DataFrame:
+    """Params of the runs, one row per run (index run_id), one column per param name."""
+    return pd.DataFrame({run_id: client.get_run(run_id).data.params for run_id in run_ids}).T
+
+
+def fetch_artifact(client: MlflowClient, run_id: str, path: str):
+    """A run's JSON or CSV artifact parsed (dict or DataFrame), or None if it is missing or unreadable."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = Path(client.download_artifacts(run_id, path, tmp))
+            if local.suffix == ".json":
+                return json.loads(local.read_text())
+            return pd.read_csv(local)
+        except (MlflowException, OSError, ValueError):
+            return None
+
+
+# ---------------------------------------------------------------- cached wrappers used by the pages
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def load_runs(uri: str, tick: int = 0) -> pd.DataFrame:
+    """All runs; a new `tick` forces a fresh read (live refresh while runs are training)."""
+    return fetch_runs(client_for(uri))
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def load_metrics(uri: str, run_ids: tuple[str, ...], names: tuple[str, ...]) -> pd.DataFrame:
+    return metric_frame(client_for(uri), list(run_ids), list(names))
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def load_params(uri: str, run_ids: tuple[str, ...]) -> pd.DataFrame:
+    return fetch_params(client_for(uri), list(run_ids))
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def load_run(uri: str, run_id: str) -> dict:
+    run = client_for(uri).get_run(run_id)
+    return {"params": dict(run.data.params), "tags": dict(run.data.tags), "metrics": dict(run.data.metrics),
+            "status": run.info.status, "lifecycle_stage": run.info.lifecycle_stage}
+
+
+@st.cache_data(show_spinner=False)
+def load_artifact(uri: str, run_id: str, path: str):
+    return fetch_artifact(client_for(uri), run_id, path)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def load_test_images(dataset: str, data_dir: str | None) -> np.ndarray | None:
+    """The dataset's test images (N, 28, 28), to show misclassified samples by index; None if unavailable."""
+    try:
+        return load_split(dataset, "test", Path(data_dir) if data_dir else None).images
+    except Exception:  # the data may live on another machine than the run
+        return None
+
+
+def current_uri() -> str:
+    return tracking_uri()

@@ -1,0 +1,47 @@
+"""Runs: every run in one sortable, filterable table; picked rows join the selection."""
+import streamlit as st
+
+from dashboard.analysis import filter_runs
+from dashboard.views import runs_or_message
+from dashboard.widgets import SELECTION_KEY, live_refresh_ui, run_filters_ui
+
+TABLE_KEY = "runs_table"
+SHOWN_COLUMNS = ["run_name", "experiment", "model", "dataset", "status", "start", "duration_s", "epochs",
+                 "progress", "test_acc", "best_val_acc", "best_epoch", "gap", "diagnosis", "params_total", "suite"]
+COLUMN_CONFIG = {
+    "run_name": "run", "duration_s": st.column_config.NumberColumn("duration (s)", format="%.0f"),
+    "progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1, format="percent"),
+    "test_acc": st.column_config.NumberColumn("test acc", format="percent"),
+    "best_val_acc": st.column_config.NumberColumn("best val acc", format="percent"),
+    "best_epoch": st.column_config.NumberColumn("best epoch", format="%d"),
+    "gap": st.column_config.NumberColumn("train-val gap", format="percent",
+                                         help="final epoch's val error - train error"),
+    "params_total": st.column_config.NumberColumn("params", format="localized"),
+    "start": st.column_config.DatetimeColumn("start", format="YYYY-MM-DD HH:mm"),
+}
+
+
+def add_table_choice_to_selection() -> None:
+    """Rows ticked in the table replace the shown runs' part of the selection; hidden runs stay selected."""
+    shown = st.session_state["shown_run_ids"]
+    ticked = [shown[i] for i in st.session_state[TABLE_KEY]["selection"]["rows"]]
+    hidden = [r for r in st.session_state.get(SELECTION_KEY, []) if r not in shown]
+    st.session_state[SELECTION_KEY] = hidden + ticked
+
+
+def page() -> None:
+    st.title("Runs")
+    runs, selection = runs_or_message()
+    if runs is None:
+        return
+    live_refresh_ui(st.session_state.get("live", False))
+    shown = filter_runs(runs, **run_filters_ui(runs))
+    shown = shown.assign(progress=(shown["epochs"] / shown["params_epochs"]).clip(0, 1))
+    st.session_state["shown_run_ids"] = list(shown["run_id"])
+    st.caption(f"{len(shown)} of {len(runs)} runs shown, {len(selection)} selected. Best-epoch columns come "
+               "from each run's validation history; click a header to sort, tick rows to select.")
+    st.dataframe(shown[SHOWN_COLUMNS], hide_index=True, column_config=COLUMN_CONFIG, key=TABLE_KEY,
+                 on_select=add_table_choice_to_selection, selection_mode="multi-row", width="stretch")
+
+
+page()

@@ -1,0 +1,66 @@
+"""Small *_ui functions: each draws its widgets and returns the user's choices."""
+import time
+
+import pandas as pd
+import streamlit as st
+
+from dashboard.analysis import run_labels
+
+SELECTION_KEY = "selection"
+MAX_COMPARE = 50
+LIVE_SECONDS = 5
+
+
+def selection_ui(runs: pd.DataFrame) -> list[str]:
+    """The selected runs, kept across pages (sidebar multiselect; the Runs table adds to it)."""
+    options = list(runs["run_id"])
+    labels = run_labels(runs, options)
+    current = [r for r in st.session_state.get(SELECTION_KEY, []) if r in labels]
+    st.session_state[SELECTION_KEY] = current
+    return st.sidebar.multiselect("Selected runs", options, key=SELECTION_KEY, format_func=labels.get,
+                                  help="Pick rows in the Runs table or here; every page uses this selection.")
+
+
+def run_filters_ui(runs: pd.DataFrame) -> dict:
+    """Filters of the Runs table: model, dataset, status, suite and free text on params."""
+    cols = st.columns([1, 1, 1, 1, 2])
+    return {
+        "models": cols[0].multiselect("Model", sorted(runs["model"].unique()), key="filter_model"),
+        "datasets": cols[1].multiselect("Dataset", sorted(runs["dataset"].unique()), key="filter_dataset"),
+        "statuses": cols[2].multiselect("Status", sorted(runs["status"].unique()), key="filter_status"),
+        "suites": cols[3].multiselect("Suite tag", sorted(s for s in runs["suite"].unique() if s), key="filter_suite"),
+        "text": cols[4].text_input("Search params", key="filter_text", placeholder="e.g. lr=0.001 or batch_size=64"),
+    }
+
+
+def run_picker_ui(runs: pd.DataFrame, candidates: list[str], label: str, key: str) -> str | None:
+    """One run among candidates (the selection, or every run when nothing is selected)."""
+    options = candidates or list(runs["run_id"])
+    if not options:
+        return None
+    return st.selectbox(label, options, format_func=run_labels(runs, options).get, key=key)
+
+
+def confusion_source_ui(epochs: list[int], has_test: bool) -> tuple[object, bool]:
+    """Which matrix to show (an epoch's validation matrix or 'test') and whether to row-normalise."""
+    options = [*epochs, "test"] if has_test else list(epochs)
+    cols = st.columns([3, 1])
+    source = cols[0].select_slider("Validation epoch, or the final test set", options=options,
+                                   value=options[-1], key="confusion_source") if len(options) > 1 else options[0]
+    normalize = cols[1].toggle("Row-normalised", key="confusion_normalize")
+    return source, normalize
+
+
+def live_refresh_ui(active: bool) -> None:
+    """While runs are RUNNING, rerun the whole page every LIVE_SECONDS; widget state is kept by Streamlit."""
+    st.session_state["last_full_run"] = time.time()
+    if not active:
+        return
+
+    @st.fragment(run_every=LIVE_SECONDS)
+    def tick():
+        if time.time() - st.session_state["last_full_run"] >= LIVE_SECONDS - 1:
+            st.rerun()
+        st.caption(f"Live: refreshing every {LIVE_SECONDS} s while runs are training.")
+
+    tick()

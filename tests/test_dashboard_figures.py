@@ -1,0 +1,96 @@
+"""The pure figure builders and DataFrame computations, without Streamlit."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from dashboard import analysis, figures
+from experiments.schema import Metric
+
+
+def long_metrics(run_id, train_acc, val_acc, train_loss=None, val_loss=None):
+    rows = []
+    for name, values in ((Metric.TRAIN_ACC, train_acc), (Metric.VAL_ACC, val_acc),
+                         (Metric.TRAIN_LOSS, train_loss or []), (Metric.VAL_LOSS, val_loss or [])):
+        rows += [(run_id, str(name), step, v) for step, v in enumerate(values, start=1)]
+    return pd.DataFrame(rows, columns=["run_id", "metric", "step", "value"])
+
+
+def test_learning_curves_draw_every_point_train_dashed_val_solid_one_colour_per_run():
+    metrics = pd.concat([long_metrics("a", [0.8, 0.9, 0.95], [0.78, 0.85, 0.84], [0.6, 0.3, 0.2], [0.7, 0.4, 0.45]),
+                         long_metrics("b", [0.5] * 40, [0.4] * 40)])
+    fig = figures.learning_curves(metrics, {"a": "run A", "b": "run B"})
+    by_name = {t.name: t for t in fig.data}
+    assert len(by_name["run B (val)"].x) == 40  # no downsampling
+    assert by_name["run A (train)"].line.dash == "dash" and by_name["run A (val)"].line.dash == "solid"
+    assert by_name["run A (train)"].line.color == by_name["run A (val)"].line.color != by_name["run B (val)"].line.color
+    assert len(fig.data) == 6  # run A: loss and accuracy, train and val; run B: accuracy only
+
+
+def test_fifty_runs_get_distinct_colours():
+    colours = figures.run_colors([f"r{i}" for i in range(50)])
+    assert len(set(colours.values())) == 50
+
+
+def test_confusion_matrix_normalises_rows_and_carries_cells_for_clicks():
+    matrix = np.array([[8, 2], [0, 0]])
+    fig = figures.confusion_matrix(matrix, ["cat", "dog"], normalize=True)
+    trace = fig.data[0]
+    assert list(trace.marker.color) == [0.8, 0.2, 0.0, 0.0]  # an empty row stays 0, not NaN
+    assert [tuple(c) for c in trace.customdata] == [(0, 0, 8), (0, 1, 2), (1, 0, 0), (1, 1, 0)]
+    assert list(fig.layout.xaxis.ticktext) == ["cat", "dog"]
+
+
+def test_confusion_difference_is_b_minus_a_row_normalised():
+    fig = figures.confusion_difference(np.array([[9, 1], [5, 5]]), np.array([[10, 0], [5, 5]]), ["x", "y"], ("A", "B"))
+    np.testing.assert_allclose(fig.data[0].z, [[0.1, -0.1], [0, 0]])
+
+
+def test_error_gap_shades_between_train_and_val_error_and_marks_best_epoch():
+    history = pd.DataFrame({Metric.TRAIN_ACC: [0.9, 0.99], Metric.VAL_ACC: [0.88, 0.9]}, index=[1, 2])
+    fig = figures.error_gap(history, best_epoch=2)
+    np.testing.assert_allclose(fig.data[1].y, [0.12, 0.1])
+    assert fig.data[1].fill == "tonexty"
+    assert fig.layout.shapes[0].x0 == 2
+
+
+def test_parallel_coordinates_codes_text_params_as_categories():
+    params = pd.DataFrame({"lr": ["0.1", "0.01"], "optimizer": ["adam", "sgd"]})
+    fig = figures.parallel_coordinates(params, pd.Series([0.9, 0.8]).values)
+    dims = {d.label: d for d in fig.data[0].dimensions}
+    assert list(dims["lr"].values) == [0.1, 0.01] and list(dims["optimizer"].ticktext) == ["adam", "sgd"]
+
+
+def test_overfitting_facts_find_best_epoch_loss_after_it_and_diagnosis():
+    history = pd.DataFrame({Metric.TRAIN_ACC: [0.95, 0.99, 1.0], Metric.VAL_ACC: [0.94, 0.97, 0.95],
+                            Metric.AVOIDABLE_BIAS: [0.048, 0.008, -0.002], Metric.VARIANCE: [0.01, 0.02, 0.05]},
+                           index=[1, 2, 3])
+    facts = analysis.overfitting_facts(history)
+    assert facts["best_epoch"] == 2 and facts["lost_after_best"] == pytest.approx(0.02)
+    assert facts["diagnosis"] == "high variance" and "regularisation" in facts["advice"]
+
+
+def test_differing_params_keeps_only_columns_that_vary():
+    params = pd.DataFrame({"lr": ["0.1", "0.01"], "seed": ["0", "0"]}, index=["a", "b"])
+    assert list(analysis.differing_params(params).columns) == ["lr"]
+
+
+def test_filter_runs_by_model_and_param_text():
+    runs = pd.DataFrame({"model": ["tiny", "lenet5", "tiny"], "dataset": ["mnist"] * 3, "status": ["FINISHED"] * 3,
+                         "suite": ["", "", "quick"], "run_name": ["a", "b", "c"],
+                         "params_text": ["lr=0.1", "lr=0.1", "lr=0.01"]})
+    assert list(analysis.filter_runs(runs, models=["tiny"], text="LR=0.1")["run_name"]) == ["a"]
+    assert list(analysis.filter_runs(runs, suites=["quick"])["run_name"]) == ["c"]
+
+
+def test_off_diagonal_cells_most_frequent_first():
+    cells = analysis.off_diagonal_cells(np.array([[5, 1, 0], [3, 4, 0], [0, 2, 6]]), ["a", "b", "c"])
+    assert cells[["true", "predicted", "count"]].values.tolist() == [[1, 0, 3], [2, 1, 2], [0, 1, 1]]
+
+
+def test_data_size_points_take_final_epoch_errors():
+    metrics = pd.concat([long_metrics("s", [0.9, 1.0], [0.8, 0.85]), long_metrics("l", [0.95, 0.97], [0.9, 0.95])])
+    params = pd.DataFrame({"train_size": ["1000", "5000"]}, index=["s", "l"])
+    points = analysis.data_size_points(params, metrics)
+    np.testing.assert_allclose(points["val_error"], [0.15, 0.05])
+    fig = figures.data_size_curve(points)
+    assert list(fig.data[0].x) == [1000, 5000] and fig.layout.xaxis.type == "log"
