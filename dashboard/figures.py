@@ -76,8 +76,8 @@ def bias_variance(history: pd.DataFrame) -> go.Figure:
 def confusion_matrix(matrix: np.ndarray, class_names: list[str], normalize: bool = False) -> go.Figure:
     """The confusion matrix as a grid of square markers (rows true, columns predicted).
 
-    Markers rather than a heatmap because Plotly heatmaps emit no selection events: each cell
-    can be clicked (or box-selected) and its customdata carries (true, predicted).
+    Markers rather than a heatmap because Plotly heatmaps emit no selection events: a box drawn
+    around a cell selects it (x = predicted, y = true). Text is white on dark cells.
     """
     counts = np.asarray(matrix)
     rows = counts.sum(axis=1, keepdims=True)
@@ -86,10 +86,13 @@ def confusion_matrix(matrix: np.ndarray, class_names: list[str], normalize: bool
     n = len(class_names)
     true, pred = np.meshgrid(range(n), range(n), indexing="ij")
     text = [f"{v:.2f}" if normalize else f"{int(v)}" for v in values.ravel()]
+    dark = values.ravel() > 0.5 * max(values.max(), 1e-9)
     fig = go.Figure(go.Scatter(
-        x=pred.ravel(), y=true.ravel(), mode="markers+text", text=text, textfont={"size": 10},
+        x=pred.ravel(), y=true.ravel(), mode="markers+text", text=text,
+        textfont={"size": 11, "color": np.where(dark, "white", "#222")},
         marker={"symbol": "square", "size": 34, "color": values.ravel(), "colorscale": "Blues",
                 "showscale": True, "line": {"width": 0}},
+        selected={"marker": {"opacity": 1}}, unselected={"marker": {"opacity": 1}},
         customdata=np.stack([true.ravel(), pred.ravel(), counts.ravel()], axis=1),
         hovertemplate="true %{customdata[0]} / predicted %{customdata[1]}: %{customdata[2]} images<extra></extra>",
     ))

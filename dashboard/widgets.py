@@ -34,8 +34,9 @@ def run_filters_ui(runs: pd.DataFrame) -> dict:
 
 
 def run_picker_ui(runs: pd.DataFrame, candidates: list[str], label: str, key: str) -> str | None:
-    """One run among candidates (the selection, or every run when nothing is selected)."""
-    options = candidates or list(runs["run_id"])
+    """One run among candidates: the selection, or else every run, finished ones with metrics first."""
+    usable = runs.assign(rank=(runs["status"] != "FINISHED") + runs["best_val_acc"].isna() * 1)
+    options = candidates or list(usable.sort_values(["rank", "start"], ascending=[True, False])["run_id"])
     if not options:
         return None
     return st.selectbox(label, options, format_func=run_labels(runs, options).get, key=key)

@@ -70,7 +70,7 @@ def dashboard_store(session_store, mnist_dir):
         "size_large": small_config("softmax-regression", train_size=2000, suite="data-size", run_name="sr-2000"),
     }.items():
         ids[role] = execute(config)["run_id"]
-    with pytest.raises(FloatingPointError):
+    with pytest.raises(FloatingPointError), np.errstate(all="ignore"):  # it overflows on purpose
         execute(small_config("tiny-numpy", lr=1e9, batch_size=50, run_name="diverged"))
     experiment = client.get_experiment_by_name("cnn-experiments").experiment_id
     ids["failed"] = client.search_runs([experiment], "attributes.run_name = 'diverged'")[0].info.run_id

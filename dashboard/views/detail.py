@@ -28,8 +28,8 @@ def cell_from_events() -> tuple[int, int] | None:
     chart = st.session_state.get("confusion_chart")
     table = st.session_state.get("cells_table")
     if chart and chart.get("selection", {}).get("points"):
-        true, pred, _ = chart["selection"]["points"][0]["customdata"]
-        st.session_state[GALLERY_KEY] = (int(true), int(pred))
+        point = chart["selection"]["points"][0]  # x is the predicted class, y the true class
+        st.session_state[GALLERY_KEY] = (int(point["y"]), int(point["x"]))
     elif table and table.get("selection", {}).get("rows"):
         row = st.session_state["cells_frame"].iloc[table["selection"]["rows"][0]]
         st.session_state[GALLERY_KEY] = (int(row["true"]), int(row["predicted"]))
