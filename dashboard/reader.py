@@ -63,42 +63,54 @@ def best_epochs(val_acc: pd.DataFrame) -> pd.DataFrame:
     return best.merge(epochs, on="run_id", how="right")
 
 
+def search_all_runs(client: MlflowClient) -> tuple[dict, list]:
+    """Every experiment's name by id, and every run (deleted ones too), page by page."""
+    experiments = {e.experiment_id: e.name for e in client.search_experiments(view_type=ViewType.ALL)}
+    runs, token = [], None
+    while True:
+        page = client.search_runs(list(experiments), max_results=5000, page_token=token, run_view_type=ViewType.ALL)
+        runs += page
+        token = page.token
+        if not token:
+            return experiments, runs
+
+
+def run_row(run, experiments: dict) -> dict:
+    params, metrics, tags, info = run.data.params, run.data.metrics, run.data.tags, run.info
+    end = info.end_time or pd.Timestamp.now(tz="UTC").value // 10**6
+    finished_by_us = info.status == "FINISHED" and Metric.BEST_EPOCH in metrics
+    return {
+        "run_id": info.run_id, "experiment": experiments.get(info.experiment_id, info.experiment_id),
+        "run_name": info.run_name or info.run_id[:8], "model": params.get(Param.MODEL, "?"),
+        "dataset": params.get(Param.DATASET, "?"),
+        "status": "DELETED" if info.lifecycle_stage == "deleted" else info.status,
+        "start": pd.to_datetime(info.start_time, unit="ms", utc=True),
+        "duration_s": (end - info.start_time) / 1000 if info.start_time else np.nan,
+        "params_epochs": pd.to_numeric(params.get(Param.EPOCHS), errors="coerce"),
+        # A run our runner finished carries its best epoch; others get it from their val_acc history.
+        "epochs": pd.to_numeric(params.get(Param.EPOCHS), errors="coerce") if finished_by_us else np.nan,
+        "best_val_acc": metrics.get(Metric.BEST_VAL_ACC, np.nan) if finished_by_us else np.nan,
+        "best_epoch": metrics.get(Metric.BEST_EPOCH, np.nan) if finished_by_us else np.nan,
+        "test_acc": metrics.get(Metric.TEST_ACC, np.nan), "gap": metrics.get(Metric.VARIANCE, np.nan),
+        "diagnosis": tags.get(Tag.DIAGNOSIS, ""), "params_total": metrics.get(Metric.PARAMS_TOTAL, np.nan),
+        "suite": tags.get(Tag.SUITE, ""), "params_text": " ".join(f"{k}={v}" for k, v in sorted(params.items())),
+    }
+
+
 def fetch_runs(client: MlflowClient) -> pd.DataFrame:
-    """One row per run of every experiment, with best-epoch values computed from the val_acc history."""
+    """One row per run of every experiment, with its best validation accuracy and the epoch it came at."""
     try:
-        experiments = {e.experiment_id: e.name for e in client.search_experiments(view_type=ViewType.ALL)}
-        runs, token = [], None
-        while True:
-            page = client.search_runs(list(experiments), max_results=5000, page_token=token,
-                                      run_view_type=ViewType.ALL)
-            runs += page
-            token = page.token
-            if not token:
-                break
+        experiments, runs = search_all_runs(client)
     except Exception as err:  # an unreachable, unreadable or foreign store: say so, never a traceback
         raise StoreError(f"cannot read the tracking store at {client.tracking_uri}: {err}") from err
     if not runs:
         return pd.DataFrame(columns=RUN_COLUMNS)
-    rows = []
-    for run in runs:
-        params, metrics, tags, info = run.data.params, run.data.metrics, run.data.tags, run.info
-        end = info.end_time or pd.Timestamp.now(tz="UTC").value // 10**6
-        rows.append({
-            "run_id": info.run_id, "experiment": experiments.get(info.experiment_id, info.experiment_id),
-            "run_name": info.run_name or info.run_id[:8], "model": params.get(Param.MODEL, "?"),
-            "dataset": params.get(Param.DATASET, "?"),
-            "status": "DELETED" if info.lifecycle_stage == "deleted" else info.status,
-            "start": pd.to_datetime(info.start_time, unit="ms", utc=True),
-            "duration_s": (end - info.start_time) / 1000 if info.start_time else np.nan,
-            "test_acc": metrics.get(Metric.TEST_ACC, np.nan), "gap": metrics.get(Metric.VARIANCE, np.nan),
-            "diagnosis": tags.get(Tag.DIAGNOSIS, ""), "params_total": metrics.get(Metric.PARAMS_TOTAL, np.nan),
-            "suite": tags.get(Tag.SUITE, ""),
-            "params_epochs": pd.to_numeric(params.get(Param.EPOCHS), errors="coerce"),
-            "params_text": " ".join(f"{k}={v}" for k, v in sorted(params.items())),
-        })
-    table = pd.DataFrame(rows)
-    best = best_epochs(metric_frame(client, list(table["run_id"]), [Metric.VAL_ACC]))
-    return table.merge(best, on="run_id", how="left")[RUN_COLUMNS]
+    table = pd.DataFrame([run_row(run, experiments) for run in runs]).set_index("run_id")
+    unknown = list(table.index[table["best_epoch"].isna()])
+    if unknown:
+        computed = best_epochs(metric_frame(client, unknown, [Metric.VAL_ACC])).set_index("run_id")
+        table.update(computed[["epochs", "best_val_acc", "best_epoch"]])
+    return table.reset_index()[RUN_COLUMNS]
 
 
 def fetch_params(client: MlflowClient, run_ids: list[str]) -> pd.DataFrame:
