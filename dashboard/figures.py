@@ -1,4 +1,6 @@
 """Pure figure builders: DataFrames in, Plotly figures out. No Streamlit calls, so each is unit-tested."""
+import html
+
 import numpy as np
 import pandas as pd
 import plotly.express as px
@@ -8,6 +10,11 @@ from plotly.subplots import make_subplots
 from experiments.schema import Metric
 
 TRAIN_DASH, VAL_DASH = "dash", "solid"
+
+
+def escaped(texts) -> list[str]:
+    """Labels from run data, with HTML escaped: Plotly renders tags such as <a> and <b> in text."""
+    return [html.escape(str(t)) for t in texts]
 
 
 def run_colors(run_ids: list[str]) -> dict[str, str]:
@@ -29,6 +36,7 @@ def learning_curves(metrics: pd.DataFrame, labels: dict[str, str]) -> go.Figure:
     panels = [(Metric.TRAIN_LOSS, 1, TRAIN_DASH), (Metric.VAL_LOSS, 1, VAL_DASH),
               (Metric.TRAIN_ACC, 2, TRAIN_DASH), (Metric.VAL_ACC, 2, VAL_DASH)]
     for run_id, label in labels.items():
+        label = html.escape(label)
         for name, col, dash in panels:
             points = metrics[(metrics["run_id"] == run_id) & (metrics["metric"] == name)]
             if points.empty:
@@ -96,7 +104,7 @@ def confusion_matrix(matrix: np.ndarray, class_names: list[str], normalize: bool
         customdata=np.stack([true.ravel(), pred.ravel(), counts.ravel()], axis=1),
         hovertemplate="true %{customdata[0]} / predicted %{customdata[1]}: %{customdata[2]} images<extra></extra>",
     ))
-    ticks = {"tickmode": "array", "tickvals": list(range(n)), "ticktext": list(class_names)}
+    ticks = {"tickmode": "array", "tickvals": list(range(n)), "ticktext": escaped(class_names)}
     fig.update_layout(xaxis={**ticks, "title": "predicted", "side": "top"},
                       yaxis={**ticks, "title": "true", "autorange": "reversed"},
                       height=480, width=540, margin={"t": 60}, clickmode="event+select", dragmode="select")
@@ -111,16 +119,16 @@ def confusion_difference(a: np.ndarray, b: np.ndarray, class_names: list[str], l
 
     diff = normalised(b) - normalised(a)
     limit = max(abs(diff).max(), 1e-9)
-    fig = go.Figure(go.Heatmap(z=diff, x=list(class_names), y=list(class_names), colorscale="RdBu_r",
+    fig = go.Figure(go.Heatmap(z=diff, x=escaped(class_names), y=escaped(class_names), colorscale="RdBu_r",
                                zmin=-limit, zmax=limit, text=np.round(diff, 3), texttemplate="%{text}",
                                hovertemplate="true %{y} / predicted %{x}: %{z:+.3f}<extra></extra>"))
-    fig.update_layout(title=f"{labels[1]} minus {labels[0]} (row-normalised)", xaxis_title="predicted",
+    fig.update_layout(title=html.escape(f"{labels[1]} minus {labels[0]} (row-normalised)"), xaxis_title="predicted",
                       yaxis_title="true", yaxis_autorange="reversed", height=480, width=560)
     return fig
 
 
 def per_class_accuracy(per_class: pd.DataFrame) -> go.Figure:
-    fig = go.Figure(go.Bar(x=per_class["name"].astype(str), y=per_class["accuracy"],
+    fig = go.Figure(go.Bar(x=escaped(per_class["name"]), y=per_class["accuracy"],
                            text=[f"{a:.1%}" for a in per_class["accuracy"]], textposition="outside"))
     fig.update_layout(yaxis_tickformat=".0%", yaxis_range=[max(0, per_class["accuracy"].min() - 0.05), 1.02],
                       xaxis_title="class", yaxis_title="test accuracy", height=360, margin={"t": 30})
@@ -133,11 +141,11 @@ def parallel_coordinates(params: pd.DataFrame, score: pd.Series) -> go.Figure:
     for name in params.columns:
         values = pd.to_numeric(params[name], errors="coerce")
         if values.notna().all():
-            dimensions.append({"label": name, "values": values})
+            dimensions.append({"label": html.escape(name), "values": values})
         else:
             codes, names = pd.factorize(params[name].astype(str))
-            dimensions.append({"label": name, "values": codes, "tickvals": list(range(len(names))),
-                               "ticktext": list(names)})
+            dimensions.append({"label": html.escape(name), "values": codes, "tickvals": list(range(len(names))),
+                               "ticktext": escaped(names)})
     dimensions.append({"label": "test acc", "values": score})
     fig = go.Figure(go.Parcoords(line={"color": score, "colorscale": "Viridis", "showscale": True},
                                  dimensions=dimensions))

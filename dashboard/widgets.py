@@ -1,4 +1,5 @@
 """Small *_ui functions: each draws its widgets and returns the user's choices."""
+import re
 import time
 
 import pandas as pd
@@ -6,9 +7,15 @@ import streamlit as st
 
 from dashboard.analysis import run_labels
 
+MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 SELECTION_KEY = "selection"
 MAX_COMPARE = 50
 LIVE_SECONDS = 5
+
+
+def md(text) -> str:
+    """Run data made inert for Streamlit's markdown: every markdown and HTML character backslash-escaped."""
+    return MARKDOWN_SPECIALS.sub(r"\\\1", str(text))
 
 
 def selection_ui(runs: pd.DataFrame) -> list[str]:

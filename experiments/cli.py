@@ -2,9 +2,10 @@
 import argparse
 import sys
 
+from experiments import interrupts
 from experiments.data import DATASETS, INPUT_SCALINGS, DataError, ensure_dataset
 from experiments.models import MODELS
-from experiments.run import ConfigError, RunConfig, execute
+from experiments.run import ConfigError, RunConfig, RunInterrupted, execute, resume
 from experiments.schema import Metric, schema_markdown
 from experiments.suites import SUITES
 from experiments.tracking import store_has_runs
@@ -34,7 +35,8 @@ def print_summary(config: RunConfig, result: dict) -> None:
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Training options; each left unset takes the model's recipe value."""
-    parser.add_argument("--model", required=True, choices=MODELS)
+    parser.add_argument("--model", choices=MODELS, help="required unless --resume")
+    parser.add_argument("--resume", metavar="RUN_ID", help="continue a KILLED or FAILED run from its last checkpoint")
     parser.add_argument("--style", help="sequential or functional (conv-conv)")
     parser.add_argument("--dataset", choices=DATASETS, default="mnist")
     parser.add_argument("--data-dir", help="folder with the four IDX files (raw or .gz) instead of the cache")
@@ -86,11 +88,15 @@ def fetch_command(names: list[str]) -> int:
 
 
 def train_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "model")}
-    config = RunConfig.from_recipe(args.model, **overrides)
     try:
-        config.validate()
-        result = execute(config)
+        if args.resume:
+            config, result = resume(args.resume, progress=args.progress is not False)
+        else:
+            if not args.model:
+                raise ConfigError("--model: required; expected one of " + ", ".join(MODELS))
+            overrides = {k: v for k, v in vars(args).items() if k not in ("command", "model", "resume")}
+            config = RunConfig.from_recipe(args.model, **overrides)
+            result = execute(config)
     except (ConfigError, DataError) as err:
         parser.error(str(err))
     print_summary(config, result)
@@ -106,7 +112,7 @@ def suite_command(args: argparse.Namespace) -> int:
             continue
         try:
             print_summary(config, execute(config))
-        except (ConfigError, DataError, FloatingPointError, RuntimeError) as err:
+        except Exception as err:  # the run is logged FAILED with the reason; go on with the next one
             print(f"run {config.run_name} failed: {err}", file=sys.stderr)
             failures.append(config.run_name)
     if failures:
@@ -115,6 +121,19 @@ def suite_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    interrupts.install()  # SIGTERM behaves as Ctrl-C: the run in progress ends KILLED with its checkpoint
+    try:
+        return dispatch(argv)
+    except RunInterrupted as stopped:
+        print(f"interrupted: run {stopped.run_id} is marked KILLED and keeps its last checkpoint; continue it with "
+              f"`python -m experiments train --resume {stopped.run_id}`", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("interrupted before any run started", file=sys.stderr)
+        return 130
+
+
+def dispatch(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "models":

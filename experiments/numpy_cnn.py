@@ -187,4 +187,10 @@ class NumpyLearner:
 
     def load_state(self, state: dict) -> None:
         for name, value in self.model.parameter_arrays().items():
-            value[...] = state[name]
+            value[...] = np.asarray(state[name])
+
+    def checkpoint(self) -> dict:
+        return {"model": self.state()}  # plain SGD keeps no optimizer state
+
+    def load_checkpoint(self, checkpoint: dict) -> None:
+        self.load_state(checkpoint["model"])

@@ -1,9 +1,13 @@
 """One tracked run: configuration -> data -> model -> fit -> test -> everything logged to MLflow."""
+import json
 import platform
+import tempfile
 import time
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 
 import mlflow
+from mlflow.exceptions import MlflowException
 import numpy as np
 import pandas as pd
 import torch
@@ -14,14 +18,22 @@ from experiments.diagnosis import BEST_ERROR, diagnose
 from experiments.models import MODELS, get_model_spec
 from experiments.schema import Artifact, Metric, Param, Tag
 from experiments.summary import layer_table, size_figures
-from experiments.tracking import DEFAULT_EXPERIMENT, RunLogger
-from experiments.train import OPTIMIZERS, TorchLearner, default_device, evaluate, fit
+from experiments.tracking import DEFAULT_EXPERIMENT, RunLogger, get_client
+from experiments.train import OPTIMIZERS, Diverged, TorchLearner, default_device, evaluate, fit
 
 MISCLASSIFIED_LIMIT = 1000  # most-confident mistakes kept per run
 
 
 class ConfigError(ValueError):
     """A run configuration that cannot run; raised before anything is logged."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a run; it is logged KILLED with its last checkpoint."""
+
+    def __init__(self, run_id: str):
+        super().__init__(run_id)
+        self.run_id = run_id
 
 
 @dataclass
@@ -140,10 +152,22 @@ def test_artifacts(test_result: dict, test, class_names) -> dict:
             "per_class": per_class, "misclassified": misclassified}
 
 
-def execute(config: RunConfig) -> dict:
-    """Train and test one configuration, logging it as one MLflow run; returns the final metrics."""
+@dataclass
+class Prepared:
+    """Everything a run needs before it is logged: data on the device, the model and its learner."""
+
+    spec: object
+    splits: object
+    device: str
+    best_error: float
+    model: object
+    learner: object
+    inputs: dict
+
+
+def prepare(config: RunConfig) -> Prepared:
+    """Validate, load the splits and build the model; raises ConfigError or DataError before any logging."""
     config.validate()
-    started = time.perf_counter()
     spec = get_model_spec(config.model)
     try:
         splits = make_splits(config.dataset, data_dir=config.data_dir, val_split=config.val_split,
@@ -157,43 +181,85 @@ def execute(config: RunConfig) -> dict:
     dtype = np.dtype(config.dtype) if spec.framework == "numpy" else np.float32
     inputs = {name: learner.to_inputs(scale_images(part.images, config.input_scaling, dtype))
               for name, part in (("train", splits.train), ("val", splits.val), ("test", splits.test))}
-    eval_rows = np.sort(np.random.default_rng(config.seed).permutation(len(splits.train))[:config.train_eval_size])
+    return Prepared(spec, splits, device, best_error, model, learner, inputs)
 
+
+def execute(config: RunConfig) -> dict:
+    """Train and test one configuration, logging it as one new MLflow run; returns the final metrics."""
+    ready = prepare(config)
     logger = RunLogger.start(
         config.experiment, config.run_name or f"{config.model}-{config.dataset}",
-        params=run_params(config, splits, device, best_error),
-        tags={Tag.RECIPE_SOURCE: spec.source, **({Tag.SUITE: config.suite} if config.suite else {})},
-        class_names=splits.class_names)
+        params=run_params(config, ready.splits, ready.device, ready.best_error),
+        tags={Tag.RECIPE_SOURCE: ready.spec.source, **({Tag.SUITE: config.suite} if config.suite else {})},
+        config=asdict(config), class_names=ready.splits.class_names)
+    return train_and_log(config, ready, logger)
+
+
+def resume(run_id: str, progress: bool = True) -> tuple[RunConfig, dict]:
+    """Continue a KILLED or FAILED run from its last checkpoint, in the same MLflow run."""
+    client = get_client()
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as err:
+        raise ConfigError(f"--resume: no run {run_id!r} in the tracking store ({err.message})") from err
+    if run.info.status not in ("KILLED", "FAILED"):
+        raise ConfigError(f"--resume: run {run_id} is {run.info.status}; only KILLED or FAILED runs can resume")
+    if not any(f.path == Artifact.CHECKPOINT for f in client.list_artifacts(run_id)):
+        raise ConfigError(f"--resume: run {run_id} has no {Artifact.CHECKPOINT} (it stopped before its first epoch)")
+    stored = json.loads(Path(client.download_artifacts(run_id, Artifact.CONFIG, tempfile.mkdtemp())).read_text())
+    config = replace(RunConfig(**stored), progress=progress)
+    ready = prepare(config)
+    logger, checkpoint = RunLogger.reopen(run_id, ready.splits.class_names)
+    return config, train_and_log(config, ready, logger, resume_from=checkpoint)
+
+
+def train_and_log(config: RunConfig, ready: Prepared, logger: RunLogger, resume_from: dict | None = None) -> dict:
+    """fit, test with the best-val weights, log the results; a stopped run ends KILLED or FAILED, never RUNNING."""
+    started = time.perf_counter()
+    splits, learner, inputs = ready.splits, ready.learner, ready.inputs
+    eval_rows = np.sort(np.random.default_rng(config.seed).permutation(len(splits.train))[:config.train_eval_size])
     try:
         history = fit(learner, (inputs["train"], learner.to_labels(splits.train.labels)),
                       (inputs["val"], splits.val.labels),
                       (inputs["train"][eval_rows], splits.train.labels[eval_rows]),
                       epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
-                      best_error=best_error, log_every=config.log_every, progress=config.progress,
-                      on_epoch=logger.log_epoch)
+                      best_error=ready.best_error, log_every=config.log_every, progress=config.progress,
+                      on_epoch=logger.log_epoch, resume_from=resume_from)
         learner.load_state(history["best_state"])
         tested = evaluate(learner, inputs["test"], splits.test.labels)
-        final = log_results(logger, model, history, tested, splits)
+        final = log_results(logger, ready.model, history, tested, splits)
         final[Metric.TOTAL_SECONDS] = time.perf_counter() - started
         logger.log_metrics({Metric.TOTAL_SECONDS: final[Metric.TOTAL_SECONDS]}, step=config.epochs)
         logger.finish("FINISHED")
-    except KeyboardInterrupt:
-        logger.finish("KILLED", error="interrupted (KeyboardInterrupt)")
+    except KeyboardInterrupt as err:
+        stop(logger, "KILLED", f"interrupted ({err or 'Ctrl-C'})")
+        raise RunInterrupted(logger.run_id) from err
+    except Diverged as err:
+        logger.set_tags({Tag.DIVERGED_AT_STEP: err.step})
+        stop(logger, "FAILED", str(err))
         raise
     except BaseException as err:
-        logger.finish("FAILED", error=f"{type(err).__name__}: {err}")
+        stop(logger, "FAILED", f"{type(err).__name__}: {err}")
         raise
     return {"run_id": logger.run_id, **final}
 
 
+def stop(logger: RunLogger, status: str, reason: str) -> None:
+    """End a run early: keep its last checkpoint as an artifact (if the store still takes it), then its status."""
+    try:
+        logger.upload_checkpoint()
+    finally:
+        logger.finish(status, error=reason)
+
+
 def log_results(logger: RunLogger, model, history: dict, tested: dict, splits) -> dict:
     """Final metrics, diagnosis tags and artifacts of a trained run."""
-    last = history["records"][-1]
+    last = history["last"]
     table = layer_table(model)
     final = {Metric.TEST_LOSS: tested["loss"], Metric.TEST_ACC: tested["acc"],
              Metric.BEST_EPOCH: history["best_epoch"], Metric.BEST_VAL_ACC: history["best_val_acc"],
              **size_figures(model, table)}
-    logger.log_metrics(final, step=len(history["records"]))
+    logger.log_metrics(final, step=last["epoch"])
     label, rule = diagnose(last[Metric.AVOIDABLE_BIAS], last[Metric.VARIANCE])
     logger.set_tags({Tag.DIAGNOSIS: label, Tag.DIAGNOSIS_RULE: f"final epoch: {rule}"})
     artifacts = test_artifacts(tested, splits.test, splits.class_names)

@@ -16,6 +16,9 @@ class Name(str):
         name.doc = doc
         return name
 
+    def __getnewargs__(self):  # so copies and pickles of dicts keyed by Names work
+        return str(self), self.doc
+
 
 class Metric:
     """Metrics. Per-epoch ones are logged with step = epoch."""
@@ -84,7 +87,8 @@ class Tag:
     DIAGNOSIS_RULE = Name("diagnosis_rule", "the thresholds and numbers that gave the diagnosis")
     RECIPE_SOURCE = Name("recipe_source", "where the model and its recipe come from")
     SUITE = Name("suite", "the suite that started the run, if any")
-    ERROR = Name("error", "why the run failed, if it did")
+    ERROR = Name("error", "why the run failed or was killed, if it was")
+    DIVERGED_AT_STEP = Name("diverged_at_step", "global step at which the training loss became NaN or inf")
     RUN_NAME = Name("mlflow.runName", "MLflow's own run name tag")
 
 
@@ -100,6 +104,9 @@ class Artifact:
                          "index (in the dataset's test file), true, predicted, confidence")
     MODEL = Name("model", "PyTorch model (mlflow.pytorch.log_model), best-val weights")
     NUMPY_WEIGHTS = Name("weights.npz", "numpy model weights, best-val")
+    CONFIG = Name("config.json", "the run's full configuration (experiments.run.RunConfig), for --resume")
+    CHECKPOINT = Name("checkpoint.pt", "last end-of-epoch checkpoint of a killed or failed run (torch.save of "
+                      "tensors and numbers, loads with weights_only=True), for --resume")
 
 
 def schema_markdown() -> str:

@@ -4,9 +4,12 @@ The default store is embedded: an SQLite database plus an artifact folder under 
 repository root, nothing to start. MLFLOW_TRACKING_URI points runners and dashboard anywhere else.
 Everything is logged in batches: one log_batch and at most one artifact write per epoch.
 """
+import fcntl
+import json
 import os
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -16,6 +19,7 @@ import pandas as pd
 from mlflow.entities import Metric as MlflowMetric, Param as MlflowParam, RunTag
 from mlflow.tracking import MlflowClient
 
+from experiments import interrupts
 from experiments.schema import Artifact, Metric, Tag
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -41,11 +45,30 @@ def artifact_root(uri: str) -> str | None:
     return (database.parent / "artifacts").as_uri() if database else None
 
 
+@contextmanager
+def store_lock(uri: str):
+    """Serialise first-time set-up of an embedded store across processes (SQLite schema creation and
+    experiment creation race when several runners start at once); a no-op for servers."""
+    database = sqlite_path(uri)
+    if database is None:
+        yield
+        return
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def get_client() -> MlflowClient:
+    """A client on the store, its schema created or migrated under the store lock."""
     uri = tracking_uri()
-    if database := sqlite_path(uri):
-        database.parent.mkdir(parents=True, exist_ok=True)
-    return MlflowClient(uri)
+    client = MlflowClient(uri)
+    with store_lock(uri):
+        client.search_experiments(max_results=1)  # the first store access creates or upgrades the schema
+    return client
 
 
 def store_has_runs() -> bool:
@@ -56,27 +79,48 @@ def store_has_runs() -> bool:
 
 def experiment_id(client: MlflowClient, name: str) -> str:
     """The id of experiment `name`, created (with its artifact location) if missing."""
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    root = artifact_root(client.tracking_uri)
-    return client.create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
+    with store_lock(client.tracking_uri):
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        root = artifact_root(client.tracking_uri)
+        return client.create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
 
 
 def json_ready(matrix: np.ndarray) -> list:
     return np.asarray(matrix).astype(int).tolist()
 
 
+def tensor_tree(obj):
+    """The same nested dicts and lists with numpy arrays as torch tensors, so torch.load(weights_only=True) reads it."""
+    import torch
+
+    if isinstance(obj, dict):
+        return {str(k) if isinstance(k, str) else k: tensor_tree(v) for k, v in obj.items()}  # Names -> plain str
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(tensor_tree(v) for v in obj)
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
 class RunLogger:
-    """Logs one training run: params and tags at the start, a batch per epoch, results at the end."""
+    """Logs one training run: params and tags at the start, a batch per epoch, results at the end.
+
+    After every epoch the checkpoint is saved to a local file; it becomes the run's
+    checkpoint.pt artifact only when the run stops early (killed or failed), for --resume.
+    """
 
     def __init__(self, client: MlflowClient, run_id: str, class_names: tuple[str, ...]):
         self.client, self.run_id, self.class_names = client, run_id, list(class_names)
-        self.global_step, self.log_every = 0, 1
         self.val_confusions: dict = {"class_names": self.class_names, "epochs": [], "matrices": []}
+        self.scratch = tempfile.TemporaryDirectory(prefix="cnn-run-")
+        self.checkpoint_path = Path(self.scratch.name) / Artifact.CHECKPOINT
 
     @classmethod
-    def start(cls, experiment: str, run_name: str, params: dict, tags: dict,
+    def start(cls, experiment: str, run_name: str, params: dict, tags: dict, config: dict,
               class_names: tuple[str, ...]) -> "RunLogger":
         client = get_client()
         run = client.create_run(experiment_id(client, experiment), run_name=run_name,
@@ -85,26 +129,51 @@ class RunLogger:
         items = [MlflowParam(k, str(v)) for k, v in params.items()]
         for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
             client.log_batch(logger.run_id, params=items[i:i + MAX_PARAMS_PER_BATCH])
-        logger.log_every = int(params.get("log_every", 1))
+        client.log_dict(logger.run_id, config, Artifact.CONFIG)
         return logger
+
+    @classmethod
+    def reopen(cls, run_id: str, class_names: tuple[str, ...]) -> tuple["RunLogger", dict]:
+        """A stopped run set RUNNING again, with its last checkpoint (read with weights_only=True)."""
+        import torch
+
+        client = get_client()
+        logger = cls(client, run_id, class_names)
+        local = client.download_artifacts(run_id, Artifact.CHECKPOINT, logger.scratch.name)
+        checkpoint = torch.load(local, weights_only=True)
+        confusions = client.download_artifacts(run_id, Artifact.CONFUSION_VAL_EPOCHS, logger.scratch.name)
+        logger.val_confusions = json.loads(Path(confusions).read_text())
+        client.update_run(run_id, status="RUNNING")
+        if Tag.ERROR in client.get_run(run_id).data.tags:
+            client.delete_tag(run_id, Tag.ERROR)
+        return logger, checkpoint
 
     def log_metrics(self, values: dict, step: int) -> None:
         now = int(time.time() * 1000)
         self.client.log_batch(self.run_id, metrics=[MlflowMetric(k, float(v), now, step) for k, v in values.items()])
 
-    def log_epoch(self, record: dict) -> None:
-        """One epoch: its metrics and step losses in one batch, and the val confusion matrices so far."""
+    def log_epoch(self, record: dict, checkpoint: dict) -> None:
+        """Commit one epoch: metrics and step losses in one batch, the val confusion matrices so far, and
+        a local checkpoint; an interrupt waits for the whole commit."""
+        import torch
+
         now = int(time.time() * 1000)
         epoch = record["epoch"]
         metrics = [MlflowMetric(name, float(record[name]), now, epoch) for name in Metric.PER_EPOCH]
-        for loss in record["step_losses"]:
-            self.global_step += self.log_every
-            metrics.append(MlflowMetric(Metric.TRAIN_LOSS_STEP, float(loss), now, self.global_step))
-        for i in range(0, len(metrics), 1000):  # MLflow accepts at most 1000 metrics per batch
-            self.client.log_batch(self.run_id, metrics=metrics[i:i + 1000])
-        self.val_confusions["epochs"].append(epoch)
-        self.val_confusions["matrices"].append(json_ready(record["val_confusion"]))
-        self.client.log_dict(self.run_id, self.val_confusions, Artifact.CONFUSION_VAL_EPOCHS)
+        metrics += [MlflowMetric(Metric.TRAIN_LOSS_STEP, loss, now, step) for step, loss in record["step_losses"]]
+        with interrupts.held():
+            for i in range(0, len(metrics), 1000):  # MLflow accepts at most 1000 metrics per batch
+                self.client.log_batch(self.run_id, metrics=metrics[i:i + 1000])
+            self.val_confusions["epochs"].append(epoch)
+            self.val_confusions["matrices"].append(json_ready(record["val_confusion"]))
+            self.client.log_dict(self.run_id, self.val_confusions, Artifact.CONFUSION_VAL_EPOCHS)
+            partial = self.checkpoint_path.with_suffix(".partial")
+            torch.save(tensor_tree(checkpoint), partial)
+            partial.replace(self.checkpoint_path)
+
+    def upload_checkpoint(self) -> None:
+        if self.checkpoint_path.exists():
+            self.client.log_artifact(self.run_id, str(self.checkpoint_path))
 
     def log_table(self, frame: pd.DataFrame, name: str) -> None:
         self.client.log_text(self.run_id, frame.to_csv(index=False), name)

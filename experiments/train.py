@@ -5,6 +5,7 @@ it turns uint8-derived float arrays into its own inputs, takes one optimisation 
 returns logits. Train and validation are measured by the same `evaluate`.
 """
 import copy
+import math
 import time
 from typing import Callable, Protocol
 
@@ -25,6 +26,8 @@ class Learner(Protocol):
     def logits(self, inputs) -> np.ndarray: ...
     def state(self) -> dict: ...
     def load_state(self, state: dict) -> None: ...
+    def checkpoint(self) -> dict: ...
+    def load_checkpoint(self, checkpoint: dict) -> None: ...
 
 
 OPTIMIZERS = {
@@ -74,6 +77,13 @@ class TorchLearner:
     def load_state(self, state: dict) -> None:
         self.model.load_state_dict(state)
 
+    def checkpoint(self) -> dict:
+        return {"model": self.state(), "optimizer": copy.deepcopy(self.optimizer.state_dict())}
+
+    def load_checkpoint(self, checkpoint: dict) -> None:
+        self.load_state(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
@@ -93,24 +103,40 @@ def evaluate(learner: Learner, inputs, labels: np.ndarray, batch_size: int = 100
     }
 
 
-def train_epoch(learner: Learner, inputs, labels, batch_size: int, rng: np.random.Generator,
-                log_every: int, desc: str = "", progress: bool = True) -> dict:
-    """One pass over the shuffled training set; returns loss, accuracy, timing and the step-loss curve."""
+class Diverged(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, loss: float, step: int, epoch: int):
+        super().__init__(f"diverged: training loss became {loss} at step {step} (epoch {epoch})")
+        self.step, self.epoch = step, epoch
+
+
+def train_epoch(learner: Learner, inputs, labels, batch_size: int, rng: np.random.Generator, log_every: int,
+                first_step: int = 1, epoch: int = 1, desc: str = "", progress: bool = True) -> dict:
+    """One pass over the shuffled training set; returns loss, accuracy, timing and the step-loss curve.
+
+    Steps are numbered globally from first_step; step_losses holds (step, mean loss of the last
+    log_every steps). A NaN or infinite loss stops at once with Diverged.
+    """
     n = len(labels)
     order = rng.permutation(n)
     step_losses, window, total_loss, total_correct = [], [], 0.0, 0
     bar = tqdm(total=n, desc=desc, unit="img", disable=not progress, leave=False, mininterval=0.5)
     start = time.perf_counter()
-    for step, i in enumerate(range(0, n, batch_size), start=1):
+    for step, i in enumerate(range(0, n, batch_size), start=first_step):
         rows = order[i:i + batch_size]
         loss, correct = learner.train_step(inputs[rows], labels[rows])
+        if not math.isfinite(loss):
+            bar.close()
+            raise Diverged(loss, step, epoch)
         total_loss += loss * len(rows)
         total_correct += correct
         window.append(loss)
-        if step % log_every == 0:
-            step_losses.append(float(np.mean(window)))
+        if len(window) == log_every:
+            step_losses.append((step, float(np.mean(window))))
             window = []
-            bar.set_postfix(loss=f"{step_losses[-1]:.4f}", acc=f"{total_correct / (i + len(rows)):.4f}", refresh=False)
+            bar.set_postfix(loss=f"{step_losses[-1][1]:.4f}", acc=f"{total_correct / (i + len(rows)):.4f}",
+                            refresh=False)
         bar.update(len(rows))
     seconds = time.perf_counter() - start
     bar.close()
@@ -120,17 +146,26 @@ def train_epoch(learner: Learner, inputs, labels, batch_size: int, rng: np.rando
 
 def fit(learner: Learner, train: tuple, val: tuple, train_eval: tuple, *, epochs: int, batch_size: int,
         seed: int, best_error: float, log_every: int, progress: bool = True,
-        on_epoch: Callable[[dict], None] | None = None) -> dict:
+        on_epoch: Callable[[dict, dict], None] | None = None, resume_from: dict | None = None) -> dict:
     """Train for `epochs`, measuring train-eval and val sets after each; keep the best-val weights.
 
     `train`, `val` and `train_eval` are (inputs, labels) pairs: inputs in the learner's own type,
     labels as the learner's type for train and as numpy arrays for the evaluated sets.
-    Calls on_epoch(record) after every epoch; returns the records, best epoch and best state.
+    After every epoch calls on_epoch(record, checkpoint); a checkpoint given as `resume_from`
+    continues exactly where it was taken (weights, optimizer, shuffling and dropout RNG states).
+    Returns the last epoch's record, the best epoch and its weights.
     """
     rng = np.random.default_rng(seed)
-    records, best = [], {"epoch": 0, "val_acc": -1.0, "state": None}
-    for epoch in range(1, epochs + 1):
-        stats = train_epoch(learner, *train, batch_size, rng, log_every, f"epoch {epoch}/{epochs}", progress)
+    state = {"epoch": 0, "best": {"epoch": 0, "val_acc": -1.0, "state": None}, "last": None}
+    if resume_from:
+        learner.load_checkpoint(resume_from["learner"])
+        rng.bit_generator.state = resume_from["rng"]
+        torch.set_rng_state(resume_from["torch_rng"])
+        state = {k: resume_from[k] for k in ("epoch", "best", "last")}
+    steps_per_epoch = math.ceil(len(train[1]) / batch_size)
+    for epoch in range(state["epoch"] + 1, epochs + 1):
+        stats = train_epoch(learner, *train, batch_size, rng, log_every, first_step=(epoch - 1) * steps_per_epoch + 1,
+                            epoch=epoch, desc=f"epoch {epoch}/{epochs}", progress=progress)
         on_train = evaluate(learner, *train_eval)
         on_val = evaluate(learner, *val)
         record = {
@@ -142,16 +177,18 @@ def fit(learner: Learner, train: tuple, val: tuple, train_eval: tuple, *, epochs
             "step_losses": stats["step_losses"],
             "val_confusion": confusion_matrix(val[1], on_val["predicted"], labels=range(NUM_CLASSES)),
         }
-        if not np.isfinite(stats["loss"]):
-            raise FloatingPointError(f"training loss became {stats['loss']} in epoch {epoch}")
-        if on_val["acc"] > best["val_acc"]:
-            best = {"epoch": epoch, "val_acc": on_val["acc"], "state": learner.state()}
-        records.append(record)
+        if on_val["acc"] > state["best"]["val_acc"]:
+            state["best"] = {"epoch": epoch, "val_acc": on_val["acc"], "state": learner.state()}
+        state["epoch"] = epoch
+        state["last"] = {k: v for k, v in record.items() if k not in ("step_losses", "val_confusion")}
         if progress:
             tqdm.write(f"epoch {epoch}/{epochs}: train loss {on_train['loss']:.4f} acc {on_train['acc']:.4f}"
                        f" | val loss {on_val['loss']:.4f} acc {on_val['acc']:.4f}"
                        f" | {stats['samples_per_s']:.0f} img/s")
         if on_epoch:
-            on_epoch(record)
-    return {"records": records, "best_epoch": best["epoch"], "best_val_acc": best["val_acc"],
+            checkpoint = {**state, "learner": learner.checkpoint(), "rng": rng.bit_generator.state,
+                          "torch_rng": torch.get_rng_state()}
+            on_epoch(record, checkpoint)
+    best = state["best"]
+    return {"last": state["last"], "best_epoch": best["epoch"], "best_val_acc": best["val_acc"],
             "best_state": best["state"]}

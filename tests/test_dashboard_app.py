@@ -119,7 +119,7 @@ def test_clicked_confusion_cell_shows_its_misclassified_images(store):
 
 
 @pytest.mark.parametrize("role, message", [
-    ("failed", "This run ended FAILED: FloatingPointError"),
+    ("failed", "This run ended FAILED: diverged"),
     ("foreign", "This run has no confusion matrix artifacts"),
     ("empty", "This run has no metrics yet"),
     ("deleted", "This run is deleted"),

@@ -6,7 +6,7 @@ import streamlit as st
 from dashboard import figures, reader
 from dashboard.analysis import off_diagonal_cells, run_labels, wide_history
 from dashboard.views import runs_or_message
-from dashboard.widgets import confusion_source_ui, run_picker_ui
+from dashboard.widgets import confusion_source_ui, md, run_picker_ui
 from experiments.schema import Artifact, Metric, Param, Tag
 
 GALLERY_KEY = "gallery_cell"
@@ -18,7 +18,7 @@ def status_message(run: dict) -> None:
     if run["lifecycle_stage"] == "deleted":
         st.warning("This run is deleted (it can still be restored with MLflow).")
     if run["status"] in ("FAILED", "KILLED"):
-        st.error(f"This run ended {run['status']}: {run['tags'].get(Tag.ERROR, 'no reason recorded')}")
+        st.error(f"This run ended {run['status']}: {md(run['tags'].get(Tag.ERROR, 'no reason recorded'))}")
     elif run["status"] == "RUNNING":
         st.info("This run is still training; what it has logged so far is shown.")
 
@@ -42,7 +42,7 @@ def gallery_ui(uri: str, run_id: str, run: dict, class_names: list[str]) -> None
         st.caption("Click a cell of the matrix (or a row of the table) to see its misclassified test images.")
         return
     true, pred = cell
-    st.subheader(f"Test images of true {class_names[true]}, predicted {class_names[pred]}")
+    st.subheader(f"Test images of true {md(class_names[true])}, predicted {md(class_names[pred])}")
     wrong = reader.load_artifact(uri, run_id, Artifact.MISCLASSIFIED)
     if wrong is None:
         st.warning(f"This run has no {Artifact.MISCLASSIFIED} artifact.")

@@ -4,7 +4,7 @@ import streamlit as st
 from dashboard import figures, reader
 from dashboard.analysis import data_size_points, overfitting_facts, wide_history, with_bias_variance
 from dashboard.views import runs_or_message
-from dashboard.widgets import run_picker_ui
+from dashboard.widgets import md, run_picker_ui
 from experiments.diagnosis import BEST_ERROR
 from experiments.schema import Metric, Param
 
@@ -27,7 +27,7 @@ def diagnosis_ui(facts: dict) -> None:
 def run_section(uri: str, run_id: str, label: str) -> None:
     history = wide_history(reader.load_metrics(uri, (run_id,), HISTORY), run_id)
     if history.empty or Metric.VAL_ACC not in history or Metric.TRAIN_ACC not in history:
-        st.info(f"{label}: no epoch with train and validation accuracy logged yet.")
+        st.info(f"{md(label)}: no epoch with train and validation accuracy logged yet.")
         return
     params = reader.load_run(uri, run_id)["params"]
     best_error = float(params.get(Param.BEST_ERROR, BEST_ERROR.get(params.get(Param.DATASET), BEST_ERROR["mnist"])))
@@ -48,7 +48,7 @@ def data_size_section(uri: str, runs) -> None:
         ids = tuple(group["run_id"])
         points = data_size_points(reader.load_params(uri, ids),
                                   reader.load_metrics(uri, ids, (str(Metric.TRAIN_ACC), str(Metric.VAL_ACC))))
-        st.markdown(f"**{model}**: error against training-set size. A large gap that closes with more data "
+        st.markdown(f"**{md(model)}**: error against training-set size. A large gap that closes with more data "
                     "means variance; two high curves that meet mean bias.")
         st.plotly_chart(figures.data_size_curve(points), key=f"datasize_{model}")
 
@@ -63,7 +63,7 @@ def page() -> None:
     shown = selection[:MAX_INSPECTED] or [run_picker_ui(runs, [], "Run (select runs to inspect several)",
                                                          key="overfitting_run")]
     for run_id in shown:
-        st.subheader(names[run_id])
+        st.subheader(md(names[run_id]))
         run_section(uri, run_id, names[run_id])
     st.subheader("Learning curve over training-set size")
     data_size_section(uri, runs)

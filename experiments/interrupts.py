@@ -1,0 +1,37 @@
+"""Ctrl-C and SIGTERM as KeyboardInterrupt, held back while an epoch is being committed to the store.
+
+An epoch's metrics, confusion matrices and checkpoint are written together (tracking.RunLogger.log_epoch);
+an interrupt arriving in the middle waits for the end of that block, so a resumed run neither repeats
+nor loses an epoch.
+"""
+import signal
+from contextlib import contextmanager
+
+_held = {"depth": 0, "pending": None}
+
+
+def on_signal(signum, frame) -> None:
+    """Signal handler for SIGINT and SIGTERM: interrupt now, or as soon as the current commit ends."""
+    name = signal.Signals(signum).name
+    if _held["depth"]:
+        _held["pending"] = name
+        return
+    raise KeyboardInterrupt(name)
+
+
+def install() -> None:
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+
+@contextmanager
+def held():
+    """A block that an interrupt does not cut in two."""
+    _held["depth"] += 1
+    try:
+        yield
+    finally:
+        _held["depth"] -= 1
+        if not _held["depth"] and _held["pending"]:
+            name, _held["pending"] = _held["pending"], None
+            raise KeyboardInterrupt(name)

@@ -1,0 +1,78 @@
+"""Ctrl-C/SIGTERM ends a run KILLED with its checkpoint; --resume finishes it exactly like an uninterrupted run."""
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+
+from experiments.schema import Artifact, Metric, Tag
+from experiments.tracking import REPO_ROOT
+
+TRAIN = ["--model", "conv-conv", "--epochs", "4", "--batch-size", "64", "--train-size", "4000",
+         "--test-size", "1000", "--val-split", "0.1", "--seed", "3", "--no-progress"]
+
+
+def cli(*args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "experiments", *args], cwd=REPO_ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+
+def only_run(client, name):
+    experiment = client.get_experiment_by_name("cnn-experiments")
+    runs = client.search_runs([experiment.experiment_id], f"attributes.run_name = '{name}'") if experiment else []
+    return runs[0] if runs else None
+
+
+def history(client, run_id, name):
+    return [(m.step, m.value) for m in client.get_metric_history(run_id, name)]
+
+
+def test_sigterm_kills_then_resume_matches_an_uninterrupted_run(store, tmp_path):
+    process = cli("train", *TRAIN, "--run-name", "interrupted")
+    deadline = time.time() + 240
+    while time.time() < deadline:  # wait for the first epoch to be logged, then stop the runner mid-run
+        run = only_run(store, "interrupted")
+        if run and store.get_metric_history(run.info.run_id, Metric.VAL_ACC):
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    run = store.get_run(only_run(store, "interrupted").info.run_id)
+    run_id = run.info.run_id
+    assert process.returncode == 130
+    assert err.strip().splitlines()[-1].startswith(f"interrupted: run {run_id} is marked KILLED")
+    assert run.info.status == "KILLED" and "SIGTERM" in run.data.tags[Tag.ERROR]
+    done = [step for step, _ in history(store, run_id, Metric.VAL_ACC)]
+    assert 1 <= len(done) < 4 and done == list(range(1, len(done) + 1))
+    checkpoint = torch.load(store.download_artifacts(run_id, Artifact.CHECKPOINT, str(tmp_path)), weights_only=True)
+    assert checkpoint["epoch"] == len(done)
+
+    resumed = cli("train", "--resume", run_id, "--no-progress")
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    reference = cli("train", *TRAIN, "--run-name", "uninterrupted")
+    _, err = reference.communicate(timeout=300)
+    assert reference.returncode == 0, err
+
+    finished, straight = store.get_run(run_id), only_run(store, "uninterrupted")
+    assert finished.info.status == "FINISHED" and Tag.ERROR not in finished.data.tags
+    for name in (Metric.VAL_ACC, Metric.TRAIN_LOSS, Metric.TRAIN_LOSS_STEP):
+        resumed_points, straight_points = history(store, run_id, name), history(store, straight.info.run_id, name)
+        assert len({s for s, _ in resumed_points}) == len(resumed_points), f"{name} logged twice"
+        assert resumed_points == straight_points, name
+    assert finished.data.metrics[Metric.TEST_ACC] == straight.data.metrics[Metric.TEST_ACC]
+
+
+def test_resume_of_unknown_or_finished_run_is_refused(store):
+    unknown = cli("train", "--resume", "0" * 32)
+    _, err = unknown.communicate(timeout=120)
+    assert unknown.returncode == 2 and "--resume: no run '000" in err
+    finished = cli("train", "--model", "softmax-regression", "--epochs", "1", "--train-size", "500",
+                   "--test-size", "200", "--no-progress", "--run-name", "done")
+    finished.communicate(timeout=120)
+    run_id = only_run(store, "done").info.run_id
+    again = cli("train", "--resume", run_id)
+    _, err = again.communicate(timeout=120)
+    assert again.returncode == 2 and f"--resume: run {run_id} is FINISHED" in err
+    assert len(store.search_runs([store.get_experiment_by_name("cnn-experiments").experiment_id])) == 1
