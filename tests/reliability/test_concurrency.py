@@ -1,0 +1,33 @@
+"""Four runner processes training at once into one fresh embedded store lose and mix nothing."""
+import math
+import subprocess
+import sys
+
+from experiments.schema import Metric, Param
+from experiments.tracking import REPO_ROOT
+
+RUNNERS, EPOCHS, TRAIN, BATCH, LOG_EVERY = 4, 3, 1600, 32, 5
+
+
+def test_four_concurrent_runners_log_every_point_into_their_own_run(store):
+    processes = [subprocess.Popen(
+        [sys.executable, "-m", "experiments", "train", "--model", "softmax-regression", "--epochs", str(EPOCHS),
+         "--batch-size", str(BATCH), "--train-size", str(TRAIN), "--test-size", "300", "--val-split", "0.5",
+         "--log-every", str(LOG_EVERY), "--seed", str(seed), "--run-name", f"runner-{seed}", "--no-progress"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for seed in range(RUNNERS)]
+    for process in processes:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err
+    runs = store.search_runs([store.get_experiment_by_name("cnn-experiments").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == [f"runner-{seed}" for seed in range(RUNNERS)]
+    steps_per_epoch = math.ceil(TRAIN // 2 / BATCH)
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert run.data.params[Param.SEED] == run.info.run_name.split("-")[1]  # no params mixed between runs
+        for name in Metric.PER_EPOCH:
+            assert [m.step for m in store.get_metric_history(run.info.run_id, name)] == [1, 2, 3], name
+        step_points = store.get_metric_history(run.info.run_id, Metric.TRAIN_LOSS_STEP)
+        assert len(step_points) == EPOCHS * (steps_per_epoch // LOG_EVERY)
+        assert set(Metric.FINAL) <= set(run.data.metrics)
+    test_accs = {run.data.metrics[Metric.TEST_ACC] for run in runs}
+    assert len(test_accs) > 1  # four different seeds really trained four different runs

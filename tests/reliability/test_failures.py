@@ -1,0 +1,83 @@
+"""Divergence and crashes end a run FAILED with the reason as a tag, earlier epochs kept; suites go on."""
+import errno
+import math
+
+import numpy as np
+import pytest
+
+from experiments import cli
+from experiments.run import RunConfig, execute
+from experiments.schema import Metric, Tag
+from experiments.tracking import RunLogger
+from experiments.train import Diverged, TorchLearner
+
+SMALL = dict(epochs=3, train_size=1000, test_size=300, val_split=0.2, progress=False)
+
+
+def runs(store):
+    experiment = store.get_experiment_by_name("cnn-experiments")
+    return store.search_runs([experiment.experiment_id]) if experiment else []
+
+
+def fail_from_call(monkeypatch, n: int, outcome):
+    """Make TorchLearner.train_step behave normally n times, then return/raise `outcome`."""
+    real, calls = TorchLearner.train_step, {"n": 0}
+
+    def step(self, inputs, labels):
+        calls["n"] += 1
+        if calls["n"] > n:
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return outcome, 0
+        return real(self, inputs, labels)
+
+    monkeypatch.setattr(TorchLearner, "train_step", step)
+
+
+def test_nan_loss_stops_at_once_fails_the_run_and_keeps_earlier_epochs(store, mnist_dir, monkeypatch):
+    steps_per_epoch = math.ceil(800 / 128)
+    fail_from_call(monkeypatch, steps_per_epoch + 2, float("nan"))  # the third step of epoch 2
+    with pytest.raises(Diverged, match=f"at step {steps_per_epoch + 3} \\(epoch 2\\)"):
+        execute(RunConfig.from_recipe("softmax-regression", **SMALL))
+    [run] = runs(store)
+    assert run.info.status == "FAILED"
+    assert run.data.tags[Tag.DIVERGED_AT_STEP] == str(steps_per_epoch + 3)
+    assert "training loss became nan" in run.data.tags[Tag.ERROR]
+    assert [m.step for m in store.get_metric_history(run.info.run_id, Metric.VAL_ACC)] == [1]
+
+
+def test_real_divergence_of_a_huge_learning_rate_is_caught(store, mnist_dir):
+    with pytest.raises(Diverged), np.errstate(all="ignore"):
+        execute(RunConfig.from_recipe("tiny-numpy", **{**SMALL, "lr": 1e9, "batch_size": 50}))
+    assert runs(store)[0].info.status == "FAILED"
+
+
+def test_an_exception_in_the_model_fails_the_run_with_its_message(store, mnist_dir, monkeypatch):
+    fail_from_call(monkeypatch, 3, RuntimeError("shape mismatch in layer 3"))
+    with pytest.raises(RuntimeError):
+        execute(RunConfig.from_recipe("lenet5", **SMALL))
+    [run] = runs(store)
+    assert run.info.status == "FAILED" and run.data.tags[Tag.ERROR] == "RuntimeError: shape mismatch in layer 3"
+
+
+def test_a_full_disk_while_writing_artifacts_fails_the_run(store, mnist_dir, monkeypatch):
+    def disk_full(self, frame, name):
+        raise OSError(errno.ENOSPC, "No space left on device", name)
+
+    monkeypatch.setattr(RunLogger, "log_table", disk_full)
+    with pytest.raises(OSError):
+        execute(RunConfig.from_recipe("softmax-regression", **SMALL))
+    [run] = runs(store)
+    assert run.info.status == "FAILED" and "No space left on device" in run.data.tags[Tag.ERROR]
+    assert len(store.get_metric_history(run.info.run_id, Metric.VAL_ACC)) == 3  # all epochs kept
+
+
+def test_a_suite_goes_on_after_a_diverged_run(store, mnist_dir, monkeypatch, capsys):
+    configs = [RunConfig.from_recipe("tiny-numpy", **{**SMALL, "lr": 1e9, "batch_size": 50}, run_name="diverges"),
+               RunConfig.from_recipe("softmax-regression", **SMALL, run_name="fine")]
+    monkeypatch.setitem(cli.SUITES, "quick", lambda: configs)
+    with np.errstate(all="ignore"):
+        assert cli.main(["suite", "quick"]) == 1
+    status = {r.info.run_name: r.info.status for r in runs(store)}
+    assert status == {"diverges": "FAILED", "fine": "FINISHED"}
+    assert "1 of 2 runs failed: diverges" in capsys.readouterr().err
