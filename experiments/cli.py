@@ -9,7 +9,7 @@ from experiments.run import ConfigError, RunConfig, RunInterrupted, execute, res
 from experiments.schema import Metric, schema_markdown
 from experiments.suites import SUITES
 from experiments.tracking import store_has_runs
-from experiments.train import OPTIMIZERS
+from experiments.train import OPTIMIZERS, PRECISIONS
 
 
 def list_models() -> None:
@@ -56,6 +56,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--filters", type=int, help="conv filters (numpy model)")
     parser.add_argument("--dtype", choices=("float64", "float32"), help="float type (numpy model)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="fp32, bf16 autocast, or auto: bf16 where the hardware has it natively "
+                             "(default: the recipe's; auto for conv-conv, two-block and lenet5)")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                        help="store images and conv weights NHWC (default: the recipe's, on where measured faster)")
     parser.add_argument("--experiment", help="MLflow experiment name")
     parser.add_argument("--run-name")
     parser.add_argument("--no-progress", dest="progress", action="store_false", default=None)

@@ -22,6 +22,8 @@ class Recipe:
     val_from_test: float = 0.0
     train_size: int | None = None
     test_size: int | None = None
+    precision: str = "fp32"  # "auto" (bf16 autocast where native) where measured faster at equal accuracy
+    channels_last: bool = False  # NHWC where measured faster
     published_test_acc: str = ""
 
 
@@ -144,7 +146,8 @@ MODELS = {spec.name: spec for spec in [
         description="Conv6 5x5 tanh -> AvgPool -> Conv16 5x5 tanh -> AvgPool -> Dense 120 -> 84 -> 10",
         source="LeCun, Bottou, Bengio, Haffner 1998, Gradient-based learning applied to document recognition",
         recipe=Recipe(optimizer="adam", lr=1e-3, batch_size=128, epochs=10, input_scaling="unit",
-                      val_split=0.1, published_test_acc="99.05% (LeNet-5 in the paper, without distortions)"),
+                      val_split=0.1, precision="auto",
+                      published_test_acc="99.05% (LeNet-5 in the paper, without distortions)"),
         builders={"sequential": lenet5},
     ),
     ModelSpec(
@@ -168,7 +171,7 @@ MODELS = {spec.name: spec for spec in [
         description="Conv32-Pool-Drop -> Conv64-Pool-Drop -> Dense 256 -> Dense 10",
         source="two-block Keras MNIST CNN tutorial (Adam, batch 250, 25 epochs, validation split 0.2)",
         recipe=Recipe(optimizer="adam", lr=1e-3, batch_size=250, epochs=25, input_scaling="unit",
-                      val_split=0.2, published_test_acc="99.26%"),
+                      val_split=0.2, precision="auto", channels_last=True, published_test_acc="99.26%"),
         builders={"sequential": two_block},
     ),
     ModelSpec(
@@ -176,7 +179,7 @@ MODELS = {spec.name: spec for spec in [
         description="Conv32 -> Conv64 -> MaxPool -> Drop -> Dense 128 -> Drop -> Dense 10 (1,199,882 params)",
         source="the classic Keras mnist_cnn.py / PyTorch MNIST example (validation carved from test 20/80)",
         recipe=Recipe(optimizer="adam", lr=1e-3, batch_size=256, epochs=5, input_scaling="unit",
-                      val_from_test=0.2, published_test_acc="98.7-98.8%"),
+                      val_from_test=0.2, precision="auto", published_test_acc="98.7-98.8%"),
         builders={"sequential": conv_conv_sequential, "functional": ConvConv},
     ),
 ]}

@@ -19,7 +19,8 @@ from experiments.models import MODELS, get_model_spec
 from experiments.schema import Artifact, Metric, Param, Tag
 from experiments.summary import layer_table, size_figures
 from experiments.tracking import DEFAULT_EXPERIMENT, RunLogger, get_client
-from experiments.train import OPTIMIZERS, Diverged, TorchLearner, default_device, evaluate, fit
+from experiments.train import (OPTIMIZERS, PRECISIONS, Diverged, TorchLearner, default_device, evaluate, fit,
+                               resolve_precision)
 
 MISCLASSIFIED_LIMIT = 1000  # most-confident mistakes kept per run
 
@@ -58,6 +59,8 @@ class RunConfig:
     filters: int = 8
     dtype: str = "float64"  # numpy model only
     device: str | None = None
+    precision: str = "fp32"  # PyTorch models: fp32, bf16, or auto (bf16 where native)
+    channels_last: bool = False  # PyTorch models: NHWC images and conv weights
     experiment: str = DEFAULT_EXPERIMENT
     run_name: str | None = None
     suite: str | None = None
@@ -95,6 +98,7 @@ class RunConfig:
             ((self.val_split > 0) != (self.val_from_test > 0), "val-split/val-from-test",
              "exactly one of them > 0"),
             (self.dtype in ("float64", "float32"), "dtype", "float64 or float32"),
+            (self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}"),
         ]
         for ok, argument, allowed in checks:
             if not ok:
@@ -116,7 +120,8 @@ def make_model_and_learner(config: RunConfig, device: str):
         return model, NumpyLearner(model, lr=config.lr)
     torch.manual_seed(config.seed)
     model = spec.build(config.style)
-    return model, TorchLearner(model, config.optimizer, config.lr, device)
+    return model, TorchLearner(model, config.optimizer, config.lr, device,
+                               resolve_precision(config.precision, device), config.channels_last)
 
 
 def run_params(config: RunConfig, splits, device: str, best_error: float) -> dict:
@@ -130,7 +135,8 @@ def run_params(config: RunConfig, splits, device: str, best_error: float) -> dic
         Param.VAL_SIZE: len(splits.val), Param.TEST_SIZE: len(splits.test),
         Param.TRAIN_EVAL_SIZE: min(config.train_eval_size, len(splits.train)), Param.BEST_ERROR: best_error,
         Param.LOG_EVERY: config.log_every, Param.DEVICE: device,
-        **({Param.FILTERS: config.filters, Param.DTYPE: config.dtype} if spec.framework == "numpy" else {}),
+        **({Param.FILTERS: config.filters, Param.DTYPE: config.dtype} if spec.framework == "numpy" else
+           {Param.PRECISION: resolve_precision(config.precision, device), Param.CHANNELS_LAST: config.channels_last}),
         Param.TORCH_VERSION: torch.__version__, Param.NUMPY_VERSION: np.__version__,
         Param.MLFLOW_VERSION: mlflow.__version__, Param.PYTHON_VERSION: platform.python_version(),
     }

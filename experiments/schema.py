@@ -74,6 +74,8 @@ class Param:
     FILTERS = Name("filters", "conv filters of the numpy model")
     DTYPE = Name("dtype", "float type of the numpy model: float64 or float32")
     DEVICE = Name("device", "cpu or cuda")
+    PRECISION = Name("precision", "PyTorch models: fp32, or bf16 autocast (weights and optimizer in fp32)")
+    CHANNELS_LAST = Name("channels_last", "PyTorch models: images and conv weights stored NHWC")
     TORCH_VERSION = Name("torch_version", "PyTorch version")
     NUMPY_VERSION = Name("numpy_version", "numpy version")
     MLFLOW_VERSION = Name("mlflow_version", "MLflow version")

@@ -37,30 +37,56 @@ OPTIMIZERS = {
 }
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-class TorchLearner:
-    """A torch.nn.Module with its optimizer; data lives on the device as tensors, batches are index slices."""
+def bf16_is_fast(device: str) -> bool:
+    """Whether the device has native bf16 math (CUDA with bf16, or a CPU with AVX512-BF16 or AMX)."""
+    if device.startswith("cuda"):
+        return torch.cuda.is_bf16_supported()
+    cpu = torch.cpu
+    return any(getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
-    def __init__(self, model: torch.nn.Module, optimizer: str, lr: float, device: str):
+
+def resolve_precision(precision: str, device: str) -> str:
+    """'auto' is bf16 autocast where the hardware runs it natively, else fp32."""
+    if precision == "auto":
+        return "bf16" if bf16_is_fast(device) else "fp32"
+    return precision
+
+
+class TorchLearner:
+    """A torch.nn.Module with its optimizer; data lives on the device as tensors, batches are index slices.
+
+    precision 'bf16' runs forward and loss under torch.autocast (weights and optimizer stay fp32);
+    channels_last stores images and conv weights NHWC, which oneDNN's conv and pooling prefer.
+    """
+
+    def __init__(self, model: torch.nn.Module, optimizer: str, lr: float, device: str,
+                 precision: str = "fp32", channels_last: bool = False):
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         self.device = torch.device(device)
-        self.model = model.to(self.device)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = model.to(self.device, memory_format=self.memory_format)
         self.optimizer = OPTIMIZERS[optimizer](self.model.parameters(), lr=lr)
+        self.autocast = dict(device_type=self.device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
     def to_inputs(self, images: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(images).to(self.device)
+        return torch.from_numpy(images).to(self.device).contiguous(memory_format=self.memory_format)
 
     def to_labels(self, labels: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(labels.astype(np.int64)).to(self.device)
 
     def train_step(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
         self.model.train()
-        logits = self.model(inputs)
-        loss = torch.nn.functional.cross_entropy(logits, labels)
+        with torch.autocast(**self.autocast):
+            logits = self.model(inputs)
+            loss = torch.nn.functional.cross_entropy(logits, labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -69,7 +95,8 @@ class TorchLearner:
     @torch.inference_mode()
     def logits(self, inputs: torch.Tensor) -> np.ndarray:
         self.model.eval()
-        return self.model(inputs).float().cpu().numpy()
+        with torch.autocast(**self.autocast):
+            return self.model(inputs).float().cpu().numpy()
 
     def state(self) -> dict:
         return copy.deepcopy(self.model.state_dict())

@@ -22,7 +22,7 @@ def test_run_record_holds_every_schema_name(conv_conv_run):
     assert run.info.status == "FINISHED"
     missing_metrics = {str(m) for m in (*Metric.PER_EPOCH, *Metric.FINAL, Metric.TRAIN_LOSS_STEP)} - set(run.data.metrics)
     assert not missing_metrics
-    param_names = [v for k, v in vars(Param).items() if not k.startswith("_") and k not in ("FILTERS", "DTYPE")]
+    param_names = [v for k, v in vars(Param).items() if not k.startswith("_") and k not in ("FILTERS", "DTYPE")]  # numpy-only
     assert not set(param_names) - set(run.data.params)
     assert {Tag.DIAGNOSIS, Tag.DIAGNOSIS_RULE, Tag.RECIPE_SOURCE} <= set(run.data.tags)
     for name in Metric.PER_EPOCH:
@@ -84,3 +84,13 @@ def test_numpy_model_logs_the_same_schema_with_weights(store, mnist_dir, tmp_pat
     assert run.data.params[Param.FRAMEWORK] == "numpy"
     weights = np.load(store.download_artifacts(run.info.run_id, Artifact.NUMPY_WEIGHTS, str(tmp_path)))
     assert sum(a.size for a in weights.values()) == result[Metric.PARAMS_TOTAL] == 13_602
+
+
+def test_bf16_autocast_trains_as_well_as_fp32_on_a_small_slice(store, mnist_dir):
+    """Both precisions learn the same small problem to within a few points (the full recipes are in the README)."""
+    accs = {p: execute(small_config("lenet5", precision=p, epochs=3, train_size=6000))[Metric.TEST_ACC]
+            for p in ("fp32", "bf16")}
+    assert accs["fp32"] > 0.85 and abs(accs["bf16"] - accs["fp32"]) < 0.03
+    run = store.search_runs([store.get_experiment_by_name("cnn-experiments").experiment_id],
+                            "params.precision = 'bf16'")
+    assert len(run) == 1

@@ -1,0 +1,157 @@
+"""PyTorch training speed, side by side in one run: the tutorial's pipeline against our runner.
+
+    .venv/bin/python -m benchmarks.training_speed [--samples 10240] [--suites quick tutorials]
+
+Same model (conv-conv), same data (real MNIST), same batch size (256), same number of steps:
+  - the tutorial-style pipeline: a per-sample Dataset (uint8 -> PIL image -> tensor -> normalise)
+    behind a shuffling DataLoader, fp32;
+  - our runner (experiments.train) in fp32, and at the recipe's default precision;
+with samples/s, the ratio to the tutorial pipeline, and effective GFLOPS against a matmul peak
+measured in this run for each precision. Then the cost of tracking (fit with and without the
+MLflow RunLogger, best of a few alternating tries) and, with --suites, wall times of whole suites.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.flop_counter import FlopCounterMode
+
+from experiments.data import load_split, scale_images
+from experiments.models import conv_conv_sequential
+from experiments.run import RunConfig, prepare
+from experiments.tracking import REPO_ROOT, RunLogger
+from experiments.train import fit, train_epoch
+
+BATCH = 256
+
+
+class TutorialMNIST(Dataset):
+    """The torchvision-style pipeline: each sample becomes a PIL image, then a normalised tensor."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
+        self.images, self.labels = images, labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        image = Image.fromarray(self.images[i], mode="L")
+        tensor = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255)[None]  # ToTensor
+        return (tensor - 0.1307) / 0.3081, int(self.labels[i])  # Normalize, as the tutorial does
+
+
+def tutorial_pipeline_speed(images, labels) -> float:
+    torch.manual_seed(0)
+    model = conv_conv_sequential()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = DataLoader(TutorialMNIST(images, labels), batch_size=BATCH, shuffle=True)
+    model.train()
+    start = time.perf_counter()
+    for x, y in loader:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+    return len(labels) / (time.perf_counter() - start)
+
+
+def runner_speed(samples: int, precision: str) -> float:
+    config = RunConfig.from_recipe("conv-conv", train_size=samples, test_size=100, val_from_test=0.5,
+                                   precision=precision, progress=False)
+    ready = prepare(config)
+    labels = ready.learner.to_labels(ready.splits.train.labels)
+    warm = ready.inputs["train"][:BATCH * 4], labels[:BATCH * 4]
+    train_epoch(ready.learner, *warm, BATCH, np.random.default_rng(0), 50, progress=False)
+    stats = train_epoch(ready.learner, ready.inputs["train"], labels, BATCH, np.random.default_rng(0), 50,
+                        progress=False)
+    return stats["samples_per_s"]
+
+
+def flops_per_sample() -> float:
+    """FLOPs of one training sample (forward + backward), counted by PyTorch's FlopCounterMode."""
+    model, x, y = conv_conv_sequential(), torch.rand(BATCH, 1, 28, 28), torch.randint(0, 10, (BATCH,))
+    with FlopCounterMode(display=False) as counter:
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+    return counter.get_total_flops() / BATCH
+
+
+def matmul_peak_gflops(dtype) -> float:
+    a, b = torch.rand(2048, 2048, dtype=dtype), torch.rand(2048, 2048, dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * 2048 ** 3 / best / 1e9
+
+
+def tracking_overhead(samples: int, tries: int = 3) -> tuple[float, float]:
+    """Seconds of fit() for 2 epochs without and with MLflow logging (embedded store), best of `tries`."""
+    config = RunConfig.from_recipe("conv-conv", epochs=2, train_size=samples, test_size=1000, val_from_test=0.5,
+                                   progress=False)
+    ready = prepare(config)
+    train = (ready.inputs["train"], ready.learner.to_labels(ready.splits.train.labels))
+    val = (ready.inputs["val"], ready.splits.val.labels)
+    evaluated = (ready.inputs["train"][:2000], ready.splits.train.labels[:2000])
+    best = {False: float("inf"), True: float("inf")}
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"  # this process only, a throwaway store
+        for _ in range(tries):
+            for tracked in (False, True):
+                logger = RunLogger.start("benchmark", "tracking", {"a": 1}, {}, {}, ready.splits.class_names) \
+                    if tracked else None
+                start = time.perf_counter()
+                fit(ready.learner, train, val, evaluated, epochs=2, batch_size=BATCH, seed=0, best_error=0.002,
+                    log_every=50, progress=False, on_epoch=logger.log_epoch if logger else None)
+                best[tracked] = min(best[tracked], time.perf_counter() - start)
+                if logger:
+                    logger.finish()
+    return best[False], best[True]
+
+
+def suite_seconds(name: str) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "experiments", "suite", name], cwd=REPO_ROOT, check=True,
+                       capture_output=True, env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/m.db"})
+        return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", type=int, default=10_240)
+    parser.add_argument("--suites", nargs="*", default=[], choices=["quick", "tutorials", "data-size"])
+    args = parser.parse_args()
+    train = load_split("mnist", "train").first(args.samples)
+    print(f"conv-conv, batch {BATCH}, Adam, {args.samples} real MNIST images, {torch.get_num_threads()} threads")
+    flops = flops_per_sample()
+    peaks = {"fp32": matmul_peak_gflops(torch.float32), "bf16": matmul_peak_gflops(torch.bfloat16)}
+    recipe_precision = RunConfig.from_recipe("conv-conv").precision
+    rows = [("tutorial pipeline (PIL Dataset + DataLoader)", "fp32", tutorial_pipeline_speed(train.images, train.labels)),
+            ("our runner", "fp32", runner_speed(args.samples, "fp32")),
+            (f"our runner, default precision ({recipe_precision})", "bf16" if recipe_precision != "fp32" else "fp32",
+             runner_speed(args.samples, recipe_precision))]
+    base = rows[0][2]
+    print(f"{flops / 1e6:.1f} MFLOP per training sample; matmul peak fp32 {peaks['fp32']:.0f} GFLOPS, "
+          f"bf16 {peaks['bf16']:.0f} GFLOPS")
+    print(f"{'pipeline':<48} {'precision':>9} {'samples/s':>10} {'x tutorial':>10} {'GFLOPS':>7} {'of peak':>8}")
+    for label, precision, speed in rows:
+        gflops = speed * flops / 1e9
+        print(f"{label:<48} {precision:>9} {speed:>10,.0f} {speed / base:>10.2f} {gflops:>7.0f} "
+              f"{gflops / peaks[precision]:>8.0%}")
+    off, on = tracking_overhead(args.samples)
+    print(f"fit, 2 epochs: tracking off {off:.2f} s, on {on:.2f} s: overhead {100 * (on - off) / off:+.1f}%")
+    for name in args.suites:
+        print(f"suite {name}: {suite_seconds(name):.0f} s wall")
+
+
+if __name__ == "__main__":
+    main()
