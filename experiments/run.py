@@ -212,7 +212,8 @@ def resume(run_id: str, progress: bool = True) -> tuple[RunConfig, dict]:
         raise ConfigError(f"--resume: run {run_id} is {run.info.status}; only KILLED or FAILED runs can resume")
     if not any(f.path == Artifact.CHECKPOINT for f in client.list_artifacts(run_id)):
         raise ConfigError(f"--resume: run {run_id} has no {Artifact.CHECKPOINT} (it stopped before its first epoch)")
-    stored = json.loads(Path(client.download_artifacts(run_id, Artifact.CONFIG, tempfile.mkdtemp())).read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        stored = json.loads(Path(client.download_artifacts(run_id, Artifact.CONFIG, tmp)).read_text())
     config = replace(RunConfig(**stored), progress=progress)
     ready = prepare(config)
     logger, checkpoint = RunLogger.reopen(run_id, ready.splits.class_names)
