@@ -109,7 +109,7 @@ def tensor_tree(obj):
 class RunLogger:
     """Logs one training run: params and tags at the start, a batch per epoch, results at the end.
 
-    After every epoch the checkpoint is saved to a local file; it becomes the run's
+    The latest end-of-epoch checkpoint is kept in memory; it is written as the run's
     checkpoint.pt artifact only when the run stops early (killed or failed), for --resume.
     """
 
@@ -117,7 +117,7 @@ class RunLogger:
         self.client, self.run_id, self.class_names = client, run_id, list(class_names)
         self.val_confusions: dict = {"class_names": self.class_names, "epochs": [], "matrices": []}
         self.scratch = tempfile.TemporaryDirectory(prefix="cnn-run-")
-        self.checkpoint_path = Path(self.scratch.name) / Artifact.CHECKPOINT
+        self.checkpoint = None
 
     @classmethod
     def start(cls, experiment: str, run_name: str, params: dict, tags: dict, config: dict,
@@ -154,9 +154,7 @@ class RunLogger:
 
     def log_epoch(self, record: dict, checkpoint: dict) -> None:
         """Commit one epoch: metrics and step losses in one batch, the val confusion matrices so far, and
-        a local checkpoint; an interrupt waits for the whole commit."""
-        import torch
-
+        its checkpoint (in memory); an interrupt waits for the whole commit."""
         now = int(time.time() * 1000)
         epoch = record["epoch"]
         metrics = [MlflowMetric(name, float(record[name]), now, epoch) for name in Metric.PER_EPOCH]
@@ -167,13 +165,16 @@ class RunLogger:
             self.val_confusions["epochs"].append(epoch)
             self.val_confusions["matrices"].append(json_ready(record["val_confusion"]))
             self.client.log_dict(self.run_id, self.val_confusions, Artifact.CONFUSION_VAL_EPOCHS)
-            partial = self.checkpoint_path.with_suffix(".partial")
-            torch.save(tensor_tree(checkpoint), partial)
-            partial.replace(self.checkpoint_path)
+            self.checkpoint = checkpoint
 
     def upload_checkpoint(self) -> None:
-        if self.checkpoint_path.exists():
-            self.client.log_artifact(self.run_id, str(self.checkpoint_path))
+        """The last checkpoint as the run's artifact (tensors and numbers only: weights_only loads it)."""
+        import torch
+
+        if self.checkpoint is not None:
+            path = Path(self.scratch.name) / Artifact.CHECKPOINT
+            torch.save(tensor_tree(self.checkpoint), path)
+            self.client.log_artifact(self.run_id, str(path))
 
     def log_table(self, frame: pd.DataFrame, name: str) -> None:
         self.client.log_text(self.run_id, frame.to_csv(index=False), name)

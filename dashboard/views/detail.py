@@ -39,7 +39,8 @@ def cell_from_events() -> tuple[int, int] | None:
 def gallery_ui(uri: str, run_id: str, run: dict, class_names: list[str]) -> None:
     cell = cell_from_events()
     if cell is None:
-        st.caption("Click a cell of the matrix (or a row of the table) to see its misclassified test images.")
+        st.caption("Drag a box around a cell of the matrix, or tick a row of the table, to see its misclassified "
+                   "test images.")
         return
     true, pred = cell
     st.subheader(f"Test images of true {md(class_names[true])}, predicted {md(class_names[pred])}")
