@@ -18,7 +18,7 @@ from benchmarks.tutorial_numpy_cnn import TutorialCNN
 def loop_reference_speed(images, labels) -> float:
     net = TutorialCNN()
     start = time.perf_counter()
-    for image, label in zip(images, labels):
+    for image, label in zip(images, labels, strict=True):
         net.train(image, label)
     return len(labels) / (time.perf_counter() - start)
 

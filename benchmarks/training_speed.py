@@ -23,7 +23,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
-from experiments.data import load_split, scale_images
+from experiments.data import load_split
 from experiments.models import conv_conv_sequential
 from experiments.run import RunConfig, prepare
 from experiments.tracking import REPO_ROOT, RunLogger

@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote
 
-import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.entities import Metric as MlflowMetric, Param as MlflowParam, RunTag

@@ -16,7 +16,7 @@ def idx_bytes(array: np.ndarray) -> bytes:
 
 def write_split(folder, images, labels, gz=False):
     folder.mkdir(exist_ok=True)
-    for name, array in zip(data.SPLIT_FILES["train"], (images, labels)):
+    for name, array in zip(data.SPLIT_FILES["train"], (images, labels), strict=True):
         raw = idx_bytes(array)
         path = folder / (name + (".gz" if gz else ""))
         path.write_bytes(gzip.compress(raw) if gz else raw)

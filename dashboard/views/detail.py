@@ -59,7 +59,7 @@ def gallery_ui(uri: str, run_id: str, run: dict, class_names: list[str]) -> None
         return
     st.image([images[i] for i in cell_rows["index"]], width=84,
              caption=[f"#{i} {class_names[true]}→{class_names[pred]} ({c:.0%})"
-                      for i, c in zip(cell_rows["index"], cell_rows["confidence"])])
+                      for i, c in zip(cell_rows["index"], cell_rows["confidence"], strict=True)])
 
 
 def confusion_section(uri: str, run_id: str, run: dict) -> list[str] | None:

@@ -10,7 +10,7 @@ from experiments.run import RunConfig, execute
 
 sys.path.insert(0, __file__.rsplit("/reliability/", 1)[0])
 from test_dashboard_app import go, open_app, texts  # noqa: E402
-from test_dashboard_browser import CHROMIUM_ARGS, CHROMIUM, free_port, start_server  # noqa: E402
+from test_dashboard_browser import CHROMIUM_ARGS, CHROMIUM, start_server  # noqa: E402
 
 HOSTILE_NAME = '<img src=x onerror="window.__xss=1"> ünïcødé 🚀 **bold** [link](javascript:alert(1))'
 
