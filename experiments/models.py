@@ -8,6 +8,8 @@ from typing import Callable
 
 from torch import nn
 
+from experiments.layers import Dropout
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -83,8 +85,8 @@ def tiny() -> nn.Module:
 def two_block() -> nn.Module:
     """Two conv-pool-dropout blocks, then Dense 256 -> Dense 10."""
     return nn.Sequential(
-        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.25),
-        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.25),
+        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), Dropout(0.25),
+        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2), Dropout(0.25),
         nn.Flatten(),
         nn.Linear(64 * 5 * 5, 256), nn.ReLU(),
         nn.Linear(256, 10),
@@ -96,9 +98,9 @@ def conv_conv_sequential() -> nn.Module:
     return nn.Sequential(
         nn.Conv2d(1, 32, 3), nn.ReLU(),
         nn.Conv2d(32, 64, 3), nn.ReLU(),
-        nn.MaxPool2d(2), nn.Dropout(0.25),
+        nn.MaxPool2d(2), Dropout(0.25),
         nn.Flatten(),
-        nn.Linear(9216, 128), nn.ReLU(), nn.Dropout(0.5),
+        nn.Linear(9216, 128), nn.ReLU(), Dropout(0.5),
         nn.Linear(128, 10),
     )
 
@@ -110,9 +112,9 @@ class ConvConv(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(1, 32, 3)
         self.conv2 = nn.Conv2d(32, 64, 3)
-        self.dropout1 = nn.Dropout(0.25)
+        self.dropout1 = Dropout(0.25)
         self.fc1 = nn.Linear(9216, 128)
-        self.dropout2 = nn.Dropout(0.5)
+        self.dropout2 = Dropout(0.5)
         self.fc2 = nn.Linear(128, 10)
 
     def forward(self, x):
@@ -179,7 +181,8 @@ MODELS = {spec.name: spec for spec in [
         description="Conv32 -> Conv64 -> MaxPool -> Drop -> Dense 128 -> Drop -> Dense 10 (1,199,882 params)",
         source="the classic Keras mnist_cnn.py / PyTorch MNIST example (validation carved from test 20/80)",
         recipe=Recipe(optimizer="adam", lr=1e-3, batch_size=256, epochs=5, input_scaling="unit",
-                      val_from_test=0.2, precision="auto", published_test_acc="98.7-98.8%"),
+                      val_from_test=0.2, precision="auto", channels_last=True,
+                      published_test_acc="98.7-98.8%"),
         builders={"sequential": conv_conv_sequential, "functional": ConvConv},
     ),
 ]}
