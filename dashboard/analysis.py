@@ -1,4 +1,6 @@
-"""Pure DataFrame computations behind the pages: filtering, histories, gaps, best epochs, param diffs."""
+"""Pure DataFrame computations behind the pages: filtering, histories, gaps, best epochs, param diffs, sweeps."""
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -91,3 +93,34 @@ def off_diagonal_cells(matrix, class_names) -> pd.DataFrame:
     cells["true name"] = [class_names[t] for t in cells["true"]]
     cells["predicted name"] = [class_names[p] for p in cells["predicted"]]
     return cells.sort_values("count", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def trial_table(trials: pd.DataFrame) -> pd.DataFrame:
+    """Sweep trials with each searched value in its own column, in trial order."""
+    values = pd.DataFrame(list(trials["params"]), index=trials.index)
+    return pd.concat([trials.drop(columns="params"), values], axis=1)
+
+
+def best_trial_position(trials: pd.DataFrame) -> int | None:
+    """Row position of the complete trial with the best objective (best_val_acc), or None."""
+    complete = trials["best_val_acc"].where(trials["state"] == "complete")
+    return None if complete.isna().all() else trials.index.get_loc(complete.idxmax())
+
+
+def param_importances(trials: pd.DataFrame, distributions: dict) -> dict[str, float]:
+    """Optuna's fANOVA importance of each searched parameter for best_val_acc, from the complete trials;
+    empty when fewer than two complete trials differ in their objective."""
+    import optuna
+    from optuna.distributions import json_to_distribution
+
+    complete = trials[(trials["state"] == "complete") & trials["best_val_acc"].notna()
+                      & trials["params"].map(lambda p: set(p) == set(distributions))]
+    if len(complete) < 2 or complete["best_val_acc"].nunique() < 2:
+        return {}
+    space = {name: json_to_distribution(json.dumps(d)) for name, d in distributions.items()}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    for params, value in zip(complete["params"], complete["best_val_acc"], strict=True):
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=space, value=value))
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+    return optuna.importance.get_param_importances(study, evaluator=evaluator)

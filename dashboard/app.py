@@ -12,5 +12,6 @@ page = st.navigation([
     st.Page("views/compare.py", title="Compare", url_path="compare"),
     st.Page("views/overfitting.py", title="Overfitting inspector", url_path="overfitting"),
     st.Page("views/detail.py", title="Run detail", url_path="detail"),
+    st.Page("views/sweeps.py", title="Sweeps", url_path="sweeps"),
 ])
 page.run()

@@ -135,8 +135,10 @@ def per_class_accuracy(per_class: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def parallel_coordinates(params: pd.DataFrame, score: pd.Series) -> go.Figure:
-    """Params (one column each; text values become categories) against test accuracy, one line per run."""
+def parallel_coordinates(params: pd.DataFrame, score, score_label: str = "test acc",
+                         highlight: int | None = None) -> go.Figure:
+    """Params (one column each; text values become categories) against a score, one line per run;
+    the line at position `highlight` (e.g. the best trial) is drawn red, the others by score."""
     dimensions = []
     for name in params.columns:
         values = pd.to_numeric(params[name], errors="coerce")
@@ -146,10 +148,27 @@ def parallel_coordinates(params: pd.DataFrame, score: pd.Series) -> go.Figure:
             codes, names = pd.factorize(params[name].astype(str))
             dimensions.append({"label": html.escape(name), "values": codes, "tickvals": list(range(len(names))),
                                "ticktext": escaped(names)})
-    dimensions.append({"label": "test acc", "values": score})
-    fig = go.Figure(go.Parcoords(line={"color": score, "colorscale": "Viridis", "showscale": True},
-                                 dimensions=dimensions))
+    dimensions.append({"label": html.escape(score_label), "values": score})
+    line = {"color": score, "colorscale": "Viridis", "showscale": True}
+    if highlight is not None:  # one colour channel only: others 0..0.9 by score, the highlighted line 1
+        score = np.asarray(score, dtype=float)
+        spread = np.nanmax(score) - np.nanmin(score) or 1.0
+        color = 0.9 * (score - np.nanmin(score)) / spread
+        color[highlight] = 1.0
+        line = {"color": color, "cmin": 0, "cmax": 1, "showscale": False,
+                "colorscale": [[0, "#c6dbef"], [0.9, "#08306b"], [0.95, "#08306b"], [1, "#d62728"]]}
+    fig = go.Figure(go.Parcoords(line=line, dimensions=dimensions))
     fig.update_layout(height=420, margin={"l": 60, "r": 60})
+    return fig
+
+
+def param_importances(importances: dict[str, float]) -> go.Figure:
+    """Optuna's importance of each searched parameter for the objective, largest on top."""
+    ordered = sorted(importances.items(), key=lambda kv: kv[1])
+    fig = go.Figure(go.Bar(x=[v for _, v in ordered], y=escaped(k for k, _ in ordered), orientation="h",
+                           text=[f"{v:.0%}" for _, v in ordered], textposition="outside"))
+    fig.update_layout(xaxis_title="importance (fANOVA, share of objective variance)", xaxis_tickformat=".0%",
+                      xaxis_range=[0, 1.1], height=80 + 40 * len(ordered), margin={"t": 20})
     return fig
 
 

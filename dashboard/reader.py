@@ -21,7 +21,10 @@ from experiments.tracking import tracking_uri
 CACHE_SECONDS = 30  # runs change while training; pages that show running runs refresh sooner
 RUN_COLUMNS = ["run_id", "experiment", "run_name", "model", "dataset", "status", "start", "duration_s",
                "epochs", "params_epochs", "test_acc", "best_val_acc", "best_epoch", "gap", "diagnosis", "params_total",
-               "suite", "params_text"]
+               "suite", "sweep", "params_text"]
+SWEEP_COLUMNS = ["run_id", "sweep", "status", "start", "method", "pruner", "planned", "best_value"]
+TRIAL_COLUMNS = ["run_id", "run_name", "trial", "state", "status", "best_val_acc", "test_acc", "epochs_trained",
+                 "params"]
 
 
 class StoreError(Exception):
@@ -93,7 +96,7 @@ def run_row(run, experiments: dict) -> dict:
         "best_epoch": metrics.get(Metric.BEST_EPOCH, np.nan) if finished_by_us else np.nan,
         "test_acc": metrics.get(Metric.TEST_ACC, np.nan), "gap": metrics.get(Metric.VARIANCE, np.nan),
         "diagnosis": tags.get(Tag.DIAGNOSIS, ""), "params_total": metrics.get(Metric.PARAMS_TOTAL, np.nan),
-        "suite": tags.get(Tag.SUITE, ""), "params_text": " ".join(f"{k}={v}" for k, v in sorted(params.items())),
+        "suite": tags.get(Tag.SUITE, ""), "sweep": tags.get(Tag.SWEEP, ""), "params_text": " ".join(f"{k}={v}" for k, v in sorted(params.items())),
     }
 
 
@@ -103,6 +106,7 @@ def fetch_runs(client: MlflowClient) -> pd.DataFrame:
         experiments, runs = search_all_runs(client)
     except Exception as err:  # an unreachable, unreadable or foreign store: say so, never a traceback
         raise StoreError(f"cannot read the tracking store at {client.tracking_uri}: {err}") from err
+    runs = [run for run in runs if run.data.tags.get(Tag.RUN_KIND) != "sweep"]  # a sweep's parent trains nothing
     if not runs:
         return pd.DataFrame(columns=RUN_COLUMNS)
     table = pd.DataFrame([run_row(run, experiments) for run in runs]).set_index("run_id")
@@ -111,6 +115,41 @@ def fetch_runs(client: MlflowClient) -> pd.DataFrame:
         computed = best_epochs(metric_frame(client, unknown, [Metric.VAL_ACC])).set_index("run_id")
         table.update(computed[["epochs", "best_val_acc", "best_epoch"]])
     return table.reset_index()[RUN_COLUMNS]
+
+
+def search_tagged(client: MlflowClient, filter_string: str) -> list:
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    try:
+        return client.search_runs(experiments, filter_string, max_results=5000) if experiments else []
+    except Exception as err:
+        raise StoreError(f"cannot read the tracking store at {client.tracking_uri}: {err}") from err
+
+
+def fetch_sweeps(client: MlflowClient) -> pd.DataFrame:
+    """One row per sweep (its parent run), newest first."""
+    rows = [{"run_id": run.info.run_id, "sweep": run.data.tags.get(Tag.SWEEP, run.info.run_name),
+             "status": run.info.status, "start": pd.to_datetime(run.info.start_time, unit="ms", utc=True),
+             "method": run.data.params.get(Param.SWEEP_METHOD, "?"), "pruner": run.data.params.get(Param.SWEEP_PRUNER),
+             "planned": pd.to_numeric(run.data.params.get(Param.SWEEP_TRIALS), errors="coerce"),
+             "best_value": run.data.metrics.get(Metric.SWEEP_BEST, np.nan)}
+            for run in search_tagged(client, f"tags.{Tag.RUN_KIND} = 'sweep'")]
+    return pd.DataFrame(rows, columns=SWEEP_COLUMNS).sort_values("start", ascending=False, ignore_index=True)
+
+
+def fetch_sweep_trials(client: MlflowClient, parent_run_id: str) -> pd.DataFrame:
+    """The trials of one sweep: one row per trial run, its chosen values as a dict in `params`."""
+    rows = []
+    for run in search_tagged(client, f"tags.`{Tag.PARENT_RUN}` = '{parent_run_id}'"):
+        tags, metrics = run.data.tags, run.data.metrics
+        epochs = pd.to_numeric(run.data.params.get(Param.EPOCHS), errors="coerce")
+        rows.append({"run_id": run.info.run_id, "run_name": run.info.run_name,
+                     "trial": pd.to_numeric(tags.get(Tag.TRIAL), errors="coerce"),
+                     "state": tags.get(Tag.TRIAL_STATE, "?"), "status": run.info.status,
+                     "best_val_acc": metrics.get(Metric.BEST_VAL_ACC, np.nan),
+                     "test_acc": metrics.get(Metric.TEST_ACC, np.nan),
+                     "epochs_trained": pd.to_numeric(tags.get(Tag.STOPPED_AT_EPOCH, epochs), errors="coerce"),
+                     "params": json.loads(tags.get(Tag.TRIAL_PARAMS, "{}"))})
+    return pd.DataFrame(rows, columns=TRIAL_COLUMNS).sort_values("trial", ignore_index=True)
 
 
 def fetch_params(client: MlflowClient, run_ids: list[str]) -> pd.DataFrame:
@@ -153,6 +192,16 @@ def load_run(uri: str, run_id: str) -> dict:
     run = client_for(uri).get_run(run_id)
     return {"params": dict(run.data.params), "tags": dict(run.data.tags), "metrics": dict(run.data.metrics),
             "status": run.info.status, "lifecycle_stage": run.info.lifecycle_stage}
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def load_sweeps(uri: str) -> pd.DataFrame:
+    return fetch_sweeps(client_for(uri))
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def load_sweep_trials(uri: str, parent_run_id: str) -> pd.DataFrame:
+    return fetch_sweep_trials(client_for(uri), parent_run_id)
 
 
 @st.cache_data(show_spinner=False)

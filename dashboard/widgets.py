@@ -11,6 +11,7 @@ MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 SELECTION_KEY = "selection"
 MAX_COMPARE = 50
 LIVE_SECONDS = 5
+TRIAL_PICK_KEY = "sweep_trial"
 
 
 def md(text) -> str:
@@ -47,6 +48,23 @@ def run_picker_ui(runs: pd.DataFrame, candidates: list[str], label: str, key: st
     if not options:
         return None
     return st.selectbox(label, options, format_func=run_labels(runs, options).get, key=key)
+
+
+def sweep_picker_ui(sweeps: pd.DataFrame) -> pd.Series:
+    """One sweep (its parent-run row), newest first."""
+    position = st.selectbox("Sweep", range(len(sweeps)), key="sweep",
+                            format_func=lambda i: f"{sweeps['sweep'].iloc[i]} ({sweeps['status'].iloc[i].lower()}, "
+                                                  f"started {sweeps['start'].iloc[i]:%Y-%m-%d %H:%M})")
+    return sweeps.iloc[position]
+
+
+def trial_picker_ui(trials: pd.DataFrame, best: int | None) -> str:
+    """The trial run to open: the ticked row of the trials table, else the best trial, else the first."""
+    options = list(trials["run_id"])
+    names = dict(zip(options, trials["run_name"] + " (" + trials["state"] + ")", strict=True))
+    if st.session_state.get(TRIAL_PICK_KEY) not in names:
+        st.session_state[TRIAL_PICK_KEY] = options[best or 0]
+    return st.selectbox("Trial to open (or tick a row above)", options, format_func=names.get, key=TRIAL_PICK_KEY)
 
 
 def confusion_source_ui(epochs: list[int], has_test: bool) -> tuple[object, bool]:

@@ -1,4 +1,4 @@
-"""Command line: `python -m experiments {models,schema,train,suite}`."""
+"""Command line: `python -m experiments {models,schema,has-runs,data,train,suite,sweep,server}`."""
 import argparse
 import sys
 
@@ -61,6 +61,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the recipe's; auto for conv-conv, two-block and lenet5)")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                         help="store images and conv weights NHWC (default: the recipe's, on where measured faster)")
+    parser.add_argument("--dropout", type=float, help="one rate for every dropout layer (default: the model's own)")
     parser.add_argument("--experiment", help="MLflow experiment name")
     parser.add_argument("--run-name")
     parser.add_argument("--no-progress", dest="progress", action="store_false", default=None)
@@ -78,6 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
     suite = commands.add_parser("suite", help="run a named set of runs")
     suite.add_argument("name", choices=SUITES)
     suite.add_argument("--list", action="store_true", help="only print the runs the suite would make")
+    sweep = commands.add_parser("sweep", help="run trials of a sweep until it is done; start as many workers as you like")
+    sweep.add_argument("spec", help="a TOML spec file, or the name of one in sweeps/")
+    sweep.add_argument("--storage", help="Optuna storage URL shared by the workers, e.g. "
+                                         "postgresql://cnn@HOST:5432/optuna (default: sqlite in mlruns/)")
+    sweep.add_argument("--heartbeat", type=int, default=30, metavar="SECONDS",
+                       help="a trial whose worker is silent for 2 heartbeats + 10 s is failed and queued again")
+    server = commands.add_parser("server", help="start PostgreSQL and an MLflow tracking server (docs/scaling.md)")
+    server.add_argument("--dir", default=".server", help="PostgreSQL data and MLflow artifacts (default: .server)")
+    server.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
+    server.add_argument("--port", type=int, default=5000, help="MLflow server port")
+    server.add_argument("--pg-port", type=int, default=5433,
+                        help="PostgreSQL port (default 5433: 5432 is left to a system-wide PostgreSQL)")
+    server.add_argument("--workers", type=int, default=4, help="MLflow server worker processes")
     return parser
 
 
@@ -125,6 +139,49 @@ def suite_command(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def sweep_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from experiments.sweeps import OBJECTIVE, SweepError, SweepSpec, run_worker
+
+    try:
+        spec = SweepSpec.load(args.spec)
+        if args.heartbeat < 1:
+            raise SweepError("--heartbeat: expected seconds >= 1")
+        summary = run_worker(spec, args.storage, heartbeat_seconds=args.heartbeat)
+    except (SweepError, ConfigError, DataError) as err:
+        parser.error(str(err))
+    print(f"sweep {spec.name} done (parent run {summary['parent_run_id']}): "
+          f"{summary[Metric.SWEEP_COMPLETE]} complete, {summary[Metric.SWEEP_PRUNED]} pruned, "
+          f"{summary[Metric.SWEEP_FAILED]} failed; best {OBJECTIVE} "
+          f"{summary.get(Metric.SWEEP_BEST, float('nan')):.4f}")
+    return 0
+
+
+def server_command(args: argparse.Namespace) -> int:
+    """Run PostgreSQL and the MLflow server until Ctrl-C; both stop together."""
+    from pathlib import Path
+
+    from experiments.tracking_server import start_mlflow_server, start_postgres
+
+    root = Path(args.dir).resolve()
+    postgres = start_postgres(root / "postgres", args.pg_port, args.host)
+    try:
+        server = start_mlflow_server(postgres.url("mlflow"), root / "artifacts", args.port, args.host,
+                                     workers=args.workers, log_path=root / "mlflow-server.log")
+        try:
+            print(f"MLflow server on http://{args.host}:{args.port} (runs in {postgres.url('mlflow')}, "
+                  f"artifacts in {root / 'artifacts'}, log {root / 'mlflow-server.log'})\n"
+                  f"  export MLFLOW_TRACKING_URI=http://{args.host}:{args.port}\n"
+                  f"  python -m experiments sweep SPEC --storage {postgres.url('optuna')}\n"
+                  "Ctrl-C stops both.", flush=True)
+            server.wait()
+        finally:
+            server.terminate()
+            server.wait()
+    finally:
+        postgres.stop()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     interrupts.install()  # SIGTERM behaves as Ctrl-C: the run in progress ends KILLED with its checkpoint
     try:
@@ -153,4 +210,8 @@ def dispatch(argv: list[str] | None) -> int:
         return fetch_command(args.names or list(DATASETS))
     if args.command == "train":
         return train_command(parser, args)
+    if args.command == "sweep":
+        return sweep_command(parser, args)
+    if args.command == "server":
+        return server_command(args)
     return suite_command(args)

@@ -33,3 +33,13 @@ class Dropout(nn.Dropout):
         words = torch.randint(-2 ** 63, 2 ** 63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
         layout = torch.empty_like(x, dtype=torch.int16)  # x's strides, so the output keeps x's layout
         return words.view(torch.int16)[:n].as_strided(layout.shape, layout.stride())
+
+
+def dropout_layers(model: nn.Module) -> list[nn.Dropout]:
+    return [m for m in model.modules() if isinstance(m, nn.Dropout)] if isinstance(model, nn.Module) else []
+
+
+def set_dropout(model: nn.Module, p: float) -> None:
+    """Give every dropout layer of the model the rate p (a sweep's `dropout` hyperparameter)."""
+    for layer in dropout_layers(model):
+        layer.p = p

@@ -5,6 +5,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from typing import Callable
 
 import mlflow
 from mlflow.exceptions import MlflowException
@@ -15,6 +16,7 @@ from sklearn.metrics import confusion_matrix
 
 from experiments.data import DATASETS, INPUT_SCALINGS, NUM_CLASSES, make_splits, scale_images
 from experiments.diagnosis import BEST_ERROR, diagnose
+from experiments.layers import dropout_layers, set_dropout
 from experiments.models import MODELS, get_model_spec
 from experiments.schema import Artifact, Metric, Param, Tag
 from experiments.summary import layer_table, size_figures
@@ -61,6 +63,7 @@ class RunConfig:
     device: str | None = None
     precision: str = "fp32"  # PyTorch models: fp32, bf16, or auto (bf16 where native)
     channels_last: bool = False  # PyTorch models: NHWC images and conv weights
+    dropout: float | None = None  # PyTorch models: one rate for every dropout layer (None: the model's own)
     experiment: str = DEFAULT_EXPERIMENT
     run_name: str | None = None
     suite: str | None = None
@@ -99,6 +102,7 @@ class RunConfig:
              "exactly one of them > 0"),
             (self.dtype in ("float64", "float32"), "dtype", "float64 or float32"),
             (self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}"),
+            (self.dropout is None or 0 <= self.dropout < 1, "dropout", "a rate in [0, 1)"),
         ]
         for ok, argument, allowed in checks:
             if not ok:
@@ -120,12 +124,17 @@ def make_model_and_learner(config: RunConfig, device: str):
         return model, NumpyLearner(model, lr=config.lr)
     torch.manual_seed(config.seed)
     model = spec.build(config.style)
+    if config.dropout is not None:
+        if not dropout_layers(model):
+            raise ConfigError(f"--dropout: model {config.model!r} has no dropout layers")
+        set_dropout(model, config.dropout)
     return model, TorchLearner(model, config.optimizer, config.lr, device,
                                resolve_precision(config.precision, device), config.channels_last)
 
 
-def run_params(config: RunConfig, splits, device: str, best_error: float) -> dict:
-    spec = get_model_spec(config.model)
+def run_params(config: RunConfig, ready: "Prepared") -> dict:
+    spec, splits, device, best_error = ready.spec, ready.splits, ready.device, ready.best_error
+    rates = ",".join(f"{layer.p:g}" for layer in dropout_layers(ready.model))
     return {
         Param.MODEL: config.model, Param.STYLE: config.style or spec.styles[0], Param.FRAMEWORK: spec.framework,
         Param.DATASET: config.dataset, Param.DATA_DIR: splits.data_dir, Param.INPUT_SCALING: config.input_scaling,
@@ -136,7 +145,8 @@ def run_params(config: RunConfig, splits, device: str, best_error: float) -> dic
         Param.TRAIN_EVAL_SIZE: min(config.train_eval_size, len(splits.train)), Param.BEST_ERROR: best_error,
         Param.LOG_EVERY: config.log_every, Param.DEVICE: device,
         **({Param.FILTERS: config.filters, Param.DTYPE: config.dtype} if spec.framework == "numpy" else
-           {Param.PRECISION: resolve_precision(config.precision, device), Param.CHANNELS_LAST: config.channels_last}),
+           {Param.PRECISION: resolve_precision(config.precision, device), Param.CHANNELS_LAST: config.channels_last,
+            Param.DROPOUT: rates or "none"}),
         Param.TORCH_VERSION: torch.__version__, Param.NUMPY_VERSION: np.__version__,
         Param.MLFLOW_VERSION: mlflow.__version__, Param.PYTHON_VERSION: platform.python_version(),
     }
@@ -190,15 +200,23 @@ def prepare(config: RunConfig) -> Prepared:
     return Prepared(spec, splits, device, best_error, model, learner, inputs)
 
 
-def execute(config: RunConfig) -> dict:
-    """Train and test one configuration, logging it as one new MLflow run; returns the final metrics."""
+def execute(config: RunConfig, tags: dict | None = None, should_stop: Callable[[dict], bool] | None = None,
+            on_start: Callable[[str], None] | None = None) -> dict:
+    """Train and test one configuration, logging it as one new MLflow run; returns the final metrics.
+
+    tags are added to the run's own; should_stop(epoch record) can end training early (a sweep's
+    pruner); on_start(run_id) is called once the run exists.
+    """
     ready = prepare(config)
     logger = RunLogger.start(
         config.experiment, config.run_name or f"{config.model}-{config.dataset}",
-        params=run_params(config, ready.splits, ready.device, ready.best_error),
-        tags={Tag.RECIPE_SOURCE: ready.spec.source, **({Tag.SUITE: config.suite} if config.suite else {})},
+        params=run_params(config, ready),
+        tags={Tag.RECIPE_SOURCE: ready.spec.source, **({Tag.SUITE: config.suite} if config.suite else {}),
+              **(tags or {})},
         config=asdict(config), class_names=ready.splits.class_names)
-    return train_and_log(config, ready, logger)
+    if on_start:
+        on_start(logger.run_id)
+    return train_and_log(config, ready, logger, should_stop=should_stop)
 
 
 def resume(run_id: str, progress: bool = True) -> tuple[RunConfig, dict]:
@@ -220,7 +238,8 @@ def resume(run_id: str, progress: bool = True) -> tuple[RunConfig, dict]:
     return config, train_and_log(config, ready, logger, resume_from=checkpoint)
 
 
-def train_and_log(config: RunConfig, ready: Prepared, logger: RunLogger, resume_from: dict | None = None) -> dict:
+def train_and_log(config: RunConfig, ready: Prepared, logger: RunLogger, resume_from: dict | None = None,
+                  should_stop: Callable[[dict], bool] | None = None) -> dict:
     """fit, test with the best-val weights, log the results; a stopped run ends KILLED or FAILED, never RUNNING."""
     started = time.perf_counter()
     splits, learner, inputs = ready.splits, ready.learner, ready.inputs
@@ -231,12 +250,14 @@ def train_and_log(config: RunConfig, ready: Prepared, logger: RunLogger, resume_
                       (inputs["train"][eval_rows], splits.train.labels[eval_rows]),
                       epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
                       best_error=ready.best_error, log_every=config.log_every, progress=config.progress,
-                      on_epoch=logger.log_epoch, resume_from=resume_from)
+                      on_epoch=logger.log_epoch, resume_from=resume_from, should_stop=should_stop)
+        if history["last"]["epoch"] < config.epochs:
+            logger.set_tags({Tag.STOPPED_AT_EPOCH: history["last"]["epoch"]})
         learner.load_state(history["best_state"])
         tested = evaluate(learner, inputs["test"], splits.test.labels)
         final = log_results(logger, ready.model, history, tested, splits)
         final[Metric.TOTAL_SECONDS] = time.perf_counter() - started
-        logger.log_metrics({Metric.TOTAL_SECONDS: final[Metric.TOTAL_SECONDS]}, step=config.epochs)
+        logger.log_metrics({Metric.TOTAL_SECONDS: final[Metric.TOTAL_SECONDS]}, step=history["last"]["epoch"])
         logger.finish("FINISHED")
     except KeyboardInterrupt as err:
         stop(logger, "KILLED", f"interrupted ({err or 'Ctrl-C'})")
@@ -248,7 +269,7 @@ def train_and_log(config: RunConfig, ready: Prepared, logger: RunLogger, resume_
     except BaseException as err:
         stop(logger, "FAILED", f"{type(err).__name__}: {err}")
         raise
-    return {"run_id": logger.run_id, **final}
+    return {"run_id": logger.run_id, "epochs_trained": history["last"]["epoch"], **final}
 
 
 def stop(logger: RunLogger, status: str, reason: str) -> None:

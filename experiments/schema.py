@@ -42,6 +42,10 @@ class Metric:
     MODEL_BYTES = Name("model_bytes", "bytes of parameters and buffers (final)")
     ACTIVATION_BYTES = Name("activation_bytes_per_image", "bytes of layer outputs for one image's forward pass (final)")
     TOTAL_SECONDS = Name("total_seconds", "wall time of the whole run, evaluation included (final)")
+    SWEEP_BEST = Name("sweep_best_value", "sweep parent: the best objective value among complete trials")
+    SWEEP_COMPLETE = Name("sweep_complete_trials", "sweep parent: trials that finished")
+    SWEEP_PRUNED = Name("sweep_pruned_trials", "sweep parent: trials stopped early by the pruner")
+    SWEEP_FAILED = Name("sweep_failed_trials", "sweep parent: trials that failed (errors, killed workers)")
 
     PER_EPOCH = (TRAIN_LOSS, TRAIN_ACC, VAL_LOSS, VAL_ACC, BIAS, VARIANCE, AVOIDABLE_BIAS,
                  EPOCH_SECONDS, SAMPLES_PER_S)
@@ -76,10 +80,16 @@ class Param:
     DEVICE = Name("device", "cpu or cuda")
     PRECISION = Name("precision", "PyTorch models: fp32, or bf16 autocast (weights and optimizer in fp32)")
     CHANNELS_LAST = Name("channels_last", "PyTorch models: images and conv weights stored NHWC")
+    DROPOUT = Name("dropout", "rates of the model's dropout layers, comma-separated, or 'none'")
     TORCH_VERSION = Name("torch_version", "PyTorch version")
     NUMPY_VERSION = Name("numpy_version", "numpy version")
     MLFLOW_VERSION = Name("mlflow_version", "MLflow version")
     PYTHON_VERSION = Name("python_version", "Python version")
+    SWEEP_METHOD = Name("sweep_method", "sweep parent: grid, tpe or random")
+    SWEEP_PRUNER = Name("sweep_pruner", "sweep parent: none, median or successive-halving")
+    SWEEP_TRIALS = Name("sweep_trials", "sweep parent: trials asked for (a grid's size, or the search budget)")
+    SWEEP_OBJECTIVE = Name("sweep_objective", "sweep parent: the metric the sweep maximises")
+    SWEEP_STORAGE = Name("sweep_storage", "sweep parent: the Optuna storage URL, password removed")
 
 
 class Tag:
@@ -92,6 +102,13 @@ class Tag:
     ERROR = Name("error", "why the run failed or was killed, if it was")
     DIVERGED_AT_STEP = Name("diverged_at_step", "global step at which the training loss became NaN or inf")
     RUN_NAME = Name("mlflow.runName", "MLflow's own run name tag")
+    STOPPED_AT_EPOCH = Name("stopped_at_epoch", "epoch after which training stopped early (a pruned sweep trial)")
+    PARENT_RUN = Name("mlflow.parentRunId", "MLflow's nesting tag: a sweep trial's parent is its sweep run")
+    RUN_KIND = Name("run_kind", "'sweep' on a sweep's parent run; absent on training runs")
+    SWEEP = Name("sweep", "name of the sweep the run belongs to (trials and their parent)")
+    TRIAL = Name("sweep_trial", "Optuna trial number of a sweep trial")
+    TRIAL_PARAMS = Name("sweep_trial_params", "JSON of the values the sweep chose for this trial")
+    TRIAL_STATE = Name("sweep_trial_state", "running, complete, pruned or failed, as Optuna has the trial")
 
 
 class Artifact:
@@ -106,6 +123,7 @@ class Artifact:
                          "index (in the dataset's test file), true, predicted, confidence")
     MODEL = Name("model", "PyTorch model (mlflow.pytorch.log_model), best-val weights")
     NUMPY_WEIGHTS = Name("weights.npz", "numpy model weights, best-val")
+    SWEEP_SPEC = Name("sweep.json", "sweep parent: the sweep's spec, its search space as Optuna distributions")
     CONFIG = Name("config.json", "the run's full configuration (experiments.run.RunConfig), for --resume")
     CHECKPOINT = Name("checkpoint.pt", "last end-of-epoch checkpoint of a killed or failed run (torch.save of "
                       "tensors and numbers, loads with weights_only=True), for --resume")

@@ -173,12 +173,14 @@ def train_epoch(learner: Learner, inputs, labels, batch_size: int, rng: np.rando
 
 def fit(learner: Learner, train: tuple, val: tuple, train_eval: tuple, *, epochs: int, batch_size: int,
         seed: int, best_error: float, log_every: int, progress: bool = True,
-        on_epoch: Callable[[dict, dict], None] | None = None, resume_from: dict | None = None) -> dict:
+        on_epoch: Callable[[dict, dict], None] | None = None, resume_from: dict | None = None,
+        should_stop: Callable[[dict], bool] | None = None) -> dict:
     """Train for `epochs`, measuring train-eval and val sets after each; keep the best-val weights.
 
     `train`, `val` and `train_eval` are (inputs, labels) pairs: inputs in the learner's own type,
     labels as the learner's type for train and as numpy arrays for the evaluated sets.
-    After every epoch calls on_epoch(record, checkpoint); a checkpoint given as `resume_from`
+    After every epoch calls on_epoch(record, checkpoint), then stops early if should_stop(record) is
+    true (a sweep's pruner); a checkpoint given as `resume_from`
     continues exactly where it was taken (weights, optimizer, shuffling and dropout RNG states).
     Returns the last epoch's record, the best epoch and its weights.
     """
@@ -216,6 +218,8 @@ def fit(learner: Learner, train: tuple, val: tuple, train_eval: tuple, *, epochs
             checkpoint = {**state, "learner": learner.checkpoint(), "rng": rng.bit_generator.state,
                           "torch_rng": torch.get_rng_state()}
             on_epoch(record, checkpoint)
+        if should_stop and should_stop(record):
+            break
     best = state["best"]
     return {"last": state["last"], "best_epoch": best["epoch"], "best_val_acc": best["val_acc"],
             "best_state": best["state"]}

@@ -1,0 +1,347 @@
+"""Sweeps: many training runs over a search space, shared by any number of workers through Optuna.
+
+A sweep is one Optuna study (in `--storage`: SQLite in mlruns/ by default, PostgreSQL to share it
+between machines) and one MLflow parent run; each trial is one ordinary training run, nested under
+the parent and tagged with the sweep's name. Start `python -m experiments sweep SPEC` as often and
+wherever you like: every worker takes the next trial until the sweep is done.
+
+- grid: every combination is queued once when the sweep is created; workers pop trials from the
+  queue (Optuna makes the pop atomic), so no point runs twice and none is skipped.
+- tpe / random: Optuna's samplers propose trials until `trials` of them are running or done.
+- A worker that dies stops its trial's heartbeat; the next worker to look marks that trial (and its
+  MLflow run) failed and queues its parameters again, up to `retries` times.
+- A pruner (median or successive-halving) may stop a trial after any epoch; its run then ends
+  FINISHED with its test results and is tagged pruned.
+The objective is the best validation accuracy of the run (test accuracy is never used to choose).
+"""
+import json
+import os
+import time
+import warnings
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from itertools import product
+from pathlib import Path
+
+import optuna
+from mlflow.entities import Metric as MlflowMetric, Param as MlflowParam
+from optuna.distributions import (BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution,
+                                  distribution_to_json)
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
+
+from experiments.run import RunConfig
+from experiments.schema import Artifact, Metric, Param, Tag
+from experiments.tracking import DEFAULT_STORE, REPO_ROOT, experiment_id, get_client
+
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats are "experimental"
+SPEC_DIR = REPO_ROOT / "sweeps"
+METHODS = ("grid", "tpe", "random")
+PRUNERS = ("none", "median", "successive-halving")
+OBJECTIVE = Metric.BEST_VAL_ACC
+NOT_SWEEPABLE = {"experiment", "run_name", "suite", "progress", "data_dir", "device"}
+RUN_ID_ATTR = "mlflow_run_id"  # trial user attribute: the trial's MLflow run
+PARENT_ATTR = "mlflow_parent_run_id"  # study user attribute: the sweep's MLflow run
+SPEC_ATTR = "spec"  # study user attribute: the spec the sweep was created with
+GRID_POINT_ATTR = "grid_point"  # trial user attribute: index of a queued grid combination
+
+
+class SweepError(ValueError):
+    """A sweep spec or storage that cannot be used; raised before any trial runs."""
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """What to search: `space` maps a RunConfig field to a list of values or a {low, high, log} range;
+    `fixed` holds RunConfig values shared by every trial (`model` may sit in either)."""
+
+    name: str
+    method: str
+    space: dict
+    fixed: dict = field(default_factory=dict)
+    trials: int | None = None  # tpe/random budget; a grid runs each combination once
+    pruner: str = "none"
+    pruner_startup_trials: int = 2  # median: trials that finish before any is pruned
+    pruner_warmup_epochs: int = 0  # median: epochs before a trial can be pruned
+    retries: int = 1  # times a dead worker's trial is queued again
+    experiment: str = "cnn-sweeps"
+    seed: int = 0
+
+    @classmethod
+    def load(cls, spec: str) -> "SweepSpec":
+        """A spec from a TOML file path, or the name of one in sweeps/ (`sweeps/NAME.toml`)."""
+        path = Path(spec)
+        if not path.exists() and (SPEC_DIR / f"{spec}.toml").exists():
+            path = SPEC_DIR / f"{spec}.toml"
+        if not path.exists():
+            known = ", ".join(sorted(p.stem for p in SPEC_DIR.glob("*.toml")))
+            raise SweepError(f"sweep spec {spec!r}: no such file, and not one of sweeps/: {known}")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as err:
+            raise SweepError(f"sweep spec {path}: not valid TOML ({err})") from err
+        data.setdefault("name", path.stem)
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise SweepError(f"sweep spec {path}: unknown keys {', '.join(sorted(unknown))}")
+        try:
+            spec = cls(**data)
+        except TypeError as err:
+            raise SweepError(f"sweep spec {path}: {err}") from err
+        spec.validate()
+        return spec
+
+    def validate(self) -> None:
+        config_fields = {f.name for f in fields(RunConfig)} - NOT_SWEEPABLE
+        checks = [
+            (self.method in METHODS, f"method {self.method!r}: expected one of {', '.join(METHODS)}"),
+            (self.pruner in PRUNERS, f"pruner {self.pruner!r}: expected one of {', '.join(PRUNERS)}"),
+            (bool(self.space), "space: empty; give at least one parameter to vary"),
+            (not set(self.space) & set(self.fixed), f"{', '.join(set(self.space) & set(self.fixed))}: "
+                                                    "both in space and fixed"),
+            ("model" in self.space or "model" in self.fixed, "model: give it in fixed or in space"),
+            (self.method == "grid" or (self.trials or 0) > 0, f"trials: a {self.method} sweep needs trials > 0"),
+            (self.retries >= 0, "retries: expected an integer >= 0"),
+        ]
+        for key in [*self.space, *self.fixed]:
+            checks.append((key in config_fields, f"{key}: not a run setting; expected one of "
+                                                 f"{', '.join(sorted(config_fields))}"))
+        for ok, message in checks:
+            if not ok:
+                raise SweepError(f"sweep {self.name!r}: {message}")
+        self.distributions()  # checks every range
+
+    def distributions(self) -> dict[str, BaseDistribution]:
+        """The search space as Optuna distributions (a list is categorical)."""
+        result = {}
+        for key, values in self.space.items():
+            if isinstance(values, list) and values:
+                result[key] = CategoricalDistribution(values)
+            elif isinstance(values, dict) and self.method != "grid" and {"low", "high"} <= set(values):
+                low, high, log = values["low"], values["high"], values.get("log", False)
+                ints = isinstance(low, int) and isinstance(high, int) and not isinstance(values.get("step", 1), float)
+                kind = IntDistribution if ints else FloatDistribution
+                try:
+                    result[key] = kind(low, high, log=log, step=values.get("step", 1 if ints and not log else None))
+                except ValueError as err:
+                    raise SweepError(f"sweep {self.name!r}: {key}: {err}") from err
+            else:
+                raise SweepError(f"sweep {self.name!r}: {key}: expected a non-empty list of values"
+                                 + ("" if self.method == "grid" else " or a {low, high, log} range"))
+        return result
+
+    def grid(self) -> list[dict]:
+        """Every combination of a grid sweep's values, in the order the spec lists them."""
+        keys = list(self.space)
+        return [dict(zip(keys, values, strict=True)) for values in product(*(self.space[k] for k in keys))]
+
+    @property
+    def size(self) -> int:
+        return len(self.grid()) if self.method == "grid" else self.trials
+
+    def as_json(self) -> dict:
+        return {**asdict(self), "distributions": {k: json.loads(distribution_to_json(d))
+                                                  for k, d in self.distributions().items()}}
+
+
+def default_storage() -> str:
+    return f"sqlite:///{DEFAULT_STORE / 'optuna.db'}"
+
+
+def public_url(url: str) -> str:
+    """The storage URL with any password masked, fit to log."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def open_storage(url: str, heartbeat_seconds: int, retries: int) -> RDBStorage:
+    """Optuna's RDB storage with heartbeats: a trial whose worker is silent for 2 heartbeats + 10 s is
+    failed (with its MLflow run) and, `retries` times at most, queued again."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=retries) if retries else None
+
+    def on_stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        run_id = trial.user_attrs.get(RUN_ID_ATTR)
+        if run_id:
+            client = get_client()
+            client.set_tag(run_id, Tag.TRIAL_STATE, "failed")
+            client.set_tag(run_id, Tag.ERROR, "its sweep worker stopped sending heartbeats (killed or lost)")
+            client.set_terminated(run_id, status="FAILED")
+        if retry:
+            retry(study, trial)
+
+    for attempt in range(3):
+        try:
+            return RDBStorage(url, heartbeat_interval=heartbeat_seconds, grace_period=2 * heartbeat_seconds + 10,
+                              heartbeat_stale_trial_callback=on_stale_trial)
+        except Exception as err:  # SQLAlchemy and driver errors: name the storage, hide the password
+            if attempt == 2:
+                raise SweepError(f"--storage {public_url(url)}: cannot open ({type(err).__name__}: {err})") from err
+            # Workers starting together on an empty database race to create Optuna's tables; the
+            # loser's retry finds them made.
+            time.sleep(1 + attempt)
+
+
+def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
+    # Distinct seeds per worker process, so concurrent workers do not propose the same points.
+    seed = spec.seed * 100_003 + os.getpid()
+    return optuna.samplers.RandomSampler(seed) if spec.method == "random" else optuna.samplers.TPESampler(seed=seed)
+
+
+def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
+    if spec.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=spec.pruner_startup_trials,
+                                           n_warmup_steps=spec.pruner_warmup_epochs)
+    if spec.pruner == "successive-halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    return optuna.pruners.NopPruner()
+
+
+def join_sweep(spec: SweepSpec, storage: RDBStorage, storage_url: str, wait_seconds: float = 120) -> optuna.Study:
+    """Create the sweep (study, queued grid, MLflow parent run), or join it if another worker has."""
+    try:
+        study = optuna.create_study(study_name=spec.name, storage=storage, direction="maximize",
+                                    sampler=make_sampler(spec), pruner=make_pruner(spec))
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=spec.name, storage=storage, sampler=make_sampler(spec),
+                                  pruner=make_pruner(spec))
+        deadline = time.monotonic() + wait_seconds
+        while PARENT_ATTR not in study.user_attrs:  # its creator is still setting it up
+            if time.monotonic() > deadline:
+                raise SweepError(f"sweep {spec.name!r} exists in the storage but its creator never finished "
+                                 "setting it up; delete the study or use another name")
+            time.sleep(0.5)
+        if study.user_attrs[SPEC_ATTR] != spec.as_json():
+            raise SweepError(f"sweep {spec.name!r} already exists with a different spec; rename this one")
+        return study
+    study.set_user_attr(SPEC_ATTR, spec.as_json())
+    if spec.method == "grid":
+        for point, params in enumerate(spec.grid()):
+            study.enqueue_trial(params, user_attrs={GRID_POINT_ATTR: point})
+    study.set_user_attr(PARENT_ATTR, start_parent_run(spec, storage_url))
+    return study
+
+
+def start_parent_run(spec: SweepSpec, storage_url: str) -> str:
+    client = get_client()
+    run = client.create_run(experiment_id(client, spec.experiment), run_name=spec.name,
+                            tags={Tag.RUN_KIND: "sweep", Tag.SWEEP: spec.name})
+    client.log_batch(run.info.run_id, params=[MlflowParam(k, str(v)) for k, v in {
+        Param.SWEEP_METHOD: spec.method, Param.SWEEP_PRUNER: spec.pruner, Param.SWEEP_TRIALS: spec.size,
+        Param.SWEEP_OBJECTIVE: OBJECTIVE, Param.SWEEP_STORAGE: public_url(storage_url)}.items()])
+    client.log_dict(run.info.run_id, spec.as_json(), Artifact.SWEEP_SPEC)
+    return run.info.run_id
+
+
+class GridExhausted(Exception):
+    """The queue emptied between a worker's look and its ask: the trial Optuna made instead is not run."""
+
+
+def trial_config(spec: SweepSpec, params: dict, number: int) -> RunConfig:
+    values = {**spec.fixed, **params}
+    return RunConfig.from_recipe(values.pop("model"), **values, experiment=spec.experiment,
+                                 run_name=f"{spec.name}-{number:03d}", progress=False)
+
+
+def suggest(trial: optuna.Trial, key: str, dist: BaseDistribution):
+    """The trial's value for key: its queued value in a grid, else the sampler's pick from dist."""
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(key, dist.choices)
+    suggest_number = trial.suggest_int if isinstance(dist, IntDistribution) else trial.suggest_float
+    return suggest_number(key, dist.low, dist.high, log=dist.log, step=dist.step)
+
+
+def make_objective(spec: SweepSpec, parent_run_id: str):
+    from experiments.run import execute
+
+    distributions = spec.distributions()
+
+    def objective(trial: optuna.Trial) -> float:
+        if spec.method == "grid" and GRID_POINT_ATTR not in trial.user_attrs:
+            trial.set_user_attr("surplus", True)
+            raise GridExhausted("grid sweep: no queued trial left")
+        params = {key: suggest(trial, key, dist) for key, dist in distributions.items()}
+        config = trial_config(spec, params, trial.number)
+        run = {}
+
+        def on_start(run_id: str) -> None:
+            run["id"] = run_id
+            trial.set_user_attr(RUN_ID_ATTR, run_id)
+
+        def should_stop(record: dict) -> bool:
+            trial.report(record[Metric.VAL_ACC], record["epoch"])
+            return trial.should_prune()
+
+        tags = {Tag.SWEEP: spec.name, Tag.TRIAL: trial.number, Tag.PARENT_RUN: parent_run_id,
+                Tag.TRIAL_STATE: "running", Tag.TRIAL_PARAMS: json.dumps(params)}
+        try:
+            result = execute(config, tags=tags, should_stop=should_stop, on_start=on_start)
+        except BaseException:
+            if "id" in run:
+                get_client().set_tag(run["id"], Tag.TRIAL_STATE, "failed")
+            raise
+        pruned = result["epochs_trained"] < config.epochs
+        get_client().set_tag(result["run_id"], Tag.TRIAL_STATE, "pruned" if pruned else "complete")
+        if pruned:
+            raise optuna.TrialPruned(f"pruned after epoch {result['epochs_trained']}")
+        return result[OBJECTIVE]
+
+    return objective
+
+
+def next_step(study: optuna.Study, spec: SweepSpec) -> str:
+    """'run' a new trial, 'wait' for running ones (they may die and be queued again), or 'done'."""
+    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
+    count = {state: sum(t.state == state for t in trials) for state in TrialState}
+    if count[TrialState.WAITING]:
+        return "run"
+    if spec.method != "grid":
+        started = count[TrialState.COMPLETE] + count[TrialState.PRUNED] + count[TrialState.RUNNING]
+        if started < spec.trials and count[TrialState.FAIL] < spec.trials:
+            return "run"
+    return "wait" if count[TrialState.RUNNING] else "done"
+
+
+def run_worker(spec: SweepSpec, storage_url: str | None = None, heartbeat_seconds: int = 30,
+               log=print) -> dict:
+    """Take trials of the sweep until it is done; returns the sweep's summary (also logged to its parent run)."""
+    storage_url = storage_url or default_storage()
+    storage = open_storage(storage_url, heartbeat_seconds, spec.retries)
+    study = join_sweep(spec, storage, storage_url)
+    objective = make_objective(spec, study.user_attrs[PARENT_ATTR])
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        value = "" if trial.value is None else f" {OBJECTIVE} {trial.value:.4f}"
+        log(f"sweep {spec.name}: trial {trial.number} {trial.state.name.lower()}{value} {trial.params}", flush=True)
+
+    while (step := next_step(study, spec)) != "done":
+        if step == "wait":
+            optuna.storages.fail_stale_trials(study)  # a dead worker's trial fails here, and is queued again
+            time.sleep(min(heartbeat_seconds, 5))
+            continue
+        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[report])
+    return finish_parent_run(study)
+
+
+def summarize(study: optuna.Study) -> dict:
+    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    summary = {Metric.SWEEP_COMPLETE: len(complete),
+               Metric.SWEEP_PRUNED: sum(t.state == TrialState.PRUNED for t in trials),
+               Metric.SWEEP_FAILED: sum(t.state == TrialState.FAIL for t in trials)}
+    if complete:
+        summary[Metric.SWEEP_BEST] = max(t.value for t in complete)
+    return summary
+
+
+def finish_parent_run(study: optuna.Study) -> dict:
+    """Log the sweep's summary to its parent run and end it; any worker that sees the sweep done does this."""
+    summary = summarize(study)
+    client = get_client()
+    parent = study.user_attrs[PARENT_ATTR]
+    now = int(time.time() * 1000)
+    client.log_batch(parent, metrics=[MlflowMetric(k, float(v), now, 0) for k, v in summary.items()])
+    client.set_terminated(parent, status="FINISHED")
+    return {"parent_run_id": parent, **summary}

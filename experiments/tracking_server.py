@@ -1,0 +1,122 @@
+"""A shared tracking stack: one PostgreSQL holding MLflow's and Optuna's tables, and an MLflow server.
+
+`python -m experiments server` (scripts/server) starts both on loopback; the tests start them the
+same way. Runners and the dashboard then need only MLFLOW_TRACKING_URI=http://HOST:PORT, and sweep
+workers `--storage` with the Optuna database URL printed at start. See docs/scaling.md.
+"""
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+DB_USER = "cnn"
+DATABASES = ("mlflow", "optuna")  # separate databases: both projects keep an alembic_version table
+SERVICE_USER = "postgres"  # PostgreSQL refuses to run as root; Debian's package creates this user
+
+
+class ServerError(RuntimeError):
+    """PostgreSQL or the MLflow server could not be started."""
+
+
+def postgres_binary(name: str) -> str:
+    """Path of a PostgreSQL server program: Debian keeps them in /usr/lib/postgresql/<version>/bin."""
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+                   key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
+    path = found[-1] if found else shutil.which(name)
+    if not path:
+        raise ServerError(f"PostgreSQL's {name} was not found: install Debian's postgresql package "
+                          "(scripts/setup does, when run as root)")
+    return path
+
+
+def as_service_user(command: list[str]) -> list[str]:
+    """The command run as the postgres user when we are root, as ourselves otherwise."""
+    return ["runuser", "-u", SERVICE_USER, "--", *command] if os.geteuid() == 0 else command
+
+
+@dataclass
+class Postgres:
+    """A PostgreSQL cluster in data_dir, listening on host:port, with trust auth for DB_USER on loopback."""
+
+    data_dir: Path
+    host: str
+    port: int
+
+    def url(self, database: str) -> str:
+        """SQLAlchemy URL of one database (postgresql:// means psycopg 3 to SQLAlchemy 2.1)."""
+        return f"postgresql://{DB_USER}@{self.host}:{self.port}/{database}"
+
+    def stop(self) -> None:
+        subprocess.run(as_service_user([postgres_binary("pg_ctl"), "-D", str(self.data_dir), "-m", "fast",
+                                        "stop"]), capture_output=True)
+
+
+def start_postgres(data_dir: Path, port: int, host: str = "127.0.0.1") -> Postgres:
+    """Create the cluster on first use, start it (or find it running), and create the databases."""
+    data_dir = Path(data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        shutil.chown(data_dir, SERVICE_USER)
+        data_dir.chmod(0o700)
+    server = Postgres(data_dir, host, port)
+    if not (data_dir / "PG_VERSION").exists():
+        run_checked(as_service_user([postgres_binary("initdb"), "-D", str(data_dir), "-U", DB_USER,
+                                     "--auth=trust", "-E", "UTF8"]), "initdb")
+    status = subprocess.run(as_service_user([postgres_binary("pg_ctl"), "-D", str(data_dir), "status"]),
+                            capture_output=True)
+    if status.returncode != 0:  # 3: not running
+        run_checked(as_service_user([
+            postgres_binary("pg_ctl"), "-D", str(data_dir), "-l", str(data_dir / "server.log"), "-w", "-t", "60",
+            "-o", f"-p {port} -h {host} -k {data_dir}", "start"]), f"PostgreSQL (log: {data_dir / 'server.log'})")
+    create_databases(server)
+    return server
+
+
+def create_databases(server: Postgres) -> None:
+    # autocommit: CREATE DATABASE cannot run inside a transaction
+    with psycopg.connect(host=server.host, port=server.port, user=DB_USER, dbname="postgres",
+                         autocommit=True) as connection:
+        for name in DATABASES:
+            if connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+                connection.execute(f'CREATE DATABASE "{name}"')
+
+
+def start_mlflow_server(backend_uri: str, artifacts_dir: Path, port: int, host: str = "127.0.0.1",
+                        workers: int = 2, log_path: Path | None = None) -> subprocess.Popen:
+    """`mlflow server` on host:port, runs in backend_uri, artifacts proxied into artifacts_dir; waits until
+    it answers /health. The caller owns the process (terminate it to stop)."""
+    Path(artifacts_dir).mkdir(parents=True, exist_ok=True)
+    log = open(log_path or os.devnull, "ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri,
+         "--artifacts-destination", str(Path(artifacts_dir).resolve()), "--serve-artifacts",
+         "--host", host, "--port", str(port), "--workers", str(workers)],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    url = f"http://{host}:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServerError(f"mlflow server exited with code {process.returncode}"
+                              + (f"; its log: {log_path}" if log_path else ""))
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return process
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    raise ServerError(f"mlflow server did not answer on {url} within 120 s")
+
+
+def run_checked(command: list[str], what: str) -> None:
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ServerError(f"{what} failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")

@@ -1,0 +1,73 @@
+"""Runs logged through a real MLflow server on PostgreSQL are complete and identical to embedded ones,
+and the dashboard reads them through the server."""
+import filecmp
+import tempfile
+
+import pytest
+from mlflow.tracking import MlflowClient
+from streamlit.testing.v1 import AppTest
+
+from experiments.run import execute
+from experiments.schema import Artifact, Metric, Param
+from experiments.tracking import REPO_ROOT
+from tests.conftest import small_config
+
+TIMINGS = {Metric.EPOCH_SECONDS, Metric.SAMPLES_PER_S, Metric.TOTAL_SECONDS}
+
+
+def artifact_files(client: MlflowClient, run_id: str, path: str = "") -> list[str]:
+    files = []
+    for item in client.list_artifacts(run_id, path):
+        files += artifact_files(client, run_id, item.path) if item.is_dir else [item.path]
+    return sorted(files)
+
+
+def run_content(client: MlflowClient, run_id: str) -> dict:
+    """Everything a run holds that does not depend on when or where it was logged."""
+    run = client.get_run(run_id)
+    return {
+        "status": run.info.status,
+        "params": dict(run.data.params),
+        "tags": {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
+        "metrics": {name: [(m.step, m.value) for m in client.get_metric_history(run_id, name)]
+                    for name in sorted(run.data.metrics) if name not in TIMINGS},
+        "timings": sorted(name for name in run.data.metrics if name in TIMINGS),
+        "artifacts": artifact_files(client, run_id),
+        "model": [(client.get_logged_model(m.model_id).status, sorted(a.path for a in
+                                                                       client.list_logged_model_artifacts(m.model_id)))
+                  for m in run.outputs.model_outputs],  # MLflow 3 keeps a logged model beside the run's artifacts
+    }
+
+
+def test_a_run_through_the_server_is_identical_to_the_embedded_one(server_store, tmp_path, monkeypatch):
+    config = small_config("lenet5", run_name="server-vs-embedded")
+    through_server = execute(config)["run_id"]
+    embedded_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", embedded_uri)
+    embedded = execute(config)["run_id"]
+    server_client, embedded_client = server_store, MlflowClient(embedded_uri)
+
+    served, local = run_content(server_client, through_server), run_content(embedded_client, embedded)
+    assert served["status"] == "FINISHED"
+    assert set(Metric.PER_EPOCH) | set(Metric.FINAL) <= set(served["metrics"]) | set(served["timings"])
+    assert {Artifact.CONFUSION_TEST, Artifact.LAYERS, Artifact.PER_CLASS, Artifact.CONFIG} <= set(served["artifacts"])
+    assert {"MLmodel", "data", "requirements.txt"} <= set(served["model"][0][1])
+    assert served == local
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+        for path in served["artifacts"]:
+            left = server_client.download_artifacts(through_server, path, a)
+            right = embedded_client.download_artifacts(embedded, path, b)
+            assert filecmp.cmp(left, right, shallow=False), f"{path} differs between the stores"
+
+
+def test_the_dashboard_reads_runs_and_artifacts_through_the_server(server_store, mnist_dir):
+    run_id = execute(small_config("softmax-regression", run_name="served-run"))["run_id"]
+    at = AppTest.from_file(str(REPO_ROOT / "dashboard" / "app.py"), default_timeout=120).run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert "served-run" in set(table["run"] if "run" in table else table["run_name"])
+    at.session_state["selection"] = [run_id]
+    at.switch_page("views/detail.py").run()
+    assert not at.exception
+    assert at.get("plotly_chart"), "the confusion matrix, read through the server's artifact proxy"
+    assert server_store.get_run(run_id).data.params[Param.MODEL] == "softmax-regression"

@@ -1,0 +1,167 @@
+"""Sweeps on real Optuna storage: specs, pruning, the Sweeps page, and workers in separate processes
+sharing one sweep on PostgreSQL, one of them killed mid-trial."""
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from streamlit.testing.v1 import AppTest
+
+from dashboard.widgets import md
+from experiments.schema import Metric, Tag
+from experiments.sweeps import SweepError, SweepSpec, run_worker
+from experiments.tracking import REPO_ROOT
+
+TINY = 'model = "tiny", batch_size = 32, test_size = 300'
+
+
+def write_spec(folder, body: str) -> tuple[str, str]:
+    """A spec file with a unique sweep name (the PostgreSQL storage is shared by the session)."""
+    name = f"sweep-{uuid.uuid4().hex[:8]}"
+    path = folder / f"{name}.toml"
+    path.write_text(f'name = "{name}"\n{body}')
+    return str(path), name
+
+
+def sweep_runs(client: MlflowClient, name: str) -> list:
+    experiment = client.get_experiment_by_name("cnn-sweeps")
+    return client.search_runs([experiment.experiment_id], f"tags.{Tag.SWEEP} = '{name}'") if experiment else []
+
+
+def trial_runs(client: MlflowClient, name: str) -> list:
+    return [r for r in sweep_runs(client, name) if r.data.tags.get(Tag.RUN_KIND) != "sweep"]
+
+
+def parent_run(client: MlflowClient, name: str):
+    return next(r for r in sweep_runs(client, name) if r.data.tags.get(Tag.RUN_KIND) == "sweep")
+
+
+def worker(spec_path: str, storage: str, uri: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "experiments", "sweep", spec_path, "--storage", storage,
+                             "--heartbeat", "1"], cwd=REPO_ROOT, env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.parametrize("body, message", [
+    ('method = "grid"\nspace = { lr = [0.1] }', "model: give it in fixed or in space"),
+    ('method = "bayes"\nfixed = { model = "tiny" }\nspace = { lr = [0.1] }', "method 'bayes'"),
+    ('method = "tpe"\nfixed = { model = "tiny" }\nspace = { lr = { low = 0.1, high = 1.0 } }', "needs trials > 0"),
+    ('method = "grid"\nfixed = { model = "tiny" }\nspace = { lr = { low = 0.1, high = 1.0 } }',
+     "lr: expected a non-empty list"),
+    ('method = "grid"\nfixed = { model = "tiny" }\nspace = { learning_rate = [0.1] }', "learning_rate: not a run setting"),
+    ('method = "grid"\nfixed = { model = "tiny" }\nspace = { lr = [0.1] }\nworkers = 3', "unknown keys workers"),
+    ('method = "grid"\nfixed = { model = "tiny", lr = 0.1 }\nspace = { lr = [0.1] }', "both in space and fixed"),
+    ('method = "grid" = 1', "not valid TOML"),
+])
+def test_a_bad_spec_is_refused_naming_the_problem(tmp_path, body, message):
+    path, _ = write_spec(tmp_path, body)
+    with pytest.raises(SweepError, match=message):
+        SweepSpec.load(path)
+
+
+def test_bundled_specs_load_and_a_grid_lists_every_combination():
+    smoke = SweepSpec.load("smoke")
+    assert smoke.size == len(smoke.grid()) == 4
+    assert {tuple(sorted(p.items())) for p in smoke.grid()} == {
+        (("lr", lr), ("optimizer", opt)) for lr in smoke.space["lr"] for opt in smoke.space["optimizer"]}
+    assert SweepSpec.load("conv-conv-search").method == "tpe"
+    assert SweepSpec.load("data-size").size == 12
+
+
+@pytest.fixture(scope="module")
+def pruned_sweep(tmp_path_factory, mnist_dir):
+    """A grid of a good and a hopeless learning rate with the median pruner, run in this process on an
+    embedded store and SQLite storage: the hopeless trial is pruned after its first epoch."""
+    folder = tmp_path_factory.mktemp("pruned-sweep")
+    path, name = write_spec(folder, f'method = "grid"\npruner = "median"\npruner_startup_trials = 1\n'
+                                    f'fixed = {{ {TINY}, epochs = 3, train_size = 1500, optimizer = "adam" }}\n'
+                                    f'space = {{ lr = [0.01, 1e-7] }}\n')
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        summary = run_worker(SweepSpec.load(path), f"sqlite:///{folder / 'optuna.db'}", log=lambda *a, **k: None)
+        yield MlflowClient(uri), name, summary
+
+
+def test_a_pruned_trial_stops_early_and_its_run_says_so(pruned_sweep):
+    client, name, summary = pruned_sweep
+    assert summary[Metric.SWEEP_COMPLETE] == 1 and summary[Metric.SWEEP_PRUNED] == 1
+    runs = {r.data.tags[Tag.TRIAL]: r for r in trial_runs(client, name)}
+    good, hopeless = runs["0"], runs["1"]
+    assert good.data.tags[Tag.TRIAL_STATE] == "complete" and Tag.STOPPED_AT_EPOCH not in good.data.tags
+    assert hopeless.data.tags[Tag.TRIAL_STATE] == "pruned"
+    assert hopeless.data.tags[Tag.STOPPED_AT_EPOCH] == "1"
+    assert hopeless.info.status == "FINISHED" and Metric.TEST_ACC in hopeless.data.metrics
+    assert len(client.get_metric_history(hopeless.info.run_id, Metric.VAL_ACC)) == 1
+    assert len(client.get_metric_history(good.info.run_id, Metric.VAL_ACC)) == 3
+    parent = parent_run(client, name)
+    assert parent.info.status == "FINISHED"
+    assert {r.data.tags[Tag.PARENT_RUN] for r in runs.values()} == {parent.info.run_id}
+    assert parent.data.metrics[Metric.SWEEP_BEST] == good.data.metrics[Metric.BEST_VAL_ACC]
+
+
+def test_the_sweeps_page_shows_trials_best_and_opens_a_trial_run(pruned_sweep):
+    client, name, _ = pruned_sweep
+    at = AppTest.from_file(str(REPO_ROOT / "dashboard" / "app.py"), default_timeout=120).run()
+    at.switch_page("views/sweeps.py").run()
+    assert not at.exception
+    trials = at.dataframe[0].value
+    assert list(trials["state"]) == ["complete", "pruned"] and list(trials["lr"]) == [0.01, 1e-7]
+    best = next(r for r in trial_runs(client, name) if r.data.tags[Tag.TRIAL] == "0")
+    assert f"Best trial (red): {md(best.info.run_name)}" in " ".join(c.value for c in at.caption)  # the best trial is named and highlighted
+    assert at.session_state["sweep_trial"] == best.info.run_id
+    assert at.get("plotly_chart"), "parallel coordinates"
+    at.button(key="open_trial").click().run()
+    assert not at.exception
+    assert at.title[0].value == "Run detail" and at.session_state["detail_run"] == best.info.run_id
+
+
+def test_two_workers_share_one_grid_sweep_on_postgres(tmp_path, postgres, server_store, tracking_server, mnist_dir):
+    path, name = write_spec(tmp_path, f'method = "grid"\nfixed = {{ {TINY}, epochs = 1, train_size = 1000 }}\n'
+                                      'space = { lr = [0.005, 0.01, 0.02], optimizer = ["sgd", "adam"] }\n')
+    workers = [worker(path, postgres.url("optuna"), tracking_server) for _ in range(2)]
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    assert all(" complete " in out for out in outputs), f"each worker ran trials:\n{outputs}"
+
+    study = optuna.load_study(study_name=name, storage=postgres.url("optuna"))
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 6
+    grid = {tuple(sorted(p.items())) for p in SweepSpec.load(path).grid()}
+    assert sorted(tuple(sorted(t.params.items())) for t in trials) == sorted(grid)  # each point once, none lost
+    runs = trial_runs(server_store, name)
+    assert len(runs) == 6 and {r.info.status for r in runs} == {"FINISHED"}
+    assert sorted(int(r.data.tags[Tag.TRIAL]) for r in runs) == [t.number for t in trials]
+    assert parent_run(server_store, name).data.metrics[Metric.SWEEP_COMPLETE] == 6
+
+
+def test_a_killed_worker_leaves_its_trial_failed_and_the_sweep_finishes(tmp_path, postgres, server_store,
+                                                                         tracking_server, mnist_dir):
+    path, name = write_spec(tmp_path, f'method = "grid"\nfixed = {{ {TINY}, epochs = 3, train_size = 3000 }}\n'
+                                      'space = { lr = [0.005, 0.01, 0.02] }\n')
+    doomed = worker(path, postgres.url("optuna"), tracking_server)
+    deadline = time.monotonic() + 120
+    while not [r for r in trial_runs(server_store, name) if r.info.status == "RUNNING"]:
+        assert time.monotonic() < deadline and doomed.poll() is None, "the first worker never started a trial"
+        time.sleep(0.2)
+    doomed.send_signal(signal.SIGKILL)  # no handler runs: its trial and run stay RUNNING until noticed
+    doomed.wait()
+    killed_run = trial_runs(server_store, name)[0]
+
+    survivor = worker(path, postgres.url("optuna"), tracking_server)
+    output = survivor.communicate(timeout=600)[0]
+    assert survivor.returncode == 0, output
+
+    states = [t.state for t in optuna.load_study(study_name=name, storage=postgres.url("optuna")).get_trials()]
+    assert states.count(optuna.trial.TrialState.FAIL) == 1
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 3  # the killed trial's point ran again
+    killed = server_store.get_run(killed_run.info.run_id)
+    assert killed.info.status == "FAILED" and killed.data.tags[Tag.TRIAL_STATE] == "failed"
+    assert "heartbeats" in killed.data.tags[Tag.ERROR]
+    parent = parent_run(server_store, name)
+    assert parent.info.status == "FINISHED" and parent.data.metrics[Metric.SWEEP_FAILED] == 1
