@@ -174,6 +174,8 @@ def server_command(args: argparse.Namespace) -> int:
                   f"  python -m experiments sweep SPEC --storage {postgres.url('optuna')}\n"
                   "Ctrl-C stops both.", flush=True)
             server.wait()
+        except KeyboardInterrupt:
+            print("stopping the MLflow server and PostgreSQL", file=sys.stderr)
         finally:
             server.terminate()
             server.wait()

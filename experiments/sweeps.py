@@ -177,7 +177,8 @@ def open_storage(url: str, heartbeat_seconds: int, retries: int) -> RDBStorage:
                               heartbeat_stale_trial_callback=on_stale_trial)
         except Exception as err:  # SQLAlchemy and driver errors: name the storage, hide the password
             if attempt == 2:
-                raise SweepError(f"--storage {public_url(url)}: cannot open ({type(err).__name__}: {err})") from err
+                reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]  # the driver's own words
+                raise SweepError(f"--storage {public_url(url)}: cannot open ({reason})") from err
             # Workers starting together on an empty database race to create Optuna's tables; the
             # loser's retry finds them made.
             time.sleep(1 + attempt)
@@ -277,9 +278,12 @@ def make_objective(spec: SweepSpec, parent_run_id: str):
                 Tag.TRIAL_STATE: "running", Tag.TRIAL_PARAMS: json.dumps(params)}
         try:
             result = execute(config, tags=tags, should_stop=should_stop, on_start=on_start)
-        except BaseException:
+        except BaseException as err:
             if "id" in run:
                 get_client().set_tag(run["id"], Tag.TRIAL_STATE, "failed")
+            if isinstance(err, KeyboardInterrupt):  # this worker is stopping: leave its point to the others
+                trial.study.enqueue_trial(params, user_attrs={k: v for k, v in trial.user_attrs.items()
+                                                              if k == GRID_POINT_ATTR})
             raise
         pruned = result["epochs_trained"] < config.epochs
         get_client().set_tag(result["run_id"], Tag.TRIAL_STATE, "pruned" if pruned else "complete")

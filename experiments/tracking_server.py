@@ -68,7 +68,9 @@ def start_postgres(data_dir: Path, port: int, host: str = "127.0.0.1") -> Postgr
     server = Postgres(data_dir, host, port)
     if not (data_dir / "PG_VERSION").exists():
         run_checked(as_service_user([postgres_binary("initdb"), "-D", str(data_dir), "-U", DB_USER,
-                                     "--auth=trust", "-E", "UTF8"]), "initdb")
+                                     "--auth=trust", "-E", "UTF8"]),
+                    "initdb" + (f" (as root, PostgreSQL runs as user {SERVICE_USER}, who must be able to reach "
+                                f"{data_dir})" if os.geteuid() == 0 else ""))
     status = subprocess.run(as_service_user([postgres_binary("pg_ctl"), "-D", str(data_dir), "status"]),
                             capture_output=True)
     if status.returncode != 0:  # 3: not running

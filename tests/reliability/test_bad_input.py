@@ -28,6 +28,8 @@ def no_runs(store) -> bool:
     (["--model", "tiny", "--style", "functional"], "--style: model 'tiny' has no style 'functional'"),
     (["--model", "tiny", "--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar'"),
     (["--model", "tiny-numpy", "--optimizer", "adam"], "--optimizer: the numpy model supports only sgd"),
+    (["--model", "tiny", "--dropout", "0.3"], "--dropout: model 'tiny' has no dropout layers"),
+    (["--model", "conv-conv", "--dropout", "1.5"], "--dropout: 1.5 is not allowed; expected a rate in [0, 1)"),
 ])
 def test_bad_arguments_exit_2_with_one_line_and_no_run(store, args, message):
     result = train(*args)
@@ -56,4 +58,18 @@ def test_bad_data_dir_exits_2_naming_the_file(store, mnist_dir, tmp_path, damage
     result = train("--model", "softmax-regression", "--data-dir", str(folder), "--no-progress")
     assert result.returncode == 2
     assert message in result.stderr.splitlines()[-1] and str(folder) in result.stderr.splitlines()[-1]
+    assert no_runs(store)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["no-such-spec"], "sweep spec 'no-such-spec': no such file, and not one of sweeps/: "),
+    (["smoke", "--heartbeat", "0"], "--heartbeat: expected seconds >= 1"),
+    (["smoke", "--storage", "postgresql://cnn:secret@127.0.0.1:1/optuna"], "--storage postgresql://cnn:***@"),
+])
+def test_bad_sweep_arguments_exit_2_naming_the_problem(store, tmp_path, args, message):
+    result = subprocess.run([sys.executable, "-m", "experiments", "sweep", *args], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr.strip().splitlines()[-1]
+    assert "secret" not in result.stderr
     assert no_runs(store)

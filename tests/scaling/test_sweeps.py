@@ -165,3 +165,21 @@ def test_a_killed_worker_leaves_its_trial_failed_and_the_sweep_finishes(tmp_path
     assert "heartbeats" in killed.data.tags[Tag.ERROR]
     parent = parent_run(server_store, name)
     assert parent.info.status == "FINISHED" and parent.data.metrics[Metric.SWEEP_FAILED] == 1
+
+
+def test_a_worker_stopped_with_sigterm_hands_its_trial_back(tmp_path, store, mnist_dir):
+    """SIGTERM mid-trial: the run ends KILLED, the trial FAIL, and its grid point is queued again."""
+    path, name = write_spec(tmp_path, f'method = "grid"\nfixed = {{ {TINY}, epochs = 3, train_size = 3000 }}\n'
+                                      'space = { lr = [0.005] }\n')
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    stopping = worker(path, storage, store.tracking_uri)
+    deadline = time.monotonic() + 120
+    while not [r for r in trial_runs(store, name) if r.info.status == "RUNNING"]:
+        assert time.monotonic() < deadline and stopping.poll() is None, "the worker never started a trial"
+        time.sleep(0.2)
+    stopping.send_signal(signal.SIGTERM)
+    assert stopping.wait(timeout=120) == 130
+    assert trial_runs(store, name)[0].info.status == "KILLED"
+    trials = optuna.load_study(study_name=name, storage=storage).get_trials()
+    assert [t.state for t in trials] == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.WAITING]
+    assert trials[1].user_attrs["grid_point"] == 0
