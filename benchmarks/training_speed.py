@@ -143,20 +143,14 @@ def suite_seconds(name: str) -> float:
         return time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--samples", type=int, default=10_240)
-    parser.add_argument("--suites", nargs="*", default=[], choices=["quick", "tutorials", "data-size"])
-    args = parser.parse_args()
-    train = load_split("mnist", "train").first(args.samples)
-    print(f"conv-conv, batch {BATCH}, Adam, {args.samples} real MNIST images, {torch.get_num_threads()} threads")
+def speed_table(train, samples: int) -> None:
     flops = flops_per_sample()
     peaks = {"fp32": matmul_peak_gflops(torch.float32), "bf16": matmul_peak_gflops(torch.bfloat16)}
     recipe_precision = RunConfig.from_recipe("conv-conv").precision
     rows = [("tutorial pipeline (PIL Dataset + DataLoader)", "fp32", tutorial_pipeline_speed(train.images, train.labels)),
-            ("our runner", "fp32", runner_speed(args.samples, "fp32")),
+            ("our runner", "fp32", runner_speed(samples, "fp32")),
             (f"our runner, default precision ({recipe_precision})", "bf16" if recipe_precision != "fp32" else "fp32",
-             runner_speed(args.samples, recipe_precision))]
+             runner_speed(samples, recipe_precision))]
     base = rows[0][2]
     print(f"{flops / 1e6:.1f} MFLOP per training sample; matmul peak fp32 {peaks['fp32']:.0f} GFLOPS, "
           f"bf16 {peaks['bf16']:.0f} GFLOPS")
@@ -165,8 +159,22 @@ def main() -> None:
         gflops = speed * flops / 1e9
         print(f"{label:<48} {precision:>9} {speed:>10,.0f} {speed / base:>10.2f} {gflops:>7.0f} "
               f"{gflops / peaks[precision]:>8.0%}")
-    cost = tracking_overhead(args.samples)
-    print(f"fit, 2 epochs, best of 5: tracking off {cost['off']:.2f} s, on {cost['on']:.2f} s "
+
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", type=int, default=10_240)
+    parser.add_argument("--suites", nargs="*", default=[], choices=["quick", "tutorials", "data-size"])
+    parser.add_argument("--tries", type=int, default=5, help="fits with and without tracking, best of each")
+    parser.add_argument("--only-tracking", action="store_true", help="skip the speed rows")
+    args = parser.parse_args()
+    train = load_split("mnist", "train").first(args.samples)
+    print(f"conv-conv, batch {BATCH}, Adam, {args.samples} real MNIST images, {torch.get_num_threads()} threads")
+    if not args.only_tracking:
+        speed_table(train, args.samples)
+    cost = tracking_overhead(args.samples, args.tries)
+    print(f"fit, 2 epochs, best of {args.tries}: tracking off {cost['off']:.2f} s, on {cost['on']:.2f} s "
           f"({100 * (cost['on'] - cost['off']) / cost['off']:+.1f}%); inside tracking calls "
           f"{cost['inside']:.3f} s ({100 * cost['inside'] / cost['off']:.1f}% of the run)")
     for name in args.suites:

@@ -121,7 +121,8 @@ class Artifact:
     PER_CLASS = Name("per_class_accuracy.csv", "class, name, support, correct, accuracy on the test set")
     MISCLASSIFIED = Name("misclassified_test.csv",
                          "index (in the dataset's test file), true, predicted, confidence")
-    MODEL = Name("model", "PyTorch model (mlflow.pytorch.log_model), best-val weights")
+    MODEL = Name("model", "PyTorch model (mlflow.pytorch.log_model), best-val weights; MLflow 3 stores it as a "
+                          "logged model linked to the run (run.outputs), beside the run's artifacts")
     NUMPY_WEIGHTS = Name("weights.npz", "numpy model weights, best-val")
     SWEEP_SPEC = Name("sweep.json", "sweep parent: the sweep's spec, its search space as Optuna distributions")
     CONFIG = Name("config.json", "the run's full configuration (experiments.run.RunConfig), for --resume")

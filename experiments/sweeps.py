@@ -16,6 +16,7 @@ The objective is the best validation accuracy of the run (test accuracy is never
 """
 import json
 import os
+import re
 import time
 import warnings
 import tomllib
@@ -31,7 +32,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
-from experiments.run import RunConfig
+from experiments.run import RunConfig, execute
 from experiments.schema import Artifact, Metric, Param, Tag
 from experiments.tracking import DEFAULT_STORE, REPO_ROOT, experiment_id, get_client
 
@@ -95,6 +96,8 @@ class SweepSpec:
     def validate(self) -> None:
         config_fields = {f.name for f in fields(RunConfig)} - NOT_SWEEPABLE
         checks = [
+            (re.fullmatch(r"[A-Za-z0-9._-]+", self.name) is not None,
+             "name: use letters, digits, '.', '_' and '-' only"),
             (self.method in METHODS, f"method {self.method!r}: expected one of {', '.join(METHODS)}"),
             (self.pruner in PRUNERS, f"pruner {self.pruner!r}: expected one of {', '.join(PRUNERS)}"),
             (bool(self.space), "space: empty; give at least one parameter to vary"),
@@ -154,6 +157,13 @@ def public_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def running_trial_runs(client, sweep: str, number: int) -> list:
+    """The RUNNING MLflow run(s) of one trial, found by the tags every trial run is created with."""
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(experiments, f"tags.{Tag.SWEEP} = '{sweep}' and tags.{Tag.TRIAL} = '{number}' "
+                                           "and attributes.status = 'RUNNING'") if experiments else []
+
+
 def open_storage(url: str, heartbeat_seconds: int, retries: int) -> RDBStorage:
     """Optuna's RDB storage with heartbeats: a trial whose worker is silent for 2 heartbeats + 10 s is
     failed (with its MLflow run) and, `retries` times at most, queued again."""
@@ -162,12 +172,11 @@ def open_storage(url: str, heartbeat_seconds: int, retries: int) -> RDBStorage:
     retry = RetryHeartbeatStaleTrialCallback(max_retry=retries) if retries else None
 
     def on_stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        run_id = trial.user_attrs.get(RUN_ID_ATTR)
-        if run_id:
-            client = get_client()
-            client.set_tag(run_id, Tag.TRIAL_STATE, "failed")
-            client.set_tag(run_id, Tag.ERROR, "its sweep worker stopped sending heartbeats (killed or lost)")
-            client.set_terminated(run_id, status="FAILED")
+        client = get_client()
+        for run in running_trial_runs(client, study.study_name, trial.number):
+            client.set_tag(run.info.run_id, Tag.TRIAL_STATE, "failed")
+            client.set_tag(run.info.run_id, Tag.ERROR, "its sweep worker stopped sending heartbeats (killed or lost)")
+            client.set_terminated(run.info.run_id, status="FAILED")
         if retry:
             retry(study, trial)
 
@@ -254,8 +263,6 @@ def suggest(trial: optuna.Trial, key: str, dist: BaseDistribution):
 
 
 def make_objective(spec: SweepSpec, parent_run_id: str):
-    from experiments.run import execute
-
     distributions = spec.distributions()
 
     def objective(trial: optuna.Trial) -> float:

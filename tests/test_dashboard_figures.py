@@ -94,3 +94,48 @@ def test_data_size_points_take_final_epoch_errors():
     np.testing.assert_allclose(points["val_error"], [0.15, 0.05])
     fig = figures.data_size_curve(points)
     assert list(fig.data[0].x) == [1000, 5000] and fig.layout.xaxis.type == "log"
+
+
+def test_parallel_coordinates_draws_the_highlighted_line_red_and_the_rest_by_score():
+    params = pd.DataFrame({"lr": [0.1, 0.01, 0.001]})
+    fig = figures.parallel_coordinates(params, np.array([0.5, 0.9, 0.7]), "best val acc", highlight=1)
+    color = np.asarray(fig.data[0].line.color)
+    assert color[1] == 1.0 and fig.data[0].line.colorscale[-1][1] == "#d62728"
+    assert color[0] < color[2] < 0.95  # the others keep their order by score, away from red
+    assert fig.data[0].dimensions[-1].label == "best val acc"
+    assert fig.data[0].dimensions[0].label == "log10 lr" and list(fig.data[0].dimensions[0].values) == [-1, -2, -3]
+
+
+def sweep_trials(rng, n=40) -> pd.DataFrame:
+    """Trials whose objective depends on lr only; optimizer is noise-free irrelevant."""
+    lrs = rng.choice([0.001, 0.01, 0.1], n)
+    optimizers = rng.choice(["sgd", "adam"], n)
+    return pd.DataFrame({"run_id": [f"r{i}" for i in range(n)], "state": "complete",
+                         "best_val_acc": 0.9 - np.abs(np.log10(lrs) + 2) * 0.2,
+                         "params": [{"lr": float(lr), "optimizer": str(o)} for lr, o in zip(lrs, optimizers)]})
+
+
+DISTRIBUTIONS = {"lr": {"name": "CategoricalDistribution", "attributes": {"choices": [0.001, 0.01, 0.1]}},
+                 "optimizer": {"name": "CategoricalDistribution", "attributes": {"choices": ["sgd", "adam"]}}}
+
+
+def test_param_importances_rank_the_parameter_that_decides_the_objective_first(rng):
+    importances = analysis.param_importances(sweep_trials(rng), DISTRIBUTIONS)
+    assert set(importances) == {"lr", "optimizer"}
+    assert importances["lr"] > 0.9 > importances["optimizer"]
+    fig = figures.param_importances(importances)
+    assert list(fig.data[0].y) == ["optimizer", "lr"]  # largest on top
+
+
+def test_param_importances_need_two_complete_trials_that_differ(rng):
+    trials = sweep_trials(rng, n=4)
+    assert analysis.param_importances(trials.assign(state="pruned"), DISTRIBUTIONS) == {}
+    assert analysis.param_importances(trials.assign(best_val_acc=0.5), DISTRIBUTIONS) == {}
+
+
+def test_trial_table_spreads_chosen_values_and_finds_the_best_complete_trial():
+    trials = pd.DataFrame({"run_id": ["a", "b", "c"], "state": ["complete", "pruned", "complete"],
+                           "best_val_acc": [0.8, 0.95, 0.9], "params": [{"lr": 1}, {"lr": 2}, {"lr": 3}]})
+    table = analysis.trial_table(trials)
+    assert list(table["lr"]) == [1, 2, 3] and "params" not in table
+    assert analysis.best_trial_position(table) == 2  # the pruned trial's higher value does not count

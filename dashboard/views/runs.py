@@ -7,7 +7,8 @@ from dashboard.widgets import SELECTION_KEY, live_refresh_ui, run_filters_ui
 
 TABLE_KEY = "runs_table"
 SHOWN_COLUMNS = ["run_name", "model", "dataset", "status", "test_acc", "best_val_acc", "best_epoch", "gap",
-                 "diagnosis", "params_total", "epochs", "progress", "duration_s", "start", "experiment", "suite"]
+                 "diagnosis", "params_total", "epochs", "progress", "duration_s", "start", "experiment", "suite",
+                 "sweep"]
 COLUMN_CONFIG = {
     "run_name": "run", "duration_s": st.column_config.NumberColumn("duration (s)", format="%.0f"),
     "progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1, format="percent"),

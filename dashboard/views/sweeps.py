@@ -1,5 +1,6 @@
 """Sweeps: the trials of one sweep as a table and parallel coordinates, the best highlighted, Optuna's
 parameter importances, and a click through to any trial's run."""
+import pandas as pd
 import streamlit as st
 
 from dashboard import figures, reader
@@ -69,7 +70,9 @@ def page() -> None:
     styled = shown.style.apply(lambda row: ["background-color: #fde0dd" if row.name == table.index[best] else ""
                                             for _ in row], axis=1) if best is not None else shown
     st.session_state["sweep_trial_ids"] = list(table["run_id"])
-    st.dataframe(styled, hide_index=True, column_config=TRIAL_COLUMN_CONFIG, key=TRIALS_KEY,
+    searched_format = {c: st.column_config.NumberColumn(c, format="%g") for c in searched
+                       if pd.api.types.is_numeric_dtype(table[c])}
+    st.dataframe(styled, hide_index=True, column_config={**TRIAL_COLUMN_CONFIG, **searched_format}, key=TRIALS_KEY,
                  on_select=pick_ticked_trial, selection_mode="single-row", width="stretch")
     if best is not None:
         st.caption(f"Best trial (red): {md(table['run_name'].iloc[best])}.")

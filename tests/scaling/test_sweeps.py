@@ -16,6 +16,7 @@ from dashboard.widgets import md
 from experiments.schema import Metric, Tag
 from experiments.sweeps import SweepError, SweepSpec, run_worker
 from experiments.tracking import REPO_ROOT
+from tests.test_dashboard_browser import CHROMIUM, browser, page, shoot, start_server  # noqa: F401 (fixtures)
 
 TINY = 'model = "tiny", batch_size = 32, test_size = 300'
 
@@ -24,7 +25,7 @@ def write_spec(folder, body: str) -> tuple[str, str]:
     """A spec file with a unique sweep name (the PostgreSQL storage is shared by the session)."""
     name = f"sweep-{uuid.uuid4().hex[:8]}"
     path = folder / f"{name}.toml"
-    path.write_text(f'name = "{name}"\n{body}')
+    path.write_text(body if body.startswith("name =") else f'name = "{name}"\n{body}')
     return str(path), name
 
 
@@ -57,6 +58,7 @@ def worker(spec_path: str, storage: str, uri: str) -> subprocess.Popen:
     ('method = "grid"\nfixed = { model = "tiny" }\nspace = { lr = [0.1] }\nworkers = 3', "unknown keys workers"),
     ('method = "grid"\nfixed = { model = "tiny", lr = 0.1 }\nspace = { lr = [0.1] }', "both in space and fixed"),
     ('method = "grid" = 1', "not valid TOML"),
+    ('name = "it\'s"\nmethod = "grid"\nfixed = { model = "tiny" }\nspace = { lr = [0.1] }', "name: use letters"),
 ])
 def test_a_bad_spec_is_refused_naming_the_problem(tmp_path, body, message):
     path, _ = write_spec(tmp_path, body)
@@ -119,6 +121,19 @@ def test_the_sweeps_page_shows_trials_best_and_opens_a_trial_run(pruned_sweep):
     at.button(key="open_trial").click().run()
     assert not at.exception
     assert at.title[0].value == "Run detail" and at.session_state["detail_run"] == best.info.run_id
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed (scripts/setup)")
+def test_the_sweeps_page_renders_in_a_browser(pruned_sweep, page):  # noqa: F811 (the page fixture)
+    client, name, _ = pruned_sweep
+    with start_server(client.tracking_uri) as url:
+        page.goto(f"{url}/sweeps")
+        page.get_by_role("heading", name="Sweeps").wait_for(timeout=60_000)
+        page.get_by_text("Parallel coordinates").wait_for(timeout=60_000)
+        page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
+        page.get_by_text(f"Best trial (red): {name}-000").wait_for(timeout=30_000)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        shoot(page, "sweeps")
 
 
 def test_two_workers_share_one_grid_sweep_on_postgres(tmp_path, postgres, server_store, tracking_server, mnist_dir):
