@@ -31,15 +31,16 @@ def pick_ticked_trial() -> None:
         st.session_state[TRIAL_PICK_KEY] = st.session_state["sweep_trial_ids"][rows[0]]
 
 
-def summary_ui(sweep, trials) -> None:
+def summary_section(sweep: pd.Series, trials: pd.DataFrame) -> None:
+    """Trial counts by state and the best objective so far."""
     counts = trials["state"].value_counts()
     cols = st.columns(5)
-    cols[0].metric("Trials", f"{len(trials)}" + (f" of {sweep['planned']:.0f}" if sweep["planned"] == sweep["planned"]
-                                                  else ""))
+    planned = f"{sweep['planned']:.0f} planned" if pd.notna(sweep["planned"]) else "planned size unknown"
+    cols[0].metric("Trial runs", len(trials), help=f"{planned}; a failed trial's values may run again")
     for col, state in zip(cols[1:4], ("complete", "pruned", "failed"), strict=True):
         col.metric(state.capitalize(), int(counts.get(state, 0)))
     best = trials["best_val_acc"].where(trials["state"] == "complete").max()
-    cols[4].metric("Best val acc", "—" if best != best else f"{best:.2%}")
+    cols[4].metric("Best val acc", f"{best:.2%}" if pd.notna(best) else "—")
     st.caption(f"{md(sweep['method'])} sweep, pruner {md(sweep['pruner'])}, status {sweep['status']}. "
                "The objective is each trial's best validation accuracy; test accuracy is shown, never optimised.")
 
@@ -61,7 +62,7 @@ def page() -> None:
     if trials.empty:
         st.info("This sweep has no trial runs yet.")
         return
-    summary_ui(sweep, trials)
+    summary_section(sweep, trials)
     table = trial_table(trials)
     best = best_trial_position(table)
     searched = [c for c in table.columns if c not in reader.TRIAL_COLUMNS]
