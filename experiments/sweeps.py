@@ -324,7 +324,8 @@ def run_worker(spec: SweepSpec, storage_url: str | None = None, heartbeat_second
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        value = "" if trial.value is None else f" {OBJECTIVE} {trial.value:.4f}"
+        name = f"{Metric.VAL_ACC} when pruned" if trial.state == TrialState.PRUNED else OBJECTIVE
+        value = "" if trial.value is None else f" {name} {trial.value:.4f}"
         log(f"sweep {spec.name}: trial {trial.number} {trial.state.name.lower()}{value} {trial.params}", flush=True)
 
     while (step := next_step(study, spec)) != "done":
