@@ -138,7 +138,11 @@ def per_class_accuracy(per_class: pd.DataFrame) -> go.Figure:
 def parallel_coordinates(params: pd.DataFrame, score, score_label: str = "test acc",
                          highlight: int | None = None) -> go.Figure:
     """Params (one column each; text values become categories) against a score, one line per run;
-    the line at position `highlight` (e.g. the best trial) is drawn red, the others by score."""
+    the line at position `highlight` (e.g. the best trial) is drawn red, last so it lies on top."""
+    score = np.asarray(score, dtype=float)
+    if highlight is not None:
+        order = [i for i in range(len(score)) if i != highlight] + [highlight]
+        params, score, highlight = params.iloc[order], score[order], len(order) - 1
     dimensions = []
     for name in params.columns:
         values = pd.to_numeric(params[name], errors="coerce")
@@ -153,7 +157,6 @@ def parallel_coordinates(params: pd.DataFrame, score, score_label: str = "test a
     dimensions.append({"label": html.escape(score_label), "values": score})
     line = {"color": score, "colorscale": "Viridis", "showscale": True}
     if highlight is not None:  # one colour channel only: others 0..0.9 by score, the highlighted line 1
-        score = np.asarray(score, dtype=float)
         spread = np.nanmax(score) - np.nanmin(score) or 1.0
         color = 0.9 * (score - np.nanmin(score)) / spread
         color[highlight] = 1.0

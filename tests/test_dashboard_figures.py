@@ -100,10 +100,11 @@ def test_parallel_coordinates_draws_the_highlighted_line_red_and_the_rest_by_sco
     params = pd.DataFrame({"lr": [0.1, 0.01, 0.001]})
     fig = figures.parallel_coordinates(params, np.array([0.5, 0.9, 0.7]), "best val acc", highlight=1)
     color = np.asarray(fig.data[0].line.color)
-    assert color[1] == 1.0 and fig.data[0].line.colorscale[-1][1] == "#d62728"
-    assert color[0] < color[2] < 0.95  # the others keep their order by score, away from red
+    assert color[-1] == 1.0 and fig.data[0].line.colorscale[-1][1] == "#d62728"  # drawn last: on top
+    assert color[0] < color[1] < 0.95  # the others keep their order by score, away from red
     assert fig.data[0].dimensions[-1].label == "best val acc"
-    assert fig.data[0].dimensions[0].label == "log10 lr" and list(fig.data[0].dimensions[0].values) == [-1, -2, -3]
+    assert list(fig.data[0].dimensions[-1].values) == [0.5, 0.7, 0.9]
+    assert fig.data[0].dimensions[0].label == "log10 lr" and list(fig.data[0].dimensions[0].values) == [-1, -3, -2]
 
 
 def sweep_trials(rng, n=40) -> pd.DataFrame:

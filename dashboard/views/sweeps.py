@@ -67,13 +67,13 @@ def page() -> None:
     best = best_trial_position(table)
     searched = [c for c in table.columns if c not in reader.TRIAL_COLUMNS]
     st.subheader("Trials")
+    best_label = table.index[best] if best is not None else None
     shown = table[["trial", "state", *searched, "best_val_acc", "test_acc", "epochs_trained", "run_name"]]
-    styled = shown.style.apply(lambda row: ["background-color: #fde0dd" if row.name == table.index[best] else ""
-                                            for _ in row], axis=1) if best is not None else shown
+    numeric = [c for c in searched if pd.api.types.is_numeric_dtype(table[c])]
+    styled = shown.style.format({c: "{:.4g}" for c in numeric}).apply(
+        lambda row: ["background-color: #fde0dd" if row.name == best_label else "" for _ in row], axis=1)
     st.session_state["sweep_trial_ids"] = list(table["run_id"])
-    searched_format = {c: st.column_config.NumberColumn(c, format="%g") for c in searched
-                       if pd.api.types.is_numeric_dtype(table[c])}
-    st.dataframe(styled, hide_index=True, column_config={**TRIAL_COLUMN_CONFIG, **searched_format}, key=TRIALS_KEY,
+    st.dataframe(styled, hide_index=True, column_config=TRIAL_COLUMN_CONFIG, key=TRIALS_KEY,
                  on_select=pick_ticked_trial, selection_mode="single-row", width="stretch")
     if best is not None:
         st.caption(f"Best trial (red): {md(table['run_name'].iloc[best])}.")
