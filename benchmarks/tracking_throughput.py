@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,11 +26,6 @@ from experiments.tracking import REPO_ROOT, RunLogger
 
 STEP_LOSSES_PER_EPOCH = 10
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def epoch_record(epoch: int, rng: np.random.Generator) -> dict:
@@ -85,7 +79,7 @@ def main() -> None:
         print(json.dumps(log_runs(args.runs, args.epochs, args.child)))
         return
 
-    from experiments.tracking_server import start_mlflow_server, start_postgres
+    from experiments.tracking_server import free_port, start_mlflow_server, start_postgres
 
     scratch = Path(tempfile.mkdtemp(prefix="cnn-throughput-"))
     postgres_dir = Path(tempfile.mkdtemp(prefix="cnn-throughput-pg-"))  # its own, for the postgres user

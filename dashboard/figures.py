@@ -146,9 +146,10 @@ def parallel_coordinates(params: pd.DataFrame, score, score_label: str = "test a
     dimensions = []
     for name in params.columns:
         values = pd.to_numeric(params[name], errors="coerce")
-        if values.notna().all() and (values > 0).all() and values.max() >= 100 * values.min():
+        numeric = values.notna().all()
+        if numeric and (values > 0).all() and values.max() >= 100 * values.min():
             dimensions.append({"label": f"log10 {html.escape(name)}", "values": np.log10(values)})  # e.g. lr
-        elif values.notna().all():
+        elif numeric:
             dimensions.append({"label": html.escape(name), "values": values})
         else:
             codes, names = pd.factorize(params[name].astype(str))

@@ -96,7 +96,8 @@ def run_row(run, experiments: dict) -> dict:
         "best_epoch": metrics.get(Metric.BEST_EPOCH, np.nan) if finished_by_us else np.nan,
         "test_acc": metrics.get(Metric.TEST_ACC, np.nan), "gap": metrics.get(Metric.VARIANCE, np.nan),
         "diagnosis": tags.get(Tag.DIAGNOSIS, ""), "params_total": metrics.get(Metric.PARAMS_TOTAL, np.nan),
-        "suite": tags.get(Tag.SUITE, ""), "sweep": tags.get(Tag.SWEEP, ""), "params_text": " ".join(f"{k}={v}" for k, v in sorted(params.items())),
+        "suite": tags.get(Tag.SUITE, ""), "sweep": tags.get(Tag.SWEEP, ""),
+        "params_text": " ".join(f"{k}={v}" for k, v in sorted(params.items())),
     }
 
 
@@ -118,6 +119,7 @@ def fetch_runs(client: MlflowClient) -> pd.DataFrame:
 
 
 def search_tagged(client: MlflowClient, filter_string: str) -> list:
+    """Active runs of every experiment matching an MLflow filter (sweep parents, a sweep's trials)."""
     experiments = [e.experiment_id for e in client.search_experiments()]
     try:
         return client.search_runs(experiments, filter_string, max_results=5000) if experiments else []

@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     suite = commands.add_parser("suite", help="run a named set of runs")
     suite.add_argument("name", choices=SUITES)
     suite.add_argument("--list", action="store_true", help="only print the runs the suite would make")
-    sweep = commands.add_parser("sweep", help="run trials of a sweep until it is done; start as many workers as you like")
+    sweep = commands.add_parser("sweep", help="run trials of a sweep until it is done; "
+                                              "start as many workers as you like")
     sweep.add_argument("spec", help="a TOML spec file, or the name of one in sweeps/")
     sweep.add_argument("--storage", help="Optuna storage URL shared by the workers, e.g. "
                                          "postgresql://cnn@HOST:5432/optuna (default: sqlite in mlruns/)")

@@ -349,11 +349,13 @@ def summarize(study: optuna.Study) -> dict:
 
 
 def finish_parent_run(study: optuna.Study) -> dict:
-    """Log the sweep's summary to its parent run and end it; any worker that sees the sweep done does this."""
+    """Log the sweep's summary to its parent run and end it; the first worker to see the sweep done does this,
+    the others only read the summary."""
     summary = summarize(study)
     client = get_client()
     parent = study.user_attrs[PARENT_ATTR]
-    now = int(time.time() * 1000)
-    client.log_batch(parent, metrics=[MlflowMetric(k, float(v), now, 0) for k, v in summary.items()])
-    client.set_terminated(parent, status="FINISHED")
+    if client.get_run(parent).info.status != "FINISHED":
+        now = int(time.time() * 1000)
+        client.log_batch(parent, metrics=[MlflowMetric(k, float(v), now, 0) for k, v in summary.items()])
+        client.set_terminated(parent, status="FINISHED")
     return {"parent_run_id": parent, **summary}

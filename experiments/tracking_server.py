@@ -7,6 +7,7 @@ workers `--storage` with the Optuna database URL printed at start. See docs/scal
 import glob
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -23,6 +24,13 @@ SERVICE_USER = "postgres"  # PostgreSQL refuses to run as root; Debian's package
 
 class ServerError(RuntimeError):
     """PostgreSQL or the MLflow server could not be started."""
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now (for throwaway servers in tests and benchmarks)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def postgres_binary(name: str) -> str:

@@ -83,8 +83,9 @@ def page() -> None:
     measured = table[table["best_val_acc"].notna()]
     if len(measured) >= 2:
         st.subheader("Parallel coordinates")
-        st.plotly_chart(figures.parallel_coordinates(measured[searched], measured["best_val_acc"].values,
-                                                     "best val acc", best_trial_position(measured)), key="sweep_parallel")
+        figure = figures.parallel_coordinates(measured[searched], measured["best_val_acc"].values, "best val acc",
+                                              best_trial_position(measured))
+        st.plotly_chart(figure, key="sweep_parallel")
     spec = reader.load_artifact(uri, sweep["run_id"], Artifact.SWEEP_SPEC)
     importances = param_importances(trials, spec["distributions"]) if spec else {}
     st.subheader("Parameter importances")

@@ -2,20 +2,14 @@
 import os
 import shutil
 import signal
-import socket
 import tempfile
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from experiments.tracking_server import start_mlflow_server, start_postgres
+from experiments.tracking_server import free_port, start_mlflow_server, start_postgres
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ and the dashboard reads them through the server."""
 import filecmp
 import tempfile
 
-import pytest
 from mlflow.tracking import MlflowClient
 from streamlit.testing.v1 import AppTest
 

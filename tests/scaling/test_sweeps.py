@@ -54,7 +54,8 @@ def worker(spec_path: str, storage: str, uri: str) -> subprocess.Popen:
     ('method = "tpe"\nfixed = { model = "tiny" }\nspace = { lr = { low = 0.1, high = 1.0 } }', "needs trials > 0"),
     ('method = "grid"\nfixed = { model = "tiny" }\nspace = { lr = { low = 0.1, high = 1.0 } }',
      "lr: expected a non-empty list"),
-    ('method = "grid"\nfixed = { model = "tiny" }\nspace = { learning_rate = [0.1] }', "learning_rate: not a run setting"),
+    ('method = "grid"\nfixed = { model = "tiny" }\nspace = { learning_rate = [0.1] }',
+     "learning_rate: not a run setting"),
     ('method = "grid"\nfixed = { model = "tiny" }\nspace = { lr = [0.1] }\nworkers = 3', "unknown keys workers"),
     ('method = "grid"\nfixed = { model = "tiny", lr = 0.1 }\nspace = { lr = [0.1] }', "both in space and fixed"),
     ('method = "grid" = 1', "not valid TOML"),
@@ -115,7 +116,8 @@ def test_the_sweeps_page_shows_trials_best_and_opens_a_trial_run(pruned_sweep):
     trials = at.dataframe[0].value
     assert list(trials["state"]) == ["complete", "pruned"] and list(trials["lr"]) == [0.01, 1e-7]
     best = next(r for r in trial_runs(client, name) if r.data.tags[Tag.TRIAL] == "0")
-    assert f"Best trial (red): {md(best.info.run_name)}" in " ".join(c.value for c in at.caption)  # the best trial is named and highlighted
+    # the best trial is named (and highlighted in the table)
+    assert f"Best trial (red): {md(best.info.run_name)}" in " ".join(c.value for c in at.caption)
     assert at.session_state["sweep_trial"] == best.info.run_id
     assert at.get("plotly_chart"), "parallel coordinates"
     at.button(key="open_trial").click().run()
