@@ -49,6 +49,7 @@ def build_store(uri: str, runs: int, epochs: int) -> None:
         metrics += [MlflowMetric(Metric.TEST_ACC, float(val), 0, epochs),
                     MlflowMetric(Metric.BEST_VAL_ACC, val_accs[best], 0, epochs),
                     MlflowMetric(Metric.BEST_EPOCH, float(best + 1), 0, epochs),
+                    MlflowMetric(Metric.EPOCHS_TRAINED, float(epochs), 0, epochs),
                     MlflowMetric(Metric.PARAMS_TOTAL, 1e5, 0, epochs)]
         client.log_batch(run.info.run_id, metrics=metrics, params=params,
                          tags=[RunTag(Tag.DIAGNOSIS, "good fit")])

@@ -39,8 +39,8 @@ def full_mnist_run() -> None:
     config = RunConfig.from_recipe("tiny-numpy", train_size=60_000, test_size=10_000,
                                    run_name="tiny-numpy-full-mnist", suite="benchmark")
     result = execute(config)
-    print(f"full MNIST, 3 epochs, batch 1: test acc {result[Metric.TEST_ACC]:.4f} "
-          f"in {result[Metric.TOTAL_SECONDS]:.0f} s (run {result['run_id']})")
+    print(f"full MNIST, 3 epochs, batch 1: test acc {result.metrics[Metric.TEST_ACC]:.4f} "
+          f"in {result.metrics[Metric.TOTAL_SECONDS]:.0f} s (run {result.run_id})")
 
 
 def main() -> None:

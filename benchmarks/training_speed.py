@@ -71,7 +71,7 @@ def runner_speed(samples: int, precision: str) -> float:
     train_epoch(ready.learner, *warm, BATCH, np.random.default_rng(0), 50, progress=False)
     stats = train_epoch(ready.learner, ready.inputs["train"], labels, BATCH, np.random.default_rng(0), 50,
                         progress=False)
-    return stats["samples_per_s"]
+    return stats.samples_per_s
 
 
 def flops_per_sample() -> float:

@@ -1,11 +1,15 @@
-"""Pure DataFrame computations behind the pages: filtering, histories, gaps, best epochs, param diffs, sweeps."""
+"""Pure DataFrame computations behind the pages: filtering, histories, series, param diffs, sweeps.
+
+Derived numbers (best epoch, gap, diagnosis) are experiments.diagnosis's, never computed here.
+"""
 import json
 
 import numpy as np
 import pandas as pd
 
-from experiments.diagnosis import ADVICE, bias_variance, diagnose
-from experiments.schema import Metric, Param
+from experiments.diagnosis import bias_variance, history_of
+from experiments.schema import Metric, Value
+from experiments.settings import SETTINGS
 
 
 def filter_runs(runs: pd.DataFrame, models=(), datasets=(), statuses=(), suites=(), text: str = "") -> pd.DataFrame:
@@ -28,8 +32,7 @@ def run_labels(runs: pd.DataFrame, run_ids) -> dict[str, str]:
 
 def wide_history(metrics: pd.DataFrame, run_id: str) -> pd.DataFrame:
     """One run's per-epoch metrics: index epoch, one column per metric."""
-    one = metrics[metrics["run_id"] == run_id]
-    return one.pivot_table(index="step", columns="metric", values="value", aggfunc="last").rename_axis("epoch")
+    return history_of(metrics, run_id)
 
 
 def differing_params(params: pd.DataFrame) -> pd.DataFrame:
@@ -61,28 +64,32 @@ def with_bias_variance(history: pd.DataFrame, best_error: float) -> pd.DataFrame
     return history.combine_first(derived)
 
 
-def overfitting_facts(history: pd.DataFrame) -> dict:
-    """Best epoch, what was lost after it, and the diagnosis of the last epoch with its rule and advice."""
-    val = history[Metric.VAL_ACC].dropna()
-    best_epoch = int(val.idxmax())
-    last = history.iloc[-1]
-    label, rule = diagnose(last[Metric.AVOIDABLE_BIAS], last[Metric.VARIANCE])
-    return {"best_epoch": best_epoch, "best_val_acc": float(val.max()), "final_val_acc": float(val.iloc[-1]),
-            "lost_after_best": float(val.max() - val.iloc[-1]), "diagnosis": label, "rule": rule,
-            "advice": ADVICE[label], "final_epoch": int(history.index[-1])}
+def series_over(runs: pd.DataFrame, setting: str, min_points: int = 2) -> list[list[str]]:
+    """Groups of finished runs that differ only in `setting` (every other setting that defines the experiment
+    equal), with at least `min_points` distinct values of it, whichever suite or sweep made them."""
+    follows = {name for name, s in SETTINGS.items() if s.logged_from == setting}  # logged values that move with it
+    finished = runs[(runs["status"] == "FINISHED") & runs["config"].map(lambda c: setting in c)]
+    others = finished["config"].map(lambda c: tuple(sorted((k, v) for k, v in c.items()
+                                                           if k != setting and k not in follows)))
+    groups = []
+    for _, group in finished.groupby(others, sort=False):
+        if group["config"].map(lambda c: c[setting]).nunique() >= min_points:
+            groups.append(list(group["run_id"]))
+    return groups
 
 
-def data_size_points(params: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
-    """Final train and validation error of each run against its training-set size."""
+def series_points(runs: pd.DataFrame, metrics: pd.DataFrame, setting: str) -> pd.DataFrame:
+    """Final train and validation error of each run against its (numeric) value of `setting`."""
+    values = runs.set_index("run_id")["config"]
     rows = []
-    for run_id, run_params in params.iterrows():
-        history = wide_history(metrics, run_id)
-        if history.empty or Param.TRAIN_SIZE not in run_params:
+    for run_id in metrics["run_id"].unique():
+        history = wide_history(metrics, run_id).dropna(subset=[Metric.TRAIN_ACC, Metric.VAL_ACC])
+        if history.empty:
             continue
         last = history.iloc[-1]
-        rows.append({"run_id": run_id, "train_size": int(run_params[Param.TRAIN_SIZE]),
+        rows.append({"run_id": run_id, setting: float(values[run_id][setting]),
                      "train_error": 1 - last[Metric.TRAIN_ACC], "val_error": 1 - last[Metric.VAL_ACC]})
-    return pd.DataFrame(rows, columns=["run_id", "train_size", "train_error", "val_error"])
+    return pd.DataFrame(rows, columns=["run_id", setting, "train_error", "val_error"]).sort_values(setting)
 
 
 def off_diagonal_cells(matrix, class_names) -> pd.DataFrame:
@@ -103,7 +110,7 @@ def trial_table(trials: pd.DataFrame) -> pd.DataFrame:
 
 def best_trial_position(trials: pd.DataFrame) -> int | None:
     """Row position of the complete trial with the best objective (best_val_acc), or None."""
-    complete = trials["best_val_acc"].where(trials["state"] == "complete")
+    complete = trials["best_val_acc"].where(trials["state"] == Value.TRIAL_COMPLETE)
     return None if complete.isna().all() else trials.index.get_loc(complete.idxmax())
 
 
@@ -113,7 +120,7 @@ def param_importances(trials: pd.DataFrame, distributions: dict) -> dict[str, fl
     import optuna
     from optuna.distributions import json_to_distribution
 
-    complete = trials[(trials["state"] == "complete") & trials["best_val_acc"].notna()
+    complete = trials[(trials["state"] == Value.TRIAL_COMPLETE) & trials["best_val_acc"].notna()
                       & trials["params"].map(lambda p: set(p) == set(distributions))]
     if len(complete) < 2 or complete["best_val_acc"].nunique() < 2:
         return {}

@@ -3,8 +3,10 @@
 Each `fetch_*` function is plain (client in, DataFrame out) so benchmarks and tests can call it cold;
 each `load_*` wrapper caches it per tracking URI. Nothing here writes to the store.
 """
+import functools
 import json
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +17,16 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from experiments.data import load_split
-from experiments.schema import Metric, Param, Tag
+from experiments.diagnosis import best_error_for, verdicts
+from experiments.schema import Metric, Param, Tag, Value
+from experiments.settings import SETTINGS
 from experiments.tracking import tracking_uri
 
 CACHE_SECONDS = 30  # runs change while training; pages that show running runs refresh sooner
 RUN_COLUMNS = ["run_id", "experiment", "run_name", "model", "dataset", "status", "start", "duration_s",
                "epochs", "params_epochs", "test_acc", "best_val_acc", "best_epoch", "gap", "diagnosis", "params_total",
-               "suite", "sweep", "params_text"]
+               "suite", "sweep", "params_text", "best_error", "config"]
+EXPERIMENT_SETTINGS = [name for name, setting in SETTINGS.items() if setting.logged and setting.defines_experiment]
 SWEEP_COLUMNS = ["run_id", "sweep", "status", "start", "method", "pruner", "planned", "best_value"]
 TRIAL_COLUMNS = ["run_id", "run_name", "trial", "state", "status", "best_val_acc", "test_acc", "epochs_trained",
                  "params"]
@@ -55,17 +60,6 @@ def metric_frame(client: MlflowClient, run_ids: list[str], names: list[str]) -> 
     return frame.drop_duplicates(["run_id", "metric", "step"], keep="last").sort_values(["run_id", "metric", "step"])
 
 
-def best_epochs(val_acc: pd.DataFrame) -> pd.DataFrame:
-    """Per run from its val_acc points: epochs logged, best val acc and the (first) epoch reaching it."""
-    if val_acc.empty:
-        return pd.DataFrame(columns=["run_id", "epochs", "best_val_acc", "best_epoch"])
-    clean = val_acc.dropna(subset=["value"])
-    best = clean.loc[clean.groupby("run_id")["value"].idxmax(), ["run_id", "value", "step"]]
-    best.columns = ["run_id", "best_val_acc", "best_epoch"]
-    epochs = val_acc.groupby("run_id")["step"].max().rename("epochs")
-    return best.merge(epochs, on="run_id", how="right")
-
-
 def search_all_runs(client: MlflowClient) -> tuple[dict, list]:
     """Every experiment's name by id, and every run (deleted ones too), page by page."""
     experiments = {e.experiment_id: e.name for e in client.search_experiments(view_type=ViewType.ALL)}
@@ -79,9 +73,11 @@ def search_all_runs(client: MlflowClient) -> tuple[dict, list]:
 
 
 def run_row(run, experiments: dict) -> dict:
+    """A run's row as logged; `derive` marks the runs whose verdict (best epoch, diagnosis) must come from
+    their history: running, stopped or foreign runs, which did not log one."""
     params, metrics, tags, info = run.data.params, run.data.metrics, run.data.tags, run.info
     end = info.end_time or pd.Timestamp.now(tz="UTC").value // 10**6
-    finished_by_us = info.status == "FINISHED" and Metric.BEST_EPOCH in metrics
+    logged = {Metric.BEST_EPOCH, Metric.BEST_VAL_ACC, Metric.EPOCHS_TRAINED} <= set(metrics) and Tag.DIAGNOSIS in tags
     return {
         "run_id": info.run_id, "experiment": experiments.get(info.experiment_id, info.experiment_id),
         "run_name": info.run_name or info.run_id[:8], "model": params.get(Param.MODEL, "?"),
@@ -90,32 +86,44 @@ def run_row(run, experiments: dict) -> dict:
         "start": pd.to_datetime(info.start_time, unit="ms", utc=True),
         "duration_s": (end - info.start_time) / 1000 if info.start_time else np.nan,
         "params_epochs": pd.to_numeric(params.get(Param.EPOCHS), errors="coerce"),
-        # A run our runner finished carries its best epoch; others get it from their val_acc history.
-        "epochs": pd.to_numeric(params.get(Param.EPOCHS), errors="coerce") if finished_by_us else np.nan,
-        "best_val_acc": metrics.get(Metric.BEST_VAL_ACC, np.nan) if finished_by_us else np.nan,
-        "best_epoch": metrics.get(Metric.BEST_EPOCH, np.nan) if finished_by_us else np.nan,
-        "test_acc": metrics.get(Metric.TEST_ACC, np.nan), "gap": metrics.get(Metric.VARIANCE, np.nan),
-        "diagnosis": tags.get(Tag.DIAGNOSIS, ""), "params_total": metrics.get(Metric.PARAMS_TOTAL, np.nan),
+        "epochs": metrics.get(Metric.EPOCHS_TRAINED, np.nan), "best_val_acc": metrics.get(Metric.BEST_VAL_ACC, np.nan),
+        "best_epoch": metrics.get(Metric.BEST_EPOCH, np.nan), "test_acc": metrics.get(Metric.TEST_ACC, np.nan),
+        "gap": metrics.get(Metric.VARIANCE, np.nan), "diagnosis": tags.get(Tag.DIAGNOSIS, ""),
+        "params_total": metrics.get(Metric.PARAMS_TOTAL, np.nan),
         "suite": tags.get(Tag.SUITE, ""), "sweep": tags.get(Tag.SWEEP, ""),
         "params_text": " ".join(f"{k}={v}" for k, v in sorted(params.items())),
+        "best_error": best_error_for(params.get(Param.DATASET), params.get(Param.BEST_ERROR)), "derive": not logged,
+        "config": {name: params[name] for name in EXPERIMENT_SETTINGS if name in params},
     }
 
 
+def with_derived_verdicts(client: MlflowClient, table: pd.DataFrame) -> pd.DataFrame:
+    """Fill epochs, best epoch, best val acc, gap and diagnosis of the runs that did not log them, from their
+    train/val accuracy histories, through the runner's own experiments.diagnosis.verdict."""
+    unknown = table.loc[table["derive"], "best_error"].to_dict()
+    if not unknown:
+        return table
+    judged = verdicts(metric_frame(client, list(unknown), [Metric.TRAIN_ACC, Metric.VAL_ACC]), unknown)
+    derived = pd.DataFrame.from_dict(
+        {run_id: {"epochs": v.epochs_trained, "best_epoch": v.best_epoch, "best_val_acc": v.best_val_acc,
+                  "gap": v.gap, "diagnosis": v.diagnosis} for run_id, v in judged.items()},
+        orient="index", columns=["epochs", "best_epoch", "best_val_acc", "gap", "diagnosis"])
+    table = table.copy()
+    table.loc[derived.index, derived.columns] = derived
+    return table
+
+
 def fetch_runs(client: MlflowClient) -> pd.DataFrame:
-    """One row per run of every experiment, with its best validation accuracy and the epoch it came at."""
+    """One row per training run of every experiment (sweep parents left out), with its verdict."""
     try:
         experiments, runs = search_all_runs(client)
     except Exception as err:  # an unreachable, unreadable or foreign store: say so, never a traceback
         raise StoreError(f"cannot read the tracking store at {client.tracking_uri}: {err}") from err
-    runs = [run for run in runs if run.data.tags.get(Tag.RUN_KIND) != "sweep"]  # a sweep's parent trains nothing
+    runs = [run for run in runs if run.data.tags.get(Tag.RUN_KIND) != Value.RUN_KIND_SWEEP]
     if not runs:
         return pd.DataFrame(columns=RUN_COLUMNS)
     table = pd.DataFrame([run_row(run, experiments) for run in runs]).set_index("run_id")
-    unknown = list(table.index[table["best_epoch"].isna()])
-    if unknown:
-        computed = best_epochs(metric_frame(client, unknown, [Metric.VAL_ACC])).set_index("run_id")
-        table.update(computed[["epochs", "best_val_acc", "best_epoch"]])
-    return table.reset_index()[RUN_COLUMNS]
+    return with_derived_verdicts(client, table).reset_index()[RUN_COLUMNS]
 
 
 def search_tagged(client: MlflowClient, filter_string: str) -> list:
@@ -134,7 +142,7 @@ def fetch_sweeps(client: MlflowClient) -> pd.DataFrame:
              "method": run.data.params.get(Param.SWEEP_METHOD, "?"), "pruner": run.data.params.get(Param.SWEEP_PRUNER),
              "planned": pd.to_numeric(run.data.params.get(Param.SWEEP_TRIALS), errors="coerce"),
              "best_value": run.data.metrics.get(Metric.SWEEP_BEST, np.nan)}
-            for run in search_tagged(client, f"tags.{Tag.RUN_KIND} = 'sweep'")]
+            for run in search_tagged(client, f"tags.{Tag.RUN_KIND} = '{Value.RUN_KIND_SWEEP}'")]
     return pd.DataFrame(rows, columns=SWEEP_COLUMNS).sort_values("start", ascending=False, ignore_index=True)
 
 
@@ -149,7 +157,8 @@ def fetch_sweep_trials(client: MlflowClient, parent_run_id: str) -> pd.DataFrame
                      "state": tags.get(Tag.TRIAL_STATE, "?"), "status": run.info.status,
                      "best_val_acc": metrics.get(Metric.BEST_VAL_ACC, np.nan),
                      "test_acc": metrics.get(Metric.TEST_ACC, np.nan),
-                     "epochs_trained": pd.to_numeric(tags.get(Tag.STOPPED_AT_EPOCH, epochs), errors="coerce"),
+                     "epochs_trained": metrics.get(Metric.EPOCHS_TRAINED,
+                                                   pd.to_numeric(tags.get(Tag.STOPPED_AT_EPOCH, epochs), errors="coerce")),
                      "params": json.loads(tags.get(Tag.TRIAL_PARAMS, "{}"))})
     return pd.DataFrame(rows, columns=TRIAL_COLUMNS).sort_values("trial", ignore_index=True)
 
@@ -171,42 +180,77 @@ def fetch_artifact(client: MlflowClient, run_id: str, path: str):
             return None
 
 
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as the Run detail and inspector pages read it."""
+
+    params: dict
+    tags: dict
+    metrics: dict
+    status: str
+    lifecycle_stage: str
+
+
+def fetch_run(client: MlflowClient, run_id: str) -> RunRecord:
+    run = client.get_run(run_id)
+    return RunRecord(dict(run.data.params), dict(run.data.tags), dict(run.data.metrics), run.info.status,
+                     run.info.lifecycle_stage)
+
+
+def store_errors(fetch):
+    """Any failure to read the store becomes a StoreError naming the store, which pages show in an error box."""
+    @functools.wraps(fetch)
+    def guarded(uri: str, *args):
+        try:
+            return fetch(uri, *args)
+        except StoreError:
+            raise
+        except Exception as err:
+            raise StoreError(f"cannot read the tracking store at {uri}: {err}") from err
+    return guarded
+
+
 # ---------------------------------------------------------------- cached wrappers used by the pages
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+@store_errors
 def load_runs(uri: str, tick: int = 0) -> pd.DataFrame:
     """All runs; a new `tick` forces a fresh read (live refresh while runs are training)."""
     return fetch_runs(client_for(uri))
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+@store_errors
 def load_metrics(uri: str, run_ids: tuple[str, ...], names: tuple[str, ...]) -> pd.DataFrame:
     return metric_frame(client_for(uri), list(run_ids), list(names))
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+@store_errors
 def load_params(uri: str, run_ids: tuple[str, ...]) -> pd.DataFrame:
     return fetch_params(client_for(uri), list(run_ids))
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
-def load_run(uri: str, run_id: str) -> dict:
-    run = client_for(uri).get_run(run_id)
-    return {"params": dict(run.data.params), "tags": dict(run.data.tags), "metrics": dict(run.data.metrics),
-            "status": run.info.status, "lifecycle_stage": run.info.lifecycle_stage}
+@store_errors
+def load_run(uri: str, run_id: str) -> RunRecord:
+    return fetch_run(client_for(uri), run_id)
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+@store_errors
 def load_sweeps(uri: str) -> pd.DataFrame:
     return fetch_sweeps(client_for(uri))
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+@store_errors
 def load_sweep_trials(uri: str, parent_run_id: str) -> pd.DataFrame:
     return fetch_sweep_trials(client_for(uri), parent_run_id)
 
 
 @st.cache_data(show_spinner=False)
+@store_errors
 def load_artifact(uri: str, run_id: str, path: str):
     return fetch_artifact(client_for(uri), run_id, path)
 

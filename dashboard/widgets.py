@@ -5,13 +5,13 @@ import time
 import pandas as pd
 import streamlit as st
 
+from dashboard import state
 from dashboard.analysis import run_labels
+from dashboard.state import Key
 
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
-SELECTION_KEY = "selection"
 MAX_COMPARE = 50
 LIVE_SECONDS = 5
-TRIAL_PICK_KEY = "sweep_trial"
 
 
 def md(text) -> str:
@@ -23,9 +23,8 @@ def selection_ui(runs: pd.DataFrame) -> list[str]:
     """The selected runs, kept across pages (sidebar multiselect; the Runs table adds to it)."""
     options = list(runs["run_id"])
     labels = run_labels(runs, options)
-    current = [r for r in st.session_state.get(SELECTION_KEY, []) if r in labels]
-    st.session_state[SELECTION_KEY] = current
-    return st.sidebar.multiselect("Selected runs", options, key=SELECTION_KEY, format_func=labels.get,
+    state.set_selection([r for r in state.selection() if r in labels])
+    return st.sidebar.multiselect("Selected runs", options, key=Key.SELECTION, format_func=labels.get,
                                   help="Pick rows in the Runs table or here; every page uses this selection.")
 
 
@@ -33,11 +32,11 @@ def run_filters_ui(runs: pd.DataFrame) -> dict:
     """Filters of the Runs table: model, dataset, status, suite and free text on params."""
     cols = st.columns([1, 1, 1, 1, 2])
     return {
-        "models": cols[0].multiselect("Model", sorted(runs["model"].unique()), key="filter_model"),
-        "datasets": cols[1].multiselect("Dataset", sorted(runs["dataset"].unique()), key="filter_dataset"),
-        "statuses": cols[2].multiselect("Status", sorted(runs["status"].unique()), key="filter_status"),
-        "suites": cols[3].multiselect("Suite tag", sorted(s for s in runs["suite"].unique() if s), key="filter_suite"),
-        "text": cols[4].text_input("Search params", key="filter_text", placeholder="e.g. lr=0.001 or batch_size=64"),
+        "models": cols[0].multiselect("Model", sorted(runs["model"].unique()), key=Key.FILTER_MODEL),
+        "datasets": cols[1].multiselect("Dataset", sorted(runs["dataset"].unique()), key=Key.FILTER_DATASET),
+        "statuses": cols[2].multiselect("Status", sorted(runs["status"].unique()), key=Key.FILTER_STATUS),
+        "suites": cols[3].multiselect("Suite tag", sorted(s for s in runs["suite"].unique() if s), key=Key.FILTER_SUITE),
+        "text": cols[4].text_input("Search params", key=Key.FILTER_TEXT, placeholder="e.g. lr=0.001 or batch_size=64"),
     }
 
 
@@ -52,7 +51,7 @@ def run_picker_ui(runs: pd.DataFrame, candidates: list[str], label: str, key: st
 
 def sweep_picker_ui(sweeps: pd.DataFrame) -> pd.Series:
     """One sweep (its parent-run row), newest first."""
-    position = st.selectbox("Sweep", range(len(sweeps)), key="sweep",
+    position = st.selectbox("Sweep", range(len(sweeps)), key=Key.SWEEP,
                             format_func=lambda i: f"{sweeps['sweep'].iloc[i]} ({sweeps['status'].iloc[i].lower()}, "
                                                   f"started {sweeps['start'].iloc[i]:%Y-%m-%d %H:%M})")
     return sweeps.iloc[position]
@@ -62,9 +61,9 @@ def trial_picker_ui(trials: pd.DataFrame, best: int | None) -> str:
     """The trial run to open: the ticked row of the trials table, else the best trial, else the first."""
     options = list(trials["run_id"])
     names = dict(zip(options, trials["run_name"] + " (" + trials["state"] + ")", strict=True))
-    if st.session_state.get(TRIAL_PICK_KEY) not in names:
-        st.session_state[TRIAL_PICK_KEY] = options[best or 0]
-    return st.selectbox("Trial to open (or tick a row above)", options, format_func=names.get, key=TRIAL_PICK_KEY)
+    if st.session_state.get(Key.TRIAL_PICK) not in names:
+        st.session_state[Key.TRIAL_PICK] = options[best or 0]
+    return st.selectbox("Trial to open (or tick a row above)", options, format_func=names.get, key=Key.TRIAL_PICK)
 
 
 def confusion_source_ui(epochs: list[int], has_test: bool) -> tuple[object, bool]:
@@ -72,20 +71,20 @@ def confusion_source_ui(epochs: list[int], has_test: bool) -> tuple[object, bool
     options = [*epochs, "test"] if has_test else list(epochs)
     cols = st.columns([3, 1])
     source = cols[0].select_slider("Validation epoch, or the final test set", options=options,
-                                   value=options[-1], key="confusion_source") if len(options) > 1 else options[0]
-    normalize = cols[1].toggle("Row-normalised", key="confusion_normalize")
+                                   value=options[-1], key=Key.CONFUSION_SOURCE) if len(options) > 1 else options[0]
+    normalize = cols[1].toggle("Row-normalised", key=Key.CONFUSION_NORMALIZE)
     return source, normalize
 
 
 def live_refresh_ui(active: bool) -> None:
     """While runs are RUNNING, rerun the whole page every LIVE_SECONDS; widget state is kept by Streamlit."""
-    st.session_state["last_full_run"] = time.time()
+    st.session_state[Key.LAST_FULL_RUN] = time.time()
     if not active:
         return
 
     @st.fragment(run_every=LIVE_SECONDS)
     def tick():
-        if time.time() - st.session_state["last_full_run"] >= LIVE_SECONDS - 1:
+        if time.time() - st.session_state[Key.LAST_FULL_RUN] >= LIVE_SECONDS - 1:
             st.rerun()
         st.caption(f"Live: refreshing every {LIVE_SECONDS} s while runs are training.")
 

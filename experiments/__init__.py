@@ -1,4 +1,5 @@
 """Experiment runners: train CNNs on MNIST-style data and log every run to MLflow.
 
-data -> models (numpy_cnn) -> train -> run (tracking, schema, diagnosis, summary) -> suites -> cli
+settings -> data -> models -> adapters -> train -> diagnosis -> run (tracking, schema) -> specs, sweeps -> cli
+(docs/architecture.md says it in one page)
 """

@@ -3,85 +3,82 @@ import argparse
 import sys
 
 from experiments import interrupts
-from experiments.data import DATASETS, INPUT_SCALINGS, DataError, ensure_dataset
+from experiments.data import DATASETS, DataError, ensure_dataset
 from experiments.models import MODELS
-from experiments.run import ConfigError, RunConfig, RunInterrupted, execute, resume
+from experiments.run import RunInterrupted, RunResult, execute, resume
 from experiments.schema import Metric, schema_markdown
-from experiments.suites import SUITES
+from experiments.settings import REQUIRED, SETTINGS, ConfigError, RunConfig, Setting
+from experiments.specs import SUITE_METHODS, Spec, spec_names, suite_configs
 from experiments.tracking import store_has_runs
-from experiments.train import OPTIMIZERS, PRECISIONS
 
 
 def list_models() -> None:
-    """Print the registry: name, parameter count, styles and source."""
-    from experiments.summary import layer_table, size_figures
+    """Print the registry: name, parameter count, styles, source and each recipe's overrides of the defaults."""
+    from experiments.adapters import adapter_for
 
     for name, spec in MODELS.items():
-        model = spec.build()
-        params = size_figures(model, layer_table(model))[Metric.PARAMS_TOTAL]
+        adapter = adapter_for(spec.kind)
+        config = RunConfig.from_recipe(name)
+        params = adapter.size_figures(adapter.build(spec, config, "cpu")[0])[Metric.PARAMS_TOTAL]
+        overrides = ", ".join(f"{k}={v}" for k, v in spec.recipe.items()) or "the defaults (train --help)"
         print(f"{name:<20} {params:>10,} params  styles: {', '.join(spec.styles)}")
         print(f"{'':<20} {spec.description}")
-        print(f"{'':<20} recipe: {spec.recipe.optimizer} lr {spec.recipe.lr}, batch {spec.recipe.batch_size}, "
-              f"{spec.recipe.epochs} epochs; published: {spec.recipe.published_test_acc}")
+        print(f"{'':<20} recipe: {overrides}")
+        print(f"{'':<20} published: {spec.published_test_acc}")
         print(f"{'':<20} source: {spec.source}\n")
 
 
-def print_summary(config: RunConfig, result: dict) -> None:
-    print(f"\n{config.run_name or config.model}  (run {result['run_id']})")
-    print(f"  test acc    {result[Metric.TEST_ACC]:.4f}   test loss {result[Metric.TEST_LOSS]:.4f}")
-    print(f"  best val    {result[Metric.BEST_VAL_ACC]:.4f}   at epoch {result[Metric.BEST_EPOCH]}")
-    print(f"  params      {result[Metric.PARAMS_TOTAL]:,}   time {result[Metric.TOTAL_SECONDS]:.1f} s")
+def print_summary(config: RunConfig, result: RunResult) -> None:
+    final = result.metrics
+    print(f"\n{config.run_name or config.model}  (run {result.run_id})")
+    print(f"  test acc    {final[Metric.TEST_ACC]:.4f}   test loss {final[Metric.TEST_LOSS]:.4f}")
+    print(f"  best val    {final[Metric.BEST_VAL_ACC]:.4f}   at epoch {final[Metric.BEST_EPOCH]}")
+    print(f"  params      {final[Metric.PARAMS_TOTAL]:,}   time {final[Metric.TOTAL_SECONDS]:.1f} s")
+
+
+def default_words(setting: Setting) -> str:
+    """The default of a setting as --help shows it, with the recipes that override it."""
+    if setting.default is REQUIRED:
+        return "required unless --resume"
+    shown = "" if setting.default is None else f"default: {setting.default}"
+    overrides = [f"{name} {spec.recipe[setting.name]}" for name, spec in MODELS.items() if setting.name in spec.recipe]
+    recipes = f"recipes: {', '.join(overrides)}" if overrides else ""
+    return "; ".join(part for part in (shown, recipes) if part)
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """Training options; each left unset takes the model's recipe value."""
-    parser.add_argument("--model", choices=MODELS, help="required unless --resume")
+    """One option per run setting (experiments.settings); each left unset takes the model's recipe value."""
     parser.add_argument("--resume", metavar="RUN_ID", help="continue a KILLED or FAILED run from its last checkpoint")
-    parser.add_argument("--style", help="sequential or functional (conv-conv)")
-    parser.add_argument("--dataset", choices=DATASETS, default="mnist")
-    parser.add_argument("--data-dir", help="folder with the four IDX files (raw or .gz) instead of the cache")
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--optimizer", choices=OPTIMIZERS)
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--input-scaling", choices=INPUT_SCALINGS)
-    parser.add_argument("--val-split", type=float, help="fraction of train carved for validation")
-    parser.add_argument("--val-from-test", type=float, help="fraction of test carved for validation")
-    parser.add_argument("--train-size", type=int, help="use the first N training images")
-    parser.add_argument("--test-size", type=int, help="use the first N test images")
-    parser.add_argument("--train-eval-size", type=int, help="training images re-evaluated each epoch")
-    parser.add_argument("--best-error", type=float, help="best achievable error, for avoidable bias")
-    parser.add_argument("--log-every", type=int, help="steps between train_loss_step points")
-    parser.add_argument("--filters", type=int, help="conv filters (numpy model)")
-    parser.add_argument("--dtype", choices=("float64", "float32"), help="float type (numpy model)")
-    parser.add_argument("--device", help="cpu or cuda (default: cuda when present)")
-    parser.add_argument("--precision", choices=PRECISIONS,
-                        help="fp32, bf16 autocast, or auto: bf16 where the hardware has it natively "
-                             "(default: the recipe's; auto for conv-conv, two-block and lenet5)")
-    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                        help="store images and conv weights NHWC (default: the recipe's, on where measured faster)")
-    parser.add_argument("--dropout", type=float, help="one rate for every dropout layer (default: the model's own)")
-    parser.add_argument("--experiment", help="MLflow experiment name")
-    parser.add_argument("--run-name")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    for setting in SETTINGS.values():
+        if not setting.on_command_line:
+            continue
+        words = default_words(setting)
+        options = dict(default=None, help=setting.help + (f" ({words})" if words else ""))
+        if setting.type is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        else:
+            options["type"] = setting.type
+            options["choices"] = setting.allowed() or None
+        if setting.kind:
+            options["help"] += f" [{setting.kind} models]"
+        parser.add_argument(setting.flag, **options)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("models", help="list the model registry")
+    commands.add_parser("models", help="list the model registry with each recipe's settings")
     commands.add_parser("schema", help="print the MLflow run schema as Markdown")
     commands.add_parser("has-runs", help="exit 0 if the tracking store holds any run, else 1")
     data = commands.add_parser("data", help="fetch and verify datasets into the cache (once)")
     data.add_argument("names", nargs="*", help=f"any of {', '.join(DATASETS)} (default: all)")
     add_run_arguments(commands.add_parser("train", help="train one model and log it to MLflow"))
-    suite = commands.add_parser("suite", help="run a named set of runs")
-    suite.add_argument("name", choices=SUITES)
+    suite = commands.add_parser("suite", help="run every run of a list or grid spec, one after another")
+    suite.add_argument("name", help=f"a spec file, or one of specs/: {', '.join(spec_names(SUITE_METHODS))}")
     suite.add_argument("--list", action="store_true", help="only print the runs the suite would make")
     sweep = commands.add_parser("sweep", help="run trials of a sweep until it is done; "
                                               "start as many workers as you like")
-    sweep.add_argument("spec", help="a TOML spec file, or the name of one in sweeps/")
+    sweep.add_argument("spec", help="a TOML spec file, or the name of one in specs/")
     sweep.add_argument("--storage", help="Optuna storage URL shared by the workers, e.g. "
                                          "postgresql://cnn@HOST:5432/optuna (default: sqlite in mlruns/)")
     sweep.add_argument("--heartbeat", type=int, default=30, metavar="SECONDS",
@@ -114,7 +111,7 @@ def train_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         else:
             if not args.model:
                 raise ConfigError("--model: required; expected one of " + ", ".join(MODELS))
-            overrides = {k: v for k, v in vars(args).items() if k not in ("command", "model", "resume")}
+            overrides = {k: v for k, v in vars(args).items() if k in SETTINGS and k != "model"}
             config = RunConfig.from_recipe(args.model, **overrides)
             result = execute(config)
     except (ConfigError, DataError) as err:
@@ -123,8 +120,11 @@ def train_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     return 0
 
 
-def suite_command(args: argparse.Namespace) -> int:
-    configs = SUITES[args.name]()
+def suite_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    try:
+        configs = suite_configs(Spec.load(args.name))
+    except ConfigError as err:
+        parser.error(str(err))
     failures = []
     for i, config in enumerate(configs, start=1):
         print(f"[{i}/{len(configs)}] {config.run_name}", flush=True)
@@ -141,14 +141,14 @@ def suite_command(args: argparse.Namespace) -> int:
 
 
 def sweep_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from experiments.sweeps import OBJECTIVE, SweepError, SweepSpec, run_worker
+    from experiments.sweeps import OBJECTIVE, SweepError, run_worker
 
     try:
-        spec = SweepSpec.load(args.spec)
+        spec = Spec.load(args.spec)
         if args.heartbeat < 1:
             raise SweepError("--heartbeat: expected seconds >= 1")
         summary = run_worker(spec, args.storage, heartbeat_seconds=args.heartbeat)
-    except (SweepError, ConfigError, DataError) as err:
+    except (ConfigError, DataError) as err:
         parser.error(str(err))
     print(f"sweep {spec.name} done (parent run {summary['parent_run_id']}): "
           f"{summary[Metric.SWEEP_COMPLETE]} complete, {summary[Metric.SWEEP_PRUNED]} pruned, "
@@ -217,4 +217,4 @@ def dispatch(argv: list[str] | None) -> int:
         return sweep_command(parser, args)
     if args.command == "server":
         return server_command(args)
-    return suite_command(args)
+    return suite_command(parser, args)

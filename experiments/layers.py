@@ -36,7 +36,7 @@ class Dropout(nn.Dropout):
 
 
 def dropout_layers(model: nn.Module) -> list[nn.Dropout]:
-    return [m for m in model.modules() if isinstance(m, nn.Dropout)] if isinstance(model, nn.Module) else []
+    return [m for m in model.modules() if isinstance(m, nn.Dropout)]
 
 
 def set_dropout(model: nn.Module, p: float) -> None:

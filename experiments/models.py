@@ -1,7 +1,8 @@
 """The model registry: each CNN with the recipe its source trained it with.
 
-`python -m experiments models` lists them. A recipe is the default configuration of
-`python -m experiments train --model NAME`; every field can be overridden on the command line.
+`python -m experiments models` lists them. A recipe is the set of run settings
+(experiments.settings) whose values the source chose differently from the defaults; every one can
+be overridden again on the command line or in a spec.
 """
 from dataclasses import dataclass, field
 from typing import Callable
@@ -12,41 +13,25 @@ from experiments.layers import Dropout
 
 
 @dataclass(frozen=True)
-class Recipe:
-    """How the source trained the model; the defaults of a run."""
-
-    optimizer: str
-    lr: float
-    batch_size: int
-    epochs: int
-    input_scaling: str  # see experiments.data.scale_images
-    val_split: float = 0.0
-    val_from_test: float = 0.0
-    train_size: int | None = None
-    test_size: int | None = None
-    precision: str = "fp32"  # "auto" (bf16 autocast where native) where measured faster at equal accuracy
-    channels_last: bool = False  # NHWC where measured faster
-    published_test_acc: str = ""
-
-
-@dataclass(frozen=True)
 class ModelSpec:
     name: str
     description: str
     source: str
-    recipe: Recipe
-    builders: dict[str, Callable[[], object]] = field(default_factory=dict)  # style -> model factory
-    framework: str = "pytorch"
+    recipe: dict  # setting -> the source's value, where it differs from the setting's default
+    published_test_acc: str
+    builders: dict[str, Callable[..., object]] = field(default_factory=dict)  # style -> model factory
+    kind: str = "pytorch"  # which experiments.adapters adapter trains it
 
     @property
     def styles(self) -> tuple[str, ...]:
         return tuple(self.builders)
 
-    def build(self, style: str | None = None):
+    def build(self, style: str | None = None, **options):
+        """The model in `style` (default: the first); options go to the factory (the numpy model's filters...)."""
         style = style or self.styles[0]
         if style not in self.builders:
             raise ValueError(f"model {self.name!r} has no style {style!r}; choose one of {', '.join(self.styles)}")
-        return self.builders[style]()
+        return self.builders[style](**options)
 
 
 # ---------------------------------------------------------------- the networks
@@ -125,64 +110,61 @@ class ConvConv(nn.Module):
         return self.fc2(self.dropout2(x))
 
 
-def tiny_numpy():
+def tiny_numpy(**options):
     from experiments.numpy_cnn import TinyNumpyCNN  # numpy model; imported lazily, it is not a torch module
-    return TinyNumpyCNN()
+    return TinyNumpyCNN(**options)
 
 
 # ---------------------------------------------------------------- the registry
 
-TINY_RECIPE = dict(optimizer="sgd", lr=0.005, batch_size=1, epochs=3, input_scaling="centered")
+TINY_RECIPE = dict(optimizer="sgd", lr=0.005, batch_size=1, epochs=3, input_scaling="centered",
+                   val_split=0.0, val_from_test=0.2)
 
 MODELS = {spec.name: spec for spec in [
     ModelSpec(
         name="softmax-regression",
         description="Flatten -> Dense 10: a linear classifier, the high-bias reference",
         source="multinomial logistic regression (textbook baseline)",
-        recipe=Recipe(optimizer="adam", lr=1e-3, batch_size=128, epochs=5, input_scaling="unit",
-                      val_split=0.1, published_test_acc="~92.5% (linear classifiers in LeCun et al. 1998: 88-92.4%)"),
+        recipe={}, published_test_acc="~92.5% (linear classifiers in LeCun et al. 1998: 88-92.4%)",
         builders={"sequential": softmax_regression},
     ),
     ModelSpec(
         name="lenet5",
         description="Conv6 5x5 tanh -> AvgPool -> Conv16 5x5 tanh -> AvgPool -> Dense 120 -> 84 -> 10",
         source="LeCun, Bottou, Bengio, Haffner 1998, Gradient-based learning applied to document recognition",
-        recipe=Recipe(optimizer="adam", lr=1e-3, batch_size=128, epochs=10, input_scaling="unit",
-                      val_split=0.1, precision="auto",
-                      published_test_acc="99.05% (LeNet-5 in the paper, without distortions)"),
+        recipe=dict(epochs=10, precision="auto"),
+        published_test_acc="99.05% (LeNet-5 in the paper, without distortions)",
         builders={"sequential": lenet5},
     ),
     ModelSpec(
         name="tiny",
         description="Conv 3x3 x8 (no bias) -> MaxPool 2 -> Dense 10 softmax",
         source="victorzhou.com 'CNNs, Part 1/2' and its Keras copy 'Keras for Beginners: Implementing a CNN'",
-        recipe=Recipe(**TINY_RECIPE, val_from_test=0.2, published_test_acc="97.4% (the Keras copy, full MNIST)"),
+        recipe=TINY_RECIPE, published_test_acc="97.4% (the Keras copy, full MNIST)",
         builders={"sequential": tiny},
     ),
     ModelSpec(
         name="tiny-numpy",
         description="the tiny net in numpy with hand-written backprop (experiments.numpy_cnn)",
         source="victorzhou.com 'An Introduction to CNNs' (numpy from scratch, first 1k train / 1k test)",
-        recipe=Recipe(**TINY_RECIPE, val_from_test=0.2, train_size=1000, test_size=1000,
-                      published_test_acc="78% (the tutorial's loop version, 1k/1k)"),
-        builders={"numpy": tiny_numpy},
-        framework="numpy",
+        recipe={**TINY_RECIPE, "train_size": 1000, "test_size": 1000},
+        published_test_acc="78% (the tutorial's loop version, 1k/1k)",
+        builders={"numpy": tiny_numpy}, kind="numpy",
     ),
     ModelSpec(
         name="two-block",
         description="Conv32-Pool-Drop -> Conv64-Pool-Drop -> Dense 256 -> Dense 10",
         source="two-block Keras MNIST CNN tutorial (Adam, batch 250, 25 epochs, validation split 0.2)",
-        recipe=Recipe(optimizer="adam", lr=1e-3, batch_size=250, epochs=25, input_scaling="unit",
-                      val_split=0.2, precision="auto", channels_last=True, published_test_acc="99.26%"),
+        recipe=dict(batch_size=250, epochs=25, val_split=0.2, precision="auto", channels_last=True),
+        published_test_acc="99.26%",
         builders={"sequential": two_block},
     ),
     ModelSpec(
         name="conv-conv",
         description="Conv32 -> Conv64 -> MaxPool -> Drop -> Dense 128 -> Drop -> Dense 10 (1,199,882 params)",
         source="the classic Keras mnist_cnn.py / PyTorch MNIST example (validation carved from test 20/80)",
-        recipe=Recipe(optimizer="adam", lr=1e-3, batch_size=256, epochs=5, input_scaling="unit",
-                      val_from_test=0.2, precision="auto", channels_last=True,
-                      published_test_acc="98.7-98.8%"),
+        recipe=dict(batch_size=256, val_split=0.0, val_from_test=0.2, precision="auto", channels_last=True),
+        published_test_acc="98.7-98.8%",
         builders={"sequential": conv_conv_sequential, "functional": ConvConv},
     ),
 ]}

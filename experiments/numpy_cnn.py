@@ -152,7 +152,7 @@ class TinyNumpyCNN:
         return {f"{name}.{p}": layer.grads[p] for name, layer in self.layers.items() for p in layer.params()}
 
     def layer_rows(self) -> list[dict]:
-        """The per-layer table, in the columns of experiments.summary."""
+        """The per-layer table, in experiments.adapters.LAYER_COLUMNS."""
         filters = len(self.layers["conv"].filters)
         shapes = {"conv": (filters, 26, 26), "pool": (filters, 13, 13), "dense": (10,)}
         types = {"conv": "Conv3x3", "pool": "MaxPool2", "dense": "Dense"}
@@ -160,37 +160,3 @@ class TinyNumpyCNN:
                  "activations": int(np.prod(shapes[name])),
                  "params": sum(v.size for v in layer.params().values())}
                 for name, layer in self.layers.items()]
-
-
-class NumpyLearner:
-    """Adapts TinyNumpyCNN to experiments.train: numpy arrays in, SGD steps, logits out."""
-
-    def __init__(self, model: TinyNumpyCNN, lr: float):
-        self.model, self.lr = model, lr
-
-    def to_inputs(self, images: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(images[:, 0], dtype=self.model.dtype)  # (N, 1, 28, 28) -> (N, 28, 28)
-
-    def to_labels(self, labels: np.ndarray) -> np.ndarray:
-        return labels.astype(np.int64)
-
-    def train_step(self, inputs: np.ndarray, labels: np.ndarray) -> tuple[float, int]:
-        loss, logits = self.model.loss_and_grads(inputs, labels)
-        sgd_step(self.model.layers, self.lr)
-        return loss, int((logits.argmax(axis=1) == labels).sum())
-
-    def logits(self, inputs: np.ndarray) -> np.ndarray:
-        return self.model.forward(inputs)
-
-    def state(self) -> dict:
-        return {name: value.copy() for name, value in self.model.parameter_arrays().items()}
-
-    def load_state(self, state: dict) -> None:
-        for name, value in self.model.parameter_arrays().items():
-            value[...] = np.asarray(state[name])
-
-    def checkpoint(self) -> dict:
-        return {"model": self.state()}  # plain SGD keeps no optimizer state
-
-    def load_checkpoint(self, checkpoint: dict) -> None:
-        self.load_state(checkpoint["model"])

@@ -1,9 +1,13 @@
-"""One tracked run: configuration -> data -> model -> fit -> test -> everything logged to MLflow."""
+"""One tracked run: configuration -> data -> model -> fit -> test -> everything logged to MLflow.
+
+The model's kind (PyTorch, numpy) is its adapter's business (experiments.adapters); nothing here
+branches on it.
+"""
 import json
 import platform
 import tempfile
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -14,21 +18,18 @@ import pandas as pd
 import torch
 from sklearn.metrics import confusion_matrix
 
-from experiments.data import DATASETS, INPUT_SCALINGS, NUM_CLASSES, make_splits, scale_images
-from experiments.diagnosis import BEST_ERROR, diagnose
-from experiments.layers import dropout_layers, set_dropout
-from experiments.models import MODELS, get_model_spec
+from experiments.adapters import ModelAdapter, adapter_for
+from experiments.data import NUM_CLASSES, Splits, make_splits, scale_images
+from experiments.diagnosis import best_error_for, verdict
+from experiments.models import ModelSpec, get_model_spec
 from experiments.schema import Artifact, Metric, Param, Tag
-from experiments.summary import layer_table, size_figures
-from experiments.tracking import DEFAULT_EXPERIMENT, RunLogger, get_client
-from experiments.train import (OPTIMIZERS, PRECISIONS, Diverged, TorchLearner, default_device, evaluate, fit,
-                               resolve_precision)
+from experiments.settings import SETTINGS, ConfigError, RunConfig
+from experiments.tracking import RunLogger, get_client
+from experiments.train import Diverged, EpochRecord, Evaluation, FitResult, evaluate, fit
+
+__all__ = ["ConfigError", "RunConfig", "RunInterrupted", "RunResult", "execute", "prepare", "resume"]
 
 MISCLASSIFIED_LIMIT = 1000  # most-confident mistakes kept per run
-
-
-class ConfigError(ValueError):
-    """A run configuration that cannot run; raised before anything is logged."""
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -40,121 +41,77 @@ class RunInterrupted(KeyboardInterrupt):
 
 
 @dataclass
-class RunConfig:
-    model: str
-    epochs: int
-    batch_size: int
-    optimizer: str
-    lr: float
-    input_scaling: str
-    val_split: float = 0.0
-    val_from_test: float = 0.0
-    train_size: int | None = None
-    test_size: int | None = None
-    style: str | None = None
-    dataset: str = "mnist"
-    data_dir: str | None = None
-    seed: int = 0
-    train_eval_size: int = 10_000
-    best_error: float | None = None
-    log_every: int = 50
-    filters: int = 8
-    dtype: str = "float64"  # numpy model only
-    device: str | None = None
-    precision: str = "fp32"  # PyTorch models: fp32, bf16, or auto (bf16 where native)
-    channels_last: bool = False  # PyTorch models: NHWC images and conv weights
-    dropout: float | None = None  # PyTorch models: one rate for every dropout layer (None: the model's own)
-    experiment: str = DEFAULT_EXPERIMENT
-    run_name: str | None = None
-    suite: str | None = None
-    progress: bool = True
+class RunResult:
+    """A finished run: its id, the epochs it trained, and its final metrics by schema name."""
 
-    @classmethod
-    def from_recipe(cls, model: str, **overrides) -> "RunConfig":
-        """The model's published recipe, with any non-None override applied."""
-        recipe = asdict(get_model_spec(model).recipe)
-        recipe.pop("published_test_acc")
-        config = cls(model=model, **recipe)
-        if overrides.get("val_split") or overrides.get("val_from_test"):
-            config = replace(config, val_split=0.0, val_from_test=0.0)  # the override chooses the split kind
-        known = {f.name for f in fields(cls)}
-        return replace(config, **{k: v for k, v in overrides.items() if v is not None and k in known})
-
-    def validate(self) -> None:
-        """Raise ConfigError naming the first bad argument and its allowed values."""
-        spec = MODELS.get(self.model)
-        checks = [
-            (spec is not None, "model", f"one of {', '.join(MODELS)}"),
-            (self.dataset in DATASETS, "dataset", f"one of {', '.join(DATASETS)}"),
-            (self.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}"),
-            (self.input_scaling in INPUT_SCALINGS, "input-scaling", f"one of {', '.join(INPUT_SCALINGS)}"),
-            (self.epochs > 0, "epochs", "an integer > 0"),
-            (self.batch_size > 0, "batch-size", "an integer > 0"),
-            (self.lr > 0, "lr", "a number > 0"),
-            (self.log_every > 0, "log-every", "an integer > 0"),
-            (self.train_eval_size > 0, "train-eval-size", "an integer > 0"),
-            (self.filters > 0, "filters", "an integer > 0"),
-            (self.train_size is None or self.train_size > 0, "train-size", "an integer > 0"),
-            (self.test_size is None or self.test_size > 0, "test-size", "an integer > 0"),
-            (0 <= self.val_split < 1, "val-split", "a fraction in (0, 1)"),
-            (0 <= self.val_from_test < 1, "val-from-test", "a fraction in (0, 1)"),
-            ((self.val_split > 0) != (self.val_from_test > 0), "val-split/val-from-test",
-             "exactly one of them > 0"),
-            (self.dtype in ("float64", "float32"), "dtype", "float64 or float32"),
-            (self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}"),
-            (self.dropout is None or 0 <= self.dropout < 1, "dropout", "a rate in [0, 1)"),
-        ]
-        for ok, argument, allowed in checks:
-            if not ok:
-                raise ConfigError(f"--{argument}: {getattr(self, argument.replace('-', '_'), '')!r} is not "
-                                  f"allowed; expected {allowed}")
-        if spec.framework == "numpy" and self.optimizer != "sgd":
-            raise ConfigError(f"--optimizer: the numpy model supports only sgd, not {self.optimizer!r}")
-        if self.style is not None and self.style not in spec.styles:
-            raise ConfigError(f"--style: model {self.model!r} has no style {self.style!r}; "
-                              f"expected one of {', '.join(spec.styles)}")
+    run_id: str
+    epochs_trained: int
+    metrics: dict
 
 
-def make_model_and_learner(config: RunConfig, device: str):
+def check(config: RunConfig) -> tuple[ModelSpec, ModelAdapter]:
+    """Validate every setting, then what the model and its kind allow; raises ConfigError."""
+    config.validate()
     spec = get_model_spec(config.model)
-    if spec.framework == "numpy":
-        from experiments.numpy_cnn import NumpyLearner, TinyNumpyCNN
-
-        model = TinyNumpyCNN(filters=config.filters, seed=config.seed, dtype=np.dtype(config.dtype))
-        return model, NumpyLearner(model, lr=config.lr)
-    torch.manual_seed(config.seed)
-    model = spec.build(config.style)
-    if config.dropout is not None:
-        if not dropout_layers(model):
-            raise ConfigError(f"--dropout: model {config.model!r} has no dropout layers")
-        set_dropout(model, config.dropout)
-    return model, TorchLearner(model, config.optimizer, config.lr, device,
-                               resolve_precision(config.precision, device), config.channels_last)
+    if config.style is not None and config.style not in spec.styles:
+        raise ConfigError(f"--style: model {config.model!r} has no style {config.style!r}; "
+                          f"expected one of {', '.join(spec.styles)}")
+    adapter = adapter_for(spec.kind)
+    adapter.check(config, spec)
+    return spec, adapter
 
 
-def run_params(config: RunConfig, ready: "Prepared") -> dict:
-    spec, splits, device, best_error = ready.spec, ready.splits, ready.device, ready.best_error
-    rates = ",".join(f"{layer.p:g}" for layer in dropout_layers(ready.model))
+@dataclass
+class Prepared:
+    """Everything a run needs before it is logged: data on the device, the model and its learner."""
+
+    spec: ModelSpec
+    adapter: ModelAdapter
+    splits: Splits
+    device: str
+    best_error: float
+    model: object
+    learner: object
+    inputs: dict  # split name -> images in the learner's own type
+
+
+def prepare(config: RunConfig) -> Prepared:
+    """Validate, load the splits and build the model; raises ConfigError or DataError before any logging."""
+    spec, adapter = check(config)
+    try:
+        splits = make_splits(config.dataset, data_dir=config.data_dir, val_split=config.val_split,
+                             val_from_test=config.val_from_test, train_size=config.train_size,
+                             test_size=config.test_size, seed=config.seed)
+    except ValueError as err:  # sizes that do not fit the data
+        raise ConfigError(str(err)) from err
+    device = adapter.device(config)
+    model, learner = adapter.build(spec, config, device)
+    dtype = adapter.input_dtype(config)
+    inputs = {name: learner.to_inputs(scale_images(part.images, config.input_scaling, dtype))
+              for name, part in (("train", splits.train), ("val", splits.val), ("test", splits.test))}
+    return Prepared(spec, adapter, splits, device, best_error_for(config.dataset, config.best_error), model,
+                    learner, inputs)
+
+
+def run_params(config: RunConfig, ready: Prepared) -> dict:
+    """Every logged setting that applies to the model's kind, as resolved for this run, and the versions."""
+    spec, splits = ready.spec, ready.splits
+    settings = {name: getattr(config, name) for name, setting in SETTINGS.items()
+                if setting.logged and setting.kind in (None, spec.kind)}
     return {
-        Param.MODEL: config.model, Param.STYLE: config.style or spec.styles[0], Param.FRAMEWORK: spec.framework,
-        Param.DATASET: config.dataset, Param.DATA_DIR: splits.data_dir, Param.INPUT_SCALING: config.input_scaling,
-        Param.EPOCHS: config.epochs, Param.BATCH_SIZE: config.batch_size, Param.OPTIMIZER: config.optimizer,
-        Param.LR: config.lr, Param.SEED: config.seed, Param.VAL_SPLIT: config.val_split,
-        Param.VAL_FROM_TEST: config.val_from_test, Param.TRAIN_SIZE: len(splits.train),
-        Param.VAL_SIZE: len(splits.val), Param.TEST_SIZE: len(splits.test),
-        Param.TRAIN_EVAL_SIZE: min(config.train_eval_size, len(splits.train)), Param.BEST_ERROR: best_error,
-        Param.LOG_EVERY: config.log_every, Param.DEVICE: device,
-        **({Param.FILTERS: config.filters, Param.DTYPE: config.dtype} if spec.framework == "numpy" else
-           {Param.PRECISION: resolve_precision(config.precision, device), Param.CHANNELS_LAST: config.channels_last,
-            Param.DROPOUT: rates or "none"}),
+        **settings, Param.STYLE: config.style or spec.styles[0], Param.FRAMEWORK: spec.kind,
+        Param.DATA_DIR: splits.data_dir, Param.TRAIN_SIZE: len(splits.train), Param.VAL_SIZE: len(splits.val),
+        Param.TEST_SIZE: len(splits.test), Param.TRAIN_EVAL_SIZE: min(config.train_eval_size, len(splits.train)),
+        Param.BEST_ERROR: ready.best_error, Param.DEVICE: ready.device,
+        **ready.adapter.resolved_params(config, ready.model, ready.device),
         Param.TORCH_VERSION: torch.__version__, Param.NUMPY_VERSION: np.__version__,
         Param.MLFLOW_VERSION: mlflow.__version__, Param.PYTHON_VERSION: platform.python_version(),
     }
 
 
-def test_artifacts(test_result: dict, test, class_names) -> dict:
+def test_artifacts(tested: Evaluation, test, class_names) -> dict:
     """Confusion matrix, per-class accuracy and misclassified samples of the test evaluation."""
-    predicted, confidence = test_result["predicted"], test_result["confidence"]
+    predicted, confidence = tested.predicted, tested.confidence
     matrix = confusion_matrix(test.labels, predicted, labels=range(NUM_CLASSES))
     support = matrix.sum(axis=1)
     per_class = pd.DataFrame({"class": range(NUM_CLASSES), "name": class_names, "support": support,
@@ -168,40 +125,8 @@ def test_artifacts(test_result: dict, test, class_names) -> dict:
             "per_class": per_class, "misclassified": misclassified}
 
 
-@dataclass
-class Prepared:
-    """Everything a run needs before it is logged: data on the device, the model and its learner."""
-
-    spec: object
-    splits: object
-    device: str
-    best_error: float
-    model: object
-    learner: object
-    inputs: dict
-
-
-def prepare(config: RunConfig) -> Prepared:
-    """Validate, load the splits and build the model; raises ConfigError or DataError before any logging."""
-    config.validate()
-    spec = get_model_spec(config.model)
-    try:
-        splits = make_splits(config.dataset, data_dir=config.data_dir, val_split=config.val_split,
-                             val_from_test=config.val_from_test, train_size=config.train_size,
-                             test_size=config.test_size, seed=config.seed)
-    except ValueError as err:  # sizes that do not fit the data
-        raise ConfigError(str(err)) from err
-    device = "cpu" if spec.framework == "numpy" else (config.device or default_device())
-    best_error = BEST_ERROR[config.dataset] if config.best_error is None else config.best_error
-    model, learner = make_model_and_learner(config, device)
-    dtype = np.dtype(config.dtype) if spec.framework == "numpy" else np.float32
-    inputs = {name: learner.to_inputs(scale_images(part.images, config.input_scaling, dtype))
-              for name, part in (("train", splits.train), ("val", splits.val), ("test", splits.test))}
-    return Prepared(spec, splits, device, best_error, model, learner, inputs)
-
-
-def execute(config: RunConfig, tags: dict | None = None, should_stop: Callable[[dict], bool] | None = None,
-            on_start: Callable[[str], None] | None = None) -> dict:
+def execute(config: RunConfig, tags: dict | None = None, should_stop: Callable[[EpochRecord], bool] | None = None,
+            on_start: Callable[[str], None] | None = None) -> RunResult:
     """Train and test one configuration, logging it as one new MLflow run; returns the final metrics.
 
     tags are added to the run's own; should_stop(epoch record) can end training early (a sweep's
@@ -213,13 +138,13 @@ def execute(config: RunConfig, tags: dict | None = None, should_stop: Callable[[
         params=run_params(config, ready),
         tags={Tag.RECIPE_SOURCE: ready.spec.source, **({Tag.SUITE: config.suite} if config.suite else {}),
               **(tags or {})},
-        config=asdict(config), class_names=ready.splits.class_names)
+        config=config.as_dict(), class_names=ready.splits.class_names)
     if on_start:
         on_start(logger.run_id)
     return train_and_log(config, ready, logger, should_stop=should_stop)
 
 
-def resume(run_id: str, progress: bool = True) -> tuple[RunConfig, dict]:
+def resume(run_id: str, progress: bool = True) -> tuple[RunConfig, RunResult]:
     """Continue a KILLED or FAILED run from its last checkpoint, in the same MLflow run."""
     client = get_client()
     try:
@@ -232,32 +157,32 @@ def resume(run_id: str, progress: bool = True) -> tuple[RunConfig, dict]:
         raise ConfigError(f"--resume: run {run_id} has no {Artifact.CHECKPOINT} (it stopped before its first epoch)")
     with tempfile.TemporaryDirectory() as tmp:
         stored = json.loads(Path(client.download_artifacts(run_id, Artifact.CONFIG, tmp)).read_text())
-    config = replace(RunConfig(**stored), progress=progress)
+    config = replace(RunConfig.from_dict(stored, f"--resume: run {run_id}'s {Artifact.CONFIG}"), progress=progress)
     ready = prepare(config)
     logger, checkpoint = RunLogger.reopen(run_id, ready.splits.class_names)
     return config, train_and_log(config, ready, logger, resume_from=checkpoint)
 
 
 def train_and_log(config: RunConfig, ready: Prepared, logger: RunLogger, resume_from: dict | None = None,
-                  should_stop: Callable[[dict], bool] | None = None) -> dict:
+                  should_stop: Callable[[EpochRecord], bool] | None = None) -> RunResult:
     """fit, test with the best-val weights, log the results; a stopped run ends KILLED or FAILED, never RUNNING."""
     started = time.perf_counter()
     splits, learner, inputs = ready.splits, ready.learner, ready.inputs
     eval_rows = np.sort(np.random.default_rng(config.seed).permutation(len(splits.train))[:config.train_eval_size])
     try:
-        history = fit(learner, (inputs["train"], learner.to_labels(splits.train.labels)),
-                      (inputs["val"], splits.val.labels),
-                      (inputs["train"][eval_rows], splits.train.labels[eval_rows]),
-                      epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
-                      best_error=ready.best_error, log_every=config.log_every, progress=config.progress,
-                      on_epoch=logger.log_epoch, resume_from=resume_from, should_stop=should_stop)
-        if history["last"]["epoch"] < config.epochs:
-            logger.set_tags({Tag.STOPPED_AT_EPOCH: history["last"]["epoch"]})
-        learner.load_state(history["best_state"])
+        fitted = fit(learner, (inputs["train"], learner.to_labels(splits.train.labels)),
+                     (inputs["val"], splits.val.labels),
+                     (inputs["train"][eval_rows], splits.train.labels[eval_rows]),
+                     epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
+                     best_error=ready.best_error, log_every=config.log_every, progress=config.progress,
+                     on_epoch=logger.log_epoch, resume_from=resume_from, should_stop=should_stop)
+        if fitted.epochs_trained < config.epochs:
+            logger.set_tags({Tag.STOPPED_AT_EPOCH: fitted.epochs_trained})
+        learner.load_weights(fitted.best_weights)
         tested = evaluate(learner, inputs["test"], splits.test.labels)
-        final = log_results(logger, ready.model, history, tested, splits)
+        final = log_results(logger, ready, fitted, tested)
         final[Metric.TOTAL_SECONDS] = time.perf_counter() - started
-        logger.log_metrics({Metric.TOTAL_SECONDS: final[Metric.TOTAL_SECONDS]}, step=history["last"]["epoch"])
+        logger.log_metrics({Metric.TOTAL_SECONDS: final[Metric.TOTAL_SECONDS]}, step=fitted.epochs_trained)
         logger.finish("FINISHED")
     except KeyboardInterrupt as err:
         stop(logger, "KILLED", f"interrupted ({err or 'Ctrl-C'})")
@@ -269,7 +194,7 @@ def train_and_log(config: RunConfig, ready: Prepared, logger: RunLogger, resume_
     except BaseException as err:
         stop(logger, "FAILED", f"{type(err).__name__}: {err}")
         raise
-    return {"run_id": logger.run_id, "epochs_trained": history["last"]["epoch"], **final}
+    return RunResult(logger.run_id, fitted.epochs_trained, final)
 
 
 def stop(logger: RunLogger, status: str, reason: str) -> None:
@@ -280,23 +205,19 @@ def stop(logger: RunLogger, status: str, reason: str) -> None:
         logger.finish(status, error=reason)
 
 
-def log_results(logger: RunLogger, model, history: dict, tested: dict, splits) -> dict:
-    """Final metrics, diagnosis tags and artifacts of a trained run."""
-    last = history["last"]
-    table = layer_table(model)
-    final = {Metric.TEST_LOSS: tested["loss"], Metric.TEST_ACC: tested["acc"],
-             Metric.BEST_EPOCH: history["best_epoch"], Metric.BEST_VAL_ACC: history["best_val_acc"],
-             **size_figures(model, table)}
-    logger.log_metrics(final, step=last["epoch"])
-    label, rule = diagnose(last[Metric.AVOIDABLE_BIAS], last[Metric.VARIANCE])
-    logger.set_tags({Tag.DIAGNOSIS: label, Tag.DIAGNOSIS_RULE: f"final epoch: {rule}"})
-    artifacts = test_artifacts(tested, splits.test, splits.class_names)
-    logger.log_table(table, Artifact.LAYERS)
+def log_results(logger: RunLogger, ready: Prepared, fitted: FitResult, tested: Evaluation) -> dict:
+    """Final metrics, the verdict (best epoch, diagnosis) of the whole history, and the artifacts."""
+    judged = verdict(fitted.history, ready.best_error)
+    final = {Metric.TEST_LOSS: tested.loss, Metric.TEST_ACC: tested.acc, Metric.BEST_EPOCH: judged.best_epoch,
+             Metric.BEST_VAL_ACC: judged.best_val_acc, Metric.EPOCHS_TRAINED: judged.epochs_trained,
+             **ready.adapter.size_figures(ready.model)}
+    logger.log_metrics(final, step=fitted.epochs_trained)
+    logger.set_tags({Tag.DIAGNOSIS: judged.diagnosis,
+                     Tag.DIAGNOSIS_RULE: f"last trained epoch ({judged.epochs_trained}): {judged.rule}"})
+    artifacts = test_artifacts(tested, ready.splits.test, ready.splits.class_names)
+    logger.log_table(ready.adapter.layer_table(ready.model), Artifact.LAYERS)
     logger.log_dict(artifacts["confusion"], Artifact.CONFUSION_TEST)
     logger.log_table(artifacts["per_class"], Artifact.PER_CLASS)
     logger.log_table(artifacts["misclassified"], Artifact.MISCLASSIFIED)
-    if hasattr(model, "parameter_arrays"):
-        logger.log_npz(model.parameter_arrays(), Artifact.NUMPY_WEIGHTS)
-    else:
-        logger.log_torch_model(model)
+    ready.adapter.log_weights(logger, ready.model)
     return final

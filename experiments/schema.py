@@ -1,11 +1,13 @@
 """The MLflow run schema: every metric, param, tag and artifact name a run carries.
 
-Runners write these names and the dashboard reads them; no other module spells them.
-`python -m experiments schema` prints the table below as Markdown.
+Runners write these names and the dashboard reads them; no other module spells them. The params
+that are run settings are made from experiments.settings (one declaration per setting), so
+`Param.LR` is the setting `lr`. `python -m experiments schema` prints the table below as Markdown.
 
 Metrics are fractions in [0, 1] for accuracies and errors. Per-epoch metrics use
 step = epoch (1-based); `train_loss_step` uses step = global optimisation step.
 """
+from experiments.settings import SETTINGS
 
 
 class Name(str):
@@ -35,8 +37,10 @@ class Metric:
     TRAIN_LOSS_STEP = Name("train_loss_step", "mean training loss of the last log_every steps (step = global step)")
     TEST_LOSS = Name("test_loss", "mean cross-entropy on the test set, best-val weights (final)")
     TEST_ACC = Name("test_acc", "accuracy on the test set, best-val weights (final)")
-    BEST_EPOCH = Name("best_epoch", "epoch with the highest val_acc (final)")
+    BEST_EPOCH = Name("best_epoch", "first epoch with the highest val_acc (final; experiments.diagnosis.best_epoch)")
     BEST_VAL_ACC = Name("best_val_acc", "highest val_acc over the epochs (final)")
+    EPOCHS_TRAINED = Name("epochs_trained", "epochs actually trained: fewer than param epochs when stopped early "
+                                            "(final)")
     PARAMS_TOTAL = Name("params_total", "number of parameters (final)")
     PARAMS_TRAINABLE = Name("params_trainable", "number of trainable parameters (final)")
     MODEL_BYTES = Name("model_bytes", "bytes of parameters and buffers (final)")
@@ -49,38 +53,16 @@ class Metric:
 
     PER_EPOCH = (TRAIN_LOSS, TRAIN_ACC, VAL_LOSS, VAL_ACC, BIAS, VARIANCE, AVOIDABLE_BIAS,
                  EPOCH_SECONDS, SAMPLES_PER_S)
-    FINAL = (TEST_LOSS, TEST_ACC, BEST_EPOCH, BEST_VAL_ACC, PARAMS_TOTAL, PARAMS_TRAINABLE,
+    FINAL = (TEST_LOSS, TEST_ACC, BEST_EPOCH, BEST_VAL_ACC, EPOCHS_TRAINED, PARAMS_TOTAL, PARAMS_TRAINABLE,
              MODEL_BYTES, ACTIVATION_BYTES, TOTAL_SECONDS)
 
 
 class Param:
-    """Params: the run's configuration, all logged at the start."""
+    """Params: the run's configuration, all logged at the start. Besides those below, one per logged run
+    setting (experiments.settings.SETTINGS), e.g. Param.LR, Param.BATCH_SIZE."""
 
-    MODEL = Name("model", "registry name of the model (python -m experiments models)")
-    STYLE = Name("style", "how the model is built: sequential or functional")
-    FRAMEWORK = Name("framework", "pytorch or numpy")
-    DATASET = Name("dataset", "mnist or fashion-mnist")
-    DATA_DIR = Name("data_dir", "folder holding the dataset's IDX files")
-    INPUT_SCALING = Name("input_scaling", "unit: x/255; centered: x/255 - 0.5")
-    EPOCHS = Name("epochs", "number of training epochs")
-    BATCH_SIZE = Name("batch_size", "training mini-batch size")
-    OPTIMIZER = Name("optimizer", "sgd, adam or adadelta")
-    LR = Name("lr", "learning rate")
-    SEED = Name("seed", "seed for weights, splits and shuffling")
-    VAL_SPLIT = Name("val_split", "fraction of train carved (stratified) for validation, or 0")
-    VAL_FROM_TEST = Name("val_from_test", "fraction of test carved (stratified) for validation, or 0")
-    TRAIN_SIZE = Name("train_size", "training images actually used")
+    FRAMEWORK = Name("framework", "the model's kind: pytorch or numpy (experiments.adapters)")
     VAL_SIZE = Name("val_size", "validation images")
-    TEST_SIZE = Name("test_size", "test images")
-    TRAIN_EVAL_SIZE = Name("train_eval_size", "training images re-evaluated each epoch for train_loss/acc")
-    BEST_ERROR = Name("best_error", "estimate of the best achievable error, for avoidable_bias")
-    LOG_EVERY = Name("log_every", "steps between train_loss_step points")
-    FILTERS = Name("filters", "conv filters of the numpy model")
-    DTYPE = Name("dtype", "float type of the numpy model: float64 or float32")
-    DEVICE = Name("device", "cpu or cuda")
-    PRECISION = Name("precision", "PyTorch models: fp32, or bf16 autocast (weights and optimizer in fp32)")
-    CHANNELS_LAST = Name("channels_last", "PyTorch models: images and conv weights stored NHWC")
-    DROPOUT = Name("dropout", "rates of the model's dropout layers, comma-separated, or 'none'")
     TORCH_VERSION = Name("torch_version", "PyTorch version")
     NUMPY_VERSION = Name("numpy_version", "numpy version")
     MLFLOW_VERSION = Name("mlflow_version", "MLflow version")
@@ -92,10 +74,17 @@ class Param:
     SWEEP_STORAGE = Name("sweep_storage", "sweep parent: the Optuna storage URL, password removed")
 
 
+for _setting in SETTINGS.values():
+    if _setting.logged:
+        setattr(Param, _setting.name.upper(), Name(_setting.name, (_setting.param_doc or _setting.help)
+                                                    + (f" ({_setting.kind} models)" if _setting.kind else "")))
+
+
 class Tag:
     """Tags: facts about the run that are not configuration."""
 
-    DIAGNOSIS = Name("diagnosis", "high bias / high variance / high bias and variance / good fit (experiments.diagnosis)")
+    DIAGNOSIS = Name("diagnosis", "high bias / high variance / high bias and variance / good fit, of the last trained epoch "
+                                 "(experiments.diagnosis)")
     DIAGNOSIS_RULE = Name("diagnosis_rule", "the thresholds and numbers that gave the diagnosis")
     RECIPE_SOURCE = Name("recipe_source", "where the model and its recipe come from")
     SUITE = Name("suite", "the suite that started the run, if any")
@@ -109,6 +98,14 @@ class Tag:
     TRIAL = Name("sweep_trial", "Optuna trial number of a sweep trial")
     TRIAL_PARAMS = Name("sweep_trial_params", "JSON of the values the sweep chose for this trial")
     TRIAL_STATE = Name("sweep_trial_state", "running, complete, pruned or failed, as Optuna has the trial")
+
+
+class Value:
+    """Tag values that readers compare against."""
+
+    RUN_KIND_SWEEP = "sweep"  # Tag.RUN_KIND of a sweep's parent run
+    TRIAL_RUNNING, TRIAL_COMPLETE, TRIAL_PRUNED, TRIAL_FAILED = "running", "complete", "pruned", "failed"
+    TRIAL_STATES = (TRIAL_RUNNING, TRIAL_COMPLETE, TRIAL_PRUNED, TRIAL_FAILED)  # Tag.TRIAL_STATE
 
 
 class Artifact:

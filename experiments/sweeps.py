@@ -16,12 +16,9 @@ The objective is the best validation accuracy of the run (test accuracy is never
 """
 import json
 import os
-import re
 import time
 import warnings
-import tomllib
-from dataclasses import asdict, dataclass, field, fields
-from itertools import product
+from dataclasses import asdict
 from pathlib import Path
 
 import optuna
@@ -33,119 +30,59 @@ from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
 from experiments.run import RunConfig, execute
-from experiments.schema import Artifact, Metric, Param, Tag
-from experiments.tracking import DEFAULT_STORE, REPO_ROOT, experiment_id, get_client
+from experiments.schema import Artifact, Metric, Param, Tag, Value
+from experiments.settings import ConfigError
+from experiments.specs import SWEEP_METHODS, Spec
+from experiments.tracking import DEFAULT_STORE, experiment_id, get_client
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats are "experimental"
-SPEC_DIR = REPO_ROOT / "sweeps"
-METHODS = ("grid", "tpe", "random")
-PRUNERS = ("none", "median", "successive-halving")
+SWEEP_EXPERIMENT = "cnn-sweeps"  # where a sweep's runs go unless its spec names an experiment
 OBJECTIVE = Metric.BEST_VAL_ACC
-NOT_SWEEPABLE = {"experiment", "run_name", "suite", "progress", "data_dir", "device"}
 RUN_ID_ATTR = "mlflow_run_id"  # trial user attribute: the trial's MLflow run
 PARENT_ATTR = "mlflow_parent_run_id"  # study user attribute: the sweep's MLflow run
 SPEC_ATTR = "spec"  # study user attribute: the spec the sweep was created with
 GRID_POINT_ATTR = "grid_point"  # trial user attribute: index of a queued grid combination
 
 
-class SweepError(ValueError):
-    """A sweep spec or storage that cannot be used; raised before any trial runs."""
+class SweepError(ConfigError):
+    """A sweep or storage that cannot be used; raised before any trial runs."""
 
 
-@dataclass(frozen=True)
-class SweepSpec:
-    """What to search: `space` maps a RunConfig field to a list of values or a {low, high, log} range;
-    `fixed` holds RunConfig values shared by every trial (`model` may sit in either)."""
+def distributions(spec: Spec) -> dict[str, BaseDistribution]:
+    """The search space as Optuna distributions (a list is categorical)."""
+    result = {}
+    for key, values in spec.space.items():
+        if isinstance(values, list) and values:
+            result[key] = CategoricalDistribution(values)
+        elif isinstance(values, dict) and spec.method != "grid" and {"low", "high"} <= set(values):
+            low, high, log = values["low"], values["high"], values.get("log", False)
+            ints = isinstance(low, int) and isinstance(high, int) and not isinstance(values.get("step", 1), float)
+            kind = IntDistribution if ints else FloatDistribution
+            try:
+                result[key] = kind(low, high, log=log, step=values.get("step", 1 if ints and not log else None))
+            except (ValueError, TypeError) as err:
+                raise spec.fail(f"{key}: {err}") from err
+        else:
+            raise spec.fail(f"{key}: expected a non-empty list of values"
+                            + ("" if spec.method == "grid" else " or a {low, high, log} range"))
+    return result
 
-    name: str
-    method: str
-    space: dict
-    fixed: dict = field(default_factory=dict)
-    trials: int | None = None  # tpe/random budget; a grid runs each combination once
-    pruner: str = "none"
-    pruner_startup_trials: int = 2  # median: trials that finish before any is pruned
-    pruner_warmup_epochs: int = 0  # median: epochs before a trial can be pruned
-    retries: int = 1  # times a dead worker's trial is queued again
-    experiment: str = "cnn-sweeps"
-    seed: int = 0
 
-    @classmethod
-    def load(cls, spec: str) -> "SweepSpec":
-        """A spec from a TOML file path, or the name of one in sweeps/ (`sweeps/NAME.toml`)."""
-        path = Path(spec)
-        if not path.exists() and (SPEC_DIR / f"{spec}.toml").exists():
-            path = SPEC_DIR / f"{spec}.toml"
-        if not path.exists():
-            known = ", ".join(sorted(p.stem for p in SPEC_DIR.glob("*.toml")))
-            raise SweepError(f"sweep spec {spec!r}: no such file, and not one of sweeps/: {known}")
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as err:
-            raise SweepError(f"sweep spec {path}: not valid TOML ({err})") from err
-        data.setdefault("name", path.stem)
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise SweepError(f"sweep spec {path}: unknown keys {', '.join(sorted(unknown))}")
-        try:
-            spec = cls(**data)
-        except TypeError as err:
-            raise SweepError(f"sweep spec {path}: {err}") from err
-        spec.validate()
-        return spec
+def checked_sweep(spec: Spec) -> Spec:
+    """The spec, refused unless it is a search Optuna can run (grid, tpe, random) with valid ranges."""
+    if spec.method not in SWEEP_METHODS:
+        raise spec.fail(f"a {spec.method} spec is a suite: run it with `suite`, or give it a grid space")
+    distributions(spec)
+    return spec
 
-    def validate(self) -> None:
-        config_fields = {f.name for f in fields(RunConfig)} - NOT_SWEEPABLE
-        checks = [
-            (re.fullmatch(r"[A-Za-z0-9._-]+", self.name) is not None,
-             "name: use letters, digits, '.', '_' and '-' only"),
-            (self.method in METHODS, f"method {self.method!r}: expected one of {', '.join(METHODS)}"),
-            (self.pruner in PRUNERS, f"pruner {self.pruner!r}: expected one of {', '.join(PRUNERS)}"),
-            (bool(self.space), "space: empty; give at least one parameter to vary"),
-            (not set(self.space) & set(self.fixed), f"{', '.join(set(self.space) & set(self.fixed))}: "
-                                                    "both in space and fixed"),
-            ("model" in self.space or "model" in self.fixed, "model: give it in fixed or in space"),
-            (self.method == "grid" or (self.trials or 0) > 0, f"trials: a {self.method} sweep needs trials > 0"),
-            (self.retries >= 0, "retries: expected an integer >= 0"),
-        ]
-        for key in [*self.space, *self.fixed]:
-            checks.append((key in config_fields, f"{key}: not a run setting; expected one of "
-                                                 f"{', '.join(sorted(config_fields))}"))
-        for ok, message in checks:
-            if not ok:
-                raise SweepError(f"sweep {self.name!r}: {message}")
-        self.distributions()  # checks every range
 
-    def distributions(self) -> dict[str, BaseDistribution]:
-        """The search space as Optuna distributions (a list is categorical)."""
-        result = {}
-        for key, values in self.space.items():
-            if isinstance(values, list) and values:
-                result[key] = CategoricalDistribution(values)
-            elif isinstance(values, dict) and self.method != "grid" and {"low", "high"} <= set(values):
-                low, high, log = values["low"], values["high"], values.get("log", False)
-                ints = isinstance(low, int) and isinstance(high, int) and not isinstance(values.get("step", 1), float)
-                kind = IntDistribution if ints else FloatDistribution
-                try:
-                    result[key] = kind(low, high, log=log, step=values.get("step", 1 if ints and not log else None))
-                except ValueError as err:
-                    raise SweepError(f"sweep {self.name!r}: {key}: {err}") from err
-            else:
-                raise SweepError(f"sweep {self.name!r}: {key}: expected a non-empty list of values"
-                                 + ("" if self.method == "grid" else " or a {low, high, log} range"))
-        return result
+def spec_json(spec: Spec) -> dict:
+    return {**asdict(spec), "distributions": {k: json.loads(distribution_to_json(d))
+                                              for k, d in distributions(spec).items()}}
 
-    def grid(self) -> list[dict]:
-        """Every combination of a grid sweep's values, in the order the spec lists them."""
-        keys = list(self.space)
-        return [dict(zip(keys, values, strict=True)) for values in product(*(self.space[k] for k in keys))]
 
-    @property
-    def size(self) -> int:
-        return len(self.grid()) if self.method == "grid" else self.trials
-
-    def as_json(self) -> dict:
-        return {**asdict(self), "distributions": {k: json.loads(distribution_to_json(d))
-                                                  for k, d in self.distributions().items()}}
+def sweep_experiment(spec: Spec) -> str:
+    return spec.experiment or SWEEP_EXPERIMENT
 
 
 def default_storage() -> str:
@@ -174,7 +111,7 @@ def open_storage(url: str, heartbeat_seconds: int, retries: int) -> RDBStorage:
     def on_stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         client = get_client()
         for run in running_trial_runs(client, study.study_name, trial.number):
-            client.set_tag(run.info.run_id, Tag.TRIAL_STATE, "failed")
+            client.set_tag(run.info.run_id, Tag.TRIAL_STATE, Value.TRIAL_FAILED)
             client.set_tag(run.info.run_id, Tag.ERROR, "its sweep worker stopped sending heartbeats (killed or lost)")
             client.set_terminated(run.info.run_id, status="FAILED")
         if retry:
@@ -193,13 +130,13 @@ def open_storage(url: str, heartbeat_seconds: int, retries: int) -> RDBStorage:
             time.sleep(1 + attempt)
 
 
-def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
+def make_sampler(spec: Spec) -> optuna.samplers.BaseSampler:
     # Distinct seeds per worker process, so concurrent workers do not propose the same points.
     seed = spec.seed * 100_003 + os.getpid()
     return optuna.samplers.RandomSampler(seed) if spec.method == "random" else optuna.samplers.TPESampler(seed=seed)
 
 
-def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
+def make_pruner(spec: Spec) -> optuna.pruners.BasePruner:
     if spec.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=spec.pruner_startup_trials,
                                            n_warmup_steps=spec.pruner_warmup_epochs)
@@ -208,7 +145,7 @@ def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def join_sweep(spec: SweepSpec, storage: RDBStorage, storage_url: str, wait_seconds: float = 120) -> optuna.Study:
+def join_sweep(spec: Spec, storage: RDBStorage, storage_url: str, wait_seconds: float = 120) -> optuna.Study:
     """Create the sweep (study, queued grid, MLflow parent run), or join it if another worker has."""
     try:
         study = optuna.create_study(study_name=spec.name, storage=storage, direction="maximize",
@@ -222,10 +159,10 @@ def join_sweep(spec: SweepSpec, storage: RDBStorage, storage_url: str, wait_seco
                 raise SweepError(f"sweep {spec.name!r} exists in the storage but its creator never finished "
                                  "setting it up; delete the study or use another name")
             time.sleep(0.5)
-        if study.user_attrs[SPEC_ATTR] != spec.as_json():
+        if study.user_attrs[SPEC_ATTR] != spec_json(spec):
             raise SweepError(f"sweep {spec.name!r} already exists with a different spec; rename this one")
         return study
-    study.set_user_attr(SPEC_ATTR, spec.as_json())
+    study.set_user_attr(SPEC_ATTR, spec_json(spec))
     if spec.method == "grid":
         for point, params in enumerate(spec.grid()):
             study.enqueue_trial(params, user_attrs={GRID_POINT_ATTR: point})
@@ -233,14 +170,14 @@ def join_sweep(spec: SweepSpec, storage: RDBStorage, storage_url: str, wait_seco
     return study
 
 
-def start_parent_run(spec: SweepSpec, storage_url: str) -> str:
+def start_parent_run(spec: Spec, storage_url: str) -> str:
     client = get_client()
-    run = client.create_run(experiment_id(client, spec.experiment), run_name=spec.name,
-                            tags={Tag.RUN_KIND: "sweep", Tag.SWEEP: spec.name})
+    run = client.create_run(experiment_id(client, sweep_experiment(spec)), run_name=spec.name,
+                            tags={Tag.RUN_KIND: Value.RUN_KIND_SWEEP, Tag.SWEEP: spec.name})
     client.log_batch(run.info.run_id, params=[MlflowParam(k, str(v)) for k, v in {
         Param.SWEEP_METHOD: spec.method, Param.SWEEP_PRUNER: spec.pruner, Param.SWEEP_TRIALS: spec.size,
         Param.SWEEP_OBJECTIVE: OBJECTIVE, Param.SWEEP_STORAGE: public_url(storage_url)}.items()])
-    client.log_dict(run.info.run_id, spec.as_json(), Artifact.SWEEP_SPEC)
+    client.log_dict(run.info.run_id, spec_json(spec), Artifact.SWEEP_SPEC)
     return run.info.run_id
 
 
@@ -248,10 +185,10 @@ class GridExhausted(Exception):
     """The queue emptied between a worker's look and its ask: the trial Optuna made instead is not run."""
 
 
-def trial_config(spec: SweepSpec, params: dict, number: int) -> RunConfig:
-    values = {**spec.fixed, **params}
-    return RunConfig.from_recipe(values.pop("model"), **values, experiment=spec.experiment,
-                                 run_name=f"{spec.name}-{number:03d}", progress=False)
+def trial_config(spec: Spec, params: dict, number: int) -> RunConfig:
+    config = spec.config({**spec.fixed, **params}, number, experiment=sweep_experiment(spec), progress=False)
+    spec.check(config)  # a sampled value outside what the setting allows fails this trial, named
+    return config
 
 
 def suggest(trial: optuna.Trial, key: str, dist: BaseDistribution):
@@ -262,14 +199,14 @@ def suggest(trial: optuna.Trial, key: str, dist: BaseDistribution):
     return suggest_number(key, dist.low, dist.high, log=dist.log, step=dist.step)
 
 
-def make_objective(spec: SweepSpec, parent_run_id: str):
-    distributions = spec.distributions()
+def make_objective(spec: Spec, parent_run_id: str):
+    space = distributions(spec)
 
     def objective(trial: optuna.Trial) -> float:
         if spec.method == "grid" and GRID_POINT_ATTR not in trial.user_attrs:
             trial.set_user_attr("surplus", True)
             raise GridExhausted("grid sweep: no queued trial left")
-        params = {key: suggest(trial, key, dist) for key, dist in distributions.items()}
+        params = {key: suggest(trial, key, dist) for key, dist in space.items()}
         config = trial_config(spec, params, trial.number)
         run = {}
 
@@ -277,31 +214,31 @@ def make_objective(spec: SweepSpec, parent_run_id: str):
             run["id"] = run_id
             trial.set_user_attr(RUN_ID_ATTR, run_id)
 
-        def should_stop(record: dict) -> bool:
-            trial.report(record[Metric.VAL_ACC], record["epoch"])
+        def should_stop(record) -> bool:
+            trial.report(record.val_acc, record.epoch)
             return trial.should_prune()
 
         tags = {Tag.SWEEP: spec.name, Tag.TRIAL: trial.number, Tag.PARENT_RUN: parent_run_id,
-                Tag.TRIAL_STATE: "running", Tag.TRIAL_PARAMS: json.dumps(params)}
+                Tag.TRIAL_STATE: Value.TRIAL_RUNNING, Tag.TRIAL_PARAMS: json.dumps(params)}
         try:
             result = execute(config, tags=tags, should_stop=should_stop, on_start=on_start)
         except BaseException as err:
             if "id" in run:
-                get_client().set_tag(run["id"], Tag.TRIAL_STATE, "failed")
+                get_client().set_tag(run["id"], Tag.TRIAL_STATE, Value.TRIAL_FAILED)
             if isinstance(err, KeyboardInterrupt):  # this worker is stopping: leave its point to the others
                 trial.study.enqueue_trial(params, user_attrs={k: v for k, v in trial.user_attrs.items()
                                                               if k == GRID_POINT_ATTR})
             raise
-        pruned = result["epochs_trained"] < config.epochs
-        get_client().set_tag(result["run_id"], Tag.TRIAL_STATE, "pruned" if pruned else "complete")
+        pruned = result.epochs_trained < config.epochs
+        get_client().set_tag(result.run_id, Tag.TRIAL_STATE, Value.TRIAL_PRUNED if pruned else Value.TRIAL_COMPLETE)
         if pruned:
-            raise optuna.TrialPruned(f"pruned after epoch {result['epochs_trained']}")
-        return result[OBJECTIVE]
+            raise optuna.TrialPruned(f"pruned after epoch {result.epochs_trained}")
+        return result.metrics[OBJECTIVE]
 
     return objective
 
 
-def next_step(study: optuna.Study, spec: SweepSpec) -> str:
+def next_step(study: optuna.Study, spec: Spec) -> str:
     """'run' a new trial, 'wait' for running ones (they may die and be queued again), or 'done'."""
     trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
     count = {state: sum(t.state == state for t in trials) for state in TrialState}
@@ -314,9 +251,10 @@ def next_step(study: optuna.Study, spec: SweepSpec) -> str:
     return "wait" if count[TrialState.RUNNING] else "done"
 
 
-def run_worker(spec: SweepSpec, storage_url: str | None = None, heartbeat_seconds: int = 30,
+def run_worker(spec: Spec, storage_url: str | None = None, heartbeat_seconds: int = 30,
                log=print) -> dict:
     """Take trials of the sweep until it is done; returns the sweep's summary (also logged to its parent run)."""
+    checked_sweep(spec)
     storage_url = storage_url or default_storage()
     storage = open_storage(storage_url, heartbeat_seconds, spec.retries)
     study = join_sweep(spec, storage, storage_url)

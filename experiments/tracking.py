@@ -20,10 +20,10 @@ from mlflow.tracking import MlflowClient
 
 from experiments import interrupts
 from experiments.schema import Artifact, Metric, Tag
+from experiments.settings import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STORE = REPO_ROOT / "mlruns"
-DEFAULT_EXPERIMENT = "cnn-experiments"
 MAX_PARAMS_PER_BATCH = 100  # MLflow's limit on params in one log_batch call
 
 
@@ -139,7 +139,11 @@ class RunLogger:
         client = get_client()
         logger = cls(client, run_id, class_names)
         local = client.download_artifacts(run_id, Artifact.CHECKPOINT, logger.scratch.name)
-        checkpoint = torch.load(local, weights_only=True)
+        try:
+            checkpoint = torch.load(local, weights_only=True)
+        except Exception as err:  # weights_only refuses any pickled object that is not tensors and numbers
+            raise ConfigError(f"--resume: run {run_id}'s {Artifact.CHECKPOINT} cannot be read safely "
+                              f"({type(err).__name__}); it was not loaded") from err
         confusions = client.download_artifacts(run_id, Artifact.CONFUSION_VAL_EPOCHS, logger.scratch.name)
         logger.val_confusions = json.loads(Path(confusions).read_text())
         client.update_run(run_id, status="RUNNING")
@@ -151,18 +155,18 @@ class RunLogger:
         now = int(time.time() * 1000)
         self.client.log_batch(self.run_id, metrics=[MlflowMetric(k, float(v), now, step) for k, v in values.items()])
 
-    def log_epoch(self, record: dict, checkpoint: dict) -> None:
-        """Commit one epoch: metrics and step losses in one batch, the val confusion matrices so far, and
-        its checkpoint (in memory); an interrupt waits for the whole commit."""
+    def log_epoch(self, record, checkpoint: dict) -> None:
+        """Commit one epoch (an experiments.train.EpochRecord): metrics and step losses in one batch, the val
+        confusion matrices so far, and its checkpoint (in memory); an interrupt waits for the whole commit."""
         now = int(time.time() * 1000)
-        epoch = record["epoch"]
-        metrics = [MlflowMetric(name, float(record[name]), now, epoch) for name in Metric.PER_EPOCH]
-        metrics += [MlflowMetric(Metric.TRAIN_LOSS_STEP, loss, now, step) for step, loss in record["step_losses"]]
+        epoch = record.epoch
+        metrics = [MlflowMetric(name, float(value), now, epoch) for name, value in record.metrics().items()]
+        metrics += [MlflowMetric(Metric.TRAIN_LOSS_STEP, loss, now, step) for step, loss in record.step_losses]
         with interrupts.held():
             for i in range(0, len(metrics), 1000):  # MLflow accepts at most 1000 metrics per batch
                 self.client.log_batch(self.run_id, metrics=metrics[i:i + 1000])
             self.val_confusions["epochs"].append(epoch)
-            self.val_confusions["matrices"].append(json_ready(record["val_confusion"]))
+            self.val_confusions["matrices"].append(json_ready(record.val_confusion))
             self.client.log_dict(self.run_id, self.val_confusions, Artifact.CONFUSION_VAL_EPOCHS)
             self.checkpoint = checkpoint
 
@@ -189,20 +193,6 @@ class RunLogger:
             path = Path(tmp) / name
             np.savez(path, **arrays)
             self.client.log_artifact(self.run_id, str(path))
-
-    def log_torch_model(self, model) -> None:
-        """The model through mlflow.pytorch in its default 'pt2' exported-graph format (no pickle to load).
-
-        Requirements are pinned here so MLflow need not infer them in a subprocess.
-        """
-        import mlflow.pytorch
-        import torch
-
-        mlflow.set_tracking_uri(self.client.tracking_uri)
-        with mlflow.start_run(run_id=self.run_id, log_system_metrics=False):
-            mlflow.pytorch.log_model(model.cpu().eval(), name=Artifact.MODEL,
-                                     input_example=np.zeros((2, 1, 28, 28), dtype=np.float32),
-                                     pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
 
     def finish(self, status: str = "FINISHED", error: str | None = None) -> None:
         if error:

@@ -1,10 +1,11 @@
-"""Shared fixtures: the real MNIST cache, throwaway MLflow stores, and one real tracked training run."""
+"""Shared fixtures: the real MNIST cache, throwaway MLflow stores, real tracked runs, a headless browser."""
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
 from experiments.data import ensure_dataset
 from experiments.run import RunConfig, execute
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, small_config, sqlite_uri
 
 
 @pytest.fixture(scope="session")
@@ -12,14 +13,11 @@ def mnist_dir():
     return ensure_dataset("mnist")
 
 
-def sqlite_uri(folder) -> str:
-    return f"sqlite:///{folder / 'mlflow.db'}"
-
-
 @pytest.fixture
 def store(tmp_path, monkeypatch):
-    """An empty embedded MLflow store for one test; returns a client on it."""
-    uri = sqlite_uri(tmp_path)
+    """An empty embedded MLflow store for one test, also seen by subprocesses through the environment;
+    returns a client on it."""
+    uri = sqlite_uri(tmp_path / "store")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     return MlflowClient(uri)
 
@@ -41,13 +39,7 @@ def conv_conv_run(session_store, mnist_dir):
     config = RunConfig.from_recipe("conv-conv", epochs=2, batch_size=64, train_size=10_000, test_size=2_000,
                                    val_split=0.1, progress=False, run_name="conv-conv-test")
     result = execute(config)
-    return client, client.get_run(result["run_id"]), result
-
-
-def small_config(model: str = "lenet5", **overrides) -> RunConfig:
-    """A run of a few seconds on real data."""
-    settings = dict(epochs=2, train_size=1000, test_size=500, val_split=0.2, progress=False)
-    return RunConfig.from_recipe(model, **{**settings, **overrides})
+    return client, client.get_run(result.run_id), result
 
 
 @pytest.fixture
@@ -58,8 +50,9 @@ def rng():
 @pytest.fixture(scope="session")
 def dashboard_store(session_store, mnist_dir):
     """A real store for the dashboard: short real runs of several models, a data-size pair, a diverged
-    (FAILED) run, a foreign run with metrics but no schema or artifacts, a run with nothing logged,
-    and a deleted run. Returns (client, {role: run_id})."""
+    (FAILED) run, a run stopped early as a pruner stops it, a run killed after two epochs, a run left
+    RUNNING after two epochs (its runner gone, as after SIGKILL), a foreign run with metrics but no schema
+    or artifacts, a run with nothing logged, and a deleted run. Returns (client, {role: run_id})."""
     client, _ = session_store
     ids = {}
     for role, config in {
@@ -69,7 +62,7 @@ def dashboard_store(session_store, mnist_dir):
         "size_small": small_config("softmax-regression", train_size=500, suite="data-size", run_name="sr-500"),
         "size_large": small_config("softmax-regression", train_size=2000, suite="data-size", run_name="sr-2000"),
     }.items():
-        ids[role] = execute(config)["run_id"]
+        ids[role] = execute(config).run_id
     with pytest.raises(FloatingPointError), np.errstate(all="ignore"):  # it overflows on purpose
         execute(small_config("tiny-numpy", lr=1e9, batch_size=50, run_name="diverged"))
     experiment = client.get_experiment_by_name("cnn-experiments").experiment_id
@@ -85,4 +78,46 @@ def dashboard_store(session_store, mnist_dir):
     client.set_terminated(deleted)
     client.delete_run(deleted)
     ids["deleted"] = deleted
+    ids.update(stopped_runs(client, experiment))
     return client, ids
+
+
+def stopped_runs(client, experiment: str) -> dict:
+    """Real runs of 3 planned epochs that stop after the first (pruned) or second (killed, left running)."""
+    from experiments import run as run_module
+
+    ids = {"pruned": execute(small_config("softmax-regression", epochs=3, run_name="pruned"),
+                             should_stop=lambda record: record.epoch == 1).run_id}
+
+    def interrupt_after_two(record):
+        if record.epoch == 2:
+            raise KeyboardInterrupt("stopped by the test")
+        return False
+
+    for role, keep_running in (("killed", False), ("running", True)):
+        with pytest.MonkeyPatch.context() as patch:
+            if keep_running:  # nothing ends the run: what a runner killed with SIGKILL leaves behind
+                patch.setattr(run_module, "stop", lambda logger, status, reason: None)
+            with pytest.raises(KeyboardInterrupt):
+                execute(small_config("softmax-regression", epochs=3, run_name=role), should_stop=interrupt_after_two)
+        ids[role] = client.search_runs([experiment], f"attributes.run_name = '{role}'")[0].info.run_id
+    return ids
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's headless Chromium driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1500, "height": 1100})
+    page = context.new_page()
+    yield page
+    context.close()

@@ -1,13 +1,5 @@
 """The command line: listing, bad arguments (exit 2, nothing logged), and a real run end to end."""
-import subprocess
-import sys
-
-from experiments.tracking import REPO_ROOT
-
-
-def cli(*args, env_store=None):
-    return subprocess.run([sys.executable, "-m", "experiments", *args], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=600)
+from tests.helpers import all_runs, cli
 
 
 def test_models_lists_every_model_with_parameter_counts():
@@ -22,5 +14,12 @@ def test_train_command_logs_a_run_and_prints_a_summary(store):
                  "--test-size", "500", "--no-progress")
     assert result.returncode == 0, result.stderr
     assert "test acc" in result.stdout
-    runs = [r for e in store.search_experiments() for r in store.search_runs([e.experiment_id])]
+    runs = all_runs(store)
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+
+
+def test_a_bad_argument_exits_2_with_one_line_and_no_run(store):
+    result = cli("train", "--model", "tiny", "--epochs", "0")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].endswith("--epochs: 0 is not allowed; expected an integer > 0")
+    assert all_runs(store) == []

@@ -1,36 +1,11 @@
 """Every dashboard page driven by streamlit.testing.v1.AppTest against a real store of real runs."""
 import json
 
+import pandas as pd
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from experiments.tracking import REPO_ROOT
-
-APP = str(REPO_ROOT / "dashboard" / "app.py")
-PAGES = {"runs": "views/runs.py", "compare": "views/compare.py", "overfitting": "views/overfitting.py",
-         "detail": "views/detail.py"}
-
-
-def open_app(selection=(), **state) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["selection"] = list(selection)
-    for key, value in state.items():
-        at.session_state[key] = value
-    return at.run()
-
-
-def go(at: AppTest, page: str) -> AppTest:
-    return at.switch_page(PAGES[page]).run()
-
-
-def texts(at: AppTest) -> str:
-    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "title", "subheader")
-             for e in getattr(at, kind)]
-    return "\n".join(map(str, parts))
-
-
-def plotly_charts(at: AppTest) -> list:
-    return at.get("plotly_chart")
+from dashboard.state import Key, rows_key
+from tests.helpers import PAGES, go, open_app, plotly_charts, texts
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +18,7 @@ def test_runs_page_lists_every_run_with_best_epoch_columns(store):
     at = open_app()
     assert not at.exception
     table = at.dataframe[0].value
-    assert set(ids.values()) - {ids["deleted"]} <= set(at.session_state["shown_run_ids"]) | {ids["deleted"]}
+    assert set(ids.values()) - {ids["deleted"]} <= set(at.session_state[rows_key(Key.RUNS_TABLE)]) | {ids["deleted"]}
     assert {"best_val_acc", "best_epoch", "gap", "diagnosis", "params_total", "test_acc"} <= set(table.columns)
     conv = table[table["run_name"] == "conv-conv-small"].iloc[0]
     history = [m.value for m in client.get_metric_history(ids["conv"], "val_acc")]
@@ -51,13 +26,37 @@ def test_runs_page_lists_every_run_with_best_epoch_columns(store):
     assert set(table["status"]) >= {"FINISHED", "FAILED", "RUNNING", "DELETED"}
 
 
+def test_runs_table_and_inspector_agree_on_every_run(store):
+    """Finished, pruned, killed, running, failed, foreign, empty and deleted runs: the Runs table (logged or
+    derived numbers) and the Overfitting inspector (derived from the history) say the same."""
+    client, ids = store
+    at = open_app()
+    table = at.dataframe[0].value.set_index(pd.Index(at.session_state[rows_key(Key.RUNS_TABLE)]))
+    assert {"pruned", "killed", "running", "foreign", "conv", "failed"} <= set(ids)
+    for role, run_id in ids.items():
+        row = table.loc[run_id]
+        inspector = go(open_app(selection=[run_id]), "overfitting")
+        assert not inspector.exception, role
+        shown = {m.label: m.value for m in inspector.metric}
+        if pd.isna(row["best_epoch"]):
+            assert not shown and "no epoch with train and validation accuracy" in texts(inspector), role
+            continue
+        assert shown["Best epoch"] == str(int(row["best_epoch"])), role
+        assert shown["Best val acc"] == f"{row['best_val_acc']:.2%}", role
+        assert shown["Diagnosis"] == row["diagnosis"], role
+    assert table.loc[ids["pruned"], "epochs"] == 1 and table.loc[ids["pruned"], "status"] == "FINISHED"
+    assert table.loc[ids["killed"], "epochs"] == 2 and table.loc[ids["running"], "status"] == "RUNNING"
+    assert table.loc[ids["running"], "diagnosis"] and table.loc[ids["foreign"], "diagnosis"]  # derived, not blank
+    assert pd.isna(table.loc[ids["conv"], "progress"]) and table.loc[ids["running"], "progress"] == pytest.approx(2 / 3)
+
+
 def test_runs_filters_narrow_the_table(store):
     at = open_app()
-    at.multiselect(key="filter_model").set_value(["lenet5"]).run()
+    at.multiselect(key=Key.FILTER_MODEL).set_value(["lenet5"]).run()
     assert list(at.dataframe[0].value["model"]) == ["lenet5"]
-    at.text_input(key="filter_text").input("TRAIN_SIZE=400").run()  # 500 less the 20% validation
+    at.text_input(key=Key.FILTER_TEXT).input("TRAIN_SIZE=400").run()  # 500 less the 20% validation
     assert list(at.dataframe[0].value["run_name"]) == []
-    at.multiselect(key="filter_model").set_value([]).run()
+    at.multiselect(key=Key.FILTER_MODEL).set_value([]).run()
     assert list(at.dataframe[0].value["run_name"]) == ["sr-500"]
 
 
@@ -67,10 +66,8 @@ def test_selection_carries_across_pages_into_compare(store):
     at = open_app(selection=chosen)
     at = go(at, "compare")
     assert not at.exception
-    assert at.multiselect(key="selection").value == chosen
-    curves = plotly_charts(at)[0]
-    assert curves is not None
-    names = {t["name"] for t in json.loads(curves.proto.spec)["data"]}
+    assert at.multiselect(key=Key.SELECTION).value == chosen
+    names = {t["name"] for t in json.loads(plotly_charts(at)[0].proto.spec)["data"]}
     assert any("tiny-numpy-small" in n for n in names) and any("conv-conv-small" in n for n in names)
     assert "Params that differ" in texts(at)
     assert len(plotly_charts(at)) == 2  # curves and parallel coordinates
@@ -96,25 +93,25 @@ def test_run_detail_shows_confusion_layers_per_class_and_download(store):
     _, ids = store
     at = go(open_app(selection=[ids["conv"], ids["lenet5"]]), "detail")
     assert not at.exception
-    assert at.select_slider(key="confusion_source").options[-1] == "test"
+    assert at.select_slider(key=Key.CONFUSION_SOURCE).options[-1] == "test"
     assert "Layers" in texts(at) and "Per-class test accuracy" in texts(at)
     assert len(plotly_charts(at)) == 3  # confusion, difference with the other run, per-class accuracy
     assert at.get("download_button")
-    at.select_slider(key="confusion_source").set_value(1).run()
+    at.select_slider(key=Key.CONFUSION_SOURCE).set_value(1).run()
     assert not at.exception and "Validation set after epoch 1" in texts(at)
 
 
-def test_clicked_confusion_cell_shows_its_misclassified_images(store):
+def test_clicked_confusion_cell_shows_its_misclassified_images(store, tmp_path):
     client, ids = store
     at = go(open_app(selection=[ids["conv"]]), "detail")
-    cells = at.session_state["cells_frame"]
-    true, pred = int(cells.iloc[0]["true"]), int(cells.iloc[0]["predicted"])
-    at.session_state["gallery_cell"] = (true, pred)
+    true, pred = at.session_state[rows_key(Key.CELLS_TABLE)][0]  # the most frequent confusion
+    matrix = json.load(open(client.download_artifacts(ids["conv"], "confusion_test.json", str(tmp_path))))["matrix"]
+    at.session_state[Key.GALLERY_CELL] = (true, pred)
     at.run()
     assert not at.exception
     assert f"Test images of true {true}, predicted {pred}" in texts(at)
     gallery = at.get("image")[0]
-    assert len(gallery.captions) == min(int(cells.iloc[0]["count"]), 40)
+    assert len(gallery.captions) == min(matrix[true][pred], 40)
     assert all(f"→{pred}" in caption for caption in gallery.captions)
 
 

@@ -3,54 +3,13 @@
 Screenshots go to test-output/screenshots/. Debian's chromium is driven by Playwright's Python package.
 """
 import json
-import os
-import shutil
-import subprocess
-import sys
-import time
-import urllib.request
-from contextlib import contextmanager
 
 import pytest
 
 from experiments.schema import Artifact
-from experiments.tracking import REPO_ROOT
-from experiments.tracking_server import free_port
+from tests.helpers import needs_chromium, shoot, start_server, wait_idle
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SHOTS = REPO_ROOT / "test-output" / "screenshots"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
-
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed (scripts/setup)")
-
-
-
-@contextmanager
-def start_server(uri: str, *extra: str):
-    """The real dashboard on a free localhost port over the store at `uri`; yields its URL."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "dashboard" / "app.py"), "--server.port", str(port),
-         "--server.headless", "true", "--browser.gatherUsageStats", "false", *extra],
-        cwd=REPO_ROOT, env={**os.environ, "MLFLOW_TRACKING_URI": uri}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            process.kill()
-            pytest.fail(f"streamlit did not start: {process.stdout.read().decode()[-2000:]}")
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
@@ -58,34 +17,6 @@ def server(dashboard_store):
     client, ids = dashboard_store
     with start_server(client.tracking_uri) as url:
         yield url, client, ids
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1500, "height": 1100})
-    page = context.new_page()
-    yield page
-    context.close()
-
-
-def wait_idle(page, timeout=60_000):
-    """Until Streamlit has finished running the script (no 'Running...' status widget)."""
-    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=timeout)
-
-
-def shoot(page, name):
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 def test_each_page_loads_with_its_content_and_selection_carries_over(server, page):
@@ -132,6 +63,8 @@ def test_clicking_a_confusion_cell_opens_its_gallery(server, page, tmp_path):
     wait_idle(page)
     choose_run(page, "conv-conv-small")
     page.get_by_text("Test set, best-val weights").wait_for(timeout=30_000)
+    wait_idle(page)  # the chart is drawn again once the run's artifacts are read: wait until it settles
+    page.wait_for_timeout(1000)
     # A plain click on a Plotly marker emits no selection in headless Chromium; a box drawn around
     # the cell (the chart's default drag mode) does, as it does for a user.
     point = page.locator(".js-plotly-plot .scatterlayer .point").nth(true * 10 + pred)

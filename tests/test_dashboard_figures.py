@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from dashboard import analysis, figures
+from experiments.diagnosis import verdict
 from experiments.schema import Metric
 
 
@@ -60,13 +61,19 @@ def test_parallel_coordinates_codes_text_params_as_categories():
     assert list(dims["lr"].values) == [0.1, 0.01] and list(dims["optimizer"].ticktext) == ["adam", "sgd"]
 
 
-def test_overfitting_facts_find_best_epoch_loss_after_it_and_diagnosis():
-    history = pd.DataFrame({Metric.TRAIN_ACC: [0.95, 0.99, 1.0], Metric.VAL_ACC: [0.94, 0.97, 0.95],
-                            Metric.AVOIDABLE_BIAS: [0.048, 0.008, -0.002], Metric.VARIANCE: [0.01, 0.02, 0.05]},
-                           index=[1, 2, 3])
-    facts = analysis.overfitting_facts(history)
-    assert facts["best_epoch"] == 2 and facts["lost_after_best"] == pytest.approx(0.02)
-    assert facts["diagnosis"] == "high variance" and "regularisation" in facts["advice"]
+def test_verdict_finds_best_epoch_loss_after_it_and_diagnosis_of_the_last_epoch():
+    history = pd.DataFrame({Metric.TRAIN_ACC: [0.95, 0.99, 1.0], Metric.VAL_ACC: [0.94, 0.97, 0.95]}, index=[1, 2, 3])
+    judged = verdict(history, best_error=0.002)
+    assert judged.best_epoch == 2 and judged.lost_after_best == pytest.approx(0.02) and judged.epochs_trained == 3
+    assert judged.gap == pytest.approx(0.05) and judged.avoidable_bias == pytest.approx(-0.002)
+    assert judged.diagnosis == "high variance" and "regularisation" in judged.advice
+
+
+def test_verdict_takes_the_first_best_epoch_and_ignores_epochs_missing_an_accuracy():
+    history = pd.DataFrame({Metric.TRAIN_ACC: [0.5, 0.6, np.nan], Metric.VAL_ACC: [0.4, 0.4, 0.9]}, index=[1, 2, 3])
+    judged = verdict(history, best_error=0.0)
+    assert (judged.best_epoch, judged.epochs_trained, judged.diagnosis) == (1, 2, "high bias and variance")
+    assert verdict(history[[Metric.VAL_ACC]], 0.0) is None
 
 
 def test_differing_params_keeps_only_columns_that_vary():
@@ -87,10 +94,27 @@ def test_off_diagonal_cells_most_frequent_first():
     assert cells[["true", "predicted", "count"]].values.tolist() == [[1, 0, 3], [2, 1, 2], [0, 1, 1]]
 
 
-def test_data_size_points_take_final_epoch_errors():
+def series_runs(configs: dict, status="FINISHED") -> pd.DataFrame:
+    return pd.DataFrame({"run_id": list(configs), "status": status, "config": list(configs.values())})
+
+
+def test_series_over_groups_runs_that_differ_only_in_the_setting():
+    base = {"model": "conv-conv", "epochs": "10", "seed": "0"}
+    runs = series_runs({
+        "s": {**base, "train_size": "1000", "train_eval_size": "1000"},
+        "l": {**base, "train_size": "5000", "train_eval_size": "5000"},  # capped by train_size: still one series
+        "other-seed": {**base, "seed": "1", "train_size": "1000", "train_eval_size": "1000"},
+        "lonely": {**base, "epochs": "3", "train_size": "2000", "train_eval_size": "2000"},
+    })
+    assert analysis.series_over(runs, "train_size") == [["s", "l"]]
+    assert analysis.series_over(runs.assign(status=["FINISHED", "RUNNING", "FINISHED", "FINISHED"]),
+                                "train_size") == []
+
+
+def test_series_points_take_final_epoch_errors():
     metrics = pd.concat([long_metrics("s", [0.9, 1.0], [0.8, 0.85]), long_metrics("l", [0.95, 0.97], [0.9, 0.95])])
-    params = pd.DataFrame({"train_size": ["1000", "5000"]}, index=["s", "l"])
-    points = analysis.data_size_points(params, metrics)
+    runs = series_runs({"l": {"train_size": "5000"}, "s": {"train_size": "1000"}})
+    points = analysis.series_points(runs, metrics, "train_size")
     np.testing.assert_allclose(points["val_error"], [0.15, 0.05])
     fig = figures.data_size_curve(points)
     assert list(fig.data[0].x) == [1000, 5000] and fig.layout.xaxis.type == "log"

@@ -2,12 +2,12 @@
 import pytest
 import torch
 
+from experiments.adapters import adapter_for
 from experiments.models import MODELS, ConvConv, conv_conv_sequential
-from experiments.summary import layer_table, size_figures
 from experiments.schema import Metric
 
 
-@pytest.mark.parametrize("name", [n for n, s in MODELS.items() if s.framework == "pytorch"])
+@pytest.mark.parametrize("name", [n for n, s in MODELS.items() if s.kind == "pytorch"])
 def test_every_torch_model_maps_images_to_ten_logits(name):
     for style in MODELS[name].styles:
         assert MODELS[name].build(style)(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
@@ -34,9 +34,8 @@ def test_sequential_conv_conv_has_relu_after_dense_128():
 
 
 def test_layer_table_totals_match_parameter_count():
-    model = MODELS["two-block"].build()
-    table = layer_table(model)
-    sizes = size_figures(model, table)
+    model, adapter = MODELS["two-block"].build(), adapter_for("pytorch")
+    table, sizes = adapter.layer_table(model), adapter.size_figures(model)
     assert table["params"].sum() == sizes[Metric.PARAMS_TOTAL] == 431_242
     assert table.iloc[0].to_dict() == {"layer": "0", "type": "Conv2d", "output_shape": "32x26x26",
                                        "activations": 32 * 26 * 26, "params": 320}

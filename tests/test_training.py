@@ -5,15 +5,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import small_config
 from experiments.run import execute
 from experiments.schema import Artifact, Metric, Param, Tag
+from tests.helpers import small_config
 
 
 def test_conv_conv_reaches_sensible_accuracy(conv_conv_run):
     _, run, result = conv_conv_run
     # A plain PyTorch loop gave 95.6% here with 10k train images; we train on 9k (1k held for validation).
-    assert result[Metric.TEST_ACC] >= 0.94
+    assert result.metrics[Metric.TEST_ACC] >= 0.94
     assert run.data.params[Param.TEST_SIZE] == "2000" and run.data.params[Param.TRAIN_SIZE] == "9000"
 
 
@@ -48,7 +48,7 @@ def test_artifacts_parse_back(conv_conv_run, tmp_path):
     confusion = json.load(open(f"{folder}/{Artifact.CONFUSION_TEST}"))
     matrix = np.array(confusion["matrix"])
     assert matrix.shape == (10, 10) and matrix.sum() == 2000
-    assert np.trace(matrix) / 2000 == pytest.approx(result[Metric.TEST_ACC])
+    assert np.trace(matrix) / 2000 == pytest.approx(result.metrics[Metric.TEST_ACC])
     val = json.load(open(f"{folder}/{Artifact.CONFUSION_VAL_EPOCHS}"))
     assert val["epochs"] == [1, 2] and np.array(val["matrices"]).sum(axis=(1, 2)).tolist() == [1000, 1000]
     per_class = pd.read_csv(f"{folder}/{Artifact.PER_CLASS}")
@@ -57,7 +57,7 @@ def test_artifacts_parse_back(conv_conv_run, tmp_path):
     assert len(wrong) == 2000 - np.trace(matrix) and (wrong["true"] != wrong["predicted"]).all()
     assert wrong["index"].between(0, 1999).all()
     layers = pd.read_csv(f"{folder}/{Artifact.LAYERS}")
-    assert layers["params"].sum() == result[Metric.PARAMS_TOTAL] == 1_199_882
+    assert layers["params"].sum() == result.metrics[Metric.PARAMS_TOTAL] == 1_199_882
     models = client.search_logged_models([run.info.experiment_id],
                                          filter_string=f"source_run_id = '{run.info.run_id}'")
     assert [m.name for m in models] == [Artifact.MODEL]
@@ -74,23 +74,23 @@ def metric_histories(client, run_id):
 
 def test_same_seed_same_metrics(store, mnist_dir):
     first, second = execute(small_config()), execute(small_config())
-    assert metric_histories(store, first["run_id"]) == metric_histories(store, second["run_id"])
+    assert metric_histories(store, first.run_id) == metric_histories(store, second.run_id)
     third = execute(small_config(seed=1))
-    assert metric_histories(store, third["run_id"]) != metric_histories(store, first["run_id"])
+    assert metric_histories(store, third.run_id) != metric_histories(store, first.run_id)
 
 
 def test_numpy_model_logs_the_same_schema_with_weights(store, mnist_dir, tmp_path):
     result = execute(small_config("tiny-numpy", epochs=1, batch_size=8, lr=0.05))
-    run = store.get_run(result["run_id"])
+    run = store.get_run(result.run_id)
     assert set(map(str, Metric.FINAL)) <= set(run.data.metrics)
     assert run.data.params[Param.FRAMEWORK] == "numpy"
     weights = np.load(store.download_artifacts(run.info.run_id, Artifact.NUMPY_WEIGHTS, str(tmp_path)))
-    assert sum(a.size for a in weights.values()) == result[Metric.PARAMS_TOTAL] == 13_602
+    assert sum(a.size for a in weights.values()) == result.metrics[Metric.PARAMS_TOTAL] == 13_602
 
 
 def test_bf16_autocast_trains_as_well_as_fp32_on_a_small_slice(store, mnist_dir):
     """Both precisions learn the same small problem to within a few points (the full recipes are in the README)."""
-    accs = {p: execute(small_config("lenet5", precision=p, epochs=3, train_size=6000))[Metric.TEST_ACC]
+    accs = {p: execute(small_config("lenet5", precision=p, epochs=3, train_size=6000)).metrics[Metric.TEST_ACC]
             for p in ("fp32", "bf16")}
     assert accs["fp32"] > 0.85 and abs(accs["bf16"] - accs["fp32"]) < 0.03
     run = store.search_runs([store.get_experiment_by_name("cnn-experiments").experiment_id],

@@ -5,22 +5,27 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import reader
+from dashboard.state import Key
 from dashboard.widgets import LIVE_SECONDS, selection_ui
 
 
-def runs_or_message() -> tuple[pd.DataFrame | None, list[str]]:
-    """All runs and the current selection, or None after showing why there is nothing to show."""
-    uri = reader.current_uri()
-    tick = int(time.time() // LIVE_SECONDS) if st.session_state.get("live") else 0  # fresh reads while live
+def read(load, *args):
+    """One read through the cached layer; if the store cannot be read, the page shows why and stops."""
     try:
-        runs = reader.load_runs(uri, tick)
+        return load(reader.current_uri(), *args)
     except reader.StoreError as err:
         st.error(str(err))
-        return None, []
-    st.session_state["live"] = bool((runs["status"] == "RUNNING").any())
+        st.stop()
+
+
+def runs_or_message() -> tuple[pd.DataFrame | None, list[str]]:
+    """All runs and the current selection (drawn in the sidebar), or None after showing why there is nothing."""
+    tick = int(time.time() // LIVE_SECONDS) if st.session_state.get(Key.LIVE) else 0  # fresh reads while live
+    runs = read(reader.load_runs, tick)
+    st.session_state[Key.LIVE] = bool((runs["status"] == "RUNNING").any())
     selection = selection_ui(runs)
     if runs.empty:
-        st.info(f"No runs in the tracking store ({uri}) yet. Train some with "
+        st.info(f"No runs in the tracking store ({reader.current_uri()}) yet. Train some with "
                 "`.venv/bin/python -m experiments suite quick`.")
         return None, []
     return runs, selection

@@ -2,55 +2,57 @@
 import streamlit as st
 
 from dashboard import figures, reader
-from dashboard.analysis import data_size_points, overfitting_facts, wide_history, with_bias_variance
-from dashboard.views import runs_or_message
+from dashboard.analysis import series_over, series_points, wide_history, with_bias_variance
+from dashboard.state import Key
+from dashboard.views import read, runs_or_message
 from dashboard.widgets import md, run_picker_ui
-from experiments.diagnosis import BEST_ERROR
+from experiments.diagnosis import Verdict, verdict
 from experiments.schema import Metric, Param
 
 HISTORY = tuple(map(str, (Metric.TRAIN_ACC, Metric.VAL_ACC, Metric.BIAS, Metric.VARIANCE, Metric.AVOIDABLE_BIAS)))
-DATA_SIZE_SUITE = "data-size"
 MAX_INSPECTED = 6
 
 
-def diagnosis_ui(facts: dict) -> None:
+def diagnosis_ui(judged: Verdict) -> None:
     cols = st.columns(4)
-    cols[0].metric("Best epoch", facts["best_epoch"])
-    cols[1].metric("Best val acc", f"{facts['best_val_acc']:.2%}")
-    cols[2].metric("Final val acc", f"{facts['final_val_acc']:.2%}",
-                   delta=f"{-facts['lost_after_best']:.2%} after best" if facts["lost_after_best"] else None)
-    cols[3].metric("Diagnosis", facts["diagnosis"])
-    st.markdown(f"**{facts['diagnosis'].capitalize()}** at epoch {facts['final_epoch']}: {facts['advice']}.")
-    st.caption(f"Rule: {facts['rule']} (thresholds in experiments/diagnosis.py).")
+    cols[0].metric("Best epoch", judged.best_epoch)
+    cols[1].metric("Best val acc", f"{judged.best_val_acc:.2%}")
+    cols[2].metric("Final val acc", f"{judged.final_val_acc:.2%}",
+                   delta=f"{-judged.lost_after_best:.2%} after best" if judged.lost_after_best else None)
+    cols[3].metric("Diagnosis", judged.diagnosis)
+    st.markdown(f"**{judged.diagnosis.capitalize()}** at epoch {judged.epochs_trained}: {judged.advice}.")
+    st.caption(f"Rule: {judged.rule} (thresholds in experiments/diagnosis.py).")
 
 
-def run_section(uri: str, run_id: str, label: str) -> None:
-    history = wide_history(reader.load_metrics(uri, (run_id,), HISTORY), run_id)
-    if history.empty or Metric.VAL_ACC not in history or Metric.TRAIN_ACC not in history:
+def run_section(run_id: str, label: str, best_error: float) -> None:
+    history = wide_history(read(reader.load_metrics, (run_id,), HISTORY), run_id)
+    judged = verdict(history, best_error)
+    if judged is None:
         st.info(f"{md(label)}: no epoch with train and validation accuracy logged yet.")
         return
-    params = reader.load_run(uri, run_id)["params"]
-    best_error = float(params.get(Param.BEST_ERROR, BEST_ERROR.get(params.get(Param.DATASET), BEST_ERROR["mnist"])))
     history = with_bias_variance(history, best_error)  # runs logged by other tools may lack them
-    facts = overfitting_facts(history)
-    diagnosis_ui(facts)
+    diagnosis_ui(judged)
     cols = st.columns(2)
-    cols[0].plotly_chart(figures.error_gap(history, facts["best_epoch"]), key=f"gap_{run_id}")
-    cols[1].plotly_chart(figures.bias_variance(history), key=f"bv_{run_id}")
+    cols[0].plotly_chart(figures.error_gap(history, judged.best_epoch), key=Key.per_run("gap", run_id))
+    cols[1].plotly_chart(figures.bias_variance(history), key=Key.per_run("bv", run_id))
 
 
-def data_size_section(uri: str, runs) -> None:
-    sweep = runs[(runs["suite"] == DATA_SIZE_SUITE) & (runs["status"] == "FINISHED")]
-    if sweep.empty:
-        st.caption("No `data-size` sweep in the store (python -m experiments suite data-size).")
+def data_size_section(runs) -> None:
+    """Every series of finished runs that differ only in their training-set size, from any suite or sweep."""
+    series = series_over(runs, Param.TRAIN_SIZE)
+    if not series:
+        st.caption("No runs in the store differ only in their training-set size "
+                   "(python -m experiments suite data-size makes such a series).")
         return
-    for model, group in sweep.groupby("model"):
-        ids = tuple(group["run_id"])
-        points = data_size_points(reader.load_params(uri, ids),
-                                  reader.load_metrics(uri, ids, (str(Metric.TRAIN_ACC), str(Metric.VAL_ACC))))
-        st.markdown(f"**{md(model)}**: error against training-set size. A large gap that closes with more data "
-                    "means variance; two high curves that meet mean bias.")
-        st.plotly_chart(figures.data_size_curve(points), key=f"datasize_{model}")
+    names = runs.set_index("run_id")
+    for number, ids in enumerate(series):
+        metrics = read(reader.load_metrics, tuple(ids), (str(Metric.TRAIN_ACC), str(Metric.VAL_ACC)))
+        first = names.loc[ids[0]]
+        st.markdown(f"**{md(first['model'])}** on {md(first['dataset'])}, {len(ids)} runs: error against "
+                    "training-set size. A large gap that closes with more data means variance; two high curves that "
+                    "meet mean bias.")
+        st.plotly_chart(figures.data_size_curve(series_points(runs, metrics, Param.TRAIN_SIZE)),
+                        key=Key.per_series("datasize", number))
 
 
 def page() -> None:
@@ -58,15 +60,14 @@ def page() -> None:
     runs, selection = runs_or_message()
     if runs is None:
         return
-    uri = reader.current_uri()
-    names = runs.set_index("run_id")["run_name"]
+    rows = runs.set_index("run_id")
     shown = selection[:MAX_INSPECTED] or [run_picker_ui(runs, [], "Run (select runs to inspect several)",
-                                                         key="overfitting_run")]
+                                                         key=Key.OVERFITTING_RUN)]
     for run_id in shown:
-        st.subheader(md(names[run_id]))
-        run_section(uri, run_id, names[run_id])
+        st.subheader(md(rows.loc[run_id, "run_name"]))
+        run_section(run_id, rows.loc[run_id, "run_name"], rows.loc[run_id, "best_error"])
     st.subheader("Learning curve over training-set size")
-    data_size_section(uri, runs)
+    data_size_section(runs)
 
 
 page()

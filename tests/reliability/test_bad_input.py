@@ -1,19 +1,14 @@
-"""Bad arguments and bad data: exit code 2, one line naming what is wrong, and no MLflow run created."""
-import subprocess
-import sys
+"""Bad arguments and bad data: exit code 2, one line naming what is wrong, and no MLflow run created.
 
+The command line is called in this process (tests/test_cli.py checks the same through a real process)."""
 import pytest
 
-from experiments.tracking import REPO_ROOT
-
-
-def train(*args):
-    return subprocess.run([sys.executable, "-m", "experiments", "train", *args], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=300)
+from experiments.run import ConfigError, RunConfig
+from tests.helpers import all_runs, cli_in_process
 
 
 def no_runs(store) -> bool:
-    return not [r for e in store.search_experiments() for r in store.search_runs([e.experiment_id])]
+    return not all_runs(store)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -22,7 +17,7 @@ def no_runs(store) -> bool:
     (["--model", "tiny", "--epochs", "0"], "--epochs: 0 is not allowed; expected an integer > 0"),
     (["--model", "tiny", "--batch-size", "-1"], "--batch-size: -1 is not allowed; expected an integer > 0"),
     (["--model", "tiny", "--train-size", "0"], "--train-size: 0 is not allowed"),
-    (["--model", "tiny", "--val-split", "1.5"], "--val-split: 1.5 is not allowed; expected a fraction in (0, 1)"),
+    (["--model", "tiny", "--val-split", "1.5"], "--val-split: 1.5 is not allowed; expected a fraction in [0, 1)"),
     (["--model", "tiny", "--val-from-test", "-0.2"], "--val-from-test: -0.2 is not allowed"),
     (["--model", "tiny", "--train-size", "70000"], "--train-size 70000 is larger than the 60000 train images"),
     (["--model", "tiny", "--style", "functional"], "--style: model 'tiny' has no style 'functional'"),
@@ -31,8 +26,8 @@ def no_runs(store) -> bool:
     (["--model", "tiny", "--dropout", "0.3"], "--dropout: model 'tiny' has no dropout layers"),
     (["--model", "conv-conv", "--dropout", "1.5"], "--dropout: 1.5 is not allowed; expected a rate in [0, 1)"),
 ])
-def test_bad_arguments_exit_2_with_one_line_and_no_run(store, args, message):
-    result = train(*args)
+def test_bad_arguments_exit_2_with_one_line_and_no_run(store, capsys, args, message):
+    result = cli_in_process(capsys, "train", *args)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr.strip().splitlines()[-1]
     assert no_runs(store)
@@ -43,7 +38,7 @@ def test_bad_arguments_exit_2_with_one_line_and_no_run(store, args, message):
     ("truncated", "t10k-images-idx3-ubyte: truncated"),
     ("wrong-magic", "train-labels-idx1-ubyte: not an unsigned-byte IDX file"),
 ])
-def test_bad_data_dir_exits_2_naming_the_file(store, mnist_dir, tmp_path, damage, message):
+def test_bad_data_dir_exits_2_naming_the_file(store, mnist_dir, tmp_path, capsys, damage, message):
     folder = tmp_path / "data"
     folder.mkdir()
     if damage != "empty":
@@ -55,21 +50,56 @@ def test_bad_data_dir_exits_2_naming_the_file(store, mnist_dir, tmp_path, damage
     if damage == "wrong-magic":
         path = folder / "train-labels-idx1-ubyte"
         path.write_bytes(b"\x00\x00\x09\x01" + path.read_bytes()[4:])
-    result = train("--model", "softmax-regression", "--data-dir", str(folder), "--no-progress")
+    result = cli_in_process(capsys, "train", "--model", "softmax-regression", "--data-dir", str(folder),
+                            "--no-progress")
     assert result.returncode == 2
     assert message in result.stderr.splitlines()[-1] and str(folder) in result.stderr.splitlines()[-1]
     assert no_runs(store)
 
 
 @pytest.mark.parametrize("args, message", [
-    (["no-such-spec"], "sweep spec 'no-such-spec': no such file, and not one of sweeps/: "),
+    (["no-such-spec"], "spec 'no-such-spec': no such file, and not one of specs/: "),
     (["smoke", "--heartbeat", "0"], "--heartbeat: expected seconds >= 1"),
     (["smoke", "--storage", "postgresql://cnn:secret@127.0.0.1:1/optuna"], "--storage postgresql://cnn:***@"),
 ])
-def test_bad_sweep_arguments_exit_2_naming_the_problem(store, tmp_path, args, message):
-    result = subprocess.run([sys.executable, "-m", "experiments", "sweep", *args], cwd=REPO_ROOT,
-                            capture_output=True, text=True, timeout=300)
+def test_bad_sweep_arguments_exit_2_naming_the_problem(store, tmp_path, capsys, args, message):
+    result = cli_in_process(capsys, "sweep", *args)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr.strip().splitlines()[-1]
     assert "secret" not in result.stderr
     assert no_runs(store)
+
+
+@pytest.mark.parametrize("command, body", [
+    ("sweep", 'method = "grid"\nepochz = 3\nfixed = { model = "tiny" }\nspace = { lr = [0.1] }'),
+    ("sweep", 'method = "grid"\nfixed = { model = "tiny", epochz = 3 }\nspace = { lr = [0.1] }'),
+    ("sweep", 'method = "tpe"\ntrials = 2\nfixed = { model = "tiny" }\nspace = { epochz = { low = 1, high = 3 } }'),
+    ("suite", 'method = "list"\nruns = [{ model = "tiny" }, { model = "tiny", epochz = 3 }]'),
+    ("suite", 'method = "grid"\nfixed = { model = "tiny", epochs = "three" }\nspace = { lr = [0.1] }'),
+])
+def test_a_spec_with_an_unknown_or_mistyped_setting_exits_2_naming_it_before_any_run(store, tmp_path, capsys,
+                                                                                    command, body):
+    path = tmp_path / "typo.toml"
+    path.write_text(body)
+    result = cli_in_process(capsys, command, str(path))
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "epochz" in last or "--epochs: 'three' is not an integer" in last
+    assert no_runs(store)
+
+
+def test_a_python_construction_with_an_unknown_setting_is_refused_naming_it():
+    with pytest.raises(ConfigError, match="unknown run setting epochz"):
+        RunConfig.from_recipe("tiny", epochz=3)
+    stored = {**RunConfig.from_recipe("tiny").as_dict(), "epochz": 3}
+    with pytest.raises(ConfigError, match="config.json: unknown run setting epochz"):
+        RunConfig.from_dict(stored, "config.json")
+    with pytest.raises(ConfigError, match="--lr: 'fast' is not a number"):
+        RunConfig.from_recipe("tiny", lr="fast").validate()
+
+
+def test_every_recipe_overrides_only_known_settings_with_allowed_values():
+    from experiments.models import MODELS
+    from experiments.settings import recipe_problems
+
+    assert {name: recipe_problems(spec.recipe) for name, spec in MODELS.items()} == {name: [] for name in MODELS}

@@ -1,20 +1,17 @@
 """Four runner processes training at once into one fresh embedded store lose and mix nothing."""
 import math
-import subprocess
-import sys
 
 from experiments.schema import Metric, Param
-from experiments.tracking import REPO_ROOT
+from tests.helpers import cli_process
 
 RUNNERS, EPOCHS, TRAIN, BATCH, LOG_EVERY = 4, 3, 1600, 32, 5
 
 
 def test_four_concurrent_runners_log_every_point_into_their_own_run(store):
-    processes = [subprocess.Popen(
-        [sys.executable, "-m", "experiments", "train", "--model", "softmax-regression", "--epochs", str(EPOCHS),
-         "--batch-size", str(BATCH), "--train-size", str(TRAIN), "--test-size", "300", "--val-split", "0.5",
-         "--log-every", str(LOG_EVERY), "--seed", str(seed), "--run-name", f"runner-{seed}", "--no-progress"],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for seed in range(RUNNERS)]
+    processes = [cli_process(
+        "train", "--model", "softmax-regression", "--epochs", str(EPOCHS), "--batch-size", str(BATCH),
+        "--train-size", str(TRAIN), "--test-size", "300", "--val-split", "0.5", "--log-every", str(LOG_EVERY),
+        "--seed", str(seed), "--run-name", f"runner-{seed}", "--no-progress") for seed in range(RUNNERS)]
     for process in processes:
         _, err = process.communicate(timeout=300)
         assert process.returncode == 0, err

@@ -1,16 +1,12 @@
 """Runs written by other tools, with gaps, NaN, huge steps, unicode and HTML: every page shows what it can,
 no traceback, and nothing from run data is rendered as HTML or markdown (AppTest and headless Chromium)."""
 import math
-import sys
 
 import pytest
 from mlflow.entities import Metric as MlflowMetric, Param as MlflowParam
 
 from experiments.run import RunConfig, execute
-
-sys.path.insert(0, __file__.rsplit("/reliability/", 1)[0])
-from test_dashboard_app import go, open_app, texts  # noqa: E402
-from test_dashboard_browser import CHROMIUM_ARGS, CHROMIUM, start_server  # noqa: E402
+from tests.helpers import go, needs_chromium, open_app, start_server, texts
 
 HOSTILE_NAME = '<img src=x onerror="window.__xss=1"> ünïcødé 🚀 **bold** [link](javascript:alert(1))'
 
@@ -24,7 +20,7 @@ def hostile_store(tmp_path_factory, mnist_dir):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         ours = execute(RunConfig.from_recipe("softmax-regression", epochs=2, train_size=500, test_size=200,
-                                             val_split=0.2, progress=False, run_name="ours"))["run_id"]
+                                             val_split=0.2, progress=False, run_name="ours")).run_id
         client = MlflowClient(uri)
         experiment = client.create_experiment("other tool <b>exp</b>")
         foreign = client.create_run(experiment, run_name=HOSTILE_NAME).info.run_id
@@ -47,13 +43,10 @@ def test_every_page_copes_with_foreign_runs(hostile_store, monkeypatch, page):
     assert "](javascript" not in rendered
 
 
-def test_no_html_from_run_data_runs_in_the_browser(hostile_store):
-    from playwright.sync_api import sync_playwright
-
+@needs_chromium
+def test_no_html_from_run_data_runs_in_the_browser(hostile_store, page):
     uri, ids = hostile_store
-    with start_server(uri) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    with start_server(uri) as url:
         page.goto(url)
         page.get_by_text("runs shown").wait_for(timeout=60_000)
         box = page.locator('[data-testid="stSidebar"] [data-testid="stMultiSelect"] input')
@@ -70,4 +63,3 @@ def test_no_html_from_run_data_runs_in_the_browser(hostile_store):
             assert page.locator('img[src="x"]').count() == 0
             assert page.locator('a[href^="javascript"]').count() == 0
             assert page.locator('[data-testid="stException"]').count() == 0
-        browser.close()

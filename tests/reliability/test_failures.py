@@ -9,7 +9,8 @@ from experiments import cli
 from experiments.run import RunConfig, execute
 from experiments.schema import Metric, Tag
 from experiments.tracking import RunLogger
-from experiments.train import Diverged, TorchLearner
+from experiments.adapters.torch_adapter import TorchLearner
+from experiments.train import Diverged
 
 SMALL = dict(epochs=3, train_size=1000, test_size=300, val_split=0.2, progress=False)
 
@@ -72,12 +73,13 @@ def test_a_full_disk_while_writing_artifacts_fails_the_run(store, mnist_dir, mon
     assert len(store.get_metric_history(run.info.run_id, Metric.VAL_ACC)) == 3  # all epochs kept
 
 
-def test_a_suite_goes_on_after_a_diverged_run(store, mnist_dir, monkeypatch, capsys):
-    configs = [RunConfig.from_recipe("tiny-numpy", **{**SMALL, "lr": 1e9, "batch_size": 50}, run_name="diverges"),
-               RunConfig.from_recipe("softmax-regression", **SMALL, run_name="fine")]
-    monkeypatch.setitem(cli.SUITES, "quick", lambda: configs)
+def test_a_suite_goes_on_after_a_diverged_run(store, mnist_dir, tmp_path, capsys):
+    spec = tmp_path / "two.toml"
+    spec.write_text('method = "list"\nrun_name = "{model}"\n'
+                    'fixed = { epochs = 3, train_size = 1000, test_size = 300, val_split = 0.2 }\n'
+                    'runs = [{ model = "tiny-numpy", lr = 1e9, batch_size = 50 }, { model = "softmax-regression" }]\n')
     with np.errstate(all="ignore"):
-        assert cli.main(["suite", "quick"]) == 1
+        assert cli.main(["suite", str(spec)]) == 1
     status = {r.info.run_name: r.info.status for r in runs(store)}
-    assert status == {"diverges": "FAILED", "fine": "FINISHED"}
-    assert "1 of 2 runs failed: diverges" in capsys.readouterr().err
+    assert status == {"tiny-numpy": "FAILED", "softmax-regression": "FINISHED"}
+    assert "1 of 2 runs failed: tiny-numpy" in capsys.readouterr().err

@@ -1,21 +1,16 @@
 """Ctrl-C/SIGTERM ends a run KILLED with its checkpoint; --resume finishes it exactly like an uninterrupted run."""
 import signal
-import subprocess
-import sys
 import time
 
 import torch
 
 from experiments.schema import Artifact, Metric, Tag
-from experiments.tracking import REPO_ROOT
+from tests.helpers import cli_process
 
 TRAIN = ["--model", "conv-conv", "--epochs", "4", "--batch-size", "64", "--train-size", "4000",
          "--test-size", "1000", "--val-split", "0.1", "--seed", "3", "--no-progress"]
 
 
-def cli(*args, **kwargs):
-    return subprocess.Popen([sys.executable, "-m", "experiments", *args], cwd=REPO_ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
 
 
 def only_run(client, name):
@@ -29,7 +24,7 @@ def history(client, run_id, name):
 
 
 def test_sigterm_kills_then_resume_matches_an_uninterrupted_run(store, tmp_path):
-    process = cli("train", *TRAIN, "--run-name", "interrupted")
+    process = cli_process("train", *TRAIN, "--run-name", "interrupted")
     deadline = time.time() + 240
     while time.time() < deadline:  # wait for the first epoch to be logged, then stop the runner mid-run
         run = only_run(store, "interrupted")
@@ -46,12 +41,12 @@ def test_sigterm_kills_then_resume_matches_an_uninterrupted_run(store, tmp_path)
     done = [step for step, _ in history(store, run_id, Metric.VAL_ACC)]
     assert 1 <= len(done) < 4 and done == list(range(1, len(done) + 1))
     checkpoint = torch.load(store.download_artifacts(run_id, Artifact.CHECKPOINT, str(tmp_path)), weights_only=True)
-    assert checkpoint["epoch"] == len(done)
+    assert sorted(checkpoint["progress"]["epochs"]) == done
 
-    resumed = cli("train", "--resume", run_id, "--no-progress")
+    resumed = cli_process("train", "--resume", run_id, "--no-progress")
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
-    reference = cli("train", *TRAIN, "--run-name", "uninterrupted")
+    reference = cli_process("train", *TRAIN, "--run-name", "uninterrupted")
     _, err = reference.communicate(timeout=300)
     assert reference.returncode == 0, err
 
@@ -65,14 +60,14 @@ def test_sigterm_kills_then_resume_matches_an_uninterrupted_run(store, tmp_path)
 
 
 def test_resume_of_unknown_or_finished_run_is_refused(store):
-    unknown = cli("train", "--resume", "0" * 32)
+    unknown = cli_process("train", "--resume", "0" * 32)
     _, err = unknown.communicate(timeout=120)
     assert unknown.returncode == 2 and "--resume: no run '000" in err
-    finished = cli("train", "--model", "softmax-regression", "--epochs", "1", "--train-size", "500",
+    finished = cli_process("train", "--model", "softmax-regression", "--epochs", "1", "--train-size", "500",
                    "--test-size", "200", "--no-progress", "--run-name", "done")
     finished.communicate(timeout=120)
     run_id = only_run(store, "done").info.run_id
-    again = cli("train", "--resume", run_id)
+    again = cli_process("train", "--resume", run_id)
     _, err = again.communicate(timeout=120)
     assert again.returncode == 2 and f"--resume: run {run_id} is FINISHED" in err
     assert len(store.search_runs([store.get_experiment_by_name("cnn-experiments").experiment_id])) == 1

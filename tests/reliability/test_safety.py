@@ -1,13 +1,18 @@
 """Safety: localhost by default, a read-only dashboard, no unsafe unpickling, every dependency pinned."""
 import hashlib
+import os
 import re
-import sys
+import signal
+import subprocess
 
+import pytest
+import torch
+
+from dashboard.state import Key
+from experiments.schema import Artifact
 from experiments.tracking import REPO_ROOT
-
-sys.path.insert(0, str(REPO_ROOT / "tests"))
-from test_dashboard_app import go, open_app  # noqa: E402
-from test_dashboard_browser import start_server  # noqa: E402
+from experiments.tracking_server import free_port
+from tests.helpers import PAGES, answers_health, cli, go, open_app, small_config
 
 
 def listening_addresses(port: int) -> set[str]:
@@ -22,12 +27,20 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
-def test_dashboard_listens_on_localhost_only_by_default(dashboard_store):
+def test_scripts_start_serves_the_dashboard_on_localhost_only(dashboard_store):
+    """scripts/start as a user runs it (set-up, store already holding runs, the server): nothing on 0.0.0.0 or ::."""
     client, _ = dashboard_store
-    with start_server(client.tracking_uri) as url:
-        port = int(url.rsplit(":", 1)[1])
-        assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1, nothing on 0.0.0.0 or ::
-    assert 'address="${DASHBOARD_ADDRESS:-127.0.0.1}"' in (REPO_ROOT / "scripts" / "start").read_text()
+    port = free_port()
+    process = subprocess.Popen([str(REPO_ROOT / "scripts" / "start")], cwd=REPO_ROOT, start_new_session=True,
+                               env={**os.environ, "MLFLOW_TRACKING_URI": client.tracking_uri,
+                                    "DASHBOARD_PORT": str(port)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        if not answers_health(f"http://127.0.0.1:{port}", 240):
+            pytest.fail("scripts/start did not serve the dashboard in 240 s")
+        assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
 
 
 def store_fingerprint(folder) -> dict:
@@ -43,21 +56,62 @@ def test_browsing_every_page_leaves_the_store_byte_for_byte_unchanged(dashboard_
     for page in ("runs", "compare", "overfitting", "detail"):
         at = go(at, page)
         assert not at.exception
-    at.session_state["gallery_cell"] = (4, 9)
+    at.session_state[Key.GALLERY_CELL] = (4, 9)
     at.run()
     assert store_fingerprint(folder) == before
 
 
-def test_dashboard_never_loads_a_model_or_unpickles():
-    source = "\n".join(p.read_text() for p in (REPO_ROOT / "dashboard").rglob("*.py"))
-    for forbidden in ("torch.load", "pickle", "load_model", "joblib"):
-        assert forbidden not in source
+class Payload:
+    """Unpickled, it creates the file `marker`: proof that a pickle was loaded unsafely."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
 
 
-def test_checkpoints_are_read_with_weights_only():
-    source = "\n".join(p.read_text() for p in (REPO_ROOT / "experiments").rglob("*.py"))
-    calls = re.findall(r"torch\.load\([^)]*\)", source)
-    assert calls and all("weights_only=True" in call for call in calls)
+def killed_run_with_a_hostile_checkpoint(store, tmp_path) -> tuple[str, object]:
+    """A real run killed after its first epoch, whose checkpoint.pt is then replaced by a hostile pickle."""
+    from experiments.run import execute
+
+    def interrupt(record):
+        raise KeyboardInterrupt("stopped by the test")
+
+    with pytest.raises(KeyboardInterrupt):
+        execute(small_config("softmax-regression", epochs=2, run_name="hostile"), should_stop=interrupt)
+    [run] = store.search_runs([store.get_experiment_by_name("cnn-experiments").experiment_id])
+    marker = tmp_path / "pwned"
+    hostile = tmp_path / "upload" / Artifact.CHECKPOINT
+    hostile.parent.mkdir()
+    torch.save({"progress": Payload(marker)}, hostile)
+    store.log_artifact(run.info.run_id, str(hostile))
+    return run.info.run_id, marker
+
+
+def test_resume_refuses_a_hostile_checkpoint_without_running_it(store, mnist_dir, tmp_path):
+    run_id, marker = killed_run_with_a_hostile_checkpoint(store, tmp_path)
+    result = cli("train", "--resume", run_id, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert "checkpoint.pt cannot be read safely" in result.stderr.strip().splitlines()[-1]
+    assert not marker.exists()
+    assert store.get_run(run_id).info.status == "KILLED"
+
+
+def test_browsing_a_run_with_hostile_pickles_never_loads_them(store, mnist_dir, tmp_path, monkeypatch):
+    """The dashboard reads JSON and CSV only: a hostile checkpoint.pt and model file are never loaded."""
+    import mlflow.pytorch
+
+    run_id, marker = killed_run_with_a_hostile_checkpoint(store, tmp_path)
+    store.log_artifact(run_id, str(tmp_path / "upload" / Artifact.CHECKPOINT), "model")
+    loads = []
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append("torch.load"))
+    monkeypatch.setattr(mlflow.pytorch, "load_model", lambda *a, **k: loads.append("load_model"))
+    at = open_app(selection=[run_id])
+    for page in PAGES:
+        at = go(at, page)
+        assert not at.exception, page
+    assert not marker.exists() and loads == []
 
 
 def test_every_requirement_is_pinned_to_an_exact_version():

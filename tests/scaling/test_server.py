@@ -4,12 +4,11 @@ import filecmp
 import tempfile
 
 from mlflow.tracking import MlflowClient
-from streamlit.testing.v1 import AppTest
 
+from dashboard.state import Key
 from experiments.run import execute
 from experiments.schema import Artifact, Metric, Param
-from experiments.tracking import REPO_ROOT
-from tests.conftest import small_config
+from tests.helpers import open_app, small_config
 
 TIMINGS = {Metric.EPOCH_SECONDS, Metric.SAMPLES_PER_S, Metric.TOTAL_SECONDS}
 
@@ -40,10 +39,10 @@ def run_content(client: MlflowClient, run_id: str) -> dict:
 
 def test_a_run_through_the_server_is_identical_to_the_embedded_one(server_store, tmp_path, monkeypatch):
     config = small_config("lenet5", run_name="server-vs-embedded")
-    through_server = execute(config)["run_id"]
+    through_server = execute(config).run_id
     embedded_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", embedded_uri)
-    embedded = execute(config)["run_id"]
+    embedded = execute(config).run_id
     server_client, embedded_client = server_store, MlflowClient(embedded_uri)
 
     served, local = run_content(server_client, through_server), run_content(embedded_client, embedded)
@@ -60,12 +59,12 @@ def test_a_run_through_the_server_is_identical_to_the_embedded_one(server_store,
 
 
 def test_the_dashboard_reads_runs_and_artifacts_through_the_server(server_store, mnist_dir):
-    run_id = execute(small_config("softmax-regression", run_name="served-run"))["run_id"]
-    at = AppTest.from_file(str(REPO_ROOT / "dashboard" / "app.py"), default_timeout=120).run()
+    run_id = execute(small_config("softmax-regression", run_name="served-run")).run_id
+    at = open_app()
     assert not at.exception
     table = at.dataframe[0].value
     assert "served-run" in set(table["run"] if "run" in table else table["run_name"])
-    at.session_state["selection"] = [run_id]
+    at.session_state[Key.SELECTION] = [run_id]
     at.switch_page("views/detail.py").run()
     assert not at.exception
     assert at.get("plotly_chart"), "the confusion matrix, read through the server's artifact proxy"

@@ -1,22 +1,20 @@
 """Sweeps on real Optuna storage: specs, pruning, the Sweeps page, and workers in separate processes
 sharing one sweep on PostgreSQL, one of them killed mid-trial."""
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 
 import optuna
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
-from streamlit.testing.v1 import AppTest
 
+from dashboard.state import Key, rows_key
 from dashboard.widgets import md
-from experiments.schema import Metric, Tag
-from experiments.sweeps import SweepError, SweepSpec, run_worker
-from experiments.tracking import REPO_ROOT
-from tests.test_dashboard_browser import CHROMIUM, browser, page, shoot, start_server  # noqa: F401 (fixtures)
+from experiments.schema import Metric, Tag, Value
+from experiments.specs import Spec, SpecError
+from experiments.sweeps import run_worker
+from tests.helpers import cli_process, needs_chromium, open_app, shoot, start_server
 
 TINY = 'model = "tiny", batch_size = 32, test_size = 300'
 
@@ -35,27 +33,28 @@ def sweep_runs(client: MlflowClient, name: str) -> list:
 
 
 def trial_runs(client: MlflowClient, name: str) -> list:
-    return [r for r in sweep_runs(client, name) if r.data.tags.get(Tag.RUN_KIND) != "sweep"]
+    return [r for r in sweep_runs(client, name) if r.data.tags.get(Tag.RUN_KIND) != Value.RUN_KIND_SWEEP]
 
 
 def parent_run(client: MlflowClient, name: str):
-    return next(r for r in sweep_runs(client, name) if r.data.tags.get(Tag.RUN_KIND) == "sweep")
+    return next(r for r in sweep_runs(client, name) if r.data.tags.get(Tag.RUN_KIND) == Value.RUN_KIND_SWEEP)
 
 
-def worker(spec_path: str, storage: str, uri: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "experiments", "sweep", spec_path, "--storage", storage,
-                             "--heartbeat", "1"], cwd=REPO_ROOT, env={**os.environ, "MLFLOW_TRACKING_URI": uri},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def worker(spec_path: str, storage: str, uri: str):
+    import subprocess
+
+    return cli_process("sweep", spec_path, "--storage", storage, "--heartbeat", "1",
+                       env={"MLFLOW_TRACKING_URI": uri}, stderr=subprocess.STDOUT)
 
 
 @pytest.mark.parametrize("body, message", [
-    ('method = "grid"\nspace = { lr = [0.1] }', "model: give it in fixed or in space"),
+    ('method = "grid"\nspace = { lr = [0.1] }', "model: give it in fixed, space or every run"),
     ('method = "bayes"\nfixed = { model = "tiny" }\nspace = { lr = [0.1] }', "method 'bayes'"),
     ('method = "tpe"\nfixed = { model = "tiny" }\nspace = { lr = { low = 0.1, high = 1.0 } }', "needs trials > 0"),
     ('method = "grid"\nfixed = { model = "tiny" }\nspace = { lr = { low = 0.1, high = 1.0 } }',
      "lr: expected a non-empty list"),
     ('method = "grid"\nfixed = { model = "tiny" }\nspace = { learning_rate = [0.1] }',
-     "learning_rate: not a run setting"),
+     "unknown run setting learning_rate"),
     ('method = "grid"\nfixed = { model = "tiny" }\nspace = { lr = [0.1] }\nworkers = 3', "unknown keys workers"),
     ('method = "grid"\nfixed = { model = "tiny", lr = 0.1 }\nspace = { lr = [0.1] }', "both in space and fixed"),
     ('method = "grid" = 1', "not valid TOML"),
@@ -63,17 +62,17 @@ def worker(spec_path: str, storage: str, uri: str) -> subprocess.Popen:
 ])
 def test_a_bad_spec_is_refused_naming_the_problem(tmp_path, body, message):
     path, _ = write_spec(tmp_path, body)
-    with pytest.raises(SweepError, match=message):
-        SweepSpec.load(path)
+    with pytest.raises(SpecError, match=message):
+        Spec.load(path)
 
 
 def test_bundled_specs_load_and_a_grid_lists_every_combination():
-    smoke = SweepSpec.load("smoke")
+    smoke = Spec.load("smoke")
     assert smoke.size == len(smoke.grid()) == 4
     assert {tuple(sorted(p.items())) for p in smoke.grid()} == {
         (("lr", lr), ("optimizer", opt)) for lr in smoke.space["lr"] for opt in smoke.space["optimizer"]}
-    assert SweepSpec.load("conv-conv-search").method == "tpe"
-    assert SweepSpec.load("data-size").size == 12
+    assert Spec.load("conv-conv-search").method == "tpe"
+    assert [p["train_size"] for p in Spec.load("data-size").points()] == [1000, 5000, 20000, 60000]
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +86,7 @@ def pruned_sweep(tmp_path_factory, mnist_dir):
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
-        summary = run_worker(SweepSpec.load(path), f"sqlite:///{folder / 'optuna.db'}", log=lambda *a, **k: None)
+        summary = run_worker(Spec.load(path), f"sqlite:///{folder / 'optuna.db'}", log=lambda *a, **k: None)
         yield MlflowClient(uri), name, summary
 
 
@@ -98,7 +97,7 @@ def test_a_pruned_trial_stops_early_and_its_run_says_so(pruned_sweep):
     good, hopeless = runs["0"], runs["1"]
     assert good.data.tags[Tag.TRIAL_STATE] == "complete" and Tag.STOPPED_AT_EPOCH not in good.data.tags
     assert hopeless.data.tags[Tag.TRIAL_STATE] == "pruned"
-    assert hopeless.data.tags[Tag.STOPPED_AT_EPOCH] == "1"
+    assert hopeless.data.tags[Tag.STOPPED_AT_EPOCH] == "1" and hopeless.data.metrics[Metric.EPOCHS_TRAINED] == 1
     assert hopeless.info.status == "FINISHED" and Metric.TEST_ACC in hopeless.data.metrics
     assert len(client.get_metric_history(hopeless.info.run_id, Metric.VAL_ACC)) == 1
     assert len(client.get_metric_history(good.info.run_id, Metric.VAL_ACC)) == 3
@@ -110,7 +109,10 @@ def test_a_pruned_trial_stops_early_and_its_run_says_so(pruned_sweep):
 
 def test_the_sweeps_page_shows_trials_best_and_opens_a_trial_run(pruned_sweep):
     client, name, _ = pruned_sweep
-    at = AppTest.from_file(str(REPO_ROOT / "dashboard" / "app.py"), default_timeout=120).run()
+    at = open_app()
+    runs_table = at.dataframe[0].value.set_index(pd.Index(at.session_state[rows_key(Key.RUNS_TABLE)]))
+    hopeless = next(r for r in trial_runs(client, name) if r.data.tags[Tag.TRIAL] == "1")
+    assert runs_table.loc[hopeless.info.run_id, "epochs"] == 1  # the stopped epoch, not the 3 planned
     at.switch_page("views/sweeps.py").run()
     assert not at.exception
     trials = at.dataframe[0].value
@@ -118,15 +120,15 @@ def test_the_sweeps_page_shows_trials_best_and_opens_a_trial_run(pruned_sweep):
     best = next(r for r in trial_runs(client, name) if r.data.tags[Tag.TRIAL] == "0")
     # the best trial is named (and highlighted in the table)
     assert f"Best trial (red): {md(best.info.run_name)}" in " ".join(c.value for c in at.caption)
-    assert at.session_state["sweep_trial"] == best.info.run_id
+    assert at.session_state[Key.TRIAL_PICK] == best.info.run_id
     assert at.get("plotly_chart"), "parallel coordinates"
-    at.button(key="open_trial").click().run()
+    at.button(key=Key.OPEN_TRIAL).click().run()
     assert not at.exception
-    assert at.title[0].value == "Run detail" and at.session_state["detail_run"] == best.info.run_id
+    assert at.title[0].value == "Run detail" and at.session_state[Key.DETAIL_RUN] == best.info.run_id
 
 
-@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed (scripts/setup)")
-def test_the_sweeps_page_renders_in_a_browser(pruned_sweep, page):  # noqa: F811 (the page fixture)
+@needs_chromium
+def test_the_sweeps_page_renders_in_a_browser(pruned_sweep, page):
     client, name, _ = pruned_sweep
     with start_server(client.tracking_uri) as url:
         page.goto(f"{url}/sweeps")
@@ -149,7 +151,7 @@ def test_two_workers_share_one_grid_sweep_on_postgres(tmp_path, postgres, server
     study = optuna.load_study(study_name=name, storage=postgres.url("optuna"))
     trials = study.get_trials()
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 6
-    grid = {tuple(sorted(p.items())) for p in SweepSpec.load(path).grid()}
+    grid = {tuple(sorted(p.items())) for p in Spec.load(path).grid()}
     assert sorted(tuple(sorted(t.params.items())) for t in trials) == sorted(grid)  # each point once, none lost
     runs = trial_runs(server_store, name)
     assert len(runs) == 6 and {r.info.status for r in runs} == {"FINISHED"}
@@ -178,7 +180,7 @@ def test_a_killed_worker_leaves_its_trial_failed_and_the_sweep_finishes(tmp_path
     assert states.count(optuna.trial.TrialState.FAIL) == 1
     assert states.count(optuna.trial.TrialState.COMPLETE) == 3  # the killed trial's point ran again
     killed = server_store.get_run(killed_run.info.run_id)
-    assert killed.info.status == "FAILED" and killed.data.tags[Tag.TRIAL_STATE] == "failed"
+    assert killed.info.status == "FAILED" and killed.data.tags[Tag.TRIAL_STATE] == Value.TRIAL_FAILED
     assert "heartbeats" in killed.data.tags[Tag.ERROR]
     parent = parent_run(server_store, name)
     assert parent.info.status == "FINISHED" and parent.data.metrics[Metric.SWEEP_FAILED] == 1

@@ -1,0 +1,76 @@
+"""Every session-state key of the dashboard, and the helpers that read and write them.
+
+Widget keys are declared here too, so no page spells another page's key. The run selection is
+one list of run ids shared by every page; tables that add to it remember which run each of
+their rows shows (`remember_rows`), so a tick can be mapped back to a run (`ticked`).
+"""
+import streamlit as st
+
+
+class Key:
+    SELECTION = "selection"  # the selected run ids, the sidebar multiselect's own key
+    LIVE = "live"  # whether some run is RUNNING: pages then re-read the store every few seconds
+    LAST_FULL_RUN = "last_full_run"
+    RUNS_TABLE = "runs_table"
+    FILTER_MODEL, FILTER_DATASET, FILTER_STATUS, FILTER_SUITE, FILTER_TEXT = (
+        "filter_model", "filter_dataset", "filter_status", "filter_suite", "filter_text")
+    OVERFITTING_RUN = "overfitting_run"
+    DETAIL_RUN = "detail_run"
+    DIFF_RUN = "diff_run"
+    CONFUSION_SOURCE, CONFUSION_NORMALIZE = "confusion_source", "confusion_normalize"
+    CONFUSION_CHART, CELLS_TABLE = "confusion_chart", "cells_table"
+    GALLERY_CELL = "gallery_cell"  # (true, predicted) of the confusion cell whose images are shown
+    SWEEP = "sweep"
+    SWEEP_TRIALS_TABLE = "sweep_trials_table"
+    TRIAL_PICK = "sweep_trial"
+    OPEN_TRIAL = "open_trial"
+    CURVES_CHART, PARALLEL_CHART = "curves", "parallel"
+    DIFF_CHART, PER_CLASS_CHART = "confusion_diff", "per_class"
+    SWEEP_PARALLEL_CHART, SWEEP_IMPORTANCES_CHART = "sweep_parallel", "sweep_importances"
+
+    @staticmethod
+    def per_run(name: str, run_id: str) -> str:
+        """The key of a chart drawn once per run on a page (e.g. the inspector's gap chart)."""
+        return f"{name}_{run_id}"
+
+    @staticmethod
+    def per_series(name: str, series: int) -> str:
+        return f"{name}_{series}"
+
+
+def rows_key(table_key: str) -> str:
+    return f"{table_key}__rows"
+
+
+def remember_rows(table_key: str, rows: list) -> None:
+    """What each row of the table `table_key` shows (a run id, a cell...), in display order."""
+    st.session_state[rows_key(table_key)] = list(rows)
+
+
+def remembered_rows(table_key: str) -> list:
+    return st.session_state.get(rows_key(table_key), [])
+
+
+def ticked(table_key: str) -> list:
+    """What the ticked rows of the table `table_key` show, in tick order."""
+    rows = remembered_rows(table_key)
+    event = st.session_state.get(table_key) or {}
+    return [rows[i] for i in event.get("selection", {}).get("rows", []) if i < len(rows)]
+
+
+def selection() -> list[str]:
+    return list(st.session_state.get(Key.SELECTION, []))
+
+
+def set_selection(run_ids: list[str]) -> None:
+    st.session_state[Key.SELECTION] = list(dict.fromkeys(run_ids))
+
+
+def add_to_selection(run_id: str) -> None:
+    set_selection([*selection(), run_id])
+
+
+def open_in_detail(run_id: str) -> None:
+    """Select the run and make it the Run detail page's run (before switching to that page)."""
+    add_to_selection(run_id)
+    st.session_state[Key.DETAIL_RUN] = run_id

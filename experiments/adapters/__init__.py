@@ -1,0 +1,46 @@
+"""One adapter per model kind: everything that differs between PyTorch and numpy models.
+
+An adapter builds a registered model with its learner (the training hooks experiments.train
+calls), says which device it runs on and how it scales images, checks the settings it cannot
+honour, reports its per-layer table and size figures, and saves its weights to the run.
+experiments.run calls these and never branches on the kind. Adding a kind (e.g. Keras) means one
+module here and one entry in ADAPTERS.
+"""
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+LAYER_COLUMNS = ["layer", "type", "output_shape", "activations", "params"]
+
+
+class ModelAdapter(Protocol):
+    kind: str
+
+    def check(self, config, spec) -> None:
+        """Raise ConfigError for a setting this kind cannot honour."""
+
+    def device(self, config) -> str: ...
+
+    def input_dtype(self, config) -> np.dtype: ...
+
+    def build(self, spec, config, device: str) -> tuple[object, object]:
+        """The model (seeded by config.seed) and its learner."""
+
+    def resolved_params(self, config, model, device: str) -> dict:
+        """This kind's logged params, as resolved for the run (e.g. 'auto' precision -> bf16)."""
+
+    def layer_table(self, model) -> pd.DataFrame: ...
+
+    def size_figures(self, model) -> dict:
+        """params_total, params_trainable, model_bytes and activation_bytes_per_image."""
+
+    def log_weights(self, logger, model) -> None: ...
+
+
+def adapter_for(kind: str) -> ModelAdapter:
+    from experiments.adapters.numpy_adapter import NumpyAdapter
+    from experiments.adapters.torch_adapter import TorchAdapter
+
+    adapters = {"pytorch": TorchAdapter(), "numpy": NumpyAdapter()}
+    return adapters[kind]

@@ -1,0 +1,226 @@
+"""Every run setting, declared once: name, type, default, allowed values, help, and how it is used.
+
+This table drives the command line (`train --help`), validation, the params a run logs
+(experiments.schema.Param), which keys sweep and suite specs may set, and docs/schema.md.
+A model's recipe (experiments.models) is a set of overrides of these defaults.
+"""
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+DEFAULT_EXPERIMENT = "cnn-experiments"
+REQUIRED = object()  # the default of a setting that has none
+
+
+class ConfigError(ValueError):
+    """A run configuration that cannot run; raised before anything is logged."""
+
+
+def _models() -> Iterable[str]:
+    from experiments.models import MODELS
+    return MODELS
+
+
+def _datasets() -> Iterable[str]:
+    from experiments.data import DATASETS
+    return DATASETS
+
+
+def _optimizers() -> Iterable[str]:
+    from experiments.adapters.torch_adapter import OPTIMIZERS
+    return OPTIMIZERS
+
+
+def _input_scalings() -> Iterable[str]:
+    from experiments.data import INPUT_SCALINGS
+    return INPUT_SCALINGS
+
+
+def _precisions() -> Iterable[str]:
+    from experiments.adapters.torch_adapter import PRECISIONS
+    return PRECISIONS
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One run setting. `check` (with `expected` in words) or `choices` says which values are allowed;
+    None is allowed where `optional` (it then means what `help` says)."""
+
+    name: str
+    type: type
+    default: object
+    help: str
+    choices: Callable[[], Iterable[str]] | tuple | None = None
+    check: Callable[[object], bool] | None = None
+    expected: str = ""
+    optional: bool = False
+    kind: str | None = None  # "pytorch" or "numpy": only models of that kind use it (and log it)
+    logged: bool = True  # logged as a run param
+    param_doc: str | None = None  # what the logged param holds, where it is not simply the setting's value
+    sweepable: bool = True  # a sweep or suite spec may set it
+    defines_experiment: bool = True  # False: where or how a run is recorded, not what it trains
+    logged_from: str | None = None  # the logged value also depends on this setting (capped by it, resolved from it)
+    on_command_line: bool = True
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def allowed(self) -> tuple:
+        if self.choices is None:
+            return ()
+        return tuple(self.choices() if callable(self.choices) else self.choices)
+
+    def expectation(self) -> str:
+        allowed = self.allowed()
+        return f"one of {', '.join(map(str, allowed))}" if allowed else self.expected
+
+    def problem(self, value) -> str | None:
+        """Why value is not allowed for this setting, or None when it is."""
+        if value is None:
+            return None if self.optional else f"{self.flag}: required; expected {self.expectation()}"
+        if not is_of_type(value, self.type):
+            return f"{self.flag}: {value!r} is not {TYPE_WORDS[self.type]}; expected {self.expectation()}"
+        if (self.allowed() and value not in self.allowed()) or (self.check and not self.check(value)):
+            return f"{self.flag}: {value!r} is not allowed; expected {self.expectation()}"
+        return None
+
+
+TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def is_of_type(value, kind: type) -> bool:
+    """bool is never a number here, an int is a float, and a float is not an int."""
+    if isinstance(value, bool):
+        return kind is bool
+    return isinstance(value, int if kind is int else (int, float) if kind is float else kind)
+
+
+def positive(value) -> bool:
+    return value > 0
+
+
+def fraction(value) -> bool:
+    return 0 <= value < 1
+
+
+SETTINGS: dict[str, Setting] = {s.name: s for s in [
+    Setting("model", str, REQUIRED, "registry name of the model (python -m experiments models)", choices=_models),
+    Setting("style", str, None, "how the model is built: sequential or functional (default: the model's first)",
+            optional=True, param_doc="how the model is built: sequential or functional"),
+    Setting("dataset", str, "mnist", "mnist or fashion-mnist", choices=_datasets),
+    Setting("data_dir", str, None, "folder with the four IDX files (raw or .gz) instead of the verified cache",
+            optional=True, param_doc="folder holding the dataset's IDX files", sweepable=False,
+            defines_experiment=False),
+    Setting("input_scaling", str, "unit", "unit: x/255; centered: x/255 - 0.5", choices=_input_scalings),
+    Setting("epochs", int, 5, "number of training epochs", check=positive, expected="an integer > 0"),
+    Setting("batch_size", int, 128, "training mini-batch size", check=positive, expected="an integer > 0"),
+    Setting("optimizer", str, "adam", "sgd, adam or adadelta", choices=_optimizers),
+    Setting("lr", float, 1e-3, "learning rate", check=positive, expected="a number > 0"),
+    Setting("seed", int, 0, "seed for weights, splits and shuffling"),
+    Setting("val_split", float, 0.1, "fraction of train carved (stratified) for validation, or 0",
+            check=fraction, expected="a fraction in [0, 1)"),
+    Setting("val_from_test", float, 0.0, "fraction of test carved (stratified) for validation, or 0",
+            check=fraction, expected="a fraction in [0, 1)"),
+    Setting("train_size", int, None, "use the first N training images (default: all)", optional=True,
+            check=positive, expected="an integer > 0", param_doc="training images actually used"),
+    Setting("test_size", int, None, "use the first N test images (default: all)", optional=True,
+            check=positive, expected="an integer > 0", param_doc="test images actually used"),
+    Setting("train_eval_size", int, 10_000, "training images re-evaluated each epoch for train_loss/acc",
+            check=positive, expected="an integer > 0", param_doc="training images re-evaluated each epoch "
+            "(at most train_size)", logged_from="train_size"),
+    Setting("best_error", float, None, "best achievable error, for avoidable bias (default: the dataset's best "
+            "published error)", optional=True, check=fraction, expected="a fraction in [0, 1)",
+            param_doc="estimate of the best achievable error, for avoidable_bias"),
+    Setting("log_every", int, 50, "steps between train_loss_step points", check=positive,
+            expected="an integer > 0", defines_experiment=False),
+    Setting("filters", int, 8, "conv filters of the numpy model", check=positive, expected="an integer > 0",
+            kind="numpy"),
+    Setting("dtype", str, "float64", "float type of the numpy model", choices=("float64", "float32"), kind="numpy"),
+    Setting("device", str, None, "cpu or cuda (default: cuda when present)", optional=True,
+            param_doc="cpu or cuda", sweepable=False, defines_experiment=False),
+    Setting("precision", str, "fp32", "fp32, bf16 autocast, or auto: bf16 where the hardware has it natively",
+            choices=_precisions, kind="pytorch",
+            param_doc="fp32, or bf16 autocast (weights and optimizer in fp32), as resolved on the device"),
+    Setting("channels_last", bool, False, "store images and conv weights NHWC", kind="pytorch"),
+    Setting("dropout", float, None, "one rate for every dropout layer (default: the model's own)", optional=True,
+            check=fraction, expected="a rate in [0, 1)", kind="pytorch",
+            param_doc="rates of the model's dropout layers, comma-separated, or 'none'"),
+    Setting("experiment", str, DEFAULT_EXPERIMENT, "MLflow experiment name", logged=False, sweepable=False,
+            defines_experiment=False),
+    Setting("run_name", str, None, "MLflow run name (default: MODEL-DATASET)", optional=True, logged=False,
+            sweepable=False, defines_experiment=False),
+    Setting("suite", str, None, "the suite that started the run (tagged, not a param)", optional=True,
+            logged=False, sweepable=False, defines_experiment=False, on_command_line=False),
+    Setting("progress", bool, True, "show progress bars and per-epoch lines", logged=False, sweepable=False,
+            defines_experiment=False),
+]}
+
+SWEEPABLE = tuple(name for name, s in SETTINGS.items() if s.sweepable)
+
+
+def unknown_keys(keys: Iterable[str], allowed: Iterable[str] = SETTINGS) -> list[str]:
+    return sorted(set(keys) - set(allowed))
+
+
+def refuse_unknown(keys: Iterable[str], where: str, allowed: Iterable[str] = SETTINGS) -> None:
+    """ConfigError naming every key that is not a run setting."""
+    unknown = unknown_keys(keys, allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown run setting{'s' * (len(unknown) > 1)} {', '.join(unknown)}; "
+                          f"expected one of {', '.join(sorted(allowed))}")
+
+
+@dataclass(frozen=True)
+class RunConfigBase:
+    """Behaviour shared by RunConfig, whose fields are made from SETTINGS below."""
+
+    @classmethod
+    def from_recipe(cls, model: str, **overrides) -> "RunConfig":
+        """The model's recipe over the defaults, then every override that is not None.
+
+        An override of val_split or val_from_test replaces the recipe's choice of split kind.
+        """
+        from experiments.models import get_model_spec
+
+        refuse_unknown(overrides, "run configuration")
+        try:
+            recipe = dict(get_model_spec(model).recipe)
+        except ValueError as err:
+            raise ConfigError(f"--model: {err}") from err
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if given.get("val_split") or given.get("val_from_test"):
+            recipe.update(val_split=0.0, val_from_test=0.0)
+        return cls(**{**recipe, **given, "model": model})
+
+    @classmethod
+    def from_dict(cls, values: dict, where: str) -> "RunConfig":
+        """A full configuration as stored (config.json), refused if it names an unknown setting."""
+        refuse_unknown(values, where)
+        return cls(**values)
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first bad setting and its allowed values."""
+        for setting in SETTINGS.values():
+            problem = setting.problem(getattr(self, setting.name))
+            if problem:
+                raise ConfigError(problem)
+        if (self.val_split > 0) == (self.val_from_test > 0):
+            raise ConfigError("--val-split/--val-from-test: exactly one of them must be > 0")
+
+    def as_dict(self) -> dict:
+        return {name: getattr(self, name) for name in SETTINGS}
+
+
+RunConfig = dataclass(frozen=True)(type("RunConfig", (RunConfigBase,), {
+    "__annotations__": {name: s.type | None for name, s in SETTINGS.items()},
+    **{name: (field() if s.default is REQUIRED else field(default=s.default)) for name, s in SETTINGS.items()},
+    "__doc__": "One run's configuration: one attribute per entry of SETTINGS, in that order.",
+    "__module__": __name__,
+}))
+
+
+def recipe_problems(recipe: dict) -> list[str]:
+    """Keys of a recipe that are not settings, and values a setting does not allow."""
+    problems = [f"{key}: not a run setting" for key in unknown_keys(recipe)]
+    return problems + [p for key, value in recipe.items() if key in SETTINGS
+                       for p in [SETTINGS[key].problem(value)] if p]

@@ -1,0 +1,131 @@
+"""Helpers shared by the tests (fixtures live in tests/conftest.py): the command line in a subprocess,
+small real run configurations, the dashboard under AppTest, and the real dashboard server."""
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboard.state import Key
+from experiments.run import RunConfig
+from experiments.tracking import REPO_ROOT
+from experiments.tracking_server import free_port
+
+APP = str(REPO_ROOT / "dashboard" / "app.py")
+PAGES = {"runs": "views/runs.py", "compare": "views/compare.py", "overfitting": "views/overfitting.py",
+         "detail": "views/detail.py", "sweeps": "views/sweeps.py"}
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+SHOTS = REPO_ROOT / "test-output" / "screenshots"
+needs_chromium = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed (scripts/setup)")
+
+
+def sqlite_uri(folder) -> str:
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+def cli(*args, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m experiments ARGS` in a subprocess, to its end; the environment's store unless env says."""
+    return subprocess.run([sys.executable, "-m", "experiments", *args], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def cli_in_process(capsys, *args) -> subprocess.CompletedProcess:
+    """The command line called in this process, without the seconds a new interpreter takes to import torch and
+    MLflow: its exit code and output, as `cli` gives them (for commands that end quickly, e.g. refusals)."""
+    from experiments import cli as command_line
+
+    try:
+        code = command_line.dispatch(list(args))
+    except SystemExit as exit:
+        code = exit.code
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, out.out, out.err)
+
+
+def cli_process(*args, env: dict | None = None, **options) -> subprocess.Popen:
+    """`python -m experiments ARGS` started in the background (to be signalled, or run beside others)."""
+    defaults = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-m", "experiments", *args], cwd=REPO_ROOT,
+                            env={**os.environ, **(env or {})}, **{**defaults, **options})
+
+
+def small_config(model: str = "lenet5", **overrides) -> RunConfig:
+    """A run of a few seconds on real data."""
+    settings = dict(epochs=2, train_size=1000, test_size=500, val_split=0.2, progress=False)
+    return RunConfig.from_recipe(model, **{**settings, **overrides})
+
+
+def all_runs(client) -> list:
+    return [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+
+
+def open_app(selection=(), **state) -> AppTest:
+    """The dashboard under AppTest on the environment's store, with the given selection and session state."""
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state[Key.SELECTION] = list(selection)
+    for key, value in state.items():
+        at.session_state[key] = value
+    return at.run()
+
+
+def go(at: AppTest, page: str) -> AppTest:
+    return at.switch_page(PAGES[page]).run()
+
+
+def texts(at: AppTest) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "title", "subheader")
+             for e in getattr(at, kind)]
+    return "\n".join(map(str, parts))
+
+
+def plotly_charts(at: AppTest) -> list:
+    return at.get("plotly_chart")
+
+
+def answers_health(url: str, seconds: float) -> bool:
+    """Whether the Streamlit server at url answers its health check within `seconds`."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                return True
+        except OSError:
+            time.sleep(0.5)
+    return False
+
+
+@contextmanager
+def start_server(uri: str, *extra: str):
+    """The real dashboard on a free localhost port over the store at `uri`; yields its URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", APP, "--server.port", str(port),
+         "--server.headless", "true", "--browser.gatherUsageStats", "false", *extra],
+        cwd=REPO_ROOT, env={**os.environ, "MLFLOW_TRACKING_URI": uri}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        if not answers_health(url, 60):
+            process.kill()
+            pytest.fail(f"streamlit did not start: {process.stdout.read().decode()[-2000:]}")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def wait_idle(page, timeout=60_000):
+    """Until Streamlit has finished running the script (no 'Running...' status widget)."""
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=timeout)
+
+
+def shoot(page, name):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
