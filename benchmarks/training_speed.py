@@ -1,6 +1,11 @@
 """PyTorch training speed, side by side in one run: the tutorial's pipeline against our runner.
 
-    .venv/bin/python -m benchmarks.training_speed [--samples 10240] [--suites quick tutorials]
+    .venv/bin/python -m benchmarks.training_speed [--samples 10240] [--run-epochs 5] [--suites quick tutorials]
+
+First, what a user gets: a real `train` run of conv-conv (--run-epochs epochs on --samples images,
+logged to a throwaway store), its samples/s in every epoch against the tutorial pipeline measured
+just before and after it, and the run's wall time split into training, train-eval, validation,
+test and logging; once with the default settings and once without flushing denormals.
 
 Same model (conv-conv), same data (real MNIST), same batch size (256), same number of steps:
   - the tutorial-style pipeline: a per-sample Dataset (uint8 -> PIL image -> tensor -> normalise)
@@ -16,6 +21,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
+from contextlib import ExitStack, contextmanager
+from unittest import mock
 
 import numpy as np
 import torch
@@ -25,8 +33,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from experiments.data import load_split
 from experiments.models import conv_conv_sequential
-from experiments.run import RunConfig, prepare
-from experiments.tracking import REPO_ROOT, RunLogger
+from experiments import run as run_module, train as train_module
+from experiments.adapters.torch_adapter import TorchAdapter
+from experiments.run import RunConfig, execute, prepare
+from experiments.schema import Metric
+from experiments.tracking import REPO_ROOT, RunLogger, get_client
 from experiments.train import fit, train_epoch
 
 BATCH = 256
@@ -135,6 +146,78 @@ def tracking_overhead(samples: int, tries: int = 5) -> dict:
     return {"off": best[False], "on": best[True], "inside": best["inside"]}
 
 
+@contextmanager
+def stopwatch():
+    """Seconds spent in each phase of a run, by wrapping the functions that do them; yields {phase: seconds}."""
+    spent = defaultdict(float)
+    calls = {"evaluate": 0}
+
+    def timed_as(phase_of, fn):
+        def wrapper(*args, **kwargs):
+            phase = phase_of() if callable(phase_of) else phase_of
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[phase] += time.perf_counter() - start
+        return wrapper
+
+    def fit_phase():  # fit evaluates the train-eval subset, then the validation set, every epoch
+        calls["evaluate"] += 1
+        return "train-eval" if calls["evaluate"] % 2 else "validation"
+
+    logging = ["start", "log_epoch", "log_metrics", "log_table", "log_dict", "set_tags", "finish"]
+    with ExitStack() as stack:
+        stack.enter_context(mock.patch.object(train_module, "evaluate", timed_as(fit_phase, train_module.evaluate)))
+        stack.enter_context(mock.patch.object(run_module, "evaluate", timed_as("test", run_module.evaluate)))
+        stack.enter_context(mock.patch.object(train_module, "train_epoch",
+                                              timed_as("training", train_module.train_epoch)))
+        for name in logging:
+            method = getattr(RunLogger, name)
+            wrapped = timed_as("logging", method.__func__ if name == "start" else method)
+            stack.enter_context(mock.patch.object(RunLogger, name, classmethod(wrapped) if name == "start" else wrapped))
+        stack.enter_context(mock.patch.object(TorchAdapter, "log_weights",
+                                              timed_as("logging (model)", TorchAdapter.log_weights)))
+        yield spent
+
+
+def whole_run(samples: int, epochs: int, **settings) -> dict:
+    """A real conv-conv `train` run (its recipe, `samples` training images) in a throwaway store: per-epoch
+    samples/s from its logged metrics, its total wall time and the seconds of each phase."""
+    config = RunConfig.from_recipe("conv-conv", epochs=epochs, train_size=samples, test_size=2000, progress=False,
+                                   **settings)
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(os.environ,
+                                                               {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/m.db"}):
+        with stopwatch() as spent:
+            start = time.perf_counter()
+            result = execute(config)
+            total = time.perf_counter() - start
+        speeds = [m.value for m in sorted(get_client().get_metric_history(result.run_id, Metric.SAMPLES_PER_S),
+                                          key=lambda m: m.step)]
+    return {"speeds": speeds, "total": total, "phases": dict(spent)}
+
+
+def whole_run_table(train, samples: int, epochs: int) -> None:
+    """Per-epoch speed of real runs against the tutorial pipeline measured around them, and the wall split."""
+    for label, settings in (("default settings", {}), ("without flushing denormals", {"flush_denormal": False})):
+        before = tutorial_pipeline_speed(train.images, train.labels)
+        measured = whole_run(samples, epochs, **settings)
+        after = tutorial_pipeline_speed(train.images, train.labels)
+        base = (before + after) / 2
+        speeds = measured["speeds"]
+        print(f"\nconv-conv `train`, {label}: {epochs} epochs on {samples:,} images; tutorial pipeline "
+              f"{before:,.0f} before / {after:,.0f} after")
+        print("  samples/s per epoch: " + ", ".join(f"{v:,.0f}" for v in speeds))
+        print("  x tutorial per epoch: " + ", ".join(f"{v / base:.2f}" for v in speeds))
+        print(f"  first {speeds[0]:,.0f}, median {np.median(speeds):,.0f}, last {speeds[-1]:,.0f} "
+              f"(last/first {speeds[-1] / speeds[0]:.0%})")
+        phases = measured["phases"]
+        other = measured["total"] - sum(phases.values())
+        split = ", ".join(f"{name} {seconds:.1f} s ({seconds / measured['total']:.0%})"
+                          for name, seconds in [*phases.items(), ("other (data, model build)", other)])
+        print(f"  wall {measured['total']:.1f} s: {split}")
+
+
 def suite_seconds(name: str) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -165,12 +248,16 @@ def speed_table(train, samples: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=10_240)
+    parser.add_argument("--run-epochs", type=int, default=5, help="epochs of the whole-run measurement (0: skip it)")
     parser.add_argument("--suites", nargs="*", default=[], choices=["quick", "tutorials", "data-size"])
     parser.add_argument("--tries", type=int, default=5, help="fits with and without tracking, best of each")
     parser.add_argument("--only-tracking", action="store_true", help="skip the speed rows")
     args = parser.parse_args()
     train = load_split("mnist", "train").first(args.samples)
     print(f"conv-conv, batch {BATCH}, Adam, {args.samples} real MNIST images, {torch.get_num_threads()} threads")
+    if args.run_epochs and not args.only_tracking:
+        whole_run_table(train, args.samples, args.run_epochs)
+        print()
     if not args.only_tracking:
         speed_table(train, args.samples)
     cost = tracking_overhead(args.samples, args.tries)

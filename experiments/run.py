@@ -174,12 +174,13 @@ def train_and_log(config: RunConfig, ready: Prepared, logger: RunLogger, resume_
                      (inputs["val"], splits.val.labels),
                      (inputs["train"][eval_rows], splits.train.labels[eval_rows]),
                      epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
-                     best_error=ready.best_error, log_every=config.log_every, progress=config.progress,
+                     best_error=ready.best_error, log_every=config.log_every,
+                     eval_batch_size=config.eval_batch_size, progress=config.progress,
                      on_epoch=logger.log_epoch, resume_from=resume_from, should_stop=should_stop)
         if fitted.epochs_trained < config.epochs:
             logger.set_tags({Tag.STOPPED_AT_EPOCH: fitted.epochs_trained})
         learner.load_weights(fitted.best_weights)
-        tested = evaluate(learner, inputs["test"], splits.test.labels)
+        tested = evaluate(learner, inputs["test"], splits.test.labels, batch_size=config.eval_batch_size)
         final = log_results(logger, ready, fitted, tested)
         final[Metric.TOTAL_SECONDS] = time.perf_counter() - started
         logger.log_metrics({Metric.TOTAL_SECONDS: final[Metric.TOTAL_SECONDS]}, step=fitted.epochs_trained)

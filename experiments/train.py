@@ -111,7 +111,7 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
-def evaluate(learner: Learner, inputs, labels: np.ndarray, batch_size: int = 1000) -> Evaluation:
+def evaluate(learner: Learner, inputs, labels: np.ndarray, batch_size: int = 256) -> Evaluation:
     """Loss, accuracy, predictions and confidences of the model on one dataset (model in eval mode)."""
     logits = np.concatenate([learner.logits(inputs[i:i + batch_size]) for i in range(0, len(labels), batch_size)])
     log_probs = log_softmax(logits.astype(np.float64))
@@ -163,7 +163,7 @@ def train_epoch(learner: Learner, inputs, labels, batch_size: int, rng: np.rando
 
 
 def fit(learner: Learner, train: tuple, val: tuple, train_eval: tuple, *, epochs: int, batch_size: int,
-        seed: int, best_error: float, log_every: int, progress: bool = True,
+        seed: int, best_error: float, log_every: int, eval_batch_size: int = 256, progress: bool = True,
         on_epoch: Callable[[EpochRecord, dict], None] | None = None, resume_from: dict | None = None,
         should_stop: Callable[[EpochRecord], bool] | None = None) -> FitResult:
     """Train for `epochs`, measuring train-eval and val sets after each; keep the best-val weights.
@@ -185,7 +185,8 @@ def fit(learner: Learner, train: tuple, val: tuple, train_eval: tuple, *, epochs
     for epoch in range(progress_so_far.epochs_done + 1, epochs + 1):
         stats = train_epoch(learner, *train, batch_size, rng, log_every, first_step=(epoch - 1) * steps_per_epoch + 1,
                             epoch=epoch, desc=f"epoch {epoch}/{epochs}", progress=progress)
-        on_train, on_val = evaluate(learner, *train_eval), evaluate(learner, *val)
+        on_train = evaluate(learner, *train_eval, batch_size=eval_batch_size)
+        on_val = evaluate(learner, *val, batch_size=eval_batch_size)
         record = EpochRecord(
             epoch=epoch, train_loss=on_train.loss, train_acc=on_train.acc, val_loss=on_val.loss, val_acc=on_val.acc,
             **bias_variance(on_train.acc, on_val.acc, best_error),

@@ -104,6 +104,7 @@ class TorchAdapter:
         return np.dtype(np.float32)
 
     def build(self, spec, config, device: str) -> tuple[torch.nn.Module, TorchLearner]:
+        torch.set_flush_denormal(config.flush_denormal)  # CPU only (a no-op elsewhere); process-wide, so set per run
         torch.manual_seed(config.seed)
         model = spec.build(config.style)
         if config.dropout is not None:
