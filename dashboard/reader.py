@@ -25,7 +25,7 @@ from experiments.tracking import tracking_uri
 CACHE_SECONDS = 30  # runs change while training; pages that show running runs refresh sooner
 RUN_COLUMNS = ["run_id", "experiment", "run_name", "model", "dataset", "status", "start", "duration_s",
                "epochs", "params_epochs", "test_acc", "best_val_acc", "best_epoch", "gap", "diagnosis", "params_total",
-               "suite", "sweep", "params_text", "best_error", "config"]
+               "suite", "sweep", "params_text", "best_error", "config", "diverged"]
 EXPERIMENT_SETTINGS = [name for name, setting in SETTINGS.items() if setting.logged and setting.defines_experiment]
 SWEEP_COLUMNS = ["run_id", "sweep", "status", "start", "method", "pruner", "planned", "best_value"]
 TRIAL_COLUMNS = ["run_id", "run_name", "trial", "state", "status", "best_val_acc", "test_acc", "epochs_trained",
@@ -94,6 +94,7 @@ def run_row(run, experiments: dict) -> dict:
         "params_text": " ".join(f"{k}={v}" for k, v in sorted(params.items())),
         "best_error": best_error_for(params.get(Param.DATASET), params.get(Param.BEST_ERROR)), "derive": not logged,
         "config": {name: params[name] for name in EXPERIMENT_SETTINGS if name in params},
+        "diverged": Tag.DIVERGED_AT_STEP in tags,
     }
 
 
@@ -103,7 +104,8 @@ def with_derived_verdicts(client: MlflowClient, table: pd.DataFrame) -> pd.DataF
     unknown = table.loc[table["derive"], "best_error"].to_dict()
     if not unknown:
         return table
-    judged = verdicts(metric_frame(client, list(unknown), [Metric.TRAIN_ACC, Metric.VAL_ACC]), unknown)
+    diverged = set(table.index[table["diverged"]])
+    judged = verdicts(metric_frame(client, list(unknown), [Metric.TRAIN_ACC, Metric.VAL_ACC]), unknown, diverged)
     derived = pd.DataFrame.from_dict(
         {run_id: {"epochs": v.epochs_trained, "best_epoch": v.best_epoch, "best_val_acc": v.best_val_acc,
                   "gap": v.gap, "diagnosis": v.diagnosis} for run_id, v in judged.items()},

@@ -4,12 +4,14 @@ import sys
 
 from experiments import interrupts
 from experiments.data import DATASETS, DataError, ensure_dataset
+from experiments.diagnosis import ADVICE, DIVERGED
 from experiments.models import MODELS
 from experiments.run import RunInterrupted, RunResult, execute, resume
 from experiments.schema import Metric, schema_markdown
 from experiments.settings import REQUIRED, SETTINGS, ConfigError, RunConfig, Setting
 from experiments.specs import SUITE_METHODS, Spec, spec_names, suite_configs
 from experiments.tracking import store_has_runs
+from experiments.train import Diverged
 
 
 def list_models() -> None:
@@ -116,6 +118,9 @@ def train_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
             result = execute(config)
     except (ConfigError, DataError) as err:
         parser.error(str(err))
+    except Diverged as err:
+        print(f"run {err.run_id} FAILED, {err}: {ADVICE[DIVERGED]}", file=sys.stderr)
+        return 1
     print_summary(config, result)
     return 0
 

@@ -28,7 +28,9 @@ VARIANCE_THRESHOLD = 0.01
 BEST_ERROR = {"mnist": 0.002, "fashion-mnist": 0.035}
 
 HIGH_BIAS, HIGH_VARIANCE, BOTH, GOOD_FIT = "high bias", "high variance", "high bias and variance", "good fit"
+DIVERGED = "diverged"  # training stopped because its loss became NaN, infinite or exploded
 ADVICE = {
+    DIVERGED: "training blew up: lower the learning rate",
     HIGH_BIAS: "the model underfits: try a bigger model, train longer, or a better optimizer",
     HIGH_VARIANCE: "the model overfits: try more data, regularisation (dropout, weight decay) or early stopping",
     BOTH: "fix the bias first (bigger model, train longer), then the variance (more data, regularisation)",
@@ -92,9 +94,10 @@ class Verdict:
         return self.best_val_acc - self.final_val_acc
 
 
-def verdict(history: pd.DataFrame, best_error: float) -> Verdict | None:
+def verdict(history: pd.DataFrame, best_error: float, diverged: bool = False) -> Verdict | None:
     """The verdict of a history (index epoch; columns train_acc and val_acc, others ignored), judged on
-    the last epoch that has both accuracies; None when no epoch has both."""
+    the last epoch that has both accuracies; None when no epoch has both. A run that diverged is
+    diagnosed so, whatever its last good epoch looked like."""
     if Metric.TRAIN_ACC not in history or Metric.VAL_ACC not in history:
         return None
     both = history[[Metric.TRAIN_ACC, Metric.VAL_ACC]].dropna().sort_index()
@@ -103,6 +106,8 @@ def verdict(history: pd.DataFrame, best_error: float) -> Verdict | None:
     last = both.iloc[-1]
     figures = bias_variance(last[Metric.TRAIN_ACC], last[Metric.VAL_ACC], best_error)
     label, rule = diagnose(figures[Metric.AVOIDABLE_BIAS], figures[Metric.VARIANCE])
+    if diverged:
+        label, rule = DIVERGED, f"training diverged after epoch {int(both.index[-1])}; before it, {rule}"
     epoch, best = best_epoch(both[Metric.VAL_ACC])
     return Verdict(best_epoch=epoch, best_val_acc=best, epochs_trained=int(both.index[-1]),
                    final_val_acc=float(last[Metric.VAL_ACC]), gap=float(figures[Metric.VARIANCE]),
@@ -116,11 +121,11 @@ def history_of(points: pd.DataFrame, run_id: str) -> pd.DataFrame:
     return one.pivot_table(index="step", columns="metric", values="value", aggfunc="last").rename_axis("epoch")
 
 
-def verdicts(points: pd.DataFrame, best_errors: dict[str, float]) -> dict[str, Verdict]:
+def verdicts(points: pd.DataFrame, best_errors: dict[str, float], diverged: set[str] = frozenset()) -> dict[str, Verdict]:
     """The verdict of every run in `best_errors` that has an epoch with both accuracies in `points`."""
     judged = {}
     for run_id, best_error in best_errors.items():
-        found = verdict(history_of(points, run_id), best_error)
+        found = verdict(history_of(points, run_id), best_error, run_id in diverged)
         if found is not None:
             judged[run_id] = found
     return judged

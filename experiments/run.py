@@ -20,7 +20,7 @@ from sklearn.metrics import confusion_matrix
 
 from experiments.adapters import ModelAdapter, adapter_for
 from experiments.data import NUM_CLASSES, Splits, make_splits, scale_images
-from experiments.diagnosis import best_error_for, verdict
+from experiments.diagnosis import ADVICE, DIVERGED, best_error_for, verdict
 from experiments.models import ModelSpec, get_model_spec
 from experiments.schema import Artifact, Metric, Param, Tag
 from experiments.settings import SETTINGS, ConfigError, RunConfig
@@ -189,8 +189,10 @@ def train_and_log(config: RunConfig, ready: Prepared, logger: RunLogger, resume_
         stop(logger, "KILLED", f"interrupted ({err or 'Ctrl-C'})")
         raise RunInterrupted(logger.run_id) from err
     except Diverged as err:
-        logger.set_tags({Tag.DIVERGED_AT_STEP: err.step})
+        logger.set_tags({Tag.DIVERGED_AT_STEP: err.step, Tag.DIAGNOSIS: DIVERGED,
+                         Tag.DIAGNOSIS_RULE: f"{err}: {ADVICE[DIVERGED]}"})
         stop(logger, "FAILED", str(err))
+        err.run_id = logger.run_id
         raise
     except BaseException as err:
         stop(logger, "FAILED", f"{type(err).__name__}: {err}")

@@ -89,7 +89,8 @@ class Tag:
     RECIPE_SOURCE = Name("recipe_source", "where the model and its recipe come from")
     SUITE = Name("suite", "the suite that started the run, if any")
     ERROR = Name("error", "why the run failed or was killed, if it was")
-    DIVERGED_AT_STEP = Name("diverged_at_step", "global step at which the training loss became NaN or inf")
+    DIVERGED_AT_STEP = Name("diverged_at_step", "global step at which the training loss became NaN or inf, or "
+                                                "exploded past 100 x ln(classes) (experiments.train)")
     RUN_NAME = Name("mlflow.runName", "MLflow's own run name tag")
     STOPPED_AT_EPOCH = Name("stopped_at_epoch", "epoch after which training stopped early (a pruned sweep trial)")
     PARENT_RUN = Name("mlflow.parentRunId", "MLflow's nesting tag: a sweep trial's parent is its sweep run")

@@ -121,12 +121,25 @@ def evaluate(learner: Learner, inputs, labels: np.ndarray, batch_size: int = 256
                       confidence=np.exp(log_probs.max(axis=1)))
 
 
+# A training loss this many times that of a uniform guess (ln of the class count, 2.30 for ten classes)
+# means the weights have exploded: a model that learns never gets there, and one that has cannot recover.
+EXPLODING_LOSS_FACTOR = 100
+EXPLODING_LOSS = EXPLODING_LOSS_FACTOR * math.log(NUM_CLASSES)
+
+
 class Diverged(FloatingPointError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN or infinite, or exploded past EXPLODING_LOSS."""
 
     def __init__(self, loss: float, step: int, epoch: int):
-        super().__init__(f"diverged: training loss became {loss} at step {step} (epoch {epoch})")
+        what = (f"became {loss}" if not math.isfinite(loss) else
+                f"reached {loss:.4g}, over {EXPLODING_LOSS_FACTOR} x ln {NUM_CLASSES} = {EXPLODING_LOSS:.1f}")
+        super().__init__(f"diverged: training loss {what} at step {step} (epoch {epoch})")
         self.step, self.epoch = step, epoch
+        self.run_id = None  # the run it ended, once logged
+
+
+def diverged(loss: float) -> bool:
+    return not math.isfinite(loss) or loss > EXPLODING_LOSS
 
 
 def train_epoch(learner: Learner, inputs, labels, batch_size: int, rng: np.random.Generator, log_every: int,
@@ -134,7 +147,7 @@ def train_epoch(learner: Learner, inputs, labels, batch_size: int, rng: np.rando
     """One pass over the shuffled training set; returns loss, accuracy, timing and the step-loss curve.
 
     Steps are numbered globally from first_step; step_losses holds (step, mean loss of the last
-    log_every steps). A NaN or infinite loss stops at once with Diverged.
+    log_every steps). A NaN, infinite or exploding loss stops at once with Diverged.
     """
     n = len(labels)
     order = rng.permutation(n)
@@ -144,7 +157,7 @@ def train_epoch(learner: Learner, inputs, labels, batch_size: int, rng: np.rando
     for step, i in enumerate(range(0, n, batch_size), start=first_step):
         rows = order[i:i + batch_size]
         loss, correct = learner.train_step(inputs[rows], labels[rows])
-        if not math.isfinite(loss):
+        if diverged(loss):
             bar.close()
             raise Diverged(loss, step, epoch)
         total_loss += loss * len(rows)

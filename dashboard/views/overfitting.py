@@ -6,7 +6,7 @@ from dashboard.analysis import series_over, series_points, wide_history, with_bi
 from dashboard.state import Key
 from dashboard.views import read, runs_or_message
 from dashboard.widgets import md, run_picker_ui
-from experiments.diagnosis import Verdict, verdict
+from experiments.diagnosis import ADVICE, DIVERGED, Verdict, verdict
 from experiments.schema import Metric, Param
 
 HISTORY = tuple(map(str, (Metric.TRAIN_ACC, Metric.VAL_ACC, Metric.BIAS, Metric.VARIANCE, Metric.AVOIDABLE_BIAS)))
@@ -24,13 +24,16 @@ def diagnosis_ui(judged: Verdict) -> None:
     st.caption(f"Rule: {judged.rule} (thresholds in experiments/diagnosis.py).")
 
 
-def run_section(run_id: str, label: str, best_error: float) -> None:
+def run_section(run_id: str, row) -> None:
+    """One run's verdict and curves; `row` is its line of the runs table."""
     history = wide_history(read(reader.load_metrics, (run_id,), HISTORY), run_id)
-    judged = verdict(history, best_error)
+    judged = verdict(history, row["best_error"], row["diverged"])
+    if row["diverged"]:
+        st.error(f"{md(row['run_name'])} diverged (its loss became NaN, infinite or exploded): {ADVICE[DIVERGED]}.")
     if judged is None:
-        st.info(f"{md(label)}: no epoch with train and validation accuracy logged yet.")
+        st.info(f"{md(row['run_name'])}: no epoch with train and validation accuracy logged yet.")
         return
-    history = with_bias_variance(history, best_error)  # runs logged by other tools may lack them
+    history = with_bias_variance(history, row["best_error"])  # runs logged by other tools may lack them
     diagnosis_ui(judged)
     cols = st.columns(2)
     cols[0].plotly_chart(figures.error_gap(history, judged.best_epoch), key=Key.per_run("gap", run_id))
@@ -65,7 +68,7 @@ def page() -> None:
                                                          key=Key.OVERFITTING_RUN)]
     for run_id in shown:
         st.subheader(md(rows.loc[run_id, "run_name"]))
-        run_section(run_id, rows.loc[run_id, "run_name"], rows.loc[run_id, "best_error"])
+        run_section(run_id, rows.loc[run_id])
     st.subheader("Learning curve over training-set size")
     data_size_section(runs)
 

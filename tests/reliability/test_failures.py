@@ -11,6 +11,7 @@ from experiments.schema import Metric, Tag
 from experiments.tracking import RunLogger
 from experiments.adapters.torch_adapter import TorchLearner
 from experiments.train import Diverged
+from tests.helpers import cli_in_process
 
 SMALL = dict(epochs=3, train_size=1000, test_size=300, val_split=0.2, progress=False)
 
@@ -53,6 +54,20 @@ def test_real_divergence_of_a_huge_learning_rate_is_caught(store, mnist_dir):
     assert runs(store)[0].info.status == "FAILED"
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_an_exploding_loss_that_never_becomes_nan_fails_the_run_in_its_first_epoch(store, mnist_dir, precision):
+    """lr 1e6 used to train to the end at chance accuracy with a finite loss of about 1e6, labelled high bias."""
+    config = RunConfig.from_recipe("conv-conv", epochs=2, lr=1e6, train_size=2000, test_size=500,
+                                   precision=precision, progress=False)
+    with pytest.raises(Diverged, match=r"over 100 x ln 10 = 230.3 at step \d+ \(epoch 1\)|became (nan|inf)"):
+        execute(config)
+    [run] = runs(store)
+    assert run.info.status == "FAILED" and run.data.tags[Tag.ERROR].startswith("diverged: training loss")
+    assert run.data.tags[Tag.DIAGNOSIS] == "diverged" and "lower the learning rate" in run.data.tags[Tag.DIAGNOSIS_RULE]
+    assert int(run.data.tags[Tag.DIVERGED_AT_STEP]) <= 8  # 2000 images less validation, batch 256: epoch 1
+    assert store.get_metric_history(run.info.run_id, Metric.VAL_ACC) == []
+
+
 def test_an_exception_in_the_model_fails_the_run_with_its_message(store, mnist_dir, monkeypatch):
     fail_from_call(monkeypatch, 3, RuntimeError("shape mismatch in layer 3"))
     with pytest.raises(RuntimeError):
@@ -83,3 +98,12 @@ def test_a_suite_goes_on_after_a_diverged_run(store, mnist_dir, tmp_path, capsys
     status = {r.info.run_name: r.info.status for r in runs(store)}
     assert status == {"tiny-numpy": "FAILED", "softmax-regression": "FINISHED"}
     assert "1 of 2 runs failed: tiny-numpy" in capsys.readouterr().err
+
+
+def test_the_command_line_reports_a_diverged_run_in_one_line(store, mnist_dir, capsys):
+    result = cli_in_process(capsys, "train", "--model", "conv-conv", "--epochs", "2", "--lr", "1e6", "--train-size",
+                            "2000", "--test-size", "500", "--no-progress")
+    [run] = runs(store)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(f"run {run.info.run_id} FAILED, diverged: training loss")
+    assert result.stderr.strip().endswith("lower the learning rate")
