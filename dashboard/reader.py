@@ -20,7 +20,7 @@ from experiments.data import load_split
 from experiments.diagnosis import best_error_for, verdicts
 from experiments.schema import Metric, Param, Tag, Value
 from experiments.settings import SETTINGS
-from experiments.tracking import tracking_uri
+from experiments.tracking import lost_since, now_ms, tracking_uri
 
 CACHE_SECONDS = 30  # runs change while training; pages that show running runs refresh sooner
 RUN_COLUMNS = ["run_id", "experiment", "run_name", "model", "dataset", "status", "start", "duration_s",
@@ -72,6 +72,13 @@ def search_all_runs(client: MlflowClient) -> tuple[dict, list]:
             return experiments, runs
 
 
+def status_of(info, tags: dict) -> str:
+    """MLflow's status, except DELETED for deleted runs and LOST for RUNNING runs whose heartbeat stopped."""
+    if info.lifecycle_stage == "deleted":
+        return "DELETED"
+    return "LOST" if lost_since(info.status, tags, now_ms()) is not None else info.status
+
+
 def run_row(run, experiments: dict) -> dict:
     """A run's row as logged; `derive` marks the runs whose verdict (best epoch, diagnosis) must come from
     their history: running, stopped or foreign runs, which did not log one."""
@@ -82,7 +89,7 @@ def run_row(run, experiments: dict) -> dict:
         "run_id": info.run_id, "experiment": experiments.get(info.experiment_id, info.experiment_id),
         "run_name": info.run_name or info.run_id[:8], "model": params.get(Param.MODEL, "?"),
         "dataset": params.get(Param.DATASET, "?"),
-        "status": "DELETED" if info.lifecycle_stage == "deleted" else info.status,
+        "status": status_of(info, tags),
         "start": pd.to_datetime(info.start_time, unit="ms", utc=True),
         "duration_s": (end - info.start_time) / 1000 if info.start_time else np.nan,
         "params_epochs": pd.to_numeric(params.get(Param.EPOCHS), errors="coerce"),
@@ -195,8 +202,8 @@ class RunRecord:
 
 def fetch_run(client: MlflowClient, run_id: str) -> RunRecord:
     run = client.get_run(run_id)
-    return RunRecord(dict(run.data.params), dict(run.data.tags), dict(run.data.metrics), run.info.status,
-                     run.info.lifecycle_stage)
+    return RunRecord(dict(run.data.params), dict(run.data.tags), dict(run.data.metrics),
+                     status_of(run.info, run.data.tags), run.info.lifecycle_stage)
 
 
 def store_errors(fetch):

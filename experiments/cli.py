@@ -10,7 +10,7 @@ from experiments.run import RunInterrupted, RunResult, execute, resume
 from experiments.schema import Metric, schema_markdown
 from experiments.settings import REQUIRED, SETTINGS, ConfigError, RunConfig, Setting
 from experiments.specs import SUITE_METHODS, Spec, spec_names, suite_configs
-from experiments.tracking import store_has_runs
+from experiments.tracking import get_client, now_ms, reap, store_has_runs
 from experiments.train import Diverged
 
 
@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "postgresql://cnn@HOST:5432/optuna (default: sqlite in mlruns/)")
     sweep.add_argument("--heartbeat", type=int, default=30, metavar="SECONDS",
                        help="a trial whose worker is silent for 2 heartbeats + 10 s is failed and queued again")
+    commands.add_parser("reap", help="end every lost run (RUNNING, its heartbeat silent for 3 intervals) FAILED, "
+                                     "with the reason; `train --resume RUN_ID` continues it")
     server = commands.add_parser("server", help="start PostgreSQL and an MLflow tracking server (docs/scaling.md)")
     server.add_argument("--dir", default=".server", help="PostgreSQL data and MLflow artifacts (default: .server)")
     server.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
@@ -162,6 +164,15 @@ def sweep_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     return 0
 
 
+def reap_command() -> int:
+    """Print one line per reaped run, with the command that continues it."""
+    reaped = reap(get_client(), now_ms())
+    for run_id, reason in reaped:
+        print(f"run {run_id} FAILED, {reason}; continue it with `python -m experiments train --resume {run_id}`")
+    print(f"{len(reaped)} lost run{'s' * (len(reaped) != 1)} reaped")
+    return 0
+
+
 def server_command(args: argparse.Namespace) -> int:
     """Run PostgreSQL and the MLflow server until Ctrl-C; both stop together."""
     from pathlib import Path
@@ -222,4 +233,6 @@ def dispatch(argv: list[str] | None) -> int:
         return sweep_command(parser, args)
     if args.command == "server":
         return server_command(args)
+    if args.command == "reap":
+        return reap_command()
     return suite_command(parser, args)

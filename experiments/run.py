@@ -138,7 +138,7 @@ def execute(config: RunConfig, tags: dict | None = None, should_stop: Callable[[
         params=run_params(config, ready),
         tags={Tag.RECIPE_SOURCE: ready.spec.source, **({Tag.SUITE: config.suite} if config.suite else {}),
               **(tags or {})},
-        config=config.as_dict(), class_names=ready.splits.class_names)
+        config=config.as_dict(), class_names=ready.splits.class_names, heartbeat_seconds=config.heartbeat)
     if on_start:
         on_start(logger.run_id)
     return train_and_log(config, ready, logger, should_stop=should_stop)
@@ -154,12 +154,12 @@ def resume(run_id: str, progress: bool = True) -> tuple[RunConfig, RunResult]:
     if run.info.status not in ("KILLED", "FAILED"):
         raise ConfigError(f"--resume: run {run_id} is {run.info.status}; only KILLED or FAILED runs can resume")
     if not any(f.path == Artifact.CHECKPOINT for f in client.list_artifacts(run_id)):
-        raise ConfigError(f"--resume: run {run_id} has no {Artifact.CHECKPOINT} (it stopped before its first epoch)")
+        raise ConfigError(f"--resume: run {run_id} has no {Artifact.CHECKPOINT} (it stopped before its first epoch's was written)")
     with tempfile.TemporaryDirectory() as tmp:
         stored = json.loads(Path(client.download_artifacts(run_id, Artifact.CONFIG, tmp)).read_text())
     config = replace(RunConfig.from_dict(stored, f"--resume: run {run_id}'s {Artifact.CONFIG}"), progress=progress)
     ready = prepare(config)
-    logger, checkpoint = RunLogger.reopen(run_id, ready.splits.class_names)
+    logger, checkpoint = RunLogger.reopen(run_id, ready.splits.class_names, config.heartbeat)
     return config, train_and_log(config, ready, logger, resume_from=checkpoint)
 
 
@@ -186,26 +186,18 @@ def train_and_log(config: RunConfig, ready: Prepared, logger: RunLogger, resume_
         logger.log_metrics({Metric.TOTAL_SECONDS: final[Metric.TOTAL_SECONDS]}, step=fitted.epochs_trained)
         logger.finish("FINISHED")
     except KeyboardInterrupt as err:
-        stop(logger, "KILLED", f"interrupted ({err or 'Ctrl-C'})")
+        logger.finish("KILLED", error=f"interrupted ({err or 'Ctrl-C'})")
         raise RunInterrupted(logger.run_id) from err
     except Diverged as err:
         logger.set_tags({Tag.DIVERGED_AT_STEP: err.step, Tag.DIAGNOSIS: DIVERGED,
                          Tag.DIAGNOSIS_RULE: f"{err}: {ADVICE[DIVERGED]}"})
-        stop(logger, "FAILED", str(err))
+        logger.finish("FAILED", error=str(err))
         err.run_id = logger.run_id
         raise
     except BaseException as err:
-        stop(logger, "FAILED", f"{type(err).__name__}: {err}")
+        logger.finish("FAILED", error=f"{type(err).__name__}: {err}")
         raise
     return RunResult(logger.run_id, fitted.epochs_trained, final)
-
-
-def stop(logger: RunLogger, status: str, reason: str) -> None:
-    """End a run early: keep its last checkpoint as an artifact (if the store still takes it), then its status."""
-    try:
-        logger.upload_checkpoint()
-    finally:
-        logger.finish(status, error=reason)
 
 
 def log_results(logger: RunLogger, ready: Prepared, fitted: FitResult, tested: Evaluation) -> dict:

@@ -94,6 +94,10 @@ class Tag:
     RUN_NAME = Name("mlflow.runName", "MLflow's own run name tag")
     STOPPED_AT_EPOCH = Name("stopped_at_epoch", "epoch after which training stopped early (a pruned sweep trial)")
     PARENT_RUN = Name("mlflow.parentRunId", "MLflow's nesting tag: a sweep trial's parent is its sweep run")
+    HEARTBEAT = Name("heartbeat", "ms since the epoch of the runner's last heartbeat, stamped every "
+                                  "heartbeat_seconds while it lives (experiments.tracking.Heartbeat)")
+    HEARTBEAT_SECONDS = Name("heartbeat_seconds", "seconds between heartbeats; a RUNNING run silent for 3 of them "
+                                                  "is shown LOST and `reap` ends it FAILED")
     RUN_KIND = Name("run_kind", "'sweep' on a sweep's parent run; absent on training runs")
     SWEEP = Name("sweep", "name of the sweep the run belongs to (trials and their parent)")
     TRIAL = Name("sweep_trial", "Optuna trial number of a sweep trial")

@@ -150,6 +150,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("dropout", float, None, "one rate for every dropout layer (default: the model's own)", optional=True,
             check=fraction, expected="a rate in [0, 1)", kind="pytorch",
             param_doc="rates of the model's dropout layers, comma-separated, or 'none'"),
+    Setting("heartbeat", int, 30, "seconds between the run's heartbeats: a RUNNING run silent for 3 of them is "
+            "shown LOST, and `python -m experiments reap` ends it FAILED", check=positive, expected="an integer > 0",
+            sweepable=False, defines_experiment=False),
     Setting("experiment", str, DEFAULT_EXPERIMENT, "MLflow experiment name", logged=False, sweepable=False,
             defines_experiment=False),
     Setting("run_name", str, None, "MLflow run name (default: MODEL-DATASET)", optional=True, logged=False,

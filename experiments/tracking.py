@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -105,39 +106,92 @@ def tensor_tree(obj):
     return obj
 
 
+LOST_AFTER_BEATS = 3  # a RUNNING run whose heartbeat is older than this many intervals has lost its runner
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def lost_since(status: str, tags: dict, now: int) -> int | None:
+    """When a RUNNING run's heartbeat stopped (ms), if it is older than LOST_AFTER_BEATS intervals; else None.
+    Runs without heartbeats (other tools, older runs) are never called lost: nothing tells them from slow ones."""
+    if status != "RUNNING" or Tag.HEARTBEAT not in tags:
+        return None
+    try:
+        last, interval = int(tags[Tag.HEARTBEAT]), float(tags.get(Tag.HEARTBEAT_SECONDS, 30))
+    except ValueError:
+        return None
+    return last if now - last > LOST_AFTER_BEATS * interval * 1000 else None
+
+
+class Heartbeat:
+    """A daemon thread that stamps the run's heartbeat tag every `seconds` while its runner lives, so that a
+    reader can tell a lost run (runner killed, machine gone) from a slow one."""
+
+    def __init__(self, client: MlflowClient, run_id: str, seconds: float):
+        self.client, self.run_id, self.seconds = client, run_id, seconds
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.beat_until_stopped, name=f"heartbeat-{run_id[:8]}", daemon=True)
+
+    def start(self) -> "Heartbeat":
+        self.client.set_tag(self.run_id, Tag.HEARTBEAT_SECONDS, str(self.seconds))
+        self.beat()
+        self.thread.start()
+        return self
+
+    def beat(self) -> None:
+        try:
+            self.client.set_tag(self.run_id, Tag.HEARTBEAT, str(now_ms()))
+        except Exception:  # a busy or briefly unreachable store: the next beat tries again
+            pass
+
+    def beat_until_stopped(self) -> None:
+        while not self.stopped.wait(self.seconds):
+            self.beat()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+
 class RunLogger:
     """Logs one training run: params and tags at the start, a batch per epoch, results at the end.
 
-    The latest end-of-epoch checkpoint is kept in memory; it is written as the run's
-    checkpoint.pt artifact only when the run stops early (killed or failed), for --resume.
+    Each epoch's checkpoint is written as the run's checkpoint.pt artifact, so a run whose runner
+    died (killed, out of memory, machine lost) can still be resumed; a FINISHED run drops it. A
+    heartbeat thread stamps the run while the runner lives.
     """
 
-    def __init__(self, client: MlflowClient, run_id: str, class_names: tuple[str, ...]):
+    def __init__(self, client: MlflowClient, run_id: str, class_names: tuple[str, ...], heartbeat_seconds: float):
         self.client, self.run_id, self.class_names = client, run_id, list(class_names)
         self.val_confusions: dict = {"class_names": self.class_names, "epochs": [], "matrices": []}
         self.scratch = tempfile.TemporaryDirectory(prefix="cnn-run-")
-        self.checkpoint = None
+        self.heartbeat = Heartbeat(client, run_id, heartbeat_seconds)
 
     @classmethod
     def start(cls, experiment: str, run_name: str, params: dict, tags: dict, config: dict,
-              class_names: tuple[str, ...]) -> "RunLogger":
+              class_names: tuple[str, ...], heartbeat_seconds: float = 30) -> "RunLogger":
         client = get_client()
         run = client.create_run(experiment_id(client, experiment), run_name=run_name,
                                 tags={k: str(v) for k, v in tags.items()})
-        logger = cls(client, run.info.run_id, class_names)
+        logger = cls(client, run.info.run_id, class_names, heartbeat_seconds)
         items = [MlflowParam(k, str(v)) for k, v in params.items()]
         for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
             client.log_batch(logger.run_id, params=items[i:i + MAX_PARAMS_PER_BATCH])
         client.log_dict(logger.run_id, config, Artifact.CONFIG)
+        logger.heartbeat.start()
         return logger
 
     @classmethod
-    def reopen(cls, run_id: str, class_names: tuple[str, ...]) -> tuple["RunLogger", dict]:
+    def reopen(cls, run_id: str, class_names: tuple[str, ...],
+               heartbeat_seconds: float = 30) -> tuple["RunLogger", dict]:
         """A stopped run set RUNNING again, with its last checkpoint (read with weights_only=True)."""
         import torch
 
         client = get_client()
-        logger = cls(client, run_id, class_names)
+        logger = cls(client, run_id, class_names, heartbeat_seconds)
         local = client.download_artifacts(run_id, Artifact.CHECKPOINT, logger.scratch.name)
         try:
             checkpoint = torch.load(local, weights_only=True)
@@ -149,6 +203,7 @@ class RunLogger:
         client.update_run(run_id, status="RUNNING")
         if Tag.ERROR in client.get_run(run_id).data.tags:
             client.delete_tag(run_id, Tag.ERROR)
+        logger.heartbeat.start()
         return logger, checkpoint
 
     def log_metrics(self, values: dict, step: int) -> None:
@@ -157,7 +212,7 @@ class RunLogger:
 
     def log_epoch(self, record, checkpoint: dict) -> None:
         """Commit one epoch (an experiments.train.EpochRecord): metrics and step losses in one batch, the val
-        confusion matrices so far, and its checkpoint (in memory); an interrupt waits for the whole commit."""
+        confusion matrices so far, and its checkpoint; an interrupt waits for the whole commit."""
         now = int(time.time() * 1000)
         epoch = record.epoch
         metrics = [MlflowMetric(name, float(value), now, epoch) for name, value in record.metrics().items()]
@@ -168,16 +223,25 @@ class RunLogger:
             self.val_confusions["epochs"].append(epoch)
             self.val_confusions["matrices"].append(json_ready(record.val_confusion))
             self.client.log_dict(self.run_id, self.val_confusions, Artifact.CONFUSION_VAL_EPOCHS)
-            self.checkpoint = checkpoint
+            self.upload_checkpoint(checkpoint)
 
-    def upload_checkpoint(self) -> None:
-        """The last checkpoint as the run's artifact (tensors and numbers only: weights_only loads it)."""
+    def upload_checkpoint(self, checkpoint: dict) -> None:
+        """The checkpoint as the run's artifact (tensors and numbers only: weights_only loads it)."""
         import torch
 
-        if self.checkpoint is not None:
-            path = Path(self.scratch.name) / Artifact.CHECKPOINT
-            torch.save(tensor_tree(self.checkpoint), path)
-            self.client.log_artifact(self.run_id, str(path))
+        path = Path(self.scratch.name) / Artifact.CHECKPOINT
+        torch.save(tensor_tree(checkpoint), path)
+        self.client.log_artifact(self.run_id, str(path))
+
+    def drop_checkpoint(self) -> None:
+        """A finished run needs no checkpoint (its model is logged): delete it where the artifact store can."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        try:
+            get_artifact_repository(self.client.get_run(self.run_id).info.artifact_uri).delete_artifacts(
+                Artifact.CHECKPOINT)
+        except Exception:  # a store that cannot delete keeps it; nothing else depends on its absence
+            pass
 
     def log_table(self, frame: pd.DataFrame, name: str) -> None:
         self.client.log_text(self.run_id, frame.to_csv(index=False), name)
@@ -195,6 +259,27 @@ class RunLogger:
             self.client.log_artifact(self.run_id, str(path))
 
     def finish(self, status: str = "FINISHED", error: str | None = None) -> None:
+        self.heartbeat.stop()
         if error:
             self.set_tags({Tag.ERROR: error[:5000]})
+        if status == "FINISHED":
+            self.drop_checkpoint()
         self.client.set_terminated(self.run_id, status=status)
+
+
+def reap(client: MlflowClient, now: int) -> list[tuple[str, str]]:
+    """End every lost run FAILED with the reason (it can then be resumed); returns (run id, reason) pairs."""
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    running = client.search_runs(experiments, "attributes.status = 'RUNNING'", max_results=50_000) \
+        if experiments else []
+    reaped = []
+    for run in running:
+        since = lost_since(run.info.status, run.data.tags, now)
+        if since is None:
+            continue
+        reason = (f"lost: no heartbeat since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(since / 1000))} "
+                  f"({(now - since) / 1000:.0f} s, more than {LOST_AFTER_BEATS} heartbeat intervals); reaped")
+        client.set_tag(run.info.run_id, Tag.ERROR, reason)
+        client.set_terminated(run.info.run_id, status="FAILED")
+        reaped.append((run.info.run_id, reason))
+    return reaped

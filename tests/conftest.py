@@ -84,7 +84,7 @@ def dashboard_store(session_store, mnist_dir):
 
 def stopped_runs(client, experiment: str) -> dict:
     """Real runs of 3 planned epochs that stop after the first (pruned) or second (killed, left running)."""
-    from experiments import run as run_module
+    from experiments.tracking import RunLogger
 
     ids = {"pruned": execute(small_config("softmax-regression", epochs=3, run_name="pruned"),
                              should_stop=lambda record: record.epoch == 1).run_id}
@@ -96,10 +96,11 @@ def stopped_runs(client, experiment: str) -> dict:
 
     for role, keep_running in (("killed", False), ("running", True)):
         with pytest.MonkeyPatch.context() as patch:
-            if keep_running:  # nothing ends the run: what a runner killed with SIGKILL leaves behind
-                patch.setattr(run_module, "stop", lambda logger, status, reason: None)
-            with pytest.raises(KeyboardInterrupt):
-                execute(small_config("softmax-regression", epochs=3, run_name=role), should_stop=interrupt_after_two)
+            if keep_running:  # nothing ends the run but its heartbeat stops: what SIGKILL leaves behind
+                patch.setattr(RunLogger, "finish", lambda self, *args, **kwargs: self.heartbeat.stop())
+            with pytest.raises(KeyboardInterrupt):  # an hour's heartbeat: RUNNING, not LOST, for the session
+                execute(small_config("softmax-regression", epochs=3, run_name=role, heartbeat=3600),
+                        should_stop=interrupt_after_two)
         ids[role] = client.search_runs([experiment], f"attributes.run_name = '{role}'")[0].info.run_id
     return ids
 

@@ -20,6 +20,10 @@ def status_message(run: RunRecord) -> None:
         st.warning("This run is deleted (it can still be restored with MLflow).")
     if run.status in ("FAILED", "KILLED"):
         st.error(f"This run ended {run.status}: {md(run.tags.get(Tag.ERROR, 'no reason recorded'))}")
+    elif run.status == "LOST":
+        st.error("This run is LOST: its runner stopped sending heartbeats (killed, out of memory, or its machine "
+                 "is gone). `python -m experiments reap` ends it FAILED; `python -m experiments train --resume "
+                 "RUN_ID` then continues it from its last epoch.")
     elif run.status == "RUNNING":
         st.info("This run is still training; what it has logged so far is shown.")
 

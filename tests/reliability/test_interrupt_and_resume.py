@@ -5,7 +5,7 @@ import time
 import torch
 
 from experiments.schema import Artifact, Metric, Tag
-from tests.helpers import cli_process
+from tests.helpers import cli_in_process, cli_process, open_app
 
 TRAIN = ["--model", "conv-conv", "--epochs", "4", "--batch-size", "64", "--train-size", "4000",
          "--test-size", "1000", "--val-split", "0.1", "--seed", "3", "--no-progress"]
@@ -71,3 +71,37 @@ def test_resume_of_unknown_or_finished_run_is_refused(store):
     _, err = again.communicate(timeout=120)
     assert again.returncode == 2 and f"--resume: run {run_id} is FINISHED" in err
     assert len(store.search_runs([store.get_experiment_by_name("cnn-experiments").experiment_id])) == 1
+
+
+def test_a_run_killed_with_sigkill_shows_lost_then_reap_fails_it_and_resume_finishes_it(store, capsys):
+    from dashboard.reader import fetch_runs
+
+    train = ["--model", "conv-conv", "--epochs", "3", "--batch-size", "64", "--train-size", "3000",
+             "--test-size", "500", "--val-split", "0.1", "--no-progress"]
+    process = cli_process("train", *train, "--heartbeat", "1", "--run-name", "lost")
+    deadline = time.time() + 240
+    while time.time() < deadline:  # SIGKILL once the first epoch is committed: no handler runs, nothing is tidied
+        run = only_run(store, "lost")
+        if run and any(f.path == Artifact.CHECKPOINT for f in store.list_artifacts(run.info.run_id)):
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    killed_at, run_id = time.time(), run.info.run_id
+    assert store.get_run(run_id).info.status == "RUNNING"
+    while fetch_runs(store).set_index("run_id").loc[run_id, "status"] != "LOST":
+        assert time.time() - killed_at < 3 * 1 + 2, "not LOST within three heartbeat intervals (and 2 s to read)"
+        time.sleep(0.2)
+    table = open_app().dataframe[0].value
+    assert table.loc[table["run_name"] == "lost", "status"].tolist() == ["LOST"]
+
+    reaped = cli_in_process(capsys, "reap")
+    assert reaped.returncode == 0 and f"run {run_id} FAILED, lost: no heartbeat since" in reaped.stdout
+    after = store.get_run(run_id)
+    assert after.info.status == "FAILED" and after.data.tags[Tag.ERROR].startswith("lost: no heartbeat")
+    resumed = cli_process("train", "--resume", run_id)
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    done = store.get_run(run_id)
+    assert done.info.status == "FINISHED" and Tag.ERROR not in done.data.tags
+    assert [step for step, _ in history(store, run_id, Metric.VAL_ACC)] == [1, 2, 3]
