@@ -20,7 +20,7 @@ from experiments.data import load_split
 from experiments.diagnosis import best_error_for, verdicts
 from experiments.schema import Metric, Param, Tag, Value
 from experiments.settings import SETTINGS
-from experiments.tracking import lost_since, now_ms, tracking_uri
+from experiments.tracking import StoreError, lost_since, now_ms, probe_server, store_problem, tracking_uri
 
 CACHE_SECONDS = 30  # runs change while training; pages that show running runs refresh sooner
 RUN_COLUMNS = ["run_id", "experiment", "run_name", "model", "dataset", "status", "start", "duration_s",
@@ -32,11 +32,10 @@ TRIAL_COLUMNS = ["run_id", "run_name", "trial", "state", "status", "best_val_acc
                  "params"]
 
 
-class StoreError(Exception):
-    """The tracking store cannot be read; the message says why."""
-
-
 def client_for(uri: str) -> MlflowClient:
+    """A client on the store; a server is probed first, so an unreachable one fails in seconds."""
+    if uri.startswith(("http://", "https://")):
+        probe_server(uri)
     return MlflowClient(uri)
 
 
@@ -127,7 +126,7 @@ def fetch_runs(client: MlflowClient) -> pd.DataFrame:
     try:
         experiments, runs = search_all_runs(client)
     except Exception as err:  # an unreachable, unreadable or foreign store: say so, never a traceback
-        raise StoreError(f"cannot read the tracking store at {client.tracking_uri}: {err}") from err
+        raise store_problem(client.tracking_uri, err) from err
     runs = [run for run in runs if run.data.tags.get(Tag.RUN_KIND) != Value.RUN_KIND_SWEEP]
     if not runs:
         return pd.DataFrame(columns=RUN_COLUMNS)
@@ -141,7 +140,7 @@ def search_tagged(client: MlflowClient, filter_string: str) -> list:
     try:
         return client.search_runs(experiments, filter_string, max_results=5000) if experiments else []
     except Exception as err:
-        raise StoreError(f"cannot read the tracking store at {client.tracking_uri}: {err}") from err
+        raise store_problem(client.tracking_uri, err) from err
 
 
 def fetch_sweeps(client: MlflowClient) -> pd.DataFrame:
@@ -215,7 +214,7 @@ def store_errors(fetch):
         except StoreError:
             raise
         except Exception as err:
-            raise StoreError(f"cannot read the tracking store at {uri}: {err}") from err
+            raise store_problem(uri, err) from err
     return guarded
 
 

@@ -10,7 +10,7 @@ from experiments.run import RunInterrupted, RunResult, execute, resume
 from experiments.schema import Metric, schema_markdown
 from experiments.settings import REQUIRED, SETTINGS, ConfigError, RunConfig, Setting
 from experiments.specs import SUITE_METHODS, Spec, spec_names, suite_configs
-from experiments.tracking import get_client, now_ms, reap, store_has_runs
+from experiments.tracking import StoreError, get_client, now_ms, reap, store_has_runs
 from experiments.train import Diverged
 
 
@@ -214,9 +214,17 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+STORE_COMMANDS = ("has-runs", "train", "suite", "sweep", "reap")
+
+
 def dispatch(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in STORE_COMMANDS and not getattr(args, "list", False):
+        try:
+            get_client()  # before any work: a store that cannot be used is one line and exit 2, within seconds
+        except StoreError as err:
+            parser.error(str(err))
     if args.command == "models":
         list_models()
         return 0

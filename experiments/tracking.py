@@ -12,7 +12,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,7 @@ from experiments.settings import ConfigError
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STORE = REPO_ROOT / "mlruns"
 MAX_PARAMS_PER_BATCH = 100  # MLflow's limit on params in one log_batch call
+STORE_TIMEOUT_SECONDS = float(os.environ.get("CNN_STORE_TIMEOUT_SECONDS", "5"))  # to answer a health check
 
 
 def tracking_uri() -> str:
@@ -62,12 +63,59 @@ def store_lock(uri: str):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def get_client() -> MlflowClient:
-    """A client on the store, its schema created or migrated under the store lock."""
-    uri = tracking_uri()
-    client = MlflowClient(uri)
-    with store_lock(uri):
-        client.search_experiments(max_results=1)  # the first store access creates or upgrades the schema
+class StoreError(ConfigError):
+    """The tracking store cannot be used: one line naming it (password masked), what is wrong and the fix."""
+
+
+def shown_uri(uri: str) -> str:
+    """The URI fit to print: any password in it masked."""
+    parts = urlsplit(uri)
+    if parts.password:
+        host = parts.netloc.rsplit("@", 1)[1]
+        return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    return uri
+
+
+def probe_server(uri: str, timeout: float = STORE_TIMEOUT_SECONDS) -> None:
+    """Fail within `timeout` seconds, in one line, when an HTTP tracking server does not answer its health
+    check: MLflow's own client retries with back-off for minutes before it gives up."""
+    import requests
+
+    try:
+        answer = requests.get(uri.rstrip("/") + "/health", timeout=timeout)
+    except requests.RequestException as err:
+        what = (f"no answer within {timeout:g} s" if isinstance(err, requests.Timeout) else
+                "connection refused or host unknown")
+        raise StoreError(f"cannot read the tracking store at {shown_uri(uri)}: {what} ({type(err).__name__}); "
+                         "check the host and port, or start the server (scripts/server)") from err
+    if answer.status_code != 200:
+        raise StoreError(f"cannot read the tracking store at {shown_uri(uri)}: its /health answered "
+                         f"HTTP {answer.status_code}")
+
+
+def store_problem(uri: str, err: Exception) -> StoreError:
+    """One line for a store MLflow could not open, with the fix where there is one."""
+    reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+    fix = ""
+    if "out-of-date database schema" in str(err):
+        fix = f"; upgrade it with `mlflow db upgrade {shown_uri(uri)}` (back it up first)"
+    elif "file is not a database" in reason:
+        fix = "; MLFLOW_TRACKING_URI must name an MLflow SQLite store (or leave it unset for mlruns/)"
+    return StoreError(f"cannot read the tracking store at {shown_uri(uri)}: {reason}{fix}")
+
+
+def get_client(uri: str | None = None) -> MlflowClient:
+    """A client on the store, checked first (a server must answer within seconds), its schema created or
+    migrated under the store lock; StoreError in one line when the store cannot be used."""
+    uri = uri or tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        probe_server(uri)
+    try:
+        with store_lock(uri):
+            client = MlflowClient(uri)  # an SQLite store's schema is read (and created) here
+            client.search_experiments(max_results=1)  # the first store access creates or upgrades the schema
+    except Exception as err:
+        raise store_problem(uri, err) from err
     return client
 
 

@@ -137,10 +137,15 @@ def test_empty_store_is_a_message_on_every_page(tmp_path, monkeypatch):
         assert "No runs in the tracking store" in texts(at)
 
 
-def test_unreachable_store_is_a_message(monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens on the discard port
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+@pytest.mark.parametrize("kind", ["unreachable server", "corrupt SQLite file"])
+def test_a_store_that_cannot_be_read_is_an_error_box_on_every_page(tmp_path, monkeypatch, kind):
+    """MLflow's own client would retry an unreachable server for minutes: the read layer probes it first."""
+    corrupt = tmp_path / "mlflow.db"
+    corrupt.write_text("not a database")
+    uri = "http://127.0.0.1:9" if kind == "unreachable server" else f"sqlite:///{corrupt}"  # 9: discard port
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     at = open_app()
-    assert not at.exception
-    assert "cannot read the tracking store at http://127.0.0.1:9" in texts(at)
+    for page in PAGES:
+        at = go(at, page)
+        assert not at.exception, page
+        assert f"cannot read the tracking store at {uri}" in " ".join(e.value for e in at.error), page

@@ -103,3 +103,19 @@ def test_every_recipe_overrides_only_known_settings_with_allowed_values():
     from experiments.settings import recipe_problems
 
     assert {name: recipe_problems(spec.recipe) for name, spec in MODELS.items()} == {name: [] for name in MODELS}
+
+
+@pytest.mark.parametrize("store_uri, message", [
+    ("sqlite:///{tmp}/mlflow.db", "file is not a database; MLFLOW_TRACKING_URI must name an MLflow SQLite store"),
+    ("http://someone:secret@127.0.0.1:9", "http://someone:***@127.0.0.1:9: connection refused or host unknown"),
+])
+def test_a_store_that_cannot_be_used_is_one_line_and_exit_2_before_any_work(tmp_path, monkeypatch, capsys,
+                                                                              store_uri, message):
+    (tmp_path / "mlflow.db").write_text("not a database, a user's notes\n")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store_uri.format(tmp=tmp_path))
+    for command in (["train", "--model", "tiny"], ["suite", "quick"], ["sweep", "smoke"], ["reap"]):
+        result = cli_in_process(capsys, *command)
+        assert result.returncode == 2, command
+        last = result.stderr.strip().splitlines()[-1]
+        assert "cannot read the tracking store at" in last and message in last and "secret" not in result.stderr
+    assert (tmp_path / "mlflow.db").read_text() == "not a database, a user's notes\n"  # left as it was

@@ -7,7 +7,7 @@ from mlflow.tracking import MlflowClient
 
 from dashboard.state import Key
 from experiments.run import execute
-from experiments.schema import Artifact, Metric, Param
+from experiments.schema import Artifact, Metric, Param, Tag
 from tests.helpers import open_app, small_config
 
 TIMINGS = {Metric.EPOCH_SECONDS, Metric.SAMPLES_PER_S, Metric.TOTAL_SECONDS}
@@ -26,7 +26,8 @@ def run_content(client: MlflowClient, run_id: str) -> dict:
     return {
         "status": run.info.status,
         "params": dict(run.data.params),
-        "tags": {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
+        "tags": {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.") and k != Tag.HEARTBEAT},
+        "heartbeat": Tag.HEARTBEAT in run.data.tags,  # a time stamp: present, not equal
         "metrics": {name: [(m.step, m.value) for m in client.get_metric_history(run_id, name)]
                     for name in sorted(run.data.metrics) if name not in TIMINGS},
         "timings": sorted(name for name in run.data.metrics if name in TIMINGS),
