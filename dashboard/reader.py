@@ -16,7 +16,7 @@ from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from experiments.data import load_split
+from experiments.data import images_sha256, load_split
 from experiments.diagnosis import best_error_for, verdicts
 from experiments.schema import Metric, Param, Tag, Value
 from experiments.settings import SETTINGS
@@ -177,12 +177,16 @@ def fetch_params(client: MlflowClient, run_ids: list[str]) -> pd.DataFrame:
 
 
 def fetch_artifact(client: MlflowClient, run_id: str, path: str):
-    """A run's JSON or CSV artifact parsed (dict or DataFrame), or None if it is missing or unreadable."""
+    """A run's JSON, CSV or npz artifact parsed (dict, DataFrame, or dict of arrays, never unpickled), or None if
+    it is missing or unreadable."""
     with tempfile.TemporaryDirectory() as tmp:
         try:
             local = Path(client.download_artifacts(run_id, path, tmp))
             if local.suffix == ".json":
                 return json.loads(local.read_text())
+            if local.suffix == ".npz":
+                with np.load(local, allow_pickle=False) as arrays:
+                    return dict(arrays)
             return pd.read_csv(local)
         except (MlflowException, OSError, ValueError):
             return None
@@ -264,12 +268,15 @@ def load_artifact(uri: str, run_id: str, path: str):
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def load_test_images(dataset: str, data_dir: str | None) -> np.ndarray | None:
-    """The dataset's test images (N, 28, 28), to show misclassified samples by index; None if unavailable."""
+def load_test_images(dataset: str, sha256: str | None) -> np.ndarray | None:
+    """This machine's copy of a dataset's test images (N, 28, 28), found by name in the verified cache (fetched
+    there as the runner does) and checked against the run's content hash; None if unavailable or different.
+    The trainer's own folder is never used: on a shared server it is another machine's path."""
     try:
-        return load_split(dataset, "test", Path(data_dir) if data_dir else None).images
-    except Exception:  # the data may live on another machine than the run
+        images = load_split(dataset, "test").images
+    except Exception:  # an unknown dataset, or a machine that cannot fetch it
         return None
+    return images if sha256 is None or images_sha256(images) == sha256 else None
 
 
 def current_uri() -> str:

@@ -229,6 +229,12 @@ class Splits:
     test: Subset
     class_names: tuple[str, ...]
     data_dir: Path
+    test_sha256: str  # of the whole test file's images: finds the same images on another machine
+
+
+def images_sha256(images: np.ndarray) -> str:
+    """SHA-256 of uint8 images as stored (C order): the same on every machine for the same file content."""
+    return hashlib.sha256(np.ascontiguousarray(images, dtype=np.uint8).tobytes()).hexdigest()
 
 
 def load_split(name: str, split: str, data_dir: Path | None = None) -> Subset:
@@ -257,6 +263,7 @@ def make_splits(name: str, *, data_dir: Path | None = None, val_split: float = 0
         raise ValueError("exactly one of val_split and val_from_test must be > 0")
     folder = Path(data_dir) if data_dir else ensure_dataset(name)
     train, test = load_split(name, "train", folder), load_split(name, "test", folder)
+    test_sha256 = images_sha256(test.images)
     for split, size, subset in (("train", train_size, train), ("test", test_size, test)):
         if size is not None and size > len(subset):
             raise ValueError(f"--{split}-size {size} is larger than the {len(subset)} {split} images")
@@ -265,7 +272,7 @@ def make_splits(name: str, *, data_dir: Path | None = None, val_split: float = 0
         train, val = stratified_carve(train, val_split, seed)
     else:
         test, val = stratified_carve(test, val_from_test, seed)
-    return Splits(train, val, test, dataset_spec(name).class_names, folder)
+    return Splits(train, val, test, dataset_spec(name).class_names, folder, test_sha256)
 
 
 INPUT_SCALINGS = ("unit", "centered")

@@ -73,6 +73,7 @@ class Prepared:
     model: object
     learner: object
     inputs: dict  # split name -> images in the learner's own type
+    own_data: bool  # read from the user's --data-dir, not the verified cache
 
 
 def prepare(config: RunConfig) -> Prepared:
@@ -90,7 +91,7 @@ def prepare(config: RunConfig) -> Prepared:
     inputs = {name: learner.to_inputs(scale_images(part.images, config.input_scaling, dtype))
               for name, part in (("train", splits.train), ("val", splits.val), ("test", splits.test))}
     return Prepared(spec, adapter, splits, device, best_error_for(config.dataset, config.best_error), model,
-                    learner, inputs)
+                    learner, inputs, own_data=config.data_dir is not None)
 
 
 def run_params(config: RunConfig, ready: Prepared) -> dict:
@@ -101,7 +102,7 @@ def run_params(config: RunConfig, ready: Prepared) -> dict:
     return {
         **settings, Param.STYLE: config.style or spec.styles[0], Param.FRAMEWORK: spec.kind,
         Param.DATA_DIR: splits.data_dir, Param.TRAIN_SIZE: len(splits.train), Param.VAL_SIZE: len(splits.val),
-        Param.TEST_SIZE: len(splits.test), Param.TRAIN_EVAL_SIZE: min(config.train_eval_size, len(splits.train)),
+        Param.TEST_SIZE: len(splits.test), Param.TEST_IMAGES_SHA256: splits.test_sha256, Param.TRAIN_EVAL_SIZE: min(config.train_eval_size, len(splits.train)),
         Param.BEST_ERROR: ready.best_error, Param.DEVICE: ready.device,
         **ready.adapter.resolved_params(config, ready.model, ready.device),
         Param.TORCH_VERSION: torch.__version__, Param.NUMPY_VERSION: np.__version__,
@@ -122,7 +123,7 @@ def test_artifacts(tested: Evaluation, test, class_names) -> dict:
     misclassified = pd.DataFrame({"index": test.index[wrong], "true": test.labels[wrong],
                                   "predicted": predicted[wrong], "confidence": confidence[wrong].round(5)})
     return {"confusion": {"class_names": list(class_names), "matrix": matrix.tolist()},
-            "per_class": per_class, "misclassified": misclassified}
+            "per_class": per_class, "misclassified": misclassified, "misclassified_images": test.images[wrong]}
 
 
 def execute(config: RunConfig, tags: dict | None = None, should_stop: Callable[[EpochRecord], bool] | None = None,
@@ -214,5 +215,7 @@ def log_results(logger: RunLogger, ready: Prepared, fitted: FitResult, tested: E
     logger.log_dict(artifacts["confusion"], Artifact.CONFUSION_TEST)
     logger.log_table(artifacts["per_class"], Artifact.PER_CLASS)
     logger.log_table(artifacts["misclassified"], Artifact.MISCLASSIFIED)
+    if ready.own_data:  # the user's own files: no other machine can find them, so keep their pictures
+        logger.log_npz({"images": artifacts["misclassified_images"]}, Artifact.MISCLASSIFIED_IMAGES)
     ready.adapter.log_weights(logger, ready.model)
     return final

@@ -63,6 +63,8 @@ class Param:
 
     FRAMEWORK = Name("framework", "the model's kind: pytorch or numpy (experiments.adapters)")
     VAL_SIZE = Name("val_size", "validation images")
+    TEST_IMAGES_SHA256 = Name("test_images_sha256", "SHA-256 of the whole test file's images: the dashboard finds the "
+                                                    "same images by dataset name and this hash on any machine")
     TORCH_VERSION = Name("torch_version", "PyTorch version")
     NUMPY_VERSION = Name("numpy_version", "numpy version")
     MLFLOW_VERSION = Name("mlflow_version", "MLflow version")
@@ -123,6 +125,9 @@ class Artifact:
     PER_CLASS = Name("per_class_accuracy.csv", "class, name, support, correct, accuracy on the test set")
     MISCLASSIFIED = Name("misclassified_test.csv",
                          "index (in the dataset's test file), true, predicted, confidence")
+    MISCLASSIFIED_IMAGES = Name("misclassified_test_images.npz",
+                                "runs on your own --data-dir only: `images`, uint8 (N, 28, 28), the images of "
+                                "misclassified_test.csv's rows in its order, so any machine can show them")
     MODEL = Name("model", "PyTorch model (mlflow.pytorch.log_model), best-val weights; MLflow 3 stores it as a "
                           "logged model linked to the run (run.outputs), beside the run's artifacts")
     NUMPY_WEIGHTS = Name("weights.npz", "numpy model weights, best-val")

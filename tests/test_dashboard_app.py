@@ -149,3 +149,29 @@ def test_a_store_that_cannot_be_read_is_an_error_box_on_every_page(tmp_path, mon
         at = go(at, page)
         assert not at.exception, page
         assert f"cannot read the tracking store at {uri}" in " ".join(e.value for e in at.error), page
+
+
+def test_the_gallery_shows_images_of_a_run_on_your_own_data_after_its_folder_is_gone(mnist_dir, tmp_path,
+                                                                                       monkeypatch):
+    """The trainer's folder is another machine's path on a shared server: such a run keeps its own thumbnails."""
+    import shutil
+
+    from mlflow.tracking import MlflowClient
+
+    from experiments.run import execute
+    from tests.helpers import small_config, sqlite_uri
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", sqlite_uri(tmp_path / "store"))
+    client = MlflowClient(sqlite_uri(tmp_path / "store"))
+    own = tmp_path / "my-mnist"
+    shutil.copytree(mnist_dir, own)
+    run_id = execute(small_config("softmax-regression", epochs=1, data_dir=str(own), run_name="own-data")).run_id
+    shutil.rmtree(own)
+    wrong = json.load(open(client.download_artifacts(run_id, "confusion_test.json", str(tmp_path))))["matrix"]
+    true, pred = max(((wrong[t][p], t, p) for t in range(10) for p in range(10) if t != p))[1:]
+    at = go(open_app(selection=[run_id]), "detail")
+    at.session_state[Key.GALLERY_CELL] = (true, pred)
+    at.run()
+    assert not at.exception
+    gallery = at.get("image")[0]
+    assert len(gallery.captions) == min(wrong[true][pred], 40) and not at.warning
