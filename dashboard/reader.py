@@ -5,6 +5,7 @@ each `load_*` wrapper caches it per tracking URI. Nothing here writes to the sto
 """
 import functools
 import json
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +33,21 @@ TRIAL_COLUMNS = ["run_id", "run_name", "trial", "state", "status", "best_val_acc
                  "params"]
 
 
-def client_for(uri: str) -> MlflowClient:
-    """A client on the store; a server is probed first, so an unreachable one fails in seconds."""
-    if uri.startswith(("http://", "https://")):
-        probe_server(uri)
-    return MlflowClient(uri)
+@dataclass(frozen=True)
+class Store:
+    """What the cached reads are keyed by: the store and who reads it (a server shows each user their own
+    experiments, so one user's cached answer must never serve another)."""
+
+    uri: str
+    user: str | None
+
+
+def client_for(store: Store) -> MlflowClient:
+    """A client on the store; a server is probed first (and the user's credentials checked), so an unreachable
+    one fails in seconds."""
+    if store.uri.startswith(("http://", "https://")):
+        probe_server(store.uri)
+    return MlflowClient(store.uri)
 
 
 def metric_frame(client: MlflowClient, run_ids: list[str], names: list[str]) -> pd.DataFrame:
@@ -212,13 +223,13 @@ def fetch_run(client: MlflowClient, run_id: str) -> RunRecord:
 def store_errors(fetch):
     """Any failure to read the store becomes a StoreError naming the store, which pages show in an error box."""
     @functools.wraps(fetch)
-    def guarded(uri: str, *args):
+    def guarded(store: Store, *args):
         try:
-            return fetch(uri, *args)
+            return fetch(store, *args)
         except StoreError:
             raise
         except Exception as err:
-            raise store_problem(uri, err) from err
+            raise store_problem(store.uri, err) from err
     return guarded
 
 
@@ -226,45 +237,45 @@ def store_errors(fetch):
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 @store_errors
-def load_runs(uri: str, tick: int = 0) -> pd.DataFrame:
+def load_runs(store: Store, tick: int = 0) -> pd.DataFrame:
     """All runs; a new `tick` forces a fresh read (live refresh while runs are training)."""
-    return fetch_runs(client_for(uri))
+    return fetch_runs(client_for(store))
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 @store_errors
-def load_metrics(uri: str, run_ids: tuple[str, ...], names: tuple[str, ...]) -> pd.DataFrame:
-    return metric_frame(client_for(uri), list(run_ids), list(names))
+def load_metrics(store: Store, run_ids: tuple[str, ...], names: tuple[str, ...]) -> pd.DataFrame:
+    return metric_frame(client_for(store), list(run_ids), list(names))
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 @store_errors
-def load_params(uri: str, run_ids: tuple[str, ...]) -> pd.DataFrame:
-    return fetch_params(client_for(uri), list(run_ids))
+def load_params(store: Store, run_ids: tuple[str, ...]) -> pd.DataFrame:
+    return fetch_params(client_for(store), list(run_ids))
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 @store_errors
-def load_run(uri: str, run_id: str) -> RunRecord:
-    return fetch_run(client_for(uri), run_id)
+def load_run(store: Store, run_id: str) -> RunRecord:
+    return fetch_run(client_for(store), run_id)
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 @store_errors
-def load_sweeps(uri: str) -> pd.DataFrame:
-    return fetch_sweeps(client_for(uri))
+def load_sweeps(store: Store) -> pd.DataFrame:
+    return fetch_sweeps(client_for(store))
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 @store_errors
-def load_sweep_trials(uri: str, parent_run_id: str) -> pd.DataFrame:
-    return fetch_sweep_trials(client_for(uri), parent_run_id)
+def load_sweep_trials(store: Store, parent_run_id: str) -> pd.DataFrame:
+    return fetch_sweep_trials(client_for(store), parent_run_id)
 
 
 @st.cache_data(show_spinner=False)
 @store_errors
-def load_artifact(uri: str, run_id: str, path: str):
-    return fetch_artifact(client_for(uri), run_id, path)
+def load_artifact(store: Store, run_id: str, path: str):
+    return fetch_artifact(client_for(store), run_id, path)
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -279,5 +290,5 @@ def load_test_images(dataset: str, sha256: str | None) -> np.ndarray | None:
     return images if sha256 is None or images_sha256(images) == sha256 else None
 
 
-def current_uri() -> str:
-    return tracking_uri()
+def current_store() -> Store:
+    return Store(tracking_uri(), os.environ.get("MLFLOW_TRACKING_USERNAME"))

@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--pg-port", type=int, default=5433,
                         help="PostgreSQL port (default 5433: 5432 is left to a system-wide PostgreSQL)")
     server.add_argument("--workers", type=int, default=4, help="MLflow server worker processes")
+    server.add_argument("--auth", action=argparse.BooleanOptionalAction, default=None,
+                        help="MLflow's basic-auth app: users and per-experiment permissions (default: on whenever "
+                             "--host is not loopback); admin's password from CNN_ADMIN_PASSWORD or generated")
     return parser
 
 
@@ -177,18 +180,27 @@ def server_command(args: argparse.Namespace) -> int:
     """Run PostgreSQL and the MLflow server until Ctrl-C; both stop together."""
     from pathlib import Path
 
-    from experiments.tracking_server import start_mlflow_server, start_postgres
+    from experiments.tracking_server import ADMIN_USER, Auth, admin_password, start_mlflow_server, start_postgres
 
     root = Path(args.dir).resolve()
+    loopback = args.host in ("127.0.0.1", "localhost", "::1")
     postgres = start_postgres(root / "postgres", args.pg_port, args.host)
     try:
+        auth, generated = None, False
+        if args.auth if args.auth is not None else not loopback:
+            password, generated = admin_password()
+            auth = Auth(postgres.url("mlflow_auth"), password)
         server = start_mlflow_server(postgres.url("mlflow"), root / "artifacts", args.port, args.host,
-                                     workers=args.workers, log_path=root / "mlflow-server.log")
+                                     workers=args.workers, log_path=root / "mlflow-server.log", auth=auth)
         try:
-            print(f"MLflow server on http://{args.host}:{args.port} (runs in {postgres.url('mlflow')}, "
-                  f"artifacts in {root / 'artifacts'}, log {root / 'mlflow-server.log'})\n"
+            print(f"MLflow server on http://{args.host}:{args.port} (artifacts in {root / 'artifacts'}, "
+                  f"log {root / 'mlflow-server.log'})\n"
                   f"  export MLFLOW_TRACKING_URI=http://{args.host}:{args.port}\n"
-                  f"  python -m experiments sweep SPEC --storage {postgres.url('optuna')}\n"
+                  + ("  export MLFLOW_TRACKING_USERNAME=... MLFLOW_TRACKING_PASSWORD=...   (users: docs/scaling.md)\n"
+                     if auth else "  (no authentication: anyone who reaches the port reads and writes every run)\n")
+                  + (f"  the {ADMIN_USER} user's password, shown once (it applies to a new auth database only): "
+                     f"{auth.admin_password}\n" if generated else "")
+                  + f"  python -m experiments sweep SPEC --storage {postgres.url('optuna')}\n"
                   "Ctrl-C stops both.", flush=True)
             server.wait()
         except KeyboardInterrupt:

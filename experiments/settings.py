@@ -146,7 +146,7 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
             param_doc="fp32, or bf16 autocast (weights and optimizer in fp32), as resolved on the device"),
     Setting("channels_last", bool, False, "store images and conv weights NHWC", kind="pytorch"),
     Setting("flush_denormal", bool, True, "on CPU, flush denormal floats (below 1.2e-38 in fp32) to zero, "
-            "which keeps epochs from slowing down as training goes on", kind="pytorch"),
+            "where CPU kernels slow down on them as weights and gradients shrink", kind="pytorch"),
     Setting("dropout", float, None, "one rate for every dropout layer (default: the model's own)", optional=True,
             check=fraction, expected="a rate in [0, 1)", kind="pytorch",
             param_doc="rates of the model's dropout layers, comma-separated, or 'none'"),

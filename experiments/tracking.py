@@ -91,6 +91,21 @@ def probe_server(uri: str, timeout: float = STORE_TIMEOUT_SECONDS) -> None:
     if answer.status_code != 200:
         raise StoreError(f"cannot read the tracking store at {shown_uri(uri)}: its /health answered "
                          f"HTTP {answer.status_code}")
+    check_credentials(uri, timeout)
+
+
+def check_credentials(uri: str, timeout: float) -> None:
+    """One line, without a traceback, when a server behind MLflow's auth app refuses our (missing or wrong)
+    MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD."""
+    import requests
+
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    answer = requests.post(uri.rstrip("/") + "/api/2.0/mlflow/experiments/search", json={"max_results": 1},
+                           auth=(user, password) if user else None, timeout=timeout)
+    if answer.status_code == 401:
+        what = ("refused the user name and password in MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD"
+                if user else "needs a user: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
+        raise StoreError(f"cannot read the tracking store at {shown_uri(uri)}: the server {what}")
 
 
 def store_problem(uri: str, err: Exception) -> StoreError:

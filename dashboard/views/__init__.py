@@ -12,7 +12,7 @@ from dashboard.widgets import LIVE_SECONDS, selection_ui
 def read(load, *args):
     """One read through the cached layer; if the store cannot be read, the page shows why and stops."""
     try:
-        return load(reader.current_uri(), *args)
+        return load(reader.current_store(), *args)
     except reader.StoreError as err:
         st.error(str(err))
         st.stop()
@@ -25,7 +25,7 @@ def runs_or_message() -> tuple[pd.DataFrame | None, list[str]]:
     st.session_state[Key.LIVE] = bool((runs["status"] == "RUNNING").any())
     selection = selection_ui(runs)
     if runs.empty:
-        st.info(f"No runs in the tracking store ({reader.current_uri()}) yet. Train some with "
+        st.info(f"No runs in the tracking store ({reader.current_store().uri}) yet. Train some with "
                 "`.venv/bin/python -m experiments suite quick`.")
         return None, []
     return runs, selection

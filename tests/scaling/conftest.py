@@ -20,6 +20,7 @@ def postgres():
     yield server
     server.stop()
     shutil.rmtree(data_dir, ignore_errors=True)
+    data_dir.with_name(data_dir.name + ".password").unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")
