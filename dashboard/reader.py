@@ -9,6 +9,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,8 @@ from experiments.data import images_sha256, load_split
 from experiments.diagnosis import best_error_for, verdicts
 from experiments.schema import Metric, Param, Tag, Value
 from experiments.settings import SETTINGS
-from experiments.tracking import StoreError, lost_since, now_ms, probe_server, store_problem, tracking_uri
+from experiments.tracking import (StoreError, artifact_root, lost_since, now_ms, probe_server, store_problem,
+                                  tracking_uri)
 
 CACHE_SECONDS = 30  # runs change while training; pages that show running runs refresh sooner
 RUN_COLUMNS = ["run_id", "experiment", "run_name", "model", "dataset", "status", "start", "duration_s",
@@ -187,20 +189,70 @@ def fetch_params(client: MlflowClient, run_ids: list[str]) -> pd.DataFrame:
     return pd.DataFrame({run_id: client.get_run(run_id).data.params for run_id in run_ids}).T
 
 
-def fetch_artifact(client: MlflowClient, run_id: str, path: str):
-    """A run's JSON, CSV or npz artifact parsed (dict, DataFrame, or dict of arrays, never unpickled), or None if
-    it is missing or unreadable."""
+@dataclass(frozen=True)
+class ArtifactRead:
+    """A run's artifact as read: its parsed value (None when the run has none), or what makes it unreadable."""
+
+    value: object = None
+    problem: str | None = None
+
+
+def parse_artifact(local: Path):
+    """A downloaded JSON, CSV or npz artifact: dict, DataFrame, or dict of arrays (never unpickled)."""
+    if local.suffix == ".json":
+        return json.loads(local.read_text())
+    if local.suffix == ".npz":
+        with np.load(local, allow_pickle=False) as arrays:
+            return dict(arrays)
+    return pd.read_csv(local)
+
+
+def moved_location(recorded: Path, tracking: str) -> Path | None:
+    """Where a moved embedded store keeps a run's artifacts now: the same experiment/run folders under the
+    artifacts folder beside its database (the runners' layout), if that exists."""
+    root = artifact_root(tracking)
+    if root is None:
+        return None
+    candidate = Path(unquote(urlsplit(root).path)).joinpath(*recorded.parts[-3:])
+    return candidate if candidate.is_dir() else None
+
+
+def artifact_folder(client: MlflowClient, run_id: str) -> tuple[Path | None, str | None]:
+    """The local folder of a run's artifacts (None: read them through MLflow's client), and what to tell the
+    user when the location recorded in the store no longer exists (a copied or moved mlruns/)."""
+    recorded = client.get_run(run_id).info.artifact_uri
+    if not recorded.startswith(("file:", "/")):
+        return None, None
+    folder = Path(unquote(urlsplit(recorded).path))
+    if folder.exists():
+        return folder, None
+    found = moved_location(folder, client.tracking_uri)
+    if found is None:
+        return folder, (f"This run's artifacts were recorded at {folder}, which no longer exists: the store was "
+                        "moved or its artifacts folder deleted. Move it back, or keep the artifacts folder beside "
+                        "mlflow.db where the runners put it.")
+    return found, (f"This run's artifacts were recorded at {folder}, which no longer exists (the store was "
+                   f"moved); they are read from {found}.")
+
+
+def fetch_artifact(client: MlflowClient, run_id: str, path: str) -> ArtifactRead:
+    """A run's artifact: no value when it was not logged (or its folder is gone, see artifact_folder), a
+    problem naming the file when it is there but corrupt."""
+    folder, _ = artifact_folder(client, run_id)
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            local = Path(client.download_artifacts(run_id, path, tmp))
-            if local.suffix == ".json":
-                return json.loads(local.read_text())
-            if local.suffix == ".npz":
-                with np.load(local, allow_pickle=False) as arrays:
-                    return dict(arrays)
-            return pd.read_csv(local)
-        except (MlflowException, OSError, ValueError):
-            return None
+            local = folder / path if folder is not None else Path(client.download_artifacts(run_id, path, tmp))
+            return ArtifactRead(parse_artifact(local)) if local.exists() else ArtifactRead()
+        except MlflowException:
+            return ArtifactRead()  # not logged (yet)
+        except (OSError, ValueError, KeyError, UnicodeDecodeError) as err:  # present but not as it was logged
+            detail = str(err).splitlines()[0][:200] if str(err) else "no detail"
+            return ArtifactRead(problem=f"{path} of this run is corrupt or unreadable ({type(err).__name__}: "
+                                        f"{detail}).")
+
+
+def fetch_location_note(client: MlflowClient, run_id: str) -> str | None:
+    return artifact_folder(client, run_id)[1]
 
 
 @dataclass(frozen=True)
@@ -272,9 +324,15 @@ def load_sweep_trials(store: Store, parent_run_id: str) -> pd.DataFrame:
     return fetch_sweep_trials(client_for(store), parent_run_id)
 
 
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+@store_errors
+def load_location_note(store: Store, run_id: str) -> str | None:
+    return fetch_location_note(client_for(store), run_id)
+
+
 @st.cache_data(show_spinner=False)
 @store_errors
-def load_artifact(store: Store, run_id: str, path: str):
+def load_artifact(store: Store, run_id: str, path: str) -> ArtifactRead:
     return fetch_artifact(client_for(store), run_id, path)
 
 

@@ -18,6 +18,21 @@ def read(load, *args):
         st.stop()
 
 
+def artifact(run_id: str, path: str):
+    """A run's parsed artifact, or None; a corrupt file is named on the page."""
+    got = read(reader.load_artifact, run_id, path)
+    if got.problem:
+        st.warning(got.problem)
+    return got.value
+
+
+def artifact_location_note(run_id: str) -> None:
+    """Say once, at the top of a page, when the run's artifacts are not where the store recorded them."""
+    note = read(reader.load_location_note, run_id)
+    if note:
+        st.warning(note)
+
+
 def runs_or_message() -> tuple[pd.DataFrame | None, list[str]]:
     """All runs and the current selection (drawn in the sidebar), or None after showing why there is nothing."""
     tick = int(time.time() // LIVE_SECONDS) if st.session_state.get(Key.LIVE) else 0  # fresh reads while live

@@ -7,7 +7,7 @@ from dashboard import figures, reader, state
 from dashboard.analysis import off_diagonal_cells, run_labels, wide_history
 from dashboard.reader import RunRecord
 from dashboard.state import Key
-from dashboard.views import read, runs_or_message
+from dashboard.views import artifact, artifact_location_note, read, runs_or_message
 from dashboard.widgets import confusion_source_ui, md, run_picker_ui
 from experiments.schema import Artifact, Metric, Param, Tag
 
@@ -48,7 +48,7 @@ def gallery_ui(run_id: str, run: RunRecord, class_names: list[str]) -> None:
         return
     true, pred = cell
     st.subheader(f"Test images of true {md(class_names[true])}, predicted {md(class_names[pred])}")
-    wrong = read(reader.load_artifact, run_id, Artifact.MISCLASSIFIED)
+    wrong = artifact(run_id, Artifact.MISCLASSIFIED)
     if wrong is None:
         st.warning(f"This run has no {Artifact.MISCLASSIFIED} artifact.")
         return
@@ -71,7 +71,7 @@ def gallery_ui(run_id: str, run: RunRecord, class_names: list[str]) -> None:
 def cell_images(run_id: str, run: RunRecord, cell_rows: pd.DataFrame) -> list | None:
     """The pictures of misclassified rows: from the run's own thumbnails (runs on a user's --data-dir), else from
     this machine's copy of the dataset, found by name and content hash; None if neither has them."""
-    kept = read(reader.load_artifact, run_id, Artifact.MISCLASSIFIED_IMAGES)
+    kept = artifact(run_id, Artifact.MISCLASSIFIED_IMAGES)
     if kept is not None:
         return [kept["images"][row] for row in cell_rows.index]
     images = reader.load_test_images(run.params.get(Param.DATASET, "mnist"), run.params.get(Param.TEST_IMAGES_SHA256))
@@ -79,8 +79,8 @@ def cell_images(run_id: str, run: RunRecord, cell_rows: pd.DataFrame) -> list | 
 
 
 def confusion_section(run_id: str, run: RunRecord) -> list[str] | None:
-    test = read(reader.load_artifact, run_id, Artifact.CONFUSION_TEST)
-    per_epoch = read(reader.load_artifact, run_id, Artifact.CONFUSION_VAL_EPOCHS)
+    test = artifact(run_id, Artifact.CONFUSION_TEST)
+    per_epoch = artifact(run_id, Artifact.CONFUSION_VAL_EPOCHS)
     if test is None and per_epoch is None:
         st.info("This run has no confusion matrix artifacts (yet).")
         return None
@@ -109,7 +109,7 @@ def difference_section(runs: pd.DataFrame, run_id: str, selection: list[str]) ->
         return
     st.subheader("Difference with another run")
     other = st.selectbox("Compare with", others, format_func=run_labels(runs, others).get, key=Key.DIFF_RUN)
-    a, b = (read(reader.load_artifact, r, Artifact.CONFUSION_TEST) for r in (run_id, other))
+    a, b = (artifact(r, Artifact.CONFUSION_TEST) for r in (run_id, other))
     if a is None or b is None:
         st.info("Both runs need a test confusion matrix.")
         return
@@ -119,11 +119,11 @@ def difference_section(runs: pd.DataFrame, run_id: str, selection: list[str]) ->
 
 
 def tables_section(run_id: str, run: RunRecord) -> None:
-    per_class = read(reader.load_artifact, run_id, Artifact.PER_CLASS)
+    per_class = artifact(run_id, Artifact.PER_CLASS)
     if per_class is not None:
         st.subheader("Per-class test accuracy")
         st.plotly_chart(figures.per_class_accuracy(per_class), key=Key.PER_CLASS_CHART)
-    layers = read(reader.load_artifact, run_id, Artifact.LAYERS)
+    layers = artifact(run_id, Artifact.LAYERS)
     st.subheader("Layers")
     if layers is None:
         st.info(f"This run has no {Artifact.LAYERS} artifact.")
@@ -148,6 +148,7 @@ def page() -> None:
     run_id = run_picker_ui(runs, selection, "Run", key=Key.DETAIL_RUN)
     run = read(reader.load_run, run_id)
     status_message(run)
+    artifact_location_note(run_id)
     history = wide_history(read(reader.load_metrics, (run_id,), tuple(map(str, Metric.PER_EPOCH))), run_id)
     if history.empty:
         st.info("This run has no metrics yet.")

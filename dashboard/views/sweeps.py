@@ -6,7 +6,7 @@ import streamlit as st
 from dashboard import figures, reader, state
 from dashboard.analysis import best_trial_position, param_importances, trial_table
 from dashboard.state import Key
-from dashboard.views import read, runs_or_message
+from dashboard.views import artifact, read, runs_or_message
 from dashboard.widgets import md, sweep_picker_ui, trial_picker_ui
 from experiments.schema import Artifact, Value
 TRIAL_COLUMN_CONFIG = {
@@ -78,7 +78,7 @@ def page() -> None:
         figure = figures.parallel_coordinates(measured[searched], measured["best_val_acc"].values, "best val acc",
                                               best_trial_position(measured))
         st.plotly_chart(figure, key=Key.SWEEP_PARALLEL_CHART)
-    spec = read(reader.load_artifact, sweep["run_id"], Artifact.SWEEP_SPEC)
+    spec = artifact(sweep["run_id"], Artifact.SWEEP_SPEC)
     importances = param_importances(trials, spec["distributions"]) if spec else {}
     st.subheader("Parameter importances")
     if importances:

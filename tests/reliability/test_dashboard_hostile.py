@@ -63,3 +63,36 @@ def test_no_html_from_run_data_runs_in_the_browser(hostile_store, page):
             assert page.locator('img[src="x"]').count() == 0
             assert page.locator('a[href^="javascript"]').count() == 0
             assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_a_moved_store_a_deleted_artifacts_folder_and_a_corrupt_artifact_are_each_named(mnist_dir, tmp_path,
+                                                                                         monkeypatch):
+    """The database keeps absolute artifact locations: a copied or moved mlruns/ must not show artifacts as
+    silently missing, and a corrupt file is not 'no artifact (yet)'."""
+    import shutil
+
+    import streamlit as st
+
+    def detail_page(folder):
+        st.cache_data.clear()
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
+        at = go(open_app(selection=[run_id]), "detail")
+        assert not at.exception
+        return at, " ".join(w.value for w in at.warning)
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'here' / 'mlflow.db'}")
+    run_id = execute(RunConfig.from_recipe("softmax-regression", epochs=1, train_size=500, test_size=200,
+                                           val_split=0.2, progress=False)).run_id
+    shutil.move(tmp_path / "here", tmp_path / "there")
+    at, warned = detail_page(tmp_path / "there")
+    assert f"recorded at {tmp_path / 'here'}" in warned and f"they are read from {tmp_path / 'there'}" in warned
+    assert at.get("plotly_chart"), "the confusion matrix, read from where the store is now"
+
+    confusion = next((tmp_path / "there" / "artifacts").rglob("confusion_test.json"))
+    confusion.write_text('{"class_names": [0, 1], "matr')
+    at, warned = detail_page(tmp_path / "there")
+    assert "confusion_test.json of this run is corrupt or unreadable (JSONDecodeError" in warned
+
+    shutil.rmtree(tmp_path / "there" / "artifacts")
+    at, warned = detail_page(tmp_path / "there")
+    assert "which no longer exists: the store was moved or its artifacts folder deleted" in warned
