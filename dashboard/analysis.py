@@ -30,11 +30,6 @@ def run_labels(runs: pd.DataFrame, run_ids) -> dict[str, str]:
     return {run_id: f"{names.get(run_id, '?')} ({run_id[:8]})" for run_id in run_ids}
 
 
-def wide_history(metrics: pd.DataFrame, run_id: str) -> pd.DataFrame:
-    """One run's per-epoch metrics: index epoch, one column per metric."""
-    return history_of(metrics, run_id)
-
-
 def differing_params(params: pd.DataFrame) -> pd.DataFrame:
     """Only the params whose values are not the same for every run (index run, one column per param)."""
     varying = [c for c in params.columns if params[c].astype(str).nunique(dropna=False) > 1]
@@ -45,7 +40,7 @@ def final_and_best(runs: pd.DataFrame, metrics: pd.DataFrame, run_ids) -> pd.Dat
     """Side by side per run: final and best validation accuracy, test accuracy, gap, params, s/epoch."""
     rows = []
     for run_id in run_ids:
-        history = wide_history(metrics, run_id)
+        history = history_of(metrics, run_id)
         row = runs.set_index("run_id").loc[run_id]
         last = history.iloc[-1] if len(history) else pd.Series(dtype=float)
         rows.append({
@@ -83,7 +78,7 @@ def series_points(runs: pd.DataFrame, metrics: pd.DataFrame, setting: str) -> pd
     values = runs.set_index("run_id")["config"]
     rows = []
     for run_id in metrics["run_id"].unique():
-        history = wide_history(metrics, run_id).dropna(subset=[Metric.TRAIN_ACC, Metric.VAL_ACC])
+        history = history_of(metrics, run_id).dropna(subset=[Metric.TRAIN_ACC, Metric.VAL_ACC])
         if history.empty:
             continue
         last = history.iloc[-1]

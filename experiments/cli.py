@@ -21,7 +21,8 @@ def list_models() -> None:
     for name, spec in MODELS.items():
         adapter = adapter_for(spec.kind)
         config = RunConfig.from_recipe(name)
-        params = adapter.size_figures(adapter.build(spec, config, "cpu")[0])[Metric.PARAMS_TOTAL]
+        model = adapter.build(spec, config, "cpu")[0]
+        params = adapter.size_figures(model, adapter.layer_table(model))[Metric.PARAMS_TOTAL]
         overrides = ", ".join(f"{k}={v}" for k, v in spec.recipe.items()) or "the defaults (train --help)"
         print(f"{name:<20} {params:>10,} params  styles: {', '.join(spec.styles)}")
         print(f"{'':<20} {spec.description}")

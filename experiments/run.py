@@ -102,7 +102,8 @@ def run_params(config: RunConfig, ready: Prepared) -> dict:
     return {
         **settings, Param.STYLE: config.style or spec.styles[0], Param.FRAMEWORK: spec.kind,
         Param.DATA_DIR: splits.data_dir, Param.TRAIN_SIZE: len(splits.train), Param.VAL_SIZE: len(splits.val),
-        Param.TEST_SIZE: len(splits.test), Param.TEST_IMAGES_SHA256: splits.test_sha256, Param.TRAIN_EVAL_SIZE: min(config.train_eval_size, len(splits.train)),
+        Param.TEST_SIZE: len(splits.test), Param.TEST_IMAGES_SHA256: splits.test_sha256,
+        Param.TRAIN_EVAL_SIZE: min(config.train_eval_size, len(splits.train)),
         Param.BEST_ERROR: ready.best_error, Param.DEVICE: ready.device,
         **ready.adapter.resolved_params(config, ready.model, ready.device),
         Param.TORCH_VERSION: torch.__version__, Param.NUMPY_VERSION: np.__version__,
@@ -155,7 +156,7 @@ def resume(run_id: str, progress: bool = True) -> tuple[RunConfig, RunResult]:
     if run.info.status not in ("KILLED", "FAILED"):
         raise ConfigError(f"--resume: run {run_id} is {run.info.status}; only KILLED or FAILED runs can resume")
     if not any(f.path == Artifact.CHECKPOINT for f in client.list_artifacts(run_id)):
-        raise ConfigError(f"--resume: run {run_id} has no {Artifact.CHECKPOINT} (it stopped before its first epoch's was written)")
+        raise ConfigError(f"--resume: run {run_id} has no {Artifact.CHECKPOINT} (it stopped before its first checkpoint was written)")
     with tempfile.TemporaryDirectory() as tmp:
         stored = json.loads(Path(client.download_artifacts(run_id, Artifact.CONFIG, tmp)).read_text())
     config = replace(RunConfig.from_dict(stored, f"--resume: run {run_id}'s {Artifact.CONFIG}"), progress=progress)
@@ -204,14 +205,15 @@ def train_and_log(config: RunConfig, ready: Prepared, logger: RunLogger, resume_
 def log_results(logger: RunLogger, ready: Prepared, fitted: FitResult, tested: Evaluation) -> dict:
     """Final metrics, the verdict (best epoch, diagnosis) of the whole history, and the artifacts."""
     judged = verdict(fitted.history, ready.best_error)
+    layers = ready.adapter.layer_table(ready.model)
     final = {Metric.TEST_LOSS: tested.loss, Metric.TEST_ACC: tested.acc, Metric.BEST_EPOCH: judged.best_epoch,
              Metric.BEST_VAL_ACC: judged.best_val_acc, Metric.EPOCHS_TRAINED: judged.epochs_trained,
-             **ready.adapter.size_figures(ready.model)}
+             **ready.adapter.size_figures(ready.model, layers)}
     logger.log_metrics(final, step=fitted.epochs_trained)
     logger.set_tags({Tag.DIAGNOSIS: judged.diagnosis,
                      Tag.DIAGNOSIS_RULE: f"last trained epoch ({judged.epochs_trained}): {judged.rule}"})
     artifacts = test_artifacts(tested, ready.splits.test, ready.splits.class_names)
-    logger.log_table(ready.adapter.layer_table(ready.model), Artifact.LAYERS)
+    logger.log_table(layers, Artifact.LAYERS)
     logger.log_dict(artifacts["confusion"], Artifact.CONFUSION_TEST)
     logger.log_table(artifacts["per_class"], Artifact.PER_CLASS)
     logger.log_table(artifacts["misclassified"], Artifact.MISCLASSIFIED)

@@ -108,9 +108,10 @@ class Spec:
             refuse_unknown(keys, f"spec {self.name!r}", SWEEPABLE)
         except ConfigError as err:
             raise SpecError(str(err)) from err
-        if any("model" not in point for point in self.points_or_sample()):
+        points = self.points_or_sample()
+        if any("model" not in point for point in points):
             raise self.fail("model: give it in fixed, space or every run")
-        for index, point in enumerate(self.points_or_sample()):
+        for index, point in enumerate(points):
             self.check(self.config(point, index))
 
     def points_or_sample(self) -> list[dict]:
@@ -168,10 +169,14 @@ class Spec:
 
 
 def spec_names(methods: tuple[str, ...] = METHODS) -> list[str]:
-    """The names of the specs in specs/ whose method is one of `methods`."""
+    """The names of the specs in specs/ whose method is one of `methods` (a file that is not valid TOML is left
+    out here, and refused with one line when it is loaded)."""
     names = []
     for path in sorted(SPEC_DIR.glob("*.toml")):
-        method = tomllib.loads(path.read_text()).get("method")
+        try:
+            method = tomllib.loads(path.read_text()).get("method")
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+            continue
         if method in methods:
             names.append(path.stem)
     return names

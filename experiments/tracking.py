@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 
 from experiments import interrupts
 from experiments.schema import Artifact, Metric, Tag
-from experiments.settings import ConfigError
+from experiments.settings import SETTINGS, ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STORE = REPO_ROOT / "mlruns"
@@ -182,7 +182,8 @@ def lost_since(status: str, tags: dict, now: int) -> int | None:
     if status != "RUNNING" or Tag.HEARTBEAT not in tags:
         return None
     try:
-        last, interval = int(tags[Tag.HEARTBEAT]), float(tags.get(Tag.HEARTBEAT_SECONDS, 30))
+        last = int(tags[Tag.HEARTBEAT])
+        interval = float(tags.get(Tag.HEARTBEAT_SECONDS, SETTINGS["heartbeat"].default))
     except ValueError:
         return None
     return last if now - last > LOST_AFTER_BEATS * interval * 1000 else None
@@ -235,7 +236,8 @@ class RunLogger:
 
     @classmethod
     def start(cls, experiment: str, run_name: str, params: dict, tags: dict, config: dict,
-              class_names: tuple[str, ...], heartbeat_seconds: float = 30) -> "RunLogger":
+              class_names: tuple[str, ...],
+              heartbeat_seconds: float = SETTINGS["heartbeat"].default) -> "RunLogger":
         client = get_client()
         run = client.create_run(experiment_id(client, experiment), run_name=run_name,
                                 tags={k: str(v) for k, v in tags.items()})
@@ -249,7 +251,7 @@ class RunLogger:
 
     @classmethod
     def reopen(cls, run_id: str, class_names: tuple[str, ...],
-               heartbeat_seconds: float = 30) -> tuple["RunLogger", dict]:
+               heartbeat_seconds: float = SETTINGS["heartbeat"].default) -> tuple["RunLogger", dict]:
         """A stopped run set RUNNING again, with its last checkpoint (read with weights_only=True)."""
         import torch
 

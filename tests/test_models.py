@@ -35,7 +35,8 @@ def test_sequential_conv_conv_has_relu_after_dense_128():
 
 def test_layer_table_totals_match_parameter_count():
     model, adapter = MODELS["two-block"].build(), adapter_for("pytorch")
-    table, sizes = adapter.layer_table(model), adapter.size_figures(model)
+    table = adapter.layer_table(model)
+    sizes = adapter.size_figures(model, table)
     assert table["params"].sum() == sizes[Metric.PARAMS_TOTAL] == 431_242
     assert table.iloc[0].to_dict() == {"layer": "0", "type": "Conv2d", "output_shape": "32x26x26",
                                        "activations": 32 * 26 * 26, "params": 320}

@@ -4,11 +4,12 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import figures, reader, state
-from dashboard.analysis import off_diagonal_cells, run_labels, wide_history
+from dashboard.analysis import off_diagonal_cells, run_labels
 from dashboard.reader import RunRecord
 from dashboard.state import Key
 from dashboard.views import artifact, artifact_location_note, read, runs_or_message
 from dashboard.widgets import confusion_source_ui, md, run_picker_ui
+from experiments.diagnosis import history_of
 from experiments.schema import Artifact, Metric, Param, Tag
 
 GALLERY_LIMIT = 40
@@ -149,7 +150,7 @@ def page() -> None:
     run = read(reader.load_run, run_id)
     status_message(run)
     artifact_location_note(run_id)
-    history = wide_history(read(reader.load_metrics, (run_id,), tuple(map(str, Metric.PER_EPOCH))), run_id)
+    history = history_of(read(reader.load_metrics, (run_id,), tuple(map(str, Metric.PER_EPOCH))), run_id)
     if history.empty:
         st.info("This run has no metrics yet.")
     else:

@@ -2,11 +2,11 @@
 import streamlit as st
 
 from dashboard import figures, reader
-from dashboard.analysis import series_over, series_points, wide_history, with_bias_variance
+from dashboard.analysis import series_over, series_points, with_bias_variance
 from dashboard.state import Key
 from dashboard.views import read, runs_or_message
 from dashboard.widgets import md, run_picker_ui
-from experiments.diagnosis import ADVICE, DIVERGED, Verdict, verdict
+from experiments.diagnosis import ADVICE, DIVERGED, Verdict, history_of, verdict
 from experiments.schema import Metric, Param
 
 HISTORY = tuple(map(str, (Metric.TRAIN_ACC, Metric.VAL_ACC, Metric.BIAS, Metric.VARIANCE, Metric.AVOIDABLE_BIAS)))
@@ -26,7 +26,7 @@ def diagnosis_ui(judged: Verdict) -> None:
 
 def run_section(run_id: str, row) -> None:
     """One run's verdict and curves; `row` is its line of the runs table."""
-    history = wide_history(read(reader.load_metrics, (run_id,), HISTORY), run_id)
+    history = history_of(read(reader.load_metrics, (run_id,), HISTORY), run_id)
     judged = verdict(history, row["best_error"], row["diverged"])
     if row["diverged"]:
         st.error(f"{md(row['run_name'])} diverged (its loss became NaN, infinite or exploded): {ADVICE[DIVERGED]}.")

@@ -32,8 +32,8 @@ class ModelAdapter(Protocol):
 
     def layer_table(self, model) -> pd.DataFrame: ...
 
-    def size_figures(self, model) -> dict:
-        """params_total, params_trainable, model_bytes and activation_bytes_per_image."""
+    def size_figures(self, model, table: pd.DataFrame) -> dict:
+        """params_total, params_trainable, model_bytes and activation_bytes_per_image (from the layer table)."""
 
     def log_weights(self, logger, model) -> None: ...
 

@@ -65,12 +65,12 @@ class NumpyAdapter:
     def layer_table(self, model) -> pd.DataFrame:
         return pd.DataFrame(model.layer_rows(), columns=LAYER_COLUMNS)
 
-    def size_figures(self, model) -> dict:
+    def size_figures(self, model, table: pd.DataFrame) -> dict:
         weights = list(model.parameter_arrays().values())  # every array is trainable
         total = int(sum(a.size for a in weights))
         return {Metric.PARAMS_TOTAL: total, Metric.PARAMS_TRAINABLE: total,
                 Metric.MODEL_BYTES: int(sum(a.nbytes for a in weights)),
-                Metric.ACTIVATION_BYTES: int(self.layer_table(model)["activations"].sum() * weights[0].itemsize)}
+                Metric.ACTIVATION_BYTES: int(table["activations"].sum() * weights[0].itemsize)}
 
     def log_weights(self, logger, model) -> None:
         logger.log_npz(model.parameter_arrays(), Artifact.NUMPY_WEIGHTS)

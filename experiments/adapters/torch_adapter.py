@@ -128,13 +128,13 @@ class TorchAdapter:
                 for layer in info.summary_list if layer.is_leaf_layer]
         return pd.DataFrame(rows, columns=LAYER_COLUMNS)
 
-    def size_figures(self, model) -> dict:
+    def size_figures(self, model, table: pd.DataFrame) -> dict:
         tensors = [*model.parameters(), *model.buffers()]
         return {
             Metric.PARAMS_TOTAL: sum(p.numel() for p in model.parameters()),
             Metric.PARAMS_TRAINABLE: sum(p.numel() for p in model.parameters() if p.requires_grad),
             Metric.MODEL_BYTES: sum(t.numel() * t.element_size() for t in tensors),
-            Metric.ACTIVATION_BYTES: int(self.layer_table(model)["activations"].sum() * tensors[0].element_size()),
+            Metric.ACTIVATION_BYTES: int(table["activations"].sum() * tensors[0].element_size()),
         }
 
     def log_weights(self, logger, model) -> None:
