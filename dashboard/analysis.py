@@ -1,4 +1,5 @@
-"""Pure DataFrame computations behind the pages: filtering, histories, series, param diffs, sweeps.
+"""Pure DataFrame computations behind the pages: filtering, histories, series, param diffs, sweeps, groups over
+seeds and their bands.
 
 Derived numbers (best epoch, gap, diagnosis) are experiments.diagnosis's, never computed here.
 """
@@ -7,6 +8,8 @@ import json
 import numpy as np
 import pandas as pd
 
+from experiments import stats
+from experiments.comparison import Side
 from experiments.diagnosis import bias_variance, history_of
 from experiments.schema import Metric, Value
 from experiments.settings import SETTINGS
@@ -126,3 +129,95 @@ def param_importances(trials: pd.DataFrame, distributions: dict) -> dict[str, fl
         study.add_trial(optuna.trial.create_trial(params=params, distributions=space, value=value))
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
     return optuna.importance.get_param_importances(study, evaluator=evaluator)
+
+
+def with_test_intervals(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs with the Wilson 95% interval of each test accuracy on its test-set size (test_acc_low/high)."""
+    intervals = [stats.accuracy_interval_of(acc, int(n)) if pd.notna(acc) and pd.notna(n) and n > 0 else None
+                 for acc, n in zip(runs["test_acc"], runs["test_size"], strict=True)]
+    return runs.assign(test_acc_low=[i.low if i else np.nan for i in intervals],
+                       test_acc_high=[i.high if i else np.nan for i in intervals])
+
+
+UNGROUPED = "run:"  # the group key of a run without a config group: the run alone
+
+
+def group_key(runs: pd.DataFrame) -> pd.Series:
+    """Each run's config group; a run with none (another tool's) is a group of its own."""
+    return runs["config_group"].where(runs["config_group"].astype(bool), UNGROUPED + runs["run_id"])
+
+
+GROUP_COLUMNS = ["group", "model", "dataset", "runs", "seeds", "test_acc_mean", "test_acc_std", "test_acc_low",
+                 "test_acc_high", "best_val_acc_mean", "best_val_acc_std", "run_ids"]
+
+
+def group_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per config group: how many runs it has (finished with a test accuracy: `seeds`), and the mean, standard
+    deviation and 95% t interval over them of test accuracy, and the mean ± std of best validation accuracy."""
+    rows = []
+    for group, members in runs.groupby(group_key(runs), sort=False):
+        group = "" if group.startswith(UNGROUPED) else group
+        scored = members[members["status"].eq("FINISHED") & members["test_acc"].notna()]
+        test = stats.accuracy_mean_interval(scored["test_acc"])
+        rows.append({"group": group, "model": members["model"].iloc[0], "dataset": members["dataset"].iloc[0],
+                     "runs": len(members), "seeds": len(scored), "test_acc_mean": test.estimate,
+                     "test_acc_std": scored["test_acc"].std(), "test_acc_low": test.low, "test_acc_high": test.high,
+                     "best_val_acc_mean": scored["best_val_acc"].mean(), "best_val_acc_std": scored["best_val_acc"].std(),
+                     "run_ids": list(members["run_id"])})
+    return pd.DataFrame(rows, columns=GROUP_COLUMNS)
+
+
+def groups_by(runs: pd.DataFrame, run_ids: list[str], by: str | None) -> dict[str, list[str]]:
+    """The runs split into labelled groups: by config group (`by` 'configuration'), by the value of one
+    setting (any other `by`), or one group per run (None)."""
+    chosen = runs.set_index("run_id").loc[run_ids].reset_index()
+    if by is None:
+        return {label: [run_id] for run_id, label in run_labels(runs, run_ids).items()}
+    if by == "configuration":
+        keys = group_key(chosen)
+        labels = {key: f"{m} [{key[:10]}]" for key, m in zip(keys, chosen["model"], strict=True)}
+    else:
+        keys = chosen["config"].map(lambda c: f"{by}={c.get(by, '?')}")
+        labels = {key: key for key in keys}
+    return {labels[key]: list(members["run_id"]) for key, members in chosen.groupby(keys, sort=False)}
+
+
+BAND_COLUMNS = ["group", "metric", "step", "mean", "low", "high", "n"]
+ACCURACIES = {str(Metric.TRAIN_ACC), str(Metric.VAL_ACC), str(Metric.TEST_ACC), str(Metric.BEST_VAL_ACC)}
+
+
+def bands(metrics: pd.DataFrame, groups: dict[str, list[str]]) -> pd.DataFrame:
+    """Per group, metric and step: the mean over the group's runs and its 95% t interval (none for one run; an
+    accuracy's within [0, 1])."""
+    rows = []
+    for label, run_ids in groups.items():
+        members = metrics[metrics["run_id"].isin(run_ids)]
+        for (metric, step), values in members.groupby(["metric", "step"])["value"]:
+            found = stats.accuracy_mean_interval(values) if metric in ACCURACIES else stats.mean_interval(values)
+            rows.append((label, metric, step, found.estimate, found.low, found.high, found.n))
+    return pd.DataFrame(rows, columns=BAND_COLUMNS)
+
+
+def smoothed(metrics: pd.DataFrame, weight: float) -> pd.DataFrame:
+    """Each run's curve (long points) smoothed by an exponential moving average with the given weight of the
+    past (0: raw), debiased at the start as TensorBoard's smoothing is (pandas' adjust=True)."""
+    if weight <= 0:
+        return metrics
+    ordered = metrics.sort_values(["run_id", "metric", "step"])
+    values = ordered.groupby(["run_id", "metric"])["value"].transform(lambda v: v.ewm(alpha=1 - weight).mean())
+    return ordered.assign(value=values)
+
+
+def which_is_better_sides(runs: pd.DataFrame, groups: dict[str, list[str]], predictions: dict[str, dict]) -> dict:
+    """A comparison side (experiments.comparison.Side) per labelled group of runs, from their finished runs;
+    `predictions` holds the test predictions of single runs that logged them."""
+    table = runs.set_index("run_id")
+    sides = {}
+    for label, run_ids in groups.items():
+        scored = table.loc[run_ids]
+        scored = scored[scored["status"].eq("FINISHED") & scored["test_acc"].notna()]
+        ids = tuple(scored.index)
+        sides[label] = Side(label, ids, tuple(scored["test_acc"]),
+                            tuple(int(n) if pd.notna(n) else 0 for n in scored["test_size"]),
+                            predictions.get(ids[0]) if len(ids) == 1 else None)
+    return sides

@@ -189,3 +189,74 @@ def data_size_curve(points: pd.DataFrame) -> go.Figure:
     fig.update_layout(xaxis_type="log", xaxis_title="training images", yaxis_title="error",
                       yaxis_tickformat=".1%", height=360, margin={"t": 30})
     return fig
+
+
+def translucent(color: str, alpha: float) -> str:
+    """A Plotly colour ('#rrggbb' or 'rgb(r, g, b)') with the given opacity."""
+    if color.startswith("#"):
+        r, g, b = (int(color[i:i + 2], 16) for i in (1, 3, 5))
+    else:
+        r, g, b = (int(float(v)) for v in color[color.index("(") + 1:color.index(")")].split(",")[:3])
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def banded_curves(band_frame: pd.DataFrame, members: pd.DataFrame | None = None,
+                  member_group: dict[str, str] | None = None) -> go.Figure:
+    """Loss and accuracy per epoch for every group of runs: the mean over its runs as a line (train dashed,
+    validation solid) inside its shaded 95% interval, N in the legend; `members` (long points, with
+    member_group mapping each run to its group) draws each run faintly behind."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
+    colors = run_colors(list(dict.fromkeys(band_frame["group"])))
+    panels = [(Metric.TRAIN_LOSS, 1, TRAIN_DASH), (Metric.VAL_LOSS, 1, VAL_DASH),
+              (Metric.TRAIN_ACC, 2, TRAIN_DASH), (Metric.VAL_ACC, 2, VAL_DASH)]
+    for group, color in colors.items():
+        rows = band_frame[band_frame["group"] == group]
+        label = html.escape(f"{group} (N={int(rows['n'].max())})")
+        shown_in_legend = False
+        for name, col, dash in panels:
+            band = rows[rows["metric"] == name].sort_values("step")
+            if band.empty:
+                continue
+            if members is not None:
+                for run_id in [r for r, g in (member_group or {}).items() if g == group]:
+                    own = members[(members["run_id"] == run_id) & (members["metric"] == name)]
+                    fig.add_trace(go.Scatter(x=own["step"], y=own["value"], mode="lines", showlegend=False,
+                                             legendgroup=group, hoverinfo="skip",
+                                             line={"color": translucent(color, 0.35), "width": 1, "dash": dash}),
+                                  row=1, col=col)
+            banded = band.dropna(subset=["low", "high"])
+            if not banded.empty:
+                fig.add_trace(go.Scatter(x=list(banded["step"]) + list(banded["step"])[::-1],
+                                         y=list(banded["high"]) + list(banded["low"])[::-1], fill="toself", mode="lines",
+                                         fillcolor=translucent(color, 0.18), line={"width": 0}, hoverinfo="skip",
+                                         showlegend=False, legendgroup=group), row=1, col=col)
+            split = "train" if dash == TRAIN_DASH else "val"
+            fig.add_trace(go.Scatter(
+                x=band["step"], y=band["mean"], mode="lines+markers", name=label, legendgroup=group,
+                showlegend=not shown_in_legend, line={"color": color, "dash": dash}, marker={"size": 4},
+                customdata=np.stack([band["low"], band["high"], band["n"]], axis=1),
+                hovertemplate=f"{label}<br>{split} {name}: mean %{{y:.4f}} (95% CI %{{customdata[0]:.4f}} to "
+                              f"%{{customdata[1]:.4f}}, N=%{{customdata[2]}}) at epoch %{{x}}<extra></extra>"),
+                row=1, col=col)
+            shown_in_legend = True
+    fig.update_xaxes(title_text="epoch", dtick=1)
+    fig.update_layout(height=420, legend={"font": {"size": 10}, "title": {"text": "mean, 95% band; dashed train"}},
+                      margin={"t": 40}, hovermode="x unified")
+    return fig
+
+
+def step_losses(raw: pd.DataFrame, smooth: pd.DataFrame, labels: dict[str, str]) -> go.Figure:
+    """Training loss per optimisation step for every run: the smoothed curve bold, the raw one faint behind."""
+    fig = go.Figure()
+    colors = run_colors(list(labels))
+    for run_id, label in labels.items():
+        label = html.escape(label)
+        for frame, width, alpha, shown in ((raw, 1, 0.3, False), (smooth, 2, 1.0, True)):
+            points = frame[frame["run_id"] == run_id]
+            fig.add_trace(go.Scatter(x=points["step"], y=points["value"], mode="lines", name=label,
+                                     legendgroup=run_id, showlegend=shown, hoverinfo="skip" if not shown else None,
+                                     line={"color": translucent(colors[run_id], alpha), "width": width},
+                                     hovertemplate=f"{label}<br>loss %{{y:.4f}} at step %{{x}}<extra></extra>"))
+    fig.update_layout(xaxis_title="optimisation step", yaxis_title="training loss", yaxis_type="log", height=360,
+                      margin={"t": 30}, legend={"font": {"size": 10}})
+    return fig

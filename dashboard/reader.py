@@ -19,17 +19,17 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from experiments.data import images_sha256, load_split
-from experiments.diagnosis import best_error_for, verdicts
+from experiments.diagnosis import Yardstick, best_error_for, verdicts
 from experiments.schema import Metric, Param, Tag, Value
-from experiments.settings import SETTINGS
+from experiments.settings import EXPERIMENT_SETTINGS, config_group
 from experiments.tracking import (StoreError, artifact_root, lost_since, now_ms, probe_server, store_problem,
                                   tracking_uri)
 
 CACHE_SECONDS = 30  # runs change while training; pages that show running runs refresh sooner
 RUN_COLUMNS = ["run_id", "experiment", "run_name", "model", "dataset", "status", "start", "duration_s",
                "epochs", "params_epochs", "test_acc", "best_val_acc", "best_epoch", "gap", "diagnosis", "params_total",
-               "suite", "sweep", "params_text", "best_error", "config", "diverged"]
-EXPERIMENT_SETTINGS = [name for name, setting in SETTINGS.items() if setting.logged and setting.defines_experiment]
+               "suite", "sweep", "params_text", "yardstick", "config", "config_group", "test_size", "val_size",
+               "diverged"]
 SWEEP_COLUMNS = ["run_id", "sweep", "status", "start", "method", "pruner", "planned", "best_value"]
 TRIAL_COLUMNS = ["run_id", "run_name", "trial", "state", "status", "best_val_acc", "test_acc", "epochs_trained",
                  "params"]
@@ -91,6 +91,14 @@ def status_of(info, tags: dict) -> str:
     return "LOST" if lost_since(info.status, tags, now_ms()) is not None else info.status
 
 
+def count(value) -> int | None:
+    """A logged size (a param string) as an int; None when absent or not a whole number."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def run_row(run, experiments: dict) -> dict:
     """A run's row as logged; `derive` marks the runs whose verdict (best epoch, diagnosis) must come from
     their history: running, stopped or foreign runs, which did not log one."""
@@ -111,8 +119,12 @@ def run_row(run, experiments: dict) -> dict:
         "params_total": metrics.get(Metric.PARAMS_TOTAL, np.nan),
         "suite": tags.get(Tag.SUITE, ""), "sweep": tags.get(Tag.SWEEP, ""),
         "params_text": " ".join(f"{k}={v}" for k, v in sorted(params.items())),
-        "best_error": best_error_for(params.get(Param.DATASET), params.get(Param.BEST_ERROR)), "derive": not logged,
+        "yardstick": Yardstick(best_error_for(params.get(Param.DATASET), params.get(Param.BEST_ERROR)),
+                               count(params.get(Param.TRAIN_EVAL_SIZE)), count(params.get(Param.VAL_SIZE))),
+        "derive": not logged,
         "config": {name: params[name] for name in EXPERIMENT_SETTINGS if name in params},
+        "config_group": tags.get(Tag.CONFIG_GROUP) or config_group(params),
+        "test_size": count(params.get(Param.TEST_SIZE)), "val_size": count(params.get(Param.VAL_SIZE)),
         "diverged": Tag.DIVERGED_AT_STEP in tags,
     }
 
@@ -120,7 +132,7 @@ def run_row(run, experiments: dict) -> dict:
 def with_derived_verdicts(client: MlflowClient, table: pd.DataFrame) -> pd.DataFrame:
     """Fill epochs, best epoch, best val acc, gap and diagnosis of the runs that did not log them, from their
     train/val accuracy histories, through the runner's own experiments.diagnosis.verdict."""
-    unknown = table.loc[table["derive"], "best_error"].to_dict()
+    unknown = table.loc[table["derive"], "yardstick"].to_dict()
     if not unknown:
         return table
     diverged = set(table.index[table["diverged"]])

@@ -24,7 +24,10 @@ class Key:
     SWEEP_TRIALS_TABLE = "sweep_trials_table"
     TRIAL_PICK = "sweep_trial"
     OPEN_TRIAL = "open_trial"
-    CURVES_CHART, PARALLEL_CHART = "curves", "parallel"
+    CURVES_CHART, PARALLEL_CHART, STEP_CHART = "curves", "parallel", "step_losses"
+    COMPARE_GROUP_BY, COMPARE_MEMBERS, COMPARE_SMOOTHING = "compare_group_by", "compare_members", "compare_smoothing"
+    BETTER_A, BETTER_B = "better_a", "better_b"
+    RUNS_GROUPED, GROUP_RUNS = "runs_grouped", "group_runs"  # the grouped Runs table and its switch
     DIFF_CHART, PER_CLASS_CHART = "confusion_diff", "per_class"
     SWEEP_PARALLEL_CHART, SWEEP_IMPORTANCES_CHART = "sweep_parallel", "sweep_importances"
 

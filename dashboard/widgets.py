@@ -89,3 +89,34 @@ def live_refresh_ui(active: bool) -> None:
         st.caption(f"Live: refreshing every {LIVE_SECONDS} s while runs are training.")
 
     tick()
+
+
+EACH_RUN, CONFIGURATION = "each run", "configuration"
+
+
+def curves_grouping_ui(runs: pd.DataFrame, selection: list[str]) -> tuple[str | None, bool]:
+    """How to draw the curves: one line per run (None), or per config group or per value of a setting that
+    differs among the selected runs, as bands; and whether to draw each run faintly behind its band."""
+    configs = runs.set_index("run_id").loc[selection, "config"]
+    varying = sorted({name for config in configs for name in config
+                      if configs.map(lambda c, n=name: c.get(n)).nunique(dropna=False) > 1})
+    cols = st.columns([2, 1])
+    by = cols[0].selectbox("Draw curves per", [EACH_RUN, CONFIGURATION, *varying], key=Key.COMPARE_GROUP_BY,
+                           help="configuration: runs that differ only in their seed (config_group) form one band; "
+                                "a setting: runs with the same value of it form one band")
+    members = cols[1].toggle("Show each run", key=Key.COMPARE_MEMBERS, disabled=by == EACH_RUN)
+    return (None if by == EACH_RUN else by), members
+
+
+def smoothing_ui() -> float:
+    """The weight of the exponential moving average drawn over step-level curves (0: none)."""
+    return st.slider("Smoothing (EMA weight; the raw curve stays faint)", 0.0, 0.99, 0.6, 0.01,
+                     key=Key.COMPARE_SMOOTHING)
+
+
+def compare_sides_ui(options: list[str]) -> tuple[str, str]:
+    """The two runs or groups to test against each other."""
+    cols = st.columns(2)
+    a = cols[0].selectbox("A", options, index=0, key=Key.BETTER_A)
+    b = cols[1].selectbox("B", options, index=min(1, len(options) - 1), key=Key.BETTER_B)
+    return a, b

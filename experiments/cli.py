@@ -1,4 +1,4 @@
-"""Command line: `python -m experiments {models,schema,has-runs,data,train,suite,sweep,server}`."""
+"""Command line: `python -m experiments {models,schema,has-runs,data,train,suite,sweep,compare,reap,server}`."""
 import argparse
 import sys
 
@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
                                          "postgresql://cnn@HOST:5432/optuna (default: sqlite in mlruns/)")
     sweep.add_argument("--heartbeat", type=int, default=30, metavar="SECONDS",
                        help="a trial whose worker is silent for 2 heartbeats + 10 s is failed and queued again")
+    compare = commands.add_parser("compare", help="which is better: two runs (exact McNemar test on the same test "
+                                                  "images) or two config groups over seeds (Welch's t test)")
+    compare.add_argument("a", metavar="A", help="a run id, or group:HASH (the config_group tag)")
+    compare.add_argument("b", metavar="B", help="a run id, or group:HASH")
     commands.add_parser("reap", help="end every lost run (RUNNING, its heartbeat silent for 3 intervals) FAILED, "
                                      "with the reason; `train --resume RUN_ID` continues it")
     server = commands.add_parser("server", help="start PostgreSQL and an MLflow tracking server (docs/scaling.md)")
@@ -120,8 +124,14 @@ def train_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
             if not args.model:
                 raise ConfigError("--model: required; expected one of " + ", ".join(MODELS))
             overrides = {k: v for k, v in vars(args).items() if k in SETTINGS and k != "model"}
-            config = RunConfig.from_recipe(args.model, **overrides)
-            result = execute(config)
+            replicas = RunConfig.from_recipe(args.model, **overrides).replicas()
+            for config in replicas:
+                result = execute(config)
+                print_summary(config, result)
+            if len(replicas) > 1:
+                print(f"\n{len(replicas)} seeds in config group {result.group}: "
+                      f"compare it with `python -m experiments compare group:{result.group} group:OTHER`")
+            return 0
     except (ConfigError, DataError) as err:
         parser.error(str(err))
     except Diverged as err:
@@ -165,6 +175,19 @@ def sweep_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
           f"{summary[Metric.SWEEP_COMPLETE]} complete, {summary[Metric.SWEEP_PRUNED]} pruned, "
           f"{summary[Metric.SWEEP_FAILED]} failed; best {OBJECTIVE} "
           f"{summary.get(Metric.SWEEP_BEST, float('nan')):.4f}")
+    return 0
+
+
+def compare_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Print the "Which is better?" panel for two runs or groups."""
+    from experiments.comparison import ComparisonError, read_side, report, which_is_better
+
+    client = get_client()
+    try:
+        a, b = read_side(client, args.a), read_side(client, args.b)
+    except ComparisonError as err:
+        parser.error(str(err))
+    print(report(a, b, which_is_better(a, b)))
     return 0
 
 
@@ -227,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-STORE_COMMANDS = ("has-runs", "train", "suite", "sweep", "reap")
+STORE_COMMANDS = ("has-runs", "train", "suite", "sweep", "reap", "compare")
 
 
 def dispatch(argv: list[str] | None) -> int:
@@ -256,4 +279,6 @@ def dispatch(argv: list[str] | None) -> int:
         return server_command(args)
     if args.command == "reap":
         return reap_command()
+    if args.command == "compare":
+        return compare_command(parser, args)
     return suite_command(parser, args)

@@ -12,6 +12,12 @@ last trained epoch's avoidable bias and variance with fixed thresholds (in error
 | yes | yes | high bias and variance |
 | no  | no  | good fit |
 
+Both are measured on finite sets (the train-eval subset, the validation set), so each has a 95%
+interval (experiments.stats: Wilson for avoidable bias, Newcombe for variance). A figure counts as
+above or below its threshold only when its whole interval is; when an interval straddles its threshold
+the diagnosis is "inconclusive", with the set size that would settle it. Runs whose set sizes are
+unknown (logged by other tools) are judged on the point estimates, and the rule says so.
+
 The runner logs these for its runs; the dashboard derives them, through `verdict`, only for runs
 that lack them (still running, or logged by another tool).
 """
@@ -19,6 +25,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from experiments import stats
 from experiments.schema import Metric
 
 BIAS_THRESHOLD = 0.01
@@ -29,8 +36,11 @@ BEST_ERROR = {"mnist": 0.002, "fashion-mnist": 0.035}
 
 HIGH_BIAS, HIGH_VARIANCE, BOTH, GOOD_FIT = "high bias", "high variance", "high bias and variance", "good fit"
 DIVERGED = "diverged"  # training stopped because its loss became NaN, infinite or exploded
+INCONCLUSIVE = "inconclusive"  # an interval straddles its threshold: the evaluation sets are too small to tell
 ADVICE = {
     DIVERGED: "training blew up: lower the learning rate",
+    INCONCLUSIVE: "the evaluation sets are too small to tell: validate on more images (the rule says how many), "
+                  "or compare over seeds",
     HIGH_BIAS: "the model underfits: try a bigger model, train longer, or a better optimizer",
     HIGH_VARIANCE: "the model overfits: try more data, regularisation (dropout, weight decay) or early stopping",
     BOTH: "fix the bias first (bigger model, train longer), then the variance (more data, regularisation)",
@@ -55,15 +65,118 @@ def bias_variance(train_acc, val_acc, best_error: float) -> dict:
     }
 
 
-def diagnose(avoidable_bias: float, variance: float, bias_threshold: float = BIAS_THRESHOLD,
-             variance_threshold: float = VARIANCE_THRESHOLD) -> tuple[str, str]:
+@dataclass(frozen=True)
+class Yardstick:
+    """What a run is judged against: the best achievable error, and the sizes of the sets its train and
+    validation accuracies were measured on (None when unknown: the point estimates are judged)."""
+
+    best_error: float
+    train_eval_size: int | None = None
+    val_size: int | None = None
+
+    @property
+    def sized(self) -> bool:
+        return bool(self.train_eval_size) and bool(self.val_size)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """Avoidable bias or variance as measured, its interval (None without set sizes), and how it stands
+    against its threshold: True above, False at or below, None when the interval straddles it, with then
+    the set sizes that would settle it (as words, e.g. "about 2,400 validation images")."""
+
+    name: str
+    value: float
+    threshold: float
+    interval: stats.Interval | None
+    high: bool | None
+    settling: str = ""
+
+    def words(self) -> str:
+        shown = f"{self.name} {self.value:.2%}"
+        if self.interval is None:
+            return f"{shown} {'>' if self.high else '<='} {self.threshold:.2%}"
+        around = f"{shown} (95% CI {self.interval.low:.2%} to {self.interval.high:.2%})"
+        if self.high is not None:
+            return f"{around} {'>' if self.high else '<='} {self.threshold:.2%}"
+        settle = f"{self.settling} would settle it" if self.settling else "no feasible set size would settle it"
+        return f"{around} straddles {self.threshold:.2%}: inconclusive at these set sizes; {settle}"
+
+
+def standing(interval: stats.Interval, threshold: float) -> bool | None:
+    """Above (True) or not (False) when the whole interval is on one side of the threshold, else None."""
+    if interval.low > threshold:
+        return True
+    return False if interval.high <= threshold else None
+
+
+SETTLING_LIMIT = 10_000_000  # images: beyond this, say no set size would settle it
+
+
+def settling_factor(interval_at, threshold: float, start: int) -> float | None:
+    """The smallest factor k >= 1 at which interval_at(k) no longer straddles the threshold (the rates held as
+    measured, the sets k times larger), to 1%; None if sets of SETTLING_LIMIT images would not."""
+    top = SETTLING_LIMIT / start
+    if standing(interval_at(top), threshold) is None:
+        return None
+    low, high = 1.0, top
+    while high / low > 1.01:
+        middle = (low * high) ** 0.5
+        low, high = (low, middle) if standing(interval_at(middle), threshold) is not None else (middle, high)
+    return high
+
+
+def judged_figures(train_acc: float, val_acc: float, yardstick: Yardstick, bias_threshold: float = BIAS_THRESHOLD,
+                   variance_threshold: float = VARIANCE_THRESHOLD) -> tuple[Figure, Figure]:
+    """Avoidable bias and variance of one epoch, each with its interval and standing where the sizes are known.
+
+    A straddling avoidable bias is settled by a larger train-eval subset; a straddling variance by a larger
+    validation set, or, when that alone cannot, by both sets larger in proportion."""
+    figures = bias_variance(train_acc, val_acc, yardstick.best_error)
+    bias, variance = float(figures[Metric.AVOIDABLE_BIAS]), float(figures[Metric.VARIANCE])
+    if not yardstick.sized:
+        return (Figure("avoidable bias", bias, bias_threshold, None, bias > bias_threshold),
+                Figure("variance", variance, variance_threshold, None, variance > variance_threshold))
+    n_train, n_val = yardstick.train_eval_size, yardstick.val_size
+    train_error, val_error = 1 - train_acc, 1 - val_acc
+
+    def bias_at(k: float) -> stats.Interval:
+        error = stats.accuracy_interval_of(train_error, round(k * n_train))
+        return stats.Interval(bias, error.low - yardstick.best_error, error.high - yardstick.best_error, n_train)
+
+    def variance_at(k_val: float, k_train: float = 1.0) -> stats.Interval:
+        return stats.rate_difference_interval(train_error, round(k_train * n_train), val_error, round(k_val * n_val))
+
+    def images(k: float, n: int, which: str) -> str:
+        return f"about {round(k * n):,} {which} images"
+
+    bias_interval, variance_interval = bias_at(1), variance_at(1)
+    bias_high, variance_high = standing(bias_interval, bias_threshold), standing(variance_interval, variance_threshold)
+    bias_settling = variance_settling = ""
+    if bias_high is None:
+        k = settling_factor(bias_at, bias_threshold, n_train)
+        bias_settling = images(k, n_train, "train-eval") if k else ""
+    if variance_high is None:
+        k = settling_factor(variance_at, variance_threshold, n_val)
+        if k:
+            variance_settling = images(k, n_val, "validation")
+        else:
+            k = settling_factor(lambda k: variance_at(k, k), variance_threshold, max(n_val, n_train))
+            variance_settling = (f"{images(k, n_val, 'validation')} with {images(k, n_train, 'train-eval')}"
+                                 if k else "")
+    return (Figure("avoidable bias", bias, bias_threshold, bias_interval, bias_high, bias_settling),
+            Figure("variance", variance, variance_threshold, variance_interval, variance_high, variance_settling))
+
+
+def diagnose(bias: Figure, variance: Figure) -> tuple[str, str]:
     """The diagnosis and the rule that gave it, in words."""
-    high_bias, high_variance = avoidable_bias > bias_threshold, variance > variance_threshold
-    label = {(True, False): HIGH_BIAS, (False, True): HIGH_VARIANCE,
-             (True, True): BOTH, (False, False): GOOD_FIT}[(high_bias, high_variance)]
-    rule = (f"avoidable bias {avoidable_bias:.2%} {'>' if high_bias else '<='} {bias_threshold:.2%}, "
-            f"variance {variance:.2%} {'>' if high_variance else '<='} {variance_threshold:.2%}")
-    return label, rule
+    if bias.high is None or variance.high is None:
+        label = INCONCLUSIVE
+    else:
+        label = {(True, False): HIGH_BIAS, (False, True): HIGH_VARIANCE,
+                 (True, True): BOTH, (False, False): GOOD_FIT}[(bias.high, variance.high)]
+    unsized = "" if bias.interval else " (set sizes unknown: point estimates judged)"
+    return label, f"{bias.words()}, {variance.words()}{unsized}"
 
 
 def best_epoch(val_acc: pd.Series) -> tuple[int, float]:
@@ -84,6 +197,7 @@ class Verdict:
     avoidable_bias: float
     diagnosis: str
     rule: str
+    figures: tuple[Figure, Figure]  # avoidable bias and variance, with intervals where the set sizes are known
 
     @property
     def advice(self) -> str:
@@ -94,7 +208,7 @@ class Verdict:
         return self.best_val_acc - self.final_val_acc
 
 
-def verdict(history: pd.DataFrame, best_error: float, diverged: bool = False) -> Verdict | None:
+def verdict(history: pd.DataFrame, yardstick: Yardstick, diverged: bool = False) -> Verdict | None:
     """The verdict of a history (index epoch; columns train_acc and val_acc, others ignored), judged on
     the last epoch that has both accuracies; None when no epoch has both. A run that diverged is
     diagnosed so, whatever its last good epoch looked like."""
@@ -104,14 +218,14 @@ def verdict(history: pd.DataFrame, best_error: float, diverged: bool = False) ->
     if both.empty:
         return None
     last = both.iloc[-1]
-    figures = bias_variance(last[Metric.TRAIN_ACC], last[Metric.VAL_ACC], best_error)
-    label, rule = diagnose(figures[Metric.AVOIDABLE_BIAS], figures[Metric.VARIANCE])
+    bias, variance = judged_figures(float(last[Metric.TRAIN_ACC]), float(last[Metric.VAL_ACC]), yardstick)
+    label, rule = diagnose(bias, variance)
     if diverged:
         label, rule = DIVERGED, f"training diverged after epoch {int(both.index[-1])}; before it, {rule}"
     epoch, best = best_epoch(both[Metric.VAL_ACC])
     return Verdict(best_epoch=epoch, best_val_acc=best, epochs_trained=int(both.index[-1]),
-                   final_val_acc=float(last[Metric.VAL_ACC]), gap=float(figures[Metric.VARIANCE]),
-                   avoidable_bias=float(figures[Metric.AVOIDABLE_BIAS]), diagnosis=label, rule=rule)
+                   final_val_acc=float(last[Metric.VAL_ACC]), gap=variance.value, avoidable_bias=bias.value,
+                   diagnosis=label, rule=rule, figures=(bias, variance))
 
 
 def history_of(points: pd.DataFrame, run_id: str) -> pd.DataFrame:
@@ -121,11 +235,12 @@ def history_of(points: pd.DataFrame, run_id: str) -> pd.DataFrame:
     return one.pivot_table(index="step", columns="metric", values="value", aggfunc="last").rename_axis("epoch")
 
 
-def verdicts(points: pd.DataFrame, best_errors: dict[str, float], diverged: set[str] = frozenset()) -> dict[str, Verdict]:
-    """The verdict of every run in `best_errors` that has an epoch with both accuracies in `points`."""
+def verdicts(points: pd.DataFrame, yardsticks: dict[str, Yardstick],
+             diverged: set[str] = frozenset()) -> dict[str, Verdict]:
+    """The verdict of every run in `yardsticks` that has an epoch with both accuracies in `points`."""
     judged = {}
-    for run_id, best_error in best_errors.items():
-        found = verdict(history_of(points, run_id), best_error, run_id in diverged)
+    for run_id, yardstick in yardsticks.items():
+        found = verdict(history_of(points, run_id), yardstick, run_id in diverged)
         if found is not None:
             judged[run_id] = found
     return judged

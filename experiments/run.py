@@ -20,10 +20,10 @@ from sklearn.metrics import confusion_matrix
 
 from experiments.adapters import ModelAdapter, adapter_for
 from experiments.data import NUM_CLASSES, Splits, make_splits, scale_images
-from experiments.diagnosis import ADVICE, DIVERGED, best_error_for, verdict
+from experiments.diagnosis import ADVICE, DIVERGED, Yardstick, best_error_for, verdict
 from experiments.models import ModelSpec, get_model_spec
 from experiments.schema import Artifact, Metric, Param, Tag
-from experiments.settings import SETTINGS, ConfigError, RunConfig
+from experiments.settings import SETTINGS, ConfigError, RunConfig, config_group
 from experiments.tracking import RunLogger, get_client
 from experiments.train import Diverged, EpochRecord, Evaluation, FitResult, evaluate, fit
 
@@ -42,11 +42,12 @@ class RunInterrupted(KeyboardInterrupt):
 
 @dataclass
 class RunResult:
-    """A finished run: its id, the epochs it trained, and its final metrics by schema name."""
+    """A finished run: its id, the epochs it trained, its final metrics by schema name, and its config group."""
 
     run_id: str
     epochs_trained: int
     metrics: dict
+    group: str = ""
 
 
 def check(config: RunConfig) -> tuple[ModelSpec, ModelAdapter]:
@@ -69,7 +70,7 @@ class Prepared:
     adapter: ModelAdapter
     splits: Splits
     device: str
-    best_error: float
+    yardstick: Yardstick  # best error and the train-eval and validation sizes, for the diagnosis
     model: object
     learner: object
     inputs: dict  # split name -> images in the learner's own type
@@ -90,8 +91,10 @@ def prepare(config: RunConfig) -> Prepared:
     dtype = adapter.input_dtype(config)
     inputs = {name: learner.to_inputs(scale_images(part.images, config.input_scaling, dtype))
               for name, part in (("train", splits.train), ("val", splits.val), ("test", splits.test))}
-    return Prepared(spec, adapter, splits, device, best_error_for(config.dataset, config.best_error), model,
-                    learner, inputs, own_data=config.data_dir is not None)
+    yardstick = Yardstick(best_error_for(config.dataset, config.best_error),
+                          train_eval_size=min(config.train_eval_size, len(splits.train)), val_size=len(splits.val))
+    return Prepared(spec, adapter, splits, device, yardstick, model, learner, inputs,
+                    own_data=config.data_dir is not None)
 
 
 def run_params(config: RunConfig, ready: Prepared) -> dict:
@@ -103,8 +106,8 @@ def run_params(config: RunConfig, ready: Prepared) -> dict:
         **settings, Param.STYLE: config.style or spec.styles[0], Param.FRAMEWORK: spec.kind,
         Param.DATA_DIR: splits.data_dir, Param.TRAIN_SIZE: len(splits.train), Param.VAL_SIZE: len(splits.val),
         Param.TEST_SIZE: len(splits.test), Param.TEST_IMAGES_SHA256: splits.test_sha256,
-        Param.TRAIN_EVAL_SIZE: min(config.train_eval_size, len(splits.train)),
-        Param.BEST_ERROR: ready.best_error, Param.DEVICE: ready.device,
+        Param.TRAIN_EVAL_SIZE: ready.yardstick.train_eval_size, Param.BEST_ERROR: ready.yardstick.best_error,
+        Param.DEVICE: ready.device,
         **ready.adapter.resolved_params(config, ready.model, ready.device),
         Param.TORCH_VERSION: torch.__version__, Param.NUMPY_VERSION: np.__version__,
         Param.MLFLOW_VERSION: mlflow.__version__, Param.PYTHON_VERSION: platform.python_version(),
@@ -123,8 +126,16 @@ def test_artifacts(tested: Evaluation, test, class_names) -> dict:
     wrong = wrong[np.argsort(-confidence[wrong], kind="stable")][:MISCLASSIFIED_LIMIT]
     misclassified = pd.DataFrame({"index": test.index[wrong], "true": test.labels[wrong],
                                   "predicted": predicted[wrong], "confidence": confidence[wrong].round(5)})
+    predictions = {"index": smallest_int(test.index), "label": smallest_int(test.labels),
+                   "predicted": smallest_int(predicted), "confidence": confidence.astype(np.float16)}
     return {"confusion": {"class_names": list(class_names), "matrix": matrix.tolist()},
-            "per_class": per_class, "misclassified": misclassified, "misclassified_images": test.images[wrong]}
+            "per_class": per_class, "misclassified": misclassified, "misclassified_images": test.images[wrong],
+            "predictions": predictions}
+
+
+def smallest_int(values: np.ndarray) -> np.ndarray:
+    """The integers in the smallest unsigned type that holds them (10,000 predictions fit in 50 KB)."""
+    return values.astype(np.min_scalar_type(int(values.max(initial=0))))
 
 
 def execute(config: RunConfig, tags: dict | None = None, should_stop: Callable[[EpochRecord], bool] | None = None,
@@ -135,15 +146,16 @@ def execute(config: RunConfig, tags: dict | None = None, should_stop: Callable[[
     pruner); on_start(run_id) is called once the run exists.
     """
     ready = prepare(config)
+    params = run_params(config, ready)
     logger = RunLogger.start(
-        config.experiment, config.run_name or f"{config.model}-{config.dataset}",
-        params=run_params(config, ready),
-        tags={Tag.RECIPE_SOURCE: ready.spec.source, **({Tag.SUITE: config.suite} if config.suite else {}),
-              **(tags or {})},
+        config.experiment, config.run_name or f"{config.model}-{config.dataset}", params=params,
+        tags={Tag.RECIPE_SOURCE: ready.spec.source, Tag.CONFIG_GROUP: config_group(params),
+              **({Tag.SUITE: config.suite} if config.suite else {}), **(tags or {})},
         config=config.as_dict(), class_names=ready.splits.class_names, heartbeat_seconds=config.heartbeat)
     if on_start:
         on_start(logger.run_id)
-    return train_and_log(config, ready, logger, should_stop=should_stop)
+    result = train_and_log(config, ready, logger, should_stop=should_stop)
+    return replace(result, group=config_group(params))
 
 
 def resume(run_id: str, progress: bool = True) -> tuple[RunConfig, RunResult]:
@@ -176,7 +188,7 @@ def train_and_log(config: RunConfig, ready: Prepared, logger: RunLogger, resume_
                      (inputs["val"], splits.val.labels),
                      (inputs["train"][eval_rows], splits.train.labels[eval_rows]),
                      epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
-                     best_error=ready.best_error, log_every=config.log_every,
+                     best_error=ready.yardstick.best_error, log_every=config.log_every,
                      eval_batch_size=config.eval_batch_size, progress=config.progress,
                      on_epoch=logger.log_epoch, resume_from=resume_from, should_stop=should_stop)
         if fitted.epochs_trained < config.epochs:
@@ -204,7 +216,7 @@ def train_and_log(config: RunConfig, ready: Prepared, logger: RunLogger, resume_
 
 def log_results(logger: RunLogger, ready: Prepared, fitted: FitResult, tested: Evaluation) -> dict:
     """Final metrics, the verdict (best epoch, diagnosis) of the whole history, and the artifacts."""
-    judged = verdict(fitted.history, ready.best_error)
+    judged = verdict(fitted.history, ready.yardstick)
     layers = ready.adapter.layer_table(ready.model)
     final = {Metric.TEST_LOSS: tested.loss, Metric.TEST_ACC: tested.acc, Metric.BEST_EPOCH: judged.best_epoch,
              Metric.BEST_VAL_ACC: judged.best_val_acc, Metric.EPOCHS_TRAINED: judged.epochs_trained,
@@ -217,6 +229,7 @@ def log_results(logger: RunLogger, ready: Prepared, fitted: FitResult, tested: E
     logger.log_dict(artifacts["confusion"], Artifact.CONFUSION_TEST)
     logger.log_table(artifacts["per_class"], Artifact.PER_CLASS)
     logger.log_table(artifacts["misclassified"], Artifact.MISCLASSIFIED)
+    logger.log_npz(artifacts["predictions"], Artifact.TEST_PREDICTIONS)
     if ready.own_data:  # the user's own files: no other machine can find them, so keep their pictures
         logger.log_npz({"images": artifacts["misclassified_images"]}, Artifact.MISCLASSIFIED_IMAGES)
     ready.adapter.log_weights(logger, ready.model)

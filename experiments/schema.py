@@ -85,10 +85,14 @@ for _setting in SETTINGS.values():
 class Tag:
     """Tags: facts about the run that are not configuration."""
 
-    DIAGNOSIS = Name("diagnosis", "high bias / high variance / high bias and variance / good fit, of the last trained epoch "
+    DIAGNOSIS = Name("diagnosis", "high bias / high variance / high bias and variance / good fit / inconclusive (an "
+                                 "interval straddles its threshold) / diverged, of the last trained epoch "
                                  "(experiments.diagnosis)")
     DIAGNOSIS_RULE = Name("diagnosis_rule", "the thresholds and numbers that gave the diagnosis")
     RECIPE_SOURCE = Name("recipe_source", "where the model and its recipe come from")
+    CONFIG_GROUP = Name("config_group", "hash of every setting that defines the experiment except the seed "
+                                        "(experiments.settings.config_group): runs that differ only in their seed "
+                                        "share it")
     SUITE = Name("suite", "the suite that started the run, if any")
     ERROR = Name("error", "why the run failed or was killed, if it was")
     DIVERGED_AT_STEP = Name("diverged_at_step", "global step at which the training loss became NaN or inf, or "
@@ -125,6 +129,10 @@ class Artifact:
     PER_CLASS = Name("per_class_accuracy.csv", "class, name, support, correct, accuracy on the test set")
     MISCLASSIFIED = Name("misclassified_test.csv",
                          "index (in the dataset's test file), true, predicted, confidence")
+    TEST_PREDICTIONS = Name("test_predictions.npz",
+                            "every test image's `index` (in the dataset's test file), `label`, `predicted` class and "
+                            "`confidence` (float16), best-val weights: two runs on the same test images are "
+                            "compared image by image (McNemar, flipped examples)")
     MISCLASSIFIED_IMAGES = Name("misclassified_test_images.npz",
                                 "runs on your own --data-dir only: `images`, uint8 (N, 28, 28), the images of "
                                 "misclassified_test.csv's rows in its order, so any machine can show them")

@@ -4,7 +4,9 @@ This table drives the command line (`train --help`), validation, the params a ru
 (experiments.schema.Param), which keys sweep and suite specs may set, and docs/schema.md.
 A model's recipe (experiments.models) is a set of overrides of these defaults.
 """
-from dataclasses import dataclass, field
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
 DEFAULT_EXPERIMENT = "cnn-experiments"
@@ -117,6 +119,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("optimizer", str, "adam", "sgd, adam or adadelta", choices=_optimizers),
     Setting("lr", float, 1e-3, "learning rate", check=positive, expected="a number > 0"),
     Setting("seed", int, 0, "seed for weights, splits and shuffling"),
+    Setting("repeats", int, 1, "train this many runs, with seeds seed, seed+1, ...: runs that differ only in their "
+            "seed share a config_group tag, and the dashboard compares groups over seeds", check=positive,
+            expected="an integer > 0", logged=False, defines_experiment=False),
     Setting("val_split", float, 0.1, "fraction of train carved (stratified) for validation, or 0",
             check=fraction, expected="a fraction in [0, 1)"),
     Setting("val_from_test", float, 0.0, "fraction of test carved (stratified) for validation, or 0",
@@ -164,6 +169,18 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
 ]}
 
 SWEEPABLE = tuple(name for name, s in SETTINGS.items() if s.sweepable)
+EXPERIMENT_SETTINGS = tuple(name for name, s in SETTINGS.items() if s.logged and s.defines_experiment)
+GROUP_SETTINGS = tuple(name for name in EXPERIMENT_SETTINGS if name != "seed")  # what a config_group hashes
+
+
+def config_group(params: dict) -> str:
+    """A short, stable hash of a run's logged GROUP_SETTINGS (as MLflow stores them, strings): every setting
+    that defines the experiment except the seed, so runs that differ only in their seed share it, whenever
+    and wherever they ran. Empty for a run that logged none of them (another tool's)."""
+    values = {name: str(params[name]) for name in GROUP_SETTINGS if name in params}
+    if not values:
+        return ""
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def unknown_keys(keys: Iterable[str], allowed: Iterable[str] = SETTINGS) -> list[str]:
@@ -217,6 +234,14 @@ class RunConfigBase:
 
     def as_dict(self) -> dict:
         return {name: getattr(self, name) for name in SETTINGS}
+
+    def replicas(self) -> list["RunConfig"]:
+        """One configuration per repeat, with seeds seed, seed+1, ...; a named run gets its seed in its name."""
+        if self.repeats == 1:
+            return [self]
+        name = self.run_name or f"{self.model}-{self.dataset}"
+        return [replace(self, seed=seed, run_name=f"{name}-seed{seed}")
+                for seed in range(self.seed, self.seed + self.repeats)]
 
 
 RunConfig = dataclass(frozen=True)(type("RunConfig", (RunConfigBase,), {

@@ -187,4 +187,5 @@ def suite_configs(spec: Spec) -> list[RunConfig]:
     if spec.method not in SUITE_METHODS:
         raise spec.fail(f"a {spec.method} spec is a search: run it with `sweep`, not `suite`")
     extra = {"suite": spec.name, **({"experiment": spec.experiment} if spec.experiment else {})}
-    return [spec.config(point, index, **extra) for index, point in enumerate(spec.points(), start=1)]
+    return [replica for index, point in enumerate(spec.points(), start=1)
+            for replica in spec.config(point, index, **extra).replicas()]

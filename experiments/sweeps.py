@@ -220,20 +220,25 @@ def make_objective(spec: Spec, parent_run_id: str):
 
         tags = {Tag.SWEEP: spec.name, Tag.TRIAL: trial.number, Tag.PARENT_RUN: parent_run_id,
                 Tag.TRIAL_STATE: Value.TRIAL_RUNNING, Tag.TRIAL_PARAMS: json.dumps(params)}
-        try:
-            result = execute(config, tags=tags, should_stop=should_stop, on_start=on_start)
-        except BaseException as err:
-            if "id" in run:
-                get_client().set_tag(run["id"], Tag.TRIAL_STATE, Value.TRIAL_FAILED)
-            if isinstance(err, KeyboardInterrupt):  # this worker is stopping: leave its point to the others
-                trial.study.enqueue_trial(params, user_attrs={k: v for k, v in trial.user_attrs.items()
-                                                              if k == GRID_POINT_ATTR})
-            raise
-        pruned = result.epochs_trained < config.epochs
-        get_client().set_tag(result.run_id, Tag.TRIAL_STATE, Value.TRIAL_PRUNED if pruned else Value.TRIAL_COMPLETE)
-        if pruned:
-            raise optuna.TrialPruned(f"pruned after epoch {result.epochs_trained}")
-        return result.metrics[OBJECTIVE]
+        values = []
+        for position, replica in enumerate(config.replicas()):  # the pruner watches the first seed only
+            try:
+                result = execute(replica, tags=tags, should_stop=should_stop if position == 0 else None,
+                                 on_start=on_start)
+            except BaseException as err:
+                if "id" in run:
+                    get_client().set_tag(run["id"], Tag.TRIAL_STATE, Value.TRIAL_FAILED)
+                if isinstance(err, KeyboardInterrupt):  # this worker is stopping: leave its point to the others
+                    trial.study.enqueue_trial(params, user_attrs={k: v for k, v in trial.user_attrs.items()
+                                                                  if k == GRID_POINT_ATTR})
+                raise
+            pruned = result.epochs_trained < replica.epochs
+            get_client().set_tag(result.run_id, Tag.TRIAL_STATE,
+                                 Value.TRIAL_PRUNED if pruned else Value.TRIAL_COMPLETE)
+            if pruned:
+                raise optuna.TrialPruned(f"pruned after epoch {result.epochs_trained}")
+            values.append(result.metrics[OBJECTIVE])
+        return sum(values) / len(values)  # with repeats, the objective is the mean over the seeds
 
     return objective
 

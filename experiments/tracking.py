@@ -320,7 +320,7 @@ class RunLogger:
     def log_npz(self, arrays: dict, name: str) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / name
-            np.savez(path, **arrays)
+            np.savez_compressed(path, **arrays)
             self.client.log_artifact(self.run_id, str(path))
 
     def finish(self, status: str = "FINISHED", error: str | None = None) -> None:

@@ -82,6 +82,21 @@ def dashboard_store(session_store, mnist_dir):
     return client, ids
 
 
+@pytest.fixture(scope="session")
+def seeded_store(dashboard_store):
+    """dashboard_store plus two config groups trained over seeds (`repeats`): softmax-regression over 3 seeds and
+    tiny over 2, on the same test images. Returns (client, {group name: [run ids]})."""
+    client, _ = dashboard_store
+    groups = {}
+    for name, config in (("softmax", small_config("softmax-regression", repeats=3, run_name="sr-seeds")),
+                         ("tiny", small_config("tiny", repeats=2, run_name="tiny-seeds"))):
+        groups[name] = [execute(replica).run_id for replica in config.replicas()]
+    import streamlit as st
+
+    st.cache_data.clear()  # AppTest's pages share this process's cache, which may hold the store's runs without these
+    return client, groups
+
+
 def stopped_runs(client, experiment: str) -> dict:
     """Real runs of 3 planned epochs that stop after the first (pruned) or second (killed, left running)."""
     from experiments.tracking import RunLogger

@@ -80,7 +80,7 @@ def go(at: AppTest, page: str) -> AppTest:
 
 
 def texts(at: AppTest) -> str:
-    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "title", "subheader")
+    parts = [e.value for kind in ("markdown", "caption", "info", "success", "warning", "error", "title", "subheader")
              for e in getattr(at, kind)]
     return "\n".join(map(str, parts))
 

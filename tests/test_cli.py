@@ -1,5 +1,7 @@
 """The command line: listing, bad arguments (exit 2, nothing logged), and a real run end to end."""
-from tests.helpers import all_runs, cli
+import re
+
+from tests.helpers import all_runs, cli, cli_in_process
 
 
 def test_models_lists_every_model_with_parameter_counts():
@@ -23,3 +25,29 @@ def test_a_bad_argument_exits_2_with_one_line_and_no_run(store):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].endswith("--epochs: 0 is not allowed; expected an integer > 0")
     assert all_runs(store) == []
+
+
+def test_repeats_make_config_groups_that_compare_tells_apart(store, capsys):
+    """`train --repeats 3` for two models: six FINISHED runs in two config groups; `compare group:A group:B` runs
+    Welch's test over the seeds and names the better model; two run ids get the exact McNemar test."""
+    size = ["--train-size", "3000", "--test-size", "1000", "--epochs", "2", "--no-progress"]
+    groups = {}
+    for model in ("softmax-regression", "conv-conv"):
+        done = cli_in_process(capsys, "train", "--model", model, "--repeats", "3", *size)
+        assert done.returncode == 0, done.stderr
+        groups[model] = re.search(r"config group (\w+)", done.stdout).group(1)
+    runs = all_runs(store)
+    assert len(runs) == 6 and {r.info.status for r in runs} == {"FINISHED"}
+    assert {r.data.tags["config_group"] for r in runs} == set(groups.values())
+    assert sorted(r.data.params["seed"] for r in runs) == ["0", "0", "1", "1", "2", "2"]
+    done = cli_in_process(capsys, "compare", f"group:{groups['softmax-regression']}", f"group:{groups['conv-conv']}")
+    assert done.returncode == 0 and "Welch's t test over seeds" in done.stdout
+    sentence = done.stdout.strip().splitlines()[-1]
+    assert sentence.startswith("conv-conv (group:") and "beats softmax-regression" in sentence
+    p = float(re.search(r"p = ([0-9.e-]+)", done.stdout).group(1))
+    assert p < 0.01
+    a, b = (r.info.run_id for r in runs[:2])
+    done = cli_in_process(capsys, "compare", a, b)
+    assert done.returncode == 0 and "exact McNemar test" in done.stdout
+    refused = cli_in_process(capsys, "compare", "group:nope", a)
+    assert refused.returncode == 2 and "no FINISHED run" in refused.stderr.strip().splitlines()[-1]

@@ -70,7 +70,7 @@ def test_selection_carries_across_pages_into_compare(store):
     names = {t["name"] for t in json.loads(plotly_charts(at)[0].proto.spec)["data"]}
     assert any("tiny-numpy-small" in n for n in names) and any("conv-conv-small" in n for n in names)
     assert "Params that differ" in texts(at)
-    assert len(plotly_charts(at)) == 2  # curves and parallel coordinates
+    assert len(plotly_charts(at)) == 3  # curves, step losses and parallel coordinates
 
 
 def test_compare_asks_for_two_runs(store):
@@ -175,3 +175,53 @@ def test_the_gallery_shows_images_of_a_run_on_your_own_data_after_its_folder_is_
     assert not at.exception
     gallery = at.get("image")[0]
     assert len(gallery.captions) == min(wrong[true][pred], 40) and not at.warning
+
+
+def test_grouped_runs_show_one_row_per_config_group_with_mean_and_interval(seeded_store):
+    client, groups = seeded_store
+    at = open_app()
+    at.toggle(key=Key.GROUP_RUNS).set_value(True).run()
+    assert not at.exception
+    table = at.dataframe[0].value.set_index("group")
+    softmax = client.get_run(groups["softmax"][0]).data.tags["config_group"]
+    accs = [client.get_run(r).data.metrics["test_acc"] for r in groups["softmax"]]
+    row = table.loc[softmax]
+    assert row["seeds"] == 3 and row["test_acc_mean"] == pytest.approx(sum(accs) / 3)
+    assert row["test_acc_std"] == pytest.approx(pd.Series(accs).std())
+    assert "%" in row["test_acc_ci"] and (table["seeds"] <= table["runs"]).all()
+
+
+def test_compare_draws_bands_over_seeds_and_says_which_group_is_better(seeded_store):
+    _, groups = seeded_store
+    at = go(open_app(selection=groups["softmax"] + groups["tiny"]), "compare")
+    at.selectbox(key=Key.COMPARE_GROUP_BY).set_value("configuration").run()
+    at.toggle(key=Key.COMPARE_MEMBERS).set_value(True).run()
+    assert not at.exception
+    curves = json.loads(plotly_charts(at)[0].proto.spec)["data"]
+    legend = [t["name"] for t in curves if t.get("showlegend", True) and t.get("name")]
+    assert any("softmax-regression" in n and "N=3" in n for n in legend) and any("N=2" in n for n in legend)
+    assert any(t.get("fill") == "toself" for t in curves)  # the 95% bands
+    options = at.selectbox(key=Key.BETTER_A).options
+    assert options[0].startswith("softmax-regression [") and "3 runs over seeds" in options[0]
+    assert options[1].startswith("tiny [") and "2 runs over seeds" in options[1]
+    sentence = texts(at)
+    assert "Welch's t test over seeds" in sentence and ("beats" in sentence or "no detectable difference" in sentence)
+
+
+def test_two_runs_are_compared_image_by_image_with_their_flipped_examples(seeded_store):
+    client, groups = seeded_store
+    a, b = groups["softmax"][0], groups["tiny"][0]
+    at = go(open_app(selection=[a, b]), "compare")
+    options = at.selectbox(key=Key.BETTER_A).options
+    at.selectbox(key=Key.BETTER_A).set_value(next(o for o in options if a[:8] in o)).run()
+    at.selectbox(key=Key.BETTER_B).set_value(next(o for o in options if b[:8] in o)).run()
+    assert not at.exception
+    body = texts(at)
+    assert "exact McNemar test" in body and "on the same 500 test images" in body
+    from experiments.comparison import read_predictions
+    pa, pb = read_predictions(client, a), read_predictions(client, b)
+    only_a = int(((pa["predicted"] == pa["label"]) & (pb["predicted"] != pb["label"])).sum())
+    assert f"{only_a} images right only in" in body
+    shown = sum(len(image.captions) for image in at.get("image"))
+    only_b = int(((pb["predicted"] == pb["label"]) & (pa["predicted"] != pa["label"])).sum())
+    assert shown == min(only_a, 24) + min(only_b, 24) and shown > 0

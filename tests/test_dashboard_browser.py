@@ -13,8 +13,8 @@ pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
-def server(dashboard_store):
-    client, ids = dashboard_store
+def server(dashboard_store, seeded_store):
+    client, ids = dashboard_store  # with seeded_store's config groups, trained before the server reads the store
     with start_server(client.tracking_uri) as url:
         yield url, client, ids
 
@@ -26,13 +26,7 @@ def test_each_page_loads_with_its_content_and_selection_carries_over(server, pag
     page.get_by_text("runs shown").wait_for(timeout=60_000)
     page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=30_000)
     shoot(page, "runs")
-    selection = page.locator('[data-testid="stSidebar"] [data-testid="stMultiSelect"]')
-    for count, name in enumerate(("lenet5-small", "conv-conv-small"), start=1):
-        selection.locator("input").click()  # not the middle: a chosen tag's remove button may sit there
-        page.keyboard.type(name)
-        page.keyboard.press("Enter")
-        page.keyboard.press("Escape")
-        page.get_by_text(f"{count} selected").wait_for(timeout=30_000)  # the app has rerun with it
+    select_runs(page, ["lenet5-small", "conv-conv-small"])
     for link, heading, expected in [("Compare", "Compare runs", "Params that differ"),
                                     ("Overfitting inspector", "Overfitting inspector", "Rule: avoidable bias"),
                                     ("Run detail", "Run detail", "Layers")]:
@@ -45,12 +39,56 @@ def test_each_page_loads_with_its_content_and_selection_carries_over(server, pag
     assert page.get_by_text("conv-conv-small").count() >= 1  # the selection reached the last page
 
 
-def choose_run(page, label_start: str) -> None:
-    box = page.locator('[data-testid="stSelectbox"]').first
-    box.click()
+def choose_run(page, label_start: str, box: int = 0) -> None:
+    """Type into the page's `box`-th select box and take the first match."""
+    page.locator('[data-testid="stSelectbox"]').nth(box).click()
     page.keyboard.type(label_start)
     page.keyboard.press("Enter")
     wait_idle(page)
+
+
+def select_runs(page, names) -> None:
+    """Add runs to the sidebar selection by name, one at a time, each once the app has rerun with the last."""
+    selection = page.locator('[data-testid="stSidebar"] [data-testid="stMultiSelect"]')
+    for count, name in enumerate(names, start=1):
+        selection.locator("input").click()  # not the middle: a chosen tag's remove button may sit there
+        page.keyboard.type(name)
+        page.keyboard.press("Enter")
+        page.keyboard.press("Escape")
+        page.get_by_text(f"{count} selected").wait_for(timeout=30_000)
+
+
+def test_groups_over_seeds_bands_and_which_is_better(server, seeded_store, page):
+    """Runs grouped by configuration, Compare's bands over seeds, the Welch verdict for two groups, then the
+    McNemar verdict and flipped-example galleries for two runs."""
+    url, _, _ = server
+    page.goto(url)
+    page.get_by_text("runs shown").wait_for(timeout=60_000)
+    page.get_by_text("Group by configuration").click()
+    page.get_by_text("A group holds the runs that differ only in their seed").wait_for(timeout=30_000)
+    wait_idle(page)
+    shoot(page, "runs-grouped")
+    client, groups = seeded_store
+    runs = [client.get_run(run_id) for run_id in groups["softmax"] + groups["tiny"]]
+    select_runs(page, [f"{r.info.run_name} ({r.info.run_id[:8]})" for r in runs])  # a bare name matches its siblings
+    page.locator('[data-testid="stSidebarNav"]').get_by_text("Compare", exact=True).click()
+    page.get_by_text("Which is better?").wait_for(timeout=60_000)
+    wait_idle(page)
+    choose_run(page, "configuration")  # "Draw curves per"
+    page.get_by_text("Each line is the mean over the group's runs").wait_for(timeout=30_000)
+    page.get_by_text("Welch's t test over seeds").first.wait_for(timeout=30_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.locator(".js-plotly-plot .legendtext", has_text="N=3").count() >= 1
+    shoot(page, "compare-bands")
+    choose_run(page, "sr-seeds-seed0", box=1)  # A
+    choose_run(page, "tiny-seeds-seed0", box=2)  # B
+    page.get_by_text("exact McNemar test").first.wait_for(timeout=30_000)
+    page.get_by_text("Right in sr-seeds-seed0").wait_for(timeout=30_000)
+    page.locator('img[src*="/media/"]').first.wait_for(timeout=30_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.set_viewport_size({"width": 1500, "height": 2600})  # Streamlit scrolls inside its own pane: a tall window
+    page.wait_for_timeout(1000)
+    shoot(page, "compare-which-is-better")
 
 
 def test_clicking_a_confusion_cell_opens_its_gallery(server, page, tmp_path):

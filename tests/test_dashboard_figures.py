@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from dashboard import analysis, figures
-from experiments.diagnosis import verdict
+from experiments.diagnosis import Yardstick, verdict
 from experiments.schema import Metric
 
 
@@ -63,7 +63,7 @@ def test_parallel_coordinates_codes_text_params_as_categories():
 
 def test_verdict_finds_best_epoch_loss_after_it_and_diagnosis_of_the_last_epoch():
     history = pd.DataFrame({Metric.TRAIN_ACC: [0.95, 0.99, 1.0], Metric.VAL_ACC: [0.94, 0.97, 0.95]}, index=[1, 2, 3])
-    judged = verdict(history, best_error=0.002)
+    judged = verdict(history, Yardstick(best_error=0.002))
     assert judged.best_epoch == 2 and judged.lost_after_best == pytest.approx(0.02) and judged.epochs_trained == 3
     assert judged.gap == pytest.approx(0.05) and judged.avoidable_bias == pytest.approx(-0.002)
     assert judged.diagnosis == "high variance" and "regularisation" in judged.advice
@@ -71,9 +71,9 @@ def test_verdict_finds_best_epoch_loss_after_it_and_diagnosis_of_the_last_epoch(
 
 def test_verdict_takes_the_first_best_epoch_and_ignores_epochs_missing_an_accuracy():
     history = pd.DataFrame({Metric.TRAIN_ACC: [0.5, 0.6, np.nan], Metric.VAL_ACC: [0.4, 0.4, 0.9]}, index=[1, 2, 3])
-    judged = verdict(history, best_error=0.0)
+    judged = verdict(history, Yardstick(best_error=0.0))
     assert (judged.best_epoch, judged.epochs_trained, judged.diagnosis) == (1, 2, "high bias and variance")
-    assert verdict(history[[Metric.VAL_ACC]], 0.0) is None
+    assert verdict(history[[Metric.VAL_ACC]], Yardstick(0.0)) is None
 
 
 def test_differing_params_keeps_only_columns_that_vary():

@@ -1,15 +1,109 @@
-"""Compare: 2 to 50 selected runs, learning curves overlaid, differing params, metrics side by side."""
+"""Compare: 2 to 50 selected runs: learning curves per run or as bands over seeds, step losses, which run or
+group is better (and whether that is real), the params that differ and the metrics side by side."""
+import pandas as pd
 import streamlit as st
 
 from dashboard import figures, reader
-from dashboard.analysis import differing_params, final_and_best, run_labels
+from dashboard.analysis import (bands, differing_params, final_and_best, group_key, groups_by, run_labels, smoothed,
+                                which_is_better_sides)
 from dashboard.state import Key
-from dashboard.views import read, runs_or_message
-from dashboard.widgets import MAX_COMPARE
-from experiments.schema import Metric
+from dashboard.views import artifact, read, runs_or_message
+from dashboard.widgets import MAX_COMPARE, compare_sides_ui, curves_grouping_ui, md, smoothing_ui
+from experiments import stats
+from experiments.comparison import Answer, which_is_better
+from experiments.schema import Artifact, Metric, Param
 
 CURVES = tuple(map(str, (Metric.TRAIN_LOSS, Metric.VAL_LOSS, Metric.TRAIN_ACC, Metric.VAL_ACC,
                          Metric.VARIANCE, Metric.EPOCH_SECONDS)))
+FLIPPED_LIMIT = 24
+
+
+def curves_section(runs: pd.DataFrame, selection: list[str], metrics: pd.DataFrame) -> None:
+    """Learning curves per run, or per group (config group or a setting's value) as mean lines in 95% bands."""
+    by, members = curves_grouping_ui(runs, selection)
+    if by is None:
+        st.plotly_chart(figures.learning_curves(metrics, run_labels(runs, selection)), key=Key.CURVES_CHART)
+        return
+    groups = groups_by(runs, selection, by)
+    member_group = {run_id: label for label, ids in groups.items() for run_id in ids}
+    st.plotly_chart(figures.banded_curves(bands(metrics, groups), metrics if members else None, member_group),
+                    key=Key.CURVES_CHART)
+    st.caption("Each line is the mean over the group's runs; the band is its 95% t interval (none for a group of "
+               "one run). Train runs `train --repeats N` to have seeds to average.")
+
+
+def step_loss_section(runs: pd.DataFrame, selection: list[str]) -> None:
+    steps = read(reader.load_metrics, tuple(selection), (str(Metric.TRAIN_LOSS_STEP),))
+    if steps.empty:
+        return
+    st.subheader("Training loss per step")
+    weight = smoothing_ui()
+    st.plotly_chart(figures.step_losses(steps, smoothed(steps, weight), run_labels(runs, selection)),
+                    key=Key.STEP_CHART)
+
+
+def side_groups(runs: pd.DataFrame, selection: list[str]) -> dict[str, tuple[str, list[str]]]:
+    """What can be compared, in selection order, as {option: (label, run ids)}: every config group of the
+    selection with two runs or more in the store (all its runs), then every selected run alone."""
+    keys = group_key(runs).set_axis(runs["run_id"])
+    members = runs.groupby(keys.values)
+    options = {}
+    for key in dict.fromkeys(keys[selection]):
+        group = members.get_group(key)
+        if len(group) >= 2:
+            label = f"{group['model'].iloc[0]} [{key}]"
+            options[f"{label}, {len(group)} runs over seeds"] = (label, list(group["run_id"]))
+    return {**options, **{label: (label, [run_id]) for run_id, label in run_labels(runs, selection).items()}}
+
+
+def better_section(runs: pd.DataFrame, selection: list[str]) -> None:
+    """The "Which is better?" panel: two runs or groups, the right test, and one sentence."""
+    st.subheader("Which is better?")
+    options = side_groups(runs, selection)
+    a, b = (options[choice] for choice in compare_sides_ui(list(options)))
+    if a == b:
+        st.info("Pick two different runs or groups.")
+        return
+    singles = [ids[0] for _, ids in (a, b) if len(ids) == 1]
+    predictions = {run_id: artifact(run_id, Artifact.TEST_PREDICTIONS) for run_id in singles}
+    sides = which_is_better_sides(runs, dict([a, b]), {k: v for k, v in predictions.items() if v is not None})
+    side_a, side_b = sides[a[0]], sides[b[0]]
+    answer = which_is_better(side_a, side_b)
+    rows = []
+    for name, side in (("A", side_a), ("B", side_b)):
+        interval = side.interval() if side.n else None
+        rows.append({"": name, "runs": side.label, "N": side.n,
+                     "test acc": interval.estimate if interval else None,
+                     "95% CI": f"{interval.low:.2%} to {interval.high:.2%}" if interval and pd.notna(interval.low)
+                     else "—"})
+    st.dataframe(pd.DataFrame(rows), hide_index=True,
+                 column_config={"test acc": st.column_config.NumberColumn("test acc", format="percent")})
+    say = st.success if answer.significant else st.info
+    say(md(answer.sentence))
+    details = f"Test: {answer.test}" + (f", {stats.p_text(answer.p_value)}" if answer.p_value is not None else "")
+    if answer.difference is not None:
+        d = answer.difference
+        details += f"; B - A = {d.estimate * 100:+.2f} points (95% CI {d.low * 100:+.2f} to {d.high * 100:+.2f})"
+    st.caption(details + f". Significance at {stats.ALPHA:g}.")
+    if len(singles) == 2 and (len(answer.right_only_in_a) or len(answer.right_only_in_b)):
+        flipped_section(runs, singles, answer)
+
+
+def flipped_section(runs: pd.DataFrame, pair: list[str], answer: Answer) -> None:
+    """The test images one run got right and the other wrong, both ways, as galleries."""
+    run = read(reader.load_run, pair[0])
+    images = reader.load_test_images(run.params.get(Param.DATASET, "mnist"), run.params.get(Param.TEST_IMAGES_SHA256))
+    labels = run_labels(runs, pair)
+    cols = st.columns(2)
+    for col, (right, wrong), flipped in zip(cols, ((pair[0], pair[1]), (pair[1], pair[0])),
+                                            (answer.right_only_in_a, answer.right_only_in_b), strict=True):
+        col.markdown(f"**Right in {md(labels[right])}, wrong in {md(labels[wrong])}: {len(flipped)} images**")
+        if images is None:
+            col.caption("These test images are not on this machine; their indices: "
+                        + ", ".join(map(str, flipped[:FLIPPED_LIMIT])))
+        elif len(flipped):
+            col.image([images[i] for i in flipped[:FLIPPED_LIMIT]], width=56,
+                      caption=[f"#{i}" for i in flipped[:FLIPPED_LIMIT]])
 
 
 def page() -> None:
@@ -21,14 +115,16 @@ def page() -> None:
         st.info(f"Select 2 to {MAX_COMPARE} runs (Runs page or sidebar) to compare them; {len(selection)} selected.")
         return
     metrics = read(reader.load_metrics, tuple(selection), CURVES)
-    labels = run_labels(runs, selection)
     if metrics.empty:
         st.warning("None of the selected runs has logged any epoch yet.")
         return
-    st.plotly_chart(figures.learning_curves(metrics, labels), key=Key.CURVES_CHART)
+    curves_section(runs, selection, metrics)
+    better_section(runs, selection)
+    step_loss_section(runs, selection)
     st.subheader("Final and best metrics")
     st.dataframe(final_and_best(runs, metrics, selection), hide_index=True)
     params = read(reader.load_params, tuple(selection))
+    labels = run_labels(runs, selection)
     varying = differing_params(params).rename(index=labels)
     st.subheader("Params that differ")
     if varying.empty:

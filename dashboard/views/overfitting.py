@@ -21,19 +21,20 @@ def diagnosis_ui(judged: Verdict) -> None:
                    delta=f"{-judged.lost_after_best:.2%} after best" if judged.lost_after_best else None)
     cols[3].metric("Diagnosis", judged.diagnosis)
     st.markdown(f"**{judged.diagnosis.capitalize()}** at epoch {judged.epochs_trained}: {judged.advice}.")
-    st.caption(f"Rule: {judged.rule} (thresholds in experiments/diagnosis.py).")
+    st.caption(f"Rule: {judged.rule}. A figure is above or below its threshold only when its whole 95% interval is "
+               "(thresholds in experiments/diagnosis.py).")
 
 
 def run_section(run_id: str, row) -> None:
     """One run's verdict and curves; `row` is its line of the runs table."""
     history = history_of(read(reader.load_metrics, (run_id,), HISTORY), run_id)
-    judged = verdict(history, row["best_error"], row["diverged"])
+    judged = verdict(history, row["yardstick"], row["diverged"])
     if row["diverged"]:
         st.error(f"{md(row['run_name'])} diverged (its loss became NaN, infinite or exploded): {ADVICE[DIVERGED]}.")
     if judged is None:
         st.info(f"{md(row['run_name'])}: no epoch with train and validation accuracy logged yet.")
         return
-    history = with_bias_variance(history, row["best_error"])  # runs logged by other tools may lack them
+    history = with_bias_variance(history, row["yardstick"].best_error)  # runs logged by other tools may lack them
     diagnosis_ui(judged)
     cols = st.columns(2)
     cols[0].plotly_chart(figures.error_gap(history, judged.best_epoch), key=Key.per_run("gap", run_id))

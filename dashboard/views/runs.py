@@ -1,15 +1,21 @@
-"""Runs: every run in one sortable, filterable table; ticked rows join the selection."""
+"""Runs: every run in one sortable, filterable table, or one row per config group over seeds; ticked rows join
+the selection."""
+import functools
+
+import pandas as pd
 import streamlit as st
 
 from dashboard import state
-from dashboard.analysis import filter_runs
+from dashboard.analysis import filter_runs, group_table, with_test_intervals
 from dashboard.state import Key
 from dashboard.views import runs_or_message
 from dashboard.widgets import live_refresh_ui, run_filters_ui
 
-SHOWN_COLUMNS = ["run_name", "model", "dataset", "status", "test_acc", "best_val_acc", "best_epoch", "gap",
-                 "diagnosis", "params_total", "epochs", "progress", "duration_s", "start", "experiment", "suite",
+SHOWN_COLUMNS = ["run_name", "model", "dataset", "status", "test_acc", "test_acc_ci", "best_val_acc", "best_epoch",
+                 "gap", "diagnosis", "params_total", "epochs", "progress", "duration_s", "start", "experiment", "suite",
                  "sweep"]
+GROUP_SHOWN = ["model", "dataset", "seeds", "test_acc_mean", "test_acc_std", "test_acc_ci", "best_val_acc_mean",
+               "best_val_acc_std", "runs", "group"]
 COLUMN_CONFIG = {
     "run_name": "run", "duration_s": st.column_config.NumberColumn("duration (s)", format="%.0f"),
     "progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1, format="percent",
@@ -22,13 +28,65 @@ COLUMN_CONFIG = {
                                          help="last trained epoch's val error - train error"),
     "params_total": st.column_config.NumberColumn("params", format="localized"),
     "start": st.column_config.DatetimeColumn("start", format="YYYY-MM-DD HH:mm"),
+    "test_acc_ci": st.column_config.TextColumn("test acc 95% CI", help="Wilson interval of the test accuracy on the "
+                                               "run's test-set size; for a group, the t interval of its mean"),
+}
+GROUP_CONFIG = {
+    "seeds": st.column_config.NumberColumn("N", format="%d", help="finished runs with a test accuracy"),
+    "test_acc_mean": st.column_config.NumberColumn("test acc (mean)", format="percent"),
+    "test_acc_std": st.column_config.NumberColumn("± std", format="percent"),
+    "best_val_acc_mean": st.column_config.NumberColumn("best val acc (mean)", format="percent"),
+    "best_val_acc_std": st.column_config.NumberColumn("± std", format="percent"),
+    "runs": st.column_config.NumberColumn("runs", format="%d", help="every run of the group, whatever its status"),
+    "group": st.column_config.TextColumn("config group", help="`python -m experiments compare group:HASH ...`"),
+    "test_acc_ci": COLUMN_CONFIG["test_acc_ci"],
 }
 
 
-def add_table_choice_to_selection() -> None:
-    """Rows ticked in the table replace the shown runs' part of the selection; hidden runs stay selected."""
-    shown = state.remembered_rows(Key.RUNS_TABLE)
-    state.set_selection([r for r in state.selection() if r not in shown] + state.ticked(Key.RUNS_TABLE))
+def interval_text(low: pd.Series, high: pd.Series) -> pd.Series:
+    return pd.Series([f"{lo:.2%} to {hi:.2%}" if pd.notna(lo) else "" for lo, hi in zip(low, high, strict=True)],
+                     index=low.index)
+
+
+def run_ids_of(rows: list) -> list[str]:
+    """The runs that table rows stand for: a run id each, or a list of them (a config group's)."""
+    return [run_id for row in rows for run_id in (row if isinstance(row, list) else [row])]
+
+
+def add_ticked_to_selection(table_key: str) -> None:
+    """Rows ticked in a table replace the shown rows' part of the selection; hidden runs stay selected."""
+    shown = run_ids_of(state.remembered_rows(table_key))
+    state.set_selection([r for r in state.selection() if r not in shown] + run_ids_of(state.ticked(table_key)))
+
+
+def selectable_table_ui(table: pd.DataFrame, rows: list, caption: str, config: dict, key: str) -> None:
+    """A table whose ticked rows (each standing for the runs in `rows`) join the selection."""
+    state.remember_rows(key, rows)
+    st.caption(caption)
+    st.dataframe(table, hide_index=True, column_config=config, key=key, selection_mode="multi-row", width="stretch",
+                 on_select=functools.partial(add_ticked_to_selection, key))
+
+
+def grouped_table_ui(shown: pd.DataFrame, selected: int) -> None:
+    groups = group_table(shown)
+    groups["test_acc_ci"] = interval_text(groups["test_acc_low"], groups["test_acc_high"])
+    selectable_table_ui(
+        groups[GROUP_SHOWN], list(groups["run_ids"]),
+        f"{len(groups)} config groups, {selected} selected. A group holds the runs that differ only in their seed "
+        "(`train --repeats N`); runs logged by other tools stand alone. Tick a group to select all its runs; "
+        "Compare draws them as bands and says which group is better.", GROUP_CONFIG, Key.RUNS_GROUPED)
+
+
+def runs_table_ui(shown: pd.DataFrame, total: int, selected: int) -> None:
+    shown = with_test_intervals(shown)
+    running = shown["status"] == "RUNNING"
+    shown = shown.assign(test_acc_ci=interval_text(shown["test_acc_low"], shown["test_acc_high"]),
+                         progress=(shown["epochs"] / shown["params_epochs"]).clip(0, 1).where(running))
+    selectable_table_ui(
+        shown[SHOWN_COLUMNS], list(shown["run_id"]),
+        f"{len(shown)} of {total} runs shown, {selected} selected. Best epoch, gap and diagnosis are logged by the "
+        "runner, or derived from the run's history (running or foreign runs); click a header to sort, tick rows "
+        "to select.", COLUMN_CONFIG, Key.RUNS_TABLE)
 
 
 def page() -> None:
@@ -38,14 +96,10 @@ def page() -> None:
         return
     live_refresh_ui(st.session_state.get(Key.LIVE, False))
     shown = filter_runs(runs, **run_filters_ui(runs))
-    running = shown["status"] == "RUNNING"
-    shown = shown.assign(progress=(shown["epochs"] / shown["params_epochs"]).clip(0, 1).where(running))
-    state.remember_rows(Key.RUNS_TABLE, shown["run_id"])
-    st.caption(f"{len(shown)} of {len(runs)} runs shown, {len(selection)} selected. Best epoch, gap and diagnosis "
-               "are logged by the runner, or derived from the run's history (running or foreign runs); click a "
-               "header to sort, tick rows to select.")
-    st.dataframe(shown[SHOWN_COLUMNS], hide_index=True, column_config=COLUMN_CONFIG, key=Key.RUNS_TABLE,
-                 on_select=add_table_choice_to_selection, selection_mode="multi-row", width="stretch")
+    if st.toggle("Group by configuration (one row per config group, mean ± std over seeds)", key=Key.GROUP_RUNS):
+        grouped_table_ui(shown, len(selection))
+    else:
+        runs_table_ui(shown, len(runs), len(selection))
 
 
 page()
