@@ -6,6 +6,7 @@ each `load_*` wrapper caches it per tracking URI. Nothing here writes to the sto
 import functools
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,14 +20,17 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from experiments.data import images_sha256, load_split
-from experiments.diagnosis import Yardstick, best_error_for, verdicts
+from experiments.diagnosis import Yardstick, best_epoch, best_error_for, verdicts
 from experiments.schema import Metric, Param, Tag, Value
 from experiments.settings import EXPERIMENT_SETTINGS, config_group
-from experiments.tracking import (StoreError, artifact_root, lost_since, now_ms, probe_server, store_problem,
-                                  tracking_uri)
+from dashboard.conventions import (Convention, ConventionError, detect, load_user_conventions, translate,
+                                   user_conventions_path)
+from experiments.tracking import (StoreError, artifact_root, lost_since, now_ms, probe_server, sqlite_path,
+                                  store_problem, tracking_uri)
 
 CACHE_SECONDS = 30  # runs change while training; pages that show running runs refresh sooner
-RUN_COLUMNS = ["run_id", "experiment", "run_name", "model", "dataset", "status", "start", "duration_s",
+RUN_COLUMNS = ["run_id", "experiment", "run_name", "model", "dataset", "convention", "reading", "status", "start",
+               "duration_s",
                "epochs", "params_epochs", "test_acc", "best_val_acc", "best_epoch", "gap", "diagnosis", "params_total",
                "suite", "sweep", "params_text", "yardstick", "config", "config_group", "test_size", "val_size",
                "diverged"]
@@ -52,8 +56,8 @@ def client_for(store: Store) -> MlflowClient:
     return MlflowClient(store.uri)
 
 
-def metric_frame(client: MlflowClient, run_ids: list[str], names: list[str]) -> pd.DataFrame:
-    """Every logged point of `names` for `run_ids`: columns run_id, metric, step, value. No downsampling.
+def raw_points(client: MlflowClient, run_ids: list[str], names: list[str]) -> pd.DataFrame:
+    """Every logged point of `names` for `run_ids`, as logged: columns run_id, metric, step, value. No downsampling.
 
     SQL stores answer one query per metric for all runs (get_metric_history_bulk); other stores
     fall back to MLflow's public per-run get_metric_history.
@@ -67,9 +71,64 @@ def metric_frame(client: MlflowClient, run_ids: list[str], names: list[str]) -> 
         else:
             for run_id in run_ids:
                 rows += [(run_id, name, m.step, m.value) for m in client.get_metric_history(run_id, name)]
-    frame = pd.DataFrame(rows, columns=["run_id", "metric", "step", "value"])
-    # A step logged twice (e.g. a resumed run) keeps its last value.
+    return pd.DataFrame(rows, columns=POINT_COLUMNS)
+
+
+POINT_COLUMNS = ["run_id", "metric", "step", "value"]
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How to read one run's metrics: the convention it follows and the names it logged."""
+
+    convention: Convention
+    logged: frozenset
+
+    @classmethod
+    def of(cls, run, user: tuple[Convention, ...]) -> "Reading":
+        logged = frozenset(run.data.metrics)
+        return cls(detect(logged, user), logged)
+
+
+def metric_frame(client: MlflowClient, run_ids: list[str], names: list[str],
+                 readings: dict[str, Reading] | None = None) -> pd.DataFrame:
+    """Every point of the schema metrics `names` for `run_ids` (run_id, metric, step = epoch, value), whatever
+    names each run logged them under (dashboard.conventions); a step logged twice (e.g. a resumed run) keeps its
+    last value. `readings` say how to read each run; looked up when not given."""
+    readings = readings if readings is not None else readings_of(client, run_ids)
+    native = [r for r in run_ids if r not in readings or readings[r].convention.native]
+    frames = [raw_points(client, native, names)] if native else []
+    for run_id in set(run_ids) - set(native):
+        reading = readings[run_id]
+        foreign = [n for role, n in reading.convention.names(reading.logged).items() if role in names]
+        wanted = foreign + ([reading.convention.epoch_metric] if reading.convention.epoch_metric else [])
+        if foreign:
+            frames.append(translate(raw_points(client, [run_id], wanted), run_id, reading.convention,
+                                    reading.logged, names))
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=POINT_COLUMNS)
+    frame = frame.astype({"step": int, "value": float}) if len(frame) else frame
     return frame.drop_duplicates(["run_id", "metric", "step"], keep="last").sort_values(["run_id", "metric", "step"])
+
+
+def user_conventions(uri: str) -> tuple[Convention, ...]:
+    """The user's own conventions for this store (conventions.toml beside its database, or CNN_CONVENTIONS)."""
+    try:
+        return load_user_conventions(user_conventions_path(sqlite_path(uri)))
+    except ConventionError as err:
+        raise StoreError(str(err)) from err
+
+
+def readings_of(client: MlflowClient, run_ids: list[str]) -> dict[str, Reading]:
+    """How to read each of these runs, from the metric names it logged (one search per 100 runs)."""
+    user = user_conventions(client.tracking_uri)
+    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    found = {}
+    for i in range(0, len(run_ids), 100):
+        quoted = ", ".join(f"'{r}'" for r in run_ids[i:i + 100])
+        for run in client.search_runs(experiments, f"attributes.run_id IN ({quoted})", run_view_type=ViewType.ALL,
+                                      max_results=100):
+            found[run.info.run_id] = Reading.of(run, user)
+    return found
 
 
 def search_all_runs(client: MlflowClient) -> tuple[dict, list]:
@@ -99,27 +158,52 @@ def count(value) -> int | None:
         return None
 
 
-def run_row(run, experiments: dict) -> dict:
+FOREIGN_MODEL_PARAMS = ("model_name", "_name_or_path", "model_type", "architectures")  # Hugging Face and others
+UNKNOWN = "unknown"
+
+
+def model_name(params: dict, reading: Reading) -> str:
+    """The model: our `model` param, else what another tool logged about it (Keras runs: read later from the
+    summary artifact autolog writes), else unknown."""
+    if Param.MODEL in params:
+        return params[Param.MODEL]
+    found = next((params[name] for name in FOREIGN_MODEL_PARAMS if params.get(name) not in (None, "", "None")), None)
+    return found or UNKNOWN
+
+
+def dataset_name(run) -> str:
+    """Our `dataset` param, else a `dataset` tag, else the name of a dataset MLflow recorded as the run's input
+    (autolog names arrays it cannot name "dataset": that says nothing)."""
+    found = run.data.params.get(Param.DATASET) or run.data.tags.get("dataset")
+    inputs = getattr(getattr(run, "inputs", None), "dataset_inputs", None) or []
+    named = [i.dataset.name for i in inputs if i.dataset.name not in ("", "dataset")]
+    return found or (named[0] if named else UNKNOWN)
+
+
+def run_row(run, experiments: dict, user: tuple[Convention, ...] = ()) -> dict:
     """A run's row as logged; `derive` marks the runs whose verdict (best epoch, diagnosis) must come from
     their history: running, stopped or foreign runs, which did not log one."""
     params, metrics, tags, info = run.data.params, run.data.metrics, run.data.tags, run.info
+    reading = Reading.of(run, user)
+    names = reading.convention.names(reading.logged)
     end = info.end_time or pd.Timestamp.now(tz="UTC").value // 10**6
     logged = {Metric.BEST_EPOCH, Metric.BEST_VAL_ACC, Metric.EPOCHS_TRAINED} <= set(metrics) and Tag.DIAGNOSIS in tags
     return {
         "run_id": info.run_id, "experiment": experiments.get(info.experiment_id, info.experiment_id),
-        "run_name": info.run_name or info.run_id[:8], "model": params.get(Param.MODEL, "?"),
-        "dataset": params.get(Param.DATASET, "?"),
+        "run_name": info.run_name or info.run_id[:8], "model": model_name(params, reading),
+        "dataset": dataset_name(run), "convention": reading.convention.name, "reading": reading,
         "status": status_of(info, tags),
         "start": pd.to_datetime(info.start_time, unit="ms", utc=True),
         "duration_s": (end - info.start_time) / 1000 if info.start_time else np.nan,
         "params_epochs": pd.to_numeric(params.get(Param.EPOCHS), errors="coerce"),
         "epochs": metrics.get(Metric.EPOCHS_TRAINED, np.nan), "best_val_acc": metrics.get(Metric.BEST_VAL_ACC, np.nan),
-        "best_epoch": metrics.get(Metric.BEST_EPOCH, np.nan), "test_acc": metrics.get(Metric.TEST_ACC, np.nan),
+        "best_epoch": metrics.get(Metric.BEST_EPOCH, np.nan), "test_acc": metrics.get(names.get(Metric.TEST_ACC), np.nan),
         "gap": metrics.get(Metric.VARIANCE, np.nan), "diagnosis": tags.get(Tag.DIAGNOSIS, ""),
         "params_total": metrics.get(Metric.PARAMS_TOTAL, np.nan),
         "suite": tags.get(Tag.SUITE, ""), "sweep": tags.get(Tag.SWEEP, ""),
         "params_text": " ".join(f"{k}={v}" for k, v in sorted(params.items())),
-        "yardstick": Yardstick(best_error_for(params.get(Param.DATASET), params.get(Param.BEST_ERROR)),
+        "yardstick": Yardstick(best_error_for(params.get(Param.DATASET),
+                                              params.get(Param.BEST_ERROR, reading.convention.best_error)),
                                count(params.get(Param.TRAIN_EVAL_SIZE)), count(params.get(Param.VAL_SIZE))),
         "derive": not logged,
         "config": {name: params[name] for name in EXPERIMENT_SETTINGS if name in params},
@@ -136,13 +220,39 @@ def with_derived_verdicts(client: MlflowClient, table: pd.DataFrame) -> pd.DataF
     if not unknown:
         return table
     diverged = set(table.index[table["diverged"]])
-    judged = verdicts(metric_frame(client, list(unknown), [Metric.TRAIN_ACC, Metric.VAL_ACC]), unknown, diverged)
-    derived = pd.DataFrame.from_dict(
-        {run_id: {"epochs": v.epochs_trained, "best_epoch": v.best_epoch, "best_val_acc": v.best_val_acc,
-                  "gap": v.gap, "diagnosis": v.diagnosis} for run_id, v in judged.items()},
-        orient="index", columns=["epochs", "best_epoch", "best_val_acc", "gap", "diagnosis"])
+    points = metric_frame(client, list(unknown), [Metric.TRAIN_ACC, Metric.VAL_ACC],
+                          table.loc[list(unknown), "reading"].to_dict())
+    judged = verdicts(points, unknown, diverged)
+    rows = {run_id: {"epochs": v.epochs_trained, "best_epoch": v.best_epoch, "best_val_acc": v.best_val_acc,
+                     "gap": v.gap, "diagnosis": v.diagnosis} for run_id, v in judged.items()}
+    val = points[points["metric"] == Metric.VAL_ACC]
+    for run_id, history in val.groupby("run_id"):  # no train accuracy (e.g. Hugging Face): no gap or diagnosis
+        if run_id not in rows:
+            epoch, best = best_epoch(history.set_index("step")["value"])
+            rows[run_id] = {"epochs": int(history["step"].max()), "best_epoch": epoch, "best_val_acc": best,
+                            "gap": np.nan, "diagnosis": ""}
+    derived = pd.DataFrame.from_dict(rows, orient="index",
+                                     columns=["epochs", "best_epoch", "best_val_acc", "gap", "diagnosis"])
     table = table.copy()
     table.loc[derived.index, derived.columns] = derived
+    return table
+
+
+KERAS_SUMMARY = "model_summary.txt"  # what Keras autolog writes: its first line names the model
+SUMMARIES_READ = 200  # at most this many runs' summaries are read for their model's name
+
+
+def with_keras_model_names(client: MlflowClient, table: pd.DataFrame) -> pd.DataFrame:
+    """Runs that logged no model name but a Keras summary get the name the summary gives (`Model: "NAME"`)."""
+    nameless = table.index[(table["model"] == UNKNOWN) & (table["convention"] == "Keras autolog")][:SUMMARIES_READ]
+    if not len(nameless):
+        return table
+    table = table.copy()
+    for run_id in nameless:
+        summary = fetch_artifact(client, run_id, KERAS_SUMMARY).value
+        found = re.search(r'Model: "([^"]+)"', summary or "")
+        if found:
+            table.loc[run_id, "model"] = f"{found.group(1)} (Keras)"
     return table
 
 
@@ -155,7 +265,9 @@ def fetch_runs(client: MlflowClient) -> pd.DataFrame:
     runs = [run for run in runs if run.data.tags.get(Tag.RUN_KIND) != Value.RUN_KIND_SWEEP]
     if not runs:
         return pd.DataFrame(columns=RUN_COLUMNS)
-    table = pd.DataFrame([run_row(run, experiments) for run in runs]).set_index("run_id")
+    user = user_conventions(client.tracking_uri)
+    table = pd.DataFrame([run_row(run, experiments, user) for run in runs]).set_index("run_id")
+    table = with_keras_model_names(client, table)
     return with_derived_verdicts(client, table).reset_index()[RUN_COLUMNS]
 
 
@@ -210,9 +322,11 @@ class ArtifactRead:
 
 
 def parse_artifact(local: Path):
-    """A downloaded JSON, CSV or npz artifact: dict, DataFrame, or dict of arrays (never unpickled)."""
+    """A downloaded JSON, CSV, npz or text artifact: dict, DataFrame, dict of arrays (never unpickled) or str."""
     if local.suffix == ".json":
         return json.loads(local.read_text())
+    if local.suffix == ".txt":
+        return local.read_text()
     if local.suffix == ".npz":
         with np.load(local, allow_pickle=False) as arrays:
             return dict(arrays)

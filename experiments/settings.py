@@ -176,10 +176,11 @@ GROUP_SETTINGS = tuple(name for name in EXPERIMENT_SETTINGS if name != "seed")  
 def config_group(params: dict) -> str:
     """A short, stable hash of a run's logged GROUP_SETTINGS (as MLflow stores them, strings): every setting
     that defines the experiment except the seed, so runs that differ only in their seed share it, whenever
-    and wherever they ran. Empty for a run that logged none of them (another tool's)."""
-    values = {name: str(params[name]) for name in GROUP_SETTINGS if name in params}
-    if not values:
+    and wherever they ran. Empty for a run without our `model` param: another tool's params (Keras autolog
+    logs `epochs` and `batch_size` too) do not say what defines its experiment."""
+    if "model" not in params:
         return ""
+    values = {name: str(params[name]) for name in GROUP_SETTINGS if name in params}
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:10]
 
 

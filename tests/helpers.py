@@ -89,6 +89,21 @@ def plotly_charts(at: AppTest) -> list:
     return at.get("plotly_chart")
 
 
+def chart_traces(chart) -> list[dict]:
+    """A drawn Plotly chart's traces as dicts, numeric arrays decoded (Plotly sends them as base64 `bdata`)."""
+    import base64
+    import json
+
+    import numpy as np
+
+    def decoded(value):
+        if isinstance(value, dict) and "bdata" in value:
+            return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()
+        return value
+
+    return [{key: decoded(value) for key, value in trace.items()} for trace in json.loads(chart.proto.spec)["data"]]
+
+
 def answers_health(url: str, seconds: float) -> bool:
     """Whether the Streamlit server at url answers its health check within `seconds`."""
     deadline = time.time() + seconds

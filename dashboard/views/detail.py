@@ -141,6 +141,22 @@ def tables_section(run_id: str, run: RunRecord) -> None:
                                 name="value", dtype=str).sort_index())
 
 
+def origin_note(row: pd.Series) -> None:
+    """For a run logged by another tool: which convention its metrics were read with, what was derived, and what
+    it lacks and how to log it."""
+    reading = row["reading"]
+    if reading.convention.native:
+        return
+    mapped = reading.convention.words(reading.logged) or "its metrics under this schema's own names"
+    st.info(f"Logged by another tool: its metrics were read with the **{md(reading.convention.name)}** convention "
+            f"({md(mapped)}). Derived here from its history, with the runner's own functions "
+            "(experiments/diagnosis.py): bias, variance, avoidable bias, best epoch and the diagnosis; its sizes are "
+            "unknown, so the diagnosis judges point estimates. Confusion matrices, galleries and the per-layer table "
+            f"need artifacts it did not log: `{Artifact.CONFUSION_TEST}`, `{Artifact.MISCLASSIFIED}` and "
+            f"`{Artifact.LAYERS}` as docs/schema.md describes them, or train with `python -m experiments train`. "
+            "A `conventions.toml` beside the store maps other names (docs/conventions.md).")
+
+
 def page() -> None:
     st.title("Run detail")
     runs, selection = runs_or_message()
@@ -149,6 +165,7 @@ def page() -> None:
     run_id = run_picker_ui(runs, selection, "Run", key=Key.DETAIL_RUN)
     run = read(reader.load_run, run_id)
     status_message(run)
+    origin_note(runs.set_index("run_id").loc[run_id])
     artifact_location_note(run_id)
     history = history_of(read(reader.load_metrics, (run_id,), tuple(map(str, Metric.PER_EPOCH))), run_id)
     if history.empty:

@@ -127,6 +127,20 @@ def test_the_sweeps_page_shows_trials_best_and_opens_a_trial_run(pruned_sweep):
     assert at.title[0].value == "Run detail" and at.session_state[Key.DETAIL_RUN] == best.info.run_id
 
 
+def test_a_trial_with_repeats_trains_every_seed_and_scores_their_mean(tmp_path, mnist_dir, monkeypatch):
+    path, name = write_spec(tmp_path, f'method = "grid"\nfixed = {{ {TINY}, epochs = 1, train_size = 1000, '
+                                      'repeats = 2 }\nspace = { lr = [0.01] }\n')
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    summary = run_worker(Spec.load(path), f"sqlite:///{tmp_path / 'optuna.db'}", log=lambda *a, **k: None)
+    client = MlflowClient(uri)
+    runs = trial_runs(client, name)
+    assert sorted(r.data.params["seed"] for r in runs) == ["0", "1"] and summary[Metric.SWEEP_COMPLETE] == 1
+    assert {r.data.tags[Tag.TRIAL] for r in runs} == {"0"} and len({r.data.tags[Tag.CONFIG_GROUP] for r in runs}) == 1
+    mean = sum(r.data.metrics[Metric.BEST_VAL_ACC] for r in runs) / 2
+    assert parent_run(client, name).data.metrics[Metric.SWEEP_BEST] == pytest.approx(mean)
+
+
 @needs_chromium
 def test_the_sweeps_page_renders_in_a_browser(pruned_sweep, page):
     client, name, _ = pruned_sweep
