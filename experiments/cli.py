@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                                               "start as many workers as you like")
     sweep.add_argument("spec", help="a TOML spec file, or the name of one in specs/")
     sweep.add_argument("--storage", help="Optuna storage URL shared by the workers, e.g. "
-                                         "postgresql://cnn@HOST:5432/optuna (default: sqlite in mlruns/)")
+                                         "postgresql://cnn@HOST:5432/optuna (default: optuna.db beside an SQLite "
+                                         "tracking store's database, else in mlruns/)")
     sweep.add_argument("--heartbeat", type=int, default=30, metavar="SECONDS",
                        help="a trial whose worker is silent for 2 heartbeats + 10 s is failed and queued again")
     compare = commands.add_parser("compare", help="which is better: two runs (exact McNemar test on the same test "

@@ -33,7 +33,7 @@ from experiments.run import RunConfig, execute
 from experiments.schema import Artifact, Metric, Param, Tag, Value
 from experiments.settings import ConfigError
 from experiments.specs import SWEEP_METHODS, Spec
-from experiments.tracking import DEFAULT_STORE, experiment_id, get_client
+from experiments.tracking import DEFAULT_STORE, experiment_id, get_client, sqlite_path, tracking_uri
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats are "experimental"
 SWEEP_EXPERIMENT = "cnn-sweeps"  # where a sweep's runs go unless its spec names an experiment
@@ -86,7 +86,10 @@ def sweep_experiment(spec: Spec) -> str:
 
 
 def default_storage() -> str:
-    return f"sqlite:///{DEFAULT_STORE / 'optuna.db'}"
+    """SQLite beside the tracking store's database, so that a study never names another store's runs; in mlruns/
+    when the tracking store is a server."""
+    database = sqlite_path(tracking_uri())
+    return f"sqlite:///{(database.parent if database else DEFAULT_STORE) / 'optuna.db'}"
 
 
 def public_url(url: str) -> str:

@@ -141,6 +141,18 @@ def test_a_trial_with_repeats_trains_every_seed_and_scores_their_mean(tmp_path, 
     assert parent_run(client, name).data.metrics[Metric.SWEEP_BEST] == pytest.approx(mean)
 
 
+def test_the_default_study_lives_beside_its_store_so_another_store_runs_the_sweep_afresh(tmp_path, mnist_dir,
+                                                                                       monkeypatch):
+    path, name = write_spec(tmp_path, f'method = "grid"\nfixed = {{ {TINY}, epochs = 1, train_size = 500 }}\n'
+                                      'space = { lr = [0.01] }\n')
+    for store in ("first", "second"):
+        uri = f"sqlite:///{tmp_path / store / 'mlflow.db'}"
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        summary = run_worker(Spec.load(path), log=lambda *a, **k: None)  # the default Optuna storage
+        assert summary[Metric.SWEEP_COMPLETE] == 1 and len(trial_runs(MlflowClient(uri), name)) == 1, store
+        assert (tmp_path / store / "optuna.db").exists()
+
+
 @needs_chromium
 def test_the_sweeps_page_renders_in_a_browser(pruned_sweep, page):
     client, name, _ = pruned_sweep
