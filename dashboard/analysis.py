@@ -221,3 +221,12 @@ def which_is_better_sides(runs: pd.DataFrame, groups: dict[str, list[str]], pred
                             tuple(int(n) if pd.notna(n) else 0 for n in scored["test_size"]),
                             predictions.get(ids[0]) if len(ids) == 1 else None)
     return sides
+
+
+def setting_differences(runs: pd.DataFrame, a: list[str], b: list[str]) -> list[str]:
+    """The settings (seed aside) in which the first runs of two sides differ, as 'name (A value vs B value)'."""
+    configs = runs.set_index("run_id")["config"]
+    first_a, first_b = configs[a[0]], configs[b[0]]
+    names = sorted((set(first_a) | set(first_b)) - {"seed"})
+    return [f"{name} ({first_a.get(name, '—')} vs {first_b.get(name, '—')})" for name in names
+            if first_a.get(name) != first_b.get(name)]

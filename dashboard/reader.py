@@ -30,10 +30,9 @@ from experiments.tracking import (StoreError, artifact_root, lost_since, now_ms,
 
 CACHE_SECONDS = 30  # runs change while training; pages that show running runs refresh sooner
 RUN_COLUMNS = ["run_id", "experiment", "run_name", "model", "dataset", "convention", "reading", "status", "start",
-               "duration_s",
-               "epochs", "params_epochs", "test_acc", "best_val_acc", "best_epoch", "gap", "diagnosis", "params_total",
-               "suite", "sweep", "params_text", "yardstick", "config", "config_group", "test_size", "val_size",
-               "diverged"]
+               "duration_s", "epochs", "params_epochs", "test_acc", "best_val_acc", "best_epoch", "gap", "diagnosis",
+               "params_total", "suite", "sweep", "params_text", "yardstick", "config", "config_group", "train_size",
+               "test_size", "val_size", "diverged"]
 SWEEP_COLUMNS = ["run_id", "sweep", "status", "start", "method", "pruner", "planned", "best_value"]
 TRIAL_COLUMNS = ["run_id", "run_name", "trial", "state", "status", "best_val_acc", "test_acc", "epochs_trained",
                  "params"]
@@ -208,7 +207,8 @@ def run_row(run, experiments: dict, user: tuple[Convention, ...] = ()) -> dict:
         "derive": not logged,
         "config": {name: params[name] for name in EXPERIMENT_SETTINGS if name in params},
         "config_group": tags.get(Tag.CONFIG_GROUP) or config_group(params),
-        "test_size": count(params.get(Param.TEST_SIZE)), "val_size": count(params.get(Param.VAL_SIZE)),
+        "train_size": count(params.get(Param.TRAIN_SIZE)), "test_size": count(params.get(Param.TEST_SIZE)),
+        "val_size": count(params.get(Param.VAL_SIZE)),
         "diverged": Tag.DIVERGED_AT_STEP in tags,
     }
 

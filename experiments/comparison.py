@@ -106,7 +106,8 @@ def compare_runs(a: Side, b: Side) -> Answer:
         found = stats.mcnemar(right_a, right_b)
         sentence = outcome(a, b, found.difference, found.p_value, f"on the same {found.n:,} test images")
         sentence += (f": {found.only_a} images right only in {a.label}, {found.only_b} right only in {b.label} "
-                     "(exact McNemar test).")
+                     "(exact McNemar test). Each side is one seed: this says nothing about how much either "
+                     "configuration varies from seed to seed; compare config groups for that.")
         return Answer("exact McNemar test", None, found.p_value, sentence,
                       index[right_a & ~right_b], index[right_b & ~right_a])
     acc_a, acc_b = a.test_accs[0], b.test_accs[0]
@@ -130,8 +131,9 @@ def which_is_better(a: Side, b: Side) -> Answer:
     if a.n == 1 and b.n == 1:
         return compare_runs(a, b)
     single = a if a.n == 1 else b
-    return Answer("none", None, None, f"{single.label} has one seed: train its configuration over seeds "
-                                      "(`train --repeats 5`) to compare it with a group.")
+    return Answer("none", None, None, f"{single.label} is one run, and one run cannot be tested against a group "
+                                      "of seeds: compare its config group instead, if it has several seeds, or train "
+                                      "its configuration over seeds (train --repeats 5).")
 
 
 def report(a: Side, b: Side, answer: Answer) -> str:

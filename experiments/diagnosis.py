@@ -37,10 +37,17 @@ BEST_ERROR = {"mnist": 0.002, "fashion-mnist": 0.035}
 HIGH_BIAS, HIGH_VARIANCE, BOTH, GOOD_FIT = "high bias", "high variance", "high bias and variance", "good fit"
 DIVERGED = "diverged"  # training stopped because its loss became NaN, infinite or exploded
 INCONCLUSIVE = "inconclusive"  # an interval straddles its threshold: the evaluation sets are too small to tell
+# A firm high figure beside one that cannot be told: the firm one still says what to do first.
+HIGH_BIAS_VARIANCE_UNSURE, HIGH_VARIANCE_BIAS_UNSURE = "high bias, variance inconclusive", \
+    "high variance, bias inconclusive"
 ADVICE = {
     DIVERGED: "training blew up: lower the learning rate",
     INCONCLUSIVE: "the evaluation sets are too small to tell: validate on more images (the rule says how many), "
                   "or compare over seeds",
+    HIGH_BIAS_VARIANCE_UNSURE: "the model underfits: try a bigger model, train longer, or a better optimizer (whether "
+                               "it also overfits cannot be told at this validation size)",
+    HIGH_VARIANCE_BIAS_UNSURE: "the model overfits: try more data or regularisation (whether it also underfits cannot "
+                               "be told at this train-eval size)",
     HIGH_BIAS: "the model underfits: try a bigger model, train longer, or a better optimizer",
     HIGH_VARIANCE: "the model overfits: try more data, regularisation (dropout, weight decay) or early stopping",
     BOTH: "fix the bias first (bigger model, train longer), then the variance (more data, regularisation)",
@@ -99,7 +106,9 @@ class Figure:
         around = f"{shown} (95% CI {self.interval.low:.2%} to {self.interval.high:.2%})"
         if self.high is not None:
             return f"{around} {'>' if self.high else '<='} {self.threshold:.2%}"
-        settle = f"{self.settling} would settle it" if self.settling else "no feasible set size would settle it"
+        settle = (f"{self.settling} would settle it" if self.settling else
+                  f"no practical set size (up to {SETTLING_LIMIT:,} images) would settle it: the figure is too close "
+                  "to its threshold")
         return f"{around} straddles {self.threshold:.2%}: inconclusive at these set sizes; {settle}"
 
 
@@ -110,7 +119,7 @@ def standing(interval: stats.Interval, threshold: float) -> bool | None:
     return False if interval.high <= threshold else None
 
 
-SETTLING_LIMIT = 10_000_000  # images: beyond this, say no set size would settle it
+SETTLING_LIMIT = 100_000  # images: beyond this (more than MNIST holds) no practical set settles the figure
 
 
 def settling_factor(interval_at, threshold: float, start: int) -> float | None:
@@ -170,11 +179,9 @@ def judged_figures(train_acc: float, val_acc: float, yardstick: Yardstick, bias_
 
 def diagnose(bias: Figure, variance: Figure) -> tuple[str, str]:
     """The diagnosis and the rule that gave it, in words."""
-    if bias.high is None or variance.high is None:
-        label = INCONCLUSIVE
-    else:
-        label = {(True, False): HIGH_BIAS, (False, True): HIGH_VARIANCE,
-                 (True, True): BOTH, (False, False): GOOD_FIT}[(bias.high, variance.high)]
+    label = {(True, False): HIGH_BIAS, (False, True): HIGH_VARIANCE, (True, True): BOTH, (False, False): GOOD_FIT,
+             (True, None): HIGH_BIAS_VARIANCE_UNSURE, (None, True): HIGH_VARIANCE_BIAS_UNSURE,
+             }.get((bias.high, variance.high), INCONCLUSIVE)
     unsized = "" if bias.interval else " (set sizes unknown: point estimates judged)"
     return label, f"{bias.words()}, {variance.words()}{unsized}"
 

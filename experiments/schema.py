@@ -86,7 +86,8 @@ class Tag:
     """Tags: facts about the run that are not configuration."""
 
     DIAGNOSIS = Name("diagnosis", "high bias / high variance / high bias and variance / good fit / inconclusive (an "
-                                 "interval straddles its threshold) / diverged, of the last trained epoch "
+                                 "interval straddles its threshold; 'high bias, variance inconclusive' and the "
+                                 "reverse when the other figure is firm) / diverged, of the last trained epoch "
                                  "(experiments.diagnosis)")
     DIAGNOSIS_RULE = Name("diagnosis_rule", "the thresholds and numbers that gave the diagnosis")
     RECIPE_SOURCE = Name("recipe_source", "where the model and its recipe come from")

@@ -4,8 +4,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import figures, reader
-from dashboard.analysis import (bands, differing_params, final_and_best, group_key, groups_by, run_labels, smoothed,
-                                which_is_better_sides)
+from dashboard.analysis import (bands, differing_params, final_and_best, group_key, groups_by, run_labels,
+                                setting_differences, smoothed, which_is_better_sides)
 from dashboard.state import Key
 from dashboard.views import artifact, read, runs_or_message
 from dashboard.widgets import MAX_COMPARE, compare_sides_ui, curves_grouping_ui, md, smoothing_ui
@@ -16,6 +16,13 @@ from experiments.schema import Artifact, Metric, Param
 CURVES = tuple(map(str, (Metric.TRAIN_LOSS, Metric.VAL_LOSS, Metric.TRAIN_ACC, Metric.VAL_ACC,
                          Metric.VARIANCE, Metric.EPOCH_SECONDS)))
 FLIPPED_LIMIT = 24
+FINAL_COLUMNS = {
+    **{name: st.column_config.NumberColumn(name, format="percent")
+       for name in ("final val acc", "best val acc", "test acc", "final gap")},
+    "best epoch": st.column_config.NumberColumn("best epoch", format="%d"),
+    "params": st.column_config.NumberColumn("params", format="localized"),
+    "s / epoch": st.column_config.NumberColumn("s / epoch", format="%.2f"),
+}
 
 
 def curves_section(runs: pd.DataFrame, selection: list[str], metrics: pd.DataFrame) -> None:
@@ -80,30 +87,39 @@ def better_section(runs: pd.DataFrame, selection: list[str]) -> None:
                  column_config={"test acc": st.column_config.NumberColumn("test acc", format="percent")})
     say = st.success if answer.significant else st.info
     say(md(answer.sentence))
-    details = f"Test: {answer.test}" + (f", {stats.p_text(answer.p_value)}" if answer.p_value is not None else "")
-    if answer.difference is not None:
-        d = answer.difference
-        details += f"; B - A = {d.estimate * 100:+.2f} points (95% CI {d.low * 100:+.2f} to {d.high * 100:+.2f})"
-    st.caption(details + f". Significance at {stats.ALPHA:g}.")
+    if answer.p_value is not None:
+        details = f"Test: {answer.test}, {stats.p_text(answer.p_value)}, significance at {stats.ALPHA:g}"
+        if answer.difference is not None:
+            d = answer.difference
+            details += f"; B - A = {d.estimate * 100:+.2f} points (95% CI {d.low * 100:+.2f} to {d.high * 100:+.2f})"
+        st.caption(details + ".")
+    differences = setting_differences(runs, a[1], b[1])
+    if differences:
+        st.caption(md("A and B differ in " + ", ".join(differences) + ": the difference measured is that of all of "
+                      "them together."))
     if len(singles) == 2 and (len(answer.right_only_in_a) or len(answer.right_only_in_b)):
-        flipped_section(runs, singles, answer)
+        flipped_section(runs, singles, predictions, answer)
 
 
-def flipped_section(runs: pd.DataFrame, pair: list[str], answer: Answer) -> None:
-    """The test images one run got right and the other wrong, both ways, as galleries."""
+def flipped_section(runs: pd.DataFrame, pair: list[str], predictions: dict, answer: Answer) -> None:
+    """The test images one run got right and the other wrong, both ways, as galleries captioned with the true
+    class and the wrong run's answer."""
     run = read(reader.load_run, pair[0])
     images = reader.load_test_images(run.params.get(Param.DATASET, "mnist"), run.params.get(Param.TEST_IMAGES_SHA256))
     labels = run_labels(runs, pair)
     cols = st.columns(2)
     for col, (right, wrong), flipped in zip(cols, ((pair[0], pair[1]), (pair[1], pair[0])),
                                             (answer.right_only_in_a, answer.right_only_in_b), strict=True):
-        col.markdown(f"**Right in {md(labels[right])}, wrong in {md(labels[wrong])}: {len(flipped)} images**")
+        shown = flipped[:FLIPPED_LIMIT]
+        col.markdown(f"**Right in {md(labels[right])}, wrong in {md(labels[wrong])}: {len(flipped)} images**"
+                     + (f" (the first {len(shown)})" if len(shown) < len(flipped) else ""))
+        said = dict(zip(predictions[wrong]["index"].tolist(), predictions[wrong]["predicted"].tolist(), strict=True))
+        truth = dict(zip(predictions[right]["index"].tolist(), predictions[right]["label"].tolist(), strict=True))
+        captions = [f"#{i}: {truth[i]}, not {said[i]}" for i in shown]
         if images is None:
-            col.caption("These test images are not on this machine; their indices: "
-                        + ", ".join(map(str, flipped[:FLIPPED_LIMIT])))
-        elif len(flipped):
-            col.image([images[i] for i in flipped[:FLIPPED_LIMIT]], width=56,
-                      caption=[f"#{i}" for i in flipped[:FLIPPED_LIMIT]])
+            col.caption("These test images are not on this machine: " + "; ".join(captions))
+        elif len(shown):
+            col.image([images[i] for i in shown], width=64, caption=captions)
 
 
 def page() -> None:
@@ -122,7 +138,7 @@ def page() -> None:
     better_section(runs, selection)
     step_loss_section(runs, selection)
     st.subheader("Final and best metrics")
-    st.dataframe(final_and_best(runs, metrics, selection), hide_index=True)
+    st.dataframe(final_and_best(runs, metrics, selection), hide_index=True, column_config=FINAL_COLUMNS)
     params = read(reader.load_params, tuple(selection))
     labels = run_labels(runs, selection)
     varying = differing_params(params).rename(index=labels)

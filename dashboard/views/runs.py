@@ -11,13 +11,15 @@ from dashboard.state import Key
 from dashboard.views import runs_or_message
 from dashboard.widgets import live_refresh_ui, run_filters_ui
 
-SHOWN_COLUMNS = ["run_name", "model", "dataset", "convention", "status", "test_acc", "test_acc_ci", "best_val_acc", "best_epoch",
+SHOWN_COLUMNS = ["run_name", "model", "dataset", "train_size", "convention", "status", "test_acc", "test_acc_ci", "best_val_acc", "best_epoch",
                  "gap", "diagnosis", "params_total", "epochs", "progress", "duration_s", "start", "experiment", "suite",
                  "sweep"]
 GROUP_SHOWN = ["model", "dataset", "seeds", "test_acc_mean", "test_acc_std", "test_acc_ci", "best_val_acc_mean",
                "best_val_acc_std", "runs", "group"]
 COLUMN_CONFIG = {
     "run_name": "run",
+    "train_size": st.column_config.NumberColumn("train images", format="localized",
+                                                help="images trained on (validation carved out)"),
     "convention": st.column_config.TextColumn("logged by", help="the metric convention the run was read with "
                                               "(dashboard/conventions.py, or conventions.toml beside the store)"),
     "duration_s": st.column_config.NumberColumn("duration (s)", format="%.0f"),
