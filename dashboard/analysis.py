@@ -10,7 +10,7 @@ import pandas as pd
 
 from experiments import stats
 from experiments.comparison import Side
-from experiments.diagnosis import bias_variance, history_of
+from experiments.diagnosis import GOOD_FIT, HIGH_BIAS, HIGH_VARIANCE, bias_variance, history_of
 from experiments.schema import Metric, Value
 from experiments.settings import SETTINGS
 
@@ -162,7 +162,8 @@ def group_table(runs: pd.DataFrame) -> pd.DataFrame:
         rows.append({"group": group, "model": members["model"].iloc[0], "dataset": members["dataset"].iloc[0],
                      "runs": len(members), "seeds": len(scored), "test_acc_mean": test.estimate,
                      "test_acc_std": scored["test_acc"].std(), "test_acc_low": test.low, "test_acc_high": test.high,
-                     "best_val_acc_mean": scored["best_val_acc"].mean(), "best_val_acc_std": scored["best_val_acc"].std(),
+                     "best_val_acc_mean": scored["best_val_acc"].mean(),
+                     "best_val_acc_std": scored["best_val_acc"].std(),
                      "run_ids": list(members["run_id"])})
     return pd.DataFrame(rows, columns=GROUP_COLUMNS)
 
@@ -230,3 +231,25 @@ def setting_differences(runs: pd.DataFrame, a: list[str], b: list[str]) -> list[
     names = sorted((set(first_a) | set(first_b)) - {"seed"})
     return [f"{name} ({first_a.get(name, '—')} vs {first_b.get(name, '—')})" for name in names
             if first_a.get(name) != first_b.get(name)]
+
+
+STORY = {HIGH_BIAS: "underfits", HIGH_VARIANCE: "overfits", GOOD_FIT: "fits well"}
+
+
+def story_runs(runs: pd.DataFrame) -> dict[str, str]:
+    """The newest finished run diagnosed high bias, high variance and good fit: {diagnosis: run id}, for the
+    diagnoses some run has; what the dashboard exists to show side by side."""
+    finished = runs[runs["status"] == "FINISHED"].sort_values("start", ascending=False)
+    found = {}
+    for diagnosis in STORY:
+        matching = finished[finished["diagnosis"] == diagnosis]
+        if len(matching):
+            found[diagnosis] = matching["run_id"].iloc[0]
+    return found
+
+
+def seeded_groups(runs: pd.DataFrame, count: int = 2) -> list[list[str]]:
+    """The run ids of up to `count` config groups with the most finished seeds (at least two each)."""
+    groups = group_table(runs)
+    groups = groups[(groups["seeds"] >= 2) & groups["group"].astype(bool)].sort_values("seeds", ascending=False)
+    return list(groups["run_ids"].head(count))

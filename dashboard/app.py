@@ -1,6 +1,9 @@
 """Entry point: `streamlit run dashboard/app.py`. Routes the pages and keeps the run selection."""
+import os
 import sys
 from pathlib import Path
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no download bars in the server's terminal
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # streamlit puts only dashboard/ on the path
 

@@ -1,5 +1,6 @@
 """Pure figure builders: DataFrames in, Plotly figures out. No Streamlit calls, so each is unit-tested."""
 import html
+import math
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,13 @@ from plotly.subplots import make_subplots
 from experiments.schema import Metric
 
 TRAIN_DASH, VAL_DASH = "dash", "solid"
+BEST_COLOR = "#2ca02c"  # the best trial or run: green reads as good, red as failure
+
+
+def epoch_axis(last_epoch) -> dict:
+    """An epoch axis with whole-number ticks only (never 1.5), at most about a dozen of them."""
+    last = int(last_epoch) if pd.notna(last_epoch) else 1
+    return {"title": {"text": "epoch"}, "tick0": 1, "dtick": max(1, math.ceil(last / 12)), "tickformat": "d"}
 
 
 def escaped(texts) -> list[str]:
@@ -37,6 +45,7 @@ def learning_curves(metrics: pd.DataFrame, labels: dict[str, str]) -> go.Figure:
               (Metric.TRAIN_ACC, 2, TRAIN_DASH), (Metric.VAL_ACC, 2, VAL_DASH)]
     for run_id, label in labels.items():
         label = html.escape(label)
+        legend_entry(fig, label, run_id, colors[run_id])
         for name, col, dash in panels:
             points = metrics[(metrics["run_id"] == run_id) & (metrics["metric"] == name)]
             if points.empty:
@@ -44,12 +53,19 @@ def learning_curves(metrics: pd.DataFrame, labels: dict[str, str]) -> go.Figure:
             split = "train" if dash == TRAIN_DASH else "val"
             fig.add_trace(go.Scatter(
                 x=points["step"], y=points["value"], mode="lines+markers", name=f"{label} ({split})",
-                legendgroup=run_id, showlegend=(col == 1),
-                line={"color": colors[run_id], "dash": dash}, marker={"size": 4},
-                hovertemplate=f"{label}<br>{name} %{{y:.4f}} at epoch %{{x}}<extra></extra>"), row=1, col=col)
-    fig.update_xaxes(title_text="epoch")
-    fig.update_layout(height=420, legend={"font": {"size": 10}}, margin={"t": 40})
+                legendgroup=run_id, showlegend=False, line={"color": colors[run_id], "dash": dash},
+                marker={"size": 4}, hovertemplate=f"{split} {name} %{{y:.4f}}<extra>{label}</extra>"), row=1, col=col)
+    fig.update_xaxes(**epoch_axis(metrics["step"].max() if len(metrics) else 1))
+    fig.update_layout(height=440, margin={"t": 40}, hovermode="x unified",
+                      legend={"font": {"size": 10}, "title": {"text": "solid: validation, dashed: train"}})
     return fig
+
+
+def legend_entry(fig: go.Figure, label: str, group: str, color: str) -> None:
+    """One legend entry for a run or group whose traces (train and validation, two panels) carry none: a click
+    on it shows or hides all of them."""
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=label, legendgroup=group, showlegend=True,
+                             line={"color": color}, hoverinfo="skip"))
 
 
 def error_gap(history: pd.DataFrame, best_epoch: int | None = None) -> go.Figure:
@@ -64,7 +80,7 @@ def error_gap(history: pd.DataFrame, best_epoch: int | None = None) -> go.Figure
                              mode="lines+markers", fill="tonexty", fillcolor="rgba(239,85,59,0.2)"))
     if best_epoch:
         fig.add_vline(x=best_epoch, line_dash="dot", annotation_text=f"best epoch {best_epoch}")
-    fig.update_layout(xaxis_title="epoch", yaxis_title="error", yaxis_tickformat=".1%", height=360,
+    fig.update_layout(xaxis=epoch_axis(history.index.max()), yaxis_title="error", yaxis_tickformat=".1%", height=360,
                       margin={"t": 30})
     return fig
 
@@ -77,7 +93,7 @@ def bias_variance(history: pd.DataFrame) -> go.Figure:
             fig.add_trace(go.Scatter(x=history.index, y=history[name], name=str(name).replace("_", " "),
                                      mode="lines+markers"))
     fig.add_hline(y=0, line_color="gray", line_width=1)
-    fig.update_layout(xaxis_title="epoch", yaxis_tickformat=".1%", height=360, margin={"t": 30})
+    fig.update_layout(xaxis=epoch_axis(history.index.max()), yaxis_tickformat=".1%", height=360, margin={"t": 30})
     return fig
 
 
@@ -130,15 +146,15 @@ def confusion_difference(a: np.ndarray, b: np.ndarray, class_names: list[str], l
 def per_class_accuracy(per_class: pd.DataFrame) -> go.Figure:
     fig = go.Figure(go.Bar(x=escaped(per_class["name"]), y=per_class["accuracy"],
                            text=[f"{a:.1%}" for a in per_class["accuracy"]], textposition="outside"))
-    fig.update_layout(yaxis_tickformat=".0%", yaxis_range=[max(0, per_class["accuracy"].min() - 0.05), 1.02],
-                      xaxis_title="class", yaxis_title="test accuracy", height=360, margin={"t": 30})
+    fig.update_layout(yaxis_tickformat=".0%", yaxis_range=[0, 1.08], xaxis={"title": "class", "type": "category"},
+                      yaxis_title="test accuracy", height=360, margin={"t": 30})
     return fig
 
 
 def parallel_coordinates(params: pd.DataFrame, score, score_label: str = "test acc",
                          highlight: int | None = None) -> go.Figure:
     """Params (one column each; text values become categories) against a score, one line per run;
-    the line at position `highlight` (e.g. the best trial) is drawn red, last so it lies on top."""
+    the line at position `highlight` (e.g. the best trial) is drawn in BEST_COLOR, last so it lies on top."""
     score = np.asarray(score, dtype=float)
     if highlight is not None:
         order = [i for i in range(len(score)) if i != highlight] + [highlight]
@@ -162,7 +178,7 @@ def parallel_coordinates(params: pd.DataFrame, score, score_label: str = "test a
         color = 0.9 * (score - np.nanmin(score)) / spread
         color[highlight] = 1.0
         line = {"color": color, "cmin": 0, "cmax": 1, "showscale": False,
-                "colorscale": [[0, "#c6dbef"], [0.9, "#08306b"], [0.95, "#08306b"], [1, "#d62728"]]}
+                "colorscale": [[0, "#c6dbef"], [0.9, "#08306b"], [0.95, "#08306b"], [1, BEST_COLOR]]}
     fig = go.Figure(go.Parcoords(line=line, dimensions=dimensions))
     fig.update_layout(height=420, margin={"l": 60, "r": 60})
     return fig
@@ -186,8 +202,10 @@ def data_size_curve(points: pd.DataFrame) -> go.Figure:
                              mode="lines+markers", line={"dash": TRAIN_DASH}))
     fig.add_trace(go.Scatter(x=points["train_size"], y=points["val_error"], name="validation error",
                              mode="lines+markers"))
-    fig.update_layout(xaxis_type="log", xaxis_title="training images", yaxis_title="error",
-                      yaxis_tickformat=".1%", height=360, margin={"t": 30})
+    sizes = list(points["train_size"])
+    fig.update_layout(xaxis={"type": "log", "title": "training images", "tickmode": "array", "tickvals": sizes,
+                             "ticktext": [f"{n:,.0f}" for n in sizes]},
+                      yaxis_title="error", yaxis_tickformat=".1%", height=360, margin={"t": 30})
     return fig
 
 
@@ -227,7 +245,8 @@ def banded_curves(band_frame: pd.DataFrame, members: pd.DataFrame | None = None,
             banded = band.dropna(subset=["low", "high"])
             if not banded.empty:
                 fig.add_trace(go.Scatter(x=list(banded["step"]) + list(banded["step"])[::-1],
-                                         y=list(banded["high"]) + list(banded["low"])[::-1], fill="toself", mode="lines",
+                                         y=list(banded["high"]) + list(banded["low"])[::-1], fill="toself",
+                                         mode="lines",
                                          fillcolor=translucent(color, 0.18), line={"width": 0}, hoverinfo="skip",
                                          showlegend=False, legendgroup=group), row=1, col=col)
             split = "train" if dash == TRAIN_DASH else "val"
@@ -239,7 +258,7 @@ def banded_curves(band_frame: pd.DataFrame, members: pd.DataFrame | None = None,
                               f"%{{customdata[1]:.4f}}, N=%{{customdata[2]}}) at epoch %{{x}}<extra></extra>"),
                 row=1, col=col)
             shown_in_legend = True
-    fig.update_xaxes(title_text="epoch", dtick=1)
+    fig.update_xaxes(**epoch_axis(band_frame["step"].max() if len(band_frame) else 1))
     fig.update_layout(height=420, legend={"font": {"size": 10}, "title": {"text": "mean, 95% band; dashed train"}},
                       margin={"t": 40}, hovermode="x unified")
     return fig

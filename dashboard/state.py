@@ -28,6 +28,7 @@ class Key:
     COMPARE_GROUP_BY, COMPARE_MEMBERS, COMPARE_SMOOTHING = "compare_group_by", "compare_members", "compare_smoothing"
     BETTER_A, BETTER_B = "better_a", "better_b"
     RUNS_GROUPED, GROUP_RUNS = "runs_grouped", "group_runs"  # the grouped Runs table and its switch
+    STORY_INSPECT, STORY_COMPARE = "story_inspect", "story_compare"  # the Runs page's buttons to the story
     DIFF_CHART, PER_CLASS_CHART = "confusion_diff", "per_class"
     SWEEP_PARALLEL_CHART, SWEEP_IMPORTANCES_CHART = "sweep_parallel", "sweep_importances"
 
@@ -71,6 +72,13 @@ def set_selection(run_ids: list[str]) -> None:
 
 def add_to_selection(run_id: str) -> None:
     set_selection([*selection(), run_id])
+
+
+def select(run_ids: list[str], **page_state) -> None:
+    """Make these runs the selection, and set other pages' widgets (by key) as given: a button's callback, so it
+    runs before the next run draws the selection widget."""
+    set_selection(run_ids)
+    st.session_state.update(page_state)
 
 
 def open_in_detail(run_id: str) -> None:

@@ -164,8 +164,8 @@ def read_side(client, ref: str) -> Side:
     if ref.startswith(GROUP_PREFIX):
         group = ref[len(GROUP_PREFIX):]
         experiments = [e.experiment_id for e in client.search_experiments()]
-        runs = client.search_runs(experiments, f"tags.{Tag.CONFIG_GROUP} = '{group}' and "
-                                               "attributes.status = 'FINISHED'", max_results=5000) if experiments else []
+        wanted = f"tags.{Tag.CONFIG_GROUP} = '{group}' and attributes.status = 'FINISHED'"
+        runs = client.search_runs(experiments, wanted, max_results=5000) if experiments else []
         runs = [r for r in runs if Metric.TEST_ACC in r.data.metrics]
         if not runs:
             raise ComparisonError(f"{ref}: no FINISHED run with a test accuracy carries config_group {group!r}")

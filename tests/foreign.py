@@ -18,8 +18,9 @@ def keras_autolog_run(uri: str, name: str, train_size: int, epochs: int, hidden:
     keras.utils.set_random_seed(0)
     train = load_split("mnist", "train")
     x = (train.images[:train_size] / 255.0).astype("float32")
-    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(hidden, activation="relu"),
-                              keras.layers.Dense(10, activation="softmax")], name=name)
+    layers = [keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(hidden, activation="relu"),
+              keras.layers.Dense(10, activation="softmax")]
+    model = keras.Sequential(layers, name=name)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     mlflow.set_tracking_uri(uri)
     mlflow.autolog(log_models=False, silent=True)

@@ -225,3 +225,12 @@ def test_two_runs_are_compared_image_by_image_with_their_flipped_examples(seeded
     shown = sum(len(image.captions) for image in at.get("image"))
     only_b = int(((pb["predicted"] == pb["label"]) & (pa["predicted"] != pa["label"])).sum())
     assert shown == min(only_a, 24) + min(only_b, 24) and shown > 0
+
+
+def test_the_runs_page_opens_the_configurations_trained_over_seeds_in_compare(seeded_store):
+    _, groups = seeded_store
+    at = open_app()
+    at.button(key=Key.STORY_COMPARE).click().run()
+    assert not at.exception and at.title[0].value == "Compare runs"
+    assert set(at.session_state[Key.SELECTION]) == set(groups["softmax"] + groups["tiny"])
+    assert at.selectbox(key=Key.COMPARE_GROUP_BY).value == "configuration"

@@ -24,7 +24,26 @@ def test_learning_curves_draw_every_point_train_dashed_val_solid_one_colour_per_
     assert len(by_name["run B (val)"].x) == 40  # no downsampling
     assert by_name["run A (train)"].line.dash == "dash" and by_name["run A (val)"].line.dash == "solid"
     assert by_name["run A (train)"].line.color == by_name["run A (val)"].line.color != by_name["run B (val)"].line.color
-    assert len(fig.data) == 6  # run A: loss and accuracy, train and val; run B: accuracy only
+    assert len(fig.data) == 2 + 6  # a legend entry per run; run A: loss and accuracy, train and val; B: accuracy
+    assert [t.name for t in fig.data if t.showlegend] == ["run A", "run B"]  # one legend entry per run
+
+
+@pytest.mark.parametrize("epochs, step", [(2, 1), (3, 1), (30, 3), (100, 9)])
+def test_epoch_axes_have_whole_number_ticks_only(epochs, step):
+    history = pd.DataFrame({Metric.TRAIN_ACC: np.linspace(0.5, 0.9, epochs), Metric.BIAS: 0.1, Metric.VARIANCE: 0.1,
+                            Metric.VAL_ACC: np.linspace(0.4, 0.8, epochs)}, index=range(1, epochs + 1))
+    metrics = long_metrics("a", list(history[Metric.TRAIN_ACC]), list(history[Metric.VAL_ACC]))
+    drawn = figures.learning_curves(metrics, {"a": "A"}), figures.error_gap(history), figures.bias_variance(history)
+    for fig in drawn:
+        axis = fig.layout.xaxis
+        assert (axis.tick0, axis.dtick, axis.tickformat) == (1, step, "d")
+
+
+def test_per_class_accuracy_labels_every_class_on_an_axis_from_zero():
+    per_class = pd.DataFrame({"name": [str(i) for i in range(10)], "accuracy": np.linspace(0.9, 0.99, 10)})
+    fig = figures.per_class_accuracy(per_class)
+    assert fig.layout.xaxis.type == "category" and list(fig.data[0].x) == [str(i) for i in range(10)]
+    assert fig.layout.yaxis.range[0] == 0
 
 
 def test_fifty_runs_get_distinct_colours():
@@ -120,12 +139,12 @@ def test_series_points_take_final_epoch_errors():
     assert list(fig.data[0].x) == [1000, 5000] and fig.layout.xaxis.type == "log"
 
 
-def test_parallel_coordinates_draws_the_highlighted_line_red_and_the_rest_by_score():
+def test_parallel_coordinates_draws_the_highlighted_line_green_and_the_rest_by_score():
     params = pd.DataFrame({"lr": [0.1, 0.01, 0.001]})
     fig = figures.parallel_coordinates(params, np.array([0.5, 0.9, 0.7]), "best val acc", highlight=1)
     color = np.asarray(fig.data[0].line.color)
-    assert color[-1] == 1.0 and fig.data[0].line.colorscale[-1][1] == "#d62728"  # drawn last: on top
-    assert color[0] < color[1] < 0.95  # the others keep their order by score, away from red
+    assert color[-1] == 1.0 and fig.data[0].line.colorscale[-1][1] == figures.BEST_COLOR  # drawn last: on top
+    assert color[0] < color[1] < 0.95  # the others keep their order by score, away from green
     assert fig.data[0].dimensions[-1].label == "best val acc"
     assert list(fig.data[0].dimensions[-1].values) == [0.5, 0.7, 0.9]
     assert fig.data[0].dimensions[0].label == "log10 lr" and list(fig.data[0].dimensions[0].values) == [-1, -3, -2]
@@ -164,3 +183,10 @@ def test_trial_table_spreads_chosen_values_and_finds_the_best_complete_trial():
     table = analysis.trial_table(trials)
     assert list(table["lr"]) == [1, 2, 3] and "params" not in table
     assert analysis.best_trial_position(table) == 2  # the pruned trial's higher value does not count
+
+
+def test_story_runs_are_the_newest_finished_run_of_each_diagnosis():
+    runs = pd.DataFrame({"run_id": list("abcde"), "status": ["FINISHED", "FINISHED", "RUNNING", "FINISHED", "FINISHED"],
+                         "diagnosis": ["high bias", "high bias", "good fit", "high variance", "inconclusive"],
+                         "start": pd.to_datetime([1, 2, 3, 4, 5], unit="s")})
+    assert analysis.story_runs(runs) == {"high bias": "b", "high variance": "d"}  # c is still running

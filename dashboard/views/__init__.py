@@ -41,6 +41,7 @@ def runs_or_message() -> tuple[pd.DataFrame | None, list[str]]:
     selection = selection_ui(runs)
     if runs.empty:
         st.info(f"No runs in the tracking store ({reader.current_store().uri}) yet. Train some with "
-                "`.venv/bin/python -m experiments suite demo` (about 3 minutes; `scripts/start` does it for an empty store).")
+                "`.venv/bin/python -m experiments suite demo` (about 3 minutes; `scripts/start` does it for an "
+                "empty store).")
         return None, []
     return runs, selection

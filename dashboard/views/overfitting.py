@@ -18,7 +18,7 @@ def diagnosis_ui(judged: Verdict) -> None:
     cols[0].metric("Best epoch", judged.best_epoch)
     cols[1].metric("Best val acc", f"{judged.best_val_acc:.2%}")
     cols[2].metric("Final val acc", f"{judged.final_val_acc:.2%}",
-                   delta=f"{-judged.lost_after_best:.2%} after best" if judged.lost_after_best else None)
+                   delta=f"{-judged.lost_after_best * 100:.2f} pp after best" if judged.lost_after_best else None)
     cols[3].metric("Diagnosis", judged.diagnosis)
     st.markdown(f"**{judged.diagnosis.capitalize()}** at epoch {judged.epochs_trained}: {judged.advice}.")
     st.caption(f"Rule: {judged.rule}. A figure is above or below its threshold only when its whole 95% interval is "

@@ -6,12 +6,14 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
-from dashboard.analysis import filter_runs, group_table, with_test_intervals
+from dashboard.analysis import (STORY, filter_runs, group_table, run_labels, seeded_groups, story_runs,
+                                with_test_intervals)
 from dashboard.state import Key
 from dashboard.views import runs_or_message
-from dashboard.widgets import live_refresh_ui, run_filters_ui
+from dashboard.widgets import CONFIGURATION, live_refresh_ui, md, run_filters_ui
 
-SHOWN_COLUMNS = ["run_name", "model", "dataset", "train_size", "convention", "status", "test_acc", "test_acc_ci", "best_val_acc", "best_epoch",
+SHOWN_COLUMNS = ["run_name", "model", "dataset", "train_size", "convention", "status", "test_acc", "test_acc_ci",
+                 "best_val_acc", "best_epoch",
                  "gap", "diagnosis", "params_total", "epochs", "progress", "duration_s", "start", "experiment", "suite",
                  "sweep"]
 GROUP_SHOWN = ["model", "dataset", "seeds", "test_acc_mean", "test_acc_std", "test_acc_ci", "best_val_acc_mean",
@@ -69,6 +71,7 @@ def selectable_table_ui(table: pd.DataFrame, rows: list, caption: str, config: d
     state.remember_rows(key, rows)
     st.caption(caption)
     st.dataframe(table, hide_index=True, column_config=config, key=key, selection_mode="multi-row", width="stretch",
+                 height=38 + 35 * min(max(len(table), 1), 20),  # the rows, up to 20, not a fixed 10
                  on_select=functools.partial(add_ticked_to_selection, key))
 
 
@@ -94,12 +97,34 @@ def runs_table_ui(shown: pd.DataFrame, total: int, selected: int) -> None:
         "to select.", COLUMN_CONFIG, Key.RUNS_TABLE)
 
 
+def story_ui(runs: pd.DataFrame) -> None:
+    """One line on what this store shows, with buttons to the views that tell it: the under-, over- and good fit
+    side by side in the inspector, and two configurations over seeds in Compare."""
+    story, groups = story_runs(runs), seeded_groups(runs)
+    if len(story) < 2 and len(groups) < 2:
+        return
+    names = run_labels(runs, list(story.values()))
+    words = "; ".join(f"{names[run_id]} {STORY[diagnosis]} ({diagnosis})" for diagnosis, run_id in story.items())
+    cols = st.columns([3, 1, 1])
+    cols[0].info(md(f"What this store shows: {words}." if words else "Configurations trained over seeds.")
+                 + (f" {len(groups)} configurations are trained over several seeds." if len(groups) >= 2 else ""))
+    # The callbacks select before the sidebar's selection widget is drawn on the next run.
+    if len(story) >= 2 and cols[1].button("Inspect side by side", key=Key.STORY_INSPECT,
+                                          on_click=state.select, args=(list(story.values()),)):
+        st.switch_page("views/overfitting.py")
+    if len(groups) >= 2 and cols[2].button("Compare over seeds", key=Key.STORY_COMPARE,
+                                           on_click=state.select, args=(groups[0] + groups[1],),
+                                           kwargs={Key.COMPARE_GROUP_BY: CONFIGURATION}):
+        st.switch_page("views/compare.py")
+
+
 def page() -> None:
     st.title("Runs")
     runs, selection = runs_or_message()
     if runs is None:
         return
     live_refresh_ui(st.session_state.get(Key.LIVE, False))
+    story_ui(runs)
     shown = filter_runs(runs, **run_filters_ui(runs))
     if st.toggle("Group by configuration (one row per config group, mean ± std over seeds)", key=Key.GROUP_RUNS):
         grouped_table_ui(shown, len(selection))

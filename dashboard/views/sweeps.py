@@ -9,6 +9,7 @@ from dashboard.state import Key
 from dashboard.views import artifact, read, runs_or_message
 from dashboard.widgets import md, sweep_picker_ui, trial_picker_ui
 from experiments.schema import Artifact, Value
+RELIABLE_IMPORTANCES = 20  # complete trials below which importances are flagged as hints
 TRIAL_COLUMN_CONFIG = {
     "best_val_acc": st.column_config.NumberColumn("best val acc (objective)", format="percent"),
     "test_acc": st.column_config.NumberColumn("test acc", format="percent"),
@@ -62,12 +63,12 @@ def page() -> None:
     shown = table[["trial", "state", *searched, "best_val_acc", "test_acc", "epochs_trained", "run_name"]]
     numeric = [c for c in searched if pd.api.types.is_numeric_dtype(table[c])]
     styled = shown.style.format({c: "{:.4g}" for c in numeric}).apply(
-        lambda row: ["background-color: #fde0dd" if row.name == best_label else "" for _ in row], axis=1)
+        lambda row: ["background-color: #e5f5e0" if row.name == best_label else "" for _ in row], axis=1)
     state.remember_rows(Key.SWEEP_TRIALS_TABLE, table["run_id"])
     st.dataframe(styled, hide_index=True, column_config=TRIAL_COLUMN_CONFIG, key=Key.SWEEP_TRIALS_TABLE,
                  on_select=pick_ticked_trial, selection_mode="single-row", width="stretch")
     if best is not None:
-        st.caption(f"Best trial (red): {md(table['run_name'].iloc[best])}.")
+        st.caption(f"Best trial (green): {md(table['run_name'].iloc[best])}.")
     run_id = trial_picker_ui(table, best)
     # The callback selects the run before the sidebar's selection widget is drawn on the next run.
     if st.button("Open in Run detail", key=Key.OPEN_TRIAL, on_click=state.open_in_detail, args=(run_id,)):
@@ -83,6 +84,11 @@ def page() -> None:
     st.subheader("Parameter importances")
     if importances:
         st.plotly_chart(figures.param_importances(importances), key=Key.SWEEP_IMPORTANCES_CHART)
+        complete = int((trials["state"] == Value.TRIAL_COMPLETE).sum())
+        if complete < RELIABLE_IMPORTANCES:
+            st.caption(f"From {complete} complete trials only: fANOVA's importances need a few dozen to be reliable "
+                       f"(below {RELIABLE_IMPORTANCES} they are hints), and each trial's objective is one validation "
+                       "accuracy on one seed.")
     else:
         st.caption("Optuna needs at least two complete trials with different results to rank the parameters.")
 

@@ -119,7 +119,7 @@ def test_the_sweeps_page_shows_trials_best_and_opens_a_trial_run(pruned_sweep):
     assert list(trials["state"]) == ["complete", "pruned"] and list(trials["lr"]) == [0.01, 1e-7]
     best = next(r for r in trial_runs(client, name) if r.data.tags[Tag.TRIAL] == "0")
     # the best trial is named (and highlighted in the table)
-    assert f"Best trial (red): {md(best.info.run_name)}" in " ".join(c.value for c in at.caption)
+    assert f"Best trial (green): {md(best.info.run_name)}" in " ".join(c.value for c in at.caption)
     assert at.session_state[Key.TRIAL_PICK] == best.info.run_id
     assert at.get("plotly_chart"), "parallel coordinates"
     at.button(key=Key.OPEN_TRIAL).click().run()
@@ -161,7 +161,7 @@ def test_the_sweeps_page_renders_in_a_browser(pruned_sweep, page):
         page.get_by_role("heading", name="Sweeps").wait_for(timeout=60_000)
         page.get_by_text("Parallel coordinates").wait_for(timeout=60_000)
         page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
-        page.get_by_text(f"Best trial (red): {name}-000").wait_for(timeout=30_000)
+        page.get_by_text(f"Best trial (green): {name}-000").wait_for(timeout=30_000)
         assert page.locator('[data-testid="stException"]').count() == 0
         shoot(page, "sweeps")
 
