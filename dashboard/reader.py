@@ -369,11 +369,14 @@ def fetch_artifact(client: MlflowClient, run_id: str, path: str) -> ArtifactRead
     with tempfile.TemporaryDirectory() as tmp:
         try:
             local = folder / path if folder is not None else Path(client.download_artifacts(run_id, path, tmp))
-            return ArtifactRead(parse_artifact(local)) if local.exists() else ArtifactRead()
         except MlflowException:
             return ArtifactRead()  # not logged (yet)
-        except (OSError, ValueError, KeyError, UnicodeDecodeError) as err:  # present but not as it was logged
-            detail = str(err).splitlines()[0][:200] if str(err) else "no detail"
+        if not local.exists():
+            return ArtifactRead()
+        try:
+            return ArtifactRead(parse_artifact(local))
+        except Exception as err:  # noqa: BLE001 - a file that is there but does not parse, however it fails
+            detail = str(err).splitlines()[0][:200] if str(err).strip() else "no detail"
             return ArtifactRead(problem=f"{path} of this run is corrupt or unreadable ({type(err).__name__}: "
                                         f"{detail}).")
 

@@ -21,6 +21,7 @@ unknown (logged by other tools) are judged on the point estimates, and the rule 
 The runner logs these for its runs; the dashboard derives them, through `verdict`, only for runs
 that lack them (still running, or logged by another tool).
 """
+import math
 from dataclasses import dataclass
 
 import pandas as pd
@@ -56,9 +57,14 @@ ADVICE = {
 
 
 def best_error_for(dataset: str | None, given: float | str | None = None) -> float:
-    """The best achievable error: the one given (a run's param), else the dataset's, else MNIST's."""
-    if given is not None and str(given) not in ("", "None"):
-        return float(given)
+    """The best achievable error: the one given (a run's param) when it is a fraction, else the dataset's, else
+    MNIST's."""
+    try:
+        value = float(given)
+    except (TypeError, ValueError):  # absent, "None", or not a number (another tool's param)
+        value = math.nan
+    if 0 <= value < 1:
+        return value
     return BEST_ERROR.get(dataset, BEST_ERROR["mnist"])
 
 

@@ -11,11 +11,12 @@ A spec says which run settings are `fixed` and which vary, in one of four ways (
 import re
 import tomllib
 from dataclasses import dataclass, field, fields
+from typing import get_args, get_type_hints
 from itertools import product
 from pathlib import Path
 
 from experiments.run import check
-from experiments.settings import SWEEPABLE, ConfigError, RunConfig, refuse_unknown
+from experiments.settings import SWEEPABLE, TYPE_WORDS, ConfigError, RunConfig, is_of_type, refuse_unknown
 from experiments.tracking import REPO_ROOT
 
 SPEC_DIR = REPO_ROOT / "specs"
@@ -78,6 +79,10 @@ class Spec:
 
     def validate(self) -> None:
         """Every key a sweepable setting, the shape the method needs, and every known run a valid config."""
+        for name, hint in get_type_hints(Spec).items():
+            problem = type_problem(getattr(self, name), hint)
+            if problem:
+                raise self.fail(f"{name} {problem}")
         checks = [
             (isinstance(self.name, str) and re.fullmatch(r"[A-Za-z0-9._-]+", self.name) is not None,
              "name: use letters, digits, '.', '_' and '-' only"),
@@ -166,6 +171,18 @@ class Spec:
             check(config)
         except ConfigError as err:
             raise self.fail(str(err)) from err
+
+
+SPEC_TYPE_WORDS = {**TYPE_WORDS, dict: "a table", list: "a list"}
+
+
+def type_problem(value, hint) -> str | None:
+    """What is wrong with a spec field's value for its annotated type (e.g. `int | None`), or None."""
+    kinds = get_args(hint) or (hint,)
+    if any(value is None if kind is type(None) else is_of_type(value, kind) for kind in kinds):
+        return None
+    expected = " or ".join(SPEC_TYPE_WORDS.get(kind, kind.__name__) for kind in kinds if kind is not type(None))
+    return f"{value!r}: expected {expected}"
 
 
 def spec_names(methods: tuple[str, ...] = METHODS) -> list[str]:

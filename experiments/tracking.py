@@ -7,6 +7,7 @@ Everything is logged in batches: one log_batch and at most one artifact write pe
 import fcntl
 import json
 import os
+import re
 import tempfile
 import threading
 import time
@@ -68,8 +69,12 @@ class StoreError(ConfigError):
 
 
 def shown_uri(uri: str) -> str:
-    """The URI fit to print: any password in it masked."""
-    parts = urlsplit(uri)
+    """The URI fit to print: any password in it masked (also in a URI too malformed to parse)."""
+    try:
+        parts = urlsplit(uri)
+        parts.password  # noqa: B018 (parses the netloc, which raises on e.g. an unclosed '[')
+    except ValueError:
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", uri)
     if parts.password:
         host = parts.netloc.rsplit("@", 1)[1]
         return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
