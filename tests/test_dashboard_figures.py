@@ -190,3 +190,16 @@ def test_story_runs_are_the_newest_finished_run_of_each_diagnosis():
                          "diagnosis": ["high bias", "high bias", "good fit", "high variance", "inconclusive"],
                          "start": pd.to_datetime([1, 2, 3, 4, 5], unit="s")})
     assert analysis.story_runs(runs) == {"high bias": "b", "high variance": "d"}  # c is still running
+
+
+def test_comparability_warnings_name_different_datasets_test_and_validation_sizes_and_tools():
+    runs = pd.DataFrame({"run_id": list("abc"), "dataset": ["mnist", "mnist", "fashion-mnist"],
+                         "test_size": [400, 1000, 1000], "val_size": [600, 600, np.nan],
+                         "convention": ["this project's runner"] * 2 + ["Keras autolog"]})
+    assert analysis.comparability_warnings(runs, ["a", "b"]) == [
+        "Their test accuracies are measured on 400 to 1,000 test images: one measured on fewer images is less "
+        "certain (Runs shows each test accuracy's 95% interval)."]
+    found = " ".join(analysis.comparability_warnings(runs, ["b", "c"]))
+    assert "different datasets (fashion-mnist, mnist)" in found and "Keras autolog" in found
+    assert "validation" not in found  # c's size is unknown: nothing to compare
+    assert analysis.comparability_warnings(runs, ["a", "a"]) == []

@@ -4,8 +4,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import figures, reader
-from dashboard.analysis import (bands, differing_params, final_and_best, group_key, groups_by, run_labels,
-                                setting_differences, smoothed, which_is_better_sides)
+from dashboard.analysis import (bands, comparability_warnings, differing_params, final_and_best, group_key, groups_by,
+                                run_labels, setting_differences, smoothed, which_is_better_sides)
 from dashboard.state import Key
 from dashboard.views import artifact, read, runs_or_message
 from dashboard.widgets import MAX_COMPARE, compare_sides_ui, curves_grouping_ui, md, smoothing_ui
@@ -134,6 +134,8 @@ def page() -> None:
     if metrics.empty:
         st.warning("None of the selected runs has logged any epoch yet.")
         return
+    for warning in comparability_warnings(runs, selection):
+        st.warning(md(warning))
     curves_section(runs, selection, metrics)
     better_section(runs, selection)
     step_loss_section(runs, selection)
