@@ -10,7 +10,7 @@ from experiments.run import RunInterrupted, RunResult, execute, resume
 from experiments.schema import Metric, schema_markdown
 from experiments.settings import REQUIRED, SETTINGS, ConfigError, RunConfig, Setting
 from experiments.specs import SUITE_METHODS, Spec, spec_names, suite_configs
-from experiments.tracking import StoreError, get_client, now_ms, reap, store_has_runs
+from experiments.tracking import StoreAway, StoreError, get_client, now_ms, reap, store_has_runs
 from experiments.train import Diverged
 
 
@@ -242,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     interrupts.install()  # SIGTERM behaves as Ctrl-C: the run in progress ends KILLED with its checkpoint
     try:
         return dispatch(argv)
+    except StoreAway as away:
+        print(str(away), file=sys.stderr)
+        return 75  # EX_TEMPFAIL: try again later
     except RunInterrupted as stopped:
         print(f"interrupted: run {stopped.run_id} is marked KILLED and keeps its last checkpoint; continue it with "
               f"`python -m experiments train --resume {stopped.run_id}`", file=sys.stderr)

@@ -5,6 +5,7 @@ branches on it.
 """
 import json
 import platform
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -24,7 +25,7 @@ from experiments.diagnosis import ADVICE, DIVERGED, Yardstick, best_error_for, v
 from experiments.models import ModelSpec, get_model_spec
 from experiments.schema import Artifact, Metric, Param, Tag
 from experiments.settings import SETTINGS, ConfigError, RunConfig, config_group
-from experiments.tracking import RunLogger, get_client
+from experiments.tracking import SPOOL_DIR, RunLogger, StoreAway, get_client, read_spool
 from experiments.train import Diverged, EpochRecord, Evaluation, FitResult, evaluate, fit
 
 __all__ = ["ConfigError", "RunConfig", "RunInterrupted", "RunResult", "execute", "prepare", "resume"]
@@ -151,7 +152,8 @@ def execute(config: RunConfig, tags: dict | None = None, should_stop: Callable[[
         config.experiment, config.run_name or f"{config.model}-{config.dataset}", params=params,
         tags={Tag.RECIPE_SOURCE: ready.spec.source, Tag.CONFIG_GROUP: config_group(params),
               **({Tag.SUITE: config.suite} if config.suite else {}), **(tags or {})},
-        config=config.as_dict(), class_names=ready.splits.class_names, heartbeat_seconds=config.heartbeat)
+        config=config.as_dict(), class_names=ready.splits.class_names, heartbeat_seconds=config.heartbeat,
+        retry_seconds=config.store_retry)
     if on_start:
         on_start(logger.run_id)
     result = train_and_log(config, ready, logger, should_stop=should_stop)
@@ -165,15 +167,21 @@ def resume(run_id: str, progress: bool = True) -> tuple[RunConfig, RunResult]:
         run = client.get_run(run_id)
     except MlflowException as err:
         raise ConfigError(f"--resume: no run {run_id!r} in the tracking store ({err.message})") from err
-    if run.info.status not in ("KILLED", "FAILED"):
+    spooled = read_spool(run_id)  # this machine's copy of an epoch its store was away for
+    if run.info.status not in ("KILLED", "FAILED") and spooled is None:
         raise ConfigError(f"--resume: run {run_id} is {run.info.status}; only KILLED or FAILED runs can resume")
-    if not any(f.path == Artifact.CHECKPOINT for f in client.list_artifacts(run_id)):
+    if spooled is None and not any(f.path == Artifact.CHECKPOINT for f in client.list_artifacts(run_id)):
         raise ConfigError(f"--resume: run {run_id} has no {Artifact.CHECKPOINT} (it stopped before its first checkpoint was written)")
     with tempfile.TemporaryDirectory() as tmp:
         stored = json.loads(Path(client.download_artifacts(run_id, Artifact.CONFIG, tmp)).read_text())
     config = replace(RunConfig.from_dict(stored, f"--resume: run {run_id}'s {Artifact.CONFIG}"), progress=progress)
     ready = prepare(config)
-    logger, checkpoint = RunLogger.reopen(run_id, ready.splits.class_names, config.heartbeat)
+    logger, checkpoint = RunLogger.reopen(run_id, ready.splits.class_names, config.heartbeat, config.store_retry,
+                                          checkpoint=spooled["checkpoint"] if spooled else None)
+    if spooled:  # log the epoch the store missed, then forget the spool
+        record = spooled["record"]
+        logger.log_epoch(EpochRecord(**{**record, "val_confusion": np.asarray(record["val_confusion"])}), checkpoint)
+        shutil.rmtree(SPOOL_DIR / run_id)
     return config, train_and_log(config, ready, logger, resume_from=checkpoint)
 
 
@@ -202,6 +210,9 @@ def train_and_log(config: RunConfig, ready: Prepared, logger: RunLogger, resume_
     except KeyboardInterrupt as err:
         logger.finish("KILLED", error=f"interrupted ({err or 'Ctrl-C'})")
         raise RunInterrupted(logger.run_id) from err
+    except StoreAway:  # nothing more can be told to the store: the run resumes from this machine's spool
+        logger.heartbeat.stop()
+        raise
     except Diverged as err:
         logger.set_tags({Tag.DIVERGED_AT_STEP: err.step, Tag.DIAGNOSIS: DIVERGED,
                          Tag.DIAGNOSIS_RULE: f"{err}: {ADVICE[DIVERGED]}"})

@@ -158,6 +158,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("heartbeat", int, 30, "seconds between the run's heartbeats: a RUNNING run silent for 3 of them is "
             "shown LOST, and `python -m experiments reap` ends it FAILED", check=positive, expected="an integer > 0",
             sweepable=False, defines_experiment=False),
+    Setting("store_retry", int, 120, "seconds a run waits for a tracking store that stops answering before it stops, "
+            "its last epoch and checkpoint saved on this machine for `train --resume`", check=positive,
+            expected="an integer > 0", logged=False, sweepable=False, defines_experiment=False),
     Setting("experiment", str, DEFAULT_EXPERIMENT, "MLflow experiment name", logged=False, sweepable=False,
             defines_experiment=False),
     Setting("run_name", str, None, "MLflow run name (default: MODEL-DATASET)", optional=True, logged=False,

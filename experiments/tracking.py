@@ -4,6 +4,7 @@ The default store is embedded: an SQLite database plus an artifact folder under 
 repository root, nothing to start. MLFLOW_TRACKING_URI points runners and dashboard anywhere else.
 Everything is logged in batches: one log_batch and at most one artifact write per epoch.
 """
+import dataclasses
 import fcntl
 import json
 import os
@@ -28,6 +29,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STORE = REPO_ROOT / "mlruns"
 MAX_PARAMS_PER_BATCH = 100  # MLflow's limit on params in one log_batch call
 STORE_TIMEOUT_SECONDS = float(os.environ.get("CNN_STORE_TIMEOUT_SECONDS", "5"))  # to answer a health check
+# On this machine: what a run could not log while its store was away (CNN_SPOOL_DIR moves it).
+SPOOL_DIR = Path(os.environ.get("CNN_SPOOL_DIR") or DEFAULT_STORE / "spool")
+# In a runner, one call to a tracking server gives up within about 7 s (MLflow's own defaults retry for minutes);
+# the run's logger then retries it for as long as its `store_retry` setting says (RunLogger.patiently).
+RUNNER_HTTP_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                       "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
 
 def tracking_uri() -> str:
@@ -66,6 +73,38 @@ def store_lock(uri: str):
 
 class StoreError(ConfigError):
     """The tracking store cannot be used: one line naming it (password masked), what is wrong and the fix."""
+
+
+class StoreAway(RuntimeError):
+    """The store stopped answering during a run and stayed away for the run's store_retry seconds: the run stops,
+    its last epoch and checkpoint spooled on this machine, to be logged by `train --resume RUN_ID`."""
+
+    def __init__(self, run_id: str, epoch: int, spool: Path, seconds: float, cause: Exception):
+        reason = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else type(cause).__name__
+        super().__init__(f"the tracking store stopped answering during run {run_id} and stayed away {seconds:.0f} s "
+                         f"({reason}); epoch {epoch} and its checkpoint are saved in {spool}, every earlier one is "
+                         f"logged. Once the store is back: `python -m experiments train --resume {run_id}`")
+        self.run_id = run_id
+
+
+def is_outage(err: Exception) -> bool:
+    """Whether a failed store call means the store is unreachable (worth waiting for), not that it refused."""
+    import requests
+
+    return isinstance(err, (requests.RequestException, ConnectionError, TimeoutError)) or \
+        "failed with exception" in str(err) or "failed with timeout exception" in str(err)
+
+
+def spool_path(run_id: str) -> Path:
+    return SPOOL_DIR / run_id / "epoch.pt"
+
+
+def read_spool(run_id: str) -> dict | None:
+    """A run's spooled epoch ({record: EpochRecord fields, checkpoint}), tensors and numbers only, or None."""
+    import torch
+
+    path = spool_path(run_id)
+    return torch.load(path, weights_only=True) if path.exists() else None
 
 
 def shown_uri(uri: str) -> str:
@@ -233,20 +272,24 @@ class RunLogger:
     heartbeat thread stamps the run while the runner lives.
     """
 
-    def __init__(self, client: MlflowClient, run_id: str, class_names: tuple[str, ...], heartbeat_seconds: float):
+    def __init__(self, client: MlflowClient, run_id: str, class_names: tuple[str, ...], heartbeat_seconds: float,
+                 retry_seconds: float = SETTINGS["store_retry"].default):
         self.client, self.run_id, self.class_names = client, run_id, list(class_names)
+        self.retry_seconds = retry_seconds
+        for name, value in RUNNER_HTTP_RETRIES.items():  # the user's own settings win
+            os.environ.setdefault(name, value)
         self.val_confusions: dict = {"class_names": self.class_names, "epochs": [], "matrices": []}
         self.scratch = tempfile.TemporaryDirectory(prefix="cnn-run-")
         self.heartbeat = Heartbeat(client, run_id, heartbeat_seconds)
 
     @classmethod
     def start(cls, experiment: str, run_name: str, params: dict, tags: dict, config: dict,
-              class_names: tuple[str, ...],
-              heartbeat_seconds: float = SETTINGS["heartbeat"].default) -> "RunLogger":
+              class_names: tuple[str, ...], heartbeat_seconds: float = SETTINGS["heartbeat"].default,
+              retry_seconds: float = SETTINGS["store_retry"].default) -> "RunLogger":
         client = get_client()
         run = client.create_run(experiment_id(client, experiment), run_name=run_name,
                                 tags={k: str(v) for k, v in tags.items()})
-        logger = cls(client, run.info.run_id, class_names, heartbeat_seconds)
+        logger = cls(client, run.info.run_id, class_names, heartbeat_seconds, retry_seconds)
         items = [MlflowParam(k, str(v)) for k, v in params.items()]
         for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
             client.log_batch(logger.run_id, params=items[i:i + MAX_PARAMS_PER_BATCH])
@@ -256,18 +299,22 @@ class RunLogger:
 
     @classmethod
     def reopen(cls, run_id: str, class_names: tuple[str, ...],
-               heartbeat_seconds: float = SETTINGS["heartbeat"].default) -> tuple["RunLogger", dict]:
-        """A stopped run set RUNNING again, with its last checkpoint (read with weights_only=True)."""
+               heartbeat_seconds: float = SETTINGS["heartbeat"].default,
+               retry_seconds: float = SETTINGS["store_retry"].default,
+               checkpoint: dict | None = None) -> tuple["RunLogger", dict]:
+        """A stopped run set RUNNING again, with its last checkpoint (read with weights_only=True), unless a newer
+        one is given (spooled on this machine while the store was away)."""
         import torch
 
         client = get_client()
-        logger = cls(client, run_id, class_names, heartbeat_seconds)
-        local = client.download_artifacts(run_id, Artifact.CHECKPOINT, logger.scratch.name)
-        try:
-            checkpoint = torch.load(local, weights_only=True)
-        except Exception as err:  # weights_only refuses any pickled object that is not tensors and numbers
-            raise ConfigError(f"--resume: run {run_id}'s {Artifact.CHECKPOINT} cannot be read safely "
-                              f"({type(err).__name__}); it was not loaded") from err
+        logger = cls(client, run_id, class_names, heartbeat_seconds, retry_seconds)
+        if checkpoint is None:
+            local = client.download_artifacts(run_id, Artifact.CHECKPOINT, logger.scratch.name)
+            try:
+                checkpoint = torch.load(local, weights_only=True)
+            except Exception as err:  # weights_only refuses any pickled object that is not tensors and numbers
+                raise ConfigError(f"--resume: run {run_id}'s {Artifact.CHECKPOINT} cannot be read safely "
+                                  f"({type(err).__name__}); it was not loaded") from err
         confusions = client.download_artifacts(run_id, Artifact.CONFUSION_VAL_EPOCHS, logger.scratch.name)
         logger.val_confusions = json.loads(Path(confusions).read_text())
         client.update_run(run_id, status="RUNNING")
@@ -280,20 +327,54 @@ class RunLogger:
         now = int(time.time() * 1000)
         self.client.log_batch(self.run_id, metrics=[MlflowMetric(k, float(v), now, step) for k, v in values.items()])
 
+    def patiently(self, action, *args, **kwargs):
+        """action(*args), retried with back-off while the store is unreachable, for up to retry_seconds; then
+        StoreAway. A store that answers with an error is not retried: that error is raised at once."""
+        started, delay = time.monotonic(), 1.0
+        while True:
+            try:
+                return action(*args, **kwargs)
+            except Exception as err:
+                waited = time.monotonic() - started
+                if not is_outage(err) or waited >= self.retry_seconds:
+                    raise
+                time.sleep(min(delay, self.retry_seconds - waited))
+                delay = min(2 * delay, 10.0)
+
     def log_epoch(self, record, checkpoint: dict) -> None:
         """Commit one epoch (an experiments.train.EpochRecord): metrics and step losses in one batch, the val
-        confusion matrices so far, and its checkpoint; an interrupt waits for the whole commit."""
+        confusion matrices so far, and its checkpoint; an interrupt waits for the whole commit. If the store is
+        away for longer than retry_seconds, the epoch and its checkpoint are spooled here and StoreAway raised."""
+        try:
+            self.patiently(self.commit_epoch, record, checkpoint)
+        except Exception as err:
+            if not is_outage(err):
+                raise
+            path = spool_path(self.run_id)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            import torch
+
+            torch.save(tensor_tree({"record": dataclasses.asdict(record), "checkpoint": checkpoint}), path)
+            raise StoreAway(self.run_id, record.epoch, path.parent, self.retry_seconds, err) from err
+
+    def commit_epoch(self, record, checkpoint: dict) -> None:
+        """One epoch's whole commit, which an interrupt waits for; safe to repeat (a step logged twice keeps its last
+        value when read)."""
+        with interrupts.held():
+            self.commit_epoch_now(record, checkpoint)
+
+    def commit_epoch_now(self, record, checkpoint: dict) -> None:
         now = int(time.time() * 1000)
         epoch = record.epoch
         metrics = [MlflowMetric(name, float(value), now, epoch) for name, value in record.metrics().items()]
         metrics += [MlflowMetric(Metric.TRAIN_LOSS_STEP, loss, now, step) for step, loss in record.step_losses]
-        with interrupts.held():
-            for i in range(0, len(metrics), 1000):  # MLflow accepts at most 1000 metrics per batch
-                self.client.log_batch(self.run_id, metrics=metrics[i:i + 1000])
-            self.val_confusions["epochs"].append(epoch)
-            self.val_confusions["matrices"].append(json_ready(record.val_confusion))
-            self.client.log_dict(self.run_id, self.val_confusions, Artifact.CONFUSION_VAL_EPOCHS)
-            self.upload_checkpoint(checkpoint)
+        for i in range(0, len(metrics), 1000):  # MLflow accepts at most 1000 metrics per batch
+            self.client.log_batch(self.run_id, metrics=metrics[i:i + 1000])
+        confusions = {**self.val_confusions, "epochs": [*self.val_confusions["epochs"], epoch],
+                      "matrices": [*self.val_confusions["matrices"], json_ready(record.val_confusion)]}
+        self.client.log_dict(self.run_id, confusions, Artifact.CONFUSION_VAL_EPOCHS)
+        self.upload_checkpoint(checkpoint)
+        self.val_confusions = confusions
 
     def upload_checkpoint(self, checkpoint: dict) -> None:
         """The checkpoint as the run's artifact (tensors and numbers only: weights_only loads it)."""
