@@ -152,3 +152,35 @@ def test_any_file_posing_as_an_sqlite_store_is_one_line(tmp_path_factory, body, 
         get_client(f"sqlite:///{folder / 'mlflow.db'}")
     except StoreError as err:
         assert "\n" not in str(err).strip()
+
+
+def test_an_old_schema_or_a_locked_sqlite_store_is_one_line_within_the_limit(tmp_path):
+    """The two SQLite stores random bytes do not make: one migrated by an older MLflow (in a new process: MLflow
+    caches a store per URI), and one locked by a writer."""
+    import sqlite3
+
+    from tests.helpers import cli
+
+    uri = f"sqlite:///{tmp_path / 'old.db'}"
+    get_client(uri)  # a current store, then marked as MLflow 1.x's first migration left it
+    with sqlite3.connect(tmp_path / "old.db") as db:
+        db.execute("UPDATE alembic_version SET version_num = '451aebb31d03'")
+    started = time.monotonic()
+    refused = cli("has-runs", env={"MLFLOW_TRACKING_URI": uri})
+    assert refused.returncode == 2 and time.monotonic() - started < LIMIT_SECONDS
+    assert "mlflow db upgrade" in refused.stderr.strip().splitlines()[-1]
+    locked_uri = f"sqlite:///{tmp_path / 'locked.db'}"
+    get_client(locked_uri)
+    writer = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+    writer.execute("BEGIN EXCLUSIVE")
+    started = time.monotonic()
+    try:
+        answer = cli("has-runs", env={"MLFLOW_TRACKING_URI": locked_uri})
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert time.monotonic() - started < LIMIT_SECONDS
+    if answer.returncode == 2:  # the writer kept it past SQLite's busy wait: one line saying so
+        assert answer.stderr.strip().splitlines()[-1].endswith("locked.db: database is locked"), answer.stderr
+    else:
+        assert answer.returncode == 1  # it got in: an empty store
