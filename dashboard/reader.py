@@ -19,12 +19,12 @@ from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from dashboard.conventions import (Convention, ConventionError, detect, load_user_conventions, translate,
+                                   user_conventions_path)
 from experiments.data import images_sha256, load_split
 from experiments.diagnosis import Yardstick, best_epoch, best_error_for, verdicts
 from experiments.schema import Metric, Param, Tag, Value
 from experiments.settings import EXPERIMENT_SETTINGS, config_group
-from dashboard.conventions import (Convention, ConventionError, detect, load_user_conventions, translate,
-                                   user_conventions_path)
 from experiments.tracking import (StoreError, artifact_root, lost_since, now_ms, probe_server, sqlite_path,
                                   store_problem, tracking_uri)
 
@@ -161,7 +161,7 @@ FOREIGN_MODEL_PARAMS = ("model_name", "_name_or_path", "model_type", "architectu
 UNKNOWN = "unknown"
 
 
-def model_name(params: dict, reading: Reading) -> str:
+def model_name(params: dict) -> str:
     """The model: our `model` param, else what another tool logged about it (Keras runs: read later from the
     summary artifact autolog writes), else unknown."""
     if Param.MODEL in params:
@@ -189,7 +189,7 @@ def run_row(run, experiments: dict, user: tuple[Convention, ...] = ()) -> dict:
     logged = {Metric.BEST_EPOCH, Metric.BEST_VAL_ACC, Metric.EPOCHS_TRAINED} <= set(metrics) and Tag.DIAGNOSIS in tags
     return {
         "run_id": info.run_id, "experiment": experiments.get(info.experiment_id, info.experiment_id),
-        "run_name": info.run_name or info.run_id[:8], "model": model_name(params, reading),
+        "run_name": info.run_name or info.run_id[:8], "model": model_name(params),
         "dataset": dataset_name(run), "convention": reading.convention.name, "reading": reading,
         "status": status_of(info, tags),
         "start": pd.to_datetime(info.start_time, unit="ms", utc=True),
