@@ -10,7 +10,8 @@ from mlflow.tracking import MlflowClient
 from experiments.data import load_split
 
 
-def keras_autolog_run(uri: str, name: str, train_size: int, epochs: int, hidden: int, validation_split: float) -> str:
+def keras_autolog_run(uri: str, experiment: str, name: str, train_size: int, epochs: int, hidden: int,
+                      validation_split: float) -> str:
     """A Keras MLP on the first `train_size` MNIST images, fit under mlflow.autolog(); returns the run id."""
     os.environ.setdefault("KERAS_BACKEND", "torch")
     import keras
@@ -25,7 +26,7 @@ def keras_autolog_run(uri: str, name: str, train_size: int, epochs: int, hidden:
     mlflow.set_tracking_uri(uri)
     mlflow.autolog(log_models=False, silent=True)
     try:
-        with mlflow.start_run(run_name=name) as run:
+        with mlflow.start_run(experiment_id=experiment, run_name=name) as run:
             model.fit(x, train.labels[:train_size], epochs=epochs, batch_size=32, validation_split=validation_split,
                       verbose=0)
     finally:

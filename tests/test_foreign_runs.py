@@ -17,11 +17,12 @@ def foreign_store(tmp_path_factory, mnist_dir):
     uri = sqlite_uri(folder)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
-        ids = {"keras": keras_autolog_run(uri, "mlp", train_size=2000, epochs=4, hidden=64, validation_split=0.2),
-               "overfit": keras_autolog_run(uri, "overfit", train_size=300, epochs=40, hidden=512,
-                                            validation_split=0.5)}
         client = MlflowClient(uri)
-        experiment = client.get_run(ids["keras"]).info.experiment_id
+        experiment = client.create_experiment("theirs", (folder / "artifacts").as_uri())  # not ./mlruns
+        ids = {"keras": keras_autolog_run(uri, experiment, "mlp", train_size=2000, epochs=4, hidden=64,
+                                          validation_split=0.2),
+               "overfit": keras_autolog_run(uri, experiment, "overfit", train_size=300, epochs=40, hidden=512,
+                                            validation_split=0.5)}
         recorded = history_of_keras_run(client, ids["keras"])
         ids["lightning"] = lightning_style_run(client, experiment, [tuple(row) for row in recorded])
         ids["hf"] = hugging_face_style_run(client, experiment, [(row[0], row[2], row[3]) for row in recorded])

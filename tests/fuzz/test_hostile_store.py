@@ -30,9 +30,9 @@ ARTIFACTS = [Artifact.CONFUSION_TEST, Artifact.CONFUSION_VAL_EPOCHS, Artifact.PE
 
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory):
-    uri = sqlite_uri(tmp_path_factory.mktemp("hostile"))
-    client = MlflowClient(uri)
-    return client, client.create_experiment("hostile <b>experiment</b>"), []
+    folder = tmp_path_factory.mktemp("hostile")
+    client = MlflowClient(sqlite_uri(folder))  # artifacts in the test's folder, not ./mlruns
+    return client, client.create_experiment("hostile <b>experiment</b>", (folder / "artifacts").as_uri()), []
 
 
 @settings(max_examples=examples(15))
