@@ -6,7 +6,6 @@
 The answer is a few numbers and one sentence, the same for `python -m experiments compare` and the
 dashboard's "Which is better?" panel. `read_side` reads a side from MLflow for the command line.
 """
-import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,8 +140,7 @@ def report(a: Side, b: Side, answer: Answer) -> str:
     lines = []
     for name, side in (("A", a), ("B", b)):
         interval = side.interval()
-        spread = (f"95% CI {interval.low:.2%} to {interval.high:.2%}" if not math.isnan(interval.low)
-                  else "no interval")
+        spread = f"95% CI {interval.bounds_text()}" if interval.bounds_text() else "no interval"
         lines.append(f"{name}  {side.label}: test acc {interval.estimate:.2%} ({spread}), "
                      f"{side.n} run{'s' * (side.n != 1)}")
     if answer.difference is not None:

@@ -109,7 +109,7 @@ class Figure:
         shown = f"{self.name} {self.value:.2%}"
         if self.interval is None:
             return f"{shown} {'>' if self.high else '<='} {self.threshold:.2%}"
-        around = f"{shown} (95% CI {self.interval.low:.2%} to {self.interval.high:.2%})"
+        around = f"{shown} (95% CI {self.interval.bounds_text()})"
         if self.high is not None:
             return f"{around} {'>' if self.high else '<='} {self.threshold:.2%}"
         settle = (f"{self.settling} would settle it" if self.settling else

@@ -32,8 +32,17 @@ class Interval:
     def half_width(self) -> float:
         return (self.high - self.low) / 2
 
+    def bounds_text(self) -> str:
+        return bounds_text(self.low, self.high)
+
     def straddles(self, threshold: float) -> bool:
         return self.low <= threshold < self.high
+
+
+def bounds_text(low: float, high: float) -> str:
+    """An interval of fractions as every page and the command line write it, "97.53% to 98.65%"; empty when there
+    is none (NaN)."""
+    return "" if math.isnan(low) else f"{low:.2%} to {high:.2%}"
 
 
 def accuracy_interval(correct: int, n: int, confidence: float = CONFIDENCE) -> Interval:

@@ -81,8 +81,7 @@ def better_section(runs: pd.DataFrame, selection: list[str]) -> None:
         interval = side.interval() if side.n else None
         rows.append({"": name, "runs": side.label, "N": side.n,
                      "test acc": interval.estimate if interval else None,
-                     "95% CI": f"{interval.low:.2%} to {interval.high:.2%}" if interval and pd.notna(interval.low)
-                     else "—"})
+                     "95% CI": (interval.bounds_text() if interval else "") or "—"})
     st.dataframe(pd.DataFrame(rows), hide_index=True,
                  column_config={"test acc": st.column_config.NumberColumn("test acc", format="percent")})
     say = st.success if answer.significant else st.info

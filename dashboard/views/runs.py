@@ -11,6 +11,7 @@ from dashboard.analysis import (STORY, filter_runs, group_table, run_labels, see
 from dashboard.state import Key
 from dashboard.views import runs_or_message
 from dashboard.widgets import CONFIGURATION, live_refresh_ui, md, run_filters_ui
+from experiments import stats
 
 SHOWN_COLUMNS = ["run_name", "model", "dataset", "train_size", "convention", "status", "test_acc", "test_acc_ci",
                  "best_val_acc", "best_epoch",
@@ -51,8 +52,7 @@ GROUP_CONFIG = {
 
 
 def interval_text(low: pd.Series, high: pd.Series) -> pd.Series:
-    return pd.Series([f"{lo:.2%} to {hi:.2%}" if pd.notna(lo) else "" for lo, hi in zip(low, high, strict=True)],
-                     index=low.index)
+    return pd.Series([stats.bounds_text(lo, hi) for lo, hi in zip(low, high, strict=True)], index=low.index)
 
 
 def run_ids_of(rows: list) -> list[str]:
@@ -106,8 +106,9 @@ def story_ui(runs: pd.DataFrame) -> None:
     names = run_labels(runs, list(story.values()))
     words = "; ".join(f"{names[run_id]} {STORY[diagnosis]} ({diagnosis})" for diagnosis, run_id in story.items())
     cols = st.columns([3, 1, 1])
-    cols[0].info(md(f"What this store shows: {words}." if words else "Configurations trained over seeds.")
-                 + (f" {len(groups)} configurations are trained over several seeds." if len(groups) >= 2 else ""))
+    parts = [f"{words}." if words else "",
+             f"{len(groups)} configurations are trained over several seeds." if len(groups) >= 2 else ""]
+    cols[0].info(md("What this store shows: " + " ".join(part for part in parts if part)))
     # The callbacks select before the sidebar's selection widget is drawn on the next run.
     if len(story) >= 2 and cols[1].button("Inspect side by side", key=Key.STORY_INSPECT,
                                           on_click=state.select, args=(list(story.values()),)):
