@@ -1,59 +1,91 @@
-"""Read-layer speed of the dashboard on a store of 1,000 runs x 30 epochs, against MLflow's naive path.
+"""Read-layer speed of the dashboard on a store of 10,000 runs x 50 epochs, against MLflow's naive path.
 
-    .venv/bin/python -m benchmarks.dashboard_read [--runs 1000] [--epochs 30] [--store DIR]
+    .venv/bin/python -m benchmarks.dashboard_read [--runs 10000] [--epochs 50] [--browser] [--server]
 
-Builds the store once (runs shaped as the runners log them, synthetic values; reused if present;
-a tenth left RUNNING without final metrics, so their best epochs come from their histories), then
-prints cold timings, each the best of --repeats fresh clients: the Runs table (with best-epoch columns
-computed from every run's validation history) and the curves of 20 and 50 runs (4 metrics each),
-next to search_runs + get_metric_history per run and metric, and the ratio.
+Builds the store once (runs shaped as the runners log them, synthetic values, written straight into MLflow's
+tables; reused if present; a tenth left RUNNING without final metrics, so their verdicts come from their
+histories), then prints cold timings, each the best of --repeats fresh clients: the Runs table (with the
+best-epoch and diagnosis columns derived from the histories where not logged) and the curves of 20 and 50
+runs (4 metrics each), next to search_runs + get_metric_history per run and metric (once), and the ratio.
+--browser adds the time until a freshly started dashboard shows the Runs table in headless Chromium;
+--server repeats it all through `mlflow server` on PostgreSQL (the team setup, docs/scaling.md).
 """
 import argparse
+import os
+import signal
+import tempfile
 import time
+import uuid
+from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from mlflow.entities import Metric as MlflowMetric, Param as MlflowParam, RunTag, ViewType
+from mlflow.entities import ViewType
+from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlParam, SqlRun, SqlTag
 from mlflow.tracking import MlflowClient
+from sqlalchemy import insert
 
+from dashboard.bulk import sql_store
 from dashboard.reader import fetch_runs, metric_frame
 from experiments.schema import Metric, Param, Tag
 from experiments.tracking import artifact_root
+from experiments.tracking_server import free_port, start_mlflow_server, start_postgres
 
 CURVES = [Metric.TRAIN_LOSS, Metric.VAL_LOSS, Metric.TRAIN_ACC, Metric.VAL_ACC]
 
 
+def run_rows(i: int, run_id: str, experiment: str, epochs: int, rng: np.random.Generator, start: int) -> dict:
+    """One synthetic run's rows in MLflow's tables, shaped as the runner logs it (a tenth still RUNNING, without
+    final metrics, so their verdicts are derived from their histories)."""
+    running = i % 10 == 0
+    params = {Param.MODEL: ["tiny", "lenet5", "conv-conv"][i % 3], Param.DATASET: "mnist",
+              Param.LR: str(10 ** -rng.uniform(2, 4)), Param.EPOCHS: str(epochs),
+              Param.BATCH_SIZE: str(2 ** rng.integers(5, 9))}
+    tags = {"mlflow.runName": f"run-{i}", Tag.SUITE: "benchmark", **({} if running else {Tag.DIAGNOSIS: "good fit"})}
+    rate, history, val_accs = rng.uniform(0.05, 0.3), [], []
+    for epoch in range(1, epochs + 1):
+        train = 1 - 0.5 * np.exp(-rate * epoch)
+        val = train - rng.uniform(0, 0.02)
+        values = {Metric.TRAIN_ACC: train, Metric.VAL_ACC: val, Metric.TRAIN_LOSS: 1 - train,
+                  Metric.VAL_LOSS: 1 - val, Metric.VARIANCE: train - val, Metric.BIAS: 1 - train,
+                  Metric.AVOIDABLE_BIAS: 0.998 - train, Metric.EPOCH_SECONDS: 10.0, Metric.SAMPLES_PER_S: 5000.0}
+        history += [(key, float(value), epoch) for key, value in values.items()]
+        val_accs.append(float(val))
+    best = int(np.argmax(val_accs))
+    if not running:
+        history += [(Metric.TEST_ACC, val_accs[-1], epochs), (Metric.BEST_VAL_ACC, val_accs[best], epochs),
+                    (Metric.BEST_EPOCH, float(best + 1), epochs), (Metric.EPOCHS_TRAINED, float(epochs), epochs),
+                    (Metric.PARAMS_TOTAL, 1e5, epochs)]
+    metrics = [dict(run_uuid=run_id, key=key, value=value, step=step, timestamp=start + 10_000 * step, is_nan=False)
+               for key, value, step in history]
+    return {
+        SqlRun: [dict(run_uuid=run_id, name=f"run-{i}", source_type="LOCAL", source_name="", entry_point_name="",
+                      user_id="benchmark", status="RUNNING" if running else "FINISHED", start_time=start,
+                      end_time=None if running else start + 10_000 * (epochs + 1), source_version="",
+                      lifecycle_stage="active", artifact_uri=f"{experiment}/{run_id}/artifacts",
+                      experiment_id=int(experiment))],
+        SqlParam: [dict(run_uuid=run_id, key=k, value=v) for k, v in params.items()],
+        SqlTag: [dict(run_uuid=run_id, key=k, value=v) for k, v in tags.items()],
+        SqlMetric: metrics,
+        SqlLatestMetric: list({m["key"]: m for m in metrics}.values()),
+    }
+
+
 def build_store(uri: str, runs: int, epochs: int) -> None:
+    """Writes the runs straight into MLflow's tables through its own models, a thousand runs a transaction:
+    logging 10,000 runs x 50 epochs through the client takes about an hour here, this about a minute."""
     client = MlflowClient(uri)
     experiment = client.create_experiment("benchmark", artifact_location=f"{artifact_root(uri)}/benchmark")
-    rng = np.random.default_rng(0)
-    for i in range(runs):
-        run = client.create_run(experiment, run_name=f"run-{i}", tags={Tag.SUITE: "benchmark"})
-        params = [MlflowParam(Param.MODEL, ["tiny", "lenet5", "conv-conv"][i % 3]), MlflowParam(Param.DATASET, "mnist"),
-                  MlflowParam(Param.LR, str(10 ** -rng.uniform(2, 4))), MlflowParam(Param.EPOCHS, str(epochs)),
-                  MlflowParam(Param.BATCH_SIZE, str(2 ** rng.integers(5, 9)))]
-        rate = rng.uniform(0.05, 0.3)
-        metrics, val_accs = [], []
-        for epoch in range(1, epochs + 1):
-            train = 1 - 0.5 * np.exp(-rate * epoch)
-            val = train - rng.uniform(0, 0.02)
-            values = {Metric.TRAIN_ACC: train, Metric.VAL_ACC: val, Metric.TRAIN_LOSS: 1 - train,
-                      Metric.VAL_LOSS: 1 - val, Metric.VARIANCE: train - val, Metric.BIAS: 1 - train,
-                      Metric.AVOIDABLE_BIAS: 0.998 - train, Metric.EPOCH_SECONDS: 10.0, Metric.SAMPLES_PER_S: 5000.0}
-            metrics += [MlflowMetric(k, float(v), 0, epoch) for k, v in values.items()]
-            val_accs.append(float(val))
-        best = int(np.argmax(val_accs))
-        if i % 10 == 0:  # still running: no final metrics yet
-            client.log_batch(run.info.run_id, metrics=metrics, params=params)
-            continue
-        metrics += [MlflowMetric(Metric.TEST_ACC, float(val), 0, epochs),
-                    MlflowMetric(Metric.BEST_VAL_ACC, val_accs[best], 0, epochs),
-                    MlflowMetric(Metric.BEST_EPOCH, float(best + 1), 0, epochs),
-                    MlflowMetric(Metric.EPOCHS_TRAINED, float(epochs), 0, epochs),
-                    MlflowMetric(Metric.PARAMS_TOTAL, 1e5, 0, epochs)]
-        client.log_batch(run.info.run_id, metrics=metrics, params=params,
-                         tags=[RunTag(Tag.DIAGNOSIS, "good fit")])
-        client.set_terminated(run.info.run_id)
+    store, rng, start = sql_store(client), np.random.default_rng(0), int(time.time() * 1000) - 10**9
+    for first in range(0, runs, 1000):
+        batch = defaultdict(list)
+        for i in range(first, min(first + 1000, runs)):
+            for model, rows in run_rows(i, uuid.uuid4().hex, experiment, epochs, rng, start + i).items():
+                batch[model] += rows
+        with store.ManagedSessionMaker() as session:
+            for model in (SqlRun, SqlParam, SqlTag, SqlMetric, SqlLatestMetric):
+                session.execute(insert(model.__table__), batch[model])
 
 
 def best_of(repeats: int, fn) -> float:
@@ -67,7 +99,14 @@ def best_of(repeats: int, fn) -> float:
 
 def naive_runs_table(client: MlflowClient) -> None:
     experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
-    for run in client.search_runs(experiments, max_results=5000):
+    runs, token = [], None
+    while True:
+        page = client.search_runs(experiments, max_results=5000, page_token=token)
+        runs += page
+        token = page.token
+        if not token:
+            break
+    for run in runs:
         client.get_metric_history(run.info.run_id, Metric.VAL_ACC)
 
 
@@ -77,11 +116,75 @@ def naive_curves(client: MlflowClient, run_ids: list[str]) -> None:
             client.get_metric_history(run_id, name)
 
 
+def read_times(uri: str, runs: int, repeats: int, naive: bool) -> list[tuple[str, float, float | None]]:
+    """Cold timings of the Runs table and of 20- and 50-run comparisons (ours best of `repeats`, MLflow's naive
+    path once: it takes minutes at 10,000 runs), each with a new client."""
+    fresh = lambda: MlflowClient(uri)  # noqa: E731  a new client per timing: nothing cached
+    table = fetch_runs(fresh())
+    assert len(table) == runs and table["best_epoch"].notna().all()
+    ids = list(table["run_id"])
+    reads = [(f"Runs table, {runs:,} runs", lambda: fetch_runs(fresh()), lambda: naive_runs_table(fresh()))]
+    for n in (20, 50):
+        reads.append((f"compare {n} runs x 4 curves", lambda n=n: metric_frame(fresh(), ids[:n], CURVES),
+                      lambda n=n: naive_curves(fresh(), ids[:n])))
+    return [(label, best_of(repeats, ours), best_of(1, slow) if naive else None) for label, ours, slow in reads]
+
+
+def browser_seconds(uri: str) -> float:
+    """End to end: a freshly started dashboard on the store (nothing cached), opened in headless Chromium, until
+    the Runs page shows its table."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.helpers import CHROMIUM, CHROMIUM_ARGS, start_server
+
+    with start_server(uri) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        start = time.perf_counter()
+        page.goto(url)
+        page.get_by_text("runs shown").wait_for(timeout=300_000)
+        page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=300_000)
+        seconds = time.perf_counter() - start
+        browser.close()
+    return seconds
+
+
+def print_reads(title: str, rows: list[tuple[str, float, float | None]]) -> None:
+    print(f"{title:<34} {'ours s':>8} {'naive s':>8} {'naive/ours':>10}")
+    for label, ours, naive in rows:
+        slow = f"{naive:>8.3f} {naive / ours:>10.1f}" if naive is not None else f"{'-':>8} {'-':>10}"
+        print(f"{label:<34} {ours:>8.3f} {slow}")
+
+
+@contextmanager
+def postgres_server(folder: Path, runs: int, epochs: int):
+    """A PostgreSQL cluster in `folder` holding the same kind of store (built once), behind a real `mlflow
+    server`; yields the server's URL."""
+    server = start_postgres(folder / "pg", free_port())
+    built = folder / "built"
+    if not built.exists():
+        build_store(server.url("mlflow"), runs, epochs)
+        built.touch()
+    port = free_port()
+    process = start_mlflow_server(server.url("mlflow"), folder / "artifacts", port, workers=2,
+                                  log_path=folder / "server.log")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+        server.stop()
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=1000)
-    parser.add_argument("--epochs", type=int, default=30)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--runs", type=int, default=10_000)
+    parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-naive", action="store_true", help="skip MLflow's naive path (minutes at 10,000 runs)")
+    parser.add_argument("--browser", action="store_true", help="also time the Runs page in headless Chromium")
+    parser.add_argument("--server", action="store_true",
+                        help="also read the same kind of store through `mlflow server` on PostgreSQL")
     parser.add_argument("--store", default=str(Path.home() / ".cache" / "cnn-dashboard" / "benchmark-store"))
     args = parser.parse_args()
     folder = Path(args.store) / f"{args.runs}x{args.epochs}"
@@ -91,18 +194,18 @@ def main() -> None:
         start = time.perf_counter()
         build_store(uri, args.runs, args.epochs)
         print(f"built {args.runs} runs x {args.epochs} epochs in {time.perf_counter() - start:.0f} s at {folder}")
-    fresh = lambda: MlflowClient(uri)  # noqa: E731  a new client per timing: nothing cached
-    table = fetch_runs(fresh())
-    assert len(table) == args.runs and table["best_epoch"].notna().all()
-    ids = list(table["run_id"])
-    rows = [(f"Runs table, {args.runs:,} runs", lambda: fetch_runs(fresh()), lambda: naive_runs_table(fresh()))]
-    for n in (20, 50):
-        rows.append((f"compare {n} runs x 4 curves", lambda n=n: metric_frame(fresh(), ids[:n], CURVES),
-                     lambda n=n: naive_curves(fresh(), ids[:n])))
-    print(f"{'read (cold, best of ' + str(args.repeats) + ')':<34} {'ours s':>8} {'naive s':>8} {'naive/ours':>10}")
-    for label, ours, naive in rows:
-        a, b = best_of(args.repeats, ours), best_of(args.repeats, naive)
-        print(f"{label:<34} {a:>8.3f} {b:>8.3f} {b / a:>10.1f}")
+    print_reads(f"embedded SQLite (cold, best of {args.repeats})", read_times(uri, args.runs, args.repeats,
+                                                                             not args.no_naive))
+    if args.browser:
+        print(f"Runs page in Chromium, embedded SQLite: {browser_seconds(uri):.1f} s")
+    if args.server:
+        # Under the temporary folder: PostgreSQL runs as its own user, who may not reach a home folder.
+        pg_folder = Path(tempfile.gettempdir()) / f"cnn-benchmark-postgres-{folder.name}"
+        with postgres_server(pg_folder, args.runs, args.epochs) as url:
+            print_reads(f"mlflow server + PostgreSQL (best of {args.repeats})",
+                        read_times(url, args.runs, args.repeats, not args.no_naive))
+            if args.browser:
+                print(f"Runs page in Chromium, mlflow server + PostgreSQL: {browser_seconds(url):.1f} s")
 
 
 if __name__ == "__main__":

@@ -154,18 +154,17 @@ GROUP_COLUMNS = ["group", "model", "dataset", "runs", "seeds", "test_acc_mean", 
 def group_table(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per config group: how many runs it has (finished with a test accuracy: `seeds`), and the mean, standard
     deviation and 95% t interval over them of test accuracy, and the mean ± std of best validation accuracy."""
-    rows = []
-    for group, members in runs.groupby(group_key(runs), sort=False):
-        group = "" if group.startswith(UNGROUPED) else group
-        scored = members[members["status"].eq("FINISHED") & members["test_acc"].notna()]
-        test = stats.accuracy_mean_interval(scored["test_acc"])
-        rows.append({"group": group, "model": members["model"].iloc[0], "dataset": members["dataset"].iloc[0],
-                     "runs": len(members), "seeds": len(scored), "test_acc_mean": test.estimate,
-                     "test_acc_std": scored["test_acc"].std(), "test_acc_low": test.low, "test_acc_high": test.high,
-                     "best_val_acc_mean": scored["best_val_acc"].mean(),
-                     "best_val_acc_std": scored["best_val_acc"].std(),
-                     "run_ids": list(members["run_id"])})
-    return pd.DataFrame(rows, columns=GROUP_COLUMNS)
+    scored = runs["status"].eq("FINISHED") & runs["test_acc"].notna()
+    keyed = runs.assign(key=group_key(runs), test=runs["test_acc"].where(scored), val=runs["best_val_acc"].where(scored))
+    groups = keyed.groupby("key", sort=False).agg(
+        model=("model", "first"), dataset=("dataset", "first"), runs=("run_id", "size"), seeds=("test", "count"),
+        test_acc_mean=("test", "mean"), test_acc_std=("test", "std"), best_val_acc_mean=("val", "mean"),
+        best_val_acc_std=("val", "std"), run_ids=("run_id", list))
+    groups["test_acc_low"], groups["test_acc_high"] = stats.t_bounds(
+        groups["test_acc_mean"].to_numpy(), groups["test_acc_std"].to_numpy(), groups["seeds"].to_numpy(),
+        bounds=(0.0, 1.0))
+    groups["group"] = groups.index.where(~groups.index.str.startswith(UNGROUPED), "")
+    return groups.reset_index(drop=True)[GROUP_COLUMNS]
 
 
 def groups_by(runs: pd.DataFrame, run_ids: list[str], by: str | None) -> dict[str, list[str]]:

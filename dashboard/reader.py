@@ -15,10 +15,11 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 import pandas as pd
 import streamlit as st
-from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from dashboard.bulk import (POINT_COLUMNS, StoredRun, experiment_names, metric_names, metric_points,
+                            stored_runs)
 from dashboard.conventions import (Convention, ConventionError, detect, load_user_conventions, translate,
                                    user_conventions_path)
 from experiments.data import images_sha256, load_split
@@ -55,27 +56,6 @@ def client_for(store: Store) -> MlflowClient:
     return MlflowClient(store.uri)
 
 
-def raw_points(client: MlflowClient, run_ids: list[str], names: list[str]) -> pd.DataFrame:
-    """Every logged point of `names` for `run_ids`, as logged: columns run_id, metric, step, value. No downsampling.
-
-    SQL stores answer one query per metric for all runs (get_metric_history_bulk); other stores
-    fall back to MLflow's public per-run get_metric_history.
-    """
-    store = getattr(getattr(client, "_tracking_client", None), "store", None)
-    rows = []
-    for name in names:
-        if hasattr(store, "get_metric_history_bulk"):
-            points = store.get_metric_history_bulk(run_ids, name, max_results=None)
-            rows += [(p.run_id, name, p.step, p.value) for p in points]
-        else:
-            for run_id in run_ids:
-                rows += [(run_id, name, m.step, m.value) for m in client.get_metric_history(run_id, name)]
-    return pd.DataFrame(rows, columns=POINT_COLUMNS)
-
-
-POINT_COLUMNS = ["run_id", "metric", "step", "value"]
-
-
 @dataclass(frozen=True)
 class Reading:
     """How to read one run's metrics: the convention it follows and the names it logged."""
@@ -84,8 +64,8 @@ class Reading:
     logged: frozenset
 
     @classmethod
-    def of(cls, run, user: tuple[Convention, ...]) -> "Reading":
-        logged = frozenset(run.data.metrics)
+    def of(cls, metric_names, user: tuple[Convention, ...]) -> "Reading":
+        logged = frozenset(metric_names)
         return cls(detect(logged, user), logged)
 
 
@@ -96,13 +76,13 @@ def metric_frame(client: MlflowClient, run_ids: list[str], names: list[str],
     last value. `readings` say how to read each run; looked up when not given."""
     readings = readings if readings is not None else readings_of(client, run_ids)
     native = [r for r in run_ids if r not in readings or readings[r].convention.native]
-    frames = [raw_points(client, native, names)] if native else []
+    frames = [metric_points(client, native, names)] if native else []
     for run_id in set(run_ids) - set(native):
         reading = readings[run_id]
         foreign = [n for role, n in reading.convention.names(reading.logged).items() if role in names]
         wanted = foreign + ([reading.convention.epoch_metric] if reading.convention.epoch_metric else [])
         if foreign:
-            frames.append(translate(raw_points(client, [run_id], wanted), run_id, reading.convention,
+            frames.append(translate(metric_points(client, [run_id], wanted), run_id, reading.convention,
                                     reading.logged, names))
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=POINT_COLUMNS)
     frame = frame.astype({"step": int, "value": float}) if len(frame) else frame
@@ -118,35 +98,16 @@ def user_conventions(uri: str) -> tuple[Convention, ...]:
 
 
 def readings_of(client: MlflowClient, run_ids: list[str]) -> dict[str, Reading]:
-    """How to read each of these runs, from the metric names it logged (one search per 100 runs)."""
+    """How to read each of these runs, from the metric names it logged."""
     user = user_conventions(client.tracking_uri)
-    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
-    found = {}
-    for i in range(0, len(run_ids), 100):
-        quoted = ", ".join(f"'{r}'" for r in run_ids[i:i + 100])
-        for run in client.search_runs(experiments, f"attributes.run_id IN ({quoted})", run_view_type=ViewType.ALL,
-                                      max_results=100):
-            found[run.info.run_id] = Reading.of(run, user)
-    return found
+    return {run_id: Reading.of(names, user) for run_id, names in metric_names(client, run_ids).items()}
 
 
-def search_all_runs(client: MlflowClient) -> tuple[dict, list]:
-    """Every experiment's name by id, and every run (deleted ones too), page by page."""
-    experiments = {e.experiment_id: e.name for e in client.search_experiments(view_type=ViewType.ALL)}
-    runs, token = [], None
-    while True:
-        page = client.search_runs(list(experiments), max_results=5000, page_token=token, run_view_type=ViewType.ALL)
-        runs += page
-        token = page.token
-        if not token:
-            return experiments, runs
-
-
-def status_of(info, tags: dict) -> str:
+def status_of(status: str, lifecycle_stage: str, tags: dict) -> str:
     """MLflow's status, except DELETED for deleted runs and LOST for RUNNING runs whose heartbeat stopped."""
-    if info.lifecycle_stage == "deleted":
+    if lifecycle_stage == "deleted":
         return "DELETED"
-    return "LOST" if lost_since(info.status, tags, now_ms()) is not None else info.status
+    return "LOST" if lost_since(status, tags, now_ms()) is not None else status
 
 
 def count(value) -> int | None:
@@ -170,34 +131,36 @@ def model_name(params: dict) -> str:
     return found or UNKNOWN
 
 
-def dataset_name(run) -> str:
+def dataset_name(run: StoredRun) -> str:
     """Our `dataset` param, else a `dataset` tag, else the name of a dataset MLflow recorded as the run's input
     (autolog names arrays it cannot name "dataset": that says nothing)."""
-    found = run.data.params.get(Param.DATASET) or run.data.tags.get("dataset")
-    inputs = getattr(getattr(run, "inputs", None), "dataset_inputs", None) or []
-    named = [i.dataset.name for i in inputs if i.dataset.name not in ("", "dataset")]
+    found = run.params.get(Param.DATASET) or run.tags.get("dataset")
+    named = [name for name in run.inputs if name not in ("", "dataset")]
     return found or (named[0] if named else UNKNOWN)
 
 
-def run_row(run, experiments: dict, user: tuple[Convention, ...] = ()) -> dict:
+def number(value) -> float:
+    """A logged param (a string) as a number; NaN when absent or not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def run_row(run: StoredRun, experiments: dict, reading: Reading) -> dict:
     """A run's row as logged; `derive` marks the runs whose verdict (best epoch, diagnosis) must come from
-    their history: running, stopped or foreign runs, which did not log one."""
-    params, metrics, tags, info = run.data.params, run.data.metrics, run.data.tags, run.info
-    reading = Reading.of(run, user)
-    names = reading.convention.names(reading.logged)
-    end = info.end_time or pd.Timestamp.now(tz="UTC").value // 10**6
+    their history: running, stopped or foreign runs, which did not log one. Times stay in ms (see fetch_runs)."""
+    params, metrics, tags = run.params, run.metrics, run.tags
     logged = {Metric.BEST_EPOCH, Metric.BEST_VAL_ACC, Metric.EPOCHS_TRAINED} <= set(metrics) and Tag.DIAGNOSIS in tags
     return {
-        "run_id": info.run_id, "experiment": experiments.get(info.experiment_id, info.experiment_id),
-        "run_name": info.run_name or info.run_id[:8], "model": model_name(params),
+        "run_id": run.run_id, "experiment": experiments.get(run.experiment_id, run.experiment_id),
+        "run_name": run.name or run.run_id[:8], "model": model_name(params),
         "dataset": dataset_name(run), "convention": reading.convention.name, "reading": reading,
-        "status": status_of(info, tags),
-        "start": pd.to_datetime(info.start_time, unit="ms", utc=True),
-        "duration_s": (end - info.start_time) / 1000 if info.start_time else np.nan,
-        "params_epochs": pd.to_numeric(params.get(Param.EPOCHS), errors="coerce"),
+        "status": status_of(run.status, run.lifecycle_stage, tags), "start": run.start_time, "end": run.end_time,
+        "params_epochs": number(params.get(Param.EPOCHS)),
         "epochs": metrics.get(Metric.EPOCHS_TRAINED, np.nan), "best_val_acc": metrics.get(Metric.BEST_VAL_ACC, np.nan),
         "best_epoch": metrics.get(Metric.BEST_EPOCH, np.nan),
-        "test_acc": metrics.get(names.get(Metric.TEST_ACC), np.nan),
+        "test_acc": metrics.get(reading.convention.names(reading.logged).get(Metric.TEST_ACC), np.nan),
         "gap": metrics.get(Metric.VARIANCE, np.nan), "diagnosis": tags.get(Tag.DIAGNOSIS, ""),
         "params_total": metrics.get(Metric.PARAMS_TOTAL, np.nan),
         "suite": tags.get(Tag.SUITE, ""), "sweep": tags.get(Tag.SWEEP, ""),
@@ -212,6 +175,13 @@ def run_row(run, experiments: dict, user: tuple[Convention, ...] = ()) -> dict:
         "val_size": count(params.get(Param.VAL_SIZE)),
         "diverged": Tag.DIVERGED_AT_STEP in tags,
     }
+
+
+def with_times(table: pd.DataFrame) -> pd.DataFrame:
+    """Start as a UTC timestamp and duration in seconds (running runs: until now), converted column-wise."""
+    end = table["end"].fillna(now_ms())
+    return table.assign(start=pd.to_datetime(table["start"], unit="ms", utc=True),
+                        duration_s=(end - table["start"]) / 1000).drop(columns="end")
 
 
 def with_derived_verdicts(client: MlflowClient, table: pd.DataFrame) -> pd.DataFrame:
@@ -260,15 +230,16 @@ def with_keras_model_names(client: MlflowClient, table: pd.DataFrame) -> pd.Data
 def fetch_runs(client: MlflowClient) -> pd.DataFrame:
     """One row per training run of every experiment (sweep parents left out), with its verdict."""
     try:
-        experiments, runs = search_all_runs(client)
+        experiments, runs = experiment_names(client), stored_runs(client)
     except Exception as err:  # an unreachable, unreadable or foreign store: say so, never a traceback
         raise store_problem(client.tracking_uri, err) from err
-    runs = [run for run in runs if run.data.tags.get(Tag.RUN_KIND) != Value.RUN_KIND_SWEEP]
+    runs = [run for run in runs if run.tags.get(Tag.RUN_KIND) != Value.RUN_KIND_SWEEP]
     if not runs:
         return pd.DataFrame(columns=RUN_COLUMNS)
     user = user_conventions(client.tracking_uri)
-    table = pd.DataFrame([run_row(run, experiments, user) for run in runs]).set_index("run_id")
-    table = with_keras_model_names(client, table)
+    reading = functools.lru_cache(maxsize=None)(lambda names: Reading.of(names, user))  # runs share their names
+    table = pd.DataFrame([run_row(run, experiments, reading(frozenset(run.metrics))) for run in runs])
+    table = with_keras_model_names(client, with_times(table).set_index("run_id"))
     return with_derived_verdicts(client, table).reset_index()[RUN_COLUMNS]
 
 
@@ -399,7 +370,8 @@ class RunRecord:
 def fetch_run(client: MlflowClient, run_id: str) -> RunRecord:
     run = client.get_run(run_id)
     return RunRecord(dict(run.data.params), dict(run.data.tags), dict(run.data.metrics),
-                     status_of(run.info, run.data.tags), run.info.lifecycle_stage)
+                     status_of(run.info.status, run.info.lifecycle_stage, run.data.tags),
+                     run.info.lifecycle_stage)
 
 
 def store_errors(fetch):

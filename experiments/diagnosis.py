@@ -24,6 +24,7 @@ that lack them (still running, or logged by another tool).
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from experiments import stats
@@ -195,7 +196,13 @@ def diagnose(bias: Figure, variance: Figure) -> tuple[str, str]:
 def best_epoch(val_acc: pd.Series) -> tuple[int, float]:
     """The first epoch (index) with the highest validation accuracy, and that accuracy."""
     clean = val_acc.dropna()
-    return int(clean.idxmax()), float(clean.max())
+    return best_of(clean.index.to_numpy(), clean.to_numpy())
+
+
+def best_of(epochs: np.ndarray, val_acc: np.ndarray) -> tuple[int, float]:
+    """best_epoch on arrays without NaN: the first epoch of the highest accuracy."""
+    i = int(np.argmax(val_acc))
+    return int(epochs[i]), float(val_acc[i])
 
 
 @dataclass(frozen=True)
@@ -230,14 +237,20 @@ def verdict(history: pd.DataFrame, yardstick: Yardstick, diverged: bool = False)
     both = history[[Metric.TRAIN_ACC, Metric.VAL_ACC]].dropna().sort_index()
     if both.empty:
         return None
-    last = both.iloc[-1]
-    bias, variance = judged_figures(float(last[Metric.TRAIN_ACC]), float(last[Metric.VAL_ACC]), yardstick)
+    return judge(both.index.to_numpy(), both[Metric.TRAIN_ACC].to_numpy(), both[Metric.VAL_ACC].to_numpy(),
+                 yardstick, diverged)
+
+
+def judge(epochs: np.ndarray, train_acc: np.ndarray, val_acc: np.ndarray, yardstick: Yardstick,
+          diverged: bool) -> Verdict:
+    """verdict on arrays: the epochs (ascending) that have both accuracies, and those accuracies."""
+    bias, variance = judged_figures(float(train_acc[-1]), float(val_acc[-1]), yardstick)
     label, rule = diagnose(bias, variance)
     if diverged:
-        label, rule = DIVERGED, f"training diverged after epoch {int(both.index[-1])}; before it, {rule}"
-    epoch, best = best_epoch(both[Metric.VAL_ACC])
-    return Verdict(best_epoch=epoch, best_val_acc=best, epochs_trained=int(both.index[-1]),
-                   final_val_acc=float(last[Metric.VAL_ACC]), gap=variance.value, avoidable_bias=bias.value,
+        label, rule = DIVERGED, f"training diverged after epoch {int(epochs[-1])}; before it, {rule}"
+    epoch, best = best_of(epochs, val_acc)
+    return Verdict(best_epoch=epoch, best_val_acc=best, epochs_trained=int(epochs[-1]),
+                   final_val_acc=float(val_acc[-1]), gap=variance.value, avoidable_bias=bias.value,
                    diagnosis=label, rule=rule, figures=(bias, variance))
 
 
@@ -250,10 +263,16 @@ def history_of(points: pd.DataFrame, run_id: str) -> pd.DataFrame:
 
 def verdicts(points: pd.DataFrame, yardsticks: dict[str, Yardstick],
              diverged: set[str] = frozenset()) -> dict[str, Verdict]:
-    """The verdict of every run in `yardsticks` that has an epoch with both accuracies in `points`."""
-    judged = {}
-    for run_id, yardstick in yardsticks.items():
-        found = verdict(history_of(points, run_id), yardstick, run_id in diverged)
-        if found is not None:
-            judged[run_id] = found
-    return judged
+    """The verdict of every run in `yardsticks` that has an epoch with both accuracies in `points`: one reshape
+    for all runs, then judge on each run's slice (a pivot per run costs 8 s for 1,000 runs)."""
+    wanted = points[points["run_id"].isin(list(yardsticks)) & points["metric"].isin([Metric.TRAIN_ACC, Metric.VAL_ACC])]
+    wide = (wanted.drop_duplicates(["run_id", "metric", "step"], keep="last")
+            .pivot(index=["run_id", "step"], columns="metric", values="value"))
+    if Metric.TRAIN_ACC not in wide or Metric.VAL_ACC not in wide:
+        return {}
+    both = wide[[Metric.TRAIN_ACC, Metric.VAL_ACC]].dropna().sort_index()
+    run_ids, epochs = both.index.get_level_values(0).to_numpy(), both.index.get_level_values(1).to_numpy()
+    train_acc, val_acc = both[Metric.TRAIN_ACC].to_numpy(), both[Metric.VAL_ACC].to_numpy()
+    starts = np.flatnonzero(np.r_[True, run_ids[1:] != run_ids[:-1]])
+    return {run_ids[a]: judge(epochs[a:b], train_acc[a:b], val_acc[a:b], yardsticks[run_ids[a]], run_ids[a] in diverged)
+            for a, b in zip(starts, np.r_[starts[1:], len(run_ids)], strict=True)}

@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from dashboard import analysis, figures
+from experiments import diagnosis, stats
 from experiments.diagnosis import Yardstick, verdict
 from experiments.schema import Metric
 
@@ -203,3 +204,38 @@ def test_comparability_warnings_name_different_datasets_test_and_validation_size
     assert "different datasets (fashion-mnist, mnist)" in found and "Keras autolog" in found
     assert "validation" not in found  # c's size is unknown: nothing to compare
     assert analysis.comparability_warnings(runs, ["a", "a"]) == []
+
+
+def test_verdicts_of_many_runs_equal_each_runs_own_verdict_with_gaps_and_repeated_steps():
+    rows = [("a", Metric.TRAIN_ACC, 1, 0.5), ("a", Metric.VAL_ACC, 1, 0.4), ("a", Metric.TRAIN_ACC, 2, 0.9),
+            ("a", Metric.VAL_ACC, 2, 0.2), ("a", Metric.VAL_ACC, 2, 0.8),  # epoch 2 logged twice: the last counts
+            ("b", Metric.TRAIN_ACC, 1, 0.7), ("b", Metric.VAL_ACC, 3, 0.6), ("b", Metric.TRAIN_ACC, 3, 0.99),
+            ("b", Metric.VAL_ACC, 4, 0.9),  # only epoch 3 has both
+            ("c", Metric.VAL_ACC, 1, 0.5)]  # no train accuracy: no verdict
+    points = pd.DataFrame(rows, columns=["run_id", "metric", "step", "value"])
+    yardsticks = {run_id: Yardstick(0.0) for run_id in "abc"}
+    judged = diagnosis.verdicts(points, yardsticks, diverged={"b"})
+    assert set(judged) == {"a", "b"}
+    for run_id in judged:
+        alone = diagnosis.verdict(diagnosis.history_of(points, run_id), yardsticks[run_id], run_id == "b")
+        assert judged[run_id] == alone
+    assert (judged["a"].best_epoch, judged["a"].best_val_acc, judged["b"].epochs_trained) == (2, 0.8, 3)
+    assert judged["b"].diagnosis == diagnosis.DIVERGED
+
+
+def test_group_table_gives_each_config_group_its_seeds_mean_std_and_t_interval():
+    runs = pd.DataFrame({"run_id": list("abcde"), "config_group": ["g", "g", "g", "", "h"],
+                         "model": ["tiny"] * 4 + ["lenet5"], "dataset": ["mnist"] * 5,
+                         "status": ["FINISHED", "FINISHED", "RUNNING", "FINISHED", "FINISHED"],
+                         "test_acc": [0.90, 0.94, np.nan, 0.5, 0.97], "best_val_acc": [0.91, 0.95, 0.9, 0.5, 0.96]})
+    groups = analysis.group_table(runs).set_index("run_ids", drop=False)
+    g = groups.loc[groups["group"] == "g"].iloc[0]
+    expected = stats.accuracy_mean_interval([0.90, 0.94])
+    assert (g["runs"], g["seeds"], g["run_ids"]) == (3, 2, ["a", "b", "c"])
+    assert (g["test_acc_mean"], g["test_acc_low"], g["test_acc_high"]) == pytest.approx(
+        (0.92, expected.low, expected.high))
+    assert g["test_acc_std"] == pytest.approx(np.std([0.90, 0.94], ddof=1))
+    assert g["best_val_acc_mean"] == pytest.approx(0.93)  # the running run's 0.9 is not a finished seed
+    alone = groups.loc[groups["run_ids"].map(lambda ids: ids == ["d"])].iloc[0]
+    assert alone["group"] == "" and alone["seeds"] == 1 and np.isnan(alone["test_acc_low"])
+    assert len(groups) == 3

@@ -70,3 +70,26 @@ def test_the_dashboard_reads_runs_and_artifacts_through_the_server(server_store,
     assert not at.exception
     assert at.get("plotly_chart"), "the confusion matrix, read through the server's artifact proxy"
     assert server_store.get_run(run_id).data.params[Param.MODEL] == "softmax-regression"
+
+
+def test_histories_come_from_the_server_in_bulk_exactly_as_run_by_run(server_store, monkeypatch):
+    from mlflow.entities import Metric as MlflowMetric
+
+    from dashboard import bulk
+
+    experiment = server_store.create_experiment(f"bulk-{tempfile.mktemp(dir='')}")
+    ids = []
+    for i in range(5):
+        run_id = server_store.create_run(experiment).info.run_id
+        points = [MlflowMetric(Metric.VAL_ACC, 0.1 * step + i, 1_000 + step, step) for step in range(1, 4)]
+        server_store.log_batch(run_id, metrics=points + [MlflowMetric(Metric.VAL_ACC, 0.99, 5_000, 2)])
+        ids.append(run_id)
+    names = [Metric.VAL_ACC, Metric.TRAIN_ACC]  # train_acc: never logged
+    def by_run(rows) -> list:  # each run's points in the order logged; runs in any order
+        return sorted(map(list, rows), key=lambda row: (row[1], row[0]))
+
+    one_by_one = by_run(row for name in names for run_id in ids for row in bulk.history_points(server_store, run_id, name))
+    assert len(one_by_one) == 20 and all(row[3] == 0.99 for row in one_by_one[3::4])  # step 2 again, last
+    assert by_run(bulk.metric_points(server_store, ids, names).values.tolist()) == one_by_one
+    monkeypatch.setattr(bulk, "SERVER_POINTS", 4)  # every answer "full": halved down to single runs
+    assert by_run(bulk.metric_points(server_store, ids, names).values.tolist()) == one_by_one
