@@ -10,8 +10,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # streamlit puts o
 import streamlit as st  # noqa: E402
 
 st.set_page_config(page_title="CNN experiments", layout="wide")
+RUNS = st.Page("views/runs.py", title="Runs", url_path="runs")
+
+
+def open_runs() -> None:
+    """The address without a page (Streamlit serves the default page there, whatever its url_path) opens /runs,
+    with the query it came with, so that /runs is an address of its own too."""
+    st.switch_page(RUNS, query_params={key: st.query_params.get_all(key) for key in st.query_params})
+
+
 page = st.navigation([
-    st.Page("views/runs.py", title="Runs", url_path="runs", default=True),
+    st.Page(open_runs, title="Runs", url_path="start", default=True, visibility="hidden"),
+    RUNS,
     st.Page("views/compare.py", title="Compare", url_path="compare"),
     st.Page("views/overfitting.py", title="Overfitting inspector", url_path="overfitting"),
     st.Page("views/detail.py", title="Run detail", url_path="detail"),

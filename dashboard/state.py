@@ -1,10 +1,15 @@
 """Every session-state key of the dashboard, and the helpers that read and write them.
 
-Widget keys are declared here too, so no page spells another page's key. The run selection is
-one list of run ids shared by every page; tables that add to it remember which run each of
+Widget keys are declared here too, so no page spells another page's key; a widget drawn with
+`bind=IN_URL` keeps its value in the URL under its key (Streamlit's own binding), so a reload or a
+shared link opens the same view. The run selection is one list of run ids shared by every page; tables that add to it remember which run each of
 their rows shows (`remember_rows`), so a tick can be mapped back to a run (`ticked`).
 """
 import streamlit as st
+
+IN_URL = "query-params"  # `bind=` of the widgets whose value is part of the page's address (reload, share)
+URL_RUNS = "runs"  # the selection's name in every page's address: the start of each run id, comma-separated
+SHORT_ID = 8
 
 
 class Key:
@@ -64,6 +69,23 @@ def ticked(table_key: str) -> list:
 
 def selection() -> list[str]:
     return list(st.session_state.get(Key.SELECTION, []))
+
+
+def selection_from_url(run_ids: list[str]) -> list[str]:
+    """The runs the address names, among run_ids (each by the start of its id; one that fits several is left out)."""
+    named = [part for part in st.query_params.get(URL_RUNS, "").split(",") if part]
+    found = [[run_id for run_id in run_ids if run_id.startswith(part)] for part in named]
+    return [matches[0] for matches in found if len(matches) == 1]
+
+
+def selection_to_url(run_ids: list[str]) -> None:
+    """Put the selection into the page's address. Done by hand on every run rather than with `bind=`: Streamlit
+    drops a bound parameter from the address on the first page switch after the page was opened from a link."""
+    short = ",".join(run_id[:SHORT_ID] for run_id in run_ids)
+    if short and st.query_params.get(URL_RUNS) != short:
+        st.query_params[URL_RUNS] = short
+    elif not short and URL_RUNS in st.query_params:
+        del st.query_params[URL_RUNS]
 
 
 def set_selection(run_ids: list[str]) -> None:

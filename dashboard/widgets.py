@@ -7,7 +7,7 @@ import streamlit as st
 
 from dashboard import state
 from dashboard.analysis import run_labels
-from dashboard.state import Key
+from dashboard.state import IN_URL, Key
 
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 MAX_COMPARE = 50
@@ -20,23 +20,28 @@ def md(text) -> str:
 
 
 def selection_ui(runs: pd.DataFrame) -> list[str]:
-    """The selected runs, kept across pages (sidebar multiselect; the Runs table adds to it)."""
+    """The selected runs, kept across pages and in the address (sidebar multiselect; the Runs table adds to it)."""
     options = list(runs["run_id"])
     labels = run_labels(runs, options)
-    state.set_selection([r for r in state.selection() if r in labels])
-    return st.sidebar.multiselect("Selected runs", options, key=Key.SELECTION, format_func=labels.get,
-                                  help="Pick rows in the Runs table or here; every page uses this selection.")
+    if st.session_state.get(Key.SELECTION) is None:  # a new session: the address says (a reload, a shared link)
+        state.set_selection(state.selection_from_url(options))
+    else:  # re-assigned on every page, so that Streamlit keeps the widget's value across pages
+        state.set_selection([r for r in state.selection() if r in labels])
+    chosen = st.sidebar.multiselect("Selected runs", options, key=Key.SELECTION, format_func=labels.get,
+                                    help="Pick rows in the Runs table or here; every page uses this selection.")
+    state.selection_to_url(chosen)
+    return chosen
 
 
 def run_filters_ui(runs: pd.DataFrame) -> dict:
     """Filters of the Runs table: model, dataset, status, suite and free text on params."""
     cols = st.columns([1, 1, 1, 1, 2])
     return {
-        "models": cols[0].multiselect("Model", sorted(runs["model"].unique()), key=Key.FILTER_MODEL),
-        "datasets": cols[1].multiselect("Dataset", sorted(runs["dataset"].unique()), key=Key.FILTER_DATASET),
-        "statuses": cols[2].multiselect("Status", sorted(runs["status"].unique()), key=Key.FILTER_STATUS),
-        "suites": cols[3].multiselect("Suite tag", sorted(s for s in runs["suite"].unique() if s), key=Key.FILTER_SUITE),
-        "text": cols[4].text_input("Search params", key=Key.FILTER_TEXT, placeholder="e.g. lr=0.001 or batch_size=64"),
+        "models": cols[0].multiselect("Model", sorted(runs["model"].unique()), key=Key.FILTER_MODEL, bind=IN_URL),
+        "datasets": cols[1].multiselect("Dataset", sorted(runs["dataset"].unique()), key=Key.FILTER_DATASET, bind=IN_URL),
+        "statuses": cols[2].multiselect("Status", sorted(runs["status"].unique()), key=Key.FILTER_STATUS, bind=IN_URL),
+        "suites": cols[3].multiselect("Suite tag", sorted(s for s in runs["suite"].unique() if s), key=Key.FILTER_SUITE, bind=IN_URL),
+        "text": cols[4].text_input("Search params", key=Key.FILTER_TEXT, bind=IN_URL, placeholder="e.g. lr=0.001 or batch_size=64"),
     }
 
 
@@ -46,15 +51,16 @@ def run_picker_ui(runs: pd.DataFrame, candidates: list[str], label: str, key: st
     options = candidates or list(usable.sort_values(["rank", "start"], ascending=[True, False])["run_id"])
     if not options:
         return None
-    return st.selectbox(label, options, format_func=run_labels(runs, options).get, key=key)
+    return st.selectbox(label, options, format_func=run_labels(runs, options).get, key=key, bind=IN_URL)
 
 
 def sweep_picker_ui(sweeps: pd.DataFrame) -> pd.Series:
     """One sweep (its parent-run row), newest first."""
-    position = st.selectbox("Sweep", range(len(sweeps)), key=Key.SWEEP,
-                            format_func=lambda i: f"{sweeps['sweep'].iloc[i]} ({sweeps['status'].iloc[i].lower()}, "
-                                                  f"started {sweeps['start'].iloc[i]:%Y-%m-%d %H:%M})")
-    return sweeps.iloc[position]
+    rows = sweeps.set_index("run_id", drop=False)
+    run_id = st.selectbox("Sweep", list(rows.index), key=Key.SWEEP, bind=IN_URL,
+                          format_func=lambda r: f"{rows.loc[r, 'sweep']} ({rows.loc[r, 'status'].lower()}, "
+                                                f"started {rows.loc[r, 'start']:%Y-%m-%d %H:%M})")
+    return rows.loc[run_id]
 
 
 def trial_picker_ui(trials: pd.DataFrame, best: int | None) -> str:
@@ -71,8 +77,8 @@ def confusion_source_ui(epochs: list[int], has_test: bool) -> tuple[object, bool
     options = [*epochs, "test"] if has_test else list(epochs)
     cols = st.columns([3, 1])
     source = cols[0].select_slider("Validation epoch, or the final test set", options=options,
-                                   value=options[-1], key=Key.CONFUSION_SOURCE) if len(options) > 1 else options[0]
-    normalize = cols[1].toggle("Row-normalised", key=Key.CONFUSION_NORMALIZE)
+                                   value=options[-1], key=Key.CONFUSION_SOURCE, bind=IN_URL) if len(options) > 1 else options[0]
+    normalize = cols[1].toggle("Row-normalised", key=Key.CONFUSION_NORMALIZE, bind=IN_URL)
     return source, normalize
 
 
@@ -101,10 +107,10 @@ def curves_grouping_ui(runs: pd.DataFrame, selection: list[str]) -> tuple[str | 
     varying = sorted({name for config in configs for name in config
                       if configs.map(lambda c, n=name: c.get(n)).nunique(dropna=False) > 1})
     cols = st.columns([2, 1])
-    by = cols[0].selectbox("Draw curves per", [EACH_RUN, CONFIGURATION, *varying], key=Key.COMPARE_GROUP_BY,
+    by = cols[0].selectbox("Draw curves per", [EACH_RUN, CONFIGURATION, *varying], key=Key.COMPARE_GROUP_BY, bind=IN_URL,
                            help="configuration: runs that differ only in their seed (config_group) form one band; "
                                 "a setting: runs with the same value of it form one band")
-    members = cols[1].toggle("Show each run", key=Key.COMPARE_MEMBERS, disabled=by == EACH_RUN)
+    members = cols[1].toggle("Show each run", key=Key.COMPARE_MEMBERS, bind=IN_URL, disabled=by == EACH_RUN)
     return (None if by == EACH_RUN else by), members
 
 

@@ -5,6 +5,7 @@ Screenshots go to test-output/screenshots/. Debian's chromium is driven by Playw
 import json
 
 import pytest
+from playwright.sync_api import expect
 
 from experiments.schema import Artifact
 from tests.helpers import needs_chromium, shoot, start_server, wait_idle
@@ -37,6 +38,39 @@ def test_each_page_loads_with_its_content_and_selection_carries_over(server, pag
         assert page.locator('[data-testid="stException"]').count() == 0
         shoot(page, link.split()[-1].lower())
     assert page.get_by_text("conv-conv-small").count() >= 1  # the selection reached the last page
+
+
+def selected_chips(page):
+    return page.locator('[data-testid="stSidebar"] [data-testid="stMultiSelect"] [data-tag]')
+
+
+def test_the_selection_and_the_view_survive_every_page_a_reload_and_a_shared_link(server, page, browser):
+    url, _, _ = server
+    page.goto(f"{url}/runs")  # the Runs page has an address of its own
+    page.get_by_text("runs shown").wait_for(timeout=60_000)
+    assert page.get_by_text("Page not found").count() == 0
+    select_runs(page, ["lenet5-small", "conv-conv-small"])
+    for link, heading in [("Compare", "Compare runs"), ("Sweeps", "Sweeps"), ("Overfitting inspector", "Overfitting"),
+                          ("Run detail", "Run detail"), ("Runs", "Runs")]:
+        page.locator('[data-testid="stSidebarNav"]').get_by_text(link, exact=True).click()
+        page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
+        expect(selected_chips(page)).to_have_count(2, timeout=30_000)
+    page.reload()
+    page.get_by_text("2 selected").wait_for(timeout=60_000)
+    page.locator('[data-testid="stSidebarNav"]').get_by_text("Run detail", exact=True).click()
+    page.get_by_role("heading", name="Run detail").wait_for(timeout=60_000)
+    choose_run(page, "conv-conv-small")
+    page.get_by_text("Layers").first.wait_for(timeout=60_000)
+    shared = page.url
+    assert "/detail?" in shared and "detail_run=" in shared and "runs=" in shared
+    elsewhere = browser.new_context(viewport={"width": 1500, "height": 1100}).new_page()  # another user's session
+    elsewhere.goto(shared)
+    elsewhere.get_by_role("heading", name="Run detail").wait_for(timeout=60_000)
+    elsewhere.get_by_text("Layers").first.wait_for(timeout=60_000)
+    expect(selected_chips(elsewhere)).to_have_count(2, timeout=30_000)
+    assert "conv-conv-small" in elsewhere.locator('[data-testid="stSelectbox"] input').first.input_value()
+    shoot(elsewhere, "shared-link-run-detail")
+    elsewhere.context.close()
 
 
 def choose_run(page, label_start: str, box: int = 0) -> None:

@@ -6,7 +6,7 @@ import streamlit as st
 from dashboard import figures, reader, state
 from dashboard.analysis import off_diagonal_cells, run_labels
 from dashboard.reader import RunRecord
-from dashboard.state import Key
+from dashboard.state import IN_URL, Key
 from dashboard.views import artifact, artifact_location_note, read, runs_or_message
 from dashboard.widgets import confusion_source_ui, md, run_picker_ui
 from experiments.diagnosis import history_of
@@ -109,7 +109,8 @@ def difference_section(runs: pd.DataFrame, run_id: str, selection: list[str]) ->
     if not others:
         return
     st.subheader("Difference with another run")
-    other = st.selectbox("Compare with", others, format_func=run_labels(runs, others).get, key=Key.DIFF_RUN)
+    other = st.selectbox("Compare with", others, format_func=run_labels(runs, others).get, key=Key.DIFF_RUN,
+                         bind=IN_URL)
     a, b = (artifact(r, Artifact.CONFUSION_TEST) for r in (run_id, other))
     if a is None or b is None:
         st.info("Both runs need a test confusion matrix.")

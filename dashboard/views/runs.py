@@ -8,8 +8,8 @@ import streamlit as st
 from dashboard import state
 from dashboard.analysis import (STORY, filter_runs, group_table, run_labels, seeded_groups, story_runs,
                                 with_test_intervals)
-from dashboard.state import Key
-from dashboard.views import runs_or_message
+from dashboard.state import IN_URL, Key
+from dashboard.views import go_to, runs_or_message
 from dashboard.widgets import CONFIGURATION, live_refresh_ui, md, run_filters_ui
 from experiments import stats
 
@@ -112,11 +112,11 @@ def story_ui(runs: pd.DataFrame) -> None:
     # The callbacks select before the sidebar's selection widget is drawn on the next run.
     if len(story) >= 2 and cols[1].button("Inspect side by side", key=Key.STORY_INSPECT,
                                           on_click=state.select, args=(list(story.values()),)):
-        st.switch_page("views/overfitting.py")
+        go_to("views/overfitting.py")
     if len(groups) >= 2 and cols[2].button("Compare over seeds", key=Key.STORY_COMPARE,
                                            on_click=state.select, args=(groups[0] + groups[1],),
                                            kwargs={Key.COMPARE_GROUP_BY: CONFIGURATION}):
-        st.switch_page("views/compare.py")
+        go_to("views/compare.py")
 
 
 def page() -> None:
@@ -127,7 +127,8 @@ def page() -> None:
     live_refresh_ui(st.session_state.get(Key.LIVE, False))
     story_ui(runs)
     shown = filter_runs(runs, **run_filters_ui(runs))
-    if st.toggle("Group by configuration (one row per config group, mean ± std over seeds)", key=Key.GROUP_RUNS):
+    if st.toggle("Group by configuration (one row per config group, mean ± std over seeds)", key=Key.GROUP_RUNS,
+                 bind=IN_URL):
         grouped_table_ui(shown, len(selection))
     else:
         runs_table_ui(shown, len(runs), len(selection))

@@ -6,7 +6,7 @@ import streamlit as st
 from dashboard import figures, reader, state
 from dashboard.analysis import best_trial_position, param_importances, trial_table
 from dashboard.state import Key
-from dashboard.views import artifact, read, runs_or_message
+from dashboard.views import artifact, go_to, read, runs_or_message
 from dashboard.widgets import md, sweep_picker_ui, trial_picker_ui
 from experiments.schema import Artifact, Value
 RELIABLE_IMPORTANCES = 20  # complete trials below which importances are flagged as hints
@@ -72,7 +72,7 @@ def page() -> None:
     run_id = trial_picker_ui(table, best)
     # The callback selects the run before the sidebar's selection widget is drawn on the next run.
     if st.button("Open in Run detail", key=Key.OPEN_TRIAL, on_click=state.open_in_detail, args=(run_id,)):
-        st.switch_page("views/detail.py")
+        go_to("views/detail.py")
     measured = table[table["best_val_acc"].notna()]
     if len(measured) >= 2:
         st.subheader("Parallel coordinates")
