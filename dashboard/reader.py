@@ -240,7 +240,8 @@ def fetch_runs(client: MlflowClient) -> pd.DataFrame:
     reading = functools.lru_cache(maxsize=None)(lambda names: Reading.of(names, user))  # runs share their names
     table = pd.DataFrame([run_row(run, experiments, reading(frozenset(run.metrics))) for run in runs])
     table = with_keras_model_names(client, with_times(table).set_index("run_id"))
-    return with_derived_verdicts(client, table).reset_index()[RUN_COLUMNS]
+    table = with_derived_verdicts(client, table).reset_index()[RUN_COLUMNS]
+    return table.sort_values("start", ascending=False, ignore_index=True)  # newest first, as MLflow lists them
 
 
 def search_tagged(client: MlflowClient, filter_string: str) -> list:

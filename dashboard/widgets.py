@@ -37,11 +37,11 @@ def run_filters_ui(runs: pd.DataFrame) -> dict:
     """Filters of the Runs table: model, dataset, status, suite and free text on params."""
     cols = st.columns([1, 1, 1, 1, 2])
     return {
-        "models": cols[0].multiselect("Model", sorted(runs["model"].unique()), key=Key.FILTER_MODEL, bind=IN_URL),
-        "datasets": cols[1].multiselect("Dataset", sorted(runs["dataset"].unique()), key=Key.FILTER_DATASET, bind=IN_URL),
-        "statuses": cols[2].multiselect("Status", sorted(runs["status"].unique()), key=Key.FILTER_STATUS, bind=IN_URL),
-        "suites": cols[3].multiselect("Suite tag", sorted(s for s in runs["suite"].unique() if s), key=Key.FILTER_SUITE, bind=IN_URL),
-        "text": cols[4].text_input("Search params", key=Key.FILTER_TEXT, bind=IN_URL, placeholder="e.g. lr=0.001 or batch_size=64"),
+        "models": cols[0].multiselect("Model", sorted(runs["model"].unique()), key=Key.FILTER_MODEL),
+        "datasets": cols[1].multiselect("Dataset", sorted(runs["dataset"].unique()), key=Key.FILTER_DATASET),
+        "statuses": cols[2].multiselect("Status", sorted(runs["status"].unique()), key=Key.FILTER_STATUS),
+        "suites": cols[3].multiselect("Suite tag", sorted(s for s in runs["suite"].unique() if s), key=Key.FILTER_SUITE),
+        "text": cols[4].text_input("Search params", key=Key.FILTER_TEXT, placeholder="e.g. lr=0.001 or batch_size=64"),
     }
 
 
@@ -107,10 +107,10 @@ def curves_grouping_ui(runs: pd.DataFrame, selection: list[str]) -> tuple[str | 
     varying = sorted({name for config in configs for name in config
                       if configs.map(lambda c, n=name: c.get(n)).nunique(dropna=False) > 1})
     cols = st.columns([2, 1])
-    by = cols[0].selectbox("Draw curves per", [EACH_RUN, CONFIGURATION, *varying], key=Key.COMPARE_GROUP_BY, bind=IN_URL,
+    by = cols[0].selectbox("Draw curves per", [EACH_RUN, CONFIGURATION, *varying], key=Key.COMPARE_GROUP_BY,
                            help="configuration: runs that differ only in their seed (config_group) form one band; "
                                 "a setting: runs with the same value of it form one band")
-    members = cols[1].toggle("Show each run", key=Key.COMPARE_MEMBERS, bind=IN_URL, disabled=by == EACH_RUN)
+    members = cols[1].toggle("Show each run", key=Key.COMPARE_MEMBERS, disabled=by == EACH_RUN)
     return (None if by == EACH_RUN else by), members
 
 

@@ -26,6 +26,11 @@ def test_runs_page_lists_every_run_with_best_epoch_columns(store):
     assert set(table["status"]) >= {"FINISHED", "FAILED", "RUNNING", "DELETED"}
 
 
+def test_the_runs_table_lists_the_newest_run_first(store):
+    at = open_app()
+    assert at.dataframe[0].value["start"].is_monotonic_decreasing
+
+
 def test_runs_table_and_inspector_agree_on_every_run(store):
     """Finished, pruned, killed, running, failed, foreign, empty and deleted runs: the Runs table (logged or
     derived numbers) and the Overfitting inspector (derived from the history) say the same."""

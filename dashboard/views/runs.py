@@ -8,7 +8,7 @@ import streamlit as st
 from dashboard import state
 from dashboard.analysis import (STORY, filter_runs, group_table, run_labels, seeded_groups, story_runs,
                                 with_test_intervals)
-from dashboard.state import IN_URL, Key
+from dashboard.state import Key
 from dashboard.views import go_to, runs_or_message
 from dashboard.widgets import CONFIGURATION, live_refresh_ui, md, run_filters_ui
 from experiments import stats
@@ -71,6 +71,7 @@ def selectable_table_ui(table: pd.DataFrame, rows: list, caption: str, config: d
     state.remember_rows(key, rows)
     st.caption(caption)
     st.dataframe(table, hide_index=True, column_config=config, key=key, selection_mode="multi-row", width="stretch",
+                 placeholder="",  # an empty cell, not "None", for what a run did not log
                  height=38 + 35 * min(max(len(table), 1), 20),  # the rows, up to 20, not a fixed 10
                  on_select=functools.partial(add_ticked_to_selection, key))
 
@@ -127,8 +128,7 @@ def page() -> None:
     live_refresh_ui(st.session_state.get(Key.LIVE, False))
     story_ui(runs)
     shown = filter_runs(runs, **run_filters_ui(runs))
-    if st.toggle("Group by configuration (one row per config group, mean ± std over seeds)", key=Key.GROUP_RUNS,
-                 bind=IN_URL):
+    if st.toggle("Group by configuration (one row per config group, mean ± std over seeds)", key=Key.GROUP_RUNS):
         grouped_table_ui(shown, len(selection))
     else:
         runs_table_ui(shown, len(runs), len(selection))
