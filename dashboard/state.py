@@ -21,6 +21,7 @@ class Key:
         "filter_model", "filter_dataset", "filter_status", "filter_suite", "filter_text")
     OVERFITTING_RUN = "overfitting_run"
     DETAIL_RUN = "detail_run"
+    DETAIL_CURVES = "detail_curves"
     DIFF_RUN = "diff_run"
     CONFUSION_SOURCE, CONFUSION_NORMALIZE = "confusion_source", "confusion_normalize"
     CONFUSION_CHART, CELLS_TABLE = "confusion_chart", "cells_table"

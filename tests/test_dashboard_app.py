@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from dashboard.state import Key, rows_key
-from tests.helpers import PAGES, go, open_app, plotly_charts, texts
+from tests.helpers import PAGES, chart_traces, go, open_app, plotly_charts, texts
 
 
 @pytest.fixture(scope="module")
@@ -100,10 +100,23 @@ def test_run_detail_shows_confusion_layers_per_class_and_download(store):
     assert not at.exception
     assert at.select_slider(key=Key.CONFUSION_SOURCE).options[-1] == "test"
     assert "Layers" in texts(at) and "Per-class test accuracy" in texts(at)
-    assert len(plotly_charts(at)) == 3  # confusion, difference with the other run, per-class accuracy
+    assert len(plotly_charts(at)) == 4  # its curves, confusion, difference with the other run, per-class accuracy
     assert at.get("download_button")
     at.select_slider(key=Key.CONFUSION_SOURCE).set_value(1).run()
     assert not at.exception and "Validation set after epoch 1" in texts(at)
+
+
+def test_run_detail_opens_with_the_runs_summary_and_its_own_curves(store):
+    client, ids = store
+    at = go(open_app(selection=[ids["conv"]]), "detail")
+    run = client.get_run(ids["conv"])
+    tiles = {m.label: m.value for m in at.metric}
+    assert tiles["Status"] == "FINISHED" and tiles["Test accuracy"] == f"{run.data.metrics['test_acc']:.2%}"
+    assert tiles["Parameters"] == f"{int(run.data.metrics['params_total']):,}"
+    assert f"**Diagnosis:** {run.data.tags['diagnosis']}" in texts(at).replace("\\", "")
+    curves = chart_traces(plotly_charts(at)[0])
+    val_acc = [m.value for m in client.get_metric_history(ids["conv"], "val_acc")]
+    assert any(list(trace["y"]) == val_acc for trace in curves)  # every logged epoch, as logged
 
 
 def test_clicked_confusion_cell_shows_its_misclassified_images(store, tmp_path):

@@ -7,6 +7,7 @@ import json
 import pytest
 from playwright.sync_api import expect
 
+from dashboard.state import Key
 from experiments.schema import Artifact
 from tests.helpers import needs_chromium, shoot, start_server, wait_idle
 
@@ -139,7 +140,7 @@ def test_clicking_a_confusion_cell_opens_its_gallery(server, page, tmp_path):
     page.wait_for_timeout(1000)
     # A plain click on a Plotly marker emits no selection in headless Chromium; a box drawn around
     # the cell (the chart's default drag mode) does, as it does for a user.
-    point = page.locator(".js-plotly-plot .scatterlayer .point").nth(true * 10 + pred)
+    point = page.locator(f".st-key-{Key.CONFUSION_CHART} .js-plotly-plot .scatterlayer .point").nth(true * 10 + pred)
     point.scroll_into_view_if_needed()
     box = point.bounding_box()
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2

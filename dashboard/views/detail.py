@@ -9,10 +9,12 @@ from dashboard.reader import RunRecord
 from dashboard.state import IN_URL, Key
 from dashboard.views import artifact, artifact_location_note, read, runs_or_message
 from dashboard.widgets import confusion_source_ui, md, run_picker_ui
+from experiments import stats
 from experiments.diagnosis import history_of
 from experiments.schema import Artifact, Metric, Param, Tag
 
 GALLERY_LIMIT = 40
+CURVES = [Metric.TRAIN_LOSS, Metric.VAL_LOSS, Metric.TRAIN_ACC, Metric.VAL_ACC]
 
 
 def status_message(run: RunRecord) -> None:
@@ -158,6 +160,26 @@ def origin_note(row: pd.Series) -> None:
             "A `conventions.toml` beside the store maps other names (docs/conventions.md).")
 
 
+def duration_text(seconds: float) -> str:
+    return "" if pd.isna(seconds) else f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
+
+
+def summary_header(row: pd.Series) -> None:
+    """What a run came to, at a glance: status, test accuracy with its interval, best validation accuracy and its
+    epoch, duration, size; then the diagnosis in full (a metric tile would cut it)."""
+    cols = st.columns(5)
+    cols[0].metric("Status", row["status"])
+    test = stats.accuracy_interval_of(row["test_acc"], int(row["test_size"])) if pd.notna(row["test_size"]) else None
+    cols[1].metric("Test accuracy", "" if pd.isna(row["test_acc"]) else f"{row['test_acc']:.2%}",
+                   help=f"95% interval {test.bounds_text()} on {int(row['test_size']):,} images" if test else None)
+    cols[2].metric("Best val accuracy", "" if pd.isna(row["best_val_acc"]) else f"{row['best_val_acc']:.2%}",
+                   help=None if pd.isna(row["best_epoch"]) else f"at epoch {int(row['best_epoch'])}")
+    cols[3].metric("Duration", duration_text(row["duration_s"]))
+    cols[4].metric("Parameters", "" if pd.isna(row["params_total"]) else f"{int(row['params_total']):,}")
+    if row["diagnosis"]:
+        st.markdown(f"**Diagnosis:** {md(row['diagnosis'])} (the Overfitting inspector shows why)")
+
+
 def page() -> None:
     st.title("Run detail")
     runs, selection = runs_or_message()
@@ -166,12 +188,17 @@ def page() -> None:
     run_id = run_picker_ui(runs, selection, "Run", key=Key.DETAIL_RUN)
     run = read(reader.load_run, run_id)
     status_message(run)
-    origin_note(runs.set_index("run_id").loc[run_id])
+    row = runs.set_index("run_id").loc[run_id]
+    summary_header(row)
+    origin_note(row)
     artifact_location_note(run_id)
-    history = history_of(read(reader.load_metrics, (run_id,), tuple(map(str, Metric.PER_EPOCH))), run_id)
+    points = read(reader.load_metrics, (run_id,), tuple(map(str, Metric.PER_EPOCH)))
+    history = history_of(points, run_id)
     if history.empty:
         st.info("This run has no metrics yet.")
     else:
+        st.plotly_chart(figures.learning_curves(points[points["metric"].isin(CURVES)], {run_id: row["run_name"]}),
+                        key=Key.DETAIL_CURVES)
         st.download_button("Download per-epoch metrics (CSV)", history.to_csv(), file_name=f"{run_id}_metrics.csv",
                            mime="text/csv")
     confusion_section(run_id, run)
