@@ -5,7 +5,7 @@ import math
 import mlflow
 import numpy as np
 import pytest
-from mlflow.entities import Metric as MlflowMetric, Param as MlflowParam, RunTag
+from mlflow.entities import DatasetInput, Metric as MlflowMetric, Param as MlflowParam, RunTag
 from mlflow.tracking import MlflowClient
 
 from dashboard import bulk
@@ -29,13 +29,8 @@ def store(tmp_path_factory):
         client.log_batch(run_id, metrics=points, params=[MlflowParam("lr", str(0.1 * (i + 1)))],
                          tags=[RunTag("suite", "quick")])
         ids.append(run_id)
-    before = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        with mlflow.start_run(run_id=ids[0]):
-            mlflow.log_input(mlflow.data.from_numpy(np.zeros((2, 2)), name="digits"), context="training")
-    finally:
-        mlflow.set_tracking_uri(before)
+    digits = mlflow.data.from_numpy(np.zeros((2, 2)), name="digits")  # the client: no process-wide tracking URI
+    client.log_inputs(ids[0], datasets=[DatasetInput(digits._to_mlflow_entity())])
     client.set_terminated(ids[1])
     client.delete_run(ids[2])
     ids.append(client.create_run(first, run_name="empty").info.run_id)

@@ -169,14 +169,15 @@ def summary_header(row: pd.Series) -> None:
     epoch, duration, size; then the diagnosis in full (a metric tile would cut it)."""
     cols = st.columns(5)
     cols[0].metric("Status", row["status"])
-    test = stats.accuracy_interval_of(row["test_acc"], int(row["test_size"])) if pd.notna(row["test_size"]) else None
+    scored = 0 <= row["test_acc"] <= 1 and row["test_size"] > 0  # a killed or another tool's run may lack either
+    test = stats.accuracy_interval_of(row["test_acc"], int(row["test_size"])) if scored else None
     cols[1].metric("Test accuracy", "" if pd.isna(row["test_acc"]) else f"{row['test_acc']:.2%}",
                    help=f"95% interval {test.bounds_text()} on {int(row['test_size']):,} images" if test else None)
     cols[2].metric("Best val accuracy", "" if pd.isna(row["best_val_acc"]) else f"{row['best_val_acc']:.2%}",
                    help=None if pd.isna(row["best_epoch"]) else f"at epoch {int(row['best_epoch'])}")
     cols[3].metric("Duration", duration_text(row["duration_s"]))
     cols[4].metric("Parameters", "" if pd.isna(row["params_total"]) else f"{int(row['params_total']):,}")
-    if row["diagnosis"]:
+    if isinstance(row["diagnosis"], str) and row["diagnosis"]:
         st.markdown(f"**Diagnosis:** {md(row['diagnosis'])} (the Overfitting inspector shows why)")
 
 
