@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from sklearn.metrics import confusion_matrix
 
+from experiments import interrupts
 from experiments.adapters import ModelAdapter, adapter_for
 from experiments.data import NUM_CLASSES, Splits, make_splits, scale_images
 from experiments.diagnosis import ADVICE, DIVERGED, Yardstick, best_error_for, verdict
@@ -148,14 +149,21 @@ def execute(config: RunConfig, tags: dict | None = None, should_stop: Callable[[
     """
     ready = prepare(config)
     params = run_params(config, ready)
-    logger = RunLogger.start(
-        config.experiment, config.run_name or f"{config.model}-{config.dataset}", params=params,
-        tags={Tag.RECIPE_SOURCE: ready.spec.source, Tag.CONFIG_GROUP: config_group(params),
-              **({Tag.SUITE: config.suite} if config.suite else {}), **(tags or {})},
-        config=config.as_dict(), class_names=ready.splits.class_names, heartbeat_seconds=config.heartbeat,
-        retry_seconds=config.store_retry)
-    if on_start:
-        on_start(logger.run_id)
+    logger = None
+    try:
+        with interrupts.held():  # the run is created and described whole; an interrupt waits for that, then ends it
+            logger = RunLogger.start(
+                config.experiment, config.run_name or f"{config.model}-{config.dataset}", params=params,
+                tags={Tag.RECIPE_SOURCE: ready.spec.source, Tag.CONFIG_GROUP: config_group(params),
+                      **({Tag.SUITE: config.suite} if config.suite else {}), **(tags or {})},
+                config=config.as_dict(), class_names=ready.splits.class_names, heartbeat_seconds=config.heartbeat,
+                retry_seconds=config.store_retry)
+            if on_start:
+                on_start(logger.run_id)
+    except KeyboardInterrupt as err:
+        if logger is None:
+            raise
+        raise killed(logger, err) from err
     result = train_and_log(config, ready, logger, should_stop=should_stop)
     return replace(result, group=config_group(params))
 
@@ -185,6 +193,12 @@ def resume(run_id: str, progress: bool = True) -> tuple[RunConfig, RunResult]:
     return config, train_and_log(config, ready, logger, resume_from=checkpoint)
 
 
+def killed(logger: RunLogger, err: KeyboardInterrupt) -> RunInterrupted:
+    """End the run KILLED, saying what stopped it; the exception that tells the caller."""
+    logger.finish("KILLED", error=f"interrupted ({err or 'Ctrl-C'})")
+    return RunInterrupted(logger.run_id)
+
+
 def train_and_log(config: RunConfig, ready: Prepared, logger: RunLogger, resume_from: dict | None = None,
                   should_stop: Callable[[EpochRecord], bool] | None = None) -> RunResult:
     """fit, test with the best-val weights, log the results; a stopped run ends KILLED or FAILED, never RUNNING."""
@@ -208,8 +222,7 @@ def train_and_log(config: RunConfig, ready: Prepared, logger: RunLogger, resume_
         logger.log_metrics({Metric.TOTAL_SECONDS: final[Metric.TOTAL_SECONDS]}, step=fitted.epochs_trained)
         logger.finish("FINISHED")
     except KeyboardInterrupt as err:
-        logger.finish("KILLED", error=f"interrupted ({err or 'Ctrl-C'})")
-        raise RunInterrupted(logger.run_id) from err
+        raise killed(logger, err) from err
     except StoreAway:  # nothing more can be told to the store: the run resumes from this machine's spool
         logger.heartbeat.stop()
         raise

@@ -105,3 +105,19 @@ def test_a_run_killed_with_sigkill_shows_lost_then_reap_fails_it_and_resume_fini
     done = store.get_run(run_id)
     assert done.info.status == "FINISHED" and Tag.ERROR not in done.data.tags
     assert [step for step, _ in history(store, run_id, Metric.VAL_ACC)] == [1, 2, 3]
+
+
+def test_an_interrupt_right_after_the_run_is_created_ends_it_killed(store, mnist_dir):
+    """SIGTERM between the run's creation and its first epoch (a sweep worker stopped as its trial starts)."""
+    import pytest
+
+    from experiments.run import RunInterrupted, execute
+    from tests.helpers import small_config
+
+    def interrupted(run_id):
+        raise KeyboardInterrupt("SIGTERM")
+
+    with pytest.raises(RunInterrupted) as stopped:
+        execute(small_config("softmax-regression", run_name="stopped-at-start"), on_start=interrupted)
+    run = store.get_run(stopped.value.run_id)
+    assert run.info.status == "KILLED" and "SIGTERM" in run.data.tags[Tag.ERROR]
