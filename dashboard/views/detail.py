@@ -14,7 +14,6 @@ from experiments.diagnosis import history_of
 from experiments.schema import Artifact, Metric, Param, Tag
 
 GALLERY_LIMIT = 40
-CURVES = [Metric.TRAIN_LOSS, Metric.VAL_LOSS, Metric.TRAIN_ACC, Metric.VAL_ACC]
 
 
 def status_message(run: RunRecord) -> None:
@@ -198,8 +197,7 @@ def page() -> None:
     if history.empty:
         st.info("This run has no metrics yet.")
     else:
-        st.plotly_chart(figures.learning_curves(points[points["metric"].isin(CURVES)], {run_id: row["run_name"]}),
-                        key=Key.DETAIL_CURVES)
+        st.plotly_chart(figures.learning_curves(points, {run_id: row["run_name"]}), key=Key.DETAIL_CURVES)
         st.download_button("Download per-epoch metrics (CSV)", history.to_csv(), file_name=f"{run_id}_metrics.csv",
                            mime="text/csv")
     confusion_section(run_id, run)
