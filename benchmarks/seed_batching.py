@@ -28,7 +28,7 @@ def seed_models(model: str, seeds: list[int]) -> list[nn.Module]:
     models = []
     for seed in seeds:
         torch.manual_seed(seed)
-        models.append(spec.build(spec.styles[0]))
+        models.append(spec.build())
     return models
 
 

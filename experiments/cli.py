@@ -19,12 +19,13 @@ def list_models() -> None:
     from experiments.adapters import adapter_for
 
     for name, spec in MODELS.items():
-        adapter = adapter_for(spec.kind)
+        adapter = adapter_for(spec.frameworks[0])
         config = RunConfig.from_recipe(name)
         model = adapter.build(spec, config, "cpu")[0]
         params = adapter.size_figures(model, adapter.layer_table(model))[Metric.PARAMS_TOTAL]
         overrides = ", ".join(f"{k}={v}" for k, v in spec.recipe.items()) or "the defaults (train --help)"
-        print(f"{name:<20} {params:>10,} params  styles: {', '.join(spec.styles)}")
+        written = "; ".join(f"{framework}: {', '.join(spec.styles(framework))}" for framework in spec.frameworks)
+        print(f"{name:<20} {params:>10,} params  styles: {written}")
         print(f"{'':<20} {spec.description}")
         print(f"{'':<20} recipe: {overrides}")
         print(f"{'':<20} published: {spec.published_test_acc}")
@@ -62,8 +63,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         else:
             options["type"] = setting.type
             options["choices"] = setting.allowed() or None
-        if setting.kind:
-            options["help"] += f" [{setting.kind} models]"
+        if setting.kinds:
+            options["help"] += f" [{' and '.join(setting.kinds)} models]"
         parser.add_argument(setting.flag, **options)
 
 

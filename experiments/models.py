@@ -19,19 +19,32 @@ class ModelSpec:
     source: str
     recipe: dict  # setting -> the source's value, where it differs from the setting's default
     published_test_acc: str
-    builders: dict[str, Callable[..., object]] = field(default_factory=dict)  # style -> model factory
-    kind: str = "pytorch"  # which experiments.adapters adapter trains it
+    builders: dict[str, dict[str, Callable[..., object]]] = field(default_factory=dict)  # framework -> style -> factory
 
     @property
-    def styles(self) -> tuple[str, ...]:
+    def frameworks(self) -> tuple[str, ...]:
+        """The frameworks it is written in (experiments.adapters); the first is its own, the default."""
         return tuple(self.builders)
 
-    def build(self, style: str | None = None, **options):
-        """The model in `style` (default: the first); options go to the factory (the numpy model's filters...)."""
-        style = style or self.styles[0]
-        if style not in self.builders:
-            raise ValueError(f"model {self.name!r} has no style {style!r}; choose one of {', '.join(self.styles)}")
-        return self.builders[style](**options)
+    def framework_of(self, framework: str | None) -> str:
+        """The framework asked for, or the model's own; ValueError if the model is not written in it."""
+        framework = framework or self.frameworks[0]
+        if framework not in self.builders:
+            raise ValueError(f"model {self.name!r} is not written in {framework}; "
+                             f"expected one of {', '.join(self.frameworks)}")
+        return framework
+
+    def styles(self, framework: str | None = None) -> tuple[str, ...]:
+        return tuple(self.builders[self.framework_of(framework)])
+
+    def build(self, style: str | None = None, framework: str | None = None, **options):
+        """The model in `style` (default: the first) and `framework` (default: its own); options go to the
+        factory (the numpy model's filters...)."""
+        styles = self.styles(framework)
+        style = style or styles[0]
+        if style not in styles:
+            raise ValueError(f"model {self.name!r} has no style {style!r}; choose one of {', '.join(styles)}")
+        return self.builders[self.framework_of(framework)][style](**options)
 
 
 # ---------------------------------------------------------------- the networks
@@ -115,6 +128,14 @@ def tiny_numpy(**options):
     return TinyNumpyCNN(**options)
 
 
+def keras_builder(name: str) -> Callable[[], object]:
+    """A factory of experiments.keras_models; Keras is imported only when a Keras model is built."""
+    def build():
+        from experiments import keras_models
+        return getattr(keras_models, name)()
+    return build
+
+
 # ---------------------------------------------------------------- the registry
 
 TINY_RECIPE = dict(optimizer="sgd", lr=0.005, batch_size=1, epochs=3, input_scaling="centered",
@@ -126,7 +147,7 @@ MODELS = {spec.name: spec for spec in [
         description="Flatten -> Dense 10: a linear classifier, the high-bias reference",
         source="multinomial logistic regression (textbook baseline)",
         recipe={}, published_test_acc="~92.5% (linear classifiers in LeCun et al. 1998: 88-92.4%)",
-        builders={"sequential": softmax_regression},
+        builders={"pytorch": {"sequential": softmax_regression}},
     ),
     ModelSpec(
         name="lenet5",
@@ -134,14 +155,14 @@ MODELS = {spec.name: spec for spec in [
         source="LeCun, Bottou, Bengio, Haffner 1998, Gradient-based learning applied to document recognition",
         recipe=dict(epochs=10, precision="auto"),
         published_test_acc="99.05% (LeNet-5 in the paper, without distortions)",
-        builders={"sequential": lenet5},
+        builders={"pytorch": {"sequential": lenet5}},
     ),
     ModelSpec(
         name="tiny",
         description="Conv 3x3 x8 (no bias) -> MaxPool 2 -> Dense 10 softmax",
         source="victorzhou.com 'CNNs, Part 1/2' and its Keras copy 'Keras for Beginners: Implementing a CNN'",
         recipe=TINY_RECIPE, published_test_acc="97.4% (the Keras copy, full MNIST)",
-        builders={"sequential": tiny},
+        builders={"pytorch": {"sequential": tiny}},
     ),
     ModelSpec(
         name="tiny-numpy",
@@ -149,7 +170,7 @@ MODELS = {spec.name: spec for spec in [
         source="victorzhou.com 'An Introduction to CNNs' (numpy from scratch, first 1k train / 1k test)",
         recipe={**TINY_RECIPE, "train_size": 1000, "test_size": 1000},
         published_test_acc="78% (the tutorial's loop version, 1k/1k)",
-        builders={"numpy": tiny_numpy}, kind="numpy",
+        builders={"numpy": {"numpy": tiny_numpy}},
     ),
     ModelSpec(
         name="two-block",
@@ -157,7 +178,9 @@ MODELS = {spec.name: spec for spec in [
         source="two-block Keras MNIST CNN tutorial (Adam, batch 250, 25 epochs, validation split 0.2)",
         recipe=dict(batch_size=250, epochs=25, val_split=0.2, precision="auto", channels_last=True),
         published_test_acc="99.26%",
-        builders={"sequential": two_block},
+        builders={"pytorch": {"sequential": two_block},
+                  "keras": {"sequential": keras_builder("two_block_sequential"),
+                            "functional": keras_builder("two_block_functional")}},
     ),
     ModelSpec(
         name="conv-conv",
@@ -165,7 +188,9 @@ MODELS = {spec.name: spec for spec in [
         source="the classic Keras mnist_cnn.py / PyTorch MNIST example (validation carved from test 20/80)",
         recipe=dict(batch_size=256, val_split=0.0, val_from_test=0.2, precision="auto", channels_last=True),
         published_test_acc="98.7-98.8%",
-        builders={"sequential": conv_conv_sequential, "functional": ConvConv},
+        builders={"pytorch": {"sequential": conv_conv_sequential, "functional": ConvConv},
+                  "keras": {"sequential": keras_builder("conv_conv_sequential"),
+                            "functional": keras_builder("conv_conv_functional")}},
     ),
 ]}
 

@@ -1,6 +1,6 @@
 """One tracked run: configuration -> data -> model -> fit -> test -> everything logged to MLflow.
 
-The model's kind (PyTorch, numpy) is its adapter's business (experiments.adapters); nothing here
+The model's framework (PyTorch, Keras, numpy) is its adapter's business (experiments.adapters); nothing here
 branches on it.
 """
 import json
@@ -56,10 +56,15 @@ def check(config: RunConfig) -> tuple[ModelSpec, ModelAdapter]:
     """Validate every setting, then what the model and its kind allow; raises ConfigError."""
     config.validate()
     spec = get_model_spec(config.model)
-    if config.style is not None and config.style not in spec.styles:
-        raise ConfigError(f"--style: model {config.model!r} has no style {config.style!r}; "
-                          f"expected one of {', '.join(spec.styles)}")
-    adapter = adapter_for(spec.kind)
+    try:
+        framework = spec.framework_of(config.framework)
+    except ValueError as err:
+        raise ConfigError(f"--framework: {err}") from err
+    styles = spec.styles(framework)
+    if config.style is not None and config.style not in styles:
+        raise ConfigError(f"--style: model {config.model!r} has no style {config.style!r} in {framework}; "
+                          f"expected one of {', '.join(styles)}")
+    adapter = adapter_for(framework)
     adapter.check(config, spec)
     return spec, adapter
 
@@ -103,9 +108,10 @@ def run_params(config: RunConfig, ready: Prepared) -> dict:
     """Every logged setting that applies to the model's kind, as resolved for this run, and the versions."""
     spec, splits = ready.spec, ready.splits
     settings = {name: getattr(config, name) for name, setting in SETTINGS.items()
-                if setting.logged and setting.kind in (None, spec.kind)}
+                if setting.logged and (not setting.kinds or ready.adapter.kind in setting.kinds)}
     return {
-        **settings, Param.STYLE: config.style or spec.styles[0], Param.FRAMEWORK: spec.kind,
+        **settings, Param.FRAMEWORK: ready.adapter.kind,
+        Param.STYLE: config.style or spec.styles(ready.adapter.kind)[0],
         Param.DATA_DIR: splits.data_dir, Param.TRAIN_SIZE: len(splits.train), Param.VAL_SIZE: len(splits.val),
         Param.TEST_SIZE: len(splits.test), Param.TEST_IMAGES_SHA256: splits.test_sha256,
         Param.TRAIN_EVAL_SIZE: ready.yardstick.train_eval_size, Param.BEST_ERROR: ready.yardstick.best_error,
@@ -153,7 +159,7 @@ def execute(config: RunConfig, tags: dict | None = None, should_stop: Callable[[
     try:
         with interrupts.held():  # the run is created and described whole; an interrupt waits for that, then ends it
             logger = RunLogger.start(
-                config.experiment, config.run_name or f"{config.model}-{config.dataset}", params=params,
+                config.experiment, config.name(), params=params,
                 tags={Tag.RECIPE_SOURCE: ready.spec.source, Tag.CONFIG_GROUP: config_group(params),
                       **({Tag.SUITE: config.suite} if config.suite else {}), **(tags or {})},
                 config=config.as_dict(), class_names=ready.splits.class_names, heartbeat_seconds=config.heartbeat,

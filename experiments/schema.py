@@ -61,11 +61,11 @@ class Param:
     """Params: the run's configuration, all logged at the start. Besides those below, one per logged run
     setting (experiments.settings.SETTINGS), e.g. Param.LR, Param.BATCH_SIZE."""
 
-    FRAMEWORK = Name("framework", "the model's kind: pytorch or numpy (experiments.adapters)")
     VAL_SIZE = Name("val_size", "validation images")
     TEST_IMAGES_SHA256 = Name("test_images_sha256", "SHA-256 of the whole test file's images: the dashboard finds the "
                                                     "same images by dataset name and this hash on any machine")
     TORCH_VERSION = Name("torch_version", "PyTorch version")
+    KERAS_VERSION = Name("keras_version", "Keras version (keras models)")
     NUMPY_VERSION = Name("numpy_version", "numpy version")
     MLFLOW_VERSION = Name("mlflow_version", "MLflow version")
     PYTHON_VERSION = Name("python_version", "Python version")
@@ -78,8 +78,8 @@ class Param:
 
 for _setting in SETTINGS.values():
     if _setting.logged:
-        setattr(Param, _setting.name.upper(), Name(_setting.name, (_setting.param_doc or _setting.help)
-                                                    + (f" ({_setting.kind} models)" if _setting.kind else "")))
+        _only = f" ({' and '.join(_setting.kinds)} models)" if _setting.kinds else ""
+        setattr(Param, _setting.name.upper(), Name(_setting.name, (_setting.param_doc or _setting.help) + _only))
 
 
 class Tag:

@@ -22,6 +22,11 @@ def _models() -> Iterable[str]:
     return MODELS
 
 
+def _frameworks() -> Iterable[str]:
+    from experiments.adapters import FRAMEWORKS
+    return FRAMEWORKS
+
+
 def _datasets() -> Iterable[str]:
     from experiments.data import DATASETS
     return DATASETS
@@ -55,7 +60,7 @@ class Setting:
     check: Callable[[object], bool] | None = None
     expected: str = ""
     optional: bool = False
-    kind: str | None = None  # "pytorch" or "numpy": only models of that kind use it (and log it)
+    kinds: tuple[str, ...] = ()  # frameworks ("pytorch", "keras", "numpy") whose models use it (and log it); () all
     logged: bool = True  # logged as a run param
     param_doc: str | None = None  # what the logged param holds, where it is not simply the setting's value
     sweepable: bool = True  # a sweep or suite spec may set it
@@ -107,6 +112,9 @@ def fraction(value) -> bool:
 
 SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("model", str, REQUIRED, "registry name of the model (python -m experiments models)", choices=_models),
+    Setting("framework", str, None, "pytorch, or keras (Keras 3 on its PyTorch backend) for two-block and conv-conv "
+            "(default: the model's own, numpy for tiny-numpy)", optional=True, choices=_frameworks,
+            param_doc="the framework the model is written in: pytorch, keras or numpy (experiments.adapters)"),
     Setting("style", str, None, "how the model is built: sequential or functional (default: the model's first)",
             optional=True, param_doc="how the model is built: sequential or functional"),
     Setting("dataset", str, "mnist", "mnist or fashion-mnist", choices=_datasets),
@@ -142,18 +150,19 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("log_every", int, 50, "steps between train_loss_step points", check=positive,
             expected="an integer > 0", defines_experiment=False),
     Setting("filters", int, 8, "conv filters of the numpy model", check=positive, expected="an integer > 0",
-            kind="numpy"),
-    Setting("dtype", str, "float64", "float type of the numpy model", choices=("float64", "float32"), kind="numpy"),
+            kinds=("numpy",)),
+    Setting("dtype", str, "float64", "float type of the numpy model", choices=("float64", "float32"),
+            kinds=("numpy",)),
     Setting("device", str, None, "cpu or cuda (default: cuda when present)", optional=True,
             param_doc="cpu or cuda", sweepable=False, defines_experiment=False),
     Setting("precision", str, "fp32", "fp32, bf16 autocast, or auto: bf16 where the hardware has it natively",
-            choices=_precisions, kind="pytorch",
+            choices=_precisions, kinds=("pytorch",),
             param_doc="fp32, or bf16 autocast (weights and optimizer in fp32), as resolved on the device"),
-    Setting("channels_last", bool, False, "store images and conv weights NHWC", kind="pytorch"),
+    Setting("channels_last", bool, False, "store images and conv weights NHWC", kinds=("pytorch",)),
     Setting("flush_denormal", bool, True, "on CPU, flush denormal floats (below 1.2e-38 in fp32) to zero, "
-            "where CPU kernels slow down on them as weights and gradients shrink", kind="pytorch"),
+            "where CPU kernels slow down on them as weights and gradients shrink", kinds=("pytorch", "keras")),
     Setting("dropout", float, None, "one rate for every dropout layer (default: the model's own)", optional=True,
-            check=fraction, expected="a rate in [0, 1)", kind="pytorch",
+            check=fraction, expected="a rate in [0, 1)", kinds=("pytorch", "keras"),
             param_doc="rates of the model's dropout layers, comma-separated, or 'none'"),
     Setting("heartbeat", int, 30, "seconds between the run's heartbeats: a RUNNING run silent for 3 of them is "
             "shown LOST, and `python -m experiments reap` ends it FAILED", check=positive, expected="an integer > 0",
@@ -163,7 +172,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
             expected="an integer > 0", logged=False, sweepable=False, defines_experiment=False),
     Setting("experiment", str, DEFAULT_EXPERIMENT, "MLflow experiment name", logged=False, sweepable=False,
             defines_experiment=False),
-    Setting("run_name", str, None, "MLflow run name (default: MODEL-DATASET)", optional=True, logged=False,
+    Setting("run_name", str, None, "MLflow run name (default: MODEL-DATASET, MODEL-keras-DATASET for a Keras run)",
+            optional=True, logged=False,
             sweepable=False, defines_experiment=False),
     Setting("suite", str, None, "the suite that started the run (tagged, not a param)", optional=True,
             logged=False, sweepable=False, defines_experiment=False, on_command_line=False),
@@ -239,11 +249,20 @@ class RunConfigBase:
     def as_dict(self) -> dict:
         return {name: getattr(self, name) for name in SETTINGS}
 
+    def name(self) -> str:
+        """The run's name: run_name, else MODEL[-FRAMEWORK]-DATASET (the framework when not the model's own)."""
+        from experiments.models import get_model_spec
+
+        if self.run_name:
+            return self.run_name
+        own = get_model_spec(self.model).frameworks[0]
+        return "-".join([self.model, *([self.framework] if self.framework not in (None, own) else []), self.dataset])
+
     def replicas(self) -> list["RunConfig"]:
         """One configuration per repeat, with seeds seed, seed+1, ...; a named run gets its seed in its name."""
         if self.repeats == 1:
             return [self]
-        name = self.run_name or f"{self.model}-{self.dataset}"
+        name = self.name()
         return [replace(self, seed=seed, run_name=f"{name}-seed{seed}")
                 for seed in range(self.seed, self.seed + self.repeats)]
 

@@ -7,6 +7,7 @@ returns logits. Train and validation are measured by the same `evaluate`.
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Callable, Protocol
 
 import numpy as np
@@ -142,6 +143,41 @@ def diverged(loss: float) -> bool:
     return not math.isfinite(loss) or loss > EXPLODING_LOSS
 
 
+class EpochMeter:
+    """One training epoch as it goes: running loss and accuracy, the step-loss curve, the divergence check and
+    the progress bar. Fed one step at a time, by our loop or by a Keras callback."""
+
+    def __init__(self, n: int, epoch: int, first_step: int, log_every: int, desc: str, progress: bool):
+        self.n, self.epoch, self.log_every = n, epoch, log_every
+        self.step = first_step - 1
+        self.step_losses, self.window, self.seen, self.total_loss, self.total_correct = [], [], 0, 0.0, 0
+        self.bar = tqdm(total=n, desc=desc, unit="img", disable=not progress, leave=False, mininterval=0.5)
+        self.start = time.perf_counter()
+
+    def add(self, loss: float, correct: int, rows: int) -> None:
+        """One optimisation step's mean loss over `rows` images, `correct` of them right; Diverged if it blew up."""
+        self.step += 1
+        if diverged(loss):
+            self.bar.close()
+            raise Diverged(loss, self.step, self.epoch)
+        self.seen += rows
+        self.total_loss += loss * rows
+        self.total_correct += correct
+        self.window.append(loss)
+        if len(self.window) == self.log_every:
+            self.step_losses.append((self.step, float(np.mean(self.window))))
+            self.window = []
+            self.bar.set_postfix(loss=f"{self.step_losses[-1][1]:.4f}", acc=f"{self.total_correct / self.seen:.4f}",
+                                 refresh=False)
+        self.bar.update(rows)
+
+    def done(self) -> EpochStats:
+        seconds = time.perf_counter() - self.start
+        self.bar.close()
+        return EpochStats(loss=self.total_loss / self.n, acc=self.total_correct / self.n, step_losses=self.step_losses,
+                          seconds=seconds, samples_per_s=self.n / seconds)
+
+
 def train_epoch(learner: Learner, inputs, labels, batch_size: int, rng: np.random.Generator, log_every: int,
                 first_step: int = 1, epoch: int = 1, desc: str = "", progress: bool = True) -> EpochStats:
     """One pass over the shuffled training set; returns loss, accuracy, timing and the step-loss curve.
@@ -149,30 +185,25 @@ def train_epoch(learner: Learner, inputs, labels, batch_size: int, rng: np.rando
     Steps are numbered globally from first_step; step_losses holds (step, mean loss of the last
     log_every steps). A NaN, infinite or exploding loss stops at once with Diverged.
     """
-    n = len(labels)
-    order = rng.permutation(n)
-    step_losses, window, total_loss, total_correct = [], [], 0.0, 0
-    bar = tqdm(total=n, desc=desc, unit="img", disable=not progress, leave=False, mininterval=0.5)
-    start = time.perf_counter()
-    for step, i in enumerate(range(0, n, batch_size), start=first_step):
+    order = rng.permutation(len(labels))
+    meter = EpochMeter(len(labels), epoch, first_step, log_every, desc, progress)
+    for i in range(0, len(labels), batch_size):
         rows = order[i:i + batch_size]
         loss, correct = learner.train_step(inputs[rows], labels[rows])
-        if diverged(loss):
-            bar.close()
-            raise Diverged(loss, step, epoch)
-        total_loss += loss * len(rows)
-        total_correct += correct
-        window.append(loss)
-        if len(window) == log_every:
-            step_losses.append((step, float(np.mean(window))))
-            window = []
-            bar.set_postfix(loss=f"{step_losses[-1][1]:.4f}", acc=f"{total_correct / (i + len(rows)):.4f}",
-                            refresh=False)
-        bar.update(len(rows))
-    seconds = time.perf_counter() - start
-    bar.close()
-    return EpochStats(loss=total_loss / n, acc=total_correct / n, step_losses=step_losses, seconds=seconds,
-                      samples_per_s=n / seconds)
+        meter.add(loss, correct, len(rows))
+    return meter.done()
+
+
+def step_epochs(learner: Learner, inputs, labels, *, epochs: range, batch_size: int, rng: np.random.Generator,
+                log_every: int, progress: bool, end_of_epoch: Callable[[int, EpochStats], bool]) -> None:
+    """Our epoch loop, for learners that take one step at a time: train_epoch, then end_of_epoch, until it says stop."""
+    steps_per_epoch = math.ceil(len(labels) / batch_size)
+    for epoch in epochs:
+        stats = train_epoch(learner, inputs, labels, batch_size, rng, log_every,
+                            first_step=(epoch - 1) * steps_per_epoch + 1, epoch=epoch,
+                            desc=f"epoch {epoch}/{epochs.stop - 1}", progress=progress)
+        if end_of_epoch(epoch, stats):
+            return
 
 
 def fit(learner: Learner, train: tuple, val: tuple, train_eval: tuple, *, epochs: int, batch_size: int,
@@ -185,19 +216,19 @@ def fit(learner: Learner, train: tuple, val: tuple, train_eval: tuple, *, epochs
     labels as the learner's type for train and as numpy arrays for the evaluated sets.
     After every epoch calls on_epoch(record, checkpoint), then stops early if should_stop(record) is
     true (a sweep's pruner); a checkpoint given as `resume_from` continues exactly where it was
-    taken (weights, optimizer, shuffling and dropout RNG states).
+    taken (weights, optimizer, shuffling and dropout RNG states). A learner with its own epoch loop
+    (Keras's model.fit) provides `train_epochs`, called like step_epochs; the others run in ours.
     """
     rng = np.random.default_rng(seed)
-    progress_so_far = FitProgress()
+    so_far = FitProgress()
     if resume_from:
         learner.load_checkpoint(resume_from["learner"])
         rng.bit_generator.state = resume_from["rng"]
         torch.set_rng_state(resume_from["torch_rng"])
-        progress_so_far = FitProgress(**resume_from["progress"])
-    steps_per_epoch = math.ceil(len(train[1]) / batch_size)
-    for epoch in range(progress_so_far.epochs_done + 1, epochs + 1):
-        stats = train_epoch(learner, *train, batch_size, rng, log_every, first_step=(epoch - 1) * steps_per_epoch + 1,
-                            epoch=epoch, desc=f"epoch {epoch}/{epochs}", progress=progress)
+        so_far = FitProgress(**resume_from["progress"])
+
+    def end_of_epoch(epoch: int, stats: EpochStats) -> bool:
+        """Measure, record and hand on one trained epoch; True when training should stop."""
         on_train = evaluate(learner, *train_eval, batch_size=eval_batch_size)
         on_val = evaluate(learner, *val, batch_size=eval_batch_size)
         record = EpochRecord(
@@ -205,19 +236,23 @@ def fit(learner: Learner, train: tuple, val: tuple, train_eval: tuple, *, epochs
             **bias_variance(on_train.acc, on_val.acc, best_error),
             epoch_seconds=stats.seconds, samples_per_s=stats.samples_per_s, step_losses=stats.step_losses,
             val_confusion=confusion_matrix(val[1], on_val.predicted, labels=range(NUM_CLASSES)))
-        progress_so_far.epochs[epoch] = {str(name): float(value) for name, value in record.metrics().items()}
-        if progress_so_far.best()[0] == epoch:
-            progress_so_far.best_weights = learner.weights()
+        so_far.epochs[epoch] = {str(name): float(value) for name, value in record.metrics().items()}
+        if so_far.best()[0] == epoch:
+            so_far.best_weights = learner.weights()
         if progress:
             tqdm.write(f"epoch {epoch}/{epochs}: train loss {on_train.loss:.4f} acc {on_train.acc:.4f}"
                        f" | val loss {on_val.loss:.4f} acc {on_val.acc:.4f}"
                        f" | {stats.samples_per_s:.0f} img/s")
         if on_epoch:
-            checkpoint = {"progress": asdict(progress_so_far), "learner": learner.checkpoint(),
+            checkpoint = {"progress": asdict(so_far), "learner": learner.checkpoint(),
                           "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
             on_epoch(record, checkpoint)
-        if should_stop and should_stop(record):
-            break
-    epoch, best_val_acc = progress_so_far.best()
-    return FitResult(epochs_trained=progress_so_far.epochs_done, best_epoch=epoch, best_val_acc=best_val_acc,
-                     best_weights=progress_so_far.best_weights, history=progress_so_far.history())
+        return bool(should_stop and should_stop(record))
+
+    if so_far.epochs_done < epochs:
+        train_epochs = getattr(learner, "train_epochs", None) or partial(step_epochs, learner)
+        train_epochs(*train, epochs=range(so_far.epochs_done + 1, epochs + 1), batch_size=batch_size, rng=rng,
+                     log_every=log_every, progress=progress, end_of_epoch=end_of_epoch)
+    epoch, best_val_acc = so_far.best()
+    return FitResult(epochs_trained=so_far.epochs_done, best_epoch=epoch, best_val_acc=best_val_acc,
+                     best_weights=so_far.best_weights, history=so_far.history())

@@ -1,4 +1,4 @@
-"""The registry's PyTorch models: shapes, parameter counts, and the two conv-conv builds agreeing."""
+"""The registry's models: shapes, parameter counts, the two conv-conv builds agreeing, and the Keras twins."""
 import pytest
 import torch
 
@@ -7,10 +7,28 @@ from experiments.models import MODELS, ConvConv, conv_conv_sequential
 from experiments.schema import Metric
 
 
-@pytest.mark.parametrize("name", [n for n, s in MODELS.items() if s.kind == "pytorch"])
+@pytest.mark.parametrize("name", [n for n, s in MODELS.items() if "pytorch" in s.frameworks])
 def test_every_torch_model_maps_images_to_ten_logits(name):
-    for style in MODELS[name].styles:
-        assert MODELS[name].build(style)(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+    for style in MODELS[name].styles("pytorch"):
+        assert MODELS[name].build(style, framework="pytorch")(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+
+
+@pytest.mark.parametrize("name", [n for n, s in MODELS.items() if "keras" in s.frameworks])
+def test_every_keras_program_matches_its_pytorch_twin_layer_by_layer(name):
+    """The tutorials' Keras programs, Sequential and Functional: same parameters, layer by layer, as the PyTorch
+    twin, and ten probabilities per image."""
+    import numpy as np
+
+    spec, keras_adapter, torch_adapter = MODELS[name], adapter_for("keras"), adapter_for("pytorch")
+    twin = torch_adapter.layer_table(spec.build(framework="pytorch"))
+    twin_params = [p for p in twin["params"] if p]
+    for style in ("sequential", "functional"):
+        model = spec.build(style, framework="keras")
+        table = keras_adapter.layer_table(model)
+        assert [p for p in table["params"] if p] == twin_params, style
+        assert keras_adapter.size_figures(model, table)[Metric.PARAMS_TOTAL] == sum(twin_params), style
+        probabilities = model.predict_on_batch(np.zeros((3, 28, 28, 1), dtype=np.float32))
+        assert probabilities.shape == (3, 10) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
 
 
 def test_conv_conv_builds_share_parameter_count_and_outputs():
@@ -34,7 +52,7 @@ def test_sequential_conv_conv_has_relu_after_dense_128():
 
 
 def test_layer_table_totals_match_parameter_count():
-    model, adapter = MODELS["two-block"].build(), adapter_for("pytorch")
+    model, adapter = MODELS["two-block"].build(framework="pytorch"), adapter_for("pytorch")
     table = adapter.layer_table(model)
     sizes = adapter.size_figures(model, table)
     assert table["params"].sum() == sizes[Metric.PARAMS_TOTAL] == 431_242
@@ -46,3 +64,5 @@ def test_layer_table_totals_match_parameter_count():
 def test_unknown_style_is_refused():
     with pytest.raises(ValueError, match="no style 'functional'; choose one of sequential"):
         MODELS["tiny"].build("functional")
+    with pytest.raises(ValueError, match="'lenet5' is not written in keras; expected one of pytorch"):
+        MODELS["lenet5"].build(framework="keras")

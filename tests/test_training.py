@@ -22,9 +22,9 @@ def test_run_record_holds_every_schema_name(conv_conv_run):
     assert run.info.status == "FINISHED"
     missing_metrics = {str(m) for m in (*Metric.PER_EPOCH, *Metric.FINAL, Metric.TRAIN_LOSS_STEP)} - set(run.data.metrics)
     assert not missing_metrics
-    numpy_only = ("FILTERS", "DTYPE")
+    other_frameworks_only = ("FILTERS", "DTYPE", "KERAS_VERSION")
     param_names = [v for k, v in vars(Param).items()
-                   if not k.startswith(("_", "SWEEP_")) and k not in numpy_only]  # SWEEP_*: a sweep's parent run
+                   if not k.startswith(("_", "SWEEP_")) and k not in other_frameworks_only]  # SWEEP_*: a sweep's parent
     assert not set(param_names) - set(run.data.params)
     assert {Tag.DIAGNOSIS, Tag.DIAGNOSIS_RULE, Tag.RECIPE_SOURCE} <= set(run.data.tags)
     for name in Metric.PER_EPOCH:

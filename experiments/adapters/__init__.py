@@ -1,17 +1,22 @@
-"""One adapter per model kind: everything that differs between PyTorch and numpy models.
+"""One adapter per framework: everything that differs between PyTorch, Keras and numpy models.
 
 An adapter builds a registered model with its learner (the training hooks experiments.train
 calls), says which device it runs on and how it scales images, checks the settings it cannot
 honour, reports its per-layer table and size figures, and saves its weights to the run.
-experiments.run calls these and never branches on the kind. Adding a kind (e.g. Keras) means one
-module here and one entry in ADAPTERS.
+experiments.run calls these and never branches on the kind. Adding a kind means one module here
+and one entry in ADAPTERS; a model is written in one or more of them (ModelSpec.builders).
 """
+import importlib
 from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
 LAYER_COLUMNS = ["layer", "type", "output_shape", "activations", "params"]
+# framework -> its adapter class, imported only when asked for (Keras takes seconds to load)
+ADAPTERS = {"pytorch": "torch_adapter.TorchAdapter", "keras": "keras_adapter.KerasAdapter",
+            "numpy": "numpy_adapter.NumpyAdapter"}
+FRAMEWORKS = tuple(ADAPTERS)
 
 
 class ModelAdapter(Protocol):
@@ -39,8 +44,5 @@ class ModelAdapter(Protocol):
 
 
 def adapter_for(kind: str) -> ModelAdapter:
-    from experiments.adapters.numpy_adapter import NumpyAdapter
-    from experiments.adapters.torch_adapter import TorchAdapter
-
-    adapters = {"pytorch": TorchAdapter(), "numpy": NumpyAdapter()}
-    return adapters[kind]
+    module, name = ADAPTERS[kind].split(".")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)()

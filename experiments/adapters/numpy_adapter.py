@@ -56,7 +56,8 @@ class NumpyAdapter:
         return np.dtype(config.dtype)
 
     def build(self, spec, config, device: str) -> tuple[TinyNumpyCNN, NumpyLearner]:
-        model = spec.build(config.style, filters=config.filters, seed=config.seed, dtype=np.dtype(config.dtype))
+        model = spec.build(config.style, framework=self.kind, filters=config.filters, seed=config.seed,
+                           dtype=np.dtype(config.dtype))
         return model, NumpyLearner(model, lr=config.lr)
 
     def resolved_params(self, config, model, device: str) -> dict:

@@ -94,7 +94,7 @@ class TorchAdapter:
     kind = "pytorch"
 
     def check(self, config, spec) -> None:
-        if config.dropout is not None and not dropout_layers(spec.build(config.style)):
+        if config.dropout is not None and not dropout_layers(spec.build(config.style, framework=self.kind)):
             raise ConfigError(f"--dropout: model {config.model!r} has no dropout layers")
 
     def device(self, config) -> str:
@@ -106,7 +106,7 @@ class TorchAdapter:
     def build(self, spec, config, device: str) -> tuple[torch.nn.Module, TorchLearner]:
         torch.set_flush_denormal(config.flush_denormal)  # CPU only (a no-op elsewhere); process-wide, so set per run
         torch.manual_seed(config.seed)
-        model = spec.build(config.style)
+        model = spec.build(config.style, framework=self.kind)
         if config.dropout is not None:
             set_dropout(model, config.dropout)
         return model, TorchLearner(model, config.optimizer, config.lr, device,
