@@ -4,6 +4,8 @@ seeds and their bands.
 Derived numbers (best epoch, gap, diagnosis) are experiments.diagnosis's, never computed here.
 """
 import json
+import operator
+import re
 
 import numpy as np
 import pandas as pd
@@ -16,15 +18,70 @@ from experiments.settings import SETTINGS
 
 
 def filter_runs(runs: pd.DataFrame, models=(), datasets=(), statuses=(), suites=(), text: str = "") -> pd.DataFrame:
-    """Rows matching every non-empty filter; `text` is a case-insensitive substring of 'param=value' pairs."""
+    """Rows matching every non-empty filter; `text` is a search (search_terms) whose terms must all match."""
     keep = pd.Series(True, index=runs.index)
     for column, chosen in (("model", models), ("dataset", datasets), ("status", statuses), ("suite", suites)):
         if chosen:
             keep &= runs[column].isin(chosen)
-    if text:
-        keep &= runs["params_text"].str.contains(text, case=False, regex=False) | \
-            runs["run_name"].str.contains(text, case=False, regex=False)
+    for term in search_terms(text):
+        keep &= term_matches(runs, term)
     return runs[keep]
+
+
+SEARCH_TERM = re.compile(r"(?P<key>[^\s=<>!]+)\s*(?P<op>>=|<=|!=|=|>|<)\s*(?P<value>\S+)")
+COMPARISONS = {"=": operator.eq, "!=": operator.ne, ">": operator.gt, "<": operator.lt, ">=": operator.ge,
+               "<=": operator.le}
+
+
+def search_terms(text: str) -> list[tuple[str, str, str] | str]:
+    """The Runs search, split into terms combined with AND: `key=value`, `key!=value`, `key>value`, `key<value`,
+    `key>=value`, `key<=value` on a param, or a bare word to find in the run's name or params."""
+    terms, rest = [], text.strip()
+    while rest:
+        found = SEARCH_TERM.match(rest)
+        if found:
+            terms.append((found["key"].lower(), found["op"], found["value"]))
+            rest = rest[found.end():].lstrip()
+        else:
+            word, _, rest = rest.partition(" ")
+            terms.append(word)
+            rest = rest.lstrip()
+    return terms
+
+
+def term_matches(runs: pd.DataFrame, term: tuple[str, str, str] | str) -> pd.Series:
+    """Which runs one search term matches; numbers compare as numbers, other values as case-insensitive text
+    (which only = and != compare)."""
+    if isinstance(term, str):
+        needle = term.lower()
+        return runs["run_name"].str.lower().str.contains(needle, regex=False) | runs["params"].map(
+            lambda params: any(needle in f"{k}={v}".lower() for k, v in params.items()))
+    key, op, wanted = term
+    values = runs["params"].map(lambda params: next((v for k, v in params.items() if k.lower() == key), None))
+    numbers, target = pd.to_numeric(values, errors="coerce"), pd.to_numeric(pd.Series([wanted]), errors="coerce")[0]
+    if pd.notna(target):
+        matched = COMPARISONS[op](numbers, target) & numbers.notna()
+        if op in ("=", "!="):
+            matched |= numbers.isna() & values.notna() & COMPARISONS[op](values.str.lower(), wanted.lower())
+        return matched
+    return values.notna() & COMPARISONS[op](values.str.lower(), wanted.lower()) if op in ("=", "!=") else \
+        pd.Series(False, index=runs.index)
+
+
+def search_hint(runs: pd.DataFrame, text: str) -> str:
+    """Why a search matches no run: the first term that alone matches none, and what its param holds."""
+    for term in search_terms(text):
+        if term_matches(runs, term).any():
+            continue
+        if isinstance(term, str):
+            return f"no run's name or params contain {term!r}."
+        key, op, wanted = term
+        held = sorted({str(v) for params in runs["params"] for k, v in params.items() if k.lower() == key})
+        if not held:
+            return f"no run has a param {key!r} (the Run detail page lists a run's params)."
+        shown = ", ".join(held[:8]) + (", ..." if len(held) > 8 else "")
+        return f"{key}{op}{wanted} matches no run; {key} is {shown}."
+    return "each term matches some runs, but no run matches all of them (terms combine with AND)."
 
 
 def run_labels(runs: pd.DataFrame, run_ids) -> dict[str, str]:
@@ -230,6 +287,23 @@ def setting_differences(runs: pd.DataFrame, a: list[str], b: list[str]) -> list[
     names = sorted((set(first_a) | set(first_b)) - {"seed"})
     return [f"{name} ({first_a.get(name, '—')} vs {first_b.get(name, '—')})" for name in names
             if first_a.get(name) != first_b.get(name)]
+
+
+def closest_runs(runs: pd.DataFrame, run_id: str, candidates: list[str]) -> list[str]:
+    """The candidates, most comparable to run_id first: its other seeds (same config group), then runs on the same
+    dataset and test images, the same model, and the fewest differing settings; ties keep the table's order."""
+    table = runs.set_index("run_id")
+    me = table.loc[run_id]
+
+    def distance(other: str) -> tuple:
+        row = table.loc[other]
+        differing = sum(me["config"].get(name) != row["config"].get(name)
+                        for name in set(me["config"]) | set(row["config"]))
+        return (not (me["config_group"] and row["config_group"] == me["config_group"]),
+                row["dataset"] != me["dataset"], row["test_size"] != me["test_size"], row["model"] != me["model"],
+                differing)
+
+    return sorted(candidates, key=distance)
 
 
 STORY = {HIGH_BIAS: "underfits", HIGH_VARIANCE: "overfits", GOOD_FIT: "fits well"}

@@ -8,6 +8,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from dashboard import formats
 from experiments.schema import Metric
 
 TRAIN_DASH, VAL_DASH = "dash", "solid"
@@ -18,6 +19,11 @@ def epoch_axis(last_epoch) -> dict:
     """An epoch axis with whole-number ticks only (never 1.5), at most about a dozen of them."""
     last = int(last_epoch) if pd.notna(last_epoch) else 1
     return {"title": {"text": "epoch"}, "tick0": 1, "dtick": max(1, math.ceil(last / 12)), "tickformat": "d"}
+
+
+def value_format(panel: int) -> str:
+    """The hover format of a loss (panel 1) or accuracy (panel 2) value."""
+    return formats.HOVER_PERCENT if panel == 2 else ".4f"
 
 
 def escaped(texts) -> list[str]:
@@ -54,8 +60,10 @@ def learning_curves(metrics: pd.DataFrame, labels: dict[str, str]) -> go.Figure:
             fig.add_trace(go.Scatter(
                 x=points["step"], y=points["value"], mode="lines+markers", name=f"{label} ({split})",
                 legendgroup=run_id, showlegend=False, line={"color": colors[run_id], "dash": dash},
-                marker={"size": 4}, hovertemplate=f"{split} {name} %{{y:.4f}}<extra>{label}</extra>"), row=1, col=col)
+                marker={"size": 4}, hovertemplate=f"{split} {name} %{{y:{value_format(col)}}}<extra>{label}</extra>"),
+                row=1, col=col)
     fig.update_xaxes(**epoch_axis(metrics["step"].max() if len(metrics) else 1))
+    fig.update_yaxes(tickformat=formats.AXIS_PERCENT, row=1, col=2)
     fig.update_layout(height=440, margin={"t": 40}, hovermode="x unified",
                       legend={"font": {"size": 10}, "title": {"text": "solid: validation, dashed: train"}})
     return fig
@@ -80,7 +88,8 @@ def error_gap(history: pd.DataFrame, best_epoch: int | None = None) -> go.Figure
                              mode="lines+markers", fill="tonexty", fillcolor="rgba(239,85,59,0.2)"))
     if best_epoch:
         fig.add_vline(x=best_epoch, line_dash="dot", annotation_text=f"best epoch {best_epoch}")
-    fig.update_layout(xaxis=epoch_axis(history.index.max()), yaxis_title="error", yaxis_tickformat=".1%", height=360,
+    fig.update_layout(xaxis=epoch_axis(history.index.max()), yaxis_title="error",
+                      yaxis_tickformat=formats.AXIS_PERCENT, height=360,
                       margin={"t": 30})
     return fig
 
@@ -93,7 +102,8 @@ def bias_variance(history: pd.DataFrame) -> go.Figure:
             fig.add_trace(go.Scatter(x=history.index, y=history[name], name=str(name).replace("_", " "),
                                      mode="lines+markers"))
     fig.add_hline(y=0, line_color="gray", line_width=1)
-    fig.update_layout(xaxis=epoch_axis(history.index.max()), yaxis_tickformat=".1%", height=360, margin={"t": 30})
+    fig.update_layout(xaxis=epoch_axis(history.index.max()), yaxis_tickformat=formats.AXIS_PERCENT, height=360,
+                      margin={"t": 30})
     return fig
 
 
@@ -128,24 +138,29 @@ def confusion_matrix(matrix: np.ndarray, class_names: list[str], normalize: bool
 
 
 def confusion_difference(a: np.ndarray, b: np.ndarray, class_names: list[str], labels: tuple[str, str]) -> go.Figure:
-    """Row-normalised matrix of run B minus run A: red where B confuses more, blue where less."""
+    """Row-normalised matrix of run B minus run A, in percentage points of each true class's images: red where B
+    puts more of them, blue where fewer; the title says so."""
     def normalised(m):
         m = np.asarray(m, dtype=float)
         return m / np.maximum(m.sum(axis=1, keepdims=True), 1)
 
-    diff = normalised(b) - normalised(a)
+    diff = (normalised(b) - normalised(a)) * 100
     limit = max(abs(diff).max(), 1e-9)
+    a_name, b_name = escaped(labels)
     fig = go.Figure(go.Heatmap(z=diff, x=escaped(class_names), y=escaped(class_names), colorscale="RdBu_r",
-                               zmin=-limit, zmax=limit, text=np.round(diff, 3), texttemplate="%{text}",
-                               hovertemplate="true %{y} / predicted %{x}: %{z:+.3f}<extra></extra>"))
-    fig.update_layout(title=html.escape(f"{labels[1]} minus {labels[0]} (row-normalised)"), xaxis_title="predicted",
-                      yaxis_title="true", yaxis_autorange="reversed", height=480, width=560)
+                               zmin=-limit, zmax=limit, text=np.round(diff, 1), texttemplate="%{text:+.1f}",
+                               colorbar={"title": {"text": "pp"}},
+                               hovertemplate=f"true %{{y}} / predicted %{{x}}: {b_name} %{{z:+.1f}} pp of the true "
+                                             f"class's images against {a_name}<extra></extra>"))
+    fig.update_layout(title={"text": f"{b_name} minus {a_name}<br><sup>red: {b_name} puts more of the true class "
+                                     f"here, blue: fewer (percentage points of the row)</sup>"},
+                      xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed", height=500, width=580)
     return fig
 
 
 def per_class_accuracy(per_class: pd.DataFrame) -> go.Figure:
     fig = go.Figure(go.Bar(x=escaped(per_class["name"]), y=per_class["accuracy"],
-                           text=[f"{a:.1%}" for a in per_class["accuracy"]], textposition="outside"))
+                           text=[formats.percent(a) for a in per_class["accuracy"]], textposition="outside"))
     fig.update_layout(yaxis_tickformat=".0%", yaxis_range=[0, 1.08], xaxis={"title": "class", "type": "category"},
                       yaxis_title="test accuracy", height=360, margin={"t": 30})
     return fig
@@ -163,15 +178,19 @@ def parallel_coordinates(params: pd.DataFrame, score, score_label: str = "test a
     for name in params.columns:
         values = pd.to_numeric(params[name], errors="coerce")
         numeric = values.notna().all()
-        if numeric and (values > 0).all() and values.max() >= 100 * values.min():
-            dimensions.append({"label": f"log10 {html.escape(name)}", "values": np.log10(values)})  # e.g. lr
+        if numeric and (values > 0).all() and values.max() >= 100 * values.min():  # e.g. lr: a log axis, as values
+            ticks = sorted(values.unique())
+            if len(ticks) > 8:  # a search's many values: label the powers of ten instead
+                ticks = [10.0 ** p for p in range(math.floor(np.log10(ticks[0])), math.ceil(np.log10(ticks[-1])) + 1)]
+            dimensions.append({"label": f"{html.escape(name)} (log)", "values": np.log10(values),
+                               "tickvals": list(np.log10(ticks)), "ticktext": [f"{t:g}" for t in ticks]})
         elif numeric:
             dimensions.append({"label": html.escape(name), "values": values})
         else:
             codes, names = pd.factorize(params[name].astype(str))
             dimensions.append({"label": html.escape(name), "values": codes, "tickvals": list(range(len(names))),
                                "ticktext": escaped(names)})
-    dimensions.append({"label": html.escape(score_label), "values": score})
+    dimensions.append({"label": html.escape(score_label), "values": score, "tickformat": formats.AXIS_PERCENT})
     line = {"color": score, "colorscale": "Viridis", "showscale": True}
     if highlight is not None:  # one colour channel only: others 0..0.9 by score, the highlighted line 1
         spread = np.nanmax(score) - np.nanmin(score) or 1.0
@@ -179,7 +198,7 @@ def parallel_coordinates(params: pd.DataFrame, score, score_label: str = "test a
         color[highlight] = 1.0
         line = {"color": color, "cmin": 0, "cmax": 1, "showscale": False,
                 "colorscale": [[0, "#c6dbef"], [0.9, "#08306b"], [0.95, "#08306b"], [1, BEST_COLOR]]}
-    fig = go.Figure(go.Parcoords(line=line, dimensions=dimensions))
+    fig = go.Figure(go.Parcoords(line=line, dimensions=dimensions, labelangle=-15, labelside="top"))
     fig.update_layout(height=420, margin={"l": 60, "r": 60})
     return fig
 
@@ -205,7 +224,7 @@ def data_size_curve(points: pd.DataFrame) -> go.Figure:
     sizes = list(points["train_size"])
     fig.update_layout(xaxis={"type": "log", "title": "training images", "tickmode": "array", "tickvals": sizes,
                              "ticktext": [f"{n:,.0f}" for n in sizes]},
-                      yaxis_title="error", yaxis_tickformat=".1%", height=360, margin={"t": 30})
+                      yaxis_title="error", yaxis_tickformat=formats.AXIS_PERCENT, height=360, margin={"t": 30})
     return fig
 
 
@@ -254,11 +273,13 @@ def banded_curves(band_frame: pd.DataFrame, members: pd.DataFrame | None = None,
                 x=band["step"], y=band["mean"], mode="lines+markers", name=label, legendgroup=group,
                 showlegend=not shown_in_legend, line={"color": color, "dash": dash}, marker={"size": 4},
                 customdata=np.stack([band["low"], band["high"], band["n"]], axis=1),
-                hovertemplate=f"{label}<br>{split} {name}: mean %{{y:.4f}} (95% CI %{{customdata[0]:.4f}} to "
-                              f"%{{customdata[1]:.4f}}, N=%{{customdata[2]}}) at epoch %{{x}}<extra></extra>"),
+                hovertemplate=f"{label}<br>{split} {name}: mean %{{y:{value_format(col)}}} (95% CI "
+                              f"%{{customdata[0]:{value_format(col)}}} to %{{customdata[1]:{value_format(col)}}}, "
+                              f"N=%{{customdata[2]}}) at epoch %{{x}}<extra></extra>"),
                 row=1, col=col)
             shown_in_legend = True
     fig.update_xaxes(**epoch_axis(band_frame["step"].max() if len(band_frame) else 1))
+    fig.update_yaxes(tickformat=formats.AXIS_PERCENT, row=1, col=2)
     fig.update_layout(height=420, legend={"font": {"size": 10}, "title": {"text": "mean, 95% band; dashed train"}},
                       margin={"t": 40}, hovermode="x unified")
     return fig

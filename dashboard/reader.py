@@ -32,7 +32,7 @@ from experiments.tracking import (StoreError, artifact_root, lost_since, now_ms,
 CACHE_SECONDS = 30  # runs change while training; pages that show running runs refresh sooner
 RUN_COLUMNS = ["run_id", "experiment", "run_name", "model", "dataset", "convention", "reading", "status", "start",
                "duration_s", "epochs", "params_epochs", "test_acc", "best_val_acc", "best_epoch", "gap", "diagnosis",
-               "params_total", "suite", "sweep", "params_text", "yardstick", "config", "config_group", "train_size",
+               "params_total", "suite", "sweep", "params", "yardstick", "config", "config_group", "train_size",
                "test_size", "val_size", "diverged"]
 SWEEP_COLUMNS = ["run_id", "sweep", "status", "start", "method", "pruner", "planned", "best_value"]
 TRIAL_COLUMNS = ["run_id", "run_name", "trial", "state", "status", "best_val_acc", "test_acc", "epochs_trained",
@@ -164,7 +164,7 @@ def run_row(run: StoredRun, experiments: dict, reading: Reading) -> dict:
         "gap": metrics.get(Metric.VARIANCE, np.nan), "diagnosis": tags.get(Tag.DIAGNOSIS, ""),
         "params_total": metrics.get(Metric.PARAMS_TOTAL, np.nan),
         "suite": tags.get(Tag.SUITE, ""), "sweep": tags.get(Tag.SWEEP, ""),
-        "params_text": " ".join(f"{k}={v}" for k, v in sorted(params.items())),
+        "params": params,
         "yardstick": Yardstick(best_error_for(params.get(Param.DATASET),
                                               params.get(Param.BEST_ERROR, reading.convention.best_error)),
                                count(params.get(Param.TRAIN_EVAL_SIZE)), count(params.get(Param.VAL_SIZE))),

@@ -41,7 +41,10 @@ def run_filters_ui(runs: pd.DataFrame) -> dict:
         "datasets": cols[1].multiselect("Dataset", sorted(runs["dataset"].unique()), key=Key.FILTER_DATASET),
         "statuses": cols[2].multiselect("Status", sorted(runs["status"].unique()), key=Key.FILTER_STATUS),
         "suites": cols[3].multiselect("Suite tag", sorted(s for s in runs["suite"].unique() if s), key=Key.FILTER_SUITE),
-        "text": cols[4].text_input("Search params", key=Key.FILTER_TEXT, placeholder="e.g. lr=0.001 or batch_size=64"),
+        "text": cols[4].text_input("Search params", key=Key.FILTER_TEXT, placeholder="e.g. lr>0.001 optimizer=adam",
+                                   help="Terms combine with AND: key=value, key!=value, key>value, key<value, "
+                                        "key>=value, key<=value on a param (numbers compare as numbers), or a word "
+                                        "found in the run's name or params."),
     }
 
 

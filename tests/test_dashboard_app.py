@@ -4,7 +4,7 @@ import json
 import pandas as pd
 import pytest
 
-from dashboard.state import Key, rows_key
+from dashboard.state import Key, drawn_as, rows_key
 from tests.helpers import PAGES, chart_traces, go, open_app, plotly_charts, texts
 
 
@@ -22,7 +22,10 @@ def test_runs_page_lists_every_run_with_best_epoch_columns(store):
     assert {"best_val_acc", "best_epoch", "gap", "diagnosis", "params_total", "test_acc"} <= set(table.columns)
     conv = table[table["run_name"] == "conv-conv-small"].iloc[0]
     history = [m.value for m in client.get_metric_history(ids["conv"], "val_acc")]
-    assert conv["best_val_acc"] == max(history) and conv["best_epoch"] == history.index(max(history)) + 1
+    assert conv["best_val_acc"] == pytest.approx(100 * max(history))  # the table shows percentages
+    assert conv["best_epoch"] == history.index(max(history)) + 1
+    percents = pd.concat([table["test_acc"], table["best_val_acc"]]).dropna()
+    assert percents.between(0, 100).all() and (percents > 1).any()  # no raw fractions
     assert set(table["status"]) >= {"FINISHED", "FAILED", "RUNNING", "DELETED"}
 
 
@@ -47,7 +50,7 @@ def test_runs_table_and_inspector_agree_on_every_run(store):
             assert not shown and "no epoch with train and validation accuracy" in texts(inspector), role
             continue
         assert shown["Best epoch"] == str(int(row["best_epoch"])), role
-        assert shown["Best val acc"] == f"{row['best_val_acc']:.2%}", role
+        assert shown["Best val acc"] == f"{row['best_val_acc']:.2f}%", role
         assert shown["Diagnosis"] == row["diagnosis"], role
     assert table.loc[ids["pruned"], "epochs"] == 1 and table.loc[ids["pruned"], "status"] == "FINISHED"
     assert table.loc[ids["killed"], "epochs"] == 2 and table.loc[ids["running"], "status"] == "RUNNING"
@@ -61,8 +64,33 @@ def test_runs_filters_narrow_the_table(store):
     assert list(at.dataframe[0].value["model"]) == ["lenet5"]
     at.text_input(key=Key.FILTER_TEXT).input("TRAIN_SIZE=400").run()  # 500 less the 20% validation
     assert list(at.dataframe[0].value["run_name"]) == []
+    assert "No run matches the search: train_size=400 matches no run; train_size is 800." in texts(at).replace("\\", "")
     at.multiselect(key=Key.FILTER_MODEL).set_value([]).run()
     assert list(at.dataframe[0].value["run_name"]) == ["sr-500"]
+    at.text_input(key=Key.FILTER_TEXT).input("train_size<1000 model=softmax-regression epochs>=2").run()
+    found = set(at.dataframe[0].value["run_name"])
+    assert found >= {"sr-500", "pruned"} and not found & {"sr-2000", "lenet5-small"}  # 1,600 images; lenet5
+
+
+def ticked_runs(at) -> set[str]:
+    """The runs whose rows the Runs table shows ticked (its widget key changes when it is drawn afresh)."""
+    rows = at.session_state[rows_key(Key.RUNS_TABLE)]
+    return {rows[i] for i in at.session_state[drawn_as(Key.RUNS_TABLE, at.session_state)]["selection"]["rows"]}
+
+
+def test_the_runs_tables_ticks_show_the_selection_wherever_it_was_made(store):
+    _, ids = store
+    at = open_app(selection=[ids["conv"], ids["lenet5"]])
+    assert ticked_runs(at) == {ids["conv"], ids["lenet5"]}
+    at.multiselect(key=Key.SELECTION).set_value([ids["conv"], ids["lenet5"], ids["numpy"]]).run()  # the sidebar
+    assert ticked_runs(at) == {ids["conv"], ids["lenet5"], ids["numpy"]}
+    at = go(go(at, "compare"), "runs")
+    assert not at.exception and ticked_runs(at) == {ids["conv"], ids["lenet5"], ids["numpy"]}
+    at.toggle(key=Key.GROUP_RUNS).set_value(True).run()  # a group row is ticked when all its runs are selected
+    rows = at.session_state[rows_key(Key.RUNS_GROUPED)]
+    grouped = at.session_state[drawn_as(Key.RUNS_GROUPED, at.session_state)]
+    assert {tuple(rows[i]) for i in grouped["selection"]["rows"]} == {
+        (ids["conv"],), (ids["lenet5"],), (ids["numpy"],)}
 
 
 def test_selection_carries_across_pages_into_compare(store):
@@ -124,13 +152,25 @@ def test_clicked_confusion_cell_shows_its_misclassified_images(store, tmp_path):
     at = go(open_app(selection=[ids["conv"]]), "detail")
     true, pred = at.session_state[rows_key(Key.CELLS_TABLE)][0]  # the most frequent confusion
     matrix = json.load(open(client.download_artifacts(ids["conv"], "confusion_test.json", str(tmp_path))))["matrix"]
-    at.session_state[Key.GALLERY_CELL] = (true, pred)
+    at.session_state[Key.GALLERY_CELL] = (ids["conv"], true, pred)
     at.run()
     assert not at.exception
     assert f"Test images of true {true}, predicted {pred}" in texts(at)
     gallery = at.get("image")[0]
     assert len(gallery.captions) == min(matrix[true][pred], 40)
     assert all(f"→{pred}" in caption for caption in gallery.captions)
+
+
+def test_the_chosen_cell_belongs_to_its_run_and_the_gallery_says_which_split_it_shows(store):
+    _, ids = store
+    at = go(open_app(selection=[ids["conv"], ids["lenet5"]]), "detail")  # shows the first selected run
+    at.session_state[Key.GALLERY_CELL] = (ids["lenet5"], 4, 9)  # chosen while another run was shown
+    at.run()
+    assert not at.exception and not at.get("image") and "Drag a box around a cell of the matrix" in texts(at)
+    at.session_state[Key.GALLERY_CELL] = (ids["conv"], 4, 9)
+    at.select_slider(key=Key.CONFUSION_SOURCE).set_value(1).run()
+    assert not at.exception
+    assert "The matrix shows the validation set after epoch 1; the images below are the test set's" in texts(at)
 
 
 @pytest.mark.parametrize("role, message", [
@@ -188,7 +228,7 @@ def test_the_gallery_shows_images_of_a_run_on_your_own_data_after_its_folder_is_
     wrong = json.load(open(client.download_artifacts(run_id, "confusion_test.json", str(tmp_path))))["matrix"]
     true, pred = max(((wrong[t][p], t, p) for t in range(10) for p in range(10) if t != p))[1:]
     at = go(open_app(selection=[run_id]), "detail")
-    at.session_state[Key.GALLERY_CELL] = (true, pred)
+    at.session_state[Key.GALLERY_CELL] = (run_id, true, pred)
     at.run()
     assert not at.exception
     gallery = at.get("image")[0]
@@ -204,8 +244,8 @@ def test_grouped_runs_show_one_row_per_config_group_with_mean_and_interval(seede
     softmax = client.get_run(groups["softmax"][0]).data.tags["config_group"]
     accs = [client.get_run(r).data.metrics["test_acc"] for r in groups["softmax"]]
     row = table.loc[softmax]
-    assert row["seeds"] == 3 and row["test_acc_mean"] == pytest.approx(sum(accs) / 3)
-    assert row["test_acc_std"] == pytest.approx(pd.Series(accs).std())
+    assert row["seeds"] == 3 and row["test_acc_mean"] == pytest.approx(100 * sum(accs) / 3)
+    assert row["test_acc_std"] == pytest.approx(100 * pd.Series(accs).std())  # percentage points
     assert "%" in row["test_acc_ci"] and (table["seeds"] <= table["runs"]).all()
 
 

@@ -74,6 +74,24 @@ def test_the_selection_and_the_view_survive_every_page_a_reload_and_a_shared_lin
     elsewhere.context.close()
 
 
+def test_ticks_show_the_selection_made_elsewhere_and_a_tick_adds_to_it(server, page):
+    url, _, _ = server
+    page.goto(f"{url}/compare")
+    page.get_by_role("heading", name="Compare runs").wait_for(timeout=60_000)
+    select_runs(page, ["lenet5-small", "conv-conv-small"])  # chosen in the sidebar, on another page
+    page.locator('[data-testid="stSidebarNav"]').get_by_text("Runs", exact=True).click()
+    page.get_by_text("2 selected").wait_for(timeout=60_000)
+    wait_idle(page)
+    table = page.locator('[data-testid="stDataFrame"]').first
+    table.scroll_into_view_if_needed()
+    page.wait_for_timeout(1000)
+    shoot(page, "runs-ticks-follow-the-selection")
+    box = table.bounding_box()
+    page.mouse.click(box["x"] + 14, box["y"] + 35 + 17)  # the first row's tick box (the newest run, not selected)
+    expect(selected_chips(page)).to_have_count(3, timeout=30_000)  # added to the two, not replacing them
+    page.get_by_text("3 selected").wait_for(timeout=30_000)
+
+
 def choose_run(page, label_start: str, box: int = 0) -> None:
     """Type into the page's `box`-th select box and take the first match."""
     page.locator('[data-testid="stSelectbox"]').nth(box).click()
@@ -83,14 +101,16 @@ def choose_run(page, label_start: str, box: int = 0) -> None:
 
 
 def select_runs(page, names) -> None:
-    """Add runs to the sidebar selection by name, one at a time, each once the app has rerun with the last."""
+    """Add runs to the sidebar selection by name, one at a time, each once the app has rerun with the last (on any
+    page)."""
     selection = page.locator('[data-testid="stSidebar"] [data-testid="stMultiSelect"]')
     for count, name in enumerate(names, start=1):
         selection.locator("input").click()  # not the middle: a chosen tag's remove button may sit there
         page.keyboard.type(name)
         page.keyboard.press("Enter")
         page.keyboard.press("Escape")
-        page.get_by_text(f"{count} selected").wait_for(timeout=30_000)
+        expect(selected_chips(page)).to_have_count(count, timeout=30_000)
+        wait_idle(page)
 
 
 def test_groups_over_seeds_bands_and_which_is_better(server, seeded_store, page):

@@ -63,7 +63,8 @@ def test_confusion_matrix_normalises_rows_and_carries_cells_for_clicks():
 
 def test_confusion_difference_is_b_minus_a_row_normalised():
     fig = figures.confusion_difference(np.array([[9, 1], [5, 5]]), np.array([[10, 0], [5, 5]]), ["x", "y"], ("A", "B"))
-    np.testing.assert_allclose(fig.data[0].z, [[0.1, -0.1], [0, 0]])
+    np.testing.assert_allclose(fig.data[0].z, [[10, -10], [0, 0]])  # percentage points of the row
+    assert "red: B puts more of the true class here, blue: fewer" in fig.layout.title.text
 
 
 def test_error_gap_shades_between_train_and_val_error_and_marks_best_epoch():
@@ -104,9 +105,31 @@ def test_differing_params_keeps_only_columns_that_vary():
 def test_filter_runs_by_model_and_param_text():
     runs = pd.DataFrame({"model": ["tiny", "lenet5", "tiny"], "dataset": ["mnist"] * 3, "status": ["FINISHED"] * 3,
                          "suite": ["", "", "quick"], "run_name": ["a", "b", "c"],
-                         "params_text": ["lr=0.1", "lr=0.1", "lr=0.01"]})
+                         "params": [{"lr": "0.1"}, {"lr": "0.1"}, {"lr": "0.01"}]})
     assert list(analysis.filter_runs(runs, models=["tiny"], text="LR=0.1")["run_name"]) == ["a"]
     assert list(analysis.filter_runs(runs, suites=["quick"])["run_name"]) == ["c"]
+
+
+def test_search_combines_comparisons_on_params_and_words_with_and_and_says_why_nothing_matched():
+    runs = pd.DataFrame({"run_name": ["fast-adam", "slow-adam", "sgd", "foreign"], "params": [
+        {"lr": "0.02", "optimizer": "adam", "batch_size": "64"}, {"lr": "0.001", "optimizer": "Adam"},
+        {"lr": "0.1", "optimizer": "sgd"}, {"learning_rate": "0.5"}]})
+
+    def names(text):
+        return list(analysis.filter_runs(runs, text=text)["run_name"])
+
+    assert analysis.search_terms("lr>0.01  optimizer = adam fast") == [("lr", ">", "0.01"), ("optimizer", "=", "adam"),
+                                                                       "fast"]
+    assert names("lr>0.01") == ["fast-adam", "sgd"]  # as numbers: "0.1" > "0.01", "0.001" is not
+    assert names("optimizer=adam lr=0.02") == ["fast-adam"] and names("optimizer=ADAM") == ["fast-adam", "slow-adam"]
+    assert names("lr<=0.02 optimizer!=sgd") == ["fast-adam", "slow-adam"] and names("batch_size>=64") == ["fast-adam"]
+    assert names("adam") == ["fast-adam", "slow-adam"] and names("learning_rate") == ["foreign"]
+    assert names("optimizer>adam") == []  # only = and != compare text
+    assert analysis.search_hint(runs, "momentum=0.9") == "no run has a param 'momentum' (the Run detail page lists a " \
+                                                         "run's params)."
+    assert analysis.search_hint(runs, "lr>1") == "lr>1 matches no run; lr is 0.001, 0.02, 0.1."
+    assert analysis.search_hint(runs, "lr>0.05 optimizer=adam").startswith("each term matches some runs")
+    assert analysis.search_hint(runs, "zebra") == "no run's name or params contain 'zebra'."
 
 
 def test_off_diagonal_cells_most_frequent_first():
@@ -148,7 +171,9 @@ def test_parallel_coordinates_draws_the_highlighted_line_green_and_the_rest_by_s
     assert color[0] < color[1] < 0.95  # the others keep their order by score, away from green
     assert fig.data[0].dimensions[-1].label == "best val acc"
     assert list(fig.data[0].dimensions[-1].values) == [0.5, 0.7, 0.9]
-    assert fig.data[0].dimensions[0].label == "log10 lr" and list(fig.data[0].dimensions[0].values) == [-1, -3, -2]
+    lr = fig.data[0].dimensions[0]
+    assert lr.label == "lr (log)" and list(lr.values) == [-1, -3, -2]
+    assert list(lr.ticktext) == ["0.001", "0.01", "0.1"] and list(lr.tickvals) == [-3, -2, -1]  # values, not logs
 
 
 def sweep_trials(rng, n=40) -> pd.DataFrame:
@@ -239,3 +264,19 @@ def test_group_table_gives_each_config_group_its_seeds_mean_std_and_t_interval()
     alone = groups.loc[groups["run_ids"].map(lambda ids: ids == ["d"])].iloc[0]
     assert alone["group"] == "" and alone["seeds"] == 1 and np.isnan(alone["test_acc_low"])
     assert len(groups) == 3
+
+
+def test_the_closest_run_to_compare_with_is_another_seed_then_same_data_and_model_then_fewest_differences():
+    base = {"model": "lenet5", "dataset": "mnist", "lr": "0.001", "seed": "0"}
+    rows = {  # run id: (config group, dataset, test size, model, config)
+        "me": ("g1", "mnist", 1000, "lenet5", base),
+        "fashion": ("g2", "fashion-mnist", 1000, "lenet5", {**base, "dataset": "fashion-mnist"}),
+        "other-lr": ("g3", "mnist", 1000, "lenet5", {**base, "lr": "0.01"}),
+        "other-model": ("g4", "mnist", 1000, "tiny", {**base, "model": "tiny"}),
+        "fewer-test": ("g5", "mnist", 400, "lenet5", {**base, "test_size": "400"}),
+        "my-seed": ("g1", "mnist", 1000, "lenet5", {**base, "seed": "1"}),
+    }
+    runs = pd.DataFrame([{"run_id": r, "config_group": g, "dataset": d, "test_size": t, "model": m, "config": c}
+                         for r, (g, d, t, m, c) in rows.items()])
+    assert analysis.closest_runs(runs, "me", [r for r in rows if r != "me"]) == [
+        "my-seed", "other-lr", "other-model", "fewer-test", "fashion"]

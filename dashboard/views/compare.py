@@ -3,7 +3,7 @@ group is better (and whether that is real), the params that differ and the metri
 import pandas as pd
 import streamlit as st
 
-from dashboard import figures, reader
+from dashboard import figures, formats, reader
 from dashboard.analysis import (bands, comparability_warnings, differing_params, final_and_best, group_key, groups_by,
                                 run_labels, setting_differences, smoothed, which_is_better_sides)
 from dashboard.state import Key
@@ -17,12 +17,13 @@ CURVES = tuple(map(str, (Metric.TRAIN_LOSS, Metric.VAL_LOSS, Metric.TRAIN_ACC, M
                          Metric.VARIANCE, Metric.EPOCH_SECONDS)))
 FLIPPED_LIMIT = 24
 FINAL_COLUMNS = {
-    **{name: st.column_config.NumberColumn(name, format="percent")
-       for name in ("final val acc", "best val acc", "test acc", "final gap")},
+    **{name: formats.percent_column(name) for name in ("final val acc", "best val acc", "test acc")},
+    "final gap": formats.points_column("final gap", help="val error - train error, in percentage points"),
     "best epoch": st.column_config.NumberColumn("best epoch", format="%d"),
-    "params": st.column_config.NumberColumn("params", format="localized"),
-    "s / epoch": st.column_config.NumberColumn("s / epoch", format="%.2f"),
+    "params": formats.count_column("params"),
+    "s / epoch": st.column_config.NumberColumn("s / epoch", format="%.2f s"),
 }
+SIDES_COLUMNS = {"test acc": formats.percent_column("test acc")}
 
 
 def curves_section(runs: pd.DataFrame, selection: list[str], metrics: pd.DataFrame) -> None:
@@ -82,15 +83,15 @@ def better_section(runs: pd.DataFrame, selection: list[str]) -> None:
         rows.append({"": name, "runs": side.label, "N": side.n,
                      "test acc": interval.estimate if interval else None,
                      "95% CI": (interval.bounds_text() if interval else "") or "—"})
-    st.dataframe(pd.DataFrame(rows), hide_index=True,
-                 column_config={"test acc": st.column_config.NumberColumn("test acc", format="percent")})
+    st.dataframe(formats.shown(pd.DataFrame(rows), SIDES_COLUMNS), hide_index=True, column_config=SIDES_COLUMNS)
     say = st.success if answer.significant else st.info
     say(md(answer.sentence))
     if answer.p_value is not None:
         details = f"Test: {answer.test}, {stats.p_text(answer.p_value)}, significance at {stats.ALPHA:g}"
         if answer.difference is not None:
             d = answer.difference
-            details += f"; B - A = {d.estimate * 100:+.2f} points (95% CI {d.low * 100:+.2f} to {d.high * 100:+.2f})"
+            details += (f"; B - A = {formats.points(d.estimate)} "
+                        f"(95% CI {formats.points(d.low)} to {formats.points(d.high)})")
         st.caption(details + ".")
     differences = setting_differences(runs, a[1], b[1])
     if differences:
@@ -139,7 +140,8 @@ def page() -> None:
     better_section(runs, selection)
     step_loss_section(runs, selection)
     st.subheader("Final and best metrics")
-    st.dataframe(final_and_best(runs, metrics, selection), hide_index=True, column_config=FINAL_COLUMNS)
+    st.dataframe(formats.shown(final_and_best(runs, metrics, selection), FINAL_COLUMNS), hide_index=True,
+                 column_config=FINAL_COLUMNS)
     params = read(reader.load_params, tuple(selection))
     labels = run_labels(runs, selection)
     varying = differing_params(params).rename(index=labels)

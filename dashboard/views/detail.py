@@ -1,10 +1,12 @@
 """Run detail: confusion matrices over epochs with a click-through gallery, per-class accuracy, layers, params."""
+import functools
+
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import figures, reader, state
-from dashboard.analysis import off_diagonal_cells, run_labels
+from dashboard import figures, formats, reader, state
+from dashboard.analysis import closest_runs, off_diagonal_cells, run_labels
 from dashboard.reader import RunRecord
 from dashboard.state import IN_URL, Key
 from dashboard.views import artifact, artifact_location_note, read, runs_or_message
@@ -30,25 +32,36 @@ def status_message(run: RunRecord) -> None:
         st.info("This run is still training; what it has logged so far is shown.")
 
 
-def cell_from_events() -> tuple[int, int] | None:
-    """The (true, predicted) cell last chosen by a click/box on the matrix or a row of the cells table."""
-    chart = st.session_state.get(Key.CONFUSION_CHART)
+def choose_cell_from_chart(run_id: str) -> None:
+    """A box or click on the matrix chooses its cell for run_id's gallery (x is the predicted class, y the true)."""
+    points = st.session_state[Key.CONFUSION_CHART].get("selection", {}).get("points")
+    if points:
+        st.session_state[Key.GALLERY_CELL] = (run_id, int(points[0]["y"]), int(points[0]["x"]))
+
+
+def choose_cell_from_table(run_id: str) -> None:
+    """A ticked row of the most frequent confusions chooses its cell for run_id's gallery."""
     picked = state.ticked(Key.CELLS_TABLE)
-    if chart and chart.get("selection", {}).get("points"):
-        point = chart["selection"]["points"][0]  # x is the predicted class, y the true class
-        st.session_state[Key.GALLERY_CELL] = (int(point["y"]), int(point["x"]))
-    elif picked:
-        st.session_state[Key.GALLERY_CELL] = picked[0]
-    return st.session_state.get(Key.GALLERY_CELL)
+    if picked:
+        st.session_state[Key.GALLERY_CELL] = (run_id, *picked[0])
 
 
-def gallery_ui(run_id: str, run: RunRecord, class_names: list[str]) -> None:
-    cell = cell_from_events()
+def chosen_cell(run_id: str) -> tuple[int, int] | None:
+    """The (true, predicted) cell last chosen, on the matrix or in the table, for this run (not for another)."""
+    chosen = st.session_state.get(Key.GALLERY_CELL)
+    return tuple(chosen[1:]) if chosen and chosen[0] == run_id else None
+
+
+def gallery_ui(run_id: str, run: RunRecord, class_names: list[str], source) -> None:
+    cell = chosen_cell(run_id)
     if cell is None:
         st.caption("Drag a box around a cell of the matrix, or tick a row of the table, to see its misclassified "
                    "test images.")
         return
     true, pred = cell
+    if source != "test":
+        st.caption(f"The matrix shows the validation set after epoch {source}; the images below are the test set's "
+                   "in the same cell, with best-val weights (validation predictions are not kept per epoch).")
     st.subheader(f"Test images of true {md(class_names[true])}, predicted {md(class_names[pred])}")
     wrong = artifact(run_id, Artifact.MISCLASSIFIED)
     if wrong is None:
@@ -93,25 +106,26 @@ def confusion_section(run_id: str, run: RunRecord) -> list[str] | None:
     cols = st.columns([3, 2])
     with cols[0]:
         st.plotly_chart(figures.confusion_matrix(np.array(matrix), class_names, normalize), key=Key.CONFUSION_CHART,
-                        on_select="rerun", selection_mode=("points", "box"))
+                        on_select=functools.partial(choose_cell_from_chart, run_id), selection_mode=("points", "box"))
     with cols[1]:
         st.markdown("**Most frequent confusions**")
         cells = off_diagonal_cells(matrix, class_names)
         state.remember_rows(Key.CELLS_TABLE, [(int(t), int(p)) for t, p in zip(cells["true"], cells["predicted"],
                                                                                strict=True)])
         st.dataframe(cells[["true name", "predicted name", "count"]], hide_index=True, key=Key.CELLS_TABLE,
-                     on_select="rerun", selection_mode="single-row", height=380)
-    gallery_ui(run_id, run, class_names)
+                     on_select=functools.partial(choose_cell_from_table, run_id),
+                     selection_mode="single-row", height=380)
+    gallery_ui(run_id, run, class_names, source)
     return class_names
 
 
 def difference_section(runs: pd.DataFrame, run_id: str, selection: list[str]) -> None:
-    others = [r for r in (selection or list(runs["run_id"])) if r != run_id]
+    others = closest_runs(runs, run_id, [r for r in (selection or list(runs["run_id"])) if r != run_id])
     if not others:
         return
     st.subheader("Difference with another run")
-    other = st.selectbox("Compare with", others, format_func=run_labels(runs, others).get, key=Key.DIFF_RUN,
-                         bind=IN_URL)
+    other = st.selectbox("Compare with (closest first: same configuration, then same data and model)", others,
+                         format_func=run_labels(runs, others).get, key=Key.DIFF_RUN, bind=IN_URL)
     a, b = (artifact(r, Artifact.CONFUSION_TEST) for r in (run_id, other))
     if a is None or b is None:
         st.info("Both runs need a test confusion matrix.")
@@ -159,10 +173,6 @@ def origin_note(row: pd.Series) -> None:
             "A `conventions.toml` beside the store maps other names (docs/conventions.md).")
 
 
-def duration_text(seconds: float) -> str:
-    return "" if pd.isna(seconds) else f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
-
-
 def summary_header(row: pd.Series) -> None:
     """What a run came to, at a glance: status, test accuracy with its interval, best validation accuracy and its
     epoch, duration, size; then the diagnosis in full (a metric tile would cut it)."""
@@ -170,12 +180,13 @@ def summary_header(row: pd.Series) -> None:
     cols[0].metric("Status", row["status"])
     scored = 0 <= row["test_acc"] <= 1 and row["test_size"] > 0  # a killed or another tool's run may lack either
     test = stats.accuracy_interval_of(row["test_acc"], int(row["test_size"])) if scored else None
-    cols[1].metric("Test accuracy", "" if pd.isna(row["test_acc"]) else f"{row['test_acc']:.2%}",
-                   help=f"95% interval {test.bounds_text()} on {int(row['test_size']):,} images" if test else None)
-    cols[2].metric("Best val accuracy", "" if pd.isna(row["best_val_acc"]) else f"{row['best_val_acc']:.2%}",
+    cols[1].metric("Test accuracy", formats.percent(row["test_acc"]),
+                   help=f"95% interval {test.bounds_text()} on {formats.count(row['test_size'])} images" if test
+                   else None)
+    cols[2].metric("Best val accuracy", formats.percent(row["best_val_acc"]),
                    help=None if pd.isna(row["best_epoch"]) else f"at epoch {int(row['best_epoch'])}")
-    cols[3].metric("Duration", duration_text(row["duration_s"]))
-    cols[4].metric("Parameters", "" if pd.isna(row["params_total"]) else f"{int(row['params_total']):,}")
+    cols[3].metric("Duration", formats.duration(row["duration_s"]))
+    cols[4].metric("Parameters", formats.count(row["params_total"]))
     if isinstance(row["diagnosis"], str) and row["diagnosis"]:
         st.markdown(f"**Diagnosis:** {md(row['diagnosis'])} (the Overfitting inspector shows why)")
 

@@ -1,7 +1,7 @@
 """Overfitting inspector: train vs validation error, bias/variance per epoch, diagnosis, data-size curve."""
 import streamlit as st
 
-from dashboard import figures, reader
+from dashboard import figures, formats, reader
 from dashboard.analysis import series_over, series_points, with_bias_variance
 from dashboard.state import Key
 from dashboard.views import read, runs_or_message
@@ -16,9 +16,9 @@ MAX_INSPECTED = 6
 def diagnosis_ui(judged: Verdict) -> None:
     cols = st.columns(4)
     cols[0].metric("Best epoch", judged.best_epoch)
-    cols[1].metric("Best val acc", f"{judged.best_val_acc:.2%}")
-    cols[2].metric("Final val acc", f"{judged.final_val_acc:.2%}",
-                   delta=f"{-judged.lost_after_best * 100:.2f} pp after best" if judged.lost_after_best else None)
+    cols[1].metric("Best val acc", formats.percent(judged.best_val_acc))
+    cols[2].metric("Final val acc", formats.percent(judged.final_val_acc),
+                   delta=f"{formats.points(-judged.lost_after_best)} after best" if judged.lost_after_best else None)
     cols[3].metric("Diagnosis", judged.diagnosis)
     st.markdown(f"**{judged.diagnosis.capitalize()}** at epoch {judged.epochs_trained}: {judged.advice}.")
     st.caption(f"Rule: {judged.rule}. A figure is above or below its threshold only when its whole 95% interval is "

@@ -5,8 +5,8 @@ import functools
 import pandas as pd
 import streamlit as st
 
-from dashboard import state
-from dashboard.analysis import (STORY, filter_runs, group_table, run_labels, seeded_groups, story_runs,
+from dashboard import formats, state
+from dashboard.analysis import (STORY, filter_runs, group_table, run_labels, search_hint, seeded_groups, story_runs,
                                 with_test_intervals)
 from dashboard.state import Key
 from dashboard.views import go_to, runs_or_message
@@ -21,30 +21,29 @@ GROUP_SHOWN = ["model", "dataset", "seeds", "test_acc_mean", "test_acc_std", "te
                "best_val_acc_std", "runs", "group"]
 COLUMN_CONFIG = {
     "run_name": "run",
-    "train_size": st.column_config.NumberColumn("train images", format="localized",
-                                                help="images trained on (validation carved out)"),
+    "train_size": formats.count_column("train images", help="images trained on (validation carved out)"),
     "convention": st.column_config.TextColumn("logged by", help="the metric convention the run was read with "
                                               "(dashboard/conventions.py, or conventions.toml beside the store)"),
-    "duration_s": st.column_config.NumberColumn("duration (s)", format="%.0f"),
+    "duration_s": formats.seconds_column("duration"),
     "progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1, format="percent",
                                                 help="epochs trained of those planned, while a run is training"),
-    "test_acc": st.column_config.NumberColumn("test acc", format="percent"),
-    "best_val_acc": st.column_config.NumberColumn("best val acc", format="percent"),
+    "test_acc": formats.percent_column("test acc"),
+    "best_val_acc": formats.percent_column("best val acc"),
     "best_epoch": st.column_config.NumberColumn("best epoch", format="%d"),
     "epochs": st.column_config.NumberColumn("epochs trained", format="%d"),
-    "gap": st.column_config.NumberColumn("train-val gap", format="percent",
-                                         help="last trained epoch's val error - train error"),
-    "params_total": st.column_config.NumberColumn("params", format="localized"),
+    "gap": formats.points_column("train-val gap", help="last trained epoch's val error - train error, in "
+                                                       "percentage points"),
+    "params_total": formats.count_column("params"),
     "start": st.column_config.DatetimeColumn("start", format="YYYY-MM-DD HH:mm"),
     "test_acc_ci": st.column_config.TextColumn("test acc 95% CI", help="Wilson interval of the test accuracy on the "
                                                "run's test-set size; for a group, the t interval of its mean"),
 }
 GROUP_CONFIG = {
     "seeds": st.column_config.NumberColumn("N", format="%d", help="finished runs with a test accuracy"),
-    "test_acc_mean": st.column_config.NumberColumn("test acc (mean)", format="percent"),
-    "test_acc_std": st.column_config.NumberColumn("± std", format="percent"),
-    "best_val_acc_mean": st.column_config.NumberColumn("best val acc (mean)", format="percent"),
-    "best_val_acc_std": st.column_config.NumberColumn("± std", format="percent"),
+    "test_acc_mean": formats.percent_column("test acc (mean)"),
+    "test_acc_std": formats.spread_column("± std", help="standard deviation over the seeds, in percentage points"),
+    "best_val_acc_mean": formats.percent_column("best val acc (mean)"),
+    "best_val_acc_std": formats.spread_column("± std", help="standard deviation over the seeds, in percentage points"),
     "runs": st.column_config.NumberColumn("runs", format="%d", help="every run of the group, whatever its status"),
     "group": st.column_config.TextColumn("config group", help="`python -m experiments compare group:HASH ...`"),
     "test_acc_ci": COLUMN_CONFIG["test_acc_ci"],
@@ -60,20 +59,29 @@ def run_ids_of(rows: list) -> list[str]:
     return [run_id for row in rows for run_id in (row if isinstance(row, list) else [row])]
 
 
-def add_ticked_to_selection(table_key: str) -> None:
-    """Rows ticked in a table replace the shown rows' part of the selection; hidden runs stay selected."""
+def add_ticked_to_selection(table_key: str, widget_key: str) -> None:
+    """Rows ticked in a table replace the shown rows' part of the selection; hidden runs stay selected. An event
+    of a table drawn before the selection last changed elsewhere is stale (the browser still reports the widget
+    it replaced, unticked) and is ignored."""
+    if widget_key != state.drawn_as(table_key):
+        return
     shown = run_ids_of(state.remembered_rows(table_key))
-    state.set_selection([r for r in state.selection() if r not in shown] + run_ids_of(state.ticked(table_key)))
+    ticked = run_ids_of(state.ticked(table_key, widget_key))
+    state.set_selection([r for r in state.selection() if r not in shown] + ticked)
+    state.ticks_followed(table_key)
 
 
 def selectable_table_ui(table: pd.DataFrame, rows: list, caption: str, config: dict, key: str) -> None:
-    """A table whose ticked rows (each standing for the runs in `rows`) join the selection."""
+    """A table whose ticks show the selection (each row standing for the runs in `rows`): ticking a row adds its
+    runs, unticking removes them."""
     state.remember_rows(key, rows)
+    widget = state.mirrored_key(key)
     st.caption(caption)
-    st.dataframe(table, hide_index=True, column_config=config, key=key, selection_mode="multi-row", width="stretch",
-                 placeholder="",  # an empty cell, not "None", for what a run did not log
+    st.dataframe(formats.shown(table, config), hide_index=True, column_config=config, key=widget,
+                 selection_mode="multi-row", selection_default={"selection": {"rows": state.selected_rows(key)}},
+                 width="stretch", placeholder="",  # an empty cell, not "None", for what a run did not log
                  height=38 + 35 * min(max(len(table), 1), 20),  # the rows, up to 20, not a fixed 10
-                 on_select=functools.partial(add_ticked_to_selection, key))
+                 on_select=functools.partial(add_ticked_to_selection, key, widget))
 
 
 def grouped_table_ui(shown: pd.DataFrame, selected: int) -> None:
@@ -127,7 +135,11 @@ def page() -> None:
         return
     live_refresh_ui(st.session_state.get(Key.LIVE, False))
     story_ui(runs)
-    shown = filter_runs(runs, **run_filters_ui(runs))
+    filters = run_filters_ui(runs)
+    shown = filter_runs(runs, **filters)
+    if shown.empty and filters["text"]:
+        st.info(md("No run matches the search: " + search_hint(filter_runs(runs, **{**filters, "text": ""}),
+                                                                 filters["text"])))
     if st.toggle("Group by configuration (one row per config group, mean ± std over seeds)", key=Key.GROUP_RUNS):
         grouped_table_ui(shown, len(selection))
     else:

@@ -3,7 +3,7 @@ parameter importances, and a click through to any trial's run."""
 import pandas as pd
 import streamlit as st
 
-from dashboard import figures, reader, state
+from dashboard import figures, formats, reader, state
 from dashboard.analysis import best_trial_position, param_importances, trial_table
 from dashboard.state import Key
 from dashboard.views import artifact, go_to, read, runs_or_message
@@ -11,8 +11,8 @@ from dashboard.widgets import md, sweep_picker_ui, trial_picker_ui
 from experiments.schema import Artifact, Value
 RELIABLE_IMPORTANCES = 20  # complete trials below which importances are flagged as hints
 TRIAL_COLUMN_CONFIG = {
-    "best_val_acc": st.column_config.NumberColumn("best val acc (objective)", format="percent"),
-    "test_acc": st.column_config.NumberColumn("test acc", format="percent"),
+    "best_val_acc": formats.percent_column("best val acc (objective)"),
+    "test_acc": formats.percent_column("test acc"),
     "epochs_trained": st.column_config.NumberColumn("epochs trained", format="%d"),
     "trial": st.column_config.NumberColumn("trial", format="%d"),
 }
@@ -34,7 +34,7 @@ def summary_section(sweep: pd.Series, trials: pd.DataFrame) -> None:
     for col, trial_state in zip(cols[1:4], (Value.TRIAL_COMPLETE, Value.TRIAL_PRUNED, Value.TRIAL_FAILED), strict=True):
         col.metric(trial_state.capitalize(), int(counts.get(trial_state, 0)))
     best = trials["best_val_acc"].where(trials["state"] == Value.TRIAL_COMPLETE).max()
-    cols[4].metric("Best val acc", f"{best:.2%}" if pd.notna(best) else "—")
+    cols[4].metric("Best val acc", formats.percent(best) or "—")
     st.caption(f"{md(sweep['method'])} sweep, pruner {md(sweep['pruner'])}, status {sweep['status']}. "
                "The objective is each trial's best validation accuracy; test accuracy is shown, never optimised.")
 
@@ -47,7 +47,7 @@ def page() -> None:
     sweeps = read(reader.load_sweeps)
     if sweeps.empty:
         st.info("No sweeps in the tracking store yet. Start one with `.venv/bin/python -m experiments sweep smoke` "
-                "(specs live in sweeps/).")
+                "(specs live in specs/).")
         return
     sweep = sweep_picker_ui(sweeps)
     trials = read(reader.load_sweep_trials, sweep["run_id"])

@@ -56,7 +56,7 @@ def test_browsing_every_page_leaves_the_store_byte_for_byte_unchanged(dashboard_
     for page in ("runs", "compare", "overfitting", "detail"):
         at = go(at, page)
         assert not at.exception
-    at.session_state[Key.GALLERY_CELL] = (4, 9)
+    at.session_state[Key.GALLERY_CELL] = (ids["conv"], 4, 9)
     at.run()
     assert store_fingerprint(folder) == before
 
