@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dashboard import formats
+from experiments.data_scaling import PowerLaw
 from experiments.schema import Metric
 
 TRAIN_DASH, VAL_DASH = "dash", "solid"
@@ -213,17 +214,29 @@ def param_importances(importances: dict[str, float]) -> go.Figure:
     return fig
 
 
-def data_size_curve(points: pd.DataFrame) -> go.Figure:
-    """Train and validation error against training-set size (columns train_size, train_error, val_error)."""
+def data_size_curve(points: pd.DataFrame, fit: PowerLaw | None = None) -> go.Figure:
+    """Train and validation error against training-set size (columns train_size, train_error, val_error), and the
+    validation error's fitted power law up to twice the largest size, in its 95% band where it has one."""
     points = points.sort_values("train_size")
     fig = go.Figure()
+    if fit is not None:
+        grid = np.geomspace(min(fit.sizes), 2 * max(fit.sizes), 60)
+        bounds = [fit.interval_at(n) for n in grid]
+        if all(bounds):
+            fig.add_trace(go.Scatter(x=list(grid) + list(grid[::-1]),
+                                     y=[high for _, high in bounds] + [low for low, _ in bounds[::-1]],
+                                     fill="toself", fillcolor="rgba(239,85,59,0.12)", line={"width": 0},
+                                     hoverinfo="skip", name="fit's 95% band"))
+        fig.add_trace(go.Scatter(x=grid, y=[fit.error_at(n) for n in grid], mode="lines", name="fitted a·n^-b + c",
+                                 line={"dash": "dot", "color": "rgb(239,85,59)"},
+                                 hovertemplate=f"%{{x:,.0f}} images: %{{y:{formats.HOVER_PERCENT}}}<extra>fit</extra>"))
     fig.add_trace(go.Scatter(x=points["train_size"], y=points["train_error"], name="train error",
                              mode="lines+markers", line={"dash": TRAIN_DASH}))
     fig.add_trace(go.Scatter(x=points["train_size"], y=points["val_error"], name="validation error",
                              mode="lines+markers"))
-    sizes = list(points["train_size"])
+    sizes = list(points["train_size"]) + ([2 * max(fit.sizes)] if fit is not None else [])
     fig.update_layout(xaxis={"type": "log", "title": "training images", "tickmode": "array", "tickvals": sizes,
-                             "ticktext": [f"{n:,.0f}" for n in sizes]},
+                             "ticktext": [formats.count(n) for n in sizes]},
                       yaxis_title="error", yaxis_tickformat=formats.AXIS_PERCENT, height=360, margin={"t": 30})
     return fig
 

@@ -163,6 +163,18 @@ def test_series_points_take_final_epoch_errors():
     assert list(fig.data[0].x) == [1000, 5000] and fig.layout.xaxis.type == "log"
 
 
+def test_the_data_size_curve_draws_the_fitted_power_law_to_twice_the_data_in_its_band():
+    from experiments.data_scaling import fit_power_law, power_law
+
+    sizes = np.array([1000, 5000, 20000, 60000])
+    points = pd.DataFrame({"train_size": sizes, "train_error": 0.0, "val_error": power_law(sizes, 3.0, 0.6, 0.01)
+                           * np.array([1.02, 0.98, 1.02, 0.98])})
+    fit = fit_power_law(points["train_size"], points["val_error"])
+    band, curve = figures.data_size_curve(points, fit).data[:2]
+    assert band.fill == "toself" and curve.x[-1] == 120_000 and curve.y[-1] == pytest.approx(fit.error_at(120_000))
+    assert min(band.y) <= fit.error_at(120_000) <= max(band.y)
+
+
 def test_parallel_coordinates_draws_the_highlighted_line_green_and_the_rest_by_score():
     params = pd.DataFrame({"lr": [0.1, 0.01, 0.001]})
     fig = figures.parallel_coordinates(params, np.array([0.5, 0.9, 0.7]), "best val acc", highlight=1)

@@ -6,6 +6,7 @@ from dashboard.analysis import series_over, series_points, with_bias_variance
 from dashboard.state import Key
 from dashboard.views import read, runs_or_message
 from dashboard.widgets import md, run_picker_ui
+from experiments.data_scaling import fit_power_law, more_data_sentence
 from experiments.diagnosis import ADVICE, DIVERGED, Verdict, history_of, verdict
 from experiments.schema import Metric, Param
 
@@ -55,8 +56,11 @@ def data_size_section(runs) -> None:
         st.markdown(f"**{md(first['model'])}** on {md(first['dataset'])}, {len(ids)} runs: error against "
                     "training-set size. A large gap that closes with more data means variance; two high curves that "
                     "meet mean bias.")
-        st.plotly_chart(figures.data_size_curve(series_points(runs, metrics, Param.TRAIN_SIZE)),
-                        key=Key.per_series("datasize", number))
+        points = series_points(runs, metrics, Param.TRAIN_SIZE)
+        fit = fit_power_law(points[Param.TRAIN_SIZE], points["val_error"])
+        st.plotly_chart(figures.data_size_curve(points, fit), key=Key.per_series("datasize", number))
+        if fit is not None:
+            st.caption(more_data_sentence(fit))
 
 
 def page() -> None:
