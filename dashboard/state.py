@@ -20,6 +20,7 @@ class Key:
     FILTER_MODEL, FILTER_DATASET, FILTER_STATUS, FILTER_SUITE, FILTER_TEXT = (
         "filter_model", "filter_dataset", "filter_status", "filter_suite", "filter_text")
     OVERFITTING_RUN = "overfitting_run"
+    PATIENCE = "patience"  # the inspector's early-stopping patience, in epochs
     DETAIL_RUN = "detail_run"
     DETAIL_CURVES = "detail_curves"
     DIFF_RUN = "diff_run"

@@ -129,3 +129,10 @@ def compare_sides_ui(options: list[str]) -> tuple[str, str]:
     a = cols[0].selectbox("A", options, index=0, key=Key.BETTER_A)
     b = cols[1].selectbox("B", options, index=min(1, len(options) - 1), key=Key.BETTER_B)
     return a, b
+
+
+def patience_ui() -> int:
+    """The early-stopping patience the inspector replays each run's history with."""
+    return st.number_input("Early-stopping patience (epochs)", min_value=1, max_value=50, value=3, step=1,
+                           key=Key.PATIENCE, help="Stop once this many epochs pass without a better validation "
+                           "accuracy, as Keras's EarlyStopping and Lightning's do.")

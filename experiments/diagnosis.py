@@ -206,6 +206,40 @@ def best_of(epochs: np.ndarray, val_acc: np.ndarray) -> tuple[int, float]:
 
 
 @dataclass(frozen=True)
+class EarlyStop:
+    """What early stopping would have done to a history: the epoch training stops after, the best epoch it keeps
+    (whose weights give the test accuracy), and the training epochs and seconds it saves."""
+
+    patience: int | None
+    stopped_after: int
+    best_epoch: int
+    best_val_acc: float
+    epochs_saved: int
+    seconds_saved: float  # NaN when the run logged no epoch_seconds
+
+
+def early_stop(val_acc: pd.Series, epoch_seconds: pd.Series, patience: int | None = None) -> EarlyStop:
+    """Replay a history (index epoch) under early stopping: stop once `patience` epochs pass without a higher
+    validation accuracy, as Keras's EarlyStopping and Lightning's do; patience None stops at the best epoch
+    itself (hindsight: the most any patience could save). Test accuracy is scored with the kept best epoch's
+    weights, so it is unchanged whenever that epoch is the run's best."""
+    clean = val_acc.dropna().sort_index()
+    epochs, accs = clean.index.to_numpy(), clean.to_numpy()
+    best, stop = 0, len(accs) - 1
+    for i in range(1, len(accs)):
+        if accs[i] > accs[best]:
+            best = i
+        elif patience is not None and i - best >= patience:
+            stop = i
+            break
+    if patience is None:
+        best = stop = int(np.argmax(accs))
+    later = epoch_seconds.reindex(epochs[stop + 1:])
+    seconds = float(later.sum()) if later.notna().all() else math.nan
+    return EarlyStop(patience, int(epochs[stop]), int(epochs[best]), float(accs[best]), len(accs) - 1 - stop, seconds)
+
+
+@dataclass(frozen=True)
 class Verdict:
     """What a run's history says: its best epoch, how far it trained, and the last epoch's diagnosis."""
 

@@ -4,6 +4,7 @@ import json
 import pandas as pd
 import pytest
 
+from dashboard import formats
 from dashboard.state import Key, drawn_as, rows_key
 from tests.helpers import PAGES, chart_traces, go, open_app, plotly_charts, texts
 
@@ -120,6 +121,15 @@ def test_overfitting_inspector_shows_gap_bias_variance_diagnosis_and_data_size(s
     assert "Rule: avoidable bias" in body and "error against training-set size" in body
     # conv and the foreign run (bias/variance derived from its accuracies): gap + bias/variance; data-size curve
     assert len(plotly_charts(at)) == 2 + 2 + 1
+    client, _ = store
+    val = pd.Series({m.step: m.value for m in client.get_metric_history(ids["conv"], "val_acc")})
+    seconds = pd.Series({m.step: m.value for m in client.get_metric_history(ids["conv"], "epoch_seconds")})
+    best = int(val.idxmax())
+    after = seconds[seconds.index > best].sum()
+    said = body.replace("\\", "")
+    assert f"Stopping at the best epoch ({best}) would have saved {len(val) - best} epoch" in said
+    if best < len(val):
+        assert formats.duration(after) + " of training" in said
 
 
 def test_run_detail_shows_confusion_layers_per_class_and_download(store):

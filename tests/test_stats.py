@@ -116,3 +116,24 @@ def test_which_is_better_needs_seeds_on_both_sides_to_compare_a_group():
     assert answer.p_value is None and "--repeats" in answer.sentence and "`" not in answer.sentence
     tie = which_is_better(group, Side("h", ("d", "e"), (0.9805, 0.9802), (1000, 1000)))
     assert not tie.significant and "no detectable difference" in tie.sentence and "seeds per side would" in tie.sentence
+
+
+def test_early_stopping_replays_a_history_with_and_without_patience():
+    import math
+
+    import pandas as pd
+
+    from experiments.diagnosis import early_stop
+
+    val = pd.Series([0.90, 0.93, 0.92, 0.95, 0.94, 0.94, 0.93, 0.95], index=range(1, 9))
+    seconds = pd.Series(10.0, index=range(1, 9))
+    hindsight = early_stop(val, seconds)  # stop at the best epoch: 4 (the first of the two 0.95s)
+    assert (hindsight.stopped_after, hindsight.best_epoch, hindsight.epochs_saved) == (4, 4, 4)
+    assert hindsight.seconds_saved == 40.0 and hindsight.best_val_acc == 0.95
+    two = early_stop(val, seconds, patience=2)  # 0.92 at 3 is no better than 0.93 at 2; 4 is: 5 and 6 are not
+    assert (two.stopped_after, two.best_epoch, two.epochs_saved, two.seconds_saved) == (6, 4, 2, 20.0)
+    one = early_stop(val, seconds, patience=1)  # stops at epoch 3, keeping epoch 2: a worse model than the run's
+    assert (one.stopped_after, one.best_epoch, one.best_val_acc) == (3, 2, 0.93)
+    patient = early_stop(val, seconds, patience=5)  # never 5 epochs without a better one: trains to the end
+    assert (patient.stopped_after, patient.epochs_saved, patient.seconds_saved) == (8, 0, 0.0)
+    assert math.isnan(early_stop(val, pd.Series(dtype=float), patience=2).seconds_saved)  # no timing logged
