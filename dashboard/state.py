@@ -62,46 +62,11 @@ def remembered_rows(table_key: str) -> list:
     return st.session_state.get(rows_key(table_key), [])
 
 
-def ticked(table_key: str, widget_key: str | None = None) -> list:
-    """What the ticked rows of the table `table_key` (drawn as `widget_key`, if another) show, in tick order."""
+def ticked(table_key: str) -> list:
+    """What the ticked rows of the table `table_key` show, in tick order."""
     rows = remembered_rows(table_key)
-    event = st.session_state.get(widget_key or table_key) or {}
+    event = st.session_state.get(table_key) or {}
     return [rows[i] for i in event.get("selection", {}).get("rows", []) if i < len(rows)]
-
-
-def mirrored_key(table_key: str) -> str:
-    """The widget key of a table whose ticks show the selection (call after remember_rows). A new key, so a fresh
-    widget ticked from the selection (selected_rows), whenever the rows or the selection changed other than by
-    ticking this table: in the sidebar, on another page, by a button. Ticking keeps the widget, so ticks add."""
-    version, drawn = st.session_state.get(mirror_key(table_key), (0, None))
-    now = (hash(repr(remembered_rows(table_key))), tuple(selection()))
-    if drawn != now:
-        version += 1
-    st.session_state[mirror_key(table_key)] = (version, now)
-    return drawn_as(table_key)
-
-
-def mirror_key(table_key: str) -> str:
-    return f"{table_key}__mirrored"
-
-
-def drawn_as(table_key: str, session=None) -> str:
-    """The widget key the mirrored table `table_key` was last drawn with (in `session`, by default this one)."""
-    version, _ = (session or st.session_state)[mirror_key(table_key)]
-    return f"{table_key}_{version}"
-
-
-def ticks_followed(table_key: str) -> None:
-    """The selection changed by ticking `table_key`: its widget already shows it, so it is kept."""
-    version, _ = st.session_state[mirror_key(table_key)]
-    st.session_state[mirror_key(table_key)] = (version, (hash(repr(remembered_rows(table_key))), tuple(selection())))
-
-
-def selected_rows(table_key: str) -> list[int]:
-    """The positions of the rows of `table_key` whose runs (a run id, or a list of them) are all selected."""
-    chosen = set(selection())
-    return [i for i, row in enumerate(remembered_rows(table_key))
-            if set(row if isinstance(row, list) else [row]) <= chosen]
 
 
 def selection() -> list[str]:

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from dashboard import formats
-from dashboard.state import Key, drawn_as, rows_key
+from dashboard.state import Key, rows_key
 from tests.helpers import PAGES, chart_traces, go, open_app, plotly_charts, texts
 
 
@@ -71,27 +71,6 @@ def test_runs_filters_narrow_the_table(store):
     at.text_input(key=Key.FILTER_TEXT).input("train_size<1000 model=softmax-regression epochs>=2").run()
     found = set(at.dataframe[0].value["run_name"])
     assert found >= {"sr-500", "pruned"} and not found & {"sr-2000", "lenet5-small"}  # 1,600 images; lenet5
-
-
-def ticked_runs(at) -> set[str]:
-    """The runs whose rows the Runs table shows ticked (its widget key changes when it is drawn afresh)."""
-    rows = at.session_state[rows_key(Key.RUNS_TABLE)]
-    return {rows[i] for i in at.session_state[drawn_as(Key.RUNS_TABLE, at.session_state)]["selection"]["rows"]}
-
-
-def test_the_runs_tables_ticks_show_the_selection_wherever_it_was_made(store):
-    _, ids = store
-    at = open_app(selection=[ids["conv"], ids["lenet5"]])
-    assert ticked_runs(at) == {ids["conv"], ids["lenet5"]}
-    at.multiselect(key=Key.SELECTION).set_value([ids["conv"], ids["lenet5"], ids["numpy"]]).run()  # the sidebar
-    assert ticked_runs(at) == {ids["conv"], ids["lenet5"], ids["numpy"]}
-    at = go(go(at, "compare"), "runs")
-    assert not at.exception and ticked_runs(at) == {ids["conv"], ids["lenet5"], ids["numpy"]}
-    at.toggle(key=Key.GROUP_RUNS).set_value(True).run()  # a group row is ticked when all its runs are selected
-    rows = at.session_state[rows_key(Key.RUNS_GROUPED)]
-    grouped = at.session_state[drawn_as(Key.RUNS_GROUPED, at.session_state)]
-    assert {tuple(rows[i]) for i in grouped["selection"]["rows"]} == {
-        (ids["conv"],), (ids["lenet5"],), (ids["numpy"],)}
 
 
 def test_selection_carries_across_pages_into_compare(store):

@@ -74,26 +74,6 @@ def test_the_selection_and_the_view_survive_every_page_a_reload_and_a_shared_lin
     elsewhere.context.close()
 
 
-def test_ticks_show_the_selection_made_elsewhere_and_a_tick_adds_to_it(server, page):
-    url, _, _ = server
-    page.goto(f"{url}/runs")
-    page.get_by_text("runs shown").wait_for(timeout=60_000)
-    select_runs(page, ["lenet5-small", "conv-conv-small"])  # chosen in the sidebar
-    for link, heading in [("Compare", "Compare runs"), ("Runs", "Runs")]:  # away and back: the table is drawn anew
-        page.locator('[data-testid="stSidebarNav"]').get_by_text(link, exact=True).click()
-        page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
-    page.get_by_text("2 selected").wait_for(timeout=60_000)
-    wait_idle(page)
-    table = page.locator('[data-testid="stDataFrame"]').first
-    table.scroll_into_view_if_needed()
-    page.wait_for_timeout(1000)
-    shoot(page, "runs-ticks-follow-the-selection")
-    box = table.bounding_box()
-    page.mouse.click(box["x"] + 14, box["y"] + 35 + 17)  # the first row's tick box (the newest run, not selected)
-    expect(selected_chips(page)).to_have_count(3, timeout=30_000)  # added to the two, not replacing them
-    page.get_by_text("3 selected").wait_for(timeout=30_000)
-
-
 def choose_run(page, label_start: str, box: int = 0) -> None:
     """Type into the page's `box`-th select box and take the first match."""
     page.locator('[data-testid="stSelectbox"]').nth(box).click()

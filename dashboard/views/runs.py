@@ -59,29 +59,21 @@ def run_ids_of(rows: list) -> list[str]:
     return [run_id for row in rows for run_id in (row if isinstance(row, list) else [row])]
 
 
-def add_ticked_to_selection(table_key: str, widget_key: str) -> None:
-    """Rows ticked in a table replace the shown rows' part of the selection; hidden runs stay selected. An event
-    of a table drawn before the selection last changed elsewhere is stale (the browser still reports the widget
-    it replaced, unticked) and is ignored."""
-    if widget_key != state.drawn_as(table_key):
-        return
+def add_ticked_to_selection(table_key: str) -> None:
+    """Rows ticked in a table replace the shown rows' part of the selection; hidden runs stay selected."""
     shown = run_ids_of(state.remembered_rows(table_key))
-    ticked = run_ids_of(state.ticked(table_key, widget_key))
-    state.set_selection([r for r in state.selection() if r not in shown] + ticked)
-    state.ticks_followed(table_key)
+    state.set_selection([r for r in state.selection() if r not in shown] + run_ids_of(state.ticked(table_key)))
 
 
 def selectable_table_ui(table: pd.DataFrame, rows: list, caption: str, config: dict, key: str) -> None:
-    """A table whose ticks show the selection (each row standing for the runs in `rows`): ticking a row adds its
-    runs, unticking removes them."""
+    """A table whose ticked rows (each standing for the runs in `rows`) join the selection."""
     state.remember_rows(key, rows)
-    widget = state.mirrored_key(key)
     st.caption(caption)
-    st.dataframe(formats.shown(table, config), hide_index=True, column_config=config, key=widget,
-                 selection_mode="multi-row", selection_default={"selection": {"rows": state.selected_rows(key)}},
-                 width="stretch", placeholder="",  # an empty cell, not "None", for what a run did not log
+    st.dataframe(formats.shown(table, config), hide_index=True, column_config=config, key=key,
+                 selection_mode="multi-row", width="stretch",
+                 placeholder="",  # an empty cell, not "None", for what a run did not log
                  height=38 + 35 * min(max(len(table), 1), 20),  # the rows, up to 20, not a fixed 10
-                 on_select=functools.partial(add_ticked_to_selection, key, widget))
+                 on_select=functools.partial(add_ticked_to_selection, key))
 
 
 def grouped_table_ui(shown: pd.DataFrame, selected: int) -> None:
