@@ -133,6 +133,6 @@ def compare_sides_ui(options: list[str]) -> tuple[str, str]:
 
 def patience_ui() -> int:
     """The early-stopping patience the inspector replays each run's history with."""
-    return st.number_input("Early-stopping patience (epochs)", min_value=1, max_value=50, value=3, step=1,
+    return st.columns(4)[0].number_input("Early-stopping patience (epochs)", min_value=1, max_value=50, value=3, step=1,
                            key=Key.PATIENCE, help="Stop once this many epochs pass without a better validation "
                            "accuracy, as Keras's EarlyStopping and Lightning's do.")

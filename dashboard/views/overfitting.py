@@ -38,6 +38,10 @@ def early_stop_ui(history, patience: int) -> None:
     """What stopping at the best epoch, or with the chosen patience, would have saved, and at what cost."""
     timing = history.get(Metric.EPOCH_SECONDS, history[Metric.VAL_ACC] * float("nan"))
     best, patient = early_stop(history[Metric.VAL_ACC], timing), early_stop(history[Metric.VAL_ACC], timing, patience)
+    if best.epochs_saved == 0:
+        st.markdown(f"**Early stopping.** The best epoch ({best.best_epoch}) is the last one trained: stopping "
+                    "earlier would have saved nothing and kept a worse model.")
+        return
     words = (f"**Early stopping.** Stopping at the best epoch ({best.best_epoch}) would have saved "
              f"{saved_words(best)}, with the same test accuracy (the test set is scored with the best epoch's "
              f"weights). With a patience of {patience}: ")
