@@ -155,6 +155,8 @@ def start_mlflow_server(backend_uri: str, artifacts_dir: Path, port: int, host: 
     Path(artifacts_dir).mkdir(parents=True, exist_ok=True)
     log = open(log_path or os.devnull, "ab")
     env = dict(os.environ)
+    # MLflow's job runner (GenAI evaluation, trace roll-ups) starts four more processes this project never uses.
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     auth_options = []
     if auth:
         env.update(MLFLOW_AUTH_CONFIG_PATH=str(auth.write_config(Path(artifacts_dir).resolve().parent)),

@@ -1,4 +1,6 @@
 """Shared fixtures: the real MNIST cache, throwaway MLflow stores, real tracked runs, a headless browser."""
+import shutil
+
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
@@ -13,10 +15,20 @@ def mnist_dir():
     return ensure_dataset("mnist")
 
 
+@pytest.fixture(scope="session")
+def migrated_database(tmp_path_factory):
+    """An empty store's database, its schema made once: MLflow spends a second migrating each new SQLite store."""
+    folder = tmp_path_factory.mktemp("migrated")
+    MlflowClient(sqlite_uri(folder)).search_experiments()
+    return folder / "mlflow.db"
+
+
 @pytest.fixture
-def store(tmp_path, monkeypatch):
+def store(tmp_path, monkeypatch, migrated_database):
     """An empty embedded MLflow store for one test, also seen by subprocesses through the environment;
     returns a client on it."""
+    (tmp_path / "store").mkdir()
+    shutil.copy(migrated_database, tmp_path / "store" / "mlflow.db")
     uri = sqlite_uri(tmp_path / "store")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     return MlflowClient(uri)

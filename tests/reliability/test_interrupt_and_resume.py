@@ -23,7 +23,7 @@ def history(client, run_id, name):
     return [(m.step, m.value) for m in client.get_metric_history(run_id, name)]
 
 
-def test_sigterm_kills_then_resume_matches_an_uninterrupted_run(store, tmp_path):
+def test_sigterm_kills_then_resume_matches_an_uninterrupted_run(store, tmp_path, capsys):
     process = cli_process("train", *TRAIN, "--run-name", "interrupted")
     deadline = time.time() + 240
     while time.time() < deadline:  # wait for the first epoch to be logged, then stop the runner mid-run
@@ -43,12 +43,10 @@ def test_sigterm_kills_then_resume_matches_an_uninterrupted_run(store, tmp_path)
     checkpoint = torch.load(store.download_artifacts(run_id, Artifact.CHECKPOINT, str(tmp_path)), weights_only=True)
     assert sorted(checkpoint["progress"]["epochs"]) == done
 
-    resumed = cli_process("train", "--resume", run_id, "--no-progress")
-    _, err = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, err
-    reference = cli_process("train", *TRAIN, "--run-name", "uninterrupted")
-    _, err = reference.communicate(timeout=300)
-    assert reference.returncode == 0, err
+    resumed = cli_in_process(capsys, "train", "--resume", run_id, "--no-progress")  # a new process: no state kept
+    assert resumed.returncode == 0, resumed.stderr
+    reference = cli_in_process(capsys, "train", *TRAIN, "--run-name", "uninterrupted")
+    assert reference.returncode == 0, reference.stderr
 
     finished, straight = store.get_run(run_id), only_run(store, "uninterrupted")
     assert finished.info.status == "FINISHED" and Tag.ERROR not in finished.data.tags
@@ -59,17 +57,15 @@ def test_sigterm_kills_then_resume_matches_an_uninterrupted_run(store, tmp_path)
     assert finished.data.metrics[Metric.TEST_ACC] == straight.data.metrics[Metric.TEST_ACC]
 
 
-def test_resume_of_unknown_or_finished_run_is_refused(store):
-    unknown = cli_process("train", "--resume", "0" * 32)
-    _, err = unknown.communicate(timeout=120)
-    assert unknown.returncode == 2 and "--resume: no run '000" in err
-    finished = cli_process("train", "--model", "softmax-regression", "--epochs", "1", "--train-size", "500",
-                   "--test-size", "200", "--no-progress", "--run-name", "done")
-    finished.communicate(timeout=120)
+def test_resume_of_unknown_or_finished_run_is_refused(store, capsys):
+    unknown = cli_in_process(capsys, "train", "--resume", "0" * 32)
+    assert unknown.returncode == 2 and "--resume: no run '000" in unknown.stderr
+    finished = cli_in_process(capsys, "train", "--model", "softmax-regression", "--epochs", "1", "--train-size", "500",
+                              "--test-size", "200", "--no-progress", "--run-name", "done")
+    assert finished.returncode == 0, finished.stderr
     run_id = only_run(store, "done").info.run_id
-    again = cli_process("train", "--resume", run_id)
-    _, err = again.communicate(timeout=120)
-    assert again.returncode == 2 and f"--resume: run {run_id} is FINISHED" in err
+    again = cli_in_process(capsys, "train", "--resume", run_id)
+    assert again.returncode == 2 and f"--resume: run {run_id} is FINISHED" in again.stderr
     assert len(store.search_runs([store.get_experiment_by_name("cnn-experiments").experiment_id])) == 1
 
 
@@ -99,9 +95,8 @@ def test_a_run_killed_with_sigkill_shows_lost_then_reap_fails_it_and_resume_fini
     assert reaped.returncode == 0 and f"run {run_id} FAILED, lost: no heartbeat since" in reaped.stdout
     after = store.get_run(run_id)
     assert after.info.status == "FAILED" and after.data.tags[Tag.ERROR].startswith("lost: no heartbeat")
-    resumed = cli_process("train", "--resume", run_id)
-    _, err = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, err
+    resumed = cli_in_process(capsys, "train", "--resume", run_id, "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
     done = store.get_run(run_id)
     assert done.info.status == "FINISHED" and Tag.ERROR not in done.data.tags
     assert [step for step, _ in history(store, run_id, Metric.VAL_ACC)] == [1, 2, 3]
