@@ -3,6 +3,7 @@
 Screenshots go to test-output/screenshots/. Debian's chromium is driven by Playwright's Python package.
 """
 import json
+import re
 
 import pytest
 from playwright.sync_api import expect
@@ -75,11 +76,21 @@ def test_the_selection_and_the_view_survive_every_page_a_reload_and_a_shared_lin
 
 
 def choose_run(page, label_start: str, box: int = 0) -> None:
-    """Type into the page's `box`-th select box and take the first match."""
-    page.locator('[data-testid="stSelectbox"]').nth(box).click()
-    page.keyboard.type(label_start)
-    page.keyboard.press("Enter")
-    wait_idle(page)
+    """Type into the page's `box`-th select box, take the first match, and wait until the box shows it (a rerun
+    that lands while the list is open can swallow the choice: then it is made again)."""
+    select = page.locator('[data-testid="stSelectbox"]').nth(box)
+    for _ in range(3):
+        wait_idle(page)
+        select.click()
+        page.keyboard.type(label_start)
+        page.keyboard.press("Enter")
+        wait_idle(page)
+        try:
+            expect(select.locator("input")).to_have_value(re.compile(re.escape(label_start)), timeout=10_000)
+            return
+        except AssertionError:
+            page.keyboard.press("Escape")
+    raise AssertionError(f"select box {box} never showed {label_start!r}")
 
 
 def select_runs(page, names) -> None:
