@@ -119,6 +119,24 @@ def with_bias_variance(history: pd.DataFrame, best_error: float) -> pd.DataFrame
     return history.combine_first(derived)
 
 
+def per_class_frame(per_class: dict) -> pd.DataFrame:
+    """A per_class_epochs.json artifact as a long frame: epoch, label, name, train_error, val_error and gap (val error
+    - train error, the class's variance); null errors (a class absent from a set) become NaN."""
+    names = per_class["class_names"]
+    rows = [{"epoch": epoch, "label": label, "name": names[label],
+             **{key: per_class[key][i][label] for key in ("train_error", "val_error", "train_support", "val_support")}}
+            for i, epoch in enumerate(per_class["epochs"]) for label in range(len(names))]
+    frame = pd.DataFrame(rows).astype({"train_error": float, "val_error": float})
+    return frame.assign(gap=frame["val_error"] - frame["train_error"])
+
+
+def epoch_entry(series: dict, epoch: int) -> dict:
+    """One epoch's entry of a per-epoch artifact (experiments.tracking.grown): each list's item for that epoch."""
+    i = series["epochs"].index(epoch)
+    return {key: values[i] for key, values in series.items() if isinstance(values, list) and key != "epochs"
+            and len(values) == len(series["epochs"]) and key != "class_names"}
+
+
 def series_over(runs: pd.DataFrame, setting: str, min_points: int = 2) -> list[list[str]]:
     """Groups of finished runs that differ only in `setting` (every other setting that defines the experiment
     equal), with at least `min_points` distinct values of it, whichever suite or sweep made them."""

@@ -313,3 +313,60 @@ def step_losses(raw: pd.DataFrame, smooth: pd.DataFrame, labels: dict[str, str])
     fig.update_layout(xaxis_title="optimisation step", yaxis_title="training loss", yaxis_type="log", height=360,
                       margin={"t": 30}, legend={"font": {"size": 10}})
     return fig
+
+
+def calibration_curves(history: pd.DataFrame, rising_from: int | None) -> go.Figure:
+    """Validation loss (left axis) and expected calibration error (right axis) per epoch, with the epoch from which
+    the loss rises while accuracy holds marked. `history` is wide: index epoch, columns val_loss and val_ece."""
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Scatter(x=history.index, y=history[Metric.VAL_LOSS], name="val loss", mode="lines+markers",
+                             hovertemplate="%{y:.4f}"), secondary_y=False)
+    if Metric.VAL_ECE in history:
+        fig.add_trace(go.Scatter(x=history.index, y=history[Metric.VAL_ECE], name="val ECE", mode="lines+markers",
+                                 line={"dash": TRAIN_DASH, "color": "#ff7f0e"},
+                                 hovertemplate=f"%{{y:{formats.HOVER_PERCENT}}}"),
+                      secondary_y=True)
+    if rising_from is not None:
+        fig.add_vline(x=rising_from, line_dash="dot", line_color="#d62728",
+                      annotation_text=f"loss rises from epoch {rising_from}")
+    fig.update_xaxes(**epoch_axis(history.index.max()))
+    fig.update_yaxes(title_text="val loss (cross-entropy)", secondary_y=False, rangemode="tozero")
+    fig.update_yaxes(title_text="val ECE", tickformat=formats.AXIS_PERCENT, secondary_y=True, rangemode="tozero")
+    fig.update_layout(height=360, margin={"t": 30}, hovermode="x unified", legend={"orientation": "h", "y": 1.12})
+    return fig
+
+
+def reliability_diagram(table: dict, epoch: int) -> go.Figure:
+    """One epoch's reliability table ({edges, counts, accuracy, confidence}) as bars of accuracy per confidence bin
+    beside the diagonal of perfect calibration; bars below it are overconfident bins."""
+    edges = np.asarray(table["edges"], dtype=float)
+    accuracy, confidence = (np.asarray(table[k], dtype=float) for k in ("accuracy", "confidence"))
+    counts = np.asarray(table["counts"])
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=accuracy, width=np.diff(edges) * 0.95, name="accuracy",
+                         customdata=np.c_[counts, confidence],
+                         hovertemplate="confidence %{customdata[1]:.1%}: accuracy %{y:.1%} of %{customdata[0]:,} "
+                                       "images<extra></extra>"))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
+                             line={"dash": "dot", "color": "gray"}))
+    fig.update_layout(xaxis={"title": {"text": "confidence (top class probability)"}, "range": [0, 1],
+                             "tickformat": ".0%"},
+                      yaxis={"title": {"text": "accuracy"}, "range": [0, 1], "tickformat": ".0%"},
+                      title={"text": f"Reliability, validation set after epoch {epoch}", "font": {"size": 14}},
+                      height=360, margin={"t": 40}, legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def class_epoch_heatmap(frame: pd.DataFrame, value: str, title: str, diverging: bool) -> go.Figure:
+    """One value per class and epoch (long frame with columns epoch, name and `value`, fractions) as a heatmap,
+    classes down, epochs across; diverging centres a red-blue scale on zero (for a gap), else white to red."""
+    grid = frame.pivot_table(index="name", columns="epoch", values=value, sort=False)
+    limit = float(np.nanmax(np.abs(grid.to_numpy()))) if grid.notna().any().any() else 1.0
+    scale = {"colorscale": "RdBu_r", "zmid": 0.0} if diverging else {"colorscale": "Reds", "zmin": 0.0, "zmax": limit}
+    fig = go.Figure(go.Heatmap(z=grid.to_numpy() * 100, x=grid.columns, y=escaped(grid.index),
+                               colorbar={"title": {"text": "points" if diverging else "%"}},
+                               hovertemplate="class %{y}, epoch %{x}: %{z:.1f}<extra></extra>",
+                               **{k: v * 100 if k.startswith("z") else v for k, v in scale.items()}))
+    fig.update_layout(title={"text": title, "font": {"size": 14}}, xaxis=epoch_axis(grid.columns.max()),
+                      yaxis={"type": "category", "autorange": "reversed"}, height=360, margin={"t": 40})
+    return fig

@@ -310,3 +310,30 @@ def verdicts(points: pd.DataFrame, yardsticks: dict[str, Yardstick],
     starts = np.flatnonzero(np.r_[True, run_ids[1:] != run_ids[:-1]])
     return {run_ids[a]: judge(epochs[a:b], train_acc[a:b], val_acc[a:b], yardsticks[run_ids[a]], run_ids[a] in diverged)
             for a, b in zip(starts, np.r_[starts[1:], len(run_ids)], strict=True)}
+
+
+@dataclass(frozen=True)
+class ClassGap:
+    """One class's variance at one epoch: its train-eval and validation errors and the gap between them, with the
+    gap's 95% interval; it overfits when the whole interval is above VARIANCE_THRESHOLD (None: cannot tell)."""
+
+    label: int
+    name: str
+    train_error: float
+    val_error: float
+    gap: stats.Interval
+    overfits: bool | None
+
+
+def class_gaps(train_error, val_error, train_support, val_support, names) -> list[ClassGap]:
+    """Every class present in both sets, the widest gap first: the per-class form of the variance, judged as the run's
+    is (Newcombe's interval of val error - train error against the variance threshold)."""
+    gaps = []
+    for label, (train, val, n_train, n_val) in enumerate(zip(train_error, val_error, train_support, val_support,
+                                                             strict=True)):
+        if not (n_train and n_val):
+            continue
+        gap = stats.rate_difference_interval(float(train), int(n_train), float(val), int(n_val))
+        gaps.append(ClassGap(label, str(names[label]), float(train), float(val), gap,
+                             standing(gap, VARIANCE_THRESHOLD)))
+    return sorted(gaps, key=lambda g: -g.gap.estimate)

@@ -193,8 +193,7 @@ def resume(run_id: str, progress: bool = True) -> tuple[RunConfig, RunResult]:
     logger, checkpoint = RunLogger.reopen(run_id, ready.splits.class_names, config.heartbeat, config.store_retry,
                                           checkpoint=spooled["checkpoint"] if spooled else None)
     if spooled:  # log the epoch the store missed, then forget the spool
-        record = spooled["record"]
-        logger.log_epoch(EpochRecord(**{**record, "val_confusion": np.asarray(record["val_confusion"])}), checkpoint)
+        logger.log_epoch(EpochRecord.from_dict(spooled["record"]), checkpoint)
         shutil.rmtree(SPOOL_DIR / run_id)
     return config, train_and_log(config, ready, logger, resume_from=checkpoint)
 

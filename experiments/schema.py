@@ -29,6 +29,8 @@ class Metric:
     TRAIN_ACC = Name("train_acc", "accuracy on the train-eval subset (per epoch)")
     VAL_LOSS = Name("val_loss", "mean cross-entropy on the validation set (per epoch)")
     VAL_ACC = Name("val_acc", "accuracy on the validation set (per epoch)")
+    VAL_ECE = Name("val_ece", "expected calibration error on the validation set, 15 equal-width confidence bins "
+                              "(per epoch; experiments.calibration)")
     BIAS = Name("bias", "train error = 1 - train_acc (per epoch)")
     VARIANCE = Name("variance", "val error - train error (per epoch)")
     AVOIDABLE_BIAS = Name("avoidable_bias", "train error - best achievable error (param best_error) (per epoch)")
@@ -51,7 +53,7 @@ class Metric:
     SWEEP_PRUNED = Name("sweep_pruned_trials", "sweep parent: trials stopped early by the pruner")
     SWEEP_FAILED = Name("sweep_failed_trials", "sweep parent: trials that failed (errors, killed workers)")
 
-    PER_EPOCH = (TRAIN_LOSS, TRAIN_ACC, VAL_LOSS, VAL_ACC, BIAS, VARIANCE, AVOIDABLE_BIAS,
+    PER_EPOCH = (TRAIN_LOSS, TRAIN_ACC, VAL_LOSS, VAL_ACC, VAL_ECE, BIAS, VARIANCE, AVOIDABLE_BIAS,
                  EPOCH_SECONDS, SAMPLES_PER_S)
     FINAL = (TEST_LOSS, TEST_ACC, BEST_EPOCH, BEST_VAL_ACC, EPOCHS_TRAINED, PARAMS_TOTAL, PARAMS_TRAINABLE,
              MODEL_BYTES, ACTIVATION_BYTES, TOTAL_SECONDS)
@@ -127,6 +129,13 @@ class Artifact:
     CONFUSION_TEST = Name("confusion_test.json", "{class_names, matrix}: rows true, columns predicted, test set")
     CONFUSION_VAL_EPOCHS = Name("confusion_val_epochs.json",
                                 "{class_names, epochs, matrices}: validation matrix of every epoch so far")
+    PER_CLASS_EPOCHS = Name("per_class_epochs.json",
+                            "{class_names, epochs, train_error, val_error, train_support, val_support}: each class's "
+                            "error (1 - recall) and image count on the train-eval subset and the validation set, "
+                            "one list of classes per epoch")
+    RELIABILITY_VAL_EPOCHS = Name("reliability_val_epochs.json",
+                                  "{epochs, edges, counts, accuracy, confidence}: the validation reliability table of "
+                                  "every epoch (experiments.calibration), one list of bins per epoch")
     PER_CLASS = Name("per_class_accuracy.csv", "class, name, support, correct, accuracy on the test set")
     MISCLASSIFIED = Name("misclassified_test.csv",
                          "index (in the dataset's test file), true, predicted, confidence")

@@ -194,8 +194,17 @@ def experiment_id(client: MlflowClient, name: str) -> str:
         return client.create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
 
 
-def json_ready(matrix: np.ndarray) -> list:
-    return np.asarray(matrix).astype(int).tolist()
+# The artifacts that grow by one entry per epoch (experiments.train.EpochRecord.artifact_entries).
+EPOCH_SERIES = (Artifact.CONFUSION_VAL_EPOCHS, Artifact.PER_CLASS_EPOCHS, Artifact.RELIABILITY_VAL_EPOCHS)
+
+
+def grown(series: dict, epoch: int, entry: dict) -> dict:
+    """A per-epoch artifact with this epoch's entry appended to its lists, after dropping any entries of this epoch
+    or later (left by a runner killed between this artifact and its checkpoint, then resumed)."""
+    kept = [i for i, e in enumerate(series.get("epochs", [])) if e < epoch]
+    lists = {name: [*(series[name][i] for i in kept), value] if name in series else [value]
+             for name, value in entry.items()}
+    return {**series, "epochs": [*(series["epochs"][i] for i in kept), epoch], **lists}
 
 
 def tensor_tree(obj):
@@ -278,7 +287,7 @@ class RunLogger:
         self.retry_seconds = retry_seconds
         for name, value in RUNNER_HTTP_RETRIES.items():  # the user's own settings win
             os.environ.setdefault(name, value)
-        self.val_confusions: dict = {"class_names": self.class_names, "epochs": [], "matrices": []}
+        self.series: dict[str, dict] = {name: {"class_names": self.class_names} for name in EPOCH_SERIES}
         self.scratch = tempfile.TemporaryDirectory(prefix="cnn-run-")
         self.heartbeat = Heartbeat(client, run_id, heartbeat_seconds)
 
@@ -315,8 +324,10 @@ class RunLogger:
             except Exception as err:  # weights_only refuses any pickled object that is not tensors and numbers
                 raise ConfigError(f"--resume: run {run_id}'s {Artifact.CHECKPOINT} cannot be read safely "
                                   f"({type(err).__name__}); it was not loaded") from err
-        confusions = client.download_artifacts(run_id, Artifact.CONFUSION_VAL_EPOCHS, logger.scratch.name)
-        logger.val_confusions = json.loads(Path(confusions).read_text())
+        logged = {f.path for f in client.list_artifacts(run_id)}
+        for name in logger.series.keys() & logged:  # a run logged by an older version may lack some
+            local = client.download_artifacts(run_id, name, logger.scratch.name)
+            logger.series[name] = json.loads(Path(local).read_text())
         client.update_run(run_id, status="RUNNING")
         if Tag.ERROR in client.get_run(run_id).data.tags:
             client.delete_tag(run_id, Tag.ERROR)
@@ -370,11 +381,11 @@ class RunLogger:
         metrics += [MlflowMetric(Metric.TRAIN_LOSS_STEP, loss, now, step) for step, loss in record.step_losses]
         for i in range(0, len(metrics), 1000):  # MLflow accepts at most 1000 metrics per batch
             self.client.log_batch(self.run_id, metrics=metrics[i:i + 1000])
-        confusions = {**self.val_confusions, "epochs": [*self.val_confusions["epochs"], epoch],
-                      "matrices": [*self.val_confusions["matrices"], json_ready(record.val_confusion)]}
-        self.client.log_dict(self.run_id, confusions, Artifact.CONFUSION_VAL_EPOCHS)
+        series = {name: grown(self.series[name], epoch, entry) for name, entry in record.artifact_entries().items()}
+        for name, data in series.items():
+            self.client.log_dict(self.run_id, data, name)
         self.upload_checkpoint(checkpoint)
-        self.val_confusions = confusions
+        self.series = series
 
     def upload_checkpoint(self, checkpoint: dict) -> None:
         """The checkpoint as the run's artifact (tensors and numbers only: weights_only loads it)."""

@@ -16,9 +16,10 @@ import torch
 from sklearn.metrics import confusion_matrix
 from tqdm.auto import tqdm
 
+from experiments.calibration import Reliability, class_errors, reliability
 from experiments.data import NUM_CLASSES
 from experiments.diagnosis import best_epoch, bias_variance
-from experiments.schema import Metric
+from experiments.schema import Artifact, Metric
 
 
 class Learner(Protocol):
@@ -55,13 +56,15 @@ class EpochStats:
 
 @dataclass
 class EpochRecord:
-    """What one epoch commits: its per-epoch metrics (Metric.PER_EPOCH), step losses and val confusion."""
+    """What one epoch commits: its per-epoch metrics (Metric.PER_EPOCH), step losses, and what its per-epoch
+    artifacts grow by (confusion matrices, the val reliability table)."""
 
     epoch: int
     train_loss: float
     train_acc: float
     val_loss: float
     val_acc: float
+    val_ece: float
     bias: float
     variance: float
     avoidable_bias: float
@@ -69,10 +72,39 @@ class EpochRecord:
     samples_per_s: float
     step_losses: list[tuple[int, float]] = field(repr=False)
     val_confusion: np.ndarray = field(repr=False)
+    train_confusion: np.ndarray = field(repr=False)  # on the train-eval subset
+    val_reliability: Reliability = field(repr=False)
 
     def metrics(self) -> dict:
         """{Metric name: value} of the per-epoch metrics."""
         return {name: getattr(self, name) for name in Metric.PER_EPOCH}
+
+    def artifact_entries(self) -> dict[str, dict]:
+        """{per-epoch artifact: this epoch's entry}; experiments.tracking appends each to its artifact's lists.
+        Empty bins and absent classes are written as null (JSON has no NaN)."""
+        table = self.val_reliability
+        return {
+            Artifact.CONFUSION_VAL_EPOCHS: {"matrices": self.val_confusion.astype(int).tolist()},
+            Artifact.PER_CLASS_EPOCHS: {
+                "train_error": nulled(class_errors(self.train_confusion)),
+                "val_error": nulled(class_errors(self.val_confusion)),
+                "train_support": self.train_confusion.sum(axis=1).astype(int).tolist(),
+                "val_support": self.val_confusion.sum(axis=1).astype(int).tolist()},
+            Artifact.RELIABILITY_VAL_EPOCHS: {
+                "edges": table.edges, "counts": table.counts, "accuracy": nulled(table.accuracy),
+                "confidence": nulled(table.confidence)},
+        }
+
+    @classmethod
+    def from_dict(cls, fields: dict) -> "EpochRecord":
+        """The record back from dataclasses.asdict (a spooled epoch)."""
+        arrays = {name: np.asarray(fields[name]) for name in ("val_confusion", "train_confusion")}
+        return cls(**{**fields, **arrays, "val_reliability": Reliability(**fields["val_reliability"])})
+
+
+def nulled(values) -> list:
+    """Floats for JSON, NaN as None."""
+    return [None if math.isnan(v) else float(v) for v in values]
 
 
 @dataclass
@@ -231,11 +263,14 @@ def fit(learner: Learner, train: tuple, val: tuple, train_eval: tuple, *, epochs
         """Measure, record and hand on one trained epoch; True when training should stop."""
         on_train = evaluate(learner, *train_eval, batch_size=eval_batch_size)
         on_val = evaluate(learner, *val, batch_size=eval_batch_size)
+        table = reliability(on_val.confidence, on_val.predicted == val[1])
         record = EpochRecord(
             epoch=epoch, train_loss=on_train.loss, train_acc=on_train.acc, val_loss=on_val.loss, val_acc=on_val.acc,
-            **bias_variance(on_train.acc, on_val.acc, best_error),
+            val_ece=table.ece, **bias_variance(on_train.acc, on_val.acc, best_error),
             epoch_seconds=stats.seconds, samples_per_s=stats.samples_per_s, step_losses=stats.step_losses,
-            val_confusion=confusion_matrix(val[1], on_val.predicted, labels=range(NUM_CLASSES)))
+            val_confusion=confusion_matrix(val[1], on_val.predicted, labels=range(NUM_CLASSES)),
+            train_confusion=confusion_matrix(train_eval[1], on_train.predicted, labels=range(NUM_CLASSES)),
+            val_reliability=table)
         so_far.epochs[epoch] = {str(name): float(value) for name, value in record.metrics().items()}
         if so_far.best()[0] == epoch:
             so_far.best_weights = learner.weights()

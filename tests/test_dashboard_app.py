@@ -52,7 +52,7 @@ def test_runs_table_and_inspector_agree_on_every_run(store):
             continue
         assert shown["Best epoch"] == str(int(row["best_epoch"])), role
         assert shown["Best val acc"] == f"{row['best_val_acc']:.2f}%", role
-        assert shown["Diagnosis"] == row["diagnosis"], role
+        assert f"**{row['diagnosis'].capitalize()}** at epoch" in texts(inspector), role
     assert table.loc[ids["pruned"], "epochs"] == 1 and table.loc[ids["pruned"], "status"] == "FINISHED"
     assert table.loc[ids["killed"], "epochs"] == 2 and table.loc[ids["running"], "status"] == "RUNNING"
     assert table.loc[ids["running"], "diagnosis"] and table.loc[ids["foreign"], "diagnosis"]  # derived, not blank
@@ -98,8 +98,9 @@ def test_overfitting_inspector_shows_gap_bias_variance_diagnosis_and_data_size(s
     assert not at.exception
     body = texts(at)
     assert "Rule: avoidable bias" in body and "error against training-set size" in body
-    # conv and the foreign run (bias/variance derived from its accuracies): gap + bias/variance; data-size curve
-    assert len(plotly_charts(at)) == 2 + 2 + 1
+    # conv: gap, bias/variance, calibration, reliability and the two per-class heatmaps; the foreign run
+    # (bias/variance derived from its accuracies, no loss or artifacts): gap and bias/variance; the data-size curve
+    assert len(plotly_charts(at)) == 6 + 2 + 1
     client, _ = store
     val = pd.Series({m.step: m.value for m in client.get_metric_history(ids["conv"], "val_acc")})
     seconds = pd.Series({m.step: m.value for m in client.get_metric_history(ids["conv"], "epoch_seconds")})

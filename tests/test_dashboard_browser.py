@@ -42,6 +42,20 @@ def test_each_page_loads_with_its_content_and_selection_carries_over(server, pag
     assert page.get_by_text("conv-conv-small").count() >= 1  # the selection reached the last page
 
 
+def test_the_inspector_shows_calibration_and_per_class_views_of_a_run_from_a_link(server, page):
+    url, _, ids = server
+    page.set_viewport_size({"width": 1500, "height": 3000})  # Streamlit scrolls inside its own pane: a tall window
+    page.goto(f"{url}/overfitting?runs={ids['conv'][:8]}")
+    page.get_by_text("Classes that overfit").wait_for(timeout=60_000)
+    page.get_by_text("Reliability after epoch").wait_for(timeout=30_000)
+    wait_idle(page)
+    # gap, bias/variance, calibration, reliability, per-class gap and bias; the store's data-size curve
+    expect(page.locator(".js-plotly-plot")).to_have_count(7, timeout=30_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.wait_for_timeout(1000)
+    shoot(page, "inspector-calibration-per-class")
+
+
 def selected_chips(page):
     return page.locator('[data-testid="stSidebar"] [data-testid="stMultiSelect"] [data-tag]')
 

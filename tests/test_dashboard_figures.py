@@ -292,3 +292,36 @@ def test_the_closest_run_to_compare_with_is_another_seed_then_same_data_and_mode
                          for r, (g, d, t, m, c) in rows.items()])
     assert analysis.closest_runs(runs, "me", [r for r in rows if r != "me"]) == [
         "my-seed", "other-lr", "other-model", "fewer-test", "fashion"]
+
+
+def test_per_class_epochs_become_a_long_frame_and_heatmaps_of_gap_and_train_error():
+    per_class = {"class_names": ["zero", "one"], "epochs": [1, 2], "train_error": [[0.2, 0.1], [0.0, None]],
+                 "val_error": [[0.25, 0.1], [0.15, 0.05]], "train_support": [[90, 10], [90, 0]],
+                 "val_support": [[20, 20], [20, 20]]}
+    frame = analysis.per_class_frame(per_class)
+    assert list(frame["name"]) == ["zero", "one", "zero", "one"]
+    assert frame["gap"].iloc[:3].tolist() == pytest.approx([0.05, 0.0, 0.15]) and np.isnan(frame["gap"].iloc[3])
+    gap = figures.class_epoch_heatmap(frame, "gap", "gap", diverging=True).data[0]
+    assert list(gap.y) == ["zero", "one"] and list(gap.x) == [1, 2]
+    assert gap.z[0][1] == pytest.approx(15.0) and gap.zmid == 0  # in points, centred on no gap
+    bias = figures.class_epoch_heatmap(frame, "train_error", "bias", diverging=False).data[0]
+    assert bias.zmin == 0 and bias.zmax == pytest.approx(20.0)
+
+
+def test_the_reliability_diagram_draws_one_bar_per_bin_and_the_diagonal():
+    series = {"epochs": [1, 2], "edges": [[0, 0.5, 1.0]] * 2, "counts": [[5, 15], [2, 18]],
+              "accuracy": [[0.4, 0.9], [None, 0.8]], "confidence": [[0.3, 0.95], [None, 0.97]]}
+    entry = analysis.epoch_entry(series, 2)
+    assert entry == {"edges": [0, 0.5, 1.0], "counts": [2, 18], "accuracy": [None, 0.8], "confidence": [None, 0.97]}
+    bars, diagonal = figures.reliability_diagram(entry, 2).data
+    assert list(bars.x) == [0.25, 0.75] and np.isnan(bars.y[0]) and bars.y[1] == 0.8
+    assert list(diagonal.x) == [0, 1] and list(diagonal.y) == [0, 1]
+
+
+def test_calibration_curves_put_loss_and_ece_on_two_axes_and_mark_the_rising_epoch():
+    history = pd.DataFrame({Metric.VAL_LOSS: [0.5, 0.4, 0.45, 0.5], Metric.VAL_ECE: [0.02, 0.03, 0.05, 0.06]},
+                           index=range(1, 5))
+    fig = figures.calibration_curves(history, rising_from=2)
+    loss, ece = fig.data
+    assert list(loss.y) == [0.5, 0.4, 0.45, 0.5] and loss.yaxis == "y" and ece.yaxis == "y2"
+    assert [shape.x0 for shape in fig.layout.shapes] == [2]

@@ -7,6 +7,7 @@ import streamlit as st
 from dashboard import reader
 from dashboard.state import Key
 from dashboard.widgets import LIVE_SECONDS, selection_ui
+from experiments.schema import Artifact, Param
 
 
 def read(load, *args):
@@ -24,6 +25,17 @@ def artifact(run_id: str, path: str):
     if got.problem:
         st.warning(got.problem)
     return got.value
+
+
+def test_pictures(run_id: str, params: dict, rows: pd.DataFrame) -> list | None:
+    """The pictures of rows of a run's misclassified_test.csv: from the run's own thumbnails (runs on a user's
+    --data-dir), else from this machine's copy of the dataset, found by name and content hash; None if neither has
+    them."""
+    kept = artifact(run_id, Artifact.MISCLASSIFIED_IMAGES)
+    if kept is not None:
+        return [kept["images"][row] for row in rows.index]
+    images = reader.load_test_images(params.get(Param.DATASET, "mnist"), params.get(Param.TEST_IMAGES_SHA256))
+    return None if images is None else [images[i] for i in rows["index"]]
 
 
 def artifact_location_note(run_id: str) -> None:

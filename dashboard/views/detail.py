@@ -9,7 +9,7 @@ from dashboard import figures, formats, reader, state
 from dashboard.analysis import closest_runs, off_diagonal_cells, run_labels
 from dashboard.reader import RunRecord
 from dashboard.state import IN_URL, Key
-from dashboard.views import artifact, artifact_location_note, read, runs_or_message
+from dashboard.views import artifact, artifact_location_note, read, runs_or_message, test_pictures
 from dashboard.widgets import confusion_source_ui, md, run_picker_ui
 from experiments import stats
 from experiments.diagnosis import history_of
@@ -71,7 +71,7 @@ def gallery_ui(run_id: str, run: RunRecord, class_names: list[str], source) -> N
     if cell_rows.empty:
         st.caption("No misclassified test image in this cell" + (" (the diagonal is correct)." if true == pred else "."))
         return
-    pictures = cell_images(run_id, run, cell_rows)
+    pictures = test_pictures(run_id, run.params, cell_rows)
     if pictures is None:
         st.warning("This run's test images are not on this machine: it was trained on another copy of "
                    f"{md(run.params.get(Param.DATASET, 'its dataset'))} (a different content hash), and it kept no "
@@ -81,16 +81,6 @@ def gallery_ui(run_id: str, run: RunRecord, class_names: list[str], source) -> N
     st.image(pictures, width=84,
              caption=[f"#{i} {class_names[true]}→{class_names[pred]} ({c:.0%})"
                       for i, c in zip(cell_rows["index"], cell_rows["confidence"], strict=True)])
-
-
-def cell_images(run_id: str, run: RunRecord, cell_rows: pd.DataFrame) -> list | None:
-    """The pictures of misclassified rows: from the run's own thumbnails (runs on a user's --data-dir), else from
-    this machine's copy of the dataset, found by name and content hash; None if neither has them."""
-    kept = artifact(run_id, Artifact.MISCLASSIFIED_IMAGES)
-    if kept is not None:
-        return [kept["images"][row] for row in cell_rows.index]
-    images = reader.load_test_images(run.params.get(Param.DATASET, "mnist"), run.params.get(Param.TEST_IMAGES_SHA256))
-    return None if images is None else [images[i] for i in cell_rows["index"]]
 
 
 def confusion_section(run_id: str, run: RunRecord) -> list[str] | None:

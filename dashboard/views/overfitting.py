@@ -1,29 +1,35 @@
-"""Overfitting inspector: train vs validation error, bias/variance per epoch, diagnosis, data-size curve."""
+"""Overfitting inspector: train vs validation error, bias/variance per epoch, diagnosis, early stopping, calibration,
+per-class gaps, data-size curve."""
 import math
 
+import pandas as pd
 import streamlit as st
 
 from dashboard import figures, formats, reader
-from dashboard.analysis import series_over, series_points, with_bias_variance
+from dashboard.analysis import epoch_entry, per_class_frame, series_over, series_points, with_bias_variance
 from dashboard.state import Key
-from dashboard.views import read, runs_or_message
+from dashboard.views import artifact, read, runs_or_message, test_pictures
 from dashboard.widgets import md, patience_ui, run_picker_ui
+from experiments.calibration import loss_rising_while_accuracy_holds
 from experiments.data_scaling import fit_power_law, more_data_sentence
-from experiments.diagnosis import ADVICE, DIVERGED, EarlyStop, Verdict, early_stop, history_of, verdict
-from experiments.schema import Metric, Param
+from experiments.diagnosis import (ADVICE, DIVERGED, VARIANCE_THRESHOLD, ClassGap, EarlyStop, Verdict, class_gaps,
+                                   early_stop, history_of, verdict)
+from experiments.schema import Artifact, Metric, Param
 
-HISTORY = tuple(map(str, (Metric.TRAIN_ACC, Metric.VAL_ACC, Metric.BIAS, Metric.VARIANCE, Metric.AVOIDABLE_BIAS,
-                          Metric.EPOCH_SECONDS)))
+HISTORY = tuple(map(str, (Metric.TRAIN_ACC, Metric.VAL_ACC, Metric.VAL_LOSS, Metric.VAL_ECE, Metric.BIAS,
+                          Metric.VARIANCE, Metric.AVOIDABLE_BIAS, Metric.EPOCH_SECONDS)))
 MAX_INSPECTED = 6
+CLASS_IMAGES = 24
+GAP_COLUMNS = {**{name: formats.percent_column(name) for name in ("train error", "val error")},
+               "gap": formats.points_column("gap", help="val error - train error, in percentage points")}
 
 
 def diagnosis_ui(judged: Verdict) -> None:
-    cols = st.columns(4)
+    cols = st.columns(3)
     cols[0].metric("Best epoch", judged.best_epoch)
     cols[1].metric("Best val acc", formats.percent(judged.best_val_acc))
     cols[2].metric("Final val acc", formats.percent(judged.final_val_acc),
                    delta=f"{formats.points(-judged.lost_after_best)} after best" if judged.lost_after_best else None)
-    cols[3].metric("Diagnosis", judged.diagnosis)
     st.markdown(f"**{judged.diagnosis.capitalize()}** at epoch {judged.epochs_trained}: {judged.advice}.")
     st.caption(f"Rule: {judged.rule}. A figure is above or below its threshold only when its whole 95% interval is "
                "(thresholds in experiments/diagnosis.py).")
@@ -71,6 +77,82 @@ def run_section(run_id: str, row, patience: int) -> None:
     cols = st.columns(2)
     cols[0].plotly_chart(figures.error_gap(history, judged.best_epoch), key=Key.per_run("gap", run_id))
     cols[1].plotly_chart(figures.bias_variance(history), key=Key.per_run("bv", run_id))
+    calibration_section(run_id, history)
+    per_class_section(run_id, row)
+
+
+def calibration_section(run_id: str, history) -> None:
+    """Validation loss and calibration error per epoch, the epoch the loss starts rising while accuracy holds, and
+    the reliability diagram of any epoch."""
+    if Metric.VAL_LOSS not in history:
+        return
+    rising = loss_rising_while_accuracy_holds(history)
+    if rising is not None:
+        st.warning(f"**Overconfidence.** Validation loss rises after epoch {rising} while validation accuracy holds: "
+                   "the model grows confident on the images it gets wrong, often the first sign of overfitting.")
+    cols = st.columns(2)
+    cols[0].plotly_chart(figures.calibration_curves(history, rising), key=Key.per_run("calibration", run_id))
+    table = artifact(run_id, Artifact.RELIABILITY_VAL_EPOCHS)
+    if table is None:
+        cols[1].caption(f"No reliability diagram: the run logged no {Artifact.RELIABILITY_VAL_EPOCHS} (runs trained "
+                        "with this project's runners log it every epoch).")
+        return
+    epochs = table["epochs"]
+    epoch = cols[1].select_slider("Reliability after epoch", epochs, value=epochs[-1],
+                                  key=Key.per_run("reliability_epoch", run_id))
+    cols[1].plotly_chart(figures.reliability_diagram(epoch_entry(table, epoch), epoch),
+                         key=Key.per_run("reliability", run_id))
+
+
+def gap_row(gap: ClassGap) -> dict:
+    verdict_words = {True: "overfits", False: "no", None: "cannot tell"}[gap.overfits]
+    return {"class": gap.name, "train error": gap.train_error, "val error": gap.val_error,
+            "gap": gap.gap.estimate, "gap 95% CI": gap.gap.bounds_text(), "overfits": verdict_words}
+
+
+def per_class_section(run_id: str, row) -> None:
+    """Each class's gap and train error per epoch, the classes that overfit most at the last epoch, and a class's
+    misclassified test images."""
+    per_class = artifact(run_id, Artifact.PER_CLASS_EPOCHS)
+    if per_class is None:
+        st.caption(f"No per-class view: the run logged no {Artifact.PER_CLASS_EPOCHS} (runs trained with this "
+                   "project's runners log it every epoch).")
+        return
+    frame = per_class_frame(per_class)
+    cols = st.columns(2)
+    cols[0].plotly_chart(figures.class_epoch_heatmap(frame, "gap", "Per-class gap: val error - train error", True),
+                         key=Key.per_run("class_gap", run_id))
+    cols[1].plotly_chart(figures.class_epoch_heatmap(frame, "train_error", "Per-class train error (bias)", False),
+                         key=Key.per_run("class_bias", run_id))
+    last = frame[frame["epoch"] == frame["epoch"].max()]
+    gaps = class_gaps(last["train_error"], last["val_error"], last["train_support"], last["val_support"],
+                      per_class["class_names"])
+    flagged = [gap.name for gap in gaps if gap.overfits]
+    st.markdown(f"**Classes that overfit** after epoch {int(frame['epoch'].max())} (whole 95% interval of the gap "
+                f"above {formats.points(VARIANCE_THRESHOLD)}): " + (", ".join(map(md, flagged)) if flagged else "none")
+                + ".")
+    st.dataframe(formats.shown(pd.DataFrame([gap_row(g) for g in gaps[:5]]), GAP_COLUMNS), hide_index=True,
+                 column_config=GAP_COLUMNS)
+    class_images_ui(run_id, row, [gap.label for gap in gaps], per_class["class_names"])
+
+
+def class_images_ui(run_id: str, row, labels: list[int], class_names: list[str]) -> None:
+    """The misclassified test images of one class (widest gap first in the choice), with what they were taken for."""
+    label = st.selectbox("Misclassified test images of class", labels, format_func=lambda k: class_names[k],
+                         index=None, placeholder="pick a class", key=Key.per_run("class_images", run_id))
+    if label is None:
+        return
+    wrong = artifact(run_id, Artifact.MISCLASSIFIED)
+    rows = wrong[wrong["true"] == label].head(CLASS_IMAGES) if wrong is not None else None
+    if rows is None or rows.empty:
+        st.caption("No misclassified test image of this class was logged.")
+        return
+    pictures = test_pictures(run_id, row["params"], rows)
+    if pictures is None:
+        st.dataframe(rows, hide_index=True)
+        return
+    st.image(pictures, width=84, caption=[f"#{i} taken for {class_names[p]} ({c:.0%})" for i, p, c in
+                                          zip(rows["index"], rows["predicted"], rows["confidence"], strict=True)])
 
 
 def data_size_section(runs) -> None:
