@@ -141,7 +141,8 @@ def series_over(runs: pd.DataFrame, setting: str, min_points: int = 2) -> list[l
     """Groups of finished runs that differ only in `setting` (every other setting that defines the experiment
     equal), with at least `min_points` distinct values of it, whichever suite or sweep made them."""
     follows = {name for name, s in SETTINGS.items() if s.logged_from == setting}  # logged values that move with it
-    finished = runs[(runs["status"] == "FINISHED") & runs["config"].map(lambda c: setting in c)]
+    is_set = runs["config"].map(lambda c: c.get(setting) not in (None, "None"))
+    finished = runs[(runs["status"] == "FINISHED") & is_set]
     others = finished["config"].map(lambda c: tuple(sorted((k, v) for k, v in c.items()
                                                            if k != setting and k not in follows)))
     groups = []
@@ -163,6 +164,17 @@ def series_points(runs: pd.DataFrame, metrics: pd.DataFrame, setting: str) -> pd
         rows.append({"run_id": run_id, setting: float(values[run_id][setting]),
                      "train_error": 1 - last[Metric.TRAIN_ACC], "val_error": 1 - last[Metric.VAL_ACC]})
     return pd.DataFrame(rows, columns=["run_id", setting, "train_error", "val_error"]).sort_values(setting)
+
+
+def capacity_points(runs: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
+    """A width series' final train and validation errors with each run's parameter count, fewest parameters first."""
+    points = series_points(runs, metrics, "width").merge(runs[["run_id", "params_total"]], on="run_id")
+    return points.sort_values("params_total").reset_index(drop=True)
+
+
+def sweet_spot(points: pd.DataFrame) -> int:
+    """The row (position) with the lowest validation error; the smaller one of a tie."""
+    return int(np.argmin(points["val_error"].to_numpy()))
 
 
 def off_diagonal_cells(matrix, class_names) -> pd.DataFrame:

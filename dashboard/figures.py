@@ -337,14 +337,16 @@ def calibration_curves(history: pd.DataFrame, rising_from: int | None) -> go.Fig
 
 
 def reliability_diagram(table: dict, epoch: int) -> go.Figure:
-    """One epoch's reliability table ({edges, counts, accuracy, confidence}) as bars of accuracy per confidence bin
-    beside the diagonal of perfect calibration; bars below it are overconfident bins."""
+    """One epoch's reliability table ({edges, counts, accuracy, confidence}) as bars of accuracy per confidence bin,
+    each labelled with its image count (a bin of 3 images says little), beside the diagonal of perfect calibration;
+    bars below it are overconfident bins."""
     edges = np.asarray(table["edges"], dtype=float)
     accuracy, confidence = (np.asarray(table[k], dtype=float) for k in ("accuracy", "confidence"))
     counts = np.asarray(table["counts"])
     fig = go.Figure()
     fig.add_trace(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=accuracy, width=np.diff(edges) * 0.95, name="accuracy",
-                         customdata=np.c_[counts, confidence],
+                         customdata=np.c_[counts, confidence], text=[f"{n:,}" if n else "" for n in counts],
+                         textposition="outside", cliponaxis=False,
                          hovertemplate="confidence %{customdata[1]:.1%}: accuracy %{y:.1%} of %{customdata[0]:,} "
                                        "images<extra></extra>"))
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
@@ -369,4 +371,28 @@ def class_epoch_heatmap(frame: pd.DataFrame, value: str, title: str, diverging: 
                                **{k: v * 100 if k.startswith("z") else v for k, v in scale.items()}))
     fig.update_layout(title={"text": title, "font": {"size": 14}}, xaxis=epoch_axis(grid.columns.max()),
                       yaxis={"type": "category", "autorange": "reversed"}, height=360, margin={"t": 40})
+    return fig
+
+
+def capacity_curve(points: pd.DataFrame, sweet_spot: int) -> go.Figure:
+    """Train and validation error against parameter count (columns params_total, width, train_error, val_error;
+    log x), the lowest validation error (row position `sweet_spot`) marked: left of it the model underfits, right
+    of it the extra capacity buys nothing or overfits."""
+    points = points.sort_values("params_total").reset_index(drop=True)
+    hover = "width %{customdata:g}, %{x:,} params: %{y:" + formats.HOVER_PERCENT + "}"
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=points["params_total"], y=points["train_error"], name="train error",
+                             mode="lines+markers", line={"dash": TRAIN_DASH}, customdata=points["width"],
+                             hovertemplate=hover))
+    fig.add_trace(go.Scatter(x=points["params_total"], y=points["val_error"], name="validation error",
+                             mode="lines+markers", customdata=points["width"], hovertemplate=hover))
+    best = points.iloc[sweet_spot]
+    fig.add_trace(go.Scatter(x=[best["params_total"]], y=[best["val_error"]], mode="markers", name="sweet spot",
+                             marker={"symbol": "star", "size": 16, "color": BEST_COLOR}, hoverinfo="skip"))
+    fig.update_layout(xaxis={"type": "log", "title": "parameters", "tickmode": "array",
+                             "tickvals": list(points["params_total"]),
+                             "ticktext": [f"{formats.count(n)}<br>×{w:g}" for n, w in
+                                          zip(points["params_total"], points["width"], strict=True)]},
+                      yaxis_title="error", yaxis_tickformat=formats.AXIS_PERCENT, yaxis_rangemode="tozero",
+                      height=380, margin={"t": 30})
     return fig

@@ -20,6 +20,7 @@ class ModelSpec:
     recipe: dict  # setting -> the source's value, where it differs from the setting's default
     published_test_acc: str
     builders: dict[str, dict[str, Callable[..., object]]] = field(default_factory=dict)  # framework -> style -> factory
+    scalable: tuple[str, ...] = ()  # frameworks whose factories take a width multiplier (setting `width`)
 
     @property
     def frameworks(self) -> tuple[str, ...]:
@@ -91,29 +92,36 @@ def two_block() -> nn.Module:
     )
 
 
-def conv_conv_sequential() -> nn.Module:
+def conv_conv_sizes(width: float) -> tuple[int, int, int]:
+    """conv-conv's two filter counts and hidden units at a width multiplier (1: the published 32, 64, 128)."""
+    return tuple(max(1, round(n * width)) for n in (32, 64, 128))
+
+
+def conv_conv_sequential(width: float = 1.0) -> nn.Module:
     """The classic MNIST example as nn.Sequential (with the ReLU after Dense 128 the tutorial forgot)."""
+    first, second, hidden = conv_conv_sizes(width)
     return nn.Sequential(
-        nn.Conv2d(1, 32, 3), nn.ReLU(),
-        nn.Conv2d(32, 64, 3), nn.ReLU(),
+        nn.Conv2d(1, first, 3), nn.ReLU(),
+        nn.Conv2d(first, second, 3), nn.ReLU(),
         nn.MaxPool2d(2), Dropout(0.25),
         nn.Flatten(),
-        nn.Linear(9216, 128), nn.ReLU(), Dropout(0.5),
-        nn.Linear(128, 10),
+        nn.Linear(12 * 12 * second, hidden), nn.ReLU(), Dropout(0.5),
+        nn.Linear(hidden, 10),
     )
 
 
 class ConvConv(nn.Module):
     """The same network as conv_conv_sequential, as an nn.Module subclass with its own forward."""
 
-    def __init__(self):
+    def __init__(self, width: float = 1.0):
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, 3)
-        self.conv2 = nn.Conv2d(32, 64, 3)
+        first, second, hidden = conv_conv_sizes(width)
+        self.conv1 = nn.Conv2d(1, first, 3)
+        self.conv2 = nn.Conv2d(first, second, 3)
         self.dropout1 = Dropout(0.25)
-        self.fc1 = nn.Linear(9216, 128)
+        self.fc1 = nn.Linear(12 * 12 * second, hidden)
         self.dropout2 = Dropout(0.5)
-        self.fc2 = nn.Linear(128, 10)
+        self.fc2 = nn.Linear(hidden, 10)
 
     def forward(self, x):
         x = nn.functional.relu(self.conv1(x))
@@ -187,7 +195,7 @@ MODELS = {spec.name: spec for spec in [
         description="Conv32 -> Conv64 -> MaxPool -> Drop -> Dense 128 -> Drop -> Dense 10 (1,199,882 params)",
         source="the classic Keras mnist_cnn.py / PyTorch MNIST example (validation carved from test 20/80)",
         recipe=dict(batch_size=256, val_split=0.0, val_from_test=0.2, precision="auto", channels_last=True),
-        published_test_acc="98.7-98.8%",
+        published_test_acc="98.7-98.8%", scalable=("pytorch",),
         builders={"pytorch": {"sequential": conv_conv_sequential, "functional": ConvConv},
                   "keras": {"sequential": keras_builder("conv_conv_sequential"),
                             "functional": keras_builder("conv_conv_functional")}},

@@ -65,6 +65,8 @@ def check(config: RunConfig) -> tuple[ModelSpec, ModelAdapter]:
         raise ConfigError(f"--style: model {config.model!r} has no style {config.style!r} in {framework}; "
                           f"expected one of {', '.join(styles)}")
     adapter = adapter_for(framework)
+    if config.width is not None and framework not in spec.scalable:
+        raise ConfigError(f"--width: {config.model} in {framework} has a fixed width (conv-conv in PyTorch scales)")
     adapter.check(config, spec)
     return spec, adapter
 

@@ -164,6 +164,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("dropout", float, None, "one rate for every dropout layer (default: the model's own)", optional=True,
             check=fraction, expected="a rate in [0, 1)", kinds=("pytorch", "keras"),
             param_doc="rates of the model's dropout layers, comma-separated, or 'none'"),
+    Setting("width", float, None, "multiply the model's filters and hidden units (conv-conv in PyTorch; default 1, "
+            "the published network): a capacity knob", optional=True, check=positive, expected="a number > 0",
+            kinds=("pytorch",)),
     Setting("heartbeat", int, 30, "seconds between the run's heartbeats: a RUNNING run silent for 3 of them is "
             "shown LOST, and `python -m experiments reap` ends it FAILED", check=positive, expected="an integer > 0",
             sweepable=False, defines_experiment=False),
@@ -193,7 +196,8 @@ def config_group(params: dict) -> str:
     logs `epochs` and `batch_size` too) do not say what defines its experiment."""
     if "model" not in params:
         return ""
-    values = {name: str(params[name]) for name in GROUP_SETTINGS if name in params}
+    values = {name: str(params[name]) for name in GROUP_SETTINGS if name in params
+              and not (SETTINGS[name].optional and str(params[name]) == "None")}  # unset: as before it existed
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:10]
 
 

@@ -325,3 +325,14 @@ def test_calibration_curves_put_loss_and_ece_on_two_axes_and_mark_the_rising_epo
     loss, ece = fig.data
     assert list(loss.y) == [0.5, 0.4, 0.45, 0.5] and loss.yaxis == "y" and ece.yaxis == "y2"
     assert [shape.x0 for shape in fig.layout.shapes] == [2]
+
+
+def test_the_capacity_curve_marks_the_lowest_validation_error_against_parameters_on_a_log_axis():
+    points = pd.DataFrame({"width": [0.25, 1.0, 4.0], "params_total": [75_338, 1_199_882, 19_176_458],
+                           "train_error": [0.08, 0.01, 0.0], "val_error": [0.10, 0.05, 0.06]})
+    spot = analysis.sweet_spot(points)
+    assert spot == 1
+    train, val, star = figures.capacity_curve(points, spot).data
+    assert list(train.x) == [75_338, 1_199_882, 19_176_458] and list(val.y) == [0.10, 0.05, 0.06]
+    assert (star.x[0], star.y[0]) == (1_199_882, 0.05)
+    assert figures.capacity_curve(points, spot).layout.xaxis.type == "log"

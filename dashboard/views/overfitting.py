@@ -6,7 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import figures, formats, reader
-from dashboard.analysis import epoch_entry, per_class_frame, series_over, series_points, with_bias_variance
+from dashboard.analysis import (capacity_points, epoch_entry, per_class_frame, series_over, series_points, sweet_spot,
+                                with_bias_variance)
 from dashboard.state import Key
 from dashboard.views import artifact, read, runs_or_message, test_pictures
 from dashboard.widgets import md, patience_ui, run_picker_ui
@@ -176,6 +177,38 @@ def data_size_section(runs) -> None:
             st.caption(more_data_sentence(fit))
 
 
+def capacity_words(points, spot: int) -> str:
+    """What the capacity curve says, in one sentence."""
+    best = points.iloc[spot]
+    words = (f"Lowest validation error {formats.percent(best['val_error'])} at width ×{best['width']:g} "
+             f"({formats.count(best['params_total'])} parameters)")
+    if spot == len(points) - 1:
+        return words + ": still falling at the largest width, so a bigger model may do better still."
+    if spot == 0:
+        return words + ": the smallest model; the larger ones buy nothing on this much data."
+    return words + ": smaller models underfit, larger ones add nothing or overfit on this much data."
+
+
+def capacity_section(runs) -> None:
+    """Every series of finished runs that differ only in their width, from any suite or sweep."""
+    series = series_over(runs, "width")
+    if not series:
+        st.caption("No runs in the store differ only in their width "
+                   "(python -m experiments suite capacity makes such a series).")
+        return
+    names = runs.set_index("run_id")
+    for number, ids in enumerate(series):
+        metrics = read(reader.load_metrics, tuple(ids), (str(Metric.TRAIN_ACC), str(Metric.VAL_ACC)))
+        first = names.loc[ids[0]]
+        points = capacity_points(runs, metrics)
+        spot = sweet_spot(points)
+        st.markdown(f"**{md(first['model'])}** on {md(first['dataset'])}, {formats.count(first['train_size'])} "
+                    f"training images, {len(ids)} widths: error against parameter count. Train error falls as "
+                    "capacity grows; validation error stops following it where capacity stops helping.")
+        st.plotly_chart(figures.capacity_curve(points, spot), key=Key.per_series("capacity", number))
+        st.caption(capacity_words(points, spot))
+
+
 def page() -> None:
     st.title("Overfitting inspector")
     runs, selection = runs_or_message()
@@ -195,6 +228,8 @@ def page() -> None:
         run_section(run_id, rows.loc[run_id], patience)
     st.subheader("Learning curve over training-set size")
     data_size_section(runs)
+    st.subheader("Capacity: error against model size")
+    capacity_section(runs)
 
 
 page()

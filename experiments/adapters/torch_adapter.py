@@ -106,7 +106,8 @@ class TorchAdapter:
     def build(self, spec, config, device: str) -> tuple[torch.nn.Module, TorchLearner]:
         torch.set_flush_denormal(config.flush_denormal)  # CPU only (a no-op elsewhere); process-wide, so set per run
         torch.manual_seed(config.seed)
-        model = spec.build(config.style, framework=self.kind)
+        model = spec.build(config.style, framework=self.kind,
+                           **({"width": config.width} if config.width is not None else {}))
         if config.dropout is not None:
             set_dropout(model, config.dropout)
         return model, TorchLearner(model, config.optimizer, config.lr, device,

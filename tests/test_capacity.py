@@ -1,0 +1,43 @@
+"""Capacity: conv-conv's width multiplier, a suite over it, and the inspector's capacity curve drawn from the runs."""
+import pytest
+
+from experiments.models import ConvConv, conv_conv_sequential
+from experiments.schema import Metric
+from tests.helpers import chart_traces, cli_in_process, go, open_app, plotly_charts, texts
+
+
+@pytest.mark.parametrize("width, params", [(0.125, 18_954), (1, 1_199_882), (4, 19_176_458)])
+def test_the_width_multiplies_filters_and_hidden_units_in_both_styles(width, params):
+    for model in (conv_conv_sequential(width), ConvConv(width)):
+        assert sum(p.numel() for p in model.parameters()) == params
+
+
+def test_a_width_suite_draws_train_and_validation_error_against_parameters_with_the_sweet_spot(store, tmp_path,
+                                                                                                 capsys, mnist_dir):
+    spec = tmp_path / "widths.toml"
+    spec.write_text('method = "grid"\nfixed = { model = "conv-conv", train_size = 600, test_size = 1000, epochs = 2 }\n'
+                    'space = { width = [0.125, 0.5, 1] }\nrun_name = "cc-x{width}"\n')
+    done = cli_in_process(capsys, "suite", str(spec))
+    assert done.returncode == 0, done.stderr
+    runs = {r.info.run_name: r for r in store.search_runs([store.get_experiment_by_name("cnn-experiments")
+                                                              .experiment_id])}
+    assert sorted(runs) == ["cc-x0.125", "cc-x0.5", "cc-x1"]
+    params = [runs[name].data.metrics[Metric.PARAMS_TOTAL] for name in ("cc-x0.125", "cc-x0.5", "cc-x1")]
+    assert params == [18_954, 300_426, 1_199_882]
+
+    at = go(open_app(), "overfitting")
+    assert not at.exception and "3 widths: error against parameter count" in texts(at)
+    capacity = next(chart_traces(c) for c in plotly_charts(at) if '"sweet spot"' in c.proto.spec)
+    train, val, spot = capacity
+    assert list(train["x"]) == params
+    expected_val = [1 - runs[name].data.metrics[Metric.VAL_ACC] for name in ("cc-x0.125", "cc-x0.5", "cc-x1")]
+    assert list(val["y"]) == pytest.approx(expected_val)
+    assert spot["y"][0] == pytest.approx(min(expected_val))
+    assert train["y"][0] > train["y"][-1]  # the widest net fits its training images better than the narrowest
+
+
+def test_a_width_on_a_model_of_fixed_width_is_one_line(store, capsys):
+    refused = cli_in_process(capsys, "train", "--model", "lenet5", "--width", "2")
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].endswith(
+        "error: --width: lenet5 in pytorch has a fixed width (conv-conv in PyTorch scales)")
+    assert not store.search_experiments(filter_string="name = 'cnn-experiments'")  # nothing logged
