@@ -6,6 +6,7 @@ import pytest
 
 from dashboard import formats
 from dashboard.state import Key, rows_key
+from experiments.diagnosis import early_stop
 from tests.helpers import PAGES, chart_traces, go, open_app, plotly_charts, texts
 
 
@@ -53,6 +54,8 @@ def test_runs_table_and_inspector_agree_on_every_run(store):
         assert shown["Best epoch"] == str(int(row["best_epoch"])), role
         assert shown["Best val acc"] == f"{row['best_val_acc']:.2f}%", role
         assert f"**{row['diagnosis'].capitalize()}** at epoch" in texts(inspector), role
+        val_acc = pd.Series({m.step: m.value for m in client.get_metric_history(run_id, "val_acc")})
+        assert row["after_best"] == early_stop(val_acc, val_acc * 0).epochs_saved, role  # what stopping would save
     assert table.loc[ids["pruned"], "epochs"] == 1 and table.loc[ids["pruned"], "status"] == "FINISHED"
     assert table.loc[ids["killed"], "epochs"] == 2 and table.loc[ids["running"], "status"] == "RUNNING"
     assert table.loc[ids["running"], "diagnosis"] and table.loc[ids["foreign"], "diagnosis"]  # derived, not blank

@@ -14,7 +14,7 @@ from dashboard.widgets import CONFIGURATION, live_refresh_ui, md, run_filters_ui
 from experiments import stats
 
 SHOWN_COLUMNS = ["run_name", "model", "dataset", "train_size", "convention", "status", "test_acc", "test_acc_ci",
-                 "best_val_acc", "best_epoch",
+                 "best_val_acc", "best_epoch", "after_best",
                  "gap", "diagnosis", "params_total", "epochs", "progress", "duration_s", "start", "experiment", "suite",
                  "sweep"]
 GROUP_SHOWN = ["model", "dataset", "seeds", "test_acc_mean", "test_acc_std", "test_acc_ci", "best_val_acc_mean",
@@ -31,6 +31,10 @@ COLUMN_CONFIG = {
     "best_val_acc": formats.percent_column("best val acc"),
     "best_epoch": st.column_config.NumberColumn("best epoch", format="%d"),
     "epochs": st.column_config.NumberColumn("epochs trained", format="%d"),
+    "after_best": st.column_config.NumberColumn(
+        "after best", format="%d", help="epochs trained after the best one: what early stopping at the best epoch "
+        "would have saved, at the same test accuracy (scored with the best epoch's weights); the Overfitting "
+        "inspector gives the seconds and a patience's effect"),
     "gap": formats.points_column("train-val gap", help="last trained epoch's val error - train error, in "
                                                        "percentage points"),
     "params_total": formats.count_column("params"),
@@ -90,7 +94,8 @@ def runs_table_ui(shown: pd.DataFrame, total: int, selected: int) -> None:
     shown = with_test_intervals(shown)
     running = shown["status"] == "RUNNING"
     shown = shown.assign(test_acc_ci=interval_text(shown["test_acc_low"], shown["test_acc_high"]),
-                         progress=(shown["epochs"] / shown["params_epochs"]).clip(0, 1).where(running))
+                         progress=(shown["epochs"] / shown["params_epochs"]).clip(0, 1).where(running),
+                         after_best=shown["epochs"] - shown["best_epoch"])
     selectable_table_ui(
         shown[SHOWN_COLUMNS], list(shown["run_id"]),
         f"{len(shown)} of {total} runs shown, {selected} selected. Best epoch, gap and diagnosis are logged by the "
