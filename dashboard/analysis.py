@@ -177,6 +177,15 @@ def sweet_spot(points: pd.DataFrame) -> int:
     return int(np.argmin(points["val_error"].to_numpy()))
 
 
+def moved_images(labels, before, after, true: int, predicted: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the images of class `true` that moved into the cell (true, predicted) between two epochs'
+    predictions, and of those that moved out of it."""
+    labels, before, after = (np.asarray(a) for a in (labels, before, after))
+    ours = labels == true
+    return (np.flatnonzero(ours & (after == predicted) & (before != predicted)),
+            np.flatnonzero(ours & (before == predicted) & (after != predicted)))
+
+
 def off_diagonal_cells(matrix, class_names) -> pd.DataFrame:
     """The confusions (true != predicted, count > 0), most frequent first."""
     counts = np.asarray(matrix)

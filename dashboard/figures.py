@@ -108,29 +108,22 @@ def bias_variance(history: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def confusion_matrix(matrix: np.ndarray, class_names: list[str], normalize: bool = False) -> go.Figure:
-    """The confusion matrix as a grid of square markers (rows true, columns predicted).
+def cell_grid(values: np.ndarray, class_names: list[str], text: list[str], marker: dict, hover: str,
+              counts: np.ndarray) -> go.Figure:
+    """A class x class grid of square markers (rows true, columns predicted) coloured by `values`.
 
-    Markers rather than a heatmap because Plotly heatmaps emit no selection events: a box drawn
-    around a cell selects it (x = predicted, y = true). Text is white on dark cells.
+    Markers rather than a heatmap because Plotly heatmaps emit no selection events: a box drawn around a cell
+    selects it (x = predicted, y = true). `hover` reads customdata: true, predicted, and the cell's count.
     """
-    counts = np.asarray(matrix)
-    rows = counts.sum(axis=1, keepdims=True)
-    values = np.divide(counts, rows, out=np.zeros(counts.shape, dtype=float), where=rows > 0) if normalize \
-        else counts.astype(float)
     n = len(class_names)
     true, pred = np.meshgrid(range(n), range(n), indexing="ij")
-    text = [f"{v:.2f}" if normalize else f"{int(v)}" for v in values.ravel()]
-    dark = values.ravel() > 0.5 * max(values.max(), 1e-9)
     fig = go.Figure(go.Scatter(
-        x=pred.ravel(), y=true.ravel(), mode="markers+text", text=text,
-        textfont={"size": 11, "color": np.where(dark, "white", "#222")},
-        marker={"symbol": "square", "size": 34, "color": values.ravel(), "colorscale": "Blues",
-                "showscale": True, "line": {"width": 0}},
+        x=pred.ravel(), y=true.ravel(), mode="markers+text", text=text, textfont={"size": 11, "color": "#222"},
+        marker={"symbol": "square", "size": 34, "color": values.ravel(), "showscale": True, "line": {"width": 0},
+                **marker},
         selected={"marker": {"opacity": 1}}, unselected={"marker": {"opacity": 1}},
-        customdata=np.stack([true.ravel(), pred.ravel(), counts.ravel()], axis=1),
-        hovertemplate="true %{customdata[0]} / predicted %{customdata[1]}: %{customdata[2]} images<extra></extra>",
-    ))
+        customdata=np.stack([true.ravel(), pred.ravel(), np.asarray(counts).ravel()], axis=1),
+        hovertemplate=hover + "<extra></extra>"))
     ticks = {"tickmode": "array", "tickvals": list(range(n)), "ticktext": escaped(class_names)}
     fig.update_layout(xaxis={**ticks, "title": "predicted", "side": "top"},
                       yaxis={**ticks, "title": "true", "autorange": "reversed"},
@@ -138,9 +131,24 @@ def confusion_matrix(matrix: np.ndarray, class_names: list[str], normalize: bool
     return fig
 
 
+def confusion_matrix(matrix: np.ndarray, class_names: list[str], normalize: bool = False) -> go.Figure:
+    """The confusion matrix (rows true, columns predicted), counts or row-normalised; text white on dark cells."""
+    counts = np.asarray(matrix)
+    rows = counts.sum(axis=1, keepdims=True)
+    values = np.divide(counts, rows, out=np.zeros(counts.shape, dtype=float), where=rows > 0) if normalize \
+        else counts.astype(float)
+    fig = cell_grid(values, class_names, [f"{v:.2f}" if normalize else f"{int(v)}" for v in values.ravel()],
+                    {"colorscale": "Blues"},
+                    "true %{customdata[0]} / predicted %{customdata[1]}: %{customdata[2]} images", counts)
+    dark = values.ravel() > 0.5 * max(values.max(), 1e-9)
+    fig.update_traces(textfont_color=np.where(dark, "white", "#222"))
+    return fig
+
+
 def confusion_difference(a: np.ndarray, b: np.ndarray, class_names: list[str], labels: tuple[str, str]) -> go.Figure:
-    """Row-normalised matrix of run B minus run A, in percentage points of each true class's images: red where B
-    puts more of them, blue where fewer; the title says so."""
+    """Row-normalised matrix of B minus A (two runs, or two epochs of one), in percentage points of each true
+    class's images: red where B puts more of them, blue where fewer; the title says so. A box around a cell
+    selects it, as on the confusion matrix."""
     def normalised(m):
         m = np.asarray(m, dtype=float)
         return m / np.maximum(m.sum(axis=1, keepdims=True), 1)
@@ -148,14 +156,17 @@ def confusion_difference(a: np.ndarray, b: np.ndarray, class_names: list[str], l
     diff = (normalised(b) - normalised(a)) * 100
     limit = max(abs(diff).max(), 1e-9)
     a_name, b_name = escaped(labels)
-    fig = go.Figure(go.Heatmap(z=diff, x=escaped(class_names), y=escaped(class_names), colorscale="RdBu_r",
-                               zmin=-limit, zmax=limit, text=np.round(diff, 1), texttemplate="%{text:+.1f}",
-                               colorbar={"title": {"text": "pp"}},
-                               hovertemplate=f"true %{{y}} / predicted %{{x}}: {b_name} %{{z:+.1f}} pp of the true "
-                                             f"class's images against {a_name}<extra></extra>"))
+    change = np.asarray(b) - np.asarray(a)
+    fig = cell_grid(diff, class_names, [f"{v:+.1f}" if round(v, 1) else "" for v in diff.ravel()],
+                    {"colorscale": "RdBu_r", "cmin": -limit, "cmax": limit, "colorbar": {"title": {"text": "pp"}}},
+                    f"true %{{customdata[0]}} / predicted %{{customdata[1]}}: {b_name} %{{marker.color:+.1f}} pp of "
+                    f"the true class's images (%{{customdata[2]:+d}} images) against {a_name}", change)
+    text_color = np.where(abs(diff.ravel()) > 0.6 * limit, "white", "#222")
+    fig.update_traces(textfont_color=text_color, selected_textfont_color="#222", unselected_textfont_color="#222")
     fig.update_layout(title={"text": f"{b_name} minus {a_name}<br><sup>red: {b_name} puts more of the true class "
-                                     f"here, blue: fewer (percentage points of the row)</sup>"},
-                      xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed", height=500, width=580)
+                                     f"here, blue: fewer (percentage points of the row)</sup>",
+                             "yref": "container", "y": 0.97, "yanchor": "top"},
+                      height=560, width=580, margin={"t": 150})
     return fig
 
 

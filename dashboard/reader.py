@@ -440,12 +440,13 @@ def load_artifact(store: Store, run_id: str, path: str) -> ArtifactRead:
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def load_test_images(dataset: str, sha256: str | None) -> np.ndarray | None:
-    """This machine's copy of a dataset's test images (N, 28, 28), found by name in the verified cache (fetched
-    there as the runner does) and checked against the run's content hash; None if unavailable or different.
-    The trainer's own folder is never used: on a shared server it is another machine's path."""
+def load_images(dataset: str, split: str, sha256: str | None = None) -> np.ndarray | None:
+    """This machine's copy of a dataset's train or test images (N, 28, 28), found by name in the verified cache
+    (fetched there as the runner does) and checked against the run's content hash where it logged one (the test
+    file's); None if unavailable or different. The trainer's own folder is never used: on a shared server it is
+    another machine's path."""
     try:
-        images = load_split(dataset, "test").images
+        images = load_split(dataset, split).images
     except Exception:  # an unknown dataset, or a machine that cannot fetch it
         return None
     return images if sha256 is None or images_sha256(images) == sha256 else None

@@ -27,6 +27,8 @@ class Key:
     CONFUSION_SOURCE, CONFUSION_NORMALIZE = "confusion_source", "confusion_normalize"
     CONFUSION_CHART, CELLS_TABLE = "confusion_chart", "cells_table"
     GALLERY_CELL = "gallery_cell"  # (run id, true, predicted): the confusion cell whose images are shown, for its run
+    EPOCH_PAIR, EPOCH_DIFF_CHART = "epoch_pair", "epoch_diff"  # Run detail: two epochs and their confusion difference
+    MOVED_CELL = "moved_cell"  # (run id, true, predicted): the cell of the epoch difference whose moves are shown
     SWEEP = "sweep"
     SWEEP_TRIALS_TABLE = "sweep_trials_table"
     TRIAL_PICK = "sweep_trial"

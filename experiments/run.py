@@ -148,6 +148,13 @@ def smallest_int(values: np.ndarray) -> np.ndarray:
     return values.astype(np.min_scalar_type(int(values.max(initial=0))))
 
 
+def val_images(config: RunConfig, val) -> dict:
+    """Which images the validation set holds (the file they come from, their indexes in it, their labels), so the
+    dashboard can show the validation images whose prediction changed between two epochs."""
+    return {"source": "train" if config.val_split > 0 else "test", "index": val.index.tolist(),
+            "labels": val.labels.tolist()}
+
+
 def execute(config: RunConfig, tags: dict | None = None, should_stop: Callable[[EpochRecord], bool] | None = None,
             on_start: Callable[[str], None] | None = None) -> RunResult:
     """Train and test one configuration, logging it as one new MLflow run; returns the final metrics.
@@ -166,6 +173,7 @@ def execute(config: RunConfig, tags: dict | None = None, should_stop: Callable[[
                       **({Tag.SUITE: config.suite} if config.suite else {}), **(tags or {})},
                 config=config.as_dict(), class_names=ready.splits.class_names, heartbeat_seconds=config.heartbeat,
                 retry_seconds=config.store_retry)
+            logger.log_dict(val_images(config, ready.splits.val), Artifact.VAL_IMAGES)
             if on_start:
                 on_start(logger.run_id)
     except KeyboardInterrupt as err:

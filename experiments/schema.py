@@ -129,6 +129,11 @@ class Artifact:
     CONFUSION_TEST = Name("confusion_test.json", "{class_names, matrix}: rows true, columns predicted, test set")
     CONFUSION_VAL_EPOCHS = Name("confusion_val_epochs.json",
                                 "{class_names, epochs, matrices}: validation matrix of every epoch so far")
+    VAL_IMAGES = Name("val_images.json", "{source, index, labels}: the validation set's images: the file they come "
+                                         "from (train or test), their indexes in it, their labels")
+    VAL_PREDICTIONS_EPOCHS = Name("val_predictions_epochs.json",
+                                  "{class_names, epochs, predicted}: every validation image's predicted class after "
+                                  "each epoch, in val_images.json's order")
     PER_CLASS_EPOCHS = Name("per_class_epochs.json",
                             "{class_names, epochs, train_error, val_error, train_support, val_support}: each class's "
                             "error (1 - recall) and image count on the train-eval subset and the validation set, "

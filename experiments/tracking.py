@@ -195,7 +195,8 @@ def experiment_id(client: MlflowClient, name: str) -> str:
 
 
 # The artifacts that grow by one entry per epoch (experiments.train.EpochRecord.artifact_entries).
-EPOCH_SERIES = (Artifact.CONFUSION_VAL_EPOCHS, Artifact.PER_CLASS_EPOCHS, Artifact.RELIABILITY_VAL_EPOCHS)
+EPOCH_SERIES = (Artifact.CONFUSION_VAL_EPOCHS, Artifact.VAL_PREDICTIONS_EPOCHS, Artifact.PER_CLASS_EPOCHS,
+                Artifact.RELIABILITY_VAL_EPOCHS)
 
 
 def grown(series: dict, epoch: int, entry: dict) -> dict:

@@ -73,6 +73,7 @@ class EpochRecord:
     step_losses: list[tuple[int, float]] = field(repr=False)
     val_confusion: np.ndarray = field(repr=False)
     train_confusion: np.ndarray = field(repr=False)  # on the train-eval subset
+    val_predicted: np.ndarray = field(repr=False)
     val_reliability: Reliability = field(repr=False)
 
     def metrics(self) -> dict:
@@ -85,6 +86,7 @@ class EpochRecord:
         table = self.val_reliability
         return {
             Artifact.CONFUSION_VAL_EPOCHS: {"matrices": self.val_confusion.astype(int).tolist()},
+            Artifact.VAL_PREDICTIONS_EPOCHS: {"predicted": self.val_predicted.astype(int).tolist()},
             Artifact.PER_CLASS_EPOCHS: {
                 "train_error": nulled(class_errors(self.train_confusion)),
                 "val_error": nulled(class_errors(self.val_confusion)),
@@ -98,7 +100,7 @@ class EpochRecord:
     @classmethod
     def from_dict(cls, fields: dict) -> "EpochRecord":
         """The record back from dataclasses.asdict (a spooled epoch)."""
-        arrays = {name: np.asarray(fields[name]) for name in ("val_confusion", "train_confusion")}
+        arrays = {name: np.asarray(fields[name]) for name in ("val_confusion", "train_confusion", "val_predicted")}
         return cls(**{**fields, **arrays, "val_reliability": Reliability(**fields["val_reliability"])})
 
 
@@ -270,6 +272,7 @@ def fit(learner: Learner, train: tuple, val: tuple, train_eval: tuple, *, epochs
             epoch_seconds=stats.seconds, samples_per_s=stats.samples_per_s, step_losses=stats.step_losses,
             val_confusion=confusion_matrix(val[1], on_val.predicted, labels=range(NUM_CLASSES)),
             train_confusion=confusion_matrix(train_eval[1], on_train.predicted, labels=range(NUM_CLASSES)),
+            val_predicted=on_val.predicted,
             val_reliability=table)
         so_far.epochs[epoch] = {str(name): float(value) for name, value in record.metrics().items()}
         if so_far.best()[0] == epoch:

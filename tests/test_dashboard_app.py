@@ -1,8 +1,10 @@
 """Every dashboard page driven by streamlit.testing.v1.AppTest against a real store of real runs."""
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import confusion_matrix
 
 from dashboard import formats
 from dashboard.state import Key, rows_key
@@ -123,7 +125,8 @@ def test_run_detail_shows_confusion_layers_per_class_and_download(store):
     assert not at.exception
     assert at.select_slider(key=Key.CONFUSION_SOURCE).options[-1] == "test"
     assert "Layers" in texts(at) and "Per-class test accuracy" in texts(at)
-    assert len(plotly_charts(at)) == 4  # its curves, confusion, difference with the other run, per-class accuracy
+    # its curves, confusion, difference between its first and last epoch and with the other run, per-class accuracy
+    assert len(plotly_charts(at)) == 5
     assert at.get("download_button")
     at.select_slider(key=Key.CONFUSION_SOURCE).set_value(1).run()
     assert not at.exception and "Validation set after epoch 1" in texts(at)
@@ -140,6 +143,30 @@ def test_run_detail_opens_with_the_runs_summary_and_its_own_curves(store):
     curves = chart_traces(plotly_charts(at)[0])
     val_acc = [m.value for m in client.get_metric_history(ids["conv"], "val_acc")]
     assert any(list(trace["y"]) == val_acc for trace in curves)  # every logged epoch, as logged
+
+
+def test_a_cell_of_the_difference_between_two_epochs_shows_the_validation_images_that_moved(store, tmp_path):
+    client, ids = store
+    run_id = ids["conv"]
+    load = lambda name: json.load(open(client.download_artifacts(run_id, name, str(tmp_path))))  # noqa: E731
+    val, predictions = load("val_images.json"), load("val_predictions_epochs.json")
+    labels, first, last = (np.array(a) for a in (val["labels"], predictions["predicted"][0],
+                                                  predictions["predicted"][-1]))
+    matrices = load("confusion_val_epochs.json")["matrices"]
+    for epoch, predicted in zip(predictions["epochs"], predictions["predicted"], strict=True):  # one record, two views
+        assert (confusion_matrix(labels, predicted, labels=range(10)) == matrices[epoch - 1]).all()
+    true = int(np.argmax(np.bincount(labels[first != last], minlength=10)))  # the class whose predictions moved most
+    pred = true  # the diagonal: images that became right, and images that became wrong
+    at = open_app(selection=[run_id])
+    at.session_state[Key.MOVED_CELL] = (run_id, true, pred)
+    at = go(at, "detail")
+    assert not at.exception
+    into = int(((labels == true) & (last == true) & (first != true)).sum())
+    out_of = int(((labels == true) & (first == true) & (last != true)).sum())
+    assert into + out_of > 0
+    assert f"{into} moved in, {out_of} moved out between epoch 1 and epoch {predictions['epochs'][-1]}" in texts(at)
+    shown = [image for image in at.get("image") if any(" was " in c or " now " in c for c in image.captions)]
+    assert sum(len(image.captions) for image in shown) == min(into, 40) + min(out_of, 40)
 
 
 def test_clicked_confusion_cell_shows_its_misclassified_images(store, tmp_path):

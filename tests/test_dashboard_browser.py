@@ -164,19 +164,37 @@ def test_clicking_a_confusion_cell_opens_its_gallery(server, page, tmp_path):
     page.get_by_text("Test set, best-val weights").wait_for(timeout=30_000)
     wait_idle(page)  # the chart is drawn again once the run's artifacts are read: wait until it settles
     page.wait_for_timeout(1000)
-    # A plain click on a Plotly marker emits no selection in headless Chromium; a box drawn around
-    # the cell (the chart's default drag mode) does, as it does for a user.
-    point = page.locator(f".st-key-{Key.CONFUSION_CHART} .js-plotly-plot .scatterlayer .point").nth(true * 10 + pred)
-    point.scroll_into_view_if_needed()
-    box = point.bounding_box()
-    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    page.mouse.move(x - 12, y - 12)
-    page.mouse.down()
-    page.mouse.move(x + 12, y + 12, steps=8)
-    page.mouse.up()
+    box_select(page, Key.CONFUSION_CHART, true * 10 + pred)
     heading = page.get_by_text(f"Test images of true {true}, predicted {pred}")
     heading.wait_for(timeout=30_000)
     images = page.locator('img[src*="/media/"]')  # st.image serves each picture from /media/
     images.nth(min(count, 40) - 1).wait_for(timeout=30_000)
     assert images.count() == min(count, 40)
     shoot(page, "detail-gallery")
+
+    predictions = json.load(open(client.download_artifacts(ids["conv"], Artifact.VAL_PREDICTIONS_EPOCHS,
+                                                           str(tmp_path))))
+    first, last = predictions["predicted"][0], predictions["predicted"][-1]
+    moved = [sum(a != b for a, b in zip(first, last, strict=True) if a == k or b == k) for k in range(10)]
+    cls = moved.index(max(moved))  # the diagonal cell of the class whose predictions moved most
+    wait_idle(page)
+    box_select(page, Key.EPOCH_DIFF_CHART, cls * 10 + cls)
+    page.get_by_text("moved in,").wait_for(timeout=30_000)
+    wait_idle(page)
+    moves = page.get_by_text("Moved in", exact=True).or_(page.get_by_text("Moved out", exact=True))
+    moves.first.wait_for(timeout=30_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    shoot(page, "detail-epoch-difference")
+
+
+def box_select(page, chart_key: str, point: int) -> None:
+    """Drag a box around one marker of a chart. A plain click on a Plotly marker emits no selection in headless
+    Chromium; a box drawn around it (the chart's default drag mode) does, as it does for a user."""
+    marker = page.locator(f".st-key-{chart_key} .js-plotly-plot .scatterlayer .point").nth(point)
+    marker.scroll_into_view_if_needed()
+    box = marker.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x - 12, y - 12)
+    page.mouse.down()
+    page.mouse.move(x + 12, y + 12, steps=8)
+    page.mouse.up()

@@ -63,7 +63,8 @@ def test_confusion_matrix_normalises_rows_and_carries_cells_for_clicks():
 
 def test_confusion_difference_is_b_minus_a_row_normalised():
     fig = figures.confusion_difference(np.array([[9, 1], [5, 5]]), np.array([[10, 0], [5, 5]]), ["x", "y"], ("A", "B"))
-    np.testing.assert_allclose(fig.data[0].z, [[10, -10], [0, 0]])  # percentage points of the row
+    np.testing.assert_allclose(fig.data[0].marker.color, [10, -10, 0, 0])  # percentage points of the row, row by row
+    assert [list(c) for c in fig.data[0].customdata] == [[0, 0, 1], [0, 1, -1], [1, 0, 0], [1, 1, 0]]  # images moved
     assert "red: B puts more of the true class here, blue: fewer" in fig.layout.title.text
 
 

@@ -34,7 +34,7 @@ def test_pictures(run_id: str, params: dict, rows: pd.DataFrame) -> list | None:
     kept = artifact(run_id, Artifact.MISCLASSIFIED_IMAGES)
     if kept is not None:
         return [kept["images"][row] for row in rows.index]
-    images = reader.load_test_images(params.get(Param.DATASET, "mnist"), params.get(Param.TEST_IMAGES_SHA256))
+    images = reader.load_images(params.get(Param.DATASET, "mnist"), "test", params.get(Param.TEST_IMAGES_SHA256))
     return None if images is None else [images[i] for i in rows["index"]]
 
 

@@ -105,7 +105,8 @@ def flipped_section(runs: pd.DataFrame, pair: list[str], predictions: dict, answ
     """The test images one run got right and the other wrong, both ways, as galleries captioned with the true
     class and the wrong run's answer."""
     run = read(reader.load_run, pair[0])
-    images = reader.load_test_images(run.params.get(Param.DATASET, "mnist"), run.params.get(Param.TEST_IMAGES_SHA256))
+    images = reader.load_images(run.params.get(Param.DATASET, "mnist"), "test",
+                                run.params.get(Param.TEST_IMAGES_SHA256))
     labels = run_labels(runs, pair)
     cols = st.columns(2)
     for col, (right, wrong), flipped in zip(cols, ((pair[0], pair[1]), (pair[1], pair[0])),

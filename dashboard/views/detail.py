@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import figures, formats, reader, state
-from dashboard.analysis import closest_runs, off_diagonal_cells, run_labels
+from dashboard.analysis import closest_runs, moved_images, off_diagonal_cells, run_labels
 from dashboard.reader import RunRecord
 from dashboard.state import IN_URL, Key
 from dashboard.views import artifact, artifact_location_note, read, runs_or_message, test_pictures
@@ -109,6 +109,65 @@ def confusion_section(run_id: str, run: RunRecord) -> list[str] | None:
     return class_names
 
 
+def choose_moved_cell(run_id: str) -> None:
+    """A box or click on the epoch difference chooses the cell whose moved images are shown."""
+    points = st.session_state[Key.EPOCH_DIFF_CHART].get("selection", {}).get("points")
+    if points:
+        st.session_state[Key.MOVED_CELL] = (run_id, int(points[0]["y"]), int(points[0]["x"]))
+
+
+def epoch_difference_section(run_id: str, run: RunRecord) -> None:
+    """How the validation confusions moved between two epochs of the run, and the images that moved in a cell."""
+    per_epoch = artifact(run_id, Artifact.CONFUSION_VAL_EPOCHS)
+    if per_epoch is None or len(per_epoch["epochs"]) < 2:
+        return
+    st.subheader("Between two epochs")
+    epochs, class_names = per_epoch["epochs"], per_epoch["class_names"]
+    a, b = st.select_slider("Validation matrices of epochs", options=epochs, value=(epochs[0], epochs[-1]),
+                            key=Key.EPOCH_PAIR)
+    matrices = [np.array(per_epoch["matrices"][epochs.index(e)]) for e in (a, b)]
+    cols = st.columns([3, 2])
+    with cols[0]:
+        st.plotly_chart(figures.confusion_difference(*matrices, class_names, (f"epoch {a}", f"epoch {b}")),
+                        key=Key.EPOCH_DIFF_CHART, on_select=functools.partial(choose_moved_cell, run_id),
+                        selection_mode=("points", "box"))
+    chosen = st.session_state.get(Key.MOVED_CELL)
+    with cols[1]:
+        if not chosen or chosen[0] != run_id:
+            st.caption("Drag a box around a cell to see the validation images that moved into it or out of it "
+                       "between the two epochs.")
+            return
+        moved_ui(run_id, run, class_names, (a, b), chosen[1:])
+
+
+def moved_ui(run_id: str, run: RunRecord, class_names: list[str], pair: tuple[int, int], cell: tuple[int, int]) -> None:
+    """The validation images of the cell's true class whose prediction entered or left the cell between the epochs."""
+    val, predictions = (artifact(run_id, name) for name in (Artifact.VAL_IMAGES, Artifact.VAL_PREDICTIONS_EPOCHS))
+    if val is None or predictions is None or not set(pair) <= set(predictions["epochs"]):
+        st.info(f"This run did not log {Artifact.VAL_PREDICTIONS_EPOCHS} (runs trained here since it exists do).")
+        return
+    true, pred = cell
+    before, after = (predictions["predicted"][predictions["epochs"].index(e)] for e in pair)
+    into, out_of = moved_images(val["labels"], before, after, true, pred)
+    mine = artifact(run_id, Artifact.MISCLASSIFIED_IMAGES) is None  # a run on your own files: their images are not here
+    images = reader.load_images(run.params.get(Param.DATASET, "mnist"), val["source"],
+                                run.params.get(Param.TEST_IMAGES_SHA256) if val["source"] == "test" else None) \
+        if mine else None
+    st.markdown(f"**True {md(class_names[true])}, predicted {md(class_names[pred])}**: {len(into)} moved in, "
+                f"{len(out_of)} moved out between epoch {pair[0]} and epoch {pair[1]} (captions: the validation "
+                "image's index in its file and its prediction at the other epoch).")
+    for title, rows, other, when in (("Moved in", into, before, "was"), ("Moved out", out_of, after, "now")):
+        if not len(rows):
+            continue
+        shown = rows[:GALLERY_LIMIT]
+        captions = [f"#{val['index'][r]} {when} {class_names[other[r]]}" for r in shown]
+        if images is None:
+            st.caption(f"{title}: " + ", ".join(captions))
+        else:
+            st.caption(title)
+            st.image([images[val["index"][r]] for r in shown], width=64, caption=captions)
+
+
 def difference_section(runs: pd.DataFrame, run_id: str, selection: list[str]) -> None:
     others = closest_runs(runs, run_id, [r for r in (selection or list(runs["run_id"])) if r != run_id])
     if not others:
@@ -202,6 +261,7 @@ def page() -> None:
         st.download_button("Download per-epoch metrics (CSV)", history.to_csv(), file_name=f"{run_id}_metrics.csv",
                            mime="text/csv")
     confusion_section(run_id, run)
+    epoch_difference_section(run_id, run)
     difference_section(runs, run_id, selection)
     tables_section(run_id, run)
 
