@@ -113,6 +113,49 @@ def final_and_best(runs: pd.DataFrame, metrics: pd.DataFrame, run_ids) -> pd.Dat
     return pd.DataFrame(rows)
 
 
+# Higher is better in these columns of final_and_best, except where "min" says lower is.
+BETTER = {"final val acc": "max", "best val acc": "max", "test acc": "max", "s / epoch": "min"}
+BASELINE_DIFFERENCES = ("best val acc", "test acc")
+
+
+def marked_best(table: pd.DataFrame, baseline: int | None = None) -> pd.DataFrame:
+    """final_and_best's table with a "best at" column naming the columns in which each run is best (ties: each
+    of them), and, for a baseline row, each accuracy's difference from the baseline's ("… vs baseline")."""
+    best = pd.Series([[] for _ in range(len(table))], index=table.index)
+    for column, way in BETTER.items():
+        values = table[column]
+        if values.notna().sum() < 2:
+            continue
+        for i in table.index[values == (values.max() if way == "max" else values.min())]:
+            best[i] = [*best[i], column]
+    marked = table.assign(**{"best at": best.map(", ".join)})
+    if baseline is not None:
+        for column in BASELINE_DIFFERENCES:
+            marked[f"{column} vs baseline"] = table[column] - table[column].iloc[baseline]
+    return marked
+
+
+X_AXES = {"epoch": "epoch", "training time": "training time (s)", "images seen": "training images seen"}
+
+
+def along(metrics: pd.DataFrame, runs: pd.DataFrame, x: str) -> pd.DataFrame:
+    """Long per-epoch metrics with `step` re-expressed along an X_AXES axis: the epoch itself, the training seconds
+    elapsed by the end of the epoch (cumulative epoch_seconds), or the training images seen by then (epoch times
+    the run's training-set size). Points whose x is unknown (no epoch_seconds, say) are left out."""
+    if x == "epoch":
+        return metrics
+    if x == "training time":
+        seconds = metrics[metrics["metric"] == Metric.EPOCH_SECONDS].drop_duplicates(["run_id", "step"], keep="last")
+        seconds = seconds.sort_values(["run_id", "step"])
+        positions = seconds.assign(x=seconds.groupby("run_id")["value"].cumsum())[["run_id", "step", "x"]]
+    else:
+        sizes = pd.to_numeric(runs.set_index("run_id")["train_size"], errors="coerce")
+        positions = metrics[["run_id", "step"]].drop_duplicates()
+        positions = positions.assign(x=positions["step"] * positions["run_id"].map(sizes))
+    placed = metrics.merge(positions, on=["run_id", "step"]).dropna(subset=["x"])
+    return placed.assign(step=placed["x"]).drop(columns="x")
+
+
 def with_bias_variance(history: pd.DataFrame, best_error: float) -> pd.DataFrame:
     """The history with bias, variance and avoidable bias derived from the accuracies where a run lacks them."""
     derived = pd.DataFrame(bias_variance(history[Metric.TRAIN_ACC], history[Metric.VAL_ACC], best_error))

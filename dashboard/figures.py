@@ -41,13 +41,15 @@ def run_colors(run_ids: list[str]) -> dict[str, str]:
     return {run_id: palette[i % len(palette)] for i, run_id in enumerate(run_ids)}
 
 
-def learning_curves(metrics: pd.DataFrame, labels: dict[str, str]) -> go.Figure:
-    """Loss and accuracy per epoch for every run: train dashed, validation solid, one colour per run.
+def learning_curves(metrics: pd.DataFrame, labels: dict[str, str], colors: dict[str, str] | None = None,
+                    x_title: str = "epoch", log_loss: bool = False) -> go.Figure:
+    """Loss and accuracy per epoch (or along another x, as analysis.along puts it in `step`) for every run: train
+    dashed, validation solid, one colour per run (run_colors of the labels' order unless given).
 
     `metrics` is long (run_id, metric, step, value); every logged point is drawn.
     """
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
-    colors = run_colors(list(labels))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss" + " (log scale)" * log_loss, "accuracy"))
+    colors = colors or run_colors(list(labels))
     panels = [(Metric.TRAIN_LOSS, 1, TRAIN_DASH), (Metric.VAL_LOSS, 1, VAL_DASH),
               (Metric.TRAIN_ACC, 2, TRAIN_DASH), (Metric.VAL_ACC, 2, VAL_DASH)]
     for run_id, label in labels.items():
@@ -63,7 +65,12 @@ def learning_curves(metrics: pd.DataFrame, labels: dict[str, str]) -> go.Figure:
                 legendgroup=run_id, showlegend=False, line={"color": colors[run_id], "dash": dash},
                 marker={"size": 4}, hovertemplate=f"{split} {name} %{{y:{value_format(col)}}}<extra>{label}</extra>"),
                 row=1, col=col)
-    fig.update_xaxes(**epoch_axis(metrics["step"].max() if len(metrics) else 1))
+    if x_title == "epoch":
+        fig.update_xaxes(**epoch_axis(metrics["step"].max() if len(metrics) else 1))
+    else:
+        fig.update_xaxes(title_text=x_title, tickformat=",~r")
+    if log_loss:
+        fig.update_yaxes(type="log", row=1, col=1)
     fig.update_yaxes(tickformat=formats.AXIS_PERCENT, row=1, col=2)
     fig.update_layout(height=440, margin={"t": 40}, hovermode="x unified",
                       legend={"font": {"size": 10}, "title": {"text": "solid: validation, dashed: train"}})

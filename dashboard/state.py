@@ -35,9 +35,11 @@ class Key:
     OPEN_TRIAL = "open_trial"
     CURVES_CHART, PARALLEL_CHART, STEP_CHART = "curves", "parallel", "step_losses"
     COMPARE_GROUP_BY, COMPARE_MEMBERS, COMPARE_SMOOTHING = "compare_group_by", "compare_members", "compare_smoothing"
+    COMPARE_X, COMPARE_LOG_LOSS, COMPARE_BASELINE = "compare_x", "compare_log_loss", "compare_baseline"
     BETTER_A, BETTER_B = "better_a", "better_b"
     RUNS_GROUPED, GROUP_RUNS = "runs_grouped", "group_runs"  # the grouped Runs table and its switch
     STORY_INSPECT, STORY_COMPARE = "story_inspect", "story_compare"  # the Runs page's buttons to the story
+    COMPARE_SELECTED = "compare_selected"  # the Runs page's button to Compare
     DIFF_CHART, PER_CLASS_CHART = "confusion_diff", "per_class"
     SWEEP_PARALLEL_CHART, SWEEP_IMPORTANCES_CHART = "sweep_parallel", "sweep_importances"
 

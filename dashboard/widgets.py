@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
-from dashboard.analysis import run_labels
+from dashboard.analysis import X_AXES, run_labels
 from dashboard.state import IN_URL, Key
 
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
@@ -115,6 +115,22 @@ def curves_grouping_ui(runs: pd.DataFrame, selection: list[str]) -> tuple[str | 
                                 "a setting: runs with the same value of it form one band")
     members = cols[1].toggle("Show each run", key=Key.COMPARE_MEMBERS, disabled=by == EACH_RUN)
     return (None if by == EACH_RUN else by), members
+
+
+def curves_axes_ui() -> tuple[str, bool]:
+    """What the per-run curves are drawn against (analysis.X_AXES) and whether the loss axis is logarithmic."""
+    cols = st.columns([2, 1])
+    x = cols[0].selectbox("Curves against", list(X_AXES), key=Key.COMPARE_X,
+                          help="training time: the seconds of training (evaluation excluded) by the end of each "
+                               "epoch; images seen: epochs times the training-set size")
+    return x, cols[1].toggle("Log-scale loss", key=Key.COMPARE_LOG_LOSS)
+
+
+def baseline_ui(labels: dict[str, str]) -> str | None:
+    """The run the others are measured against in the final-metrics table (None: no baseline)."""
+    return st.selectbox("Baseline (the other runs' accuracies shown as differences from it)", [None, *labels],
+                        format_func=lambda run_id: "none" if run_id is None else labels[run_id],
+                        key=Key.COMPARE_BASELINE)
 
 
 def smoothing_ui() -> float:

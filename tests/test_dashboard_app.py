@@ -91,6 +91,35 @@ def test_selection_carries_across_pages_into_compare(store):
     assert len(plotly_charts(at)) == 3  # curves, step losses and parallel coordinates
 
 
+def test_the_runs_page_opens_compare_on_the_selection(store):
+    _, ids = store
+    at = open_app(selection=[ids["lenet5"], ids["conv"]])
+    at.button(key=Key.COMPARE_SELECTED).click().run()
+    assert not at.exception and "Compare runs" in [t.value for t in at.title]
+    assert at.multiselect(key=Key.SELECTION).value == [ids["lenet5"], ids["conv"]]
+
+
+def test_compare_draws_curves_against_training_time_and_measures_runs_against_a_baseline(store):
+    client, ids = store
+    chosen = [ids["lenet5"], ids["conv"]]
+    at = go(open_app(selection=chosen), "compare")
+    final = next(frame.value for frame in at.dataframe if "best at" in frame.value)
+    assert final["best at"].str.contains("test acc").sum() >= 1  # the better run says so
+    at.selectbox(key=Key.COMPARE_X).set_value("training time").run()
+    at.toggle(key=Key.COMPARE_LOG_LOSS).set_value(True).run()
+    at.selectbox(key=Key.COMPARE_BASELINE).set_value(ids["lenet5"]).run()
+    assert not at.exception
+    spec = json.loads(plotly_charts(at)[0].proto.spec)
+    assert spec["layout"]["xaxis"]["title"]["text"] == "training time (s)" and spec["layout"]["yaxis"]["type"] == "log"
+    seconds = np.cumsum([m.value for m in client.get_metric_history(ids["conv"], "epoch_seconds")])
+    val_acc = next(t for t in chart_traces(plotly_charts(at)[0]) if t.get("xaxis") == "x2"
+                   and t.get("name", "").startswith("conv-conv-small") and t["name"].endswith("(val)"))
+    assert list(val_acc["x"]) == pytest.approx(list(seconds))
+    final = next(frame.value for frame in at.dataframe if "test acc vs baseline" in frame.value)
+    runs = {ids[k]: client.get_run(ids[k]).data.metrics["test_acc"] for k in ("lenet5", "conv")}
+    assert list(final["test acc vs baseline"]) == pytest.approx([0.0, 100 * (runs[ids["conv"]] - runs[ids["lenet5"]])])
+
+
 def test_compare_asks_for_two_runs(store):
     _, ids = store
     at = go(open_app(selection=[ids["conv"]]), "compare")

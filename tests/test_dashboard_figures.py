@@ -337,3 +337,26 @@ def test_the_capacity_curve_marks_the_lowest_validation_error_against_parameters
     assert list(train.x) == [75_338, 1_199_882, 19_176_458] and list(val.y) == [0.10, 0.05, 0.06]
     assert (star.x[0], star.y[0]) == (1_199_882, 0.05)
     assert figures.capacity_curve(points, spot).layout.xaxis.type == "log"
+
+
+def test_each_run_is_marked_best_where_it_is_and_measured_against_a_baseline():
+    table = pd.DataFrame({"run": ["a", "b", "c"], "final val acc": [0.90, 0.95, 0.95],
+                          "best val acc": [0.91, 0.96, 0.95], "test acc": [0.89, 0.94, np.nan],
+                          "s / epoch": [3.0, 2.0, 4.0]})
+    marked = analysis.marked_best(table, baseline=0)
+    assert list(marked["best at"]) == ["", "final val acc, best val acc, test acc, s / epoch", "final val acc"]
+    assert list(marked["test acc vs baseline"].iloc[:2]) == pytest.approx([0.0, 0.05])
+    assert "test acc vs baseline" not in analysis.marked_best(table)
+
+
+def test_curves_go_along_epochs_training_seconds_or_images_seen():
+    metrics = pd.concat([long_metrics("a", [0.5, 0.6, 0.7], [0.4, 0.5, 0.6]),
+                         pd.DataFrame({"run_id": "a", "metric": "epoch_seconds", "step": [1, 2, 3],
+                                       "value": [2.0, 3.0, 4.0]}),
+                         long_metrics("b", [0.5], [0.4])])
+    runs = pd.DataFrame({"run_id": ["a", "b"], "train_size": [1000, 500]})
+    assert analysis.along(metrics, runs, "epoch") is metrics
+    timed = analysis.along(metrics, runs, "training time")
+    assert list(timed[timed["metric"] == Metric.VAL_ACC]["step"]) == [2.0, 5.0, 9.0]  # b logged no epoch_seconds
+    seen = analysis.along(metrics, runs, "images seen")
+    assert list(seen[seen["metric"] == Metric.VAL_ACC]["step"]) == [1000, 2000, 3000, 500]

@@ -4,11 +4,13 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import figures, formats, reader
-from dashboard.analysis import (bands, comparability_warnings, differing_params, final_and_best, group_key, groups_by,
-                                run_labels, setting_differences, smoothed, which_is_better_sides)
+from dashboard.analysis import (BASELINE_DIFFERENCES, X_AXES, along, bands, comparability_warnings, differing_params,
+                                final_and_best, group_key, groups_by, marked_best, run_labels, setting_differences,
+                                smoothed, which_is_better_sides)
 from dashboard.state import Key
 from dashboard.views import artifact, read, runs_or_message
-from dashboard.widgets import MAX_COMPARE, compare_sides_ui, curves_grouping_ui, md, smoothing_ui
+from dashboard.widgets import (MAX_COMPARE, baseline_ui, compare_sides_ui, curves_axes_ui, curves_grouping_ui, md,
+                               smoothing_ui)
 from experiments import stats
 from experiments.comparison import Answer, which_is_better
 from experiments.schema import Artifact, Metric, Param
@@ -22,6 +24,9 @@ FINAL_COLUMNS = {
     "best epoch": st.column_config.NumberColumn("best epoch", format="%d"),
     "params": formats.count_column("params"),
     "s / epoch": st.column_config.NumberColumn("s / epoch", format="%.2f s"),
+    "best at": st.column_config.TextColumn("best at", help="the columns in which this run has the best value"),
+    **{f"{name} vs baseline": formats.points_column(f"{name} vs baseline", help="minus the baseline run's, in "
+                                                    "percentage points") for name in BASELINE_DIFFERENCES},
 }
 SIDES_COLUMNS = {"test acc": formats.percent_column("test acc")}
 
@@ -30,7 +35,9 @@ def curves_section(runs: pd.DataFrame, selection: list[str], metrics: pd.DataFra
     """Learning curves per run, or per group (config group or a setting's value) as mean lines in 95% bands."""
     by, members = curves_grouping_ui(runs, selection)
     if by is None:
-        st.plotly_chart(figures.learning_curves(metrics, run_labels(runs, selection)), key=Key.CURVES_CHART)
+        x, log_loss = curves_axes_ui()
+        st.plotly_chart(figures.learning_curves(along(metrics, runs, x), run_labels(runs, selection),
+                                                x_title=X_AXES[x], log_loss=log_loss), key=Key.CURVES_CHART)
         return
     groups = groups_by(runs, selection, by)
     member_group = {run_id: label for label, ids in groups.items() for run_id in ids}
@@ -123,6 +130,16 @@ def flipped_section(runs: pd.DataFrame, pair: list[str], predictions: dict, answ
             col.image([images[i] for i in shown], width=64, caption=captions)
 
 
+def final_section(runs: pd.DataFrame, selection: list[str], metrics: pd.DataFrame) -> None:
+    """Final and best metrics side by side, each run's best columns named, and differences from a baseline."""
+    st.subheader("Final and best metrics")
+    labels = run_labels(runs, selection)
+    baseline = baseline_ui(labels)
+    table = marked_best(final_and_best(runs, metrics, selection),
+                        selection.index(baseline) if baseline in selection else None)
+    st.dataframe(formats.shown(table, FINAL_COLUMNS), hide_index=True, column_config=FINAL_COLUMNS)
+
+
 def page() -> None:
     st.title("Compare runs")
     runs, selection = runs_or_message()
@@ -140,9 +157,7 @@ def page() -> None:
     curves_section(runs, selection, metrics)
     better_section(runs, selection)
     step_loss_section(runs, selection)
-    st.subheader("Final and best metrics")
-    st.dataframe(formats.shown(final_and_best(runs, metrics, selection), FINAL_COLUMNS), hide_index=True,
-                 column_config=FINAL_COLUMNS)
+    final_section(runs, selection, metrics)
     params = read(reader.load_params, tuple(selection))
     labels = run_labels(runs, selection)
     varying = differing_params(params).rename(index=labels)

@@ -257,7 +257,8 @@ def page() -> None:
     if history.empty:
         st.info("This run has no metrics yet.")
     else:
-        st.plotly_chart(figures.learning_curves(points, {run_id: row["run_name"]}), key=Key.DETAIL_CURVES)
+        colors = figures.run_colors(selection) if run_id in selection else None  # its colour on Compare
+        st.plotly_chart(figures.learning_curves(points, {run_id: row["run_name"]}, colors), key=Key.DETAIL_CURVES)
         st.download_button("Download per-epoch metrics (CSV)", history.to_csv(), file_name=f"{run_id}_metrics.csv",
                            mime="text/csv")
     confusion_section(run_id, run)

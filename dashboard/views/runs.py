@@ -141,6 +141,8 @@ def page() -> None:
         grouped_table_ui(shown, len(selection))
     else:
         runs_table_ui(shown, len(runs), len(selection))
+    if len(selection) >= 2 and st.button(f"Compare selected ({len(selection)})", key=Key.COMPARE_SELECTED):
+        go_to("views/compare.py")
 
 
 page()
