@@ -1,9 +1,11 @@
 """Capacity: conv-conv's width multiplier, a suite over it, and the inspector's capacity curve drawn from the runs."""
 import pytest
+from mlflow.tracking import MlflowClient
 
 from experiments.models import ConvConv, conv_conv_sequential
 from experiments.schema import Metric
-from tests.helpers import chart_traces, cli_in_process, go, open_app, plotly_charts, texts
+from tests.helpers import (chart_traces, cli_in_process, go, needs_chromium, open_app, plotly_charts, shoot,
+                           sqlite_uri, start_server, texts, wait_idle)
 
 
 @pytest.mark.parametrize("width, params", [(0.125, 18_954), (1, 1_199_882), (4, 19_176_458)])
@@ -12,15 +14,25 @@ def test_the_width_multiplies_filters_and_hidden_units_in_both_styles(width, par
         assert sum(p.numel() for p in model.parameters()) == params
 
 
-def test_a_width_suite_draws_train_and_validation_error_against_parameters_with_the_sweet_spot(store, tmp_path,
-                                                                                                 capsys, mnist_dir):
-    spec = tmp_path / "widths.toml"
+@pytest.fixture(scope="module")
+def widths(tmp_path_factory, mnist_dir):
+    """A store of its own holding a three-width suite, run through the command line (in this process)."""
+    folder = tmp_path_factory.mktemp("widths")
+    spec = folder / "widths.toml"
     spec.write_text('method = "grid"\nfixed = { model = "conv-conv", train_size = 600, test_size = 1000, epochs = 2 }\n'
                     'space = { width = [0.125, 0.5, 1] }\nrun_name = "cc-x{width}"\n')
-    done = cli_in_process(capsys, "suite", str(spec))
-    assert done.returncode == 0, done.stderr
-    runs = {r.info.run_name: r for r in store.search_runs([store.get_experiment_by_name("cnn-experiments")
-                                                              .experiment_id])}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", sqlite_uri(folder))
+        from experiments import cli as command_line
+
+        assert command_line.dispatch(["suite", str(spec)]) in (0, None)
+        client = MlflowClient(sqlite_uri(folder))
+        experiment = client.get_experiment_by_name("cnn-experiments").experiment_id
+        yield client, {r.info.run_name: r for r in client.search_runs([experiment])}
+
+
+def test_a_width_suite_draws_train_and_validation_error_against_parameters_with_the_sweet_spot(widths):
+    _, runs = widths
     assert sorted(runs) == ["cc-x0.125", "cc-x0.5", "cc-x1"]
     params = [runs[name].data.metrics[Metric.PARAMS_TOTAL] for name in ("cc-x0.125", "cc-x0.5", "cc-x1")]
     assert params == [18_954, 300_426, 1_199_882]
@@ -34,6 +46,21 @@ def test_a_width_suite_draws_train_and_validation_error_against_parameters_with_
     assert list(val["y"]) == pytest.approx(expected_val)
     assert spot["y"][0] == pytest.approx(min(expected_val))
     assert train["y"][0] > train["y"][-1]  # the widest net fits its training images better than the narrowest
+
+
+@needs_chromium
+def test_the_capacity_curve_in_chromium(widths, page):
+    client, _ = widths
+    with start_server(client.tracking_uri) as url:
+        page.set_viewport_size({"width": 1500, "height": 2600})  # Streamlit scrolls inside its own pane
+        page.goto(f"{url}/overfitting")
+        page.get_by_text("3 widths: error against parameter count").wait_for(timeout=60_000)
+        page.get_by_text("Lowest validation error").wait_for(timeout=30_000)
+        wait_idle(page)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        page.locator(".js-plotly-plot").last.scroll_into_view_if_needed()
+        page.wait_for_timeout(1000)
+        shoot(page, "inspector-capacity")
 
 
 def test_a_width_on_a_model_of_fixed_width_is_one_line(store, capsys):
