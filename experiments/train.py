@@ -163,26 +163,30 @@ EXPLODING_LOSS = EXPLODING_LOSS_FACTOR * math.log(NUM_CLASSES)
 
 
 class Diverged(FloatingPointError):
-    """The training loss became NaN or infinite, or exploded past EXPLODING_LOSS."""
+    """The training loss became NaN or infinite, or exploded past its limit (EXPLODING_LOSS unless the framework
+    caps its loss lower)."""
 
-    def __init__(self, loss: float, step: int, epoch: int):
+    def __init__(self, loss: float, step: int, epoch: int, limit: float = EXPLODING_LOSS):
         what = (f"became {loss}" if not math.isfinite(loss) else
-                f"reached {loss:.4g}, over {EXPLODING_LOSS_FACTOR} x ln {NUM_CLASSES} = {EXPLODING_LOSS:.1f}")
+                f"reached {loss:.4g}, over {EXPLODING_LOSS_FACTOR} x ln {NUM_CLASSES} = {EXPLODING_LOSS:.1f}"
+                if limit == EXPLODING_LOSS else f"reached {loss:.4g}, over {limit:.1f}, near the most the framework's "
+                                                 "clipped cross-entropy can report: every image confidently wrong")
         super().__init__(f"diverged: training loss {what} at step {step} (epoch {epoch})")
         self.step, self.epoch = step, epoch
         self.run_id = None  # the run it ended, once logged
 
 
-def diverged(loss: float) -> bool:
-    return not math.isfinite(loss) or loss > EXPLODING_LOSS
+def diverged(loss: float, limit: float = EXPLODING_LOSS) -> bool:
+    return not math.isfinite(loss) or loss > limit
 
 
 class EpochMeter:
     """One training epoch as it goes: running loss and accuracy, the step-loss curve, the divergence check and
     the progress bar. Fed one step at a time, by our loop or by a Keras callback."""
 
-    def __init__(self, n: int, epoch: int, first_step: int, log_every: int, desc: str, progress: bool):
-        self.n, self.epoch, self.log_every = n, epoch, log_every
+    def __init__(self, n: int, epoch: int, first_step: int, log_every: int, desc: str, progress: bool,
+                 exploding_loss: float = EXPLODING_LOSS):
+        self.n, self.epoch, self.log_every, self.exploding_loss = n, epoch, log_every, exploding_loss
         self.step = first_step - 1
         self.step_losses, self.window, self.seen, self.total_loss, self.total_correct = [], [], 0, 0.0, 0
         self.bar = tqdm(total=n, desc=desc, unit="img", disable=not progress, leave=False, mininterval=0.5)
@@ -191,9 +195,9 @@ class EpochMeter:
     def add(self, loss: float, correct: int, rows: int) -> None:
         """One optimisation step's mean loss over `rows` images, `correct` of them right; Diverged if it blew up."""
         self.step += 1
-        if diverged(loss):
+        if diverged(loss, self.exploding_loss):
             self.bar.close()
-            raise Diverged(loss, self.step, self.epoch)
+            raise Diverged(loss, self.step, self.epoch, self.exploding_loss)
         self.seen += rows
         self.total_loss += loss * rows
         self.total_correct += correct

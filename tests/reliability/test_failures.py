@@ -68,6 +68,17 @@ def test_an_exploding_loss_that_never_becomes_nan_fails_the_run_in_its_first_epo
     assert store.get_metric_history(run.info.run_id, Metric.VAL_ACC) == []
 
 
+def test_a_keras_run_whose_clipped_loss_saturates_fails_as_diverged(store, mnist_dir):
+    """Keras clips its cross-entropy at -ln(1e-7) = 16.1, so lr 1e6 never passes 230.3 there: it trained to the
+    end at chance accuracy before."""
+    config = RunConfig.from_recipe("conv-conv", framework="keras", epochs=2, lr=1e6, train_size=2000, test_size=500,
+                                   progress=False)
+    with pytest.raises(Diverged, match=r"clipped cross-entropy can report.* at step \d+ \(epoch 1\)"):
+        execute(config)
+    [run] = runs(store)
+    assert run.info.status == "FAILED" and run.data.tags[Tag.DIAGNOSIS] == "diverged"
+
+
 def test_an_exception_in_the_model_fails_the_run_with_its_message(store, mnist_dir, monkeypatch):
     fail_from_call(monkeypatch, 3, RuntimeError("shape mismatch in layer 3"))
     with pytest.raises(RuntimeError):
