@@ -156,17 +156,23 @@ def class_images_ui(run_id: str, row, labels: list[int], class_names: list[str])
                                           zip(rows["index"], rows["predicted"], rows["confidence"], strict=True)])
 
 
-def data_size_section(runs) -> None:
-    """Every series of finished runs that differ only in their training-set size, from any suite or sweep."""
-    series = series_over(runs, Param.TRAIN_SIZE)
+def each_series(runs, setting: str, what: str, suite: str):
+    """(number, run ids, the first run's row, their train and val accuracies) of every series of finished runs that
+    differ only in `setting`, whichever suite or sweep made them; a caption naming the suite that makes one when
+    there is none."""
+    series = series_over(runs, setting)
     if not series:
-        st.caption("No runs in the store differ only in their training-set size "
-                   "(python -m experiments suite data-size makes such a series).")
-        return
+        st.caption(f"No runs in the store differ only in their {what} "
+                   f"(python -m experiments suite {suite} makes such a series).")
     names = runs.set_index("run_id")
     for number, ids in enumerate(series):
-        metrics = read(reader.load_metrics, tuple(ids), (str(Metric.TRAIN_ACC), str(Metric.VAL_ACC)))
-        first = names.loc[ids[0]]
+        yield number, ids, names.loc[ids[0]], read(reader.load_metrics, tuple(ids),
+                                                   (str(Metric.TRAIN_ACC), str(Metric.VAL_ACC)))
+
+
+def data_size_section(runs) -> None:
+    """The learning curve over training-set size of every such series, its power law and what more data brings."""
+    for number, ids, first, metrics in each_series(runs, Param.TRAIN_SIZE, "training-set size", "data-size"):
         st.markdown(f"**{md(first['model'])}** on {md(first['dataset'])}, {len(ids)} runs: error against "
                     "training-set size. A large gap that closes with more data means variance; two high curves that "
                     "meet mean bias.")
@@ -190,16 +196,8 @@ def capacity_words(points, spot: int) -> str:
 
 
 def capacity_section(runs) -> None:
-    """Every series of finished runs that differ only in their width, from any suite or sweep."""
-    series = series_over(runs, "width")
-    if not series:
-        st.caption("No runs in the store differ only in their width "
-                   "(python -m experiments suite capacity makes such a series).")
-        return
-    names = runs.set_index("run_id")
-    for number, ids in enumerate(series):
-        metrics = read(reader.load_metrics, tuple(ids), (str(Metric.TRAIN_ACC), str(Metric.VAL_ACC)))
-        first = names.loc[ids[0]]
+    """The capacity curve of every series of runs that differ only in their width, its sweet spot starred."""
+    for number, ids, first, metrics in each_series(runs, "width", "width", "capacity"):
         points = capacity_points(runs, metrics)
         spot = sweet_spot(points)
         st.markdown(f"**{md(first['model'])}** on {md(first['dataset'])}, {formats.count(first['train_size'])} "
