@@ -173,9 +173,15 @@ def per_class_frame(per_class: dict) -> pd.DataFrame:
     return frame.assign(gap=frame["val_error"] - frame["train_error"])
 
 
+def epoch_position(epochs: list[int], epoch: int) -> int:
+    """Where an epoch's entry sits in a per-epoch artifact: its last one (older versions could log an epoch twice
+    when a run was resumed; the later entry is the one that counts)."""
+    return len(epochs) - 1 - epochs[::-1].index(epoch)
+
+
 def epoch_entry(series: dict, epoch: int) -> dict:
     """One epoch's entry of a per-epoch artifact (experiments.tracking.grown): each list's item for that epoch."""
-    i = series["epochs"].index(epoch)
+    i = epoch_position(series["epochs"], epoch)
     return {key: values[i] for key, values in series.items() if isinstance(values, list) and key != "epochs"
             and len(values) == len(series["epochs"]) and key != "class_names"}
 
@@ -184,8 +190,7 @@ def series_over(runs: pd.DataFrame, setting: str, min_points: int = 2) -> list[l
     """Groups of finished runs that differ only in `setting` (every other setting that defines the experiment
     equal), with at least `min_points` distinct values of it, whichever suite or sweep made them."""
     follows = {name for name, s in SETTINGS.items() if s.logged_from == setting}  # logged values that move with it
-    is_set = runs["config"].map(lambda c: c.get(setting) not in (None, "None"))
-    finished = runs[(runs["status"] == "FINISHED") & is_set]
+    finished = runs[(runs["status"] == "FINISHED") & runs["config"].map(lambda c: setting in c)]
     others = finished["config"].map(lambda c: tuple(sorted((k, v) for k, v in c.items()
                                                            if k != setting and k not in follows)))
     groups = []

@@ -346,7 +346,7 @@ def calibration_curves(history: pd.DataFrame, rising_from: int | None) -> go.Fig
                       secondary_y=True)
     if rising_from is not None:
         fig.add_vline(x=rising_from, line_dash="dot", line_color="#d62728",
-                      annotation_text=f"loss rises from epoch {rising_from}")
+                      annotation_text=f"loss rises after epoch {rising_from}")
     fig.update_xaxes(**epoch_axis(history.index.max()))
     fig.update_yaxes(title_text="val loss (cross-entropy)", secondary_y=False, rangemode="tozero")
     fig.update_yaxes(title_text="val ECE", tickformat=formats.AXIS_PERCENT, secondary_y=True, rangemode="tozero")
@@ -356,8 +356,8 @@ def calibration_curves(history: pd.DataFrame, rising_from: int | None) -> go.Fig
 
 def reliability_diagram(table: dict, epoch: int) -> go.Figure:
     """One epoch's reliability table ({edges, counts, accuracy, confidence}) as bars of accuracy per confidence bin,
-    each labelled with its image count (a bin of 3 images says little), beside the diagonal of perfect calibration;
-    bars below it are overconfident bins."""
+    each labelled with its image count (a bin of 3 images says little), a marker at each bin's mean confidence and
+    accuracy, and the diagonal of perfect calibration: a marker below it is an overconfident bin."""
     edges = np.asarray(table["edges"], dtype=float)
     accuracy, confidence = (np.asarray(table[k], dtype=float) for k in ("accuracy", "confidence"))
     counts = np.asarray(table["counts"])
@@ -365,13 +365,15 @@ def reliability_diagram(table: dict, epoch: int) -> go.Figure:
     fig.add_trace(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=accuracy, width=np.diff(edges) * 0.95, name="accuracy",
                          customdata=np.c_[counts, confidence], text=[f"{n:,}" if n else "" for n in counts],
                          textposition="outside", cliponaxis=False,
-                         hovertemplate="confidence %{customdata[1]:.1%}: accuracy %{y:.1%} of %{customdata[0]:,} "
-                                       "images<extra></extra>"))
+                         hovertemplate=f"mean confidence %{{customdata[1]:{formats.HOVER_PERCENT}}}: accuracy "
+                                       f"%{{y:{formats.HOVER_PERCENT}}} of %{{customdata[0]:,}} images<extra></extra>"))
+    fig.add_trace(go.Scatter(x=confidence, y=accuracy, mode="markers", name="at the bin's mean confidence",
+                             marker={"color": "#d62728", "size": 7}, hoverinfo="skip"))
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
                              line={"dash": "dot", "color": "gray"}))
     fig.update_layout(xaxis={"title": {"text": "confidence (top class probability)"}, "range": [0, 1],
-                             "tickformat": ".0%"},
-                      yaxis={"title": {"text": "accuracy"}, "range": [0, 1], "tickformat": ".0%"},
+                             "tickformat": formats.AXIS_PERCENT},
+                      yaxis={"title": {"text": "accuracy"}, "range": [0, 1], "tickformat": formats.AXIS_PERCENT},
                       title={"text": f"Reliability, validation set after epoch {epoch}", "font": {"size": 14}},
                       height=360, margin={"t": 40}, legend={"orientation": "h", "y": -0.25})
     return fig
@@ -384,8 +386,9 @@ def class_epoch_heatmap(frame: pd.DataFrame, value: str, title: str, diverging: 
     limit = float(np.nanmax(np.abs(grid.to_numpy()))) if grid.notna().any().any() else 1.0
     scale = {"colorscale": "RdBu_r", "zmid": 0.0} if diverging else {"colorscale": "Reds", "zmin": 0.0, "zmax": limit}
     fig = go.Figure(go.Heatmap(z=grid.to_numpy() * 100, x=grid.columns, y=escaped(grid.index),
-                               colorbar={"title": {"text": "points" if diverging else "%"}},
-                               hovertemplate="class %{y}, epoch %{x}: %{z:.1f}<extra></extra>",
+                               colorbar={"title": {"text": "pp" if diverging else "%"}},
+                               hovertemplate="class %{y}, epoch %{x}: %{z:.1f}" + (" pp" if diverging else "%")
+                                             + "<extra></extra>",
                                **{k: v * 100 if k.startswith("z") else v for k, v in scale.items()}))
     fig.update_layout(title={"text": title, "font": {"size": 14}}, xaxis=epoch_axis(grid.columns.max()),
                       yaxis={"type": "category", "autorange": "reversed"}, height=360, margin={"t": 40})
@@ -394,9 +397,8 @@ def class_epoch_heatmap(frame: pd.DataFrame, value: str, title: str, diverging: 
 
 def capacity_curve(points: pd.DataFrame, sweet_spot: int) -> go.Figure:
     """Train and validation error against parameter count (columns params_total, width, train_error, val_error;
-    log x), the lowest validation error (row position `sweet_spot`) marked: left of it the model underfits, right
-    of it the extra capacity buys nothing or overfits."""
-    points = points.sort_values("params_total").reset_index(drop=True)
+    rows in order of parameters, log x), the lowest validation error (row position `sweet_spot`) marked: left of it
+    the model underfits, right of it the extra capacity buys nothing or overfits."""
     hover = "width %{customdata:g}, %{x:,} params: %{y:" + formats.HOVER_PERCENT + "}"
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=points["params_total"], y=points["train_error"], name="train error",

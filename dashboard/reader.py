@@ -25,7 +25,7 @@ from dashboard.conventions import (Convention, ConventionError, detect, load_use
 from experiments.data import images_sha256, load_split
 from experiments.diagnosis import Yardstick, best_epoch, best_error_for, verdicts
 from experiments.schema import Metric, Param, Tag, Value
-from experiments.settings import EXPERIMENT_SETTINGS, config_group
+from experiments.settings import EXPERIMENT_SETTINGS, config_group, unset
 from experiments.tracking import (StoreError, artifact_root, lost_since, now_ms, probe_server, sqlite_path,
                                   store_problem, tracking_uri)
 
@@ -169,7 +169,8 @@ def run_row(run: StoredRun, experiments: dict, reading: Reading) -> dict:
                                               params.get(Param.BEST_ERROR, reading.convention.best_error)),
                                count(params.get(Param.TRAIN_EVAL_SIZE)), count(params.get(Param.VAL_SIZE))),
         "derive": not logged,
-        "config": {name: params[name] for name in EXPERIMENT_SETTINGS if name in params},
+        "config": {name: params[name] for name in EXPERIMENT_SETTINGS
+                   if name in params and not unset(name, params[name])},
         "config_group": tags.get(Tag.CONFIG_GROUP) or config_group(params),
         "train_size": count(params.get(Param.TRAIN_SIZE)), "test_size": count(params.get(Param.TEST_SIZE)),
         "val_size": count(params.get(Param.VAL_SIZE)),

@@ -21,9 +21,9 @@ from sklearn.metrics import confusion_matrix
 
 from experiments import interrupts
 from experiments.adapters import ModelAdapter, adapter_for
-from experiments.data import NUM_CLASSES, Splits, make_splits, scale_images
+from experiments.data import NUM_CLASSES, Splits, images_sha256, make_splits, scale_images
 from experiments.diagnosis import ADVICE, DIVERGED, Yardstick, best_error_for, verdict
-from experiments.models import ModelSpec, get_model_spec
+from experiments.models import MODELS, ModelSpec, get_model_spec
 from experiments.schema import Artifact, Metric, Param, Tag
 from experiments.settings import SETTINGS, ConfigError, RunConfig, config_group
 from experiments.tracking import SPOOL_DIR, RunLogger, StoreAway, get_client, read_spool
@@ -66,7 +66,8 @@ def check(config: RunConfig) -> tuple[ModelSpec, ModelAdapter]:
                           f"expected one of {', '.join(styles)}")
     adapter = adapter_for(framework)
     if config.width is not None and framework not in spec.scalable:
-        raise ConfigError(f"--width: {config.model} in {framework} has a fixed width (conv-conv in PyTorch scales)")
+        scaling = ", ".join(f"{m.name} in {' or '.join(m.scalable)}" for m in MODELS.values() if m.scalable)
+        raise ConfigError(f"--width: {config.model} in {framework} has a fixed width (scalable: {scaling})")
     adapter.check(config, spec)
     return spec, adapter
 
@@ -149,10 +150,11 @@ def smallest_int(values: np.ndarray) -> np.ndarray:
 
 
 def val_images(config: RunConfig, val) -> dict:
-    """Which images the validation set holds (the file they come from, their indexes in it, their labels), so the
-    dashboard can show the validation images whose prediction changed between two epochs."""
+    """Which images the validation set holds (the file they come from, their indexes in it, their labels, and the
+    SHA-256 of those images), so the dashboard can show, from its own copy of the dataset once the hash matches, the
+    validation images whose prediction changed between two epochs."""
     return {"source": "train" if config.val_split > 0 else "test", "index": val.index.tolist(),
-            "labels": val.labels.tolist()}
+            "labels": val.labels.tolist(), "sha256": images_sha256(val.images)}
 
 
 def execute(config: RunConfig, tags: dict | None = None, should_stop: Callable[[EpochRecord], bool] | None = None,
@@ -196,16 +198,28 @@ def resume(run_id: str, progress: bool = True) -> tuple[RunConfig, RunResult]:
         raise ConfigError(f"--resume: run {run_id} is {run.info.status}; only KILLED or FAILED runs can resume")
     if spooled is None and not any(f.path == Artifact.CHECKPOINT for f in client.list_artifacts(run_id)):
         raise ConfigError(f"--resume: run {run_id} has no {Artifact.CHECKPOINT} (it stopped before its first checkpoint was written)")
+    record = spooled_record(spooled, run_id) if spooled else None
     with tempfile.TemporaryDirectory() as tmp:
         stored = json.loads(Path(client.download_artifacts(run_id, Artifact.CONFIG, tmp)).read_text())
     config = replace(RunConfig.from_dict(stored, f"--resume: run {run_id}'s {Artifact.CONFIG}"), progress=progress)
     ready = prepare(config)
     logger, checkpoint = RunLogger.reopen(run_id, ready.splits.class_names, config.heartbeat, config.store_retry,
                                           checkpoint=spooled["checkpoint"] if spooled else None)
-    if spooled:  # log the epoch the store missed, then forget the spool
-        logger.log_epoch(EpochRecord.from_dict(spooled["record"]), checkpoint)
+    if not any(f.path == Artifact.VAL_IMAGES for f in client.list_artifacts(run_id)):  # logged by an older version
+        logger.log_dict(val_images(config, ready.splits.val), Artifact.VAL_IMAGES)
+    if record:  # log the epoch the store missed, then forget the spool
+        logger.log_epoch(record, checkpoint)
         shutil.rmtree(SPOOL_DIR / run_id)
     return config, train_and_log(config, ready, logger, resume_from=checkpoint)
+
+
+def spooled_record(spooled: dict, run_id: str) -> EpochRecord:
+    """The spooled epoch's record, or one line saying it cannot be read (spooled by an older version)."""
+    try:
+        return EpochRecord.from_dict(spooled["record"])
+    except (KeyError, TypeError) as err:
+        raise ConfigError(f"--resume: the epoch spooled in {SPOOL_DIR / run_id} was written by an older version "
+                          f"(no {err}); move that folder away to resume from the store's last checkpoint") from err
 
 
 def killed(logger: RunLogger, err: KeyboardInterrupt) -> RunInterrupted:

@@ -139,8 +139,10 @@ class Artifact:
                             "error (1 - recall) and image count on the train-eval subset and the validation set, "
                             "one list of classes per epoch")
     RELIABILITY_VAL_EPOCHS = Name("reliability_val_epochs.json",
-                                  "{epochs, edges, counts, accuracy, confidence}: the validation reliability table of "
+                                  "{class_names, epochs, edges, counts, accuracy, confidence}: the validation "
+                                  "reliability table of "
                                   "every epoch (experiments.calibration), one list of bins per epoch")
+    PER_EPOCH = (CONFUSION_VAL_EPOCHS, VAL_PREDICTIONS_EPOCHS, PER_CLASS_EPOCHS, RELIABILITY_VAL_EPOCHS)
     PER_CLASS = Name("per_class_accuracy.csv", "class, name, support, correct, accuracy on the test set")
     MISCLASSIFIED = Name("misclassified_test.csv",
                          "index (in the dataset's test file), true, predicted, confidence")

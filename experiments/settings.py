@@ -164,9 +164,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("dropout", float, None, "one rate for every dropout layer (default: the model's own)", optional=True,
             check=fraction, expected="a rate in [0, 1)", kinds=("pytorch", "keras"),
             param_doc="rates of the model's dropout layers, comma-separated, or 'none'"),
-    Setting("width", float, None, "multiply the model's filters and hidden units (conv-conv in PyTorch; default 1, "
-            "the published network): a capacity knob", optional=True, check=positive, expected="a number > 0",
-            kinds=("pytorch",)),
+    Setting("width", float, None, "multiply the filters and hidden units of a model that scales (conv-conv in "
+            "PyTorch; default 1: the published network): a capacity knob", optional=True, check=positive,
+            expected="a number > 0", kinds=("pytorch",)),
     Setting("heartbeat", int, 30, "seconds between the run's heartbeats: a RUNNING run silent for 3 of them is "
             "shown LOST, and `python -m experiments reap` ends it FAILED", check=positive, expected="an integer > 0",
             sweepable=False, defines_experiment=False),
@@ -189,6 +189,12 @@ EXPERIMENT_SETTINGS = tuple(name for name, s in SETTINGS.items() if s.logged and
 GROUP_SETTINGS = tuple(name for name in EXPERIMENT_SETTINGS if name != "seed")  # what a config_group hashes
 
 
+def unset(name: str, logged) -> bool:
+    """An optional setting logged as None: read as if the run had not logged it, so a setting added later leaves
+    older runs' config groups and series as they were."""
+    return SETTINGS[name].optional and str(logged) == "None"
+
+
 def config_group(params: dict) -> str:
     """A short, stable hash of a run's logged GROUP_SETTINGS (as MLflow stores them, strings): every setting
     that defines the experiment except the seed, so runs that differ only in their seed share it, whenever
@@ -196,8 +202,7 @@ def config_group(params: dict) -> str:
     logs `epochs` and `batch_size` too) do not say what defines its experiment."""
     if "model" not in params:
         return ""
-    values = {name: str(params[name]) for name in GROUP_SETTINGS if name in params
-              and not (SETTINGS[name].optional and str(params[name]) == "None")}  # unset: as before it existed
+    values = {name: str(params[name]) for name in GROUP_SETTINGS if name in params and not unset(name, params[name])}
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:10]
 
 

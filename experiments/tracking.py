@@ -194,11 +194,6 @@ def experiment_id(client: MlflowClient, name: str) -> str:
         return client.create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
 
 
-# The artifacts that grow by one entry per epoch (experiments.train.EpochRecord.artifact_entries).
-EPOCH_SERIES = (Artifact.CONFUSION_VAL_EPOCHS, Artifact.VAL_PREDICTIONS_EPOCHS, Artifact.PER_CLASS_EPOCHS,
-                Artifact.RELIABILITY_VAL_EPOCHS)
-
-
 def grown(series: dict, epoch: int, entry: dict) -> dict:
     """A per-epoch artifact with this epoch's entry appended to its lists, after dropping any entries of this epoch
     or later (left by a runner killed between this artifact and its checkpoint, then resumed)."""
@@ -288,7 +283,7 @@ class RunLogger:
         self.retry_seconds = retry_seconds
         for name, value in RUNNER_HTTP_RETRIES.items():  # the user's own settings win
             os.environ.setdefault(name, value)
-        self.series: dict[str, dict] = {name: {"class_names": self.class_names} for name in EPOCH_SERIES}
+        self.series: dict[str, dict] = {name: {"class_names": self.class_names} for name in Artifact.PER_EPOCH}
         self.scratch = tempfile.TemporaryDirectory(prefix="cnn-run-")
         self.heartbeat = Heartbeat(client, run_id, heartbeat_seconds)
 
@@ -354,8 +349,8 @@ class RunLogger:
                 delay = min(2 * delay, 10.0)
 
     def log_epoch(self, record, checkpoint: dict) -> None:
-        """Commit one epoch (an experiments.train.EpochRecord): metrics and step losses in one batch, the val
-        confusion matrices so far, and its checkpoint; an interrupt waits for the whole commit. If the store is
+        """Commit one epoch (an experiments.train.EpochRecord): metrics and step losses in one batch, the per-epoch
+        artifacts grown by its entries, and its checkpoint; an interrupt waits for the whole commit. If the store is
         away for longer than retry_seconds, the epoch and its checkpoint are spooled here and StoreAway raised."""
         try:
             self.patiently(self.commit_epoch, record, checkpoint)
@@ -383,8 +378,8 @@ class RunLogger:
         for i in range(0, len(metrics), 1000):  # MLflow accepts at most 1000 metrics per batch
             self.client.log_batch(self.run_id, metrics=metrics[i:i + 1000])
         series = {name: grown(self.series[name], epoch, entry) for name, entry in record.artifact_entries().items()}
-        for name, data in series.items():
-            self.client.log_dict(self.run_id, data, name)
+        for name, data in series.items():  # compact: rewritten whole every epoch, 6,000 predictions and more
+            self.client.log_text(self.run_id, json.dumps(data, separators=(",", ":")), name)
         self.upload_checkpoint(checkpoint)
         self.series = series
 

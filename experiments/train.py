@@ -81,7 +81,8 @@ class EpochRecord:
         return {name: getattr(self, name) for name in Metric.PER_EPOCH}
 
     def artifact_entries(self) -> dict[str, dict]:
-        """{per-epoch artifact: this epoch's entry}; experiments.tracking appends each to its artifact's lists.
+        """{per-epoch artifact (Artifact.PER_EPOCH): this epoch's entry}; experiments.tracking appends each to its
+        artifact's lists.
         Empty bins and absent classes are written as null (JSON has no NaN)."""
         table = self.val_reliability
         return {

@@ -68,7 +68,7 @@ def test_a_class_overfits_only_when_its_whole_gap_interval_is_above_the_threshol
     assert [g.name for g in gaps] == ["zero", "one", "two"]  # widest gap first
     assert gaps[0].overfits is True  # 12 of 100 wrong, none of 900
     assert gaps[1].overfits is None  # 1 of 20 against 2 of 100: the interval straddles 1 point
-    assert gaps[2].overfits is not True
+    assert gaps[2].overfits is None  # 1 point of gap on 10 and 40 images
     assert gaps[0].gap.low > 0.01 and gaps[0].gap.estimate == pytest.approx(0.12)
 
 
@@ -79,3 +79,5 @@ def test_a_per_epoch_artifact_grows_by_one_entry_and_a_repeated_epoch_replaces_t
     assert series == {"class_names": ["a", "b"], "epochs": [1, 2, 3], "matrices": [10, 20, 30]}
     again = grown(series, 2, {"matrices": 99})  # resumed from epoch 1's checkpoint after epoch 3 was logged
     assert again["epochs"] == [1, 2] and again["matrices"] == [10, 99]
+    fresh = grown({"class_names": ["a", "b"]}, 3, {"predicted": [0, 1]})  # an artifact an older run never logged
+    assert fresh == {"class_names": ["a", "b"], "epochs": [3], "predicted": [[0, 1]]}  # starts at the resumed epoch

@@ -66,5 +66,5 @@ def test_the_capacity_curve_in_chromium(widths, page):
 def test_a_width_on_a_model_of_fixed_width_is_one_line(store, capsys):
     refused = cli_in_process(capsys, "train", "--model", "lenet5", "--width", "2")
     assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].endswith(
-        "error: --width: lenet5 in pytorch has a fixed width (conv-conv in PyTorch scales)")
+        "error: --width: lenet5 in pytorch has a fixed width (scalable: conv-conv in pytorch)")
     assert not store.search_experiments(filter_string="name = 'cnn-experiments'")  # nothing logged

@@ -309,13 +309,14 @@ def test_per_class_epochs_become_a_long_frame_and_heatmaps_of_gap_and_train_erro
     assert bias.zmin == 0 and bias.zmax == pytest.approx(20.0)
 
 
-def test_the_reliability_diagram_draws_one_bar_per_bin_and_the_diagonal():
+def test_the_reliability_diagram_draws_a_bar_and_a_mean_confidence_marker_per_bin_and_the_diagonal():
     series = {"epochs": [1, 2], "edges": [[0, 0.5, 1.0]] * 2, "counts": [[5, 15], [2, 18]],
               "accuracy": [[0.4, 0.9], [None, 0.8]], "confidence": [[0.3, 0.95], [None, 0.97]]}
     entry = analysis.epoch_entry(series, 2)
     assert entry == {"edges": [0, 0.5, 1.0], "counts": [2, 18], "accuracy": [None, 0.8], "confidence": [None, 0.97]}
-    bars, diagonal = figures.reliability_diagram(entry, 2).data
+    bars, means, diagonal = figures.reliability_diagram(entry, 2).data
     assert list(bars.x) == [0.25, 0.75] and np.isnan(bars.y[0]) and bars.y[1] == 0.8
+    assert means.x[1] == 0.97 and means.y[1] == 0.8  # read against the diagonal at the bin's mean confidence
     assert list(diagonal.x) == [0, 1] and list(diagonal.y) == [0, 1]
 
 

@@ -36,8 +36,14 @@ def curves_section(runs: pd.DataFrame, selection: list[str], metrics: pd.DataFra
     by, members = curves_grouping_ui(runs, selection)
     if by is None:
         x, log_loss = curves_axes_ui()
-        st.plotly_chart(figures.learning_curves(along(metrics, runs, x), run_labels(runs, selection),
-                                                x_title=X_AXES[x], log_loss=log_loss), key=Key.CURVES_CHART)
+        placed = along(metrics, runs, x)
+        labels = run_labels(runs, selection)
+        left_out = [labels[run_id] for run_id in selection if run_id in set(metrics["run_id"]) - set(placed["run_id"])]
+        if left_out:
+            st.caption(md(f"Not drawn against {x}: {', '.join(left_out)} (no epoch_seconds or training-set size "
+                          "logged)."))
+        st.plotly_chart(figures.learning_curves(placed, labels, x_title=X_AXES[x], log_loss=log_loss),
+                        key=Key.CURVES_CHART)
         return
     groups = groups_by(runs, selection, by)
     member_group = {run_id: label for label, ids in groups.items() for run_id in ids}

@@ -6,12 +6,13 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import figures, formats, reader, state
-from dashboard.analysis import closest_runs, moved_images, off_diagonal_cells, run_labels
+from dashboard.analysis import closest_runs, epoch_position, moved_images, off_diagonal_cells, run_labels
 from dashboard.reader import RunRecord
 from dashboard.state import IN_URL, Key
 from dashboard.views import artifact, artifact_location_note, read, runs_or_message, test_pictures
 from dashboard.widgets import confusion_source_ui, md, run_picker_ui
 from experiments import stats
+from experiments.data import images_sha256
 from experiments.diagnosis import history_of
 from experiments.schema import Artifact, Metric, Param, Tag
 
@@ -61,7 +62,7 @@ def gallery_ui(run_id: str, run: RunRecord, class_names: list[str], source) -> N
     true, pred = cell
     if source != "test":
         st.caption(f"The matrix shows the validation set after epoch {source}; the images below are the test set's "
-                   "in the same cell, with best-val weights (validation predictions are not kept per epoch).")
+                   "in the same cell, with best-val weights (\"Between two epochs\" below shows validation images).")
     st.subheader(f"Test images of true {md(class_names[true])}, predicted {md(class_names[pred])}")
     wrong = artifact(run_id, Artifact.MISCLASSIFIED)
     if wrong is None:
@@ -91,7 +92,7 @@ def confusion_section(run_id: str, run: RunRecord) -> list[str] | None:
         return None
     class_names = (test or per_epoch)["class_names"]
     source, normalize = confusion_source_ui(per_epoch["epochs"] if per_epoch else [], test is not None)
-    matrix = test["matrix"] if source == "test" else per_epoch["matrices"][per_epoch["epochs"].index(source)]
+    matrix = test["matrix"] if source == "test" else per_epoch["matrices"][epoch_position(per_epoch["epochs"], source)]
     st.caption("Test set, best-val weights" if source == "test" else f"Validation set after epoch {source}")
     cols = st.columns([3, 2])
     with cols[0]:
@@ -123,9 +124,9 @@ def epoch_difference_section(run_id: str, run: RunRecord) -> None:
         return
     st.subheader("Between two epochs")
     epochs, class_names = per_epoch["epochs"], per_epoch["class_names"]
-    a, b = st.select_slider("Validation matrices of epochs", options=epochs, value=(epochs[0], epochs[-1]),
-                            key=Key.EPOCH_PAIR)
-    matrices = [np.array(per_epoch["matrices"][epochs.index(e)]) for e in (a, b)]
+    a, b = st.select_slider("Validation matrices of epochs", options=sorted(set(epochs)),
+                            value=(epochs[0], epochs[-1]), key=Key.per_run(Key.EPOCH_PAIR, run_id))
+    matrices = [np.array(per_epoch["matrices"][epoch_position(epochs, e)]) for e in (a, b)]
     cols = st.columns([3, 2])
     with cols[0]:
         st.plotly_chart(figures.confusion_difference(*matrices, class_names, (f"epoch {a}", f"epoch {b}")),
@@ -144,15 +145,14 @@ def moved_ui(run_id: str, run: RunRecord, class_names: list[str], pair: tuple[in
     """The validation images of the cell's true class whose prediction entered or left the cell between the epochs."""
     val, predictions = (artifact(run_id, name) for name in (Artifact.VAL_IMAGES, Artifact.VAL_PREDICTIONS_EPOCHS))
     if val is None or predictions is None or not set(pair) <= set(predictions["epochs"]):
-        st.info(f"This run did not log {Artifact.VAL_PREDICTIONS_EPOCHS} (runs trained here since it exists do).")
+        st.info(f"This run has no validation predictions of epochs {pair[0]} and {pair[1]} "
+                f"({Artifact.VAL_IMAGES} and {Artifact.VAL_PREDICTIONS_EPOCHS}; runs trained here since they exist log "
+                "them every epoch).")
         return
     true, pred = cell
-    before, after = (predictions["predicted"][predictions["epochs"].index(e)] for e in pair)
+    before, after = (predictions["predicted"][epoch_position(predictions["epochs"], e)] for e in pair)
     into, out_of = moved_images(val["labels"], before, after, true, pred)
-    mine = artifact(run_id, Artifact.MISCLASSIFIED_IMAGES) is None  # a run on your own files: their images are not here
-    images = reader.load_images(run.params.get(Param.DATASET, "mnist"), val["source"],
-                                run.params.get(Param.TEST_IMAGES_SHA256) if val["source"] == "test" else None) \
-        if mine else None
+    pictures = val_pictures(run, val)
     st.markdown(f"**True {md(class_names[true])}, predicted {md(class_names[pred])}**: {len(into)} moved in, "
                 f"{len(out_of)} moved out between epoch {pair[0]} and epoch {pair[1]} (captions: the validation "
                 "image's index in its file and its prediction at the other epoch).")
@@ -161,11 +161,19 @@ def moved_ui(run_id: str, run: RunRecord, class_names: list[str], pair: tuple[in
             continue
         shown = rows[:GALLERY_LIMIT]
         captions = [f"#{val['index'][r]} {when} {class_names[other[r]]}" for r in shown]
-        if images is None:
+        if pictures is None:
             st.caption(f"{title}: " + ", ".join(captions))
         else:
             st.caption(title)
-            st.image([images[val["index"][r]] for r in shown], width=64, caption=captions)
+            st.image([pictures[r] for r in shown], width=64, caption=captions)
+
+
+def val_pictures(run: RunRecord, val: dict) -> np.ndarray | None:
+    """The run's validation images from this machine's copy of its dataset, when they are the very images it
+    validated on (same SHA-256: a run on your own files, or an older run that logged no hash, shows none)."""
+    images = reader.load_images(run.params.get(Param.DATASET, "mnist"), val["source"])
+    chosen = None if images is None else images[np.asarray(val["index"], dtype=int)]
+    return chosen if chosen is not None and images_sha256(chosen) == val.get("sha256") else None
 
 
 def difference_section(runs: pd.DataFrame, run_id: str, selection: list[str]) -> None:

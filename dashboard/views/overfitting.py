@@ -22,7 +22,10 @@ HISTORY = tuple(map(str, (Metric.TRAIN_ACC, Metric.VAL_ACC, Metric.VAL_LOSS, Met
 MAX_INSPECTED = 6
 CLASS_IMAGES = 24
 GAP_COLUMNS = {**{name: formats.percent_column(name) for name in ("train error", "val error")},
-               "gap": formats.points_column("gap", help="val error - train error, in percentage points")}
+               "gap": formats.points_column("gap", help="val error - train error, in percentage points"),
+               "gap interval": st.column_config.TextColumn(
+                   "gap interval", help="Newcombe's interval of the gap, Bonferroni-corrected: 95% for all classes "
+                                        "together")}
 
 
 def diagnosis_ui(judged: Verdict) -> None:
@@ -107,8 +110,9 @@ def calibration_section(run_id: str, history) -> None:
 
 def gap_row(gap: ClassGap) -> dict:
     verdict_words = {True: "overfits", False: "no", None: "cannot tell"}[gap.overfits]
-    return {"class": gap.name, "train error": gap.train_error, "val error": gap.val_error,
-            "gap": gap.gap.estimate, "gap 95% CI": gap.gap.bounds_text(), "overfits": verdict_words}
+    return {"class": gap.name, "train error": gap.train_error, "val error": gap.val_error, "gap": gap.gap.estimate,
+            "gap interval": f"{formats.points(gap.gap.low)} to {formats.points(gap.gap.high)}",
+            "overfits": verdict_words}
 
 
 def per_class_section(run_id: str, row) -> None:
@@ -129,11 +133,11 @@ def per_class_section(run_id: str, row) -> None:
     gaps = class_gaps(last["train_error"], last["val_error"], last["train_support"], last["val_support"],
                       per_class["class_names"])
     flagged = [gap.name for gap in gaps if gap.overfits]
-    st.markdown(f"**Classes that overfit** after epoch {int(frame['epoch'].max())} (whole 95% interval of the gap "
-                f"above {formats.points(VARIANCE_THRESHOLD)}): " + (", ".join(map(md, flagged)) if flagged else "none")
-                + ".")
-    st.dataframe(formats.shown(pd.DataFrame([gap_row(g) for g in gaps[:5]]), GAP_COLUMNS), hide_index=True,
-                 column_config=GAP_COLUMNS)
+    st.markdown(f"**Classes that overfit** after epoch {int(frame['epoch'].max())} (whole interval of the gap above "
+                f"{formats.points(VARIANCE_THRESHOLD)}, 95% for all classes together): "
+                + (", ".join(map(md, flagged)) if flagged else "none") + ".")
+    st.dataframe(formats.shown(pd.DataFrame([gap_row(g) for g in gaps[:max(5, len(flagged))]]), GAP_COLUMNS),
+                 hide_index=True, column_config=GAP_COLUMNS)
     class_images_ui(run_id, row, [gap.label for gap in gaps], per_class["class_names"])
 
 
@@ -152,7 +156,7 @@ def class_images_ui(run_id: str, row, labels: list[int], class_names: list[str])
     if pictures is None:
         st.dataframe(rows, hide_index=True)
         return
-    st.image(pictures, width=84, caption=[f"#{i} taken for {class_names[p]} ({c:.0%})" for i, p, c in
+    st.image(pictures, width=84, caption=[f"#{i} taken for {class_names[p]} ({formats.percent(c)})" for i, p, c in
                                           zip(rows["index"], rows["predicted"], rows["confidence"], strict=True)])
 
 
@@ -199,6 +203,8 @@ def capacity_section(runs) -> None:
     """The capacity curve of every series of runs that differ only in their width, its sweet spot starred."""
     for number, ids, first, metrics in each_series(runs, "width", "width", "capacity"):
         points = capacity_points(runs, metrics)
+        if points.empty:
+            continue
         spot = sweet_spot(points)
         st.markdown(f"**{md(first['model'])}** on {md(first['dataset'])}, {formats.count(first['train_size'])} "
                     f"training images, {len(ids)} widths: error against parameter count. Train error falls as "

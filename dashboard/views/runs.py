@@ -10,7 +10,7 @@ from dashboard.analysis import (STORY, filter_runs, group_table, run_labels, sea
                                 with_test_intervals)
 from dashboard.state import Key
 from dashboard.views import go_to, runs_or_message
-from dashboard.widgets import CONFIGURATION, live_refresh_ui, md, run_filters_ui
+from dashboard.widgets import CONFIGURATION, MAX_COMPARE, live_refresh_ui, md, run_filters_ui
 from experiments import stats
 
 SHOWN_COLUMNS = ["run_name", "model", "dataset", "train_size", "convention", "status", "test_acc", "test_acc_ci",
@@ -141,7 +141,8 @@ def page() -> None:
         grouped_table_ui(shown, len(selection))
     else:
         runs_table_ui(shown, len(runs), len(selection))
-    if len(selection) >= 2 and st.button(f"Compare selected ({len(selection)})", key=Key.COMPARE_SELECTED):
+    if 2 <= len(selection) <= MAX_COMPARE and st.button(f"Compare selected ({len(selection)})",
+                                                        key=Key.COMPARE_SELECTED):
         go_to("views/compare.py")
 
 

@@ -1,4 +1,5 @@
 """Ctrl-C/SIGTERM ends a run KILLED with its checkpoint; --resume finishes it exactly like an uninterrupted run."""
+import json
 import signal
 import time
 
@@ -43,7 +44,7 @@ def test_sigterm_kills_then_resume_matches_an_uninterrupted_run(store, tmp_path,
     checkpoint = torch.load(store.download_artifacts(run_id, Artifact.CHECKPOINT, str(tmp_path)), weights_only=True)
     assert sorted(checkpoint["progress"]["epochs"]) == done
 
-    resumed = cli_in_process(capsys, "train", "--resume", run_id, "--no-progress")  # a new process: no state kept
+    resumed = cli_in_process(capsys, "train", "--resume", run_id, "--no-progress")  # all it needs, from the store
     assert resumed.returncode == 0, resumed.stderr
     reference = cli_in_process(capsys, "train", *TRAIN, "--run-name", "uninterrupted")
     assert reference.returncode == 0, reference.stderr
@@ -55,6 +56,10 @@ def test_sigterm_kills_then_resume_matches_an_uninterrupted_run(store, tmp_path,
         assert len({s for s, _ in resumed_points}) == len(resumed_points), f"{name} logged twice"
         assert resumed_points == straight_points, name
     assert finished.data.metrics[Metric.TEST_ACC] == straight.data.metrics[Metric.TEST_ACC]
+    for name in Artifact.PER_EPOCH:  # every epoch once, each entry as the uninterrupted run logged it
+        resumed_series, straight_series = (json.loads(open(store.download_artifacts(r, name, str(tmp_path / r))).read())
+                                           for r in (run_id, straight.info.run_id))
+        assert resumed_series == straight_series, name
 
 
 def test_resume_of_unknown_or_finished_run_is_refused(store, capsys):
