@@ -436,7 +436,8 @@ def load_location_note(store: Store, run_id: str) -> str | None:
 
 @st.cache_data(show_spinner=False)
 @store_errors
-def load_artifact(store: Store, run_id: str, path: str) -> ArtifactRead:
+def load_artifact(store: Store, run_id: str, path: str, tick: int = 0) -> ArtifactRead:
+    """A run's artifact, kept for good: a new `tick` reads it again (a running run's, as it grows)."""
     return fetch_artifact(client_for(store), run_id, path)
 
 

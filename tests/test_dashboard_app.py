@@ -9,6 +9,7 @@ from sklearn.metrics import confusion_matrix
 from dashboard import formats
 from dashboard.state import Key, rows_key
 from experiments.diagnosis import early_stop
+from experiments.schema import Artifact
 from tests.helpers import PAGES, chart_traces, go, open_app, plotly_charts, texts
 
 
@@ -196,6 +197,28 @@ def test_a_cell_of_the_difference_between_two_epochs_shows_the_validation_images
     assert f"{into} moved in, {out_of} moved out between epoch 1 and epoch {predictions['epochs'][-1]}" in texts(at)
     shown = [image for image in at.get("image") if any(" was " in c or " now " in c for c in image.captions)]
     assert sum(len(image.captions) for image in shown) == min(into, 40) + min(out_of, 40)
+
+
+def test_a_running_runs_growing_artifacts_are_read_again(store, tmp_path, monkeypatch):
+    """The inspector of a RUNNING run sees the epoch its runner logs next, once the cache's interval has passed."""
+    from dashboard import reader
+
+    client, ids = store
+    run_id = ids["running"]
+    at = go(open_app(selection=[run_id]), "overfitting")
+    slider = at.select_slider(key=Key.per_run("reliability_epoch", run_id))
+    assert slider.options == ["1", "2"]
+    path = client.download_artifacts(run_id, Artifact.RELIABILITY_VAL_EPOCHS, str(tmp_path))
+    logged = json.loads(open(path).read())
+    grown = {**logged, **{key: [*logged[key], logged[key][-1]] for key in logged if key != "class_names"}}
+    client.log_text(run_id, json.dumps({**grown, "epochs": [1, 2, 3]}), Artifact.RELIABILITY_VAL_EPOCHS)
+    try:
+        monkeypatch.setattr(reader, "CACHE_SECONDS", 1e-6)  # the interval has passed at every read
+        at.run()
+        assert not at.exception
+        assert at.select_slider(key=Key.per_run("reliability_epoch", run_id)).options == ["1", "2", "3"]
+    finally:
+        client.log_text(run_id, json.dumps(logged), Artifact.RELIABILITY_VAL_EPOCHS)
 
 
 def test_clicked_confusion_cell_shows_its_misclassified_images(store, tmp_path):

@@ -20,8 +20,10 @@ def read(load, *args):
 
 
 def artifact(run_id: str, path: str):
-    """A run's parsed artifact, or None; a corrupt file is named on the page."""
-    got = read(reader.load_artifact, run_id, path)
+    """A run's parsed artifact, or None; a corrupt file is named on the page. A run still training is read afresh
+    every CACHE_SECONDS (its per-epoch artifacts grow, and one not written yet appears); a finished one once."""
+    running = st.session_state.get(Key.LIVE) and read(reader.load_run, run_id).status == "RUNNING"
+    got = read(reader.load_artifact, run_id, path, int(time.time() // reader.CACHE_SECONDS) if running else 0)
     if got.problem:
         st.warning(got.problem)
     return got.value
