@@ -14,6 +14,9 @@ from experiments.train import EXPLODING_LOSS, EpochMeter
 
 OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adadelta": "Adadelta"}  # our names -> keras.optimizers classes
 PROBABILITY_FLOOR = 1e-7  # Keras's own epsilon: its cross-entropy clips softmax outputs there too
+# So its loss never passes -ln(PROBABILITY_FLOOR) = 16.1 and never reaches our EXPLODING_LOSS: a batch within 10% of
+# that ceiling has nearly every image confidently wrong, which no learning model reaches (a uniform guess: 2.3).
+EXPLODING_KERAS_LOSS = min(EXPLODING_LOSS, 0.9 * -math.log(PROBABILITY_FLOOR))
 
 
 def keras_backend_problem() -> str | None:
@@ -86,15 +89,6 @@ def assign(variable, value) -> None:
     variable.assign(np.reshape(np.asarray(value), variable.shape))
 
 
-def exploding_loss() -> float:
-    """Keras clips probabilities to [epsilon, 1 - epsilon] in its cross-entropy, so its loss never passes
-    -ln(epsilon) (16.1) and never reaches our EXPLODING_LOSS: a batch within 10% of that ceiling has nearly every
-    image confidently wrong, which no learning model reaches (a uniform guess scores ln 10 = 2.3)."""
-    import keras
-
-    return min(EXPLODING_LOSS, 0.9 * -math.log(keras.config.epsilon()))
-
-
 def schema_callback(n: int, batch_size: int, log_every: int, progress: bool, epochs: range, end_of_epoch,
                     torch_rng: torch.Tensor):
     """The Keras callback that turns model.fit's epochs into this project's: per-step losses into an EpochMeter,
@@ -109,7 +103,7 @@ def schema_callback(n: int, batch_size: int, log_every: int, progress: bool, epo
 
         def on_epoch_begin(self, epoch, logs=None):
             self.meter = EpochMeter(n, epoch + 1, epoch * steps_per_epoch + 1, log_every,
-                                    f"epoch {epoch + 1}/{epochs.stop - 1}", progress, exploding_loss())
+                                    f"epoch {epoch + 1}/{epochs.stop - 1}", progress, EXPLODING_KERAS_LOSS)
             self.loss_sum = self.correct_sum = 0.0
 
         def on_train_batch_end(self, batch, logs=None):
