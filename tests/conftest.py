@@ -1,5 +1,6 @@
 """Shared fixtures: the real MNIST cache, throwaway MLflow stores, real tracked runs, a headless browser."""
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -8,6 +9,22 @@ from mlflow.tracking import MlflowClient
 from experiments.data import ensure_dataset
 from experiments.run import RunConfig, execute
 from tests.helpers import CHROMIUM, CHROMIUM_ARGS, small_config, sqlite_uri
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that load Keras run last. Once Keras is imported, Streamlit's script runner calls
+    keras.backend.clear_session() (a full gc.collect) before every AppTest run: the dashboard tests after
+    the first Keras test took 4-8 times longer (measured). The dashboard itself never imports Keras."""
+    items.sort(key=lambda item: item.get_closest_marker("keras") is not None)
+
+
+@pytest.fixture(autouse=True)
+def keras_only_where_marked(request):
+    """Fails a test that imports Keras without the `keras` mark, which would undo the ordering above."""
+    loaded_before = "keras" in sys.modules
+    yield
+    if not loaded_before and "keras" in sys.modules and not request.node.get_closest_marker("keras"):
+        pytest.fail("this test imports Keras: mark it @pytest.mark.keras so that it runs after the dashboard tests")
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,8 @@ from dashboard.state import Key, rows_key
 from tests.foreign import hugging_face_style_run, history_of_keras_run, keras_autolog_run, lightning_style_run
 from tests.helpers import chart_traces, go, open_app, plotly_charts, small_config, sqlite_uri, texts
 
+pytestmark = pytest.mark.keras
+
 
 @pytest.fixture(scope="module")
 def foreign_store(tmp_path_factory, mnist_dir):

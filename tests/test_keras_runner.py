@@ -11,6 +11,8 @@ from experiments.run import RunConfig, RunInterrupted, execute, resume
 from experiments.schema import Metric, Param, Tag
 from tests.helpers import small_config, sqlite_uri
 
+pytestmark = pytest.mark.keras
+
 SLICE = dict(model="conv-conv", style="functional", epochs=1, train_size=5000, test_size=1000)
 SEEDS = 2
 

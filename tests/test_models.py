@@ -13,6 +13,7 @@ def test_every_torch_model_maps_images_to_ten_logits(name):
         assert MODELS[name].build(style, framework="pytorch")(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
 
 
+@pytest.mark.keras
 @pytest.mark.parametrize("name", [n for n, s in MODELS.items() if "keras" in s.frameworks])
 def test_every_keras_program_matches_its_pytorch_twin_layer_by_layer(name):
     """The tutorials' Keras programs, Sequential and Functional: same parameters, layer by layer, as the PyTorch

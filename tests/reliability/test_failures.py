@@ -68,6 +68,7 @@ def test_an_exploding_loss_that_never_becomes_nan_fails_the_run_in_its_first_epo
     assert store.get_metric_history(run.info.run_id, Metric.VAL_ACC) == []
 
 
+@pytest.mark.keras
 def test_a_keras_run_whose_clipped_loss_saturates_fails_as_diverged(store, mnist_dir):
     """Keras clips its cross-entropy at -ln(1e-7) = 16.1, so lr 1e6 never passes 230.3 there: it trained to the
     end at chance accuracy before."""
