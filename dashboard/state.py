@@ -2,8 +2,9 @@
 
 Widget keys are declared here too, so no page spells another page's key; a widget drawn with
 `bind=IN_URL` keeps its value in the URL under its key (Streamlit's own binding), so a reload or a
-shared link opens the same view. The run selection is one list of run ids shared by every page; tables that add to it remember which run each of
-their rows shows (`remember_rows`), so a tick can be mapped back to a run (`ticked`).
+shared link opens the same view. The run selection is one list of run ids shared by every page; tables that show it remember which run each of
+their rows shows (`remember_rows`), so a tick maps back to a run (`ticked`) and the selection to ticks
+(`tick_the_selection`).
 """
 import streamlit as st
 
@@ -71,6 +72,23 @@ def ticked(table_key: str) -> list:
     rows = remembered_rows(table_key)
     event = st.session_state.get(table_key) or {}
     return [rows[i] for i in event.get("selection", {}).get("rows", []) if i < len(rows)]
+
+
+def selected_rows(table_key: str) -> list[int]:
+    """The positions of the rows of `table_key` whose runs (a run id, or a list of them) are all selected."""
+    chosen = set(selection())
+    return [i for i, row in enumerate(remembered_rows(table_key))
+            if set(row if isinstance(row, list) else [row]) <= chosen]
+
+
+def tick_the_selection(table_key: str) -> None:
+    """Make the table `table_key`, drawn next, show the selection ticked wherever it was made (the sidebar,
+    another page, a button, a link), so that a tick adds to it and an untick removes. Streamlit's programmatic
+    selection: the widget keeps its key, and is told only when its ticks differ from the selection."""
+    wanted = selected_rows(table_key)
+    shown = (st.session_state.get(table_key) or {}).get("selection", {}).get("rows", [])
+    if sorted(shown) != wanted:
+        st.session_state[table_key] = {"selection": {"rows": wanted, "columns": [], "cells": []}}
 
 
 def selection() -> list[str]:

@@ -20,7 +20,7 @@ def md(text) -> str:
 
 
 def selection_ui(runs: pd.DataFrame) -> list[str]:
-    """The selected runs, kept across pages and in the address (sidebar multiselect; the Runs table adds to it)."""
+    """The selected runs, kept across pages and in the address (sidebar multiselect; the Runs table's ticks show it)."""
     options = list(runs["run_id"])
     labels = run_labels(runs, options)
     if st.session_state.get(Key.SELECTION) is None:  # a new session: the address says (a reload, a shared link)
@@ -28,7 +28,8 @@ def selection_ui(runs: pd.DataFrame) -> list[str]:
     else:  # re-assigned on every page, so that Streamlit keeps the widget's value across pages
         state.set_selection([r for r in state.selection() if r in labels])
     chosen = st.sidebar.multiselect("Selected runs", options, key=Key.SELECTION, format_func=labels.get,
-                                    help="Pick rows in the Runs table or here; every page uses this selection.")
+                                    help="Pick rows in the Runs table or here; every page uses this selection.",
+                                    filter_mode="contains", select_all=False)  # Enter adds one run, never "all matches"
     state.selection_to_url(chosen)
     return chosen
 

@@ -79,6 +79,25 @@ def test_runs_filters_narrow_the_table(store):
     assert found >= {"sr-500", "pruned"} and not found & {"sr-2000", "lenet5-small"}  # 1,600 images; lenet5
 
 
+def ticked_runs(at, table_key: str = Key.RUNS_TABLE) -> set:
+    """What the ticked rows of a Runs table stand for: run ids, or tuples of a group's run ids."""
+    rows = at.session_state[rows_key(table_key)]
+    return {tuple(rows[i]) if isinstance(rows[i], list) else rows[i]
+            for i in at.session_state[table_key]["selection"]["rows"]}
+
+
+def test_the_runs_tables_ticks_show_the_selection_wherever_it_was_made(store):
+    _, ids = store
+    at = open_app(selection=[ids["conv"], ids["lenet5"]])
+    assert ticked_runs(at) == {ids["conv"], ids["lenet5"]}
+    at.multiselect(key=Key.SELECTION).set_value([ids["conv"], ids["lenet5"], ids["numpy"]]).run()  # the sidebar
+    assert ticked_runs(at) == {ids["conv"], ids["lenet5"], ids["numpy"]}
+    at = go(go(at, "compare"), "runs")
+    assert not at.exception and ticked_runs(at) == {ids["conv"], ids["lenet5"], ids["numpy"]}
+    at.toggle(key=Key.GROUP_RUNS).set_value(True).run()  # a group row is ticked when all its runs are selected
+    assert ticked_runs(at, Key.RUNS_GROUPED) == {(ids["conv"],), (ids["lenet5"],), (ids["numpy"],)}
+
+
 def test_selection_carries_across_pages_into_compare(store):
     _, ids = store
     chosen = [ids["lenet5"], ids["conv"], ids["numpy"]]

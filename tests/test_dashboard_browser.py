@@ -90,6 +90,37 @@ def test_the_selection_and_the_view_survive_every_page_a_reload_and_a_shared_lin
     elsewhere.context.close()
 
 
+def test_the_runs_tables_ticks_are_the_selection_and_enter_in_the_sidebar_adds_one_run(server, page):
+    url, _, _ = server
+    page.goto(f"{url}/compare")
+    page.get_by_role("heading", name="Compare runs").wait_for(timeout=60_000)
+    select_runs(page, ["lenet5-small", "conv-conv-small"], on_runs_page=False)  # chosen on another page
+    page.locator('[data-testid="stSidebarNav"]').get_by_text("Runs", exact=True).click()
+    page.get_by_text("2 selected").wait_for(timeout=60_000)
+    wait_idle(page)
+    table = page.locator('[data-testid="stDataFrame"]').first
+    table.scroll_into_view_if_needed()
+    page.wait_for_timeout(1000)
+    shoot(page, "runs-ticks-show-the-selection")
+    box = table.bounding_box()
+    first_row_tick = (box["x"] + 14, box["y"] + 35 + 17)  # the newest run, not selected
+    page.mouse.click(*first_row_tick)  # a table that did not show the two ticked would replace them with this one
+    page.get_by_text("3 selected").wait_for(timeout=30_000)
+    expect(selected_chips(page)).to_have_count(3, timeout=30_000)
+    wait_idle(page)
+    page.mouse.click(*first_row_tick)  # untick: removed again
+    page.get_by_text("2 selected").wait_for(timeout=30_000)
+    wait_idle(page)
+    selection = page.locator('[data-testid="stSidebar"] [data-testid="stMultiSelect"]')
+    selection.locator("input").click()
+    page.keyboard.type("seeds")  # five runs' names contain it: Enter adds one, not all five
+    page.keyboard.press("Enter")
+    page.keyboard.press("Escape")
+    page.get_by_text("3 selected").wait_for(timeout=30_000)
+    wait_idle(page)
+    assert page.get_by_text("3 selected").count() == 1 and selected_chips(page).count() == 3
+
+
 def choose_run(page, label_start: str, box: int = 0) -> None:
     """Type into the page's `box`-th select box, take the first match, and wait until the box shows it (a rerun
     that lands while the list is open can swallow the choice: then it is made again)."""
@@ -108,16 +139,20 @@ def choose_run(page, label_start: str, box: int = 0) -> None:
     raise AssertionError(f"select box {box} never showed {label_start!r}")
 
 
-def select_runs(page, names) -> None:
-    """Add runs to the sidebar selection by name, one at a time, each once the app has rerun with the last (on a
-    page that says how many are selected: Runs)."""
+def select_runs(page, names, on_runs_page: bool = True) -> None:
+    """Add runs to the sidebar selection by name, one at a time, each once the app has rerun with the last (the
+    Runs page says how many are selected; elsewhere the sidebar's chips are counted)."""
     selection = page.locator('[data-testid="stSidebar"] [data-testid="stMultiSelect"]')
     for count, name in enumerate(names, start=1):
         selection.locator("input").click()  # not the middle: a chosen tag's remove button may sit there
         page.keyboard.type(name)
         page.keyboard.press("Enter")
         page.keyboard.press("Escape")
-        page.get_by_text(f"{count} selected").wait_for(timeout=30_000)
+        if on_runs_page:
+            page.get_by_text(f"{count} selected").wait_for(timeout=30_000)
+        else:
+            expect(selected_chips(page)).to_have_count(count, timeout=30_000)
+            wait_idle(page)
 
 
 def test_groups_over_seeds_bands_and_which_is_better(server, seeded_store, page):

@@ -1,5 +1,5 @@
-"""Runs: every run in one sortable, filterable table, or one row per config group over seeds; ticked rows join
-the selection."""
+"""Runs: every run in one sortable, filterable table, or one row per config group over seeds; the ticks are the
+selection."""
 import functools
 
 import pandas as pd
@@ -63,21 +63,23 @@ def run_ids_of(rows: list) -> list[str]:
     return [run_id for row in rows for run_id in (row if isinstance(row, list) else [row])]
 
 
-def add_ticked_to_selection(table_key: str) -> None:
-    """Rows ticked in a table replace the shown rows' part of the selection; hidden runs stay selected."""
+def follow_ticks(table_key: str) -> None:
+    """The table's ticks are the shown rows' part of the selection: a tick adds, an untick removes; runs the
+    table does not show (filtered out) stay selected."""
     shown = run_ids_of(state.remembered_rows(table_key))
     state.set_selection([r for r in state.selection() if r not in shown] + run_ids_of(state.ticked(table_key)))
 
 
 def selectable_table_ui(table: pd.DataFrame, rows: list, caption: str, config: dict, key: str) -> None:
-    """A table whose ticked rows (each standing for the runs in `rows`) join the selection."""
+    """A table whose ticks show the selection (each row standing for the runs in `rows`) and change it."""
     state.remember_rows(key, rows)
+    state.tick_the_selection(key)
     st.caption(caption)
     st.dataframe(formats.shown(table, config), hide_index=True, column_config=config, key=key,
                  selection_mode="multi-row", width="stretch",
                  placeholder="",  # an empty cell, not "None", for what a run did not log
                  height=38 + 35 * min(max(len(table), 1), 20),  # the rows, up to 20, not a fixed 10
-                 on_select=functools.partial(add_ticked_to_selection, key))
+                 on_select=functools.partial(follow_ticks, key))
 
 
 def grouped_table_ui(shown: pd.DataFrame, selected: int) -> None:
@@ -99,8 +101,8 @@ def runs_table_ui(shown: pd.DataFrame, total: int, selected: int) -> None:
     selectable_table_ui(
         shown[SHOWN_COLUMNS], list(shown["run_id"]),
         f"{len(shown)} of {total} runs shown, {selected} selected. Best epoch, gap and diagnosis are logged by the "
-        "runner, or derived from the run's history (running or foreign runs); click a header to sort, tick rows "
-        "to select.", COLUMN_CONFIG, Key.RUNS_TABLE)
+        "runner, or derived from the run's history (running or foreign runs); click a header to sort; ticks show "
+        "the selection (tick to add, untick to remove).", COLUMN_CONFIG, Key.RUNS_TABLE)
 
 
 def story_ui(runs: pd.DataFrame) -> None:
