@@ -17,9 +17,11 @@ BEST_COLOR = "#2ca02c"  # the best trial or run: green reads as good, red as fai
 
 
 def epoch_axis(last_epoch) -> dict:
-    """An epoch axis with whole-number ticks only (never 1.5), at most about a dozen of them."""
+    """An epoch axis with whole-number ticks only (never 1.5), at most about a dozen of them, none past the last
+    epoch (the axis's padding would otherwise show epoch 31 of a 30-epoch run)."""
     last = int(last_epoch) if pd.notna(last_epoch) else 1
-    return {"title": {"text": "epoch"}, "tick0": 1, "dtick": max(1, math.ceil(last / 12)), "tickformat": "d"}
+    return {"title": {"text": "epoch"}, "tickmode": "array", "tickformat": "d",
+            "tickvals": list(range(1, last + 1, max(1, math.ceil(last / 12))))}
 
 
 def value_format(panel: int) -> str:

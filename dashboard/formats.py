@@ -38,9 +38,11 @@ def count(number) -> str:
 
 
 def duration(seconds) -> str:
-    """'42 s' under two minutes, '3.5 min' under two hours, else '2.1 h'."""
+    """'4.2 s' under ten seconds, '42 s' under two minutes, '3.5 min' under two hours, else '2.1 h'."""
     if missing(seconds):
         return ""
+    if seconds < 9.95:
+        return f"{seconds:.1f} s"
     if seconds < 120:
         return f"{seconds:.0f} s"
     return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"

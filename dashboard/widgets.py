@@ -49,10 +49,12 @@ def run_filters_ui(runs: pd.DataFrame) -> dict:
     }
 
 
-def run_picker_ui(runs: pd.DataFrame, candidates: list[str], label: str, key: str) -> str | None:
-    """One run among candidates: the selection, or else every run, finished ones with metrics first."""
+def run_picker_ui(runs: pd.DataFrame, candidates: list[str], label: str, key: str, first: list[str] = ()) -> str | None:
+    """One run among candidates: the selection, or else every run, `first` first, then finished ones with metrics,
+    newest first."""
     usable = runs.assign(rank=(runs["status"] != "FINISHED") + runs["best_val_acc"].isna() * 1)
-    options = candidates or list(usable.sort_values(["rank", "start"], ascending=[True, False])["run_id"])
+    ordered = list(usable.sort_values(["rank", "start"], ascending=[True, False])["run_id"])
+    options = candidates or list(dict.fromkeys([*first, *ordered]))
     if not options:
         return None
     return st.selectbox(label, options, format_func=run_labels(runs, options).get, key=key, bind=IN_URL)

@@ -116,6 +116,18 @@ def answers_health(url: str, seconds: float) -> bool:
     return False
 
 
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses in LISTEN state on `port`, from /proc/net/tcp and tcp6 (127.0.0.1 is 0100007F)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in open(table).read().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:
+                found.add(address)
+    return found
+
+
 @contextmanager
 def start_server(uri: str, *extra: str):
     """The real dashboard on a free localhost port over the store at `uri`; yields its URL."""

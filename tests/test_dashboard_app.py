@@ -140,6 +140,17 @@ def test_compare_draws_curves_against_training_time_and_measures_runs_against_a_
     assert list(final["test acc vs baseline"]) == pytest.approx([0.0, 100 * (runs[ids["conv"]] - runs[ids["lenet5"]])])
 
 
+def test_compare_opened_with_nothing_selected_compares_the_configurations_trained_over_seeds(seeded_store):
+    _, groups = seeded_store
+    at = go(open_app(), "compare")
+    assert not at.exception and "Nothing is selected" in texts(at) and "Select 2 to" not in texts(at)
+    drawn = {t["legendgroup"] for t in chart_traces(plotly_charts(at)[0]) if t.get("legendgroup")}
+    assert len(drawn) == 2  # two bands, one per configuration
+    assert {at.selectbox(key=Key.BETTER_A).value, at.selectbox(key=Key.BETTER_B).value} == {
+        option for option in at.selectbox(key=Key.BETTER_A).options if "runs over seeds" in option}
+    assert at.session_state[Key.SELECTION] == []  # shown, not selected
+
+
 def test_compare_asks_for_two_runs(store):
     _, ids = store
     at = go(open_app(selection=[ids["conv"]]), "compare")

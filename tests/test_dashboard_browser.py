@@ -1,9 +1,13 @@
-"""End to end: the real Streamlit server, each page loaded in headless Chromium, a confusion cell clicked.
+"""End to end: the real Streamlit server, each page loaded in headless Chromium, a confusion cell clicked, and the
+first launch: scripts/start on an empty store.
 
 Screenshots go to test-output/screenshots/. Debian's chromium is driven by Playwright's Python package.
 """
 import json
+import os
 import re
+import signal
+import subprocess
 
 import pytest
 from playwright.sync_api import Error as PlaywrightError
@@ -11,7 +15,10 @@ from playwright.sync_api import expect
 
 from dashboard.state import Key
 from experiments.schema import Artifact
-from tests.helpers import needs_chromium, shoot, start_server, wait_idle
+from experiments.tracking import REPO_ROOT
+from experiments.tracking_server import free_port
+from tests.helpers import (answers_health, listening_addresses, needs_chromium, shoot, sqlite_uri, start_server,
+                           wait_idle)
 
 pytestmark = needs_chromium
 
@@ -41,6 +48,49 @@ def test_each_page_loads_with_its_content_and_selection_carries_over(server, pag
         assert page.locator('[data-testid="stException"]').count() == 0
         shoot(page, link.split()[-1].lower())
     assert page.get_by_text("conv-conv-small").count() >= 1  # the selection reached the last page
+
+
+EMPTY_STATES = ("No runs in the tracking store", "Select 2 to", "No sweeps in the tracking store", "no epoch with",
+                "has no metrics yet", "has no trial runs yet")
+FIRST_LAUNCH = [  # the page's link, its heading, what it shows of the demo, the charts it draws at least
+    ("Runs", "Runs", "What this store shows", 0),
+    ("Compare", "Compare runs", "Which is better?", 2),
+    ("Overfitting inspector", "Overfitting inspector", "High variance", 8),  # the under-, over- and good fit
+    ("Run detail", "Run detail", "Between two epochs", 2),  # of the overfitting run
+    ("Sweeps", "Sweeps", "Parameter importances", 2),
+]
+
+
+def test_the_first_launch_trains_the_demo_and_every_page_shows_it(tmp_path, page):
+    """scripts/start as a newcomer runs it, on an empty store: it trains the demo, serves the dashboard on
+    localhost only, and every page, opened first with nothing selected, shows the demo's story."""
+    port = free_port()
+    with open(tmp_path / "start.log", "wb") as log:
+        process = subprocess.Popen([str(REPO_ROOT / "scripts" / "start")], cwd=REPO_ROOT, start_new_session=True,
+                                   env={**os.environ, "MLFLOW_TRACKING_URI": sqlite_uri(tmp_path),
+                                        "DASHBOARD_PORT": str(port)}, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        if not answers_health(f"http://127.0.0.1:{port}", 600):
+            pytest.fail(f"scripts/start did not serve the dashboard in 600 s: {(tmp_path / 'start.log').read_text()}")
+        assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1, nothing on 0.0.0.0 or ::
+        page.goto(f"http://127.0.0.1:{port}")
+        for link, heading, shown, charts in FIRST_LAUNCH:
+            page.locator('[data-testid="stSidebarNav"]').get_by_text(link, exact=True).click()
+            page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
+            page.get_by_text(shown).first.wait_for(timeout=60_000)
+            if charts:
+                page.locator(".js-plotly-plot").nth(charts - 1).wait_for(timeout=60_000)
+            wait_idle(page)
+            body = page.locator('[data-testid="stMain"]').inner_text()
+            assert not [said for said in EMPTY_STATES if said in body], link
+            assert page.locator('[data-testid="stException"]').count() == 0, link
+            if link == "Run detail":  # nothing selected: the overfitting run first
+                assert "demo-02-conv-conv" in page.locator('[data-testid="stSelectbox"] input').first.input_value()
+            page.wait_for_timeout(1000)  # the last elements painted
+            shoot(page, f"first-launch-{link.split()[-1].lower()}")
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
 
 
 def test_the_inspector_shows_calibration_and_per_class_views_of_a_run_from_a_link(server, page):

@@ -10,7 +10,8 @@ def test_numbers_read_the_same_everywhere():
     assert [formats.percent(x) for x in (0.87, 0.8688, 0.9, 1.0)] == ["87.00%", "86.88%", "90.00%", "100.00%"]
     assert formats.points(0.0031) == "+0.31 pp" and formats.points(-0.02) == "-2.00 pp"
     assert formats.count(1199882) == "1,199,882" and formats.count(1600.0) == "1,600"
-    assert [formats.duration(s) for s in (42, 119.6, 210, 7500)] == ["42 s", "120 s", "3.5 min", "2.1 h"]
+    assert [formats.duration(s) for s in (0.46, 9.9, 42, 119.6, 210, 7500)] == [
+        "0.5 s", "9.9 s", "42 s", "120 s", "3.5 min", "2.1 h"]
     assert formats.percent(math.nan) == formats.count(None) == formats.duration(math.nan) == ""
 
 

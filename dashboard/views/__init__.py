@@ -65,3 +65,12 @@ def runs_or_message() -> tuple[pd.DataFrame | None, list[str]]:
                 "empty store).")
         return None, []
     return runs, selection
+
+
+def selected_or_story(selection: list[str], story: list[str], what: str) -> list[str]:
+    """The selected runs; with none selected, the store's story runs (at least two) and a line saying so, so that
+    a page opened first shows what the store holds rather than asking for a selection."""
+    if selection or len(story) < 2:
+        return selection
+    st.caption(f"Nothing is selected, so this shows {what}. Select runs (Runs page or sidebar) to see yours.")
+    return story

@@ -5,12 +5,12 @@ import streamlit as st
 
 from dashboard import figures, formats, reader
 from dashboard.analysis import (BASELINE_DIFFERENCES, X_AXES, along, bands, comparability_warnings, differing_params,
-                                final_and_best, group_key, groups_by, marked_best, run_labels, setting_differences,
-                                smoothed, which_is_better_sides)
+                                final_and_best, group_key, groups_by, marked_best, run_labels, seeded_groups,
+                                setting_differences, smoothed, which_is_better_sides)
 from dashboard.state import Key
-from dashboard.views import artifact, read, runs_or_message
-from dashboard.widgets import (MAX_COMPARE, baseline_ui, compare_sides_ui, curves_axes_ui, curves_grouping_ui, md,
-                               smoothing_ui)
+from dashboard.views import artifact, read, runs_or_message, selected_or_story
+from dashboard.widgets import (CONFIGURATION, MAX_COMPARE, baseline_ui, compare_sides_ui, curves_axes_ui,
+                               curves_grouping_ui, md, smoothing_ui)
 from experiments import stats
 from experiments.comparison import Answer, which_is_better
 from experiments.schema import Artifact, Metric, Param
@@ -151,6 +151,11 @@ def page() -> None:
     runs, selection = runs_or_message()
     if runs is None:
         return
+    groups = seeded_groups(runs)
+    if not selection and len(groups) >= 2:
+        st.session_state.setdefault(Key.COMPARE_GROUP_BY, CONFIGURATION)  # as bands, before the widget is drawn
+    selection = selected_or_story(selection, [run_id for group in groups for run_id in group],
+                                  "the two configurations trained over the most seeds")
     if not 2 <= len(selection) <= MAX_COMPARE:
         st.info(f"Select 2 to {MAX_COMPARE} runs (Runs page or sidebar) to compare them; {len(selection)} selected.")
         return

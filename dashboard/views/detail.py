@@ -6,14 +6,14 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import figures, formats, reader, state
-from dashboard.analysis import closest_runs, epoch_position, moved_images, off_diagonal_cells, run_labels
+from dashboard.analysis import closest_runs, epoch_position, moved_images, off_diagonal_cells, run_labels, story_runs
 from dashboard.reader import RunRecord
 from dashboard.state import IN_URL, Key
 from dashboard.views import artifact, artifact_location_note, read, runs_or_message, test_pictures
 from dashboard.widgets import confusion_source_ui, md, run_picker_ui
 from experiments import stats
 from experiments.data import images_sha256
-from experiments.diagnosis import history_of
+from experiments.diagnosis import GOOD_FIT, HIGH_BIAS, HIGH_VARIANCE, history_of
 from experiments.schema import Artifact, Metric, Param, Tag
 
 GALLERY_LIMIT = 40
@@ -253,7 +253,9 @@ def page() -> None:
     runs, selection = runs_or_message()
     if runs is None:
         return
-    run_id = run_picker_ui(runs, selection, "Run", key=Key.DETAIL_RUN)
+    story = story_runs(runs)  # with nothing selected, the overfitting run of the store's story comes first
+    run_id = run_picker_ui(runs, selection, "Run", key=Key.DETAIL_RUN,
+                           first=[story[d] for d in (HIGH_VARIANCE, HIGH_BIAS, GOOD_FIT) if d in story])
     run = read(reader.load_run, run_id)
     status_message(run)
     row = runs.set_index("run_id").loc[run_id]

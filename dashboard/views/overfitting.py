@@ -6,10 +6,10 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import figures, formats, reader
-from dashboard.analysis import (capacity_points, epoch_entry, per_class_frame, series_over, series_points, sweet_spot,
-                                with_bias_variance)
+from dashboard.analysis import (capacity_points, epoch_entry, per_class_frame, series_over, series_points, story_runs,
+                                sweet_spot, with_bias_variance)
 from dashboard.state import Key
-from dashboard.views import artifact, read, runs_or_message, test_pictures
+from dashboard.views import artifact, read, runs_or_message, selected_or_story, test_pictures
 from dashboard.widgets import md, patience_ui, run_picker_ui
 from experiments.calibration import loss_rising_while_accuracy_holds
 from experiments.data_scaling import fit_power_law, more_data_sentence
@@ -219,6 +219,8 @@ def page() -> None:
     if runs is None:
         return
     rows = runs.set_index("run_id")
+    selection = selected_or_story(selection, list(story_runs(runs).values()),
+                                  "the store's newest under-, over- and good fit side by side")
     shown = selection[:MAX_INSPECTED] or [run_picker_ui(runs, [], "Run (select runs to inspect several)",
                                                          key=Key.OVERFITTING_RUN)]
     if len(selection) > MAX_INSPECTED:

@@ -118,6 +118,7 @@ def test_the_sweeps_page_shows_trials_best_and_opens_a_trial_run(pruned_sweep):
     trials = at.dataframe[0].value
     assert list(trials["state"]) == ["complete", "pruned"] and list(trials["lr"]) == [0.01, 1e-7]
     best = next(r for r in trial_runs(client, name) if r.data.tags[Tag.TRIAL] == "0")
+    assert trials["best_val_acc"].iloc[0] == pytest.approx(100 * best.data.metrics[Metric.BEST_VAL_ACC])  # percent
     # the best trial is named (and highlighted in the table)
     assert f"Best trial (green): {md(best.info.run_name)}" in " ".join(c.value for c in at.caption)
     assert at.session_state[Key.TRIAL_PICK] == best.info.run_id
