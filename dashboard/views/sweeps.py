@@ -60,8 +60,8 @@ def page() -> None:
     searched = [c for c in table.columns if c not in reader.TRIAL_COLUMNS]
     st.subheader("Trials")
     best_label = table.index[best] if best is not None else None
-    shown = formats.shown(table[["trial", "state", *searched, "best_val_acc", "test_acc", "epochs_trained", "run_name"]],
-                          TRIAL_COLUMN_CONFIG)
+    columns = ["trial", "state", *searched, "best_val_acc", "test_acc", "epochs_trained", "run_name"]
+    shown = formats.shown(table[columns], TRIAL_COLUMN_CONFIG)
     numeric = [c for c in searched if pd.api.types.is_numeric_dtype(table[c])]
     styled = shown.style.format({c: "{:.4g}" for c in numeric}).apply(
         lambda row: ["background-color: #e5f5e0" if row.name == best_label else "" for _ in row], axis=1)
