@@ -39,6 +39,32 @@ def test_the_runs_table_lists_the_newest_run_first(store):
     assert at.dataframe[0].value["start"].is_monotonic_decreasing
 
 
+def percent_columns(at) -> dict[str, pd.Series]:
+    """The values drawn in every table column the page formats as a percentage."""
+    found = {}
+    for table in at.dataframe:
+        for name, column in json.loads(table.proto.columns or "{}").items():
+            if column.get("type_config", {}).get("format") == formats.PERCENT_FORMAT and name in table.value:
+                found[f"{column['label']} ({len(found)})"] = table.value[name].dropna()
+    return found
+
+
+def test_every_pages_tables_draw_accuracies_as_percentages_not_fractions(seeded_store):
+    _, groups = seeded_store
+    chosen = [*groups["softmax"], *groups["tiny"]]
+    checked = {}
+    for page in ("runs", "compare", "overfitting", "detail"):
+        at = go(open_app(selection=chosen), page)
+        checked.update({f"{page}: {name}": values for name, values in percent_columns(at).items()})
+    at = open_app(selection=chosen)
+    at.toggle(key=Key.GROUP_RUNS).set_value(True).run()
+    checked.update({f"grouped: {name}": values for name, values in percent_columns(at).items()})
+    accuracies = {name: values for name, values in checked.items() if " acc" in name}
+    assert len(accuracies) >= 6 and all(len(values) for values in accuracies.values())
+    # every run here is above 10% accuracy: a column of fractions would be at most 1
+    assert {name: values.min() for name, values in accuracies.items() if values.min() <= 1} == {}
+
+
 def test_runs_table_and_inspector_agree_on_every_run(store):
     """Finished, pruned, killed, running, failed, foreign, empty and deleted runs: the Runs table (logged or
     derived numbers) and the Overfitting inspector (derived from the history) say the same."""

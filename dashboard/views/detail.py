@@ -202,7 +202,8 @@ def tables_section(run_id: str, run: RunRecord) -> None:
     if layers is None:
         st.info(f"This run has no {Artifact.LAYERS} artifact.")
     else:
-        layers["layer"] = layers["layer"].astype(str)  # Sequential layers are named "0", "1", ...
+        # The CSV reads Sequential layers' names ("0", "1") and one-dimensional shapes ("10") as numbers.
+        layers = layers.astype({"layer": str, "output_shape": str})
         total = pd.DataFrame([{"layer": "total", "type": "", "output_shape": "",
                                "activations": layers["activations"].sum(), "params": layers["params"].sum()}])
         st.dataframe(pd.concat([layers, total], ignore_index=True), hide_index=True)
