@@ -25,6 +25,7 @@ def test_runs_page_lists_every_run_with_best_epoch_columns(store):
     table = at.dataframe[0].value
     assert set(ids.values()) - {ids["deleted"]} <= set(at.session_state[rows_key(Key.RUNS_TABLE)]) | {ids["deleted"]}
     assert {"best_val_acc", "best_epoch", "gap", "diagnosis", "params_total", "test_acc"} <= set(table.columns)
+    assert json.loads(at.dataframe[0].proto.columns)["run_name"]["pinned"]  # the name stays in view
     conv = table[table["run_name"] == "conv-conv-small"].iloc[0]
     history = [m.value for m in client.get_metric_history(ids["conv"], "val_acc")]
     assert conv["best_val_acc"] == pytest.approx(100 * max(history))  # the table shows percentages

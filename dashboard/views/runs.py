@@ -20,7 +20,7 @@ SHOWN_COLUMNS = ["run_name", "model", "dataset", "train_size", "convention", "st
 GROUP_SHOWN = ["model", "dataset", "seeds", "test_acc_mean", "test_acc_std", "test_acc_ci", "best_val_acc_mean",
                "best_val_acc_std", "runs", "group"]
 COLUMN_CONFIG = {
-    "run_name": "run",
+    "run_name": st.column_config.TextColumn("run", pinned=True),  # stays in view when the table scrolls sideways
     "train_size": formats.count_column("train images", help="images trained on (validation carved out)"),
     "convention": st.column_config.TextColumn("logged by", help="the metric convention the run was read with "
                                               "(dashboard/conventions.py, or conventions.toml beside the store)"),
