@@ -1,6 +1,7 @@
 """Pure figure builders: DataFrames in, Plotly figures out. No Streamlit calls, so each is unit-tested."""
 import html
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,49 @@ from experiments.data_scaling import PowerLaw
 from experiments.schema import Metric
 
 TRAIN_DASH, VAL_DASH = "dash", "solid"
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One panel of curves side by side: its title and its lines, each a metric drawn dashed (train) or solid."""
+    title: str
+    lines: tuple[tuple[str, str], ...]
+    percent: bool = False  # accuracies and errors: axis and hover in percent
+    loss: bool = False  # the panel the "log-scale loss" choice makes logarithmic
+
+
+CURVES = {  # what curves of runs can show, one choice each: its panels, drawn side by side
+    "loss and accuracy": (Panel("loss", ((Metric.TRAIN_LOSS, TRAIN_DASH), (Metric.VAL_LOSS, VAL_DASH)), loss=True),
+                          Panel("accuracy", ((Metric.TRAIN_ACC, TRAIN_DASH), (Metric.VAL_ACC, VAL_DASH)),
+                                percent=True)),
+    "bias and variance": (Panel("bias (train error)", ((Metric.BIAS, VAL_DASH),), percent=True),
+                          Panel("variance (val error - train error)", ((Metric.VARIANCE, VAL_DASH),), percent=True)),
+    "calibration": (Panel("validation loss", ((Metric.VAL_LOSS, VAL_DASH),), loss=True),
+                    Panel("validation ECE", ((Metric.VAL_ECE, VAL_DASH),), percent=True)),
+    "speed": (Panel("seconds per epoch", ((Metric.EPOCH_SECONDS, VAL_DASH),)),
+              Panel("training images per second", ((Metric.SAMPLES_PER_S, VAL_DASH),))),
+}
+LEARNING_CURVES = CURVES["loss and accuracy"]
+
+
+def curve_metrics() -> tuple[str, ...]:
+    """Every metric some choice of CURVES draws."""
+    return tuple(dict.fromkeys(str(name) for panels in CURVES.values() for panel in panels for name, _ in panel.lines))
+
+
+def panels_layout(fig: go.Figure, panels: tuple[Panel, ...], log_loss: bool = False) -> None:
+    """Each panel's y axis: percent for accuracies and errors, logarithmic for a loss when asked."""
+    for col, panel in enumerate(panels, start=1):
+        if panel.percent:
+            fig.update_yaxes(tickformat=formats.AXIS_PERCENT, row=1, col=col)
+        if panel.loss and log_loss:
+            fig.update_yaxes(type="log", row=1, col=col)
+
+
+def legend_title(panels: tuple[Panel, ...], drawn: str) -> str:
+    """What the line styles mean, where a panel has both a train and a validation line."""
+    both = any({dash for _, dash in panel.lines} == {TRAIN_DASH, VAL_DASH} for panel in panels)
+    return drawn + ("; solid: validation, dashed: train" if both else "")
 BEST_COLOR = "#2ca02c"  # the best trial or run: green reads as good, red as failure
 
 
@@ -24,9 +68,9 @@ def epoch_axis(last_epoch) -> dict:
             "tickvals": list(range(1, last + 1, max(1, math.ceil(last / 12))))}
 
 
-def value_format(panel: int) -> str:
-    """The hover format of a loss (panel 1) or accuracy (panel 2) value."""
-    return formats.HOVER_PERCENT if panel == 2 else ".4f"
+def value_format(panel: Panel) -> str:
+    """The hover format of a panel's values: a percentage, or four significant digits."""
+    return formats.HOVER_PERCENT if panel.percent else ".4~g"
 
 
 def escaped(texts) -> list[str]:
@@ -44,38 +88,37 @@ def run_colors(run_ids: list[str]) -> dict[str, str]:
 
 
 def learning_curves(metrics: pd.DataFrame, labels: dict[str, str], colors: dict[str, str] | None = None,
-                    x_title: str = "epoch", log_loss: bool = False) -> go.Figure:
-    """Loss and accuracy per epoch (or along another x, as analysis.along puts it in `step`) for every run: train
+                    x_title: str = "epoch", log_loss: bool = False, panels: tuple[Panel, ...] = LEARNING_CURVES
+                    ) -> go.Figure:
+    """The panels' curves per epoch (or along another x, as analysis.along puts it in `step`) for every run: train
     dashed, validation solid, one colour per run (run_colors of the labels' order unless given).
 
     `metrics` is long (run_id, metric, step, value); every logged point is drawn.
     """
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss" + " (log scale)" * log_loss, "accuracy"))
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[
+        panel.title + " (log scale)" * (panel.loss and log_loss) for panel in panels])
     colors = colors or run_colors(list(labels))
-    panels = [(Metric.TRAIN_LOSS, 1, TRAIN_DASH), (Metric.VAL_LOSS, 1, VAL_DASH),
-              (Metric.TRAIN_ACC, 2, TRAIN_DASH), (Metric.VAL_ACC, 2, VAL_DASH)]
     for run_id, label in labels.items():
         label = html.escape(label)
         legend_entry(fig, label, run_id, colors[run_id])
-        for name, col, dash in panels:
-            points = metrics[(metrics["run_id"] == run_id) & (metrics["metric"] == name)]
-            if points.empty:
-                continue
-            split = "train" if dash == TRAIN_DASH else "val"
-            fig.add_trace(go.Scatter(
-                x=points["step"], y=points["value"], mode="lines+markers", name=f"{label} ({split})",
-                legendgroup=run_id, showlegend=False, line={"color": colors[run_id], "dash": dash},
-                marker={"size": 4}, hovertemplate=f"{split} {name} %{{y:{value_format(col)}}}<extra>{label}</extra>"),
-                row=1, col=col)
+        for col, panel in enumerate(panels, start=1):
+            for name, dash in panel.lines:
+                points = metrics[(metrics["run_id"] == run_id) & (metrics["metric"] == name)]
+                if points.empty:
+                    continue
+                split = "train" if dash == TRAIN_DASH else "val"
+                fig.add_trace(go.Scatter(
+                    x=points["step"], y=points["value"], mode="lines+markers", name=f"{label} ({split})",
+                    legendgroup=run_id, showlegend=False, line={"color": colors[run_id], "dash": dash},
+                    marker={"size": 4}, hovertemplate=f"{name} %{{y:{value_format(panel)}}}<extra>{label}</extra>"),
+                    row=1, col=col)
     if x_title == "epoch":
         fig.update_xaxes(**epoch_axis(metrics["step"].max() if len(metrics) else 1))
     else:
         fig.update_xaxes(title_text=x_title, tickformat=",~r")
-    if log_loss:
-        fig.update_yaxes(type="log", row=1, col=1)
-    fig.update_yaxes(tickformat=formats.AXIS_PERCENT, row=1, col=2)
+    panels_layout(fig, panels, log_loss)
     fig.update_layout(height=440, margin={"t": 40}, hovermode="x unified",
-                      legend={"font": {"size": 10}, "title": {"text": "solid: validation, dashed: train"}})
+                      legend={"font": {"size": 10}, "title": {"text": legend_title(panels, "runs")}})
     return fig
 
 
@@ -271,50 +314,49 @@ def translucent(color: str, alpha: float) -> str:
 
 
 def banded_curves(band_frame: pd.DataFrame, members: pd.DataFrame | None = None,
-                  member_group: dict[str, str] | None = None) -> go.Figure:
-    """Loss and accuracy per epoch for every group of runs: the mean over its runs as a line (train dashed,
+                  member_group: dict[str, str] | None = None, panels: tuple[Panel, ...] = LEARNING_CURVES
+                  ) -> go.Figure:
+    """The panels' curves per epoch for every group of runs: the mean over its runs as a line (train dashed,
     validation solid) inside its shaded 95% interval, N in the legend; `members` (long points, with
     member_group mapping each run to its group) draws each run faintly behind."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[panel.title for panel in panels])
     colors = run_colors(list(dict.fromkeys(band_frame["group"])))
-    panels = [(Metric.TRAIN_LOSS, 1, TRAIN_DASH), (Metric.VAL_LOSS, 1, VAL_DASH),
-              (Metric.TRAIN_ACC, 2, TRAIN_DASH), (Metric.VAL_ACC, 2, VAL_DASH)]
     for group, color in colors.items():
         rows = band_frame[band_frame["group"] == group]
         label = html.escape(f"{group} (N={int(rows['n'].max())})")
         shown_in_legend = False
-        for name, col, dash in panels:
-            band = rows[rows["metric"] == name].sort_values("step")
-            if band.empty:
-                continue
-            if members is not None:
-                for run_id in [r for r, g in (member_group or {}).items() if g == group]:
-                    own = members[(members["run_id"] == run_id) & (members["metric"] == name)]
-                    fig.add_trace(go.Scatter(x=own["step"], y=own["value"], mode="lines", showlegend=False,
-                                             legendgroup=group, hoverinfo="skip",
-                                             line={"color": translucent(color, 0.35), "width": 1, "dash": dash}),
-                                  row=1, col=col)
-            banded = band.dropna(subset=["low", "high"])
-            if not banded.empty:
-                fig.add_trace(go.Scatter(x=list(banded["step"]) + list(banded["step"])[::-1],
-                                         y=list(banded["high"]) + list(banded["low"])[::-1], fill="toself",
-                                         mode="lines",
-                                         fillcolor=translucent(color, 0.18), line={"width": 0}, hoverinfo="skip",
-                                         showlegend=False, legendgroup=group), row=1, col=col)
-            split = "train" if dash == TRAIN_DASH else "val"
-            fig.add_trace(go.Scatter(
-                x=band["step"], y=band["mean"], mode="lines+markers", name=label, legendgroup=group,
-                showlegend=not shown_in_legend, line={"color": color, "dash": dash}, marker={"size": 4},
-                customdata=np.stack([band["low"], band["high"], band["n"]], axis=1),
-                hovertemplate=f"{label}<br>{split} {name}: mean %{{y:{value_format(col)}}} (95% CI "
-                              f"%{{customdata[0]:{value_format(col)}}} to %{{customdata[1]:{value_format(col)}}}, "
-                              f"N=%{{customdata[2]}}) at epoch %{{x}}<extra></extra>"),
-                row=1, col=col)
-            shown_in_legend = True
+        for col, panel in enumerate(panels, start=1):
+            for name, dash in panel.lines:
+                band = rows[rows["metric"] == name].sort_values("step")
+                if band.empty:
+                    continue
+                if members is not None:
+                    for run_id in [r for r, g in (member_group or {}).items() if g == group]:
+                        own = members[(members["run_id"] == run_id) & (members["metric"] == name)]
+                        fig.add_trace(go.Scatter(x=own["step"], y=own["value"], mode="lines", showlegend=False,
+                                                 legendgroup=group, hoverinfo="skip",
+                                                 line={"color": translucent(color, 0.35), "width": 1, "dash": dash}),
+                                      row=1, col=col)
+                banded = band.dropna(subset=["low", "high"])
+                if not banded.empty:
+                    fig.add_trace(go.Scatter(x=list(banded["step"]) + list(banded["step"])[::-1],
+                                             y=list(banded["high"]) + list(banded["low"])[::-1], fill="toself",
+                                             mode="lines",
+                                             fillcolor=translucent(color, 0.18), line={"width": 0}, hoverinfo="skip",
+                                             showlegend=False, legendgroup=group), row=1, col=col)
+                shown = value_format(panel)
+                fig.add_trace(go.Scatter(
+                    x=band["step"], y=band["mean"], mode="lines+markers", name=label, legendgroup=group,
+                    showlegend=not shown_in_legend, line={"color": color, "dash": dash}, marker={"size": 4},
+                    customdata=np.stack([band["low"], band["high"], band["n"]], axis=1),
+                    hovertemplate=f"{label}<br>{name}: mean %{{y:{shown}}} (95% CI %{{customdata[0]:{shown}}} to "
+                                  f"%{{customdata[1]:{shown}}}, N=%{{customdata[2]}}) at epoch %{{x}}<extra></extra>"),
+                    row=1, col=col)
+                shown_in_legend = True
     fig.update_xaxes(**epoch_axis(band_frame["step"].max() if len(band_frame) else 1))
-    fig.update_yaxes(tickformat=formats.AXIS_PERCENT, row=1, col=2)
-    fig.update_layout(height=420, legend={"font": {"size": 10}, "title": {"text": "mean, 95% band; dashed train"}},
-                      margin={"t": 40}, hovermode="x unified")
+    panels_layout(fig, panels)
+    fig.update_layout(height=420, margin={"t": 40}, hovermode="x unified",
+                      legend={"font": {"size": 10}, "title": {"text": legend_title(panels, "mean, 95% band")}})
     return fig
 
 

@@ -37,6 +37,7 @@ class Key:
     CURVES_CHART, PARALLEL_CHART, STEP_CHART = "curves", "parallel", "step_losses"
     COMPARE_GROUP_BY, COMPARE_MEMBERS, COMPARE_SMOOTHING = "compare_group_by", "compare_members", "compare_smoothing"
     COMPARE_X, COMPARE_LOG_LOSS, COMPARE_BASELINE = "compare_x", "compare_log_loss", "compare_baseline"
+    COMPARE_CURVES = "compare_curves"  # which curves Compare draws (figures.CURVES)
     BETTER_A, BETTER_B = "better_a", "better_b"
     RUNS_GROUPED, GROUP_RUNS = "runs_grouped", "group_runs"  # the grouped Runs table and its switch
     STORY_INSPECT, STORY_COMPARE = "story_inspect", "story_compare"  # the Runs page's buttons to the story

@@ -7,6 +7,7 @@ import streamlit as st
 
 from dashboard import state
 from dashboard.analysis import X_AXES, run_labels
+from dashboard.figures import CURVES
 from dashboard.state import IN_URL, Key
 
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
@@ -118,6 +119,14 @@ def curves_grouping_ui(runs: pd.DataFrame, selection: list[str]) -> tuple[str | 
                                 "a setting: runs with the same value of it form one band")
     members = cols[1].toggle("Show each run", key=Key.COMPARE_MEMBERS, disabled=by == EACH_RUN)
     return (None if by == EACH_RUN else by), members
+
+
+def curves_choice_ui() -> tuple:
+    """Which curves to draw (a choice of figures.CURVES): its panels."""
+    choice = st.selectbox("Curves of", list(CURVES), key=Key.COMPARE_CURVES,
+                          help="bias: train error; variance: validation error minus train error; calibration: "
+                               "validation loss and expected calibration error; speed: each epoch's training time")
+    return CURVES[choice]
 
 
 def curves_axes_ui() -> tuple[str, bool]:

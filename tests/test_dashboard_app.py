@@ -165,6 +165,12 @@ def test_compare_draws_curves_against_training_time_and_measures_runs_against_a_
     final = next(frame.value for frame in at.dataframe if "test acc vs baseline" in frame.value)
     runs = {ids[k]: client.get_run(ids[k]).data.metrics["test_acc"] for k in ("lenet5", "conv")}
     assert list(final["test acc vs baseline"]) == pytest.approx([0.0, 100 * (runs[ids["conv"]] - runs[ids["lenet5"]])])
+    at.selectbox(key=Key.COMPARE_X).set_value("epoch").run()
+    at.selectbox(key=Key.COMPARE_CURVES).set_value("calibration").run()  # the user picks the metric
+    ece = next(t for t in chart_traces(plotly_charts(at)[0]) if t.get("xaxis") == "x2"
+               and t.get("name", "").startswith("conv-conv-small"))
+    assert "val_ece" in ece["hovertemplate"]
+    assert list(ece["y"]) == pytest.approx([m.value for m in client.get_metric_history(ids["conv"], "val_ece")])
 
 
 def test_compare_opened_with_nothing_selected_compares_the_configurations_trained_over_seeds(seeded_store):

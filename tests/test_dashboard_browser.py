@@ -171,10 +171,11 @@ def test_the_runs_tables_ticks_are_the_selection_and_enter_in_the_sidebar_adds_o
     assert page.get_by_text("3 selected").count() == 1 and selected_chips(page).count() == 3
 
 
-def choose_run(page, label_start: str, box: int = 0) -> None:
-    """Type into the page's `box`-th select box, take the first match, and wait until the box shows it (a rerun
-    that lands while the list is open can swallow the choice: then it is made again)."""
-    select = page.locator('[data-testid="stSelectbox"]').nth(box)
+def choose_run(page, label_start: str, box: int | str = 0) -> None:
+    """Type into the page's `box`-th select box (or the one labelled `box`), take the first match, and wait until
+    the box shows it (a rerun that lands while the list is open can swallow the choice: then it is made again)."""
+    boxes = page.locator('[data-testid="stSelectbox"]')
+    select = boxes.filter(has=page.get_by_text(box, exact=True)) if isinstance(box, str) else boxes.nth(box)
     for _ in range(3):
         wait_idle(page)
         select.click()
@@ -221,14 +222,14 @@ def test_groups_over_seeds_bands_and_which_is_better(server, seeded_store, page)
     page.locator('[data-testid="stSidebarNav"]').get_by_text("Compare", exact=True).click()
     page.get_by_text("Which is better?").wait_for(timeout=60_000)
     wait_idle(page)
-    choose_run(page, "configuration")  # "Draw curves per"
+    choose_run(page, "configuration", box="Draw curves per")
     page.get_by_text("Each line is the mean over the group's runs").wait_for(timeout=30_000)
     page.get_by_text("Welch's t test over seeds").first.wait_for(timeout=30_000)
     assert page.locator('[data-testid="stException"]').count() == 0
     assert page.locator(".js-plotly-plot .legendtext", has_text="N=3").count() >= 1
     shoot(page, "compare-bands")
-    choose_run(page, "sr-seeds-seed0", box=1)  # A
-    choose_run(page, "tiny-seeds-seed0", box=2)  # B
+    choose_run(page, "sr-seeds-seed0", box="A")
+    choose_run(page, "tiny-seeds-seed0", box="B")
     page.get_by_text("exact McNemar test").first.wait_for(timeout=30_000)
     page.get_by_text("Right in sr-seeds-seed0").wait_for(timeout=30_000)
     page.locator('img[src*="/media/"]').first.wait_for(timeout=30_000)

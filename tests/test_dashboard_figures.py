@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard import analysis, figures
+from dashboard import analysis, figures, formats
 from experiments import diagnosis, stats
 from experiments.diagnosis import Yardstick, verdict
 from experiments.schema import Metric
@@ -27,6 +27,26 @@ def test_learning_curves_draw_every_point_train_dashed_val_solid_one_colour_per_
     assert by_name["run A (train)"].line.color == by_name["run A (val)"].line.color != by_name["run B (val)"].line.color
     assert len(fig.data) == 2 + 6  # a legend entry per run; run A: loss and accuracy, train and val; B: accuracy
     assert [t.name for t in fig.data if t.showlegend] == ["run A", "run B"]  # one legend entry per run
+
+
+def test_every_choice_of_curves_draws_its_metrics_in_its_panels_with_percent_where_it_is_a_rate():
+    per_epoch = {Metric.BIAS: [0.2, 0.1], Metric.VARIANCE: [0.01, 0.03], Metric.VAL_ECE: [0.05, 0.04],
+                 Metric.VAL_LOSS: [0.5, 0.4], Metric.EPOCH_SECONDS: [3.0, 2.5], Metric.SAMPLES_PER_S: [900, 1100]}
+    metrics = pd.DataFrame([("a", str(name), step, v) for name, values in per_epoch.items()
+                            for step, v in enumerate(values, start=1)], columns=["run_id", "metric", "step", "value"])
+    assert set(figures.curve_metrics()) >= {str(m) for m in per_epoch}
+    for choice, panels in figures.CURVES.items():
+        fig = figures.learning_curves(metrics, {"a": "run A"}, panels=panels, log_loss=True)
+        drawn = [t for t in fig.data if t.x[0] is not None]
+        axes = [fig.layout[f"yaxis{'' if col == 1 else col}"] for col in range(1, len(panels) + 1)]
+        for col, (panel, axis) in enumerate(zip(panels, axes, strict=True), start=1):
+            lines = [t for t in drawn if t.yaxis == ("y" if col == 1 else f"y{col}")]
+            expected = [per_epoch[name] for name, _ in panel.lines if name in per_epoch]
+            assert [list(t.y) for t in lines] == expected, (choice, panel.title)
+            assert (axis.tickformat == formats.AXIS_PERCENT) == panel.percent, (choice, panel.title)
+            assert (axis.type == "log") == panel.loss, (choice, panel.title)
+    bias = figures.learning_curves(metrics, {"a": "run A"}, panels=figures.CURVES["bias and variance"])
+    assert "dashed" not in bias.layout.legend.title.text  # one line per panel: no line styles to explain
 
 
 @pytest.mark.parametrize("epochs, step", [(2, 1), (3, 1), (30, 3), (100, 9)])

@@ -10,13 +10,12 @@ from dashboard.analysis import (BASELINE_DIFFERENCES, X_AXES, along, bands, comp
 from dashboard.state import Key
 from dashboard.views import artifact, read, runs_or_message, selected_or_story
 from dashboard.widgets import (CONFIGURATION, MAX_COMPARE, baseline_ui, compare_sides_ui, curves_axes_ui,
-                               curves_grouping_ui, md, smoothing_ui)
+                               curves_choice_ui, curves_grouping_ui, md, smoothing_ui)
 from experiments import stats
 from experiments.comparison import Answer, which_is_better
 from experiments.schema import Artifact, Metric, Param
 
-CURVES = tuple(map(str, (Metric.TRAIN_LOSS, Metric.VAL_LOSS, Metric.TRAIN_ACC, Metric.VAL_ACC,
-                         Metric.VARIANCE, Metric.EPOCH_SECONDS)))
+CURVE_METRICS = figures.curve_metrics()  # every choice's, and epoch_seconds for curves against training time
 FLIPPED_LIMIT = 24
 FINAL_COLUMNS = {
     **{name: formats.percent_column(name) for name in ("final val acc", "best val acc", "test acc")},
@@ -33,6 +32,7 @@ SIDES_COLUMNS = {"test acc": formats.percent_column("test acc")}
 
 def curves_section(runs: pd.DataFrame, selection: list[str], metrics: pd.DataFrame) -> None:
     """Learning curves per run, or per group (config group or a setting's value) as mean lines in 95% bands."""
+    panels = curves_choice_ui()
     by, members = curves_grouping_ui(runs, selection)
     if by is None:
         x, log_loss = curves_axes_ui()
@@ -42,12 +42,14 @@ def curves_section(runs: pd.DataFrame, selection: list[str], metrics: pd.DataFra
         if left_out:
             st.caption(md(f"Not drawn against {x}: {', '.join(left_out)} (no epoch_seconds or training-set size "
                           "logged)."))
-        st.plotly_chart(figures.learning_curves(placed, labels, x_title=X_AXES[x], log_loss=log_loss),
+        st.plotly_chart(figures.learning_curves(placed, labels, x_title=X_AXES[x], log_loss=log_loss,
+                                                panels=panels),
                         key=Key.CURVES_CHART)
         return
     groups = groups_by(runs, selection, by)
     member_group = {run_id: label for label, ids in groups.items() for run_id in ids}
-    st.plotly_chart(figures.banded_curves(bands(metrics, groups), metrics if members else None, member_group),
+    st.plotly_chart(figures.banded_curves(bands(metrics, groups), metrics if members else None, member_group,
+                                          panels),
                     key=Key.CURVES_CHART)
     st.caption("Each line is the mean over the group's runs; the band is its 95% t interval (none for a group of "
                "one run). Train runs `train --repeats N` to have seeds to average.")
@@ -159,7 +161,7 @@ def page() -> None:
     if not 2 <= len(selection) <= MAX_COMPARE:
         st.info(f"Select 2 to {MAX_COMPARE} runs (Runs page or sidebar) to compare them; {len(selection)} selected.")
         return
-    metrics = read(reader.load_metrics, tuple(selection), CURVES)
+    metrics = read(reader.load_metrics, tuple(selection), CURVE_METRICS)
     if metrics.empty:
         st.warning("None of the selected runs has logged any epoch yet.")
         return
