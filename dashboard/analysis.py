@@ -234,6 +234,12 @@ def moved_images(labels, before, after, true: int, predicted: int) -> tuple[np.n
             np.flatnonzero(ours & (before == predicted) & (after != predicted)))
 
 
+def in_cell(labels, predicted, true: int, pred: int) -> np.ndarray:
+    """Positions of the images in the confusion cell (true, pred) of one epoch's predictions."""
+    labels, predicted = np.asarray(labels), np.asarray(predicted)
+    return np.flatnonzero((labels == true) & (predicted == pred))
+
+
 def off_diagonal_cells(matrix, class_names) -> pd.DataFrame:
     """The confusions (true != predicted, count > 0), most frequent first."""
     counts = np.asarray(matrix)

@@ -90,7 +90,8 @@ def plotly_charts(at: AppTest) -> list:
 
 
 def chart_traces(chart) -> list[dict]:
-    """A drawn Plotly chart's traces as dicts, numeric arrays decoded (Plotly sends them as base64 `bdata`)."""
+    """A drawn Plotly chart's traces as dicts, numeric arrays decoded at any depth (Plotly sends them as base64
+    `bdata`: a trace's x and y, a line's colours, a dimension's values)."""
     import base64
     import json
 
@@ -99,9 +100,13 @@ def chart_traces(chart) -> list[dict]:
     def decoded(value):
         if isinstance(value, dict) and "bdata" in value:
             return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()
+        if isinstance(value, dict):
+            return {key: decoded(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [decoded(item) for item in value]
         return value
 
-    return [{key: decoded(value) for key, value in trace.items()} for trace in json.loads(chart.proto.spec)["data"]]
+    return [decoded(trace) for trace in json.loads(chart.proto.spec)["data"]]
 
 
 def answers_health(url: str, seconds: float) -> bool:

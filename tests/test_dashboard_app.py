@@ -165,6 +165,9 @@ def test_compare_draws_curves_against_training_time_and_measures_runs_against_a_
     final = next(frame.value for frame in at.dataframe if "test acc vs baseline" in frame.value)
     runs = {ids[k]: client.get_run(ids[k]).data.metrics["test_acc"] for k in ("lenet5", "conv")}
     assert list(final["test acc vs baseline"]) == pytest.approx([0.0, 100 * (runs[ids["conv"]] - runs[ids["lenet5"]])])
+    parallel = next(t for chart in plotly_charts(at) for t in chart_traces(chart) if t.get("type") == "parcoords")
+    assert parallel["line"]["color"][-1] == 1.0 > max(parallel["line"]["color"][:-1])  # the baseline: last, green
+    assert parallel["dimensions"][-1]["values"][-1] == pytest.approx(runs[ids["lenet5"]])
     at.selectbox(key=Key.COMPARE_X).set_value("epoch").run()
     at.selectbox(key=Key.COMPARE_CURVES).set_value("calibration").run()  # the user picks the metric
     ece = next(t for t in chart_traces(plotly_charts(at)[0]) if t.get("xaxis") == "x2"
@@ -298,16 +301,21 @@ def test_clicked_confusion_cell_shows_its_misclassified_images(store, tmp_path):
     assert all(f"→{pred}" in caption for caption in gallery.captions)
 
 
-def test_the_chosen_cell_belongs_to_its_run_and_the_gallery_says_which_split_it_shows(store):
-    _, ids = store
+def test_the_chosen_cell_belongs_to_its_run_and_the_gallery_shows_the_split_and_epoch_of_the_matrix(store, tmp_path):
+    client, ids = store
     at = go(open_app(selection=[ids["conv"], ids["lenet5"]]), "detail")  # shows the first selected run
     at.session_state[Key.GALLERY_CELL] = (ids["lenet5"], 4, 9)  # chosen while another run was shown
     at.run()
     assert not at.exception and not at.get("image") and "Drag a box around a cell of the matrix" in texts(at)
-    at.session_state[Key.GALLERY_CELL] = (ids["conv"], 4, 9)
+    per_epoch = json.load(open(client.download_artifacts(ids["conv"], Artifact.CONFUSION_VAL_EPOCHS, str(tmp_path))))
+    matrix = np.array(per_epoch["matrices"][0]) * (1 - np.eye(10, dtype=int))  # epoch 1's confusions
+    true, pred = np.unravel_index(matrix.argmax(), matrix.shape)
+    at.session_state[Key.GALLERY_CELL] = (ids["conv"], int(true), int(pred))
     at.select_slider(key=Key.CONFUSION_SOURCE).set_value(1).run()
     assert not at.exception
-    assert "The matrix shows the validation set after epoch 1; the images below are the test set's" in texts(at)
+    assert f"Validation images of true {true}, predicted {pred} after epoch 1" in texts(at)
+    assert f"{matrix[true, pred]} images" in texts(at)  # as many as the validation matrix counts in the cell
+    assert len(at.get("image")[0].captions) == min(matrix[true, pred], 40)
 
 
 @pytest.mark.parametrize("role, message", [

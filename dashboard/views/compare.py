@@ -138,14 +138,36 @@ def flipped_section(runs: pd.DataFrame, pair: list[str], predictions: dict, answ
             col.image([images[i] for i in shown], width=64, caption=captions)
 
 
-def final_section(runs: pd.DataFrame, selection: list[str], metrics: pd.DataFrame) -> None:
-    """Final and best metrics side by side, each run's best columns named, and differences from a baseline."""
+def final_section(runs: pd.DataFrame, selection: list[str], metrics: pd.DataFrame) -> str | None:
+    """Final and best metrics side by side, each run's best columns named, and differences from a baseline, which
+    is returned (None: no baseline)."""
     st.subheader("Final and best metrics")
     labels = run_labels(runs, selection)
     baseline = baseline_ui(labels)
     table = marked_best(final_and_best(runs, metrics, selection),
                         selection.index(baseline) if baseline in selection else None)
     st.dataframe(formats.shown(table, FINAL_COLUMNS), hide_index=True, column_config=FINAL_COLUMNS)
+    return baseline
+
+
+def params_section(runs: pd.DataFrame, selection: list[str], baseline: str | None) -> None:
+    """The params that differ, and their parallel coordinates against test accuracy, the baseline run in green."""
+    labels = run_labels(runs, selection)
+    varying = differing_params(read(reader.load_params, tuple(selection)))  # index: run id, in selection order
+    st.subheader("Params that differ")
+    if varying.empty:
+        st.caption("Every param is the same in the selected runs.")
+        return
+    st.dataframe(varying.rename(index=labels))
+    scores = runs.set_index("run_id").loc[varying.index, "test_acc"]
+    tracked = varying.drop(columns=[c for c in varying.columns if c.endswith("_version") or c == "data_dir"])
+    if scores.notna().any() and not tracked.empty:
+        st.subheader("Params against test accuracy")
+        highlight = list(tracked.index).index(baseline) if baseline in tracked.index else None
+        st.plotly_chart(figures.parallel_coordinates(tracked, scores.values, highlight=highlight),
+                        key=Key.PARALLEL_CHART)
+        st.caption("One line per run, coloured by test accuracy" + ("; the baseline run in green." if highlight
+                   is not None else ". Choose a baseline above to draw its line in green."))
 
 
 def page() -> None:
@@ -170,20 +192,8 @@ def page() -> None:
     curves_section(runs, selection, metrics)
     better_section(runs, selection)
     step_loss_section(runs, selection)
-    final_section(runs, selection, metrics)
-    params = read(reader.load_params, tuple(selection))
-    labels = run_labels(runs, selection)
-    varying = differing_params(params).rename(index=labels)
-    st.subheader("Params that differ")
-    if varying.empty:
-        st.caption("Every param is the same in the selected runs.")
-        return
-    st.dataframe(varying)
-    scores = runs.set_index("run_id").loc[selection, "test_acc"]
-    tracked = varying.drop(columns=[c for c in varying.columns if c.endswith("_version") or c == "data_dir"])
-    if scores.notna().any() and not tracked.empty:
-        st.subheader("Params against test accuracy")
-        st.plotly_chart(figures.parallel_coordinates(tracked, scores.values), key=Key.PARALLEL_CHART)
+    baseline = final_section(runs, selection, metrics)
+    params_section(runs, selection, baseline)
 
 
 page()

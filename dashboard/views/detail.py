@@ -6,7 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import figures, formats, reader, state
-from dashboard.analysis import closest_runs, epoch_position, moved_images, off_diagonal_cells, run_labels, story_runs
+from dashboard.analysis import (closest_runs, epoch_position, in_cell, moved_images, off_diagonal_cells, run_labels,
+                                story_runs)
 from dashboard.reader import RunRecord
 from dashboard.state import IN_URL, Key
 from dashboard.views import artifact, artifact_location_note, read, runs_or_message, test_pictures
@@ -56,13 +57,16 @@ def chosen_cell(run_id: str) -> tuple[int, int] | None:
 def gallery_ui(run_id: str, run: RunRecord, class_names: list[str], source) -> None:
     cell = chosen_cell(run_id)
     if cell is None:
-        st.caption("Drag a box around a cell of the matrix, or tick a row of the table, to see its misclassified "
-                   "test images.")
+        st.caption("Drag a box around a cell of the matrix, or tick a row of the table, to see its images (of the "
+                   "split and epoch the matrix shows).")
         return
     true, pred = cell
+    if source != "test" and val_gallery_ui(run_id, run, class_names, source, cell):
+        return
     if source != "test":
-        st.caption(f"The matrix shows the validation set after epoch {source}; the images below are the test set's "
-                   "in the same cell, with best-val weights (\"Between two epochs\" below shows validation images).")
+        st.caption(f"The matrix shows the validation set after epoch {source}, but this run logged no validation "
+                   f"predictions ({Artifact.VAL_PREDICTIONS_EPOCHS}): the images below are the test set's in the "
+                   "same cell, with best-val weights.")
     st.subheader(f"Test images of true {md(class_names[true])}, predicted {md(class_names[pred])}")
     wrong = artifact(run_id, Artifact.MISCLASSIFIED)
     if wrong is None:
@@ -82,6 +86,28 @@ def gallery_ui(run_id: str, run: RunRecord, class_names: list[str], source) -> N
     st.image(pictures, width=84,
              caption=[f"#{i} {class_names[true]}→{class_names[pred]} ({c:.0%})"
                       for i, c in zip(cell_rows["index"], cell_rows["confidence"], strict=True)])
+
+
+def val_gallery_ui(run_id: str, run: RunRecord, class_names: list[str], epoch: int, cell: tuple[int, int]) -> bool:
+    """The validation images in the matrix's cell after `epoch`, as the matrix counts them; False if the run did
+    not log that epoch's validation predictions."""
+    val, predictions = (artifact(run_id, name) for name in (Artifact.VAL_IMAGES, Artifact.VAL_PREDICTIONS_EPOCHS))
+    if val is None or predictions is None or epoch not in predictions["epochs"]:
+        return False
+    true, pred = cell
+    found = in_cell(val["labels"], predictions["predicted"][epoch_position(predictions["epochs"], epoch)], true, pred)
+    st.subheader(f"Validation images of true {md(class_names[true])}, predicted {md(class_names[pred])} "
+                 f"after epoch {epoch}")
+    shown = found[:GALLERY_LIMIT]
+    st.caption(f"{len(found)} images" + (f", the first {len(shown)}" if len(shown) < len(found) else "")
+               + " (captions: the image's index in its file).")
+    pictures = val_pictures(run, val)
+    captions = [f"#{val['index'][r]} {class_names[true]}→{class_names[pred]}" for r in shown]
+    if pictures is None:
+        st.caption("These validation images are not on this machine: " + ", ".join(captions))
+    elif len(shown):
+        st.image([pictures[r] for r in shown], width=84, caption=captions)
+    return True
 
 
 def confusion_section(run_id: str, run: RunRecord) -> list[str] | None:
