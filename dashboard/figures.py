@@ -14,34 +14,48 @@ from experiments.data_scaling import PowerLaw
 from experiments.schema import Metric
 
 TRAIN_DASH, VAL_DASH = "dash", "solid"
+BEST_COLOR = "#2ca02c"  # the best trial or run: green reads as good, red as failure
+BASELINE_COLOR = "#ff7f0e"  # the run others are measured against: marked, not judged
+
+
+@dataclass(frozen=True)
+class Line:
+    """One curve of a panel: a metric, of the training or the validation split (dashed or solid), or of neither."""
+    metric: str
+    split: str | None = None  # "train", "val", or None
+
+    @property
+    def dash(self) -> str:
+        return TRAIN_DASH if self.split == "train" else VAL_DASH
 
 
 @dataclass(frozen=True)
 class Panel:
-    """One panel of curves side by side: its title and its lines, each a metric drawn dashed (train) or solid."""
+    """One panel of curves side by side: its title and its lines."""
     title: str
-    lines: tuple[tuple[str, str], ...]
+    lines: tuple[Line, ...]
     percent: bool = False  # accuracies and errors: axis and hover in percent
     loss: bool = False  # the panel the "log-scale loss" choice makes logarithmic
 
 
 CURVES = {  # what curves of runs can show, one choice each: its panels, drawn side by side
-    "loss and accuracy": (Panel("loss", ((Metric.TRAIN_LOSS, TRAIN_DASH), (Metric.VAL_LOSS, VAL_DASH)), loss=True),
-                          Panel("accuracy", ((Metric.TRAIN_ACC, TRAIN_DASH), (Metric.VAL_ACC, VAL_DASH)),
-                                percent=True)),
-    "bias and variance": (Panel("bias (train error)", ((Metric.BIAS, VAL_DASH),), percent=True),
-                          Panel("variance (val error - train error)", ((Metric.VARIANCE, VAL_DASH),), percent=True)),
-    "calibration": (Panel("validation loss", ((Metric.VAL_LOSS, VAL_DASH),), loss=True),
-                    Panel("validation ECE", ((Metric.VAL_ECE, VAL_DASH),), percent=True)),
-    "speed": (Panel("seconds per epoch", ((Metric.EPOCH_SECONDS, VAL_DASH),)),
-              Panel("training images per second", ((Metric.SAMPLES_PER_S, VAL_DASH),))),
+    "loss and accuracy": (
+        Panel("loss", (Line(Metric.TRAIN_LOSS, "train"), Line(Metric.VAL_LOSS, "val")), loss=True),
+        Panel("accuracy", (Line(Metric.TRAIN_ACC, "train"), Line(Metric.VAL_ACC, "val")), percent=True)),
+    "bias and variance": (Panel("bias (train error)", (Line(Metric.BIAS),), percent=True),
+                          Panel("variance (val error - train error)", (Line(Metric.VARIANCE),), percent=True)),
+    "calibration": (Panel("validation loss", (Line(Metric.VAL_LOSS),), loss=True),
+                    Panel("validation ECE", (Line(Metric.VAL_ECE),), percent=True)),
+    "speed": (Panel("seconds per epoch", (Line(Metric.EPOCH_SECONDS),)),
+              Panel("training images per second", (Line(Metric.SAMPLES_PER_S),))),
 }
 LEARNING_CURVES = CURVES["loss and accuracy"]
 
 
-def curve_metrics() -> tuple[str, ...]:
-    """Every metric some choice of CURVES draws."""
-    return tuple(dict.fromkeys(str(name) for panels in CURVES.values() for panel in panels for name, _ in panel.lines))
+def curve_metrics(panels: tuple[Panel, ...] | None = None) -> tuple[str, ...]:
+    """Every metric the panels draw (default: every choice of CURVES)."""
+    chosen = panels if panels is not None else [panel for choice in CURVES.values() for panel in choice]
+    return tuple(dict.fromkeys(str(line.metric) for panel in chosen for line in panel.lines))
 
 
 def panels_layout(fig: go.Figure, panels: tuple[Panel, ...], log_loss: bool = False) -> None:
@@ -55,9 +69,8 @@ def panels_layout(fig: go.Figure, panels: tuple[Panel, ...], log_loss: bool = Fa
 
 def legend_title(panels: tuple[Panel, ...], drawn: str) -> str:
     """What the line styles mean, where a panel has both a train and a validation line."""
-    both = any({dash for _, dash in panel.lines} == {TRAIN_DASH, VAL_DASH} for panel in panels)
+    both = any({line.split for line in panel.lines} == {"train", "val"} for panel in panels)
     return drawn + ("; solid: validation, dashed: train" if both else "")
-BEST_COLOR = "#2ca02c"  # the best trial or run: green reads as good, red as failure
 
 
 def epoch_axis(last_epoch) -> dict:
@@ -70,7 +83,7 @@ def epoch_axis(last_epoch) -> dict:
 
 def value_format(panel: Panel) -> str:
     """The hover format of a panel's values: a percentage, or four significant digits."""
-    return formats.HOVER_PERCENT if panel.percent else ".4~g"
+    return formats.HOVER_PERCENT if panel.percent else ",.4~r"  # 12,350 images/s, not 1.235e+4
 
 
 def escaped(texts) -> list[str]:
@@ -102,15 +115,15 @@ def learning_curves(metrics: pd.DataFrame, labels: dict[str, str], colors: dict[
         label = html.escape(label)
         legend_entry(fig, label, run_id, colors[run_id])
         for col, panel in enumerate(panels, start=1):
-            for name, dash in panel.lines:
-                points = metrics[(metrics["run_id"] == run_id) & (metrics["metric"] == name)]
+            for line in panel.lines:
+                points = metrics[(metrics["run_id"] == run_id) & (metrics["metric"] == line.metric)]
                 if points.empty:
                     continue
-                split = "train" if dash == TRAIN_DASH else "val"
                 fig.add_trace(go.Scatter(
-                    x=points["step"], y=points["value"], mode="lines+markers", name=f"{label} ({split})",
-                    legendgroup=run_id, showlegend=False, line={"color": colors[run_id], "dash": dash},
-                    marker={"size": 4}, hovertemplate=f"{name} %{{y:{value_format(panel)}}}<extra>{label}</extra>"),
+                    x=points["step"], y=points["value"], mode="lines+markers",
+                    name=f"{label} ({line.split})" if line.split else label, legendgroup=run_id, showlegend=False,
+                    line={"color": colors[run_id], "dash": line.dash}, marker={"size": 4},
+                    hovertemplate=f"{line.metric} %{{y:{value_format(panel)}}}<extra>{label}</extra>"),
                     row=1, col=col)
     if x_title == "epoch":
         fig.update_xaxes(**epoch_axis(metrics["step"].max() if len(metrics) else 1))
@@ -231,9 +244,10 @@ def per_class_accuracy(per_class: pd.DataFrame) -> go.Figure:
 
 
 def parallel_coordinates(params: pd.DataFrame, score, score_label: str = "test acc",
-                         highlight: int | None = None) -> go.Figure:
+                         highlight: int | None = None, highlight_color: str = BEST_COLOR) -> go.Figure:
     """Params (one column each; text values become categories) against a score, one line per run;
-    the line at position `highlight` (e.g. the best trial) is drawn in BEST_COLOR, last so it lies on top."""
+    the line at position `highlight` (the best trial, a baseline) is drawn in `highlight_color`, last so it lies on
+    top, and the others in blues, darker for a higher score."""
     score = np.asarray(score, dtype=float)
     if highlight is not None:
         order = [i for i in range(len(score)) if i != highlight] + [highlight]
@@ -261,7 +275,7 @@ def parallel_coordinates(params: pd.DataFrame, score, score_label: str = "test a
         color = 0.9 * (score - np.nanmin(score)) / spread
         color[highlight] = 1.0
         line = {"color": color, "cmin": 0, "cmax": 1, "showscale": False,
-                "colorscale": [[0, "#c6dbef"], [0.9, "#08306b"], [0.95, "#08306b"], [1, BEST_COLOR]]}
+                "colorscale": [[0, "#c6dbef"], [0.9, "#08306b"], [0.95, "#08306b"], [1, highlight_color]]}
     fig = go.Figure(go.Parcoords(line=line, dimensions=dimensions, labelangle=-15, labelside="top"))
     fig.update_layout(height=420, margin={"l": 60, "r": 60})
     return fig
@@ -326,7 +340,8 @@ def banded_curves(band_frame: pd.DataFrame, members: pd.DataFrame | None = None,
         label = html.escape(f"{group} (N={int(rows['n'].max())})")
         shown_in_legend = False
         for col, panel in enumerate(panels, start=1):
-            for name, dash in panel.lines:
+            for line in panel.lines:
+                name, dash = line.metric, line.dash
                 band = rows[rows["metric"] == name].sort_values("step")
                 if band.empty:
                     continue

@@ -2,9 +2,9 @@
 
 Widget keys are declared here too, so no page spells another page's key; a widget drawn with
 `bind=IN_URL` keeps its value in the URL under its key (Streamlit's own binding), so a reload or a
-shared link opens the same view. The run selection is one list of run ids shared by every page; tables that show it remember which run each of
-their rows shows (`remember_rows`), so a tick maps back to a run (`ticked`) and the selection to ticks
-(`tick_the_selection`).
+shared link opens the same view. The run selection is one list of run ids shared by every page; tables that show
+it remember which run each of their rows shows (`remember_rows`), so a tick maps back to a run (`ticked`) and
+the selection to ticks (`tick_the_selection`, `ticks_applied`).
 """
 import streamlit as st
 
@@ -38,6 +38,7 @@ class Key:
     COMPARE_GROUP_BY, COMPARE_MEMBERS, COMPARE_SMOOTHING = "compare_group_by", "compare_members", "compare_smoothing"
     COMPARE_X, COMPARE_LOG_LOSS, COMPARE_BASELINE = "compare_x", "compare_log_loss", "compare_baseline"
     COMPARE_CURVES = "compare_curves"  # which curves Compare draws (figures.CURVES)
+    COMPARE_STORY_GROUPING = "compare_story_grouping"  # the grouping Compare set itself to draw its story
     BETTER_A, BETTER_B = "better_a", "better_b"
     RUNS_GROUPED, GROUP_RUNS = "runs_grouped", "group_runs"  # the grouped Runs table and its switch
     STORY_INSPECT, STORY_COMPARE = "story_inspect", "story_compare"  # the Runs page's buttons to the story
@@ -90,6 +91,17 @@ def tick_the_selection(table_key: str) -> None:
     shown = (st.session_state.get(table_key) or {}).get("selection", {}).get("rows", [])
     if sorted(shown) != wanted:
         st.session_state[table_key] = {"selection": {"rows": wanted, "columns": [], "cells": []}}
+
+
+def ticks_applied(chosen: list[str], rows: list, before: list[int], after: list[int]) -> list[str]:
+    """The selection after a table's ticks went from `before` to `after` (row positions; each row a run id or a
+    list of them): the runs of newly ticked rows join it, those of unticked rows leave it, and every other run
+    stays, shown in the table or not (a group row shows unticked while only some of its runs are selected)."""
+    def runs_of(positions):
+        return [run_id for i in positions if i < len(rows)
+                for run_id in (rows[i] if isinstance(rows[i], list) else [rows[i]])]
+    removed = set(runs_of(set(before) - set(after)))
+    return list(dict.fromkeys([r for r in chosen if r not in removed] + runs_of(sorted(set(after) - set(before)))))
 
 
 def selection() -> list[str]:

@@ -7,7 +7,7 @@ import streamlit as st
 
 from dashboard import state
 from dashboard.analysis import X_AXES, run_labels
-from dashboard.figures import CURVES
+from dashboard.figures import CURVES, Panel
 from dashboard.state import IN_URL, Key
 
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
@@ -50,7 +50,8 @@ def run_filters_ui(runs: pd.DataFrame) -> dict:
     }
 
 
-def run_picker_ui(runs: pd.DataFrame, candidates: list[str], label: str, key: str, first: list[str] = ()) -> str | None:
+def run_picker_ui(runs: pd.DataFrame, candidates: list[str], label: str, key: str,
+                  first: tuple[str, ...] = ()) -> str | None:
     """One run among candidates: the selection, or else every run, `first` first, then finished ones with metrics,
     newest first."""
     usable = runs.assign(rank=(runs["status"] != "FINISHED") + runs["best_val_acc"].isna() * 1)
@@ -121,7 +122,7 @@ def curves_grouping_ui(runs: pd.DataFrame, selection: list[str]) -> tuple[str | 
     return (None if by == EACH_RUN else by), members
 
 
-def curves_choice_ui() -> tuple:
+def curves_choice_ui() -> tuple[Panel, ...]:
     """Which curves to draw (a choice of figures.CURVES): its panels."""
     choice = st.selectbox("Curves of", list(CURVES), key=Key.COMPARE_CURVES,
                           help="bias: train error; variance: validation error minus train error; calibration: "
@@ -129,13 +130,14 @@ def curves_choice_ui() -> tuple:
     return CURVES[choice]
 
 
-def curves_axes_ui() -> tuple[str, bool]:
-    """What the per-run curves are drawn against (analysis.X_AXES) and whether the loss axis is logarithmic."""
+def curves_axes_ui(has_loss: bool) -> tuple[str, bool]:
+    """What the per-run curves are drawn against (analysis.X_AXES) and whether the loss axis is logarithmic (a
+    choice only when the curves have a loss panel)."""
     cols = st.columns([2, 1])
     x = cols[0].selectbox("Curves against", list(X_AXES), key=Key.COMPARE_X,
                           help="training time: the seconds of training (evaluation excluded) by the end of each "
                                "epoch; images seen: epochs times the training-set size")
-    return x, cols[1].toggle("Log-scale loss", key=Key.COMPARE_LOG_LOSS)
+    return x, cols[1].toggle("Log-scale loss", key=Key.COMPARE_LOG_LOSS, disabled=not has_loss)
 
 
 def baseline_ui(labels: dict[str, str]) -> str | None:

@@ -8,6 +8,7 @@ from sklearn.metrics import confusion_matrix
 
 from dashboard import formats
 from dashboard.state import Key, rows_key
+from dashboard.widgets import EACH_RUN
 from experiments.diagnosis import early_stop
 from experiments.schema import Artifact
 from tests.helpers import PAGES, chart_traces, go, open_app, plotly_charts, texts
@@ -125,6 +126,15 @@ def test_the_runs_tables_ticks_show_the_selection_wherever_it_was_made(store):
     assert ticked_runs(at, Key.RUNS_GROUPED) == {(ids["conv"],), (ids["lenet5"],), (ids["numpy"],)}
 
 
+def test_a_group_row_is_ticked_only_when_all_its_runs_are_selected(seeded_store):
+    _, groups = seeded_store
+    at = open_app(selection=groups["softmax"][:1] + groups["tiny"])
+    at.toggle(key=Key.GROUP_RUNS).set_value(True).run()
+    assert {frozenset(row) for row in ticked_runs(at, Key.RUNS_GROUPED)} == {frozenset(groups["tiny"])}
+    told = json.loads(at.dataframe[0].proto.selection_state)["selection"]["rows"]  # what the browser is sent
+    assert told == at.session_state[Key.RUNS_GROUPED]["selection"]["rows"]
+
+
 def test_selection_carries_across_pages_into_compare(store):
     _, ids = store
     chosen = [ids["lenet5"], ids["conv"], ids["numpy"]]
@@ -185,6 +195,8 @@ def test_compare_opened_with_nothing_selected_compares_the_configurations_traine
     assert {at.selectbox(key=Key.BETTER_A).value, at.selectbox(key=Key.BETTER_B).value} == {
         option for option in at.selectbox(key=Key.BETTER_A).options if "runs over seeds" in option}
     assert at.session_state[Key.SELECTION] == []  # shown, not selected
+    at.multiselect(key=Key.SELECTION).set_value(groups["softmax"][:2]).run()  # the user's own runs: one line each
+    assert at.selectbox(key=Key.COMPARE_GROUP_BY).value == EACH_RUN and "Nothing is selected" not in texts(at)
 
 
 def test_compare_asks_for_two_runs(store):

@@ -41,12 +41,19 @@ def test_every_choice_of_curves_draws_its_metrics_in_its_panels_with_percent_whe
         axes = [fig.layout[f"yaxis{'' if col == 1 else col}"] for col in range(1, len(panels) + 1)]
         for col, (panel, axis) in enumerate(zip(panels, axes, strict=True), start=1):
             lines = [t for t in drawn if t.yaxis == ("y" if col == 1 else f"y{col}")]
-            expected = [per_epoch[name] for name, _ in panel.lines if name in per_epoch]
+            expected = [per_epoch[line.metric] for line in panel.lines if line.metric in per_epoch]
             assert [list(t.y) for t in lines] == expected, (choice, panel.title)
             assert (axis.tickformat == formats.AXIS_PERCENT) == panel.percent, (choice, panel.title)
             assert (axis.type == "log") == panel.loss, (choice, panel.title)
     bias = figures.learning_curves(metrics, {"a": "run A"}, panels=figures.CURVES["bias and variance"])
     assert "dashed" not in bias.layout.legend.title.text  # one line per panel: no line styles to explain
+    speed = figures.learning_curves(metrics, {"a": "run A"}, panels=figures.CURVES["speed"])
+    assert all(",.4~r" in t.hovertemplate for t in speed.data if t.hovertemplate)  # 12,350, not 1.235e+4
+    band_frame = pd.DataFrame({"group": "g", "metric": str(Metric.VARIANCE), "step": [1, 2], "mean": [0.01, 0.03],
+                               "low": [0.0, 0.02], "high": [0.02, 0.04], "n": 3})
+    banded = figures.banded_curves(band_frame, panels=figures.CURVES["bias and variance"])
+    means = [t for t in banded.data if t.mode == "lines+markers"]
+    assert [(t.yaxis, list(t.y)) for t in means] == [("y2", [0.01, 0.03])]  # the variance panel, second
 
 
 @pytest.mark.parametrize("epochs, step", [(2, 1), (3, 1), (30, 3), (100, 9)])

@@ -95,6 +95,9 @@ def test_compare_overlays_a_foreign_run_with_a_native_one_and_detail_says_what_i
     keras_val = next(t for t in curves if t["legendgroup"] == ids["keras"] and t["name"].endswith("(val)")
                      and t["xaxis"] == "x2")
     assert keras_val["x"] == [1, 2, 3, 4]  # autolog's steps 0-3 are epochs 1-4
+    at.selectbox(key=Key.COMPARE_CURVES).set_value("speed").run()  # autolog logs no epoch timing
+    assert "mlp" in next(c.value for c in at.caption if c.value.startswith("Not drawn"))
+    assert {t["legendgroup"] for t in chart_traces(plotly_charts(at)[0])} == {ids["native"]}
     detail = go(open_app(selection=[ids["keras"]]), "detail")
     assert not detail.exception
     body = texts(detail)

@@ -15,7 +15,8 @@ from experiments import stats
 from experiments.comparison import Answer, which_is_better
 from experiments.schema import Artifact, Metric, Param
 
-CURVE_METRICS = figures.curve_metrics()  # every choice's, and epoch_seconds for curves against training time
+# every choice's curves; epoch_seconds for curves against training time, val_acc for the final metrics
+CURVE_METRICS = tuple(dict.fromkeys([*figures.curve_metrics(), str(Metric.EPOCH_SECONDS), str(Metric.VAL_ACC)]))
 FLIPPED_LIMIT = 24
 FINAL_COLUMNS = {
     **{name: formats.percent_column(name) for name in ("final val acc", "best val acc", "test acc")},
@@ -35,17 +36,20 @@ def curves_section(runs: pd.DataFrame, selection: list[str], metrics: pd.DataFra
     panels = curves_choice_ui()
     by, members = curves_grouping_ui(runs, selection)
     if by is None:
-        x, log_loss = curves_axes_ui()
-        placed = along(metrics, runs, x)
+        x, log_loss = curves_axes_ui(any(panel.loss for panel in panels))
+        placed = along(metrics, runs, x)  # before keeping the panels' metrics: training time needs epoch_seconds
+        placed = placed[placed["metric"].isin(figures.curve_metrics(panels))]
         labels = run_labels(runs, selection)
-        left_out = [labels[run_id] for run_id in selection if run_id in set(metrics["run_id"]) - set(placed["run_id"])]
-        if left_out:
-            st.caption(md(f"Not drawn against {x}: {', '.join(left_out)} (no epoch_seconds or training-set size "
-                          "logged)."))
-        st.plotly_chart(figures.learning_curves(placed, labels, x_title=X_AXES[x], log_loss=log_loss,
-                                                panels=panels),
+        drawn = {run_id: label for run_id, label in labels.items() if run_id in set(placed["run_id"])}
+        if len(drawn) < len(labels):
+            st.caption(md(f"Not drawn: {', '.join(labels[r] for r in labels if r not in drawn)} (nothing logged "
+                          "for these curves" + (f", or no epoch_seconds or training-set size to place them along "
+                                                f"{x}" if x != "epoch" else "") + ")."))
+        st.plotly_chart(figures.learning_curves(placed, drawn, colors=figures.run_colors(list(labels)),
+                                                x_title=X_AXES[x], log_loss=log_loss, panels=panels),
                         key=Key.CURVES_CHART)
         return
+    metrics = metrics[metrics["metric"].isin(figures.curve_metrics(panels))]
     groups = groups_by(runs, selection, by)
     member_group = {run_id: label for label, ids in groups.items() for run_id in ids}
     st.plotly_chart(figures.banded_curves(bands(metrics, groups), metrics if members else None, member_group,
@@ -164,10 +168,22 @@ def params_section(runs: pd.DataFrame, selection: list[str], baseline: str | Non
     if scores.notna().any() and not tracked.empty:
         st.subheader("Params against test accuracy")
         highlight = list(tracked.index).index(baseline) if baseline in tracked.index else None
-        st.plotly_chart(figures.parallel_coordinates(tracked, scores.values, highlight=highlight),
-                        key=Key.PARALLEL_CHART)
-        st.caption("One line per run, coloured by test accuracy" + ("; the baseline run in green." if highlight
-                   is not None else ". Choose a baseline above to draw its line in green."))
+        st.plotly_chart(figures.parallel_coordinates(tracked, scores.values, highlight=highlight,
+                                                     highlight_color=figures.BASELINE_COLOR), key=Key.PARALLEL_CHART)
+        st.caption("One line per run" + ("; the baseline run in orange, the others in blues, darker for a higher "
+                   "test accuracy." if highlight is not None else ", coloured by test accuracy. Choose a baseline "
+                   "above to draw its line in orange."))
+
+
+def story_grouping_ui(shown_story: bool) -> None:
+    """Draw the story's two configurations as bands (set before the grouping widget is drawn); once the user
+    selects runs, the grouping goes back to one line per run unless the user chose it meanwhile."""
+    if shown_story and Key.COMPARE_GROUP_BY not in st.session_state:
+        st.session_state[Key.COMPARE_GROUP_BY] = CONFIGURATION
+        st.session_state[Key.COMPARE_STORY_GROUPING] = CONFIGURATION
+    elif not shown_story and st.session_state.pop(Key.COMPARE_STORY_GROUPING, None) == st.session_state.get(
+            Key.COMPARE_GROUP_BY):
+        st.session_state.pop(Key.COMPARE_GROUP_BY, None)
 
 
 def page() -> None:
@@ -176,10 +192,10 @@ def page() -> None:
     if runs is None:
         return
     groups = seeded_groups(runs)
-    if not selection and len(groups) >= 2:
-        st.session_state.setdefault(Key.COMPARE_GROUP_BY, CONFIGURATION)  # as bands, before the widget is drawn
-    selection = selected_or_story(selection, [run_id for group in groups for run_id in group],
-                                  "the two configurations trained over the most seeds")
+    story = [run_id for group in groups for run_id in group] if len(groups) >= 2 else []
+    story = story if len(story) <= MAX_COMPARE else []
+    story_grouping_ui(shown_story=bool(story) and not selection)
+    selection = selected_or_story(selection, story, "the two configurations trained over the most seeds")
     if not 2 <= len(selection) <= MAX_COMPARE:
         st.info(f"Select 2 to {MAX_COMPARE} runs (Runs page or sidebar) to compare them; {len(selection)} selected.")
         return

@@ -55,18 +55,21 @@ def chosen_cell(run_id: str) -> tuple[int, int] | None:
 
 
 def gallery_ui(run_id: str, run: RunRecord, class_names: list[str], source) -> None:
+    """The images in the chosen cell of the matrix shown: the validation set's after an epoch, else the test set's
+    misclassified ones (best-val weights)."""
     cell = chosen_cell(run_id)
     if cell is None:
         st.caption("Drag a box around a cell of the matrix, or tick a row of the table, to see its images (of the "
                    "split and epoch the matrix shows).")
         return
     true, pred = cell
-    if source != "test" and val_gallery_ui(run_id, run, class_names, source, cell):
-        return
     if source != "test":
-        st.caption(f"The matrix shows the validation set after epoch {source}, but this run logged no validation "
-                   f"predictions ({Artifact.VAL_PREDICTIONS_EPOCHS}): the images below are the test set's in the "
-                   "same cell, with best-val weights.")
+        found = val_predictions_at(run_id, (source,))
+        if not isinstance(found, str):
+            val_gallery_ui(run, class_names, source, cell, *found)
+            return
+        st.caption(f"The matrix shows the validation set after epoch {source}, but {found[0].lower()}{found[1:]}: "
+                   "the images below are the test set's in the same cell, with best-val weights.")
     st.subheader(f"Test images of true {md(class_names[true])}, predicted {md(class_names[pred])}")
     wrong = artifact(run_id, Artifact.MISCLASSIFIED)
     if wrong is None:
@@ -88,26 +91,39 @@ def gallery_ui(run_id: str, run: RunRecord, class_names: list[str], source) -> N
                       for i, c in zip(cell_rows["index"], cell_rows["confidence"], strict=True)])
 
 
-def val_gallery_ui(run_id: str, run: RunRecord, class_names: list[str], epoch: int, cell: tuple[int, int]) -> bool:
-    """The validation images in the matrix's cell after `epoch`, as the matrix counts them; False if the run did
-    not log that epoch's validation predictions."""
+def val_predictions_at(run_id: str, epochs: tuple[int, ...]) -> tuple[dict, list] | str:
+    """The run's validation images record (val_images.json) and its predictions after each of `epochs`, or the
+    sentence saying what it did not log."""
     val, predictions = (artifact(run_id, name) for name in (Artifact.VAL_IMAGES, Artifact.VAL_PREDICTIONS_EPOCHS))
-    if val is None or predictions is None or epoch not in predictions["epochs"]:
-        return False
+    if val is None or predictions is None:
+        return (f"This run logged no validation predictions ({Artifact.VAL_IMAGES} and "
+                f"{Artifact.VAL_PREDICTIONS_EPOCHS}; runs trained here since they exist log them every epoch)")
+    missing = [str(e) for e in epochs if e not in predictions["epochs"]]
+    if missing:
+        return f"This run has no validation predictions of epoch {' and '.join(missing)}"
+    return val, [predictions["predicted"][epoch_position(predictions["epochs"], e)] for e in epochs]
+
+
+def image_strip(pictures: np.ndarray | None, positions, captions: list[str], width: int) -> None:
+    """The pictures at `positions`, captioned; the captions alone when the pictures are not on this machine."""
+    if pictures is None:
+        st.caption("These images are not on this machine: " + ", ".join(captions))
+    elif len(positions):
+        st.image([pictures[r] for r in positions], width=width, caption=captions)
+
+
+def val_gallery_ui(run: RunRecord, class_names: list[str], epoch: int, cell: tuple[int, int], val: dict,
+                   predicted: list[list[int]]) -> None:
+    """The validation images in the matrix's cell after `epoch`, as many as the matrix counts there."""
     true, pred = cell
-    found = in_cell(val["labels"], predictions["predicted"][epoch_position(predictions["epochs"], epoch)], true, pred)
+    found = in_cell(val["labels"], predicted[0], true, pred)
     st.subheader(f"Validation images of true {md(class_names[true])}, predicted {md(class_names[pred])} "
                  f"after epoch {epoch}")
     shown = found[:GALLERY_LIMIT]
     st.caption(f"{len(found)} images" + (f", the first {len(shown)}" if len(shown) < len(found) else "")
                + " (captions: the image's index in its file).")
-    pictures = val_pictures(run, val)
-    captions = [f"#{val['index'][r]} {class_names[true]}→{class_names[pred]}" for r in shown]
-    if pictures is None:
-        st.caption("These validation images are not on this machine: " + ", ".join(captions))
-    elif len(shown):
-        st.image([pictures[r] for r in shown], width=84, caption=captions)
-    return True
+    image_strip(val_pictures(run, val), shown, [f"#{val['index'][r]} {class_names[true]}→{class_names[pred]}"
+                                                for r in shown], width=84)
 
 
 def confusion_section(run_id: str, run: RunRecord) -> list[str] | None:
@@ -169,29 +185,23 @@ def epoch_difference_section(run_id: str, run: RunRecord) -> None:
 
 def moved_ui(run_id: str, run: RunRecord, class_names: list[str], pair: tuple[int, int], cell: tuple[int, int]) -> None:
     """The validation images of the cell's true class whose prediction entered or left the cell between the epochs."""
-    val, predictions = (artifact(run_id, name) for name in (Artifact.VAL_IMAGES, Artifact.VAL_PREDICTIONS_EPOCHS))
-    if val is None or predictions is None or not set(pair) <= set(predictions["epochs"]):
-        st.info(f"This run has no validation predictions of epochs {pair[0]} and {pair[1]} "
-                f"({Artifact.VAL_IMAGES} and {Artifact.VAL_PREDICTIONS_EPOCHS}; runs trained here since they exist log "
-                "them every epoch).")
+    found = val_predictions_at(run_id, pair)
+    if isinstance(found, str):
+        st.info(found + ".")
         return
+    val, (before, after) = found
     true, pred = cell
-    before, after = (predictions["predicted"][epoch_position(predictions["epochs"], e)] for e in pair)
     into, out_of = moved_images(val["labels"], before, after, true, pred)
     pictures = val_pictures(run, val)
     st.markdown(f"**True {md(class_names[true])}, predicted {md(class_names[pred])}**: {len(into)} moved in, "
                 f"{len(out_of)} moved out between epoch {pair[0]} and epoch {pair[1]} (captions: the validation "
                 "image's index in its file and its prediction at the other epoch).")
     for title, rows, other, when in (("Moved in", into, before, "was"), ("Moved out", out_of, after, "now")):
-        if not len(rows):
-            continue
-        shown = rows[:GALLERY_LIMIT]
-        captions = [f"#{val['index'][r]} {when} {class_names[other[r]]}" for r in shown]
-        if pictures is None:
-            st.caption(f"{title}: " + ", ".join(captions))
-        else:
+        if len(rows):
             st.caption(title)
-            st.image([pictures[r] for r in shown], width=64, caption=captions)
+            shown = rows[:GALLERY_LIMIT]
+            image_strip(pictures, shown, [f"#{val['index'][r]} {when} {class_names[other[r]]}" for r in shown],
+                        width=64)
 
 
 def val_pictures(run: RunRecord, val: dict) -> np.ndarray | None:
@@ -282,7 +292,7 @@ def page() -> None:
         return
     story = story_runs(runs)  # with nothing selected, the overfitting run of the store's story comes first
     run_id = run_picker_ui(runs, selection, "Run", key=Key.DETAIL_RUN,
-                           first=[story[d] for d in (HIGH_VARIANCE, HIGH_BIAS, GOOD_FIT) if d in story])
+                           first=tuple(story[d] for d in (HIGH_VARIANCE, HIGH_BIAS, GOOD_FIT) if d in story))
     run = read(reader.load_run, run_id)
     status_message(run)
     row = runs.set_index("run_id").loc[run_id]

@@ -58,16 +58,12 @@ def interval_text(low: pd.Series, high: pd.Series) -> pd.Series:
     return pd.Series([stats.bounds_text(lo, hi) for lo, hi in zip(low, high, strict=True)], index=low.index)
 
 
-def run_ids_of(rows: list) -> list[str]:
-    """The runs that table rows stand for: a run id each, or a list of them (a config group's)."""
-    return [run_id for row in rows for run_id in (row if isinstance(row, list) else [row])]
-
-
 def follow_ticks(table_key: str) -> None:
-    """The table's ticks are the shown rows' part of the selection: a tick adds, an untick removes; runs the
-    table does not show (filtered out) stay selected."""
-    shown = run_ids_of(state.remembered_rows(table_key))
-    state.set_selection([r for r in state.selection() if r not in shown] + run_ids_of(state.ticked(table_key)))
+    """The table's ticks changed: the runs of a ticked row join the selection, those of an unticked row leave it;
+    runs the table does not show (filtered out) stay selected."""
+    event = st.session_state.get(table_key) or {}
+    state.set_selection(state.ticks_applied(state.selection(), state.remembered_rows(table_key),
+                                            state.selected_rows(table_key), event.get("selection", {}).get("rows", [])))
 
 
 def selectable_table_ui(table: pd.DataFrame, rows: list, caption: str, config: dict, key: str) -> None:
