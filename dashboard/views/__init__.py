@@ -40,6 +40,15 @@ def test_pictures(run_id: str, params: dict, rows: pd.DataFrame) -> list | None:
     return None if images is None else [images[i] for i in rows["index"]]
 
 
+def image_strip(pictures, positions, captions: list[str], width: int, where=st) -> None:
+    """The pictures at `positions` (of an array of images, or None), captioned, in `where` (a column, say); the
+    captions alone when the pictures are not on this machine."""
+    if pictures is None:
+        where.caption("These images are not on this machine: " + "; ".join(captions))
+    elif len(positions):
+        where.image([pictures[r] for r in positions], width=width, caption=captions)
+
+
 def artifact_location_note(run_id: str) -> None:
     """Say once, at the top of a page, when the run's artifacts are not where the store recorded them."""
     note = read(reader.load_location_note, run_id)

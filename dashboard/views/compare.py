@@ -8,7 +8,7 @@ from dashboard.analysis import (BASELINE_DIFFERENCES, X_AXES, along, bands, comp
                                 final_and_best, group_key, groups_by, marked_best, run_labels, seeded_groups,
                                 setting_differences, smoothed, which_is_better_sides)
 from dashboard.state import Key
-from dashboard.views import artifact, read, runs_or_message, selected_or_story
+from dashboard.views import artifact, image_strip, read, runs_or_message, selected_or_story
 from dashboard.widgets import (CONFIGURATION, MAX_COMPARE, baseline_ui, compare_sides_ui, curves_axes_ui,
                                curves_choice_ui, curves_grouping_ui, md, smoothing_ui)
 from experiments import stats
@@ -135,11 +135,7 @@ def flipped_section(runs: pd.DataFrame, pair: list[str], predictions: dict, answ
                      + (f" (the first {len(shown)})" if len(shown) < len(flipped) else ""))
         said = dict(zip(predictions[wrong]["index"].tolist(), predictions[wrong]["predicted"].tolist(), strict=True))
         truth = dict(zip(predictions[right]["index"].tolist(), predictions[right]["label"].tolist(), strict=True))
-        captions = [f"#{i}: {truth[i]}, not {said[i]}" for i in shown]
-        if images is None:
-            col.caption("These test images are not on this machine: " + "; ".join(captions))
-        elif len(shown):
-            col.image([images[i] for i in shown], width=64, caption=captions)
+        image_strip(images, shown, [f"#{i}: {truth[i]}, not {said[i]}" for i in shown], width=64, where=col)
 
 
 def final_section(runs: pd.DataFrame, selection: list[str], metrics: pd.DataFrame) -> str | None:
@@ -155,7 +151,7 @@ def final_section(runs: pd.DataFrame, selection: list[str], metrics: pd.DataFram
 
 
 def params_section(runs: pd.DataFrame, selection: list[str], baseline: str | None) -> None:
-    """The params that differ, and their parallel coordinates against test accuracy, the baseline run in green."""
+    """The params that differ, and their parallel coordinates against test accuracy, the baseline run in orange."""
     labels = run_labels(runs, selection)
     varying = differing_params(read(reader.load_params, tuple(selection)))  # index: run id, in selection order
     st.subheader("Params that differ")

@@ -10,7 +10,7 @@ from dashboard.analysis import (closest_runs, epoch_position, in_cell, moved_ima
                                 story_runs)
 from dashboard.reader import RunRecord
 from dashboard.state import IN_URL, Key
-from dashboard.views import artifact, artifact_location_note, read, runs_or_message, test_pictures
+from dashboard.views import artifact, artifact_location_note, image_strip, read, runs_or_message, test_pictures
 from dashboard.widgets import confusion_source_ui, md, run_picker_ui
 from experiments import stats
 from experiments.data import images_sha256
@@ -102,14 +102,6 @@ def val_predictions_at(run_id: str, epochs: tuple[int, ...]) -> tuple[dict, list
     if missing:
         return f"This run has no validation predictions of epoch {' and '.join(missing)}"
     return val, [predictions["predicted"][epoch_position(predictions["epochs"], e)] for e in epochs]
-
-
-def image_strip(pictures: np.ndarray | None, positions, captions: list[str], width: int) -> None:
-    """The pictures at `positions`, captioned; the captions alone when the pictures are not on this machine."""
-    if pictures is None:
-        st.caption("These images are not on this machine: " + ", ".join(captions))
-    elif len(positions):
-        st.image([pictures[r] for r in positions], width=width, caption=captions)
 
 
 def val_gallery_ui(run: RunRecord, class_names: list[str], epoch: int, cell: tuple[int, int], val: dict,
