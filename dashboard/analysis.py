@@ -228,10 +228,8 @@ def sweet_spot(points: pd.DataFrame) -> int:
 def moved_images(labels, before, after, true: int, predicted: int) -> tuple[np.ndarray, np.ndarray]:
     """Positions of the images of class `true` that moved into the cell (true, predicted) between two epochs'
     predictions, and of those that moved out of it."""
-    labels, before, after = (np.asarray(a) for a in (labels, before, after))
-    ours = labels == true
-    return (np.flatnonzero(ours & (after == predicted) & (before != predicted)),
-            np.flatnonzero(ours & (before == predicted) & (after != predicted)))
+    was, now = in_cell(labels, before, true, predicted), in_cell(labels, after, true, predicted)
+    return np.setdiff1d(now, was), np.setdiff1d(was, now)
 
 
 def in_cell(labels, predicted, true: int, pred: int) -> np.ndarray:
