@@ -187,10 +187,10 @@ def page() -> None:
     runs, selection = runs_or_message()
     if runs is None:
         return
-    groups = seeded_groups(runs)
+    groups = [] if selection else seeded_groups(runs)  # the story is for a page opened with nothing selected
     story = [run_id for group in groups for run_id in group] if len(groups) >= 2 else []
     story = story if len(story) <= MAX_COMPARE else []
-    story_grouping_ui(shown_story=bool(story) and not selection)
+    story_grouping_ui(shown_story=bool(story))
     selection = selected_or_story(selection, story, "the two configurations trained over the most seeds")
     if not 2 <= len(selection) <= MAX_COMPARE:
         st.info(f"Select 2 to {MAX_COMPARE} runs (Runs page or sidebar) to compare them; {len(selection)} selected.")
