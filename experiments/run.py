@@ -23,6 +23,7 @@ from experiments import interrupts
 from experiments.adapters import ModelAdapter, adapter_for
 from experiments.data import NUM_CLASSES, Splits, images_sha256, make_splits, scale_images
 from experiments.diagnosis import ADVICE, DIVERGED, Yardstick, best_error_for, verdict
+from experiments.memory import keep_freed_memory
 from experiments.models import MODELS, ModelSpec, get_model_spec
 from experiments.schema import Artifact, Metric, Param, Tag
 from experiments.settings import SETTINGS, ConfigError, RunConfig, config_group
@@ -85,6 +86,7 @@ class Prepared:
     learner: object
     inputs: dict  # split name -> images in the learner's own type
     own_data: bool  # read from the user's --data-dir, not the verified cache
+    memory_kept: bool  # the allocator keeps freed memory for reuse (experiments.memory)
 
 
 def prepare(config: RunConfig) -> Prepared:
@@ -97,6 +99,7 @@ def prepare(config: RunConfig) -> Prepared:
     except ValueError as err:  # sizes that do not fit the data
         raise ConfigError(str(err)) from err
     device = adapter.device(config)
+    memory_kept = keep_freed_memory(config.keep_freed_memory)
     model, learner = adapter.build(spec, config, device)
     dtype = adapter.input_dtype(config)
     inputs = {name: learner.to_inputs(scale_images(part.images, config.input_scaling, dtype))
@@ -104,7 +107,7 @@ def prepare(config: RunConfig) -> Prepared:
     yardstick = Yardstick(best_error_for(config.dataset, config.best_error),
                           train_eval_size=min(config.train_eval_size, len(splits.train)), val_size=len(splits.val))
     return Prepared(spec, adapter, splits, device, yardstick, model, learner, inputs,
-                    own_data=config.data_dir is not None)
+                    own_data=config.data_dir is not None, memory_kept=memory_kept)
 
 
 def run_params(config: RunConfig, ready: Prepared) -> dict:
@@ -118,7 +121,7 @@ def run_params(config: RunConfig, ready: Prepared) -> dict:
         Param.DATA_DIR: splits.data_dir, Param.TRAIN_SIZE: len(splits.train), Param.VAL_SIZE: len(splits.val),
         Param.TEST_SIZE: len(splits.test), Param.TEST_IMAGES_SHA256: splits.test_sha256,
         Param.TRAIN_EVAL_SIZE: ready.yardstick.train_eval_size, Param.BEST_ERROR: ready.yardstick.best_error,
-        Param.DEVICE: ready.device,
+        Param.DEVICE: ready.device, Param.KEEP_FREED_MEMORY: ready.memory_kept,
         **ready.adapter.resolved_params(config, ready.model, ready.device),
         Param.TORCH_VERSION: torch.__version__, Param.NUMPY_VERSION: np.__version__,
         Param.MLFLOW_VERSION: mlflow.__version__, Param.PYTHON_VERSION: platform.python_version(),

@@ -20,6 +20,14 @@ def test_train_command_logs_a_run_and_prints_a_summary(store):
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
 
 
+def test_every_command_prints_its_help(capsys):
+    """Each setting's help shows in `train --help`, with its default (argparse fails on a stray % in a help)."""
+    for command in ("train", "suite", "sweep", "compare", "reap", "server", "data"):
+        done = cli_in_process(capsys, command, "--help")
+        assert done.returncode == 0 and "usage:" in done.stdout, (command, done.stderr)
+    assert "--keep-freed-memory" in cli_in_process(capsys, "train", "--help").stdout
+
+
 def test_a_bad_argument_exits_2_with_one_line_and_no_run(store):
     result = cli("train", "--model", "tiny", "--epochs", "0")
     assert result.returncode == 2
