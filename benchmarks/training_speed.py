@@ -250,6 +250,8 @@ def speed_table(train, samples: int) -> None:
     flops = flops_per_sample()
     peaks = {"fp32": matmul_peak_gflops(torch.float32), "bf16": matmul_peak_gflops(torch.bfloat16)}
     recipe_precision = RunConfig.from_recipe("conv-conv").precision
+    # The tutorial row runs first, in a process that does not keep freed memory yet; runner_speed's prepare
+    # turns that on for the rest of this process (experiments.memory), as it does in every run.
     rows = [("tutorial pipeline (PIL Dataset + DataLoader)", "fp32", tutorial_pipeline_speed(train.images, train.labels)),
             ("our runner", "fp32", runner_speed(samples, "fp32")),
             (f"our runner, default precision ({recipe_precision})", "bf16" if recipe_precision != "fp32" else "fp32",

@@ -90,7 +90,8 @@ class Prepared:
 
 
 def prepare(config: RunConfig) -> Prepared:
-    """Validate, load the splits and build the model; raises ConfigError or DataError before any logging."""
+    """Validate, load the splits and build the model; raises ConfigError or DataError before any logging.
+    Also sets the process-wide allocator setting (experiments.memory) before the model allocates anything."""
     spec, adapter = check(config)
     try:
         splits = make_splits(config.dataset, data_dir=config.data_dir, val_split=config.val_split,

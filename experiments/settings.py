@@ -162,11 +162,13 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("flush_denormal", bool, True, "on CPU, flush denormal floats (below 1.2e-38 in fp32) to zero, "
             "where CPU kernels slow down on them as weights and gradients shrink", kinds=("pytorch", "keras")),
     Setting("keep_freed_memory", bool, True, "keep freed memory in the process for the next training step instead "
-            "of handing it back to the system (glibc's malloc, on Linux): no page faults in every step, so CPU "
-            "training runs faster (conv-conv about 1.35x); the process keeps its peak memory, and once on it stays "
-            "on until the process exits",
+            "of handing it back to the system (glibc's malloc, on Linux): no page faults in every step, so a fresh "
+            "training process runs faster on CPU (conv-conv about 1.35x); the process keeps its peak memory, and "
+            "once on it stays on until the process exits",
             sweepable=False, defines_experiment=False,
-            param_doc="whether the process kept freed memory for reuse (false where the C library is not glibc)"),
+            param_doc="whether the process that started the run kept freed memory for reuse: true also when the run "
+            "asked not to but an earlier run in the same process had turned it on; false where the C library is "
+            "not glibc"),
     Setting("dropout", float, None, "one rate for every dropout layer (default: the model's own)", optional=True,
             check=fraction, expected="a rate in [0, 1)", kinds=("pytorch", "keras"),
             param_doc="rates of the model's dropout layers, comma-separated, or 'none'"),
