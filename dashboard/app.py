@@ -9,6 +9,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # streamlit puts o
 
 import streamlit as st  # noqa: E402
 
+from dashboard import state  # noqa: E402
+
 st.set_page_config(page_title="CNN experiments", layout="wide")
 RUNS = st.Page("views/runs.py", title="Runs", url_path="runs")
 
@@ -27,4 +29,5 @@ page = st.navigation([
     st.Page("views/detail.py", title="Run detail", url_path="detail"),
     st.Page("views/sweeps.py", title="Sweeps", url_path="sweeps"),
 ])
+state.keep_selection_in_url()
 page.run()

@@ -125,6 +125,15 @@ def selection_to_url(run_ids: list[str]) -> None:
         del st.query_params[URL_RUNS]
 
 
+def keep_selection_in_url() -> None:
+    """Write the session's selection into the address as soon as a page's script starts, before any read of the
+    store: a switch from the sidebar's page links drops the query, and a reload before the page has read its runs
+    (seconds, on a large team store) would otherwise open it with nothing selected. A new session has none yet:
+    its address is left as it came."""
+    if st.session_state.get(Key.SELECTION) is not None:
+        selection_to_url(selection())
+
+
 def set_selection(run_ids: list[str]) -> None:
     st.session_state[Key.SELECTION] = list(dict.fromkeys(run_ids))
 

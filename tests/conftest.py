@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 
 from experiments.data import ensure_dataset
 from experiments.run import RunConfig, execute
-from tests.helpers import CHROMIUM, CHROMIUM_ARGS, small_config, sqlite_uri
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, shoot, small_config, sqlite_uri
 
 
 def pytest_collection_modifyitems(items):
@@ -16,6 +16,23 @@ def pytest_collection_modifyitems(items):
     keras.backend.clear_session() (a full gc.collect) before every AppTest run: the dashboard tests after
     the first Keras test took 4-8 times longer (measured). The dashboard itself never imports Keras."""
     items.sort(key=lambda item: item.get_closest_marker("keras") is not None)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A browser test that fails leaves a screenshot and puts the page's text into its report, so that a failure
+    on CI, where nobody watched the browser, says what the page showed."""
+    report = yield
+    page = getattr(item, "funcargs", {}).get("page") if report.when == "call" and report.failed else None
+    if page is not None and not page.is_closed():
+        from playwright.sync_api import Error as PlaywrightError
+        try:
+            shoot(page, f"failed-{item.name}")
+            shown = page.locator("body").inner_text(timeout=10_000)
+        except PlaywrightError as err:  # a crashed page: the test's own error says enough
+            shown = f"(unreadable: {err})"
+        report.sections.append(("the page when the test failed", f"{page.url}\n{shown}"))
+    return report
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import confusion_matrix
 
 from dashboard import formats
-from dashboard.state import Key, rows_key
+from dashboard.state import URL_RUNS, Key, rows_key
 from dashboard.widgets import EACH_RUN
 from experiments.diagnosis import early_stop
 from experiments.schema import Artifact
@@ -449,3 +449,12 @@ def test_the_runs_page_opens_the_configurations_trained_over_seeds_in_compare(se
     assert not at.exception and at.title[0].value == "Compare runs"
     assert set(at.session_state[Key.SELECTION]) == set(groups["softmax"] + groups["tiny"])
     assert at.selectbox(key=Key.COMPARE_GROUP_BY).value == "configuration"
+
+
+def test_the_address_keeps_the_selection_on_a_page_that_cannot_read_the_store(monkeypatch):
+    """A page switch from the sidebar drops the query: the selection goes back into the address before the page
+    reads the store, so a reload after an outage (or during a slow read) opens the same runs."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # 9: discard port, nothing answers
+    at = open_app(selection=["a" * 32, "b" * 32])
+    assert at.error and not at.multiselect  # the page stopped before it drew the selection
+    assert at.query_params[URL_RUNS] == "aaaaaaaa,bbbbbbbb"

@@ -104,6 +104,8 @@ def test_the_selection_and_the_view_survive_every_page_a_reload_and_a_shared_lin
         expect(selected_chips(page)).to_have_count(2, timeout=30_000)
         wait_idle(page)
         assert page.locator('[data-testid="stException"]').count() == 0, link  # each page draws the two runs
+    page.get_by_text("2 selected").wait_for(timeout=60_000)  # what the user sees before reloading
+    expect_address_names_runs(page, 2)
     page.reload()
     page.get_by_text("2 selected").wait_for(timeout=60_000)
     page.locator('[data-testid="stSidebarNav"]').get_by_text("Run detail", exact=True).click()
@@ -196,9 +198,14 @@ def select_runs(page, names, on_runs_page: bool = True) -> None:
         if on_runs_page:
             page.get_by_text(f"{count} selected").wait_for(timeout=30_000)
         else:  # the chips show at once in the browser; the address changes once the app has taken the choice
-            expect(page).to_have_url(re.compile(rf"runs=[0-9a-f]{{8}}((,|%2C)[0-9a-f]{{8}}){{{count - 1}}}(&|$)"),
-                                     timeout=30_000)
+            expect_address_names_runs(page, count)
             wait_idle(page)
+
+
+def expect_address_names_runs(page, count: int) -> None:
+    """Until the page's address names `count` selected runs (the app writes it while the script runs)."""
+    expect(page).to_have_url(re.compile(rf"runs=[0-9a-f]{{8}}((,|%2C)[0-9a-f]{{8}}){{{count - 1}}}(&|$)"),
+                             timeout=30_000)
 
 
 def test_groups_over_seeds_bands_and_which_is_better(server, seeded_store, page):
