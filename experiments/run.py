@@ -170,23 +170,18 @@ def execute(config: RunConfig, tags: dict | None = None, should_stop: Callable[[
     """
     ready = prepare(config)
     params = run_params(config, ready)
-    logger = None
-    try:
+    with KilledWhenInterrupted() as guard:
         with interrupts.held():  # the run is created and described whole; an interrupt waits for that, then ends it
-            logger = RunLogger.start(
+            guard.logger = RunLogger.start(
                 config.experiment, config.name(), params=params,
                 tags={Tag.RECIPE_SOURCE: ready.spec.source, Tag.CONFIG_GROUP: config_group(params),
                       **({Tag.SUITE: config.suite} if config.suite else {}), **(tags or {})},
                 config=config.as_dict(), class_names=ready.splits.class_names, heartbeat_seconds=config.heartbeat,
                 retry_seconds=config.store_retry)
-            logger.log_dict(val_images(config, ready.splits.val), Artifact.VAL_IMAGES)
+            guard.logger.log_dict(val_images(config, ready.splits.val), Artifact.VAL_IMAGES)
             if on_start:
-                on_start(logger.run_id)
-    except KeyboardInterrupt as err:
-        if logger is None:
-            raise
-        raise killed(logger, err) from err
-    result = train_and_log(config, ready, logger, should_stop=should_stop)
+                on_start(guard.logger.run_id)
+        result = train_and_log(config, ready, guard.logger, should_stop=should_stop)
     return replace(result, group=config_group(params))
 
 
@@ -207,14 +202,17 @@ def resume(run_id: str, progress: bool = True) -> tuple[RunConfig, RunResult]:
         stored = json.loads(Path(client.download_artifacts(run_id, Artifact.CONFIG, tmp)).read_text())
     config = replace(RunConfig.from_dict(stored, f"--resume: run {run_id}'s {Artifact.CONFIG}"), progress=progress)
     ready = prepare(config)
-    logger, checkpoint = RunLogger.reopen(run_id, ready.splits.class_names, config.heartbeat, config.store_retry,
-                                          checkpoint=spooled["checkpoint"] if spooled else None)
-    if not any(f.path == Artifact.VAL_IMAGES for f in client.list_artifacts(run_id)):  # logged by an older version
-        logger.log_dict(val_images(config, ready.splits.val), Artifact.VAL_IMAGES)
-    if record:  # log the epoch the store missed, then forget the spool
-        logger.log_epoch(record, checkpoint)
-        shutil.rmtree(SPOOL_DIR / run_id)
-    return config, train_and_log(config, ready, logger, resume_from=checkpoint)
+    with KilledWhenInterrupted() as guard:
+        with interrupts.held():  # reopened RUNNING and known to the guard, or not reopened
+            guard.logger, checkpoint = RunLogger.reopen(run_id, ready.splits.class_names, config.heartbeat,
+                                                        config.store_retry, spooled["checkpoint"] if spooled else None)
+        if not any(f.path == Artifact.VAL_IMAGES for f in client.list_artifacts(run_id)):  # logged by an older version
+            guard.logger.log_dict(val_images(config, ready.splits.val), Artifact.VAL_IMAGES)
+        if record:  # log the epoch the store missed, then forget the spool
+            guard.logger.log_epoch(record, checkpoint)
+            shutil.rmtree(SPOOL_DIR / run_id)
+        result = train_and_log(config, ready, guard.logger, resume_from=checkpoint)
+    return config, result
 
 
 def spooled_record(spooled: dict, run_id: str) -> EpochRecord:
@@ -226,15 +224,26 @@ def spooled_record(spooled: dict, run_id: str) -> EpochRecord:
                           f"(no {err}); move that folder away to resume from the store's last checkpoint") from err
 
 
-def killed(logger: RunLogger, err: KeyboardInterrupt) -> RunInterrupted:
-    """End the run KILLED, saying what stopped it; the exception that tells the caller."""
-    logger.finish("KILLED", error=f"interrupted ({err or 'Ctrl-C'})")
-    return RunInterrupted(logger.run_id)
+class KilledWhenInterrupted:
+    """Around a run's whole life in this process, from the moment its logger exists: Ctrl-C or SIGTERM, wherever
+    it lands (during training, or between two statements of the code that starts it), ends the run KILLED and
+    leaves as RunInterrupted, never with the run RUNNING in the store."""
+
+    logger: RunLogger | None = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, err, traceback) -> None:
+        if self.logger is not None and isinstance(err, KeyboardInterrupt) and not isinstance(err, RunInterrupted):
+            self.logger.finish("KILLED", error=f"interrupted ({err or 'Ctrl-C'})")
+            raise RunInterrupted(self.logger.run_id) from err
 
 
 def train_and_log(config: RunConfig, ready: Prepared, logger: RunLogger, resume_from: dict | None = None,
                   should_stop: Callable[[EpochRecord], bool] | None = None) -> RunResult:
-    """fit, test with the best-val weights, log the results; a stopped run ends KILLED or FAILED, never RUNNING."""
+    """fit, test with the best-val weights, log the results; a run that fails ends FAILED, and one interrupted is
+    ended KILLED by the caller's KilledWhenInterrupted."""
     started = time.perf_counter()
     splits, learner, inputs = ready.splits, ready.learner, ready.inputs
     eval_rows = np.sort(np.random.default_rng(config.seed).permutation(len(splits.train))[:config.train_eval_size])
@@ -254,8 +263,8 @@ def train_and_log(config: RunConfig, ready: Prepared, logger: RunLogger, resume_
         final[Metric.TOTAL_SECONDS] = time.perf_counter() - started
         logger.log_metrics({Metric.TOTAL_SECONDS: final[Metric.TOTAL_SECONDS]}, step=fitted.epochs_trained)
         logger.finish("FINISHED")
-    except KeyboardInterrupt as err:
-        raise killed(logger, err) from err
+    except KeyboardInterrupt:  # the caller's KilledWhenInterrupted ends the run
+        raise
     except StoreAway:  # nothing more can be told to the store: the run resumes from this machine's spool
         logger.heartbeat.stop()
         raise

@@ -107,6 +107,36 @@ def test_a_run_killed_with_sigkill_shows_lost_then_reap_fails_it_and_resume_fini
     assert [step for step, _ in history(store, run_id, Metric.VAL_ACC)] == [1, 2, 3]
 
 
+def test_an_interrupt_between_the_code_that_starts_or_resumes_a_run_and_its_training_ends_it_killed(
+        store, mnist_dir, monkeypatch):
+    """SIGTERM in the statements between a run's start (or resume) and training: KILLED, not left RUNNING (a sweep
+    worker stopped as its trial began once left its run RUNNING on CI)."""
+    import pytest
+
+    from experiments import run as run_module
+    from tests.helpers import small_config
+
+    def stop_after_an_epoch(record):
+        raise KeyboardInterrupt("SIGTERM")
+
+    with pytest.raises(run_module.RunInterrupted) as first:
+        run_module.execute(small_config("softmax-regression", epochs=2, run_name="stopped-after-an-epoch"),
+                           should_stop=stop_after_an_epoch)
+
+    def interrupted(*args, **kwargs):  # the signal lands before training's own code runs
+        raise KeyboardInterrupt("SIGTERM")
+
+    monkeypatch.setattr(run_module, "train_and_log", interrupted)
+    with pytest.raises(KeyboardInterrupt) as started:  # a bare one would end the whole test session
+        run_module.execute(small_config("softmax-regression", run_name="stopped-before-training"))
+    with pytest.raises(KeyboardInterrupt) as resumed:
+        run_module.resume(first.value.run_id, progress=False)
+    for stopped in (first, started, resumed):
+        assert isinstance(stopped.value, run_module.RunInterrupted), "the run was left without being ended"
+        run = store.get_run(stopped.value.run_id)
+        assert run.info.status == "KILLED" and "SIGTERM" in run.data.tags[Tag.ERROR], run.info.run_name
+
+
 def test_an_interrupt_right_after_the_run_is_created_ends_it_killed(store, mnist_dir):
     """SIGTERM between the run's creation and its first epoch (a sweep worker stopped as its trial starts)."""
     import pytest
