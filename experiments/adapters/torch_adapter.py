@@ -139,7 +139,9 @@ class TorchAdapter:
         }
 
     def log_weights(self, logger, model) -> None:
-        """The model through mlflow.pytorch in its default 'pt2' exported-graph format (no pickle to load).
+        """The model through mlflow.pytorch in its default 'pt2' exported-graph format (no pickle to load), its
+        weights in the default memory format: the archive treats channels_last weights as slices of a larger tensor
+        and warns on every run.
 
         Requirements are pinned here so MLflow need not infer them in a subprocess.
         """
@@ -148,6 +150,6 @@ class TorchAdapter:
 
         mlflow.set_tracking_uri(logger.client.tracking_uri)
         with mlflow.start_run(run_id=logger.run_id, log_system_metrics=False):
-            mlflow.pytorch.log_model(model.cpu().eval(), name=Artifact.MODEL,
+            mlflow.pytorch.log_model(model.cpu().to(memory_format=torch.contiguous_format).eval(), name=Artifact.MODEL,
                                      input_example=np.zeros((2, 1, 28, 28), dtype=np.float32),
                                      pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
