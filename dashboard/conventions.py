@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from experiments.diagnosis import bias_variance
 from experiments.schema import Metric
 
 ROLES = (Metric.TRAIN_LOSS, Metric.TRAIN_ACC, Metric.VAL_LOSS, Metric.VAL_ACC, Metric.TEST_LOSS, Metric.TEST_ACC)
+DERIVED = (Metric.BIAS, Metric.VARIANCE)  # per epoch from the two accuracies (avoidable bias needs the dataset)
 CONVENTIONS_FILE = "conventions.toml"
 
 
@@ -109,6 +111,27 @@ def translate(points: pd.DataFrame, run_id: str, convention: Convention, logged:
     own = points[points["metric"].isin([*names, convention.epoch_metric])]
     frame = by_epoch(own, convention)
     return frame.assign(metric=frame["metric"].map(names), run_id=run_id)[["run_id", "metric", "step", "value"]]
+
+
+def roles_to_read(wanted: list[str]) -> list[str]:
+    """The roles a foreign run is read for, to give `wanted`: the accuracies too when a derived figure is wanted."""
+    accuracies = [Metric.TRAIN_ACC, Metric.VAL_ACC] if set(map(str, DERIVED)) & set(wanted) else []
+    return list(dict.fromkeys([*wanted, *map(str, accuracies)]))
+
+
+def with_derived(points: pd.DataFrame, wanted: list[str]) -> pd.DataFrame:
+    """A foreign run's per-epoch points (run_id, metric, step, value) with the DERIVED figures of `wanted` added
+    at every epoch that has both accuracies, by the runner's own formulas, and only `wanted` metrics kept."""
+    derived = [str(m) for m in DERIVED if str(m) in wanted and not (points["metric"] == str(m)).any()]
+    accuracies = [str(Metric.TRAIN_ACC), str(Metric.VAL_ACC)]
+    if derived and set(accuracies) <= set(points["metric"]):
+        wide = points.pivot_table(index=["run_id", "step"], columns="metric", values="value", aggfunc="last")
+        wide = wide.dropna(subset=accuracies)
+        figures = bias_variance(wide[accuracies[0]], wide[accuracies[1]], best_error=0.0)
+        added = pd.DataFrame({m: figures[m] for m in derived}).reset_index().melt(
+            id_vars=["run_id", "step"], var_name="metric", value_name="value")
+        points = pd.concat([points, added], ignore_index=True)
+    return points[points["metric"].isin(wanted)]
 
 
 def load_user_conventions(path: Path | None) -> tuple[Convention, ...]:

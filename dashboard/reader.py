@@ -20,8 +20,8 @@ from mlflow.tracking import MlflowClient
 
 from dashboard.bulk import (POINT_COLUMNS, StoredRun, experiment_names, metric_names, metric_points,
                             stored_runs)
-from dashboard.conventions import (Convention, ConventionError, detect, load_user_conventions, translate,
-                                   user_conventions_path)
+from dashboard.conventions import (Convention, ConventionError, detect, load_user_conventions, roles_to_read,
+                                   translate, user_conventions_path, with_derived)
 from experiments.data import images_sha256, load_split
 from experiments.diagnosis import Yardstick, best_epoch, best_error_for, verdicts
 from experiments.schema import Metric, Param, Tag, Value
@@ -77,13 +77,15 @@ def metric_frame(client: MlflowClient, run_ids: list[str], names: list[str],
     readings = readings if readings is not None else readings_of(client, run_ids)
     native = [r for r in run_ids if r not in readings or readings[r].convention.native]
     frames = [metric_points(client, native, names)] if native else []
+    roles = roles_to_read(names)  # bias and variance, which foreign runs do not log, come from the accuracies
     for run_id in set(run_ids) - set(native):
         reading = readings[run_id]
-        foreign = [n for role, n in reading.convention.names(reading.logged).items() if role in names]
+        foreign = [n for role, n in reading.convention.names(reading.logged).items() if role in roles]
         wanted = foreign + ([reading.convention.epoch_metric] if reading.convention.epoch_metric else [])
         if foreign:
-            frames.append(translate(metric_points(client, [run_id], wanted), run_id, reading.convention,
-                                    reading.logged, names))
+            translated = translate(metric_points(client, [run_id], wanted), run_id, reading.convention,
+                                   reading.logged, roles)
+            frames.append(with_derived(translated, names))
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=POINT_COLUMNS)
     frame = frame.astype({"step": int, "value": float}) if len(frame) else frame
     return frame.drop_duplicates(["run_id", "metric", "step"], keep="last").sort_values(["run_id", "metric", "step"])

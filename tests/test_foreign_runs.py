@@ -87,7 +87,7 @@ def test_the_inspector_diagnoses_the_keras_run_that_overfits(foreign_store):
 
 
 def test_compare_overlays_a_foreign_run_with_a_native_one_and_detail_says_what_is_missing(foreign_store):
-    _, ids, _ = foreign_store
+    _, ids, recorded = foreign_store
     at = go(open_app(selection=[ids["keras"], ids["native"]]), "compare")
     assert not at.exception
     curves = chart_traces(plotly_charts(at)[0])
@@ -95,6 +95,12 @@ def test_compare_overlays_a_foreign_run_with_a_native_one_and_detail_says_what_i
     keras_val = next(t for t in curves if t["legendgroup"] == ids["keras"] and t["name"].endswith("(val)")
                      and t["xaxis"] == "x2")
     assert keras_val["x"] == [1, 2, 3, 4]  # autolog's steps 0-3 are epochs 1-4
+    at.selectbox(key=Key.COMPARE_CURVES).set_value("bias and variance").run()  # derived from autolog's accuracies
+    keras = [t for t in chart_traces(plotly_charts(at)[0]) if t["legendgroup"] == ids["keras"]]
+    bias, variance = (next(t for t in keras if t.get("xaxis") == axis) for axis in ("x", "x2"))  # not the legend's
+    assert bias["x"] == variance["x"] == [1, 2, 3, 4]
+    assert bias["y"] == pytest.approx(1 - recorded[:, 1])
+    assert variance["y"] == pytest.approx(recorded[:, 1] - recorded[:, 3])
     at.selectbox(key=Key.COMPARE_CURVES).set_value("speed").run()  # autolog logs no epoch timing
     assert "mlp" in next(c.value for c in at.caption if c.value.startswith("Not drawn"))
     assert {t["legendgroup"] for t in chart_traces(plotly_charts(at)[0])} == {ids["native"]}
