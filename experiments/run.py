@@ -227,7 +227,7 @@ def spooled_record(spooled: dict, run_id: str) -> EpochRecord:
 class KilledWhenInterrupted:
     """Around a run's whole life in this process, from the moment its logger exists: Ctrl-C or SIGTERM, wherever
     it lands (during training, or between two statements of the code that starts it), ends the run KILLED and
-    leaves as RunInterrupted, never with the run RUNNING in the store."""
+    leaves as RunInterrupted, never with the run RUNNING in the store; a run already ended keeps its status."""
 
     logger: RunLogger | None = None
 
@@ -235,7 +235,8 @@ class KilledWhenInterrupted:
         return self
 
     def __exit__(self, kind, err, traceback) -> None:
-        if self.logger is not None and isinstance(err, KeyboardInterrupt) and not isinstance(err, RunInterrupted):
+        if (self.logger is not None and not self.logger.ended and isinstance(err, KeyboardInterrupt)
+                and not isinstance(err, RunInterrupted)):
             self.logger.finish("KILLED", error=f"interrupted ({err or 'Ctrl-C'})")
             raise RunInterrupted(self.logger.run_id) from err
 

@@ -29,6 +29,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
+from experiments import interrupts
 from experiments.run import RunConfig, execute
 from experiments.schema import Artifact, Metric, Param, Tag, Value
 from experiments.settings import ConfigError
@@ -42,6 +43,7 @@ RUN_ID_ATTR = "mlflow_run_id"  # trial user attribute: the trial's MLflow run
 PARENT_ATTR = "mlflow_parent_run_id"  # study user attribute: the sweep's MLflow run
 SPEC_ATTR = "spec"  # study user attribute: the spec the sweep was created with
 GRID_POINT_ATTR = "grid_point"  # trial user attribute: index of a queued grid combination
+SURPLUS_ATTR = "surplus"  # trial user attribute: asked for after the grid ran out (two workers raced for its end)
 
 
 class SweepError(ConfigError):
@@ -149,22 +151,31 @@ def make_pruner(spec: Spec) -> optuna.pruners.BasePruner:
 
 
 def join_sweep(spec: Spec, storage: RDBStorage, storage_url: str, wait_seconds: float = 120) -> optuna.Study:
-    """Create the sweep (study, queued grid, MLflow parent run), or join it if another worker has."""
+    """Create the sweep, or join it if another worker has (waiting until its creator has set it up)."""
+    with interrupts.held():  # created whole: a study without its parent run would make every later worker fail
+        study = created_sweep(spec, storage, storage_url)
+    if study is not None:
+        return study
+    study = optuna.load_study(study_name=spec.name, storage=storage, sampler=make_sampler(spec),
+                              pruner=make_pruner(spec))
+    deadline = time.monotonic() + wait_seconds
+    while PARENT_ATTR not in study.user_attrs:  # its creator is still setting it up
+        if time.monotonic() > deadline:
+            raise SweepError(f"sweep {spec.name!r} exists in the storage but its creator never finished "
+                             "setting it up; delete the study or use another name")
+        time.sleep(0.5)
+    if study.user_attrs[SPEC_ATTR] != spec_json(spec):
+        raise SweepError(f"sweep {spec.name!r} already exists with a different spec; rename this one")
+    return study
+
+
+def created_sweep(spec: Spec, storage: RDBStorage, storage_url: str) -> optuna.Study | None:
+    """The new sweep (study, queued grid, MLflow parent run), or None when another worker created it first."""
     try:
         study = optuna.create_study(study_name=spec.name, storage=storage, direction="maximize",
                                     sampler=make_sampler(spec), pruner=make_pruner(spec))
     except optuna.exceptions.DuplicatedStudyError:
-        study = optuna.load_study(study_name=spec.name, storage=storage, sampler=make_sampler(spec),
-                                  pruner=make_pruner(spec))
-        deadline = time.monotonic() + wait_seconds
-        while PARENT_ATTR not in study.user_attrs:  # its creator is still setting it up
-            if time.monotonic() > deadline:
-                raise SweepError(f"sweep {spec.name!r} exists in the storage but its creator never finished "
-                                 "setting it up; delete the study or use another name")
-            time.sleep(0.5)
-        if study.user_attrs[SPEC_ATTR] != spec_json(spec):
-            raise SweepError(f"sweep {spec.name!r} already exists with a different spec; rename this one")
-        return study
+        return None
     study.set_user_attr(SPEC_ATTR, spec_json(spec))
     if spec.method == "grid":
         for point, params in enumerate(spec.grid()):
@@ -207,7 +218,7 @@ def make_objective(spec: Spec, parent_run_id: str):
 
     def objective(trial: optuna.Trial) -> float:
         if spec.method == "grid" and GRID_POINT_ATTR not in trial.user_attrs:
-            trial.set_user_attr("surplus", True)
+            trial.set_user_attr(SURPLUS_ATTR, True)
             raise GridExhausted("grid sweep: no queued trial left")
         params = {key: suggest(trial, key, dist) for key, dist in space.items()}
         config = trial_config(spec, params, trial.number)
@@ -246,9 +257,14 @@ def make_objective(spec: Spec, parent_run_id: str):
     return objective
 
 
+def sweep_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The sweep's trials, without the surplus ones a grid worker opened and failed after the grid ran out."""
+    return [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(SURPLUS_ATTR)]
+
+
 def next_step(study: optuna.Study, spec: Spec) -> str:
     """'run' a new trial, 'wait' for running ones (they may die and be queued again), or 'done'."""
-    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
+    trials = sweep_trials(study)
     count = {state: sum(t.state == state for t in trials) for state in TrialState}
     if count[TrialState.WAITING]:
         return "run"
@@ -284,7 +300,7 @@ def run_worker(spec: Spec, storage_url: str | None = None, heartbeat_seconds: in
 
 
 def summarize(study: optuna.Study) -> dict:
-    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
+    trials = sweep_trials(study)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     summary = {Metric.SWEEP_COMPLETE: len(complete),
                Metric.SWEEP_PRUNED: sum(t.state == TrialState.PRUNED for t in trials),

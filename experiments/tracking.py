@@ -286,6 +286,7 @@ class RunLogger:
         self.series: dict[str, dict] = {name: {"class_names": self.class_names} for name in Artifact.PER_EPOCH}
         self.scratch = tempfile.TemporaryDirectory(prefix="cnn-run-")
         self.heartbeat = Heartbeat(client, run_id, heartbeat_seconds)
+        self.ended = False  # finish() has given the run its final status
 
     @classmethod
     def start(cls, experiment: str, run_name: str, params: dict, tags: dict, config: dict,
@@ -417,12 +418,16 @@ class RunLogger:
             self.client.log_artifact(self.run_id, str(path))
 
     def finish(self, status: str = "FINISHED", error: str | None = None) -> None:
-        self.heartbeat.stop()
-        if error:
-            self.set_tags({Tag.ERROR: error[:5000]})
-        if status == "FINISHED":
-            self.drop_checkpoint()
-        self.client.set_terminated(self.run_id, status=status)
+        """End the run, whole: an interrupt waits (a run that lost its checkpoint but still shows RUNNING could
+        neither finish nor resume)."""
+        with interrupts.held():
+            self.heartbeat.stop()
+            if error:
+                self.set_tags({Tag.ERROR: error[:5000]})
+            if status == "FINISHED":
+                self.drop_checkpoint()
+            self.client.set_terminated(self.run_id, status=status)
+            self.ended = True
 
 
 def reap(client: MlflowClient, now: int) -> list[tuple[str, str]]:

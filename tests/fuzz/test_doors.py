@@ -3,6 +3,7 @@ stores. Each property says what any input, however odd, gets: a result, or the o
 import gzip
 import json
 import math
+import subprocess
 import time
 
 import numpy as np
@@ -163,25 +164,33 @@ def test_an_old_schema_or_a_locked_sqlite_store_is_one_line_within_the_limit(tmp
 
     from tests.helpers import cli
 
+    def seconds_beyond_a_healthy_store(uri: str) -> tuple[subprocess.CompletedProcess, float]:
+        """The command's answer, and its time less that of the same command on a healthy store, measured here:
+        a new interpreter's imports take seconds of their own on a loaded machine."""
+        started = time.monotonic()
+        answer = cli("has-runs", env={"MLFLOW_TRACKING_URI": uri})
+        return answer, time.monotonic() - started - healthy
+
+    locked_uri = f"sqlite:///{tmp_path / 'locked.db'}"
+    get_client(locked_uri)
+    started = time.monotonic()
+    assert cli("has-runs", env={"MLFLOW_TRACKING_URI": locked_uri}).returncode == 1  # not locked yet: empty
+    healthy = time.monotonic() - started
     uri = f"sqlite:///{tmp_path / 'old.db'}"
     get_client(uri)  # a current store, then marked as MLflow 1.x's first migration left it
     with sqlite3.connect(tmp_path / "old.db") as db:
         db.execute("UPDATE alembic_version SET version_num = '451aebb31d03'")
-    started = time.monotonic()
-    refused = cli("has-runs", env={"MLFLOW_TRACKING_URI": uri})
-    assert refused.returncode == 2 and time.monotonic() - started < LIMIT_SECONDS
+    refused, beyond = seconds_beyond_a_healthy_store(uri)
+    assert refused.returncode == 2 and beyond < LIMIT_SECONDS
     assert "mlflow db upgrade" in refused.stderr.strip().splitlines()[-1]
-    locked_uri = f"sqlite:///{tmp_path / 'locked.db'}"
-    get_client(locked_uri)
     writer = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
     writer.execute("BEGIN EXCLUSIVE")
-    started = time.monotonic()
     try:
-        answer = cli("has-runs", env={"MLFLOW_TRACKING_URI": locked_uri})
+        answer, beyond = seconds_beyond_a_healthy_store(locked_uri)
     finally:
         writer.execute("ROLLBACK")
         writer.close()
-    assert time.monotonic() - started < LIMIT_SECONDS
+    assert beyond < LIMIT_SECONDS
     if answer.returncode == 2:  # the writer kept it past SQLite's busy wait: one line saying so
         assert answer.stderr.strip().splitlines()[-1].endswith("locked.db: database is locked"), answer.stderr
     else:

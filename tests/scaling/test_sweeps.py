@@ -13,7 +13,7 @@ from dashboard.state import Key, rows_key
 from dashboard.widgets import md
 from experiments.schema import Metric, Tag, Value
 from experiments.specs import Spec, SpecError
-from experiments.sweeps import run_worker
+from experiments.sweeps import run_worker, sweep_trials
 from tests.helpers import cli_process, needs_chromium, open_app, shoot, start_server
 
 TINY = 'model = "tiny", batch_size = 32, test_size = 300'
@@ -176,7 +176,7 @@ def test_two_workers_share_one_grid_sweep_on_postgres(tmp_path, postgres, server
     assert all(" complete " in out for out in outputs), f"each worker ran trials:\n{outputs}"
 
     study = optuna.load_study(study_name=name, storage=postgres.url("optuna"))
-    trials = study.get_trials()
+    trials = sweep_trials(study)  # a worker that asked for one more after the grid ran out opened a surplus trial
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 6
     grid = {tuple(sorted(p.items())) for p in Spec.load(path).grid()}
     assert sorted(tuple(sorted(t.params.items())) for t in trials) == sorted(grid)  # each point once, none lost
@@ -203,7 +203,7 @@ def test_a_killed_worker_leaves_its_trial_failed_and_the_sweep_finishes(tmp_path
     output = survivor.communicate(timeout=600)[0]
     assert survivor.returncode == 0, output
 
-    states = [t.state for t in optuna.load_study(study_name=name, storage=postgres.url("optuna")).get_trials()]
+    states = [t.state for t in sweep_trials(optuna.load_study(study_name=name, storage=postgres.url("optuna")))]
     assert states.count(optuna.trial.TrialState.FAIL) == 1
     assert states.count(optuna.trial.TrialState.COMPLETE) == 3  # the killed trial's point ran again
     killed = server_store.get_run(killed_run.info.run_id)
@@ -214,8 +214,9 @@ def test_a_killed_worker_leaves_its_trial_failed_and_the_sweep_finishes(tmp_path
 
 
 def test_a_worker_stopped_with_sigterm_hands_its_trial_back(tmp_path, store, mnist_dir):
-    """SIGTERM mid-trial: the run ends KILLED, the trial FAIL, and its grid point is queued again."""
-    path, name = write_spec(tmp_path, f'method = "grid"\nfixed = {{ {TINY}, epochs = 3, train_size = 3000 }}\n'
+    """SIGTERM mid-trial: the run ends KILLED, the trial FAIL, and its grid point is queued again. The trial is
+    long (it never ends: the signal comes within its first epoch or two), so that it is still running then."""
+    path, name = write_spec(tmp_path, f'method = "grid"\nfixed = {{ {TINY}, epochs = 30, train_size = 3000 }}\n'
                                       'space = { lr = [0.005] }\n')
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     stopping = worker(path, storage, store.tracking_uri)
