@@ -154,7 +154,11 @@ def start_server(uri: str, *extra: str):
 
 
 def wait_idle(page, timeout=60_000):
-    """Until Streamlit has finished running the script (no 'Running...' status widget)."""
+    """Until Streamlit has finished running the script: the app says its script is not running, once a run just
+    asked for has had time to start (Streamlit's own end-to-end tests wait the same way), and no 'Running...'
+    status widget (which shows only after a run's first 500 ms)."""
+    page.wait_for_timeout(250)
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout)
     page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=timeout)
 
 

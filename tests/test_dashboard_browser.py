@@ -157,6 +157,8 @@ def click_until(page, point: tuple[float, float], shown: str) -> None:
     only a page that still does not show `shown` is clicked again)."""
     for _ in range(3):
         wait_idle(page)
+        if page.get_by_text(shown).count():  # the last click took, only slowly: another would undo it
+            return
         page.mouse.click(*point)
         try:
             page.get_by_text(shown).wait_for(timeout=15_000)
@@ -188,18 +190,28 @@ def choose_run(page, label_start: str, box: int | str = 0) -> None:
 
 def select_runs(page, names, on_runs_page: bool = True) -> None:
     """Add runs to the sidebar selection by name, one at a time, each once the app has rerun with the last (the
-    Runs page says how many are selected; elsewhere the sidebar's chips are counted)."""
+    Runs page says how many are selected; elsewhere the address names them). A choice that a rerun swallowed (the
+    store holds a RUNNING run, so the page refreshes itself every few seconds) is made again, up to 3 times."""
     selection = page.locator('[data-testid="stSidebar"] [data-testid="stMultiSelect"]')
     for count, name in enumerate(names, start=1):
-        selection.locator("input").click()  # not the middle: a chosen tag's remove button may sit there
-        page.keyboard.type(name)
-        page.keyboard.press("Enter")
-        page.keyboard.press("Escape")
-        if on_runs_page:
-            page.get_by_text(f"{count} selected").wait_for(timeout=30_000)
-        else:  # the chips show at once in the browser; the address changes once the app has taken the choice
-            expect_address_names_runs(page, count)
+        for _ in range(3):
             wait_idle(page)
+            if selected_chips(page).count() < count:  # not taken yet, or swallowed
+                selection.locator("input").click()  # not the middle: a chosen tag's remove button may sit there
+                page.keyboard.type(name)
+                page.keyboard.press("Enter")
+                page.keyboard.press("Escape")
+            try:
+                if on_runs_page:
+                    page.get_by_text(f"{count} selected").wait_for(timeout=30_000)
+                else:  # the chips show at once in the browser; the address changes once the app has taken them
+                    expect_address_names_runs(page, count)
+                wait_idle(page)
+                break
+            except (PlaywrightError, AssertionError):
+                continue
+        else:
+            raise AssertionError(f"the sidebar never took {name!r} as selected run {count}")
 
 
 def expect_address_names_runs(page, count: int) -> None:
