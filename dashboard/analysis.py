@@ -4,6 +4,7 @@ seeds and their bands.
 Derived numbers (best epoch, gap, diagnosis) are experiments.diagnosis's, never computed here.
 """
 import json
+import math
 import operator
 import re
 
@@ -331,17 +332,27 @@ def groups_by(runs: pd.DataFrame, run_ids: list[str], by: str | None) -> dict[st
 
 
 BAND_COLUMNS = ["group", "metric", "step", "mean", "low", "high", "n"]
-ACCURACIES = {str(Metric.TRAIN_ACC), str(Metric.VAL_ACC), str(Metric.TEST_ACC), str(Metric.BEST_VAL_ACC)}
+RATES = {str(m) for m in (Metric.TRAIN_ACC, Metric.VAL_ACC, Metric.TEST_ACC, Metric.BEST_VAL_ACC, Metric.BIAS,
+                           Metric.VAL_ECE)}
+NON_NEGATIVE = {str(m) for m in (Metric.TRAIN_LOSS, Metric.VAL_LOSS, Metric.EPOCH_SECONDS, Metric.SAMPLES_PER_S)}
+
+
+def value_range(metric: str) -> tuple[float, float] | None:
+    """Where a metric's values lie (a rate in [0, 1], a loss or a time at least 0; a gap such as variance has either
+    sign): its band over seeds is cut to it, so that two seeds' wide t interval never draws a negative loss."""
+    if metric in RATES:
+        return 0.0, 1.0
+    return (0.0, math.inf) if metric in NON_NEGATIVE else None
 
 
 def bands(metrics: pd.DataFrame, groups: dict[str, list[str]]) -> pd.DataFrame:
-    """Per group, metric and step: the mean over the group's runs and its 95% t interval (none for one run; an
-    accuracy's within [0, 1])."""
+    """Per group, metric and step: the mean over the group's runs and its 95% t interval (none for one run),
+    within the metric's value_range."""
     rows = []
     for label, run_ids in groups.items():
         members = metrics[metrics["run_id"].isin(run_ids)]
         for (metric, step), values in members.groupby(["metric", "step"])["value"]:
-            found = stats.accuracy_mean_interval(values) if metric in ACCURACIES else stats.mean_interval(values)
+            found = stats.mean_interval(values, bounds=value_range(metric))
             rows.append((label, metric, step, found.estimate, found.low, found.high, found.n))
     return pd.DataFrame(rows, columns=BAND_COLUMNS)
 

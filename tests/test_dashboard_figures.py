@@ -2,6 +2,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
 from dashboard import analysis, figures, formats
 from experiments import diagnosis, stats
@@ -388,3 +389,19 @@ def test_curves_go_along_epochs_training_seconds_or_images_seen():
     assert list(timed[timed["metric"] == Metric.VAL_ACC]["step"]) == [2.0, 5.0, 9.0]  # b logged no epoch_seconds
     seen = analysis.along(metrics, runs, "images seen")
     assert list(seen[seen["metric"] == Metric.VAL_ACC]["step"]) == [1000, 2000, 3000, 500]
+
+
+def test_bands_over_two_seeds_stay_where_each_metric_can_be():
+    """Two seeds give a t interval 12.7 standard errors wide: cut to [0, 1] for rates, at 0 for a loss, and left
+    free for variance, which has either sign; the cut interval is scipy's t interval where it is inside."""
+    metrics = [str(Metric.VAL_LOSS)] * 2 + [str(Metric.VAL_ACC)] * 2 + [str(Metric.VARIANCE)] * 2
+    points = pd.DataFrame({"run_id": ["a", "b"] * 3, "step": 1, "metric": metrics,
+                           "value": [0.1, 0.9, 0.8, 0.99, -0.02, 0.03]})
+    drawn = analysis.bands(points, {"group": ["a", "b"]}).set_index("metric")
+    for metric, values in points.groupby("metric")["value"]:
+        low, high = scipy_stats.t.interval(0.95, 1, loc=values.mean(), scale=values.std(ddof=1) / np.sqrt(2))
+        assert (drawn.loc[metric, "low"], drawn.loc[metric, "high"]) == pytest.approx(
+            (max(low, 0) if metric != str(Metric.VARIANCE) else low,
+             min(high, 1) if metric == str(Metric.VAL_ACC) else high)), metric
+    assert drawn.loc[str(Metric.VAL_LOSS), "low"] == 0 and drawn.loc[str(Metric.VAL_ACC), "high"] == 1
+    assert drawn.loc[str(Metric.VARIANCE), "low"] < 0
