@@ -8,6 +8,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -29,6 +30,7 @@ from experiments.settings import EXPERIMENT_SETTINGS, config_group, unset
 from experiments.tracking import (StoreError, artifact_root, lost_since, now_ms, probe_server, sqlite_path,
                                   store_problem, tracking_uri)
 
+READ_SECONDS = "read_seconds"  # load_runs' attrs: how long the read behind a (cached) frame took
 CACHE_SECONDS = 30  # runs change while training; pages that show running runs refresh sooner
 RUN_COLUMNS = ["run_id", "experiment", "run_name", "model", "dataset", "convention", "reading", "status", "start",
                "duration_s", "epochs", "params_epochs", "test_acc", "best_val_acc", "best_epoch", "gap", "diagnosis",
@@ -396,8 +398,12 @@ def store_errors(fetch):
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 @store_errors
 def load_runs(store: Store, tick: int = 0) -> pd.DataFrame:
-    """All runs; a new `tick` forces a fresh read (live refresh while runs are training)."""
-    return fetch_runs(client_for(store))
+    """All runs, with the seconds their read took in attrs[READ_SECONDS] (live refresh paces itself by them); a
+    new `tick` forces a fresh read (live refresh while runs are training)."""
+    started = time.perf_counter()
+    runs = fetch_runs(client_for(store))
+    runs.attrs[READ_SECONDS] = time.perf_counter() - started
+    return runs
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)

@@ -16,6 +16,7 @@ SHORT_ID = 8
 class Key:
     SELECTION = "selection"  # the selected run ids, the sidebar multiselect's own key
     LIVE = "live"  # whether some run is RUNNING: pages then re-read the store every few seconds
+    LIVE_SECONDS = "live_seconds"  # seconds between those reads: more for a store that reads slowly
     LAST_FULL_RUN = "last_full_run"
     RUNS_TABLE = "runs_table"
     FILTER_MODEL, FILTER_DATASET, FILTER_STATUS, FILTER_SUITE, FILTER_TEXT = (

@@ -1,4 +1,5 @@
 """Small *_ui functions: each draws its widgets and returns the user's choices."""
+import math
 import re
 import time
 
@@ -12,7 +13,7 @@ from dashboard.state import IN_URL, Key
 
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 MAX_COMPARE = 50
-LIVE_SECONDS = 5
+LIVE_SECONDS = 5  # live refresh of a store that reads quickly
 
 
 def md(text) -> str:
@@ -90,17 +91,23 @@ def confusion_source_ui(epochs: list[int], has_test: bool) -> tuple[object, bool
     return source, normalize
 
 
-def live_refresh_ui(active: bool) -> None:
-    """While runs are RUNNING, rerun the whole page every LIVE_SECONDS; widget state is kept by Streamlit."""
+def live_seconds(read_seconds: float) -> int:
+    """Seconds between live refreshes: LIVE_SECONDS, or three times what the last read of the store took, so that
+    a large team store (10,000 runs through a server: about 20 s a read) is not re-read without pause."""
+    return max(LIVE_SECONDS, math.ceil(3 * read_seconds))
+
+
+def live_refresh_ui(active: bool, seconds: int) -> None:
+    """While runs are RUNNING, rerun the whole page every `seconds`; widget state is kept by Streamlit."""
     st.session_state[Key.LAST_FULL_RUN] = time.time()
     if not active:
         return
 
-    @st.fragment(run_every=LIVE_SECONDS)
+    @st.fragment(run_every=seconds)
     def tick():
-        if time.time() - st.session_state[Key.LAST_FULL_RUN] >= LIVE_SECONDS - 1:
+        if time.time() - st.session_state[Key.LAST_FULL_RUN] >= seconds - 1:
             st.rerun()
-        st.caption(f"Live: refreshing every {LIVE_SECONDS} s while runs are training.")
+        st.caption(f"Live: refreshing every {seconds} s while runs are training.")
 
     tick()
 

@@ -6,7 +6,7 @@ import streamlit as st
 
 from dashboard import reader
 from dashboard.state import Key
-from dashboard.widgets import LIVE_SECONDS, selection_ui
+from dashboard.widgets import LIVE_SECONDS, live_seconds, selection_ui
 from experiments.schema import Artifact, Param
 
 
@@ -64,9 +64,11 @@ def go_to(page: str) -> None:
 
 def runs_or_message() -> tuple[pd.DataFrame | None, list[str]]:
     """All runs and the current selection (drawn in the sidebar), or None after showing why there is nothing."""
-    tick = int(time.time() // LIVE_SECONDS) if st.session_state.get(Key.LIVE) else 0  # fresh reads while live
+    seconds = st.session_state.get(Key.LIVE_SECONDS, LIVE_SECONDS)
+    tick = int(time.time() // seconds) if st.session_state.get(Key.LIVE) else 0  # fresh reads while live
     runs = read(reader.load_runs, tick)
     st.session_state[Key.LIVE] = bool((runs["status"] == "RUNNING").any())
+    st.session_state[Key.LIVE_SECONDS] = live_seconds(runs.attrs.get(reader.READ_SECONDS, 0.0))
     selection = selection_ui(runs)
     if runs.empty:
         st.info(f"No runs in the tracking store ({reader.current_store().uri}) yet. Train some with "

@@ -128,7 +128,7 @@ def page() -> None:
     runs, selection = runs_or_message()
     if runs is None:
         return
-    live_refresh_ui(st.session_state.get(Key.LIVE, False))
+    live_refresh_ui(st.session_state.get(Key.LIVE, False), st.session_state[Key.LIVE_SECONDS])
     story_ui(runs)
     filters = run_filters_ui(runs)
     shown = filter_runs(runs, **filters)
