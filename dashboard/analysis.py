@@ -334,7 +334,8 @@ def groups_by(runs: pd.DataFrame, run_ids: list[str], by: str | None) -> dict[st
 BAND_COLUMNS = ["group", "metric", "step", "mean", "low", "high", "n"]
 RATES = {str(m) for m in (Metric.TRAIN_ACC, Metric.VAL_ACC, Metric.TEST_ACC, Metric.BEST_VAL_ACC, Metric.BIAS,
                            Metric.VAL_ECE)}
-NON_NEGATIVE = {str(m) for m in (Metric.TRAIN_LOSS, Metric.VAL_LOSS, Metric.EPOCH_SECONDS, Metric.SAMPLES_PER_S)}
+NON_NEGATIVE = {str(m) for m in (Metric.TRAIN_LOSS, Metric.VAL_LOSS, Metric.TEST_LOSS, Metric.EPOCH_SECONDS,
+                                  Metric.SAMPLES_PER_S)}
 
 
 def value_range(metric: str) -> tuple[float, float] | None:

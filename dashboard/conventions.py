@@ -122,7 +122,7 @@ def roles_to_read(wanted: list[str]) -> list[str]:
 def with_derived(points: pd.DataFrame, wanted: list[str]) -> pd.DataFrame:
     """A foreign run's per-epoch points (run_id, metric, step, value) with the DERIVED figures of `wanted` added
     at every epoch that has both accuracies, by the runner's own formulas, and only `wanted` metrics kept."""
-    derived = [str(m) for m in DERIVED if str(m) in wanted and not (points["metric"] == str(m)).any()]
+    derived = [str(m) for m in DERIVED if str(m) in wanted]
     accuracies = [str(Metric.TRAIN_ACC), str(Metric.VAL_ACC)]
     if derived and set(accuracies) <= set(points["metric"]):
         wide = points.pivot_table(index=["run_id", "step"], columns="metric", values="value", aggfunc="last")

@@ -247,8 +247,11 @@ def main(argv: list[str] | None = None) -> int:
         print(str(away), file=sys.stderr)
         return 75  # EX_TEMPFAIL: try again later
     except RunInterrupted as stopped:
-        print(f"interrupted: run {stopped.run_id} is marked KILLED and keeps its last checkpoint; continue it with "
-              f"`python -m experiments train --resume {stopped.run_id}`", file=sys.stderr)
+        if stopped.status == "KILLED":
+            print(f"interrupted: run {stopped.run_id} is marked KILLED and keeps its last checkpoint; continue it "
+                  f"with `python -m experiments train --resume {stopped.run_id}`", file=sys.stderr)
+        else:
+            print(f"interrupted: run {stopped.run_id} had just ended {stopped.status}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print("interrupted before any run started", file=sys.stderr)

@@ -2,7 +2,7 @@
 
 An epoch's metrics, confusion matrices and checkpoint are written together (tracking.RunLogger.log_epoch);
 an interrupt arriving in the middle waits for the end of that block, so a resumed run neither repeats
-nor loses an epoch.
+nor loses an epoch. A second one does not wait.
 """
 import signal
 from contextlib import contextmanager
@@ -11,9 +11,10 @@ _held = {"depth": 0, "pending": None}
 
 
 def on_signal(signum, frame) -> None:
-    """Signal handler for SIGINT and SIGTERM: interrupt now, or as soon as the current commit ends."""
+    """Signal handler for SIGINT and SIGTERM: interrupt now, or as soon as the current commit ends; a second
+    signal during a commit interrupts at once (a store that hangs must not trap the user)."""
     name = signal.Signals(signum).name
-    if _held["depth"]:
+    if _held["depth"] and not _held["pending"]:
         _held["pending"] = name
         return
     raise KeyboardInterrupt(name)

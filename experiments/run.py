@@ -36,11 +36,12 @@ MISCLASSIFIED_LIMIT = 1000  # most-confident mistakes kept per run
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM stopped a run; it is logged KILLED with its last checkpoint."""
+    """Ctrl-C or SIGTERM stopped a run: it is logged KILLED with its last checkpoint, or, when the signal came as
+    it ended, it keeps the `status` it ended with (FINISHED, FAILED)."""
 
-    def __init__(self, run_id: str):
+    def __init__(self, run_id: str, status: str = "KILLED"):
         super().__init__(run_id)
-        self.run_id = run_id
+        self.run_id, self.status = run_id, status
 
 
 @dataclass
@@ -225,9 +226,10 @@ def spooled_record(spooled: dict, run_id: str) -> EpochRecord:
 
 
 class KilledWhenInterrupted:
-    """Around a run's whole life in this process, from the moment its logger exists: Ctrl-C or SIGTERM, wherever
+    """Around a run's whole life in this process, from the moment its logger exists. Ctrl-C or SIGTERM, wherever
     it lands (during training, or between two statements of the code that starts it), ends the run KILLED and
-    leaves as RunInterrupted, never with the run RUNNING in the store; a run already ended keeps its status."""
+    leaves as RunInterrupted; a run that had just ended keeps its status. Any other error (but the store going
+    away, which the spool resumes) ends it FAILED. No run is left RUNNING with its heartbeat still beating."""
 
     logger: RunLogger | None = None
 
@@ -235,10 +237,18 @@ class KilledWhenInterrupted:
         return self
 
     def __exit__(self, kind, err, traceback) -> None:
-        if (self.logger is not None and not self.logger.ended and isinstance(err, KeyboardInterrupt)
-                and not isinstance(err, RunInterrupted)):
-            self.logger.finish("KILLED", error=f"interrupted ({err or 'Ctrl-C'})")
-            raise RunInterrupted(self.logger.run_id) from err
+        logger = self.logger
+        if logger is None or err is None or isinstance(err, RunInterrupted):
+            return
+        if isinstance(err, KeyboardInterrupt):
+            if logger.final_status is None:
+                try:
+                    logger.finish("KILLED", error=f"interrupted ({err or 'Ctrl-C'})")
+                except KeyboardInterrupt:  # a second Ctrl-C while it ends: it is KILLED all the same
+                    pass
+            raise RunInterrupted(logger.run_id, logger.final_status or "KILLED") from err
+        if logger.final_status is None and not isinstance(err, StoreAway):  # e.g. a sweep's database in on_start
+            logger.finish("FAILED", error=f"{type(err).__name__}: {err}")
 
 
 def train_and_log(config: RunConfig, ready: Prepared, logger: RunLogger, resume_from: dict | None = None,

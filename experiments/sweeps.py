@@ -30,7 +30,7 @@ from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
 from experiments import interrupts
-from experiments.run import RunConfig, execute
+from experiments.run import RunConfig, RunInterrupted, execute
 from experiments.schema import Artifact, Metric, Param, Tag, Value
 from experiments.settings import ConfigError
 from experiments.specs import SWEEP_METHODS, Spec
@@ -240,8 +240,10 @@ def make_objective(spec: Spec, parent_run_id: str):
                 result = execute(replica, tags=tags, should_stop=should_stop if position == 0 else None,
                                  on_start=on_start)
             except BaseException as err:
+                finished = isinstance(err, RunInterrupted) and err.status == "FINISHED"  # the signal came as it ended
                 if "id" in run:
-                    get_client().set_tag(run["id"], Tag.TRIAL_STATE, Value.TRIAL_FAILED)
+                    get_client().set_tag(run["id"], Tag.TRIAL_STATE,
+                                         Value.TRIAL_COMPLETE if finished else Value.TRIAL_FAILED)
                 if isinstance(err, KeyboardInterrupt):  # this worker is stopping: leave its point to the others
                     trial.study.enqueue_trial(params, user_attrs={k: v for k, v in trial.user_attrs.items()
                                                                   if k == GRID_POINT_ATTR})

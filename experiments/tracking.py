@@ -286,7 +286,7 @@ class RunLogger:
         self.series: dict[str, dict] = {name: {"class_names": self.class_names} for name in Artifact.PER_EPOCH}
         self.scratch = tempfile.TemporaryDirectory(prefix="cnn-run-")
         self.heartbeat = Heartbeat(client, run_id, heartbeat_seconds)
-        self.ended = False  # finish() has given the run its final status
+        self.final_status: str | None = None  # the status finish() gave the run
 
     @classmethod
     def start(cls, experiment: str, run_name: str, params: dict, tags: dict, config: dict,
@@ -427,7 +427,7 @@ class RunLogger:
             if status == "FINISHED":
                 self.drop_checkpoint()
             self.client.set_terminated(self.run_id, status=status)
-            self.ended = True
+            self.final_status = status
 
 
 def reap(client: MlflowClient, now: int) -> list[tuple[str, str]]:

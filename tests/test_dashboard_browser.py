@@ -155,9 +155,9 @@ def click_until(page, point: tuple[float, float], shown: str) -> None:
     """Click a point of a table (a canvas) until the page shows `shown`: a click that lands while a rerun redraws
     the table can be lost, and is then made again (up to 3 times; the same click twice would undo itself, so
     only a page that still does not show `shown` is clicked again)."""
-    for _ in range(3):
+    for attempt in range(3):
         wait_idle(page)
-        if page.get_by_text(shown).count():  # the last click took, only slowly: another would undo it
+        if attempt and page.get_by_text(shown).count():  # the last click took, only slowly: another would undo it
             return
         page.mouse.click(*point)
         try:

@@ -145,7 +145,7 @@ def test_a_signal_while_a_trained_run_finishes_waits_and_the_run_stays_finished(
     import pytest
 
     from experiments import interrupts
-    from experiments.run import execute
+    from experiments.run import RunInterrupted, execute
     from experiments.tracking import RunLogger
     from tests.helpers import small_config
 
@@ -159,12 +159,53 @@ def test_a_signal_while_a_trained_run_finishes_waits_and_the_run_stays_finished(
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     interrupts.install()
     try:
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(RunInterrupted) as stopped:
             execute(small_config("softmax-regression", run_name="signalled-while-finishing"))
     finally:
         signal.signal(signal.SIGINT, before[0])
         signal.signal(signal.SIGTERM, before[1])
-    assert only_run(store, "signalled-while-finishing").info.status == "FINISHED"
+    assert only_run(store, "signalled-while-finishing").info.status == stopped.value.status == "FINISHED"
+
+
+def test_a_second_signal_during_a_commit_interrupts_at_once():
+    """The first Ctrl-C waits for the commit to end; a second one (the store hangs, the user insists) does not."""
+    import os
+
+    import pytest
+
+    from experiments import interrupts
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    interrupts.install()
+    reached = []
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts.held():
+                os.kill(os.getpid(), signal.SIGINT)
+                reached.append("after the first")
+                os.kill(os.getpid(), signal.SIGINT)
+                reached.append("after the second")
+    finally:
+        signal.signal(signal.SIGINT, before[0])
+        signal.signal(signal.SIGTERM, before[1])
+    assert reached == ["after the first"]
+    assert interrupts._held == {"depth": 0, "pending": None}  # nothing left over for the next commit
+
+
+def test_an_error_before_training_ends_the_run_failed(store, mnist_dir):
+    """A sweep's database failing as its trial starts (on_start) ends the run FAILED, not RUNNING and beating."""
+    import pytest
+
+    from experiments.run import execute
+    from tests.helpers import small_config
+
+    def database_gone(run_id):
+        raise RuntimeError("the sweep's database went away")
+
+    with pytest.raises(RuntimeError):
+        execute(small_config("softmax-regression", run_name="failed-at-start"), on_start=database_gone)
+    run = only_run(store, "failed-at-start")
+    assert run.info.status == "FAILED" and "went away" in run.data.tags[Tag.ERROR]
 
 
 def test_an_interrupt_right_after_the_run_is_created_ends_it_killed(store, mnist_dir):
