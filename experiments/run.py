@@ -247,14 +247,16 @@ class KilledWhenInterrupted:
                 except KeyboardInterrupt:  # a second Ctrl-C while it ends: it is KILLED all the same
                     pass
             raise RunInterrupted(logger.run_id, logger.final_status or "KILLED") from err
-        if logger.final_status is None and not isinstance(err, StoreAway):  # e.g. a sweep's database in on_start
+        if isinstance(err, StoreAway):  # nothing more can be told to the store: the run resumes from the spool
+            logger.heartbeat.stop()
+        elif logger.final_status is None:
             logger.finish("FAILED", error=f"{type(err).__name__}: {err}")
 
 
 def train_and_log(config: RunConfig, ready: Prepared, logger: RunLogger, resume_from: dict | None = None,
                   should_stop: Callable[[EpochRecord], bool] | None = None) -> RunResult:
-    """fit, test with the best-val weights, log the results; a run that fails ends FAILED, and one interrupted is
-    ended KILLED by the caller's KilledWhenInterrupted."""
+    """fit, test with the best-val weights, log the results; a diverged run ends FAILED with its diagnosis, and
+    the caller's KilledWhenInterrupted ends any other stopped run."""
     started = time.perf_counter()
     splits, learner, inputs = ready.splits, ready.learner, ready.inputs
     eval_rows = np.sort(np.random.default_rng(config.seed).permutation(len(splits.train))[:config.train_eval_size])
@@ -274,19 +276,11 @@ def train_and_log(config: RunConfig, ready: Prepared, logger: RunLogger, resume_
         final[Metric.TOTAL_SECONDS] = time.perf_counter() - started
         logger.log_metrics({Metric.TOTAL_SECONDS: final[Metric.TOTAL_SECONDS]}, step=fitted.epochs_trained)
         logger.finish("FINISHED")
-    except KeyboardInterrupt:  # the caller's KilledWhenInterrupted ends the run
-        raise
-    except StoreAway:  # nothing more can be told to the store: the run resumes from this machine's spool
-        logger.heartbeat.stop()
-        raise
     except Diverged as err:
         logger.set_tags({Tag.DIVERGED_AT_STEP: err.step, Tag.DIAGNOSIS: DIVERGED,
                          Tag.DIAGNOSIS_RULE: f"{err}: {ADVICE[DIVERGED]}"})
         logger.finish("FAILED", error=str(err))
         err.run_id = logger.run_id
-        raise
-    except BaseException as err:
-        logger.finish("FAILED", error=f"{type(err).__name__}: {err}")
         raise
     return RunResult(logger.run_id, fitted.epochs_trained, final)
 
