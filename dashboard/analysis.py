@@ -316,6 +316,22 @@ def group_table(runs: pd.DataFrame) -> pd.DataFrame:
     return groups.reset_index(drop=True)[GROUP_COLUMNS]
 
 
+def group_label(model: str, key: str) -> str:
+    """How every page names a config group: its model and hash."""
+    return f"{model} [{key[:10]}]"
+
+
+def unselected_seeds(runs: pd.DataFrame, run_ids: list[str]) -> dict[str, tuple[int, int]]:
+    """{group label: (runs selected, runs in the store)} for each config group of which run_ids hold only some runs:
+    its band averages the selected ones alone."""
+    keys = group_key(runs).set_axis(runs["run_id"])
+    sizes, models = keys.value_counts(), runs.set_index("run_id")["model"]
+    chosen = keys[run_ids].value_counts(sort=False)
+    first = {key: run_id for run_id, key in keys[run_ids].items()}
+    return {group_label(models[first[key]], key): (int(n), int(sizes[key]))
+            for key, n in chosen.items() if n < sizes[key]}
+
+
 def groups_by(runs: pd.DataFrame, run_ids: list[str], by: str | None) -> dict[str, list[str]]:
     """The runs split into labelled groups: by config group (`by` 'configuration'), by the value of one
     setting (any other `by`), or one group per run (None)."""
@@ -324,7 +340,7 @@ def groups_by(runs: pd.DataFrame, run_ids: list[str], by: str | None) -> dict[st
         return {label: [run_id] for run_id, label in run_labels(runs, run_ids).items()}
     if by == "configuration":
         keys = group_key(chosen)
-        labels = {key: f"{m} [{key[:10]}]" for key, m in zip(keys, chosen["model"], strict=True)}
+        labels = {key: group_label(m, key) for key, m in zip(keys, chosen["model"], strict=True)}
     else:
         keys = chosen["config"].map(lambda c: f"{by}={c.get(by, '?')}")
         labels = {key: key for key in keys}

@@ -160,11 +160,11 @@ def smoothing_ui() -> float:
                      key=Key.COMPARE_SMOOTHING)
 
 
-def compare_sides_ui(options: list[str]) -> tuple[str, str]:
-    """The two runs or groups to test against each other."""
+def compare_sides_ui(options: list[str], first: tuple[int, int]) -> tuple[str, str]:
+    """The two runs or groups to test against each other, `first` (option positions) until the user picks."""
     cols = st.columns(2)
-    a = cols[0].selectbox("A", options, index=0, key=Key.BETTER_A)
-    b = cols[1].selectbox("B", options, index=min(1, len(options) - 1), key=Key.BETTER_B)
+    a = cols[0].selectbox("A", options, index=first[0], key=Key.BETTER_A)
+    b = cols[1].selectbox("B", options, index=first[1], key=Key.BETTER_B)
     return a, b
 
 

@@ -426,10 +426,8 @@ def test_compare_draws_bands_over_seeds_and_says_which_group_is_better(seeded_st
 def test_two_runs_are_compared_image_by_image_with_their_flipped_examples(seeded_store):
     client, groups = seeded_store
     a, b = groups["softmax"][0], groups["tiny"][0]
-    at = go(open_app(selection=[a, b]), "compare")
-    options = at.selectbox(key=Key.BETTER_A).options
-    at.selectbox(key=Key.BETTER_A).set_value(next(o for o in options if a[:8] in o)).run()
-    at.selectbox(key=Key.BETTER_B).set_value(next(o for o in options if b[:8] in o)).run()
+    at = go(open_app(selection=[a, b]), "compare")  # one seed of each group: the two runs, not their groups
+    assert a[:8] in at.selectbox(key=Key.BETTER_A).value and b[:8] in at.selectbox(key=Key.BETTER_B).value
     assert not at.exception
     body = texts(at)
     assert "exact McNemar test" in body and "on the same 500 test images" in body
@@ -440,6 +438,8 @@ def test_two_runs_are_compared_image_by_image_with_their_flipped_examples(seeded
     shown = sum(len(image.captions) for image in at.get("image"))
     only_b = int(((pb["predicted"] == pb["label"]) & (pa["predicted"] != pa["label"])).sum())
     assert shown == min(only_a, 24) + min(only_b, 24) and shown > 0
+    at.selectbox(key=Key.COMPARE_GROUP_BY).set_value("configuration").run()
+    assert "draws 1 of its 3 runs" in texts(at) and "draws 1 of its 2 runs" in texts(at)
 
 
 def test_the_runs_page_opens_the_configurations_trained_over_seeds_in_compare(seeded_store):

@@ -5,8 +5,8 @@ import streamlit as st
 
 from dashboard import figures, formats, reader
 from dashboard.analysis import (BASELINE_DIFFERENCES, X_AXES, along, bands, comparability_warnings, differing_params,
-                                final_and_best, group_key, groups_by, marked_best, run_labels, seeded_groups,
-                                setting_differences, smoothed, which_is_better_sides)
+                                final_and_best, group_key, group_label, groups_by, marked_best, run_labels,
+                                seeded_groups, setting_differences, smoothed, unselected_seeds, which_is_better_sides)
 from dashboard.state import Key
 from dashboard.views import artifact, image_strip, read, runs_or_message, selected_or_story
 from dashboard.widgets import (CONFIGURATION, MAX_COMPARE, baseline_ui, compare_sides_ui, curves_axes_ui,
@@ -55,8 +55,13 @@ def curves_section(runs: pd.DataFrame, selection: list[str], metrics: pd.DataFra
     st.plotly_chart(figures.banded_curves(bands(metrics, groups), metrics if members else None, member_group,
                                           panels),
                     key=Key.CURVES_CHART)
-    st.caption("Each line is the mean over the group's runs; the band is its 95% t interval (none for a group of "
-               "one run). Train runs `train --repeats N` to have seeds to average.")
+    st.caption("Each line is the mean over the group's selected runs; the band is its 95% t interval (none for a "
+               "group of one run). Train runs `train --repeats N` to have seeds to average.")
+    partial = unselected_seeds(runs, selection) if by == CONFIGURATION else {}
+    if partial:
+        st.caption(md("Only some seeds selected: " + "; ".join(
+            f"{label} draws {k} of its {n} runs" for label, (k, n) in partial.items())
+            + ". Tick the group in the Runs page's grouped table to average them all."))
 
 
 def step_loss_section(runs: pd.DataFrame, selection: list[str]) -> None:
@@ -69,25 +74,32 @@ def step_loss_section(runs: pd.DataFrame, selection: list[str]) -> None:
                     key=Key.STEP_CHART)
 
 
-def side_groups(runs: pd.DataFrame, selection: list[str]) -> dict[str, tuple[str, list[str]]]:
+def side_groups(runs: pd.DataFrame, selection: list[str]) -> tuple[dict[str, tuple[str, list[str]]], tuple[int, int]]:
     """What can be compared, in selection order, as {option: (label, run ids)}: every config group of the
-    selection with two runs or more in the store (all its runs), then every selected run alone."""
+    selection with two runs or more in the store (all its runs), then every selected run alone; and the two
+    options shown first: the first two groups of which the user selected two runs or more (seeds to compare),
+    else the first two selected runs, so that a run is never set against a group by default."""
     keys = group_key(runs).set_axis(runs["run_id"])
     members = runs.groupby(keys.values)
-    options = {}
+    chosen = keys[selection].value_counts()
+    options, seeded = {}, []
     for key in dict.fromkeys(keys[selection]):
         group = members.get_group(key)
         if len(group) >= 2:
-            label = f"{group['model'].iloc[0]} [{key}]"
+            label = group_label(group["model"].iloc[0], key)
+            if chosen[key] >= 2:
+                seeded.append(len(options))
             options[f"{label}, {len(group)} runs over seeds"] = (label, list(group["run_id"]))
-    return {**options, **{label: (label, [run_id]) for run_id, label in run_labels(runs, selection).items()}}
+    singles = {label: (label, [run_id]) for run_id, label in run_labels(runs, selection).items()}
+    first = tuple(seeded[:2]) if len(seeded) >= 2 else (len(options), len(options) + 1)
+    return {**options, **singles}, first
 
 
 def better_section(runs: pd.DataFrame, selection: list[str]) -> None:
     """The "Which is better?" panel: two runs or groups, the right test, and one sentence."""
     st.subheader("Which is better?")
-    options = side_groups(runs, selection)
-    a, b = (options[choice] for choice in compare_sides_ui(list(options)))
+    options, first = side_groups(runs, selection)
+    a, b = (options[choice] for choice in compare_sides_ui(list(options), first))
     if a == b:
         st.info("Pick two different runs or groups.")
         return
