@@ -296,24 +296,52 @@ def group_key(runs: pd.DataFrame) -> pd.Series:
     return runs["config_group"].where(runs["config_group"].astype(bool), UNGROUPED + runs["run_id"])
 
 
-GROUP_COLUMNS = ["group", "model", "dataset", "runs", "seeds", "test_acc_mean", "test_acc_std", "test_acc_low",
-                 "test_acc_high", "best_val_acc_mean", "best_val_acc_std", "run_ids"]
+GROUP_COLUMNS = ["group", "model", "settings", "dataset", "runs", "seeds", "test_acc_mean", "test_acc_std",
+                 "test_acc_low", "test_acc_high", "best_val_acc_mean", "best_val_acc_std", "run_ids"]
 
 
 def group_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per config group: how many runs it has (finished with a test accuracy: `seeds`), and the mean, standard
-    deviation and 95% t interval over them of test accuracy, and the mean ± std of best validation accuracy."""
+    """One row per config group: the settings that tell it from its model's other groups, how many runs it has
+    (finished with a test accuracy: `seeds`), and the mean, standard deviation and 95% interval over them of test
+    accuracy (the t interval of the mean; for a group of one, its run's Wilson interval), and the mean ± std of
+    best validation accuracy."""
     scored = runs["status"].eq("FINISHED") & runs["test_acc"].notna()
-    keyed = runs.assign(key=group_key(runs), test=runs["test_acc"].where(scored), val=runs["best_val_acc"].where(scored))
+    wilson = with_test_intervals(runs)
+    keyed = runs.assign(key=group_key(runs), test=runs["test_acc"].where(scored),
+                        val=runs["best_val_acc"].where(scored), wilson_low=wilson["test_acc_low"].where(scored),
+                        wilson_high=wilson["test_acc_high"].where(scored))
     groups = keyed.groupby("key", sort=False).agg(
-        model=("model", "first"), dataset=("dataset", "first"), runs=("run_id", "size"), seeds=("test", "count"),
-        test_acc_mean=("test", "mean"), test_acc_std=("test", "std"), best_val_acc_mean=("val", "mean"),
-        best_val_acc_std=("val", "std"), run_ids=("run_id", list))
-    groups["test_acc_low"], groups["test_acc_high"] = stats.t_bounds(
-        groups["test_acc_mean"].to_numpy(), groups["test_acc_std"].to_numpy(), groups["seeds"].to_numpy(),
-        bounds=(0.0, 1.0))
+        model=("model", "first"), dataset=("dataset", "first"), config=("config", "first"), runs=("run_id", "size"),
+        seeds=("test", "count"), test_acc_mean=("test", "mean"), test_acc_std=("test", "std"),
+        best_val_acc_mean=("val", "mean"), best_val_acc_std=("val", "std"), wilson_low=("wilson_low", "max"),
+        wilson_high=("wilson_high", "max"), run_ids=("run_id", list))
+    low, high = stats.t_bounds(groups["test_acc_mean"].to_numpy(), groups["test_acc_std"].to_numpy(),
+                               groups["seeds"].to_numpy(), bounds=(0.0, 1.0))
+    alone = groups["seeds"] == 1
+    groups["test_acc_low"], groups["test_acc_high"] = (np.where(alone, groups["wilson_low"], low),
+                                                       np.where(alone, groups["wilson_high"], high))
+    groups["settings"] = telling_settings(groups["config"], groups["model"])
     groups["group"] = groups.index.where(~groups.index.str.startswith(UNGROUPED), "")
     return groups.reset_index(drop=True)[GROUP_COLUMNS]
+
+
+def partly_selected(run_id_lists, selection: list[str]) -> list[str]:
+    """'1 of 3' for each group of which only some runs are selected (its row cannot show a tick), else ''."""
+    chosen = set(selection)
+    counts = [(sum(run_id in chosen for run_id in ids), len(ids)) for ids in run_id_lists]
+    return [f"{k} of {n}" if 0 < k < n else "" for k, n in counts]
+
+
+def telling_settings(configs: pd.Series, models: pd.Series) -> pd.Series:
+    """Each group's settings that differ among the groups of its model (seed, model and dataset aside), as
+    'train_size=3200, lr=0.01': what tells three lenet5 groups apart."""
+    told = pd.Series("", index=configs.index)
+    for members in models.groupby(models, sort=False).groups.values():
+        mine = configs[members]
+        names = sorted({name for config in mine for name in config} - {"seed", "model", "dataset"})
+        varying = [n for n in names if mine.map(lambda c, n=n: c.get(n)).nunique(dropna=False) > 1]
+        told[members] = [", ".join(f"{n}={c.get(n, '—')}" for n in varying) for c in mine]
+    return told
 
 
 def group_label(model: str, key: str) -> str:

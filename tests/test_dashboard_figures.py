@@ -290,10 +290,13 @@ def test_verdicts_of_many_runs_equal_each_runs_own_verdict_with_gaps_and_repeate
 
 
 def test_group_table_gives_each_config_group_its_seeds_mean_std_and_t_interval():
+    tiny = {"model": "tiny", "lr": "0.005", "seed": "0"}
     runs = pd.DataFrame({"run_id": list("abcde"), "config_group": ["g", "g", "g", "", "h"],
                          "model": ["tiny"] * 4 + ["lenet5"], "dataset": ["mnist"] * 5,
                          "status": ["FINISHED", "FINISHED", "RUNNING", "FINISHED", "FINISHED"],
-                         "test_acc": [0.90, 0.94, np.nan, 0.5, 0.97], "best_val_acc": [0.91, 0.95, 0.9, 0.5, 0.96]})
+                         "test_acc": [0.90, 0.94, np.nan, 0.5, 0.97], "best_val_acc": [0.91, 0.95, 0.9, 0.5, 0.96],
+                         "test_size": [1000] * 4 + [400],
+                         "config": [tiny, {**tiny, "seed": "1"}, {**tiny, "seed": "2"}, {}, {"model": "lenet5"}]})
     groups = analysis.group_table(runs).set_index("run_ids", drop=False)
     g = groups.loc[groups["group"] == "g"].iloc[0]
     expected = stats.accuracy_mean_interval([0.90, 0.94])
@@ -303,8 +306,17 @@ def test_group_table_gives_each_config_group_its_seeds_mean_std_and_t_interval()
     assert g["test_acc_std"] == pytest.approx(np.std([0.90, 0.94], ddof=1))
     assert g["best_val_acc_mean"] == pytest.approx(0.93)  # the running run's 0.9 is not a finished seed
     alone = groups.loc[groups["run_ids"].map(lambda ids: ids == ["d"])].iloc[0]
-    assert alone["group"] == "" and alone["seeds"] == 1 and np.isnan(alone["test_acc_low"])
+    assert alone["group"] == "" and alone["seeds"] == 1
+    h = groups.loc[groups["group"] == "h"].iloc[0]  # a group of one run: its test accuracy's Wilson interval
+    wilson = stats.accuracy_interval(388, 400)
+    assert (h["test_acc_low"], h["test_acc_high"]) == pytest.approx((wilson.low, wilson.high))
+    assert alone["test_acc_low"] == pytest.approx(stats.accuracy_interval(500, 1000).low)
+    assert (g["settings"], alone["settings"], h["settings"]) == ("lr=0.005", "lr=—", "")  # tiny's groups differ in lr
     assert len(groups) == 3
+
+
+def test_a_group_row_says_how_many_of_its_runs_are_selected_when_only_some_are():
+    assert analysis.partly_selected([["a", "b", "c"], ["d"], ["e", "f"]], ["a", "d", "e", "f"]) == ["1 of 3", "", ""]
 
 
 def test_the_closest_run_to_compare_with_is_another_seed_then_same_data_and_model_then_fewest_differences():

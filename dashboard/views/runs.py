@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import formats, state
-from dashboard.analysis import (STORY, filter_runs, group_table, run_labels, search_hint, seeded_groups, story_runs,
-                                with_test_intervals)
+from dashboard.analysis import (STORY, filter_runs, group_table, partly_selected, run_labels, search_hint,
+                                seeded_groups, story_runs, with_test_intervals)
 from dashboard.state import Key
 from dashboard.views import go_to, runs_or_message
 from dashboard.widgets import CONFIGURATION, MAX_COMPARE, live_refresh_ui, md, run_filters_ui
@@ -17,8 +17,8 @@ SHOWN_COLUMNS = ["run_name", "model", "dataset", "train_size", "convention", "st
                  "best_val_acc", "best_epoch", "after_best",
                  "gap", "diagnosis", "params_total", "epochs", "progress", "duration_s", "start", "experiment", "suite",
                  "sweep"]
-GROUP_SHOWN = ["model", "dataset", "seeds", "test_acc_mean", "test_acc_std", "test_acc_ci", "best_val_acc_mean",
-               "best_val_acc_std", "runs", "group"]
+GROUP_SHOWN = ["model", "settings", "dataset", "seeds", "selected", "test_acc_mean", "test_acc_std", "test_acc_ci",
+               "best_val_acc_mean", "best_val_acc_std", "runs", "group"]
 COLUMN_CONFIG = {
     "run_name": st.column_config.TextColumn("run", pinned=True),  # stays in view when the table scrolls sideways
     "train_size": formats.count_column("train images", help="images trained on (validation carved out)"),
@@ -40,15 +40,21 @@ COLUMN_CONFIG = {
     "params_total": formats.count_column("params"),
     "start": st.column_config.DatetimeColumn("start", format="YYYY-MM-DD HH:mm"),
     "test_acc_ci": st.column_config.TextColumn("test acc 95% CI", help="Wilson interval of the test accuracy on the "
-                                               "run's test-set size; for a group, the t interval of its mean"),
+                                               "run's test-set size; for a group of seeds, the t interval of its "
+                                               "mean"),
 }
 GROUP_CONFIG = {
+    "model": st.column_config.TextColumn("model", pinned=True),
+    "settings": st.column_config.TextColumn("settings", help="what sets this group apart from the other groups of "
+                                            "its model (seed aside)"),
+    "selected": st.column_config.TextColumn("selected", help="how many of the group's runs are selected, when only "
+                                            "some are: its row is ticked once all are"),
     "seeds": st.column_config.NumberColumn("N", format="%d", help="finished runs with a test accuracy"),
     "test_acc_mean": formats.percent_column("test acc (mean)"),
     "test_acc_std": formats.spread_column("± std", help="standard deviation over the seeds, in percentage points"),
     "best_val_acc_mean": formats.percent_column("best val acc (mean)"),
     "best_val_acc_std": formats.spread_column("± std", help="standard deviation over the seeds, in percentage points"),
-    "runs": st.column_config.NumberColumn("runs", format="%d", help="every run of the group, whatever its status"),
+    "runs": st.column_config.NumberColumn("all runs", format="%d", help="every run of the group, whatever its status"),
     "group": st.column_config.TextColumn("config group", help="`python -m experiments compare group:HASH ...`"),
     "test_acc_ci": COLUMN_CONFIG["test_acc_ci"],
 }
@@ -78,14 +84,15 @@ def selectable_table_ui(table: pd.DataFrame, rows: list, caption: str, config: d
                  on_select=functools.partial(follow_ticks, key))
 
 
-def grouped_table_ui(shown: pd.DataFrame, selected: int) -> None:
+def grouped_table_ui(shown: pd.DataFrame, selection: list[str]) -> None:
     groups = group_table(shown)
     groups["test_acc_ci"] = interval_text(groups["test_acc_low"], groups["test_acc_high"])
+    groups["selected"] = partly_selected(groups["run_ids"], selection)
     selectable_table_ui(
         groups[GROUP_SHOWN], list(groups["run_ids"]),
-        f"{len(groups)} config groups, {selected} selected. A group holds the runs that differ only in their seed "
-        "(`train --repeats N`); runs logged by other tools stand alone. Tick a group to select all its runs; "
-        "Compare draws them as bands and says which group is better.", GROUP_CONFIG, Key.RUNS_GROUPED)
+        f"{len(groups)} config groups, {len(selection)} runs selected. A group holds the runs that differ only in "
+        "their seed (`train --repeats N`); runs logged by other tools stand alone. Tick a group to select all its "
+        "runs; Compare draws them as bands and says which group is better.", GROUP_CONFIG, Key.RUNS_GROUPED)
 
 
 def runs_table_ui(shown: pd.DataFrame, total: int, selected: int) -> None:
@@ -136,7 +143,7 @@ def page() -> None:
         st.info(md("No run matches the search: " + search_hint(filter_runs(runs, **{**filters, "text": ""}),
                                                                  filters["text"])))
     if st.toggle("Group by configuration (one row per config group, mean ± std over seeds)", key=Key.GROUP_RUNS):
-        grouped_table_ui(shown, len(selection))
+        grouped_table_ui(shown, selection)
     else:
         runs_table_ui(shown, len(runs), len(selection))
     if 2 <= len(selection) <= MAX_COMPARE and st.button(f"Compare selected ({len(selection)})",
