@@ -130,9 +130,10 @@ def marked_best(table: pd.DataFrame, baseline: int | None = None) -> pd.DataFram
         for i in table.index[values == (values.max() if way == "max" else values.min())]:
             best[i] = [*best[i], column]
     marked = table.assign(**{"best at": best.map(", ".join)})
-    if baseline is not None:
+    if baseline is not None:  # each difference beside its accuracy, where it is seen without scrolling
         for column in BASELINE_DIFFERENCES:
-            marked[f"{column} vs baseline"] = table[column] - table[column].iloc[baseline]
+            marked.insert(marked.columns.get_loc(column) + 1, f"{column} vs baseline",
+                          table[column] - table[column].iloc[baseline])
     return marked
 
 

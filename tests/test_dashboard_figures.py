@@ -387,6 +387,7 @@ def test_each_run_is_marked_best_where_it_is_and_measured_against_a_baseline():
     marked = analysis.marked_best(table, baseline=0)
     assert list(marked["best at"]) == ["", "final val acc, best val acc, test acc, s / epoch", "final val acc"]
     assert list(marked["test acc vs baseline"].iloc[:2]) == pytest.approx([0.0, 0.05])
+    assert list(marked.columns[2:6]) == ["best val acc", "best val acc vs baseline", "test acc", "test acc vs baseline"]
     assert "test acc vs baseline" not in analysis.marked_best(table)
 
 

@@ -20,7 +20,8 @@ CURVE_METRICS = tuple(dict.fromkeys([*figures.curve_metrics(), str(Metric.EPOCH_
 FLIPPED_LIMIT = 24
 FINAL_COLUMNS = {
     **{name: formats.percent_column(name) for name in ("final val acc", "best val acc", "test acc")},
-    "final gap": formats.points_column("final gap", help="val error - train error, in percentage points"),
+    "final gap": formats.points_column("final variance", help="the train/validation gap at the last epoch: val error "
+                                       "- train error, in percentage points"),
     "best epoch": st.column_config.NumberColumn("best epoch", format="%d"),
     "params": formats.count_column("params"),
     "s / epoch": st.column_config.NumberColumn("s / epoch", format="%.2f s"),

@@ -13,10 +13,9 @@ from dashboard.views import go_to, runs_or_message
 from dashboard.widgets import CONFIGURATION, MAX_COMPARE, live_refresh_ui, md, run_filters_ui
 from experiments import stats
 
-SHOWN_COLUMNS = ["run_name", "model", "dataset", "train_size", "convention", "status", "test_acc", "test_acc_ci",
-                 "best_val_acc", "best_epoch", "after_best",
-                 "gap", "diagnosis", "params_total", "epochs", "progress", "duration_s", "start", "experiment", "suite",
-                 "sweep"]
+SHOWN_COLUMNS = ["run_name", "model", "status", "test_acc", "test_acc_ci", "diagnosis", "gap", "best_val_acc",
+                 "best_epoch", "after_best", "dataset", "train_size", "params_total", "epochs", "progress",
+                 "duration_s", "start", "convention", "experiment", "suite", "sweep"]
 GROUP_SHOWN = ["model", "settings", "dataset", "seeds", "selected", "test_acc_mean", "test_acc_std", "test_acc_ci",
                "best_val_acc_mean", "best_val_acc_std", "runs", "group"]
 COLUMN_CONFIG = {
@@ -35,8 +34,11 @@ COLUMN_CONFIG = {
         "after best", format="%d", help="epochs trained after the best one: what early stopping at the best epoch "
         "would have saved, at the same test accuracy (scored with the best epoch's weights); the Overfitting "
         "inspector gives the seconds and a patience's effect"),
-    "gap": formats.points_column("train-val gap", help="last trained epoch's val error - train error, in "
-                                                       "percentage points"),
+    "gap": formats.points_column("variance", help="the train/validation gap: the last trained epoch's val error - "
+                                                  "train error, in percentage points"),
+    "diagnosis": st.column_config.TextColumn("diagnosis", width="large", help="underfit (high bias), overfit (high "
+                                             "variance) or good fit, from the run's last epoch; the Overfitting "
+                                             "inspector shows why"),
     "params_total": formats.count_column("params"),
     "start": st.column_config.DatetimeColumn("start", format="YYYY-MM-DD HH:mm"),
     "test_acc_ci": st.column_config.TextColumn("test acc 95% CI", help="Wilson interval of the test accuracy on the "
