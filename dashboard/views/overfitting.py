@@ -135,7 +135,7 @@ def per_class_section(run_id: str, row) -> None:
     flagged = [gap.name for gap in gaps if gap.overfits]
     st.markdown(f"**Classes that overfit** after epoch {int(frame['epoch'].max())} (whole interval of the gap above "
                 f"{formats.points(VARIANCE_THRESHOLD)}, 95% for all classes together): "
-                + (", ".join(map(md, flagged)) if flagged else "none") + ".")
+                + (f"class{'es' * (len(flagged) > 1)} {', '.join(map(md, flagged))}" if flagged else "none") + ".")
     st.dataframe(formats.shown(pd.DataFrame([gap_row(g) for g in gaps[:max(5, len(flagged))]]), GAP_COLUMNS),
                  hide_index=True, column_config=GAP_COLUMNS)
     class_images_ui(run_id, row, [gap.label for gap in gaps], per_class["class_names"])
