@@ -58,13 +58,36 @@ def curve_metrics(panels: tuple[Panel, ...] | None = None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(str(line.metric) for panel in chosen for line in panel.lines))
 
 
-def panels_layout(fig: go.Figure, panels: tuple[Panel, ...], log_loss: bool = False) -> None:
-    """Each panel's y axis: percent for accuracies and errors, logarithmic for a loss when asked."""
+def panels_layout(fig: go.Figure, panels: tuple[Panel, ...], log_loss: bool = False,
+                  metrics: pd.DataFrame | None = None) -> None:
+    """Each panel's y axis: percent for accuracies and errors, logarithmic for a loss when asked (ticks placed
+    from the panel's values in `metrics`)."""
     for col, panel in enumerate(panels, start=1):
         if panel.percent:
             fig.update_yaxes(tickformat=formats.AXIS_PERCENT, row=1, col=col)
         if panel.loss and log_loss:
-            fig.update_yaxes(type="log", row=1, col=col)
+            drawn = metrics[metrics["metric"].isin([str(line.metric) for line in panel.lines])]["value"]
+            fig.update_yaxes(**log_axis(drawn), row=1, col=col)
+
+
+def log_axis(values) -> dict:
+    """A logarithmic axis labelled at 1, 2 and 5 times the powers of ten within the values, each label written
+    whole ("0.2", "0.5", "1"): Plotly's own minor labels are bare digits, where 0.9 reads like 9."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values) & (values > 0)]
+    if not len(values):
+        return {"type": "log"}
+    low, high = values.min(), values.max()
+    multiples = (1, 2, 5) if high / low <= 1e3 else (1,)  # over three decades, the powers of ten alone
+    ticks = [m * 10.0 ** k for k in range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1)
+             for m in multiples]
+    inside = [t for t in ticks if low <= t <= high]
+    axis = {"type": "log", "tickmode": "array"}
+    if len(inside) < 2:  # a narrow range: widen it to the 1-2-5 values on either side, so that two are labelled
+        below, above = max(t for t in ticks if t < low), min(t for t in ticks if t > high)
+        inside = sorted({below, *inside, above})
+        axis["range"] = [math.log10(below), math.log10(above)]
+    return {**axis, "tickvals": inside, "ticktext": [f"{t:g}" for t in inside]}
 
 
 def legend_title(panels: tuple[Panel, ...], drawn: str) -> str:
@@ -129,7 +152,7 @@ def learning_curves(metrics: pd.DataFrame, labels: dict[str, str], colors: dict[
         fig.update_xaxes(**epoch_axis(metrics["step"].max() if len(metrics) else 1))
     else:
         fig.update_xaxes(title_text=x_title, tickformat=",~r")
-    panels_layout(fig, panels, log_loss)
+    panels_layout(fig, panels, log_loss, metrics)
     fig.update_layout(height=440, margin={"t": 40}, hovermode="x unified",
                       legend={"font": {"size": 10}, "title": {"text": legend_title(panels, "runs")}})
     return fig
@@ -375,10 +398,12 @@ def banded_curves(band_frame: pd.DataFrame, members: pd.DataFrame | None = None,
     return fig
 
 
-def step_losses(raw: pd.DataFrame, smooth: pd.DataFrame, labels: dict[str, str]) -> go.Figure:
-    """Training loss per optimisation step for every run: the smoothed curve bold, the raw one faint behind."""
+def step_losses(raw: pd.DataFrame, smooth: pd.DataFrame, labels: dict[str, str],
+                colors: dict[str, str] | None = None) -> go.Figure:
+    """Training loss per optimisation step for every run: the smoothed curve bold, the raw one faint behind; one
+    colour per run (run_colors of the labels' order unless given)."""
     fig = go.Figure()
-    colors = run_colors(list(labels))
+    colors = colors or run_colors(list(labels))
     for run_id, label in labels.items():
         label = html.escape(label)
         for frame, width, alpha, shown in ((raw, 1, 0.3, False), (smooth, 2, 1.0, True)):
@@ -387,8 +412,8 @@ def step_losses(raw: pd.DataFrame, smooth: pd.DataFrame, labels: dict[str, str])
                                      legendgroup=run_id, showlegend=shown, hoverinfo="skip" if not shown else None,
                                      line={"color": translucent(colors[run_id], alpha), "width": width},
                                      hovertemplate=f"{label}<br>loss %{{y:.4f}} at step %{{x}}<extra></extra>"))
-    fig.update_layout(xaxis_title="optimisation step", yaxis_title="training loss", yaxis_type="log", height=360,
-                      margin={"t": 30}, legend={"font": {"size": 10}})
+    fig.update_layout(xaxis_title="optimisation step", yaxis={"title": "training loss", **log_axis(raw["value"])},
+                      height=360, margin={"t": 30}, legend={"font": {"size": 10}})
     return fig
 
 

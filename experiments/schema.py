@@ -36,7 +36,8 @@ class Metric:
     AVOIDABLE_BIAS = Name("avoidable_bias", "train error - best achievable error (param best_error) (per epoch)")
     EPOCH_SECONDS = Name("epoch_seconds", "seconds of the epoch's training phase (per epoch)")
     SAMPLES_PER_S = Name("samples_per_s", "training samples / epoch_seconds (per epoch)")
-    TRAIN_LOSS_STEP = Name("train_loss_step", "mean training loss of the last log_every steps (step = global step)")
+    TRAIN_LOSS_STEP = Name("train_loss_step", "mean training loss of the last log_every steps, or of an epoch's last "
+                                                "fewer (step = global step)")
     TEST_LOSS = Name("test_loss", "mean cross-entropy on the test set, best-val weights (final)")
     TEST_ACC = Name("test_acc", "accuracy on the test set, best-val weights (final)")
     BEST_EPOCH = Name("best_epoch", "first epoch with the highest val_acc (final; experiments.diagnosis.best_epoch)")

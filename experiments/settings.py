@@ -147,7 +147,7 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in [
     Setting("best_error", float, None, "best achievable error, for avoidable bias (default: the dataset's best "
             "published error)", optional=True, check=fraction, expected="a fraction in [0, 1)",
             param_doc="estimate of the best achievable error, for avoidable_bias"),
-    Setting("log_every", int, 50, "steps between train_loss_step points", check=positive,
+    Setting("log_every", int, 50, "steps between train_loss_step points (and one at each epoch's end)", check=positive,
             expected="an integer > 0", defines_experiment=False),
     Setting("filters", int, 8, "conv filters of the numpy model", check=positive, expected="an integer > 0",
             kinds=("numpy",)),

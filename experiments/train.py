@@ -211,7 +211,11 @@ class EpochMeter:
         self.bar.update(rows)
 
     def done(self) -> EpochStats:
+        """The epoch's figures; its last steps, fewer than log_every, make one more point, so that an epoch
+        shorter than log_every steps has a step curve too."""
         seconds = time.perf_counter() - self.start
+        if self.window:
+            self.step_losses.append((self.step, float(np.mean(self.window))))
         self.bar.close()
         return EpochStats(loss=self.total_loss / self.n, acc=self.total_correct / self.n, step_losses=self.step_losses,
                           seconds=seconds, samples_per_s=self.n / seconds)

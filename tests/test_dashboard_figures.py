@@ -418,3 +418,14 @@ def test_bands_over_two_seeds_stay_where_each_metric_can_be():
              min(high, 1) if metric == str(Metric.VAL_ACC) else high)), metric
     assert drawn.loc[str(Metric.VAL_LOSS), "low"] == 0 and drawn.loc[str(Metric.VAL_ACC), "high"] == 1
     assert drawn.loc[str(Metric.VARIANCE), "low"] < 0
+
+
+@pytest.mark.parametrize("values, labels", [([0.05, 0.9, 2.3], ["0.05", "0.1", "0.2", "0.5", "1", "2"]),
+                                            ([0.3, 0.45], ["0.2", "0.5"]),  # narrow: widened to two labels
+                                            ([1e-4, 3.0], ["0.0001", "0.001", "0.01", "0.1", "1"])])
+def test_a_log_axis_writes_each_label_whole(values, labels):
+    axis = figures.log_axis(values)
+    assert axis["type"] == "log" and axis["ticktext"] == labels
+    assert axis["tickvals"] == pytest.approx([float(label) for label in labels])
+    shown = 10 ** np.array(axis.get("range", np.log10([min(values), max(values)])))
+    assert shown[0] <= min(axis["tickvals"]) and max(axis["tickvals"]) <= shown[1] * (1 + 1e-9)

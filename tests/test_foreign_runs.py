@@ -95,6 +95,9 @@ def test_compare_overlays_a_foreign_run_with_a_native_one_and_detail_says_what_i
     keras_val = next(t for t in curves if t["legendgroup"] == ids["keras"] and t["name"].endswith("(val)")
                      and t["xaxis"] == "x2")
     assert keras_val["x"] == [1, 2, 3, 4]  # autolog's steps 0-3 are epochs 1-4
+    steps = next(c.value for c in at.caption if c.value.startswith("Not drawn"))  # autolog logs no step losses
+    assert "mlp" in steps and "train\\_loss\\_step" in steps
+    assert {t["legendgroup"] for t in chart_traces(plotly_charts(at)[1])} == {ids["native"]}
     at.selectbox(key=Key.COMPARE_CURVES).set_value("bias and variance").run()  # derived from autolog's accuracies
     keras = [t for t in chart_traces(plotly_charts(at)[0]) if t["legendgroup"] == ids["keras"]]
     bias, variance = (next(t for t in keras if t.get("xaxis") == axis) for axis in ("x", "x2"))  # not the legend's

@@ -7,6 +7,7 @@ import pytest
 
 from experiments.run import execute
 from experiments.schema import Artifact, Metric, Param, Tag
+from experiments.train import EpochMeter
 from tests.helpers import small_config
 
 
@@ -96,3 +97,14 @@ def test_bf16_autocast_trains_as_well_as_fp32_on_a_small_slice(store, mnist_dir)
     run = store.search_runs([store.get_experiment_by_name("cnn-experiments").experiment_id],
                             "params.precision = 'bf16'")
     assert len(run) == 1
+
+
+def test_the_step_curve_has_a_point_every_log_every_steps_and_one_for_the_epochs_last_fewer():
+    meter = EpochMeter(n=7 * 32, epoch=2, first_step=8, log_every=5, desc="", progress=False)
+    losses = [2.0, 1.8, 1.6, 1.4, 1.2, 1.0, 0.8]
+    for loss in losses:
+        meter.add(loss, correct=16, rows=32)
+    stats = meter.done()
+    steps, means = zip(*stats.step_losses)
+    assert steps == (12, 14) and means == pytest.approx([np.mean(losses[:5]), np.mean(losses[5:])])
+    assert stats.loss == pytest.approx(np.mean(losses)) and stats.acc == 0.5

@@ -41,11 +41,8 @@ def curves_section(runs: pd.DataFrame, selection: list[str], metrics: pd.DataFra
         placed = along(metrics, runs, x)  # before keeping the panels' metrics: training time needs epoch_seconds
         placed = placed[placed["metric"].isin(figures.curve_metrics(panels))]
         labels = run_labels(runs, selection)
-        drawn = {run_id: label for run_id, label in labels.items() if run_id in set(placed["run_id"])}
-        if len(drawn) < len(labels):
-            st.caption(md(f"Not drawn: {', '.join(labels[r] for r in labels if r not in drawn)} (nothing logged "
-                          "for these curves" + (f", or no epoch_seconds or training-set size to place them along "
-                                                f"{x}" if x != "epoch" else "") + ")."))
+        drawn = said_not_drawn(labels, placed, "nothing logged for these curves" + (
+            f", or no epoch_seconds or training-set size to place them along {x}" if x != "epoch" else ""))
         st.plotly_chart(figures.learning_curves(placed, drawn, colors=figures.run_colors(list(labels)),
                                                 x_title=X_AXES[x], log_loss=log_loss, panels=panels),
                         key=Key.CURVES_CHART)
@@ -65,13 +62,24 @@ def curves_section(runs: pd.DataFrame, selection: list[str], metrics: pd.DataFra
             + ". Tick the group in the Runs page's grouped table to average them all."))
 
 
+def said_not_drawn(labels: dict[str, str], points: pd.DataFrame, why: str) -> dict[str, str]:
+    """The labels of the runs that have points; the others named in a caption with `why`."""
+    drawn = {run_id: label for run_id, label in labels.items() if run_id in set(points["run_id"])}
+    if len(drawn) < len(labels):
+        st.caption(md(f"Not drawn: {', '.join(label for r, label in labels.items() if r not in drawn)} ({why})."))
+    return drawn
+
+
 def step_loss_section(runs: pd.DataFrame, selection: list[str]) -> None:
     steps = read(reader.load_metrics, tuple(selection), (str(Metric.TRAIN_LOSS_STEP),))
     if steps.empty:
         return
     st.subheader("Training loss per step")
     weight = smoothing_ui()
-    st.plotly_chart(figures.step_losses(steps, smoothed(steps, weight), run_labels(runs, selection)),
+    labels = run_labels(runs, selection)
+    drawn = said_not_drawn(labels, steps, f"no {Metric.TRAIN_LOSS_STEP} logged: runs logged before epochs shorter "
+                           "than log_every steps got a point, or by another tool")
+    st.plotly_chart(figures.step_losses(steps, smoothed(steps, weight), drawn, figures.run_colors(list(labels))),
                     key=Key.STEP_CHART)
 
 
