@@ -7,6 +7,7 @@ import json
 import math
 import operator
 import re
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -260,6 +261,28 @@ def best_trial_position(trials: pd.DataFrame) -> int | None:
     """Row position of the complete trial with the best objective (best_val_acc), or None."""
     complete = trials["best_val_acc"].where(trials["state"] == Value.TRIAL_COMPLETE)
     return None if complete.isna().all() else trials.index.get_loc(complete.idxmax())
+
+
+@dataclass(frozen=True)
+class TrialLead:
+    """How far a sweep's best complete trial leads the runner-up (row position), on how many validation images."""
+
+    runner_up: int
+    lead: stats.Interval  # best - runner-up objective, Newcombe's 95% interval
+    val_size: int  # the best trial's
+
+
+def best_trial_lead(trials: pd.DataFrame, val_sizes: pd.Series) -> TrialLead | None:
+    """The best complete trial's lead over the runner-up, from their objectives and validation sizes (`val_sizes` by
+    run id). The interval ignores that trials share their validation images, which only widens it. None under two
+    measured trials."""
+    complete = trials[(trials["state"] == Value.TRIAL_COMPLETE) & trials["best_val_acc"].notna()]
+    complete = complete.assign(n=complete["run_id"].map(val_sizes)).dropna(subset=["n"])
+    if len(complete) < 2:
+        return None
+    best, runner_up = complete.nlargest(2, "best_val_acc").itertuples()
+    lead = stats.rate_difference_interval(runner_up.best_val_acc, int(runner_up.n), best.best_val_acc, int(best.n))
+    return TrialLead(trials.index.get_loc(runner_up.Index), lead, int(best.n))
 
 
 def param_importances(trials: pd.DataFrame, distributions: dict) -> dict[str, float]:

@@ -429,3 +429,16 @@ def test_a_log_axis_writes_each_label_whole(values, labels):
     assert axis["tickvals"] == pytest.approx([float(label) for label in labels])
     shown = 10 ** np.array(axis.get("range", np.log10([min(values), max(values)])))
     assert shown[0] <= min(axis["tickvals"]) and max(axis["tickvals"]) <= shown[1] * (1 + 1e-9)
+
+
+def test_the_best_trials_lead_over_the_runner_up_has_newcombes_interval_on_their_validation_images():
+    trials = pd.DataFrame({"run_id": ["a", "b", "c", "d"], "state": ["complete", "complete", "pruned", "complete"],
+                           "best_val_acc": [0.87, 0.90, 0.99, 0.80]})
+    found = analysis.best_trial_lead(trials, pd.Series({"a": 100, "b": 100, "c": 100, "d": 100}))
+    expected = stats.rate_difference_interval(0.87, 100, 0.90, 100)  # the pruned trial's 99% is no objective
+    assert found.runner_up == 0 and found.val_size == 100
+    assert (found.lead.estimate, found.lead.low, found.lead.high) == pytest.approx((0.03, expected.low, expected.high))
+    assert found.lead.low < 0  # 3 points on 100 images: within the noise
+    wide = analysis.best_trial_lead(trials, pd.Series({"a": 10_000, "b": 10_000, "d": 10_000}))
+    assert wide.lead.low > 0  # the same lead on 10,000 images is real
+    assert analysis.best_trial_lead(trials.iloc[:1], pd.Series({"a": 100})) is None

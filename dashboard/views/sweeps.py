@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import figures, formats, reader, state
-from dashboard.analysis import best_trial_position, param_importances, trial_table
+from dashboard.analysis import best_trial_lead, best_trial_position, param_importances, trial_table
 from dashboard.state import Key
 from dashboard.views import artifact, go_to, read, runs_or_message
 from dashboard.widgets import md, sweep_picker_ui, trial_picker_ui
@@ -39,6 +39,20 @@ def summary_section(sweep: pd.Series, trials: pd.DataFrame) -> None:
                "The objective is each trial's best validation accuracy; test accuracy is shown, never optimised.")
 
 
+def lead_text(table: pd.DataFrame, runs: pd.DataFrame) -> str:
+    """Whether the best trial really leads the runner-up, or only by validation noise."""
+    found = best_trial_lead(table, runs.set_index("run_id")["val_size"])
+    if found is None:
+        return ""
+    lead = found.lead
+    verdict = ("a real lead" if lead.low > 0 else "too close to call on this few validation images; train the leaders "
+               "over seeds (`repeats`) or validate on more images before trusting the ranking")
+    runner_up = md(table["run_name"].iloc[found.runner_up])
+    return (f" It leads the runner-up, {runner_up}, by {formats.points(lead.estimate)} (95% CI "
+            f"{formats.points(lead.low)} to {formats.points(lead.high)}, {formats.count(found.val_size)} validation "
+            f"images): {verdict}.")
+
+
 def page() -> None:
     st.title("Sweeps")
     runs, _ = runs_or_message()  # draws the sidebar's run selection here too, so it is kept
@@ -69,7 +83,7 @@ def page() -> None:
     st.dataframe(styled, hide_index=True, column_config=TRIAL_COLUMN_CONFIG, key=Key.SWEEP_TRIALS_TABLE,
                  on_select=pick_ticked_trial, selection_mode="single-row", width="stretch")
     if best is not None:
-        st.caption(f"Best trial (green): {md(table['run_name'].iloc[best])}.")
+        st.caption(f"Best trial (green): {md(table['run_name'].iloc[best])}." + lead_text(table, runs))
     run_id = trial_picker_ui(table, best)
     # The callback selects the run before the sidebar's selection widget is drawn on the next run.
     if st.button("Open in Run detail", key=Key.OPEN_TRIAL, on_click=state.open_in_detail, args=(run_id,)):
