@@ -81,8 +81,8 @@ def search_hint(runs: pd.DataFrame, text: str) -> str:
         held = sorted({str(v) for params in runs["params"] for k, v in params.items() if k.lower() == key})
         if not held:
             return f"no run has a param {key!r} (the Run detail page lists a run's params)."
-        shown = ", ".join(held[:8]) + (", ..." if len(held) > 8 else "")
-        return f"{key}{op}{wanted} matches no run; {key} is {shown}."
+        shown = ", ".join(f'"{value}"' for value in held[:8]) + (", ..." if len(held) > 8 else "")
+        return f"{key}{op}{wanted} matches no run; {key} is one of {shown}, typed as written, e.g. {key}={held[0]}."
     return "each term matches some runs, but no run matches all of them (terms combine with AND)."
 
 

@@ -99,7 +99,8 @@ def test_runs_filters_narrow_the_table(store):
     assert list(at.dataframe[0].value["model"]) == ["lenet5"]
     at.text_input(key=Key.FILTER_TEXT).input("TRAIN_SIZE=400").run()  # 500 less the 20% validation
     assert list(at.dataframe[0].value["run_name"]) == []
-    assert "No run matches the search: train_size=400 matches no run; train_size is 800." in texts(at).replace("\\", "")
+    assert ('No run matches the search: train_size=400 matches no run; train_size is one of "800", typed as written, '
+            'e.g. train_size=800.') in texts(at).replace("\\", "")
     at.multiselect(key=Key.FILTER_MODEL).set_value([]).run()
     assert list(at.dataframe[0].value["run_name"]) == ["sr-500"]
     at.text_input(key=Key.FILTER_TEXT).input("train_size<1000 model=softmax-regression epochs>=2").run()

@@ -156,7 +156,8 @@ def test_search_combines_comparisons_on_params_and_words_with_and_and_says_why_n
     assert names("optimizer>adam") == []  # only = and != compare text
     assert analysis.search_hint(runs, "momentum=0.9") == "no run has a param 'momentum' (the Run detail page lists a " \
                                                          "run's params)."
-    assert analysis.search_hint(runs, "lr>1") == "lr>1 matches no run; lr is 0.001, 0.02, 0.1."
+    assert analysis.search_hint(runs, "lr>1") == ('lr>1 matches no run; lr is one of "0.001", "0.02", "0.1", typed '
+                                                  'as written, e.g. lr=0.001.')
     assert analysis.search_hint(runs, "lr>0.05 optimizer=adam").startswith("each term matches some runs")
     assert analysis.search_hint(runs, "zebra") == "no run's name or params contain 'zebra'."
 

@@ -124,9 +124,11 @@ def story_ui(runs: pd.DataFrame) -> None:
     cols[0].info(md("What this store shows: " + " ".join(part for part in parts if part)))
     # The callbacks select before the sidebar's selection widget is drawn on the next run.
     if len(story) >= 2 and cols[1].button("Inspect side by side", key=Key.STORY_INSPECT,
+                                          help="replaces the selection with these runs",
                                           on_click=state.select, args=(list(story.values()),)):
         go_to("views/overfitting.py")
     if len(groups) >= 2 and cols[2].button("Compare over seeds", key=Key.STORY_COMPARE,
+                                           help="replaces the selection with the two configurations' runs",
                                            on_click=state.select, args=(groups[0] + groups[1],),
                                            kwargs={Key.COMPARE_GROUP_BY: CONFIGURATION}):
         go_to("views/compare.py")
