@@ -65,7 +65,7 @@ def count_column(label: str, help: str | None = None) -> dict:
 
 
 def seconds_column(label: str, help: str | None = None) -> dict:
-    return st.column_config.NumberColumn(label, format="%.0f s", help=help)
+    return st.column_config.NumberColumn(label, format="%.1f s", help=help)  # a sweep trial can last 0.5 s
 
 
 def shown(table: pd.DataFrame, config: dict) -> pd.DataFrame:

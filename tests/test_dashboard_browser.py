@@ -66,6 +66,7 @@ def test_the_first_launch_trains_the_demo_and_every_page_shows_it(tmp_path, page
             assert page.locator('[data-testid="stException"]').count() == 0, link
             if link == "Run detail":  # nothing selected: the overfitting run first
                 assert "demo-02-conv-conv" in page.locator('[data-testid="stSelectbox"] input').first.input_value()
+                assert "Nothing is selected, so this shows a run of the store that overfits" in body
             page.wait_for_timeout(1000)  # the last elements painted
             shoot(page, f"first-launch-{link.split()[-1].lower()}")
     finally:

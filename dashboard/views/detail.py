@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import figures, formats, reader, state
-from dashboard.analysis import (closest_runs, epoch_position, in_cell, moved_images, off_diagonal_cells, run_labels,
-                                story_runs)
+from dashboard.analysis import (STORY, closest_runs, epoch_position, in_cell, moved_images, off_diagonal_cells,
+                                run_labels, story_runs)
 from dashboard.reader import RunRecord
 from dashboard.state import IN_URL, Key
 from dashboard.views import artifact, artifact_location_note, image_strip, read, runs_or_message, test_pictures
@@ -283,8 +283,11 @@ def page() -> None:
     if runs is None:
         return
     story = story_runs(runs)  # with nothing selected, the overfitting run of the store's story comes first
-    run_id = run_picker_ui(runs, selection, "Run", key=Key.DETAIL_RUN,
-                           first=tuple(story[d] for d in (HIGH_VARIANCE, HIGH_BIAS, GOOD_FIT) if d in story))
+    first = {story[d]: d for d in (HIGH_VARIANCE, HIGH_BIAS, GOOD_FIT) if d in story}
+    run_id = run_picker_ui(runs, selection, "Run", key=Key.DETAIL_RUN, first=tuple(first))
+    if not selection and run_id in first:
+        st.caption(f"Nothing is selected, so this shows a run of the store that {STORY[first[run_id]]}. Pick another "
+                   "above, or select runs (Runs page or sidebar) to see yours.")
     run = read(reader.load_run, run_id)
     status_message(run)
     row = runs.set_index("run_id").loc[run_id]
