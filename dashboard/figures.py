@@ -285,6 +285,9 @@ def parallel_coordinates(params: pd.DataFrame, score, score_label: str = "test a
                 ticks = [10.0 ** p for p in range(math.floor(np.log10(ticks[0])), math.ceil(np.log10(ticks[-1])) + 1)]
             dimensions.append({"label": f"{html.escape(name)} (log)", "values": np.log10(values),
                                "tickvals": list(np.log10(ticks)), "ticktext": [f"{t:g}" for t in ticks]})
+        elif numeric and (values == values.round()).all() and values.nunique() <= 10:  # a seed: no 0.5 ticks
+            dimensions.append({"label": html.escape(name), "values": values, "tickvals": sorted(values.unique()),
+                               "ticktext": [f"{v:g}" for v in sorted(values.unique())]})
         elif numeric:
             dimensions.append({"label": html.escape(name), "values": values})
         else:
@@ -292,7 +295,8 @@ def parallel_coordinates(params: pd.DataFrame, score, score_label: str = "test a
             dimensions.append({"label": html.escape(name), "values": codes, "tickvals": list(range(len(names))),
                                "ticktext": escaped(names)})
     dimensions.append({"label": html.escape(score_label), "values": score, "tickformat": formats.AXIS_PERCENT})
-    line = {"color": score, "colorscale": "Viridis", "showscale": True}
+    line = {"color": score, "colorscale": "Viridis", "showscale": True,
+            "colorbar": {"tickformat": formats.AXIS_PERCENT, "title": {"text": html.escape(score_label)}}}
     if highlight is not None:  # one colour channel only: others 0..0.9 by score, the highlighted line 1
         spread = np.nanmax(score) - np.nanmin(score) or 1.0
         color = 0.9 * (score - np.nanmin(score)) / spread
@@ -300,7 +304,9 @@ def parallel_coordinates(params: pd.DataFrame, score, score_label: str = "test a
         line = {"color": color, "cmin": 0, "cmax": 1, "showscale": False,
                 "colorscale": [[0, "#c6dbef"], [0.9, "#08306b"], [0.95, "#08306b"], [1, highlight_color]]}
     fig = go.Figure(go.Parcoords(line=line, dimensions=dimensions, labelangle=-15, labelside="top"))
-    fig.update_layout(height=420, margin={"l": 60, "r": 60})
+    first_ticks = dimensions[0].get("ticktext", []) if len(dimensions) > 1 else []
+    widest = max((len(str(text)) for text in first_ticks), default=0)  # the first axis's labels sit left of it
+    fig.update_layout(height=420, margin={"l": max(60, 7 * widest + 20), "r": 60})
     return fig
 
 

@@ -109,6 +109,15 @@ def test_parallel_coordinates_codes_text_params_as_categories():
     fig = figures.parallel_coordinates(params, pd.Series([0.9, 0.8]).values)
     dims = {d.label: d for d in fig.data[0].dimensions}
     assert list(dims["lr"].values) == [0.1, 0.01] and list(dims["optimizer"].ticktext) == ["adam", "sgd"]
+    assert fig.data[0].line.colorbar.tickformat == dims["test acc"].tickformat  # both in percent
+
+
+def test_parallel_coordinates_leave_room_for_the_first_axis_labels_and_tick_seeds_whole():
+    params = pd.DataFrame({"model": ["softmax-regression", "tiny", "lenet5"], "seed": ["0", "1", "2"]})
+    fig = figures.parallel_coordinates(params, np.array([0.8, 0.9, 0.95]))
+    dims = {d.label: d for d in fig.data[0].dimensions}
+    assert list(dims["seed"].tickvals) == [0, 1, 2] and list(dims["seed"].ticktext) == ["0", "1", "2"]
+    assert fig.layout.margin.l >= 7 * len("softmax-regression")
 
 
 def test_verdict_finds_best_epoch_loss_after_it_and_diagnosis_of_the_last_epoch():
