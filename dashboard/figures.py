@@ -465,7 +465,8 @@ def reliability_diagram(table: dict, epoch: int) -> go.Figure:
                              "tickformat": formats.AXIS_PERCENT},
                       yaxis={"title": {"text": "accuracy"}, "range": [0, 1], "tickformat": formats.AXIS_PERCENT},
                       title={"text": f"Reliability, validation set after epoch {epoch}", "font": {"size": 14}},
-                      height=360, margin={"t": 40}, legend={"orientation": "h", "y": -0.25})
+                      height=360, margin={"t": 60, "r": 40},  # room for the counts above full bars
+                      legend={"orientation": "h", "y": -0.25})
     return fig
 
 

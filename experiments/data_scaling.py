@@ -73,5 +73,5 @@ def more_data_sentence(fit: PowerLaw, factor: float = 2) -> str:
             f"no interval: {len(fit.sizes)} sizes fit the curve's 3 numbers exactly; a {MIN_SIZES_FOR_INTERVAL}th "
             "size would give one")
     return (f"Doubling the data ({largest:,.0f} to {n:,.0f} training images) would bring validation error to "
-            f"about {fit.error_at(n):.2%} ({said}), if the fitted curve error = {fit.a:.3g}·n^-{fit.b:.2f} + "
-            f"{fit.c:.2%} holds beyond the sizes measured.")
+            f"about {fit.error_at(n):.2%} ({said}), if the fitted curve, error = {fit.a:.3g}·n^-{fit.b:.2f} + "
+            f"{fit.c:.3g} (as fractions: a floor of {fit.c:.2%}), holds beyond the sizes measured.")

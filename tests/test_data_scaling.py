@@ -40,6 +40,7 @@ def test_the_sentence_says_what_doubling_would_bring():
     said = more_data_sentence(fit)
     assert said.startswith("Doubling the data (60,000 to 120,000 training images) would bring validation error to "
                            f"about {fit.error_at(120_000):.2%} (95% interval ")
+    assert f"error = {fit.a:.3g}·n^-{fit.b:.2f} + {fit.c:.3g} (as fractions: a floor of {fit.c:.2%})" in said
 
 
 def test_the_inspector_fits_a_real_data_size_series_and_says_what_doubling_would_bring(store, mnist_dir):
