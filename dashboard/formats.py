@@ -10,6 +10,8 @@ import math
 import pandas as pd
 import streamlit as st  # column configs only: nothing here draws
 
+from experiments.schema import Tag
+
 DECIMALS = 2
 PERCENT_FORMAT = f"%.{DECIMALS}f%%"
 POINTS_FORMAT = f"%+.{DECIMALS}f pp"  # a signed difference
@@ -73,3 +75,10 @@ def shown(table: pd.DataFrame, config: dict) -> pd.DataFrame:
     scaled = [name for name, column in config.items() if name in table.columns and isinstance(column, dict)
               and column.get("type_config", {}).get("format") in (PERCENT_FORMAT, POINTS_FORMAT, SPREAD_FORMAT)]
     return table.assign(**{name: table[name] * 100 for name in scaled})
+
+
+def tag_value(name: str, value: str) -> str:
+    """A tag's value as a person reads it: the heartbeat, logged in ms since the epoch, as a UTC time."""
+    if name == Tag.HEARTBEAT and value.isdigit():
+        return pd.to_datetime(int(value), unit="ms", utc=True).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return value

@@ -26,3 +26,8 @@ def test_tables_are_drawn_with_percentage_columns_scaled_and_the_rest_untouched(
     assert list(shown["params"]) == [1199882, 7850] and list(shown["name"]) == ["a", "b"]
     assert table["acc"].iloc[0] == 0.8688  # the caller's table is not changed
     assert config["acc"]["type_config"]["format"] == "%.2f%%" and config["gap"]["type_config"]["format"] == "%+.2f pp"
+
+
+def test_a_heartbeat_tag_reads_as_a_time_and_other_tags_as_logged():
+    assert formats.tag_value("heartbeat", "1795737600000") == "2026-11-27 00:00:00 UTC"
+    assert formats.tag_value("diagnosis", "good fit") == "good fit"

@@ -18,6 +18,9 @@ from experiments.diagnosis import GOOD_FIT, HIGH_BIAS, HIGH_VARIANCE, history_of
 from experiments.schema import Artifact, Metric, Param, Tag
 
 GALLERY_LIMIT = 40
+LAYER_COLUMNS = {"output_shape": st.column_config.TextColumn("output shape"),
+                 "activations": formats.count_column("activations", help="values each layer outputs per image"),
+                 "params": formats.count_column("params")}
 
 
 def status_message(run: RunRecord) -> None:
@@ -234,13 +237,13 @@ def tables_section(run_id: str, run: RunRecord) -> None:
         layers = layers.astype({"layer": str, "output_shape": str})
         total = pd.DataFrame([{"layer": "total", "type": "", "output_shape": "",
                                "activations": layers["activations"].sum(), "params": layers["params"].sum()}])
-        st.dataframe(pd.concat([layers, total], ignore_index=True), hide_index=True)
+        st.dataframe(pd.concat([layers, total], ignore_index=True), hide_index=True, column_config=LAYER_COLUMNS)
     cols = st.columns(2)
     cols[0].subheader("Params")
     cols[0].dataframe(pd.Series(run.params, name="value").sort_index())
     cols[1].subheader("Tags")
-    cols[1].dataframe(pd.Series({k: v for k, v in run.tags.items() if not k.startswith("mlflow.")},
-                                name="value", dtype=str).sort_index())
+    cols[1].dataframe(pd.Series({k: formats.tag_value(k, v) for k, v in run.tags.items()
+                                 if not k.startswith("mlflow.")}, name="value", dtype=str).sort_index())
 
 
 def origin_note(row: pd.Series) -> None:
