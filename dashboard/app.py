@@ -12,6 +12,10 @@ import streamlit as st  # noqa: E402
 from dashboard import state  # noqa: E402
 
 st.set_page_config(page_title="CNN experiments", layout="wide")
+# The sidebar's run chips wrap their label rather than cut it at about 18 characters, where three seeds of one run
+# name all read "demo-05-lenet5-se..." (Streamlit offers no setting for it).
+st.html("<style>[data-testid='stSidebar'] [data-tag] {height: auto; white-space: normal; padding: 2px 8px}"
+        "[data-testid='stSidebar'] [data-tag] > span {white-space: normal; overflow-wrap: anywhere}</style>")
 RUNS = st.Page("views/runs.py", title="Runs", url_path="runs")
 
 

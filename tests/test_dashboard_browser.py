@@ -109,6 +109,9 @@ def test_the_selection_and_the_view_survive_every_page_a_reload_and_a_shared_lin
     expect_address_names_runs(page, 2)
     page.reload()
     page.get_by_text("2 selected").wait_for(timeout=60_000)
+    expect(selected_chips(page)).to_have_count(2, timeout=30_000)
+    labels = selected_chips(page).locator(":scope > span")
+    assert all(labels.nth(i).evaluate("label => label.scrollWidth <= label.clientWidth") for i in range(2)), "cut"
     page.locator('[data-testid="stSidebarNav"]').get_by_text("Run detail", exact=True).click()
     page.get_by_role("heading", name="Run detail").wait_for(timeout=60_000)
     choose_run(page, "conv-conv-small")

@@ -77,8 +77,8 @@ def step_loss_section(runs: pd.DataFrame, selection: list[str]) -> None:
     st.subheader("Training loss per step")
     weight = smoothing_ui()
     labels = run_labels(runs, selection)
-    drawn = said_not_drawn(labels, steps, f"no {Metric.TRAIN_LOSS_STEP} logged: runs logged before epochs shorter "
-                           "than log_every steps got a point, or by another tool")
+    drawn = said_not_drawn(labels, steps, f"no {Metric.TRAIN_LOSS_STEP} logged: another tool's run, or one trained "
+                           "before an epoch shorter than log_every steps made a point")
     st.plotly_chart(figures.step_losses(steps, smoothed(steps, weight), drawn, figures.run_colors(list(labels))),
                     key=Key.STEP_CHART)
 
