@@ -177,7 +177,8 @@ def each_series(runs, setting: str, what: str, suite: str):
 def data_size_section(runs) -> None:
     """The learning curve over training-set size of every such series, its power law and what more data brings."""
     for number, ids, first, metrics in each_series(runs, Param.TRAIN_SIZE, "training-set size", "data-size"):
-        st.markdown(f"**{md(first['model'])}** on {md(first['dataset'])}, {len(ids)} runs: error against "
+        seed = f" of seed {md(first['config']['seed'])}" if "seed" in first["config"] else ""
+        st.markdown(f"**{md(first['model'])}** on {md(first['dataset'])}, {len(ids)} runs{seed}: error against "
                     "training-set size. A large gap that closes with more data means variance; two high curves that "
                     "meet mean bias.")
         points = series_points(runs, metrics, Param.TRAIN_SIZE)
