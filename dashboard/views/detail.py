@@ -243,7 +243,8 @@ def tables_section(run_id: str, run: RunRecord) -> None:
     cols[0].dataframe(pd.Series(run.params, name="value").sort_index())
     cols[1].subheader("Tags")
     cols[1].dataframe(pd.Series({k: formats.tag_value(k, v) for k, v in run.tags.items()
-                                 if not k.startswith("mlflow.")}, name="value", dtype=str).sort_index())
+                                 if not k.startswith("mlflow.")}, name="value", dtype=str).sort_index(),
+                      column_config={"value": st.column_config.TextColumn("value", width="large")})  # the rule
 
 
 def origin_note(row: pd.Series) -> None:
