@@ -241,7 +241,7 @@ def test_groups_over_seeds_bands_and_which_is_better(server, seeded_store, page)
     page.get_by_text("Which is better?").wait_for(timeout=60_000)
     wait_idle(page)
     choose_run(page, "configuration", box="Draw curves per")
-    page.get_by_text("Each line is the mean over the group's runs").wait_for(timeout=30_000)
+    page.get_by_text("Each line is the mean over the group's selected runs").wait_for(timeout=30_000)
     page.get_by_text("Welch's t test over seeds").first.wait_for(timeout=30_000)
     assert page.locator('[data-testid="stException"]').count() == 0
     assert page.locator(".js-plotly-plot .legendtext", has_text="N=3").count() >= 1

@@ -92,7 +92,7 @@ def grouped_table_ui(shown: pd.DataFrame, selection: list[str]) -> None:
     groups["selected"] = partly_selected(groups["run_ids"], selection)
     selectable_table_ui(
         groups[GROUP_SHOWN], list(groups["run_ids"]),
-        f"{len(groups)} config groups, {len(selection)} runs selected. A group holds the runs that differ only in "
+        f"{len(groups)} config groups, {len(selection)} selected. A group holds the runs that differ only in "
         "their seed (`train --repeats N`); runs logged by other tools stand alone. Tick a group to select all its "
         "runs; Compare draws them as bands and says which group is better.", GROUP_CONFIG, Key.RUNS_GROUPED)
 
