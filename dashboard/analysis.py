@@ -357,12 +357,14 @@ def partly_selected(run_id_lists, selection: list[str]) -> list[str]:
 
 
 def telling_settings(configs: pd.Series, models: pd.Series) -> pd.Series:
-    """Each group's settings that differ among the groups of its model (seed, model and dataset aside), as
-    'train_size=3200, lr=0.01': what tells three lenet5 groups apart."""
+    """Each group's settings that differ among the groups of its model (seed, model and dataset aside, and values
+    that only follow another setting, such as train_eval_size capped by train_size), as 'train_size=3200, lr=0.01':
+    what tells three lenet5 groups apart."""
     told = pd.Series("", index=configs.index)
+    followers = {name for name, setting in SETTINGS.items() if setting.logged_from}
     for members in models.groupby(models, sort=False).groups.values():
         mine = configs[members]
-        names = sorted({name for config in mine for name in config} - {"seed", "model", "dataset"})
+        names = sorted({name for config in mine for name in config} - {"seed", "model", "dataset", *followers})
         varying = [n for n in names if mine.map(lambda c, n=n: c.get(n)).nunique(dropna=False) > 1]
         told[members] = [", ".join(f"{n}={c.get(n, '—')}" for n in varying) for c in mine]
     return told

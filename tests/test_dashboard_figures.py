@@ -300,7 +300,7 @@ def test_verdicts_of_many_runs_equal_each_runs_own_verdict_with_gaps_and_repeate
 
 
 def test_group_table_gives_each_config_group_its_seeds_mean_std_and_t_interval():
-    tiny = {"model": "tiny", "lr": "0.005", "seed": "0"}
+    tiny = {"model": "tiny", "lr": "0.005", "seed": "0", "train_eval_size": "800"}
     runs = pd.DataFrame({"run_id": list("abcde"), "config_group": ["g", "g", "g", "", "h"],
                          "model": ["tiny"] * 4 + ["lenet5"], "dataset": ["mnist"] * 5,
                          "status": ["FINISHED", "FINISHED", "RUNNING", "FINISHED", "FINISHED"],
