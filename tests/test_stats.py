@@ -24,6 +24,17 @@ def test_accuracy_interval_is_scipys_wilson_interval(correct, n):
     assert (got.low, got.high) == pytest.approx((centre - half, centre + half))
 
 
+def test_wilson_bounds_of_many_accuracies_are_scipys_one_at_a_time():
+    rng = np.random.default_rng(0)
+    n = np.concatenate([rng.integers(1, 20_000, 500), [1, 2, 10_000]])
+    correct = np.concatenate([rng.integers(0, n[:500] + 1), [0, 2, 10_000]])
+    low, high = stats.wilson_bounds(correct, n)
+    expected = [scipy_stats.binomtest(int(k), int(m)).proportion_ci(method="wilson") for k, m in zip(correct, n)]
+    assert low == pytest.approx([e.low for e in expected], abs=1e-12)
+    assert high == pytest.approx([e.high for e in expected], abs=1e-12)
+    assert np.isnan(stats.wilson_bounds(np.array([3, 1]), np.array([0, np.nan]))[0]).all()
+
+
 def test_mean_interval_is_the_t_interval_and_needs_two_values():
     values = [0.981, 0.984, 0.979, 0.983]
     got = stats.mean_interval(values)
