@@ -82,7 +82,9 @@ def search_hint(runs: pd.DataFrame, text: str) -> str:
         if not held:
             return f"no run has a param {key!r} (the Run detail page lists a run's params)."
         shown = ", ".join(f'"{value}"' for value in held[:8]) + (", ..." if len(held) > 8 else "")
-        return f"{key}{op}{wanted} matches no run; {key} is one of {shown}, typed as written, e.g. {key}={held[0]}."
+        typable = [value for value in held if value and not re.search(r"\s", value)]  # a term ends at a space
+        example = f", typed as written, e.g. {key}={typable[0]}" if typable else ""
+        return f"{key}{op}{wanted} matches no run; {key} is one of {shown}{example}."
     return "each term matches some runs, but no run matches all of them (terms combine with AND)."
 
 
@@ -273,16 +275,20 @@ class TrialLead:
 
 
 def best_trial_lead(trials: pd.DataFrame, val_sizes: pd.Series) -> TrialLead | None:
-    """The best complete trial's lead over the runner-up, from their objectives and validation sizes (`val_sizes` by
-    run id). The interval ignores that trials share their validation images, which only widens it. None under two
-    measured trials."""
-    complete = trials[(trials["state"] == Value.TRIAL_COMPLETE) & trials["best_val_acc"].notna()]
-    complete = complete.assign(n=complete["run_id"].map(val_sizes)).dropna(subset=["n"])
-    if len(complete) < 2:
+    """The best complete trial's (best_trial_position's) lead over the runner-up, from their objectives and
+    validation sizes (`val_sizes` by run id). The interval ignores that trials share their validation images, which
+    only widens it. None under two complete trials, or when either's validation size is unknown."""
+    best = best_trial_position(trials)
+    complete = trials["best_val_acc"].where(trials["state"] == Value.TRIAL_COMPLETE)
+    others = complete.drop(index=trials.index[best]) if best is not None else complete.iloc[:0]
+    if others.isna().all():
         return None
-    best, runner_up = complete.nlargest(2, "best_val_acc").itertuples()
-    lead = stats.rate_difference_interval(runner_up.best_val_acc, int(runner_up.n), best.best_val_acc, int(best.n))
-    return TrialLead(trials.index.get_loc(runner_up.Index), lead, int(best.n))
+    top, second = trials.iloc[best], trials.loc[others.idxmax()]
+    n_top, n_second = (val_sizes.get(row["run_id"], np.nan) for row in (top, second))
+    if pd.isna(n_top) or pd.isna(n_second):
+        return None
+    lead = stats.rate_difference_interval(second["best_val_acc"], int(n_second), top["best_val_acc"], int(n_top))
+    return TrialLead(trials.index.get_loc(others.idxmax()), lead, int(n_top))
 
 
 def param_importances(trials: pd.DataFrame, distributions: dict) -> dict[str, float]:
@@ -305,11 +311,11 @@ def param_importances(trials: pd.DataFrame, distributions: dict) -> dict[str, fl
 
 
 def with_test_intervals(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs with the Wilson 95% interval of each test accuracy on its test-set size (test_acc_low/high)."""
-    intervals = [stats.accuracy_interval_of(acc, int(n)) if pd.notna(acc) and pd.notna(n) and n > 0 else None
-                 for acc, n in zip(runs["test_acc"], runs["test_size"], strict=True)]
-    return runs.assign(test_acc_low=[i.low if i else np.nan for i in intervals],
-                       test_acc_high=[i.high if i else np.nan for i in intervals])
+    """The runs with the Wilson 95% interval of each test accuracy on its test-set size (test_acc_low/high), all in
+    one call (NaN where either is unknown)."""
+    n = pd.to_numeric(runs["test_size"], errors="coerce").to_numpy(dtype=float)
+    low, high = stats.wilson_bounds(np.round(runs["test_acc"].to_numpy(dtype=float) * n), n)
+    return runs.assign(test_acc_low=low, test_acc_high=high)
 
 
 UNGROUPED = "run:"  # the group key of a run without a config group: the run alone
@@ -357,16 +363,16 @@ def partly_selected(run_id_lists, selection: list[str]) -> list[str]:
 
 
 def telling_settings(configs: pd.Series, models: pd.Series) -> pd.Series:
-    """Each group's settings that differ among the groups of its model (seed, model and dataset aside, and values
-    that only follow another setting, such as train_eval_size capped by train_size), as 'train_size=3200, lr=0.01':
-    what tells three lenet5 groups apart."""
+    """Each group's settings that differ among the groups of its model (seed, model and dataset aside, and a value
+    that follows another differing setting, such as train_eval_size capped by train_size), as 'train_size=3200,
+    lr=0.01': what tells three lenet5 groups apart."""
     told = pd.Series("", index=configs.index)
-    followers = {name for name, setting in SETTINGS.items() if setting.logged_from}
     for members in models.groupby(models, sort=False).groups.values():
-        mine = configs[members]
-        names = sorted({name for config in mine for name in config} - {"seed", "model", "dataset", *followers})
+        mine = configs[members][configs[members].map(bool)]  # another tool's run has no settings to set apart
+        names = sorted({name for config in mine for name in config} - {"seed", "model", "dataset"})
         varying = [n for n in names if mine.map(lambda c, n=n: c.get(n)).nunique(dropna=False) > 1]
-        told[members] = [", ".join(f"{n}={c.get(n, '—')}" for n in varying) for c in mine]
+        varying = [n for n in varying if SETTINGS.get(n) is None or SETTINGS[n].logged_from not in varying]
+        told[mine.index] = [", ".join(f"{n}={c.get(n, '—')}" for n in varying) for c in mine]
     return told
 
 

@@ -169,6 +169,8 @@ def test_search_combines_comparisons_on_params_and_words_with_and_and_says_why_n
                                                   'as written, e.g. lr=0.001.')
     assert analysis.search_hint(runs, "lr>0.05 optimizer=adam").startswith("each term matches some runs")
     assert analysis.search_hint(runs, "zebra") == "no run's name or params contain 'zebra'."
+    spaced = runs.assign(params=[{"note": "two words"}] * 4)
+    assert analysis.search_hint(spaced, "note=x") == 'note=x matches no run; note is one of "two words".'  # no example
 
 
 def test_off_diagonal_cells_most_frequent_first():
@@ -300,13 +302,15 @@ def test_verdicts_of_many_runs_equal_each_runs_own_verdict_with_gaps_and_repeate
 
 
 def test_group_table_gives_each_config_group_its_seeds_mean_std_and_t_interval():
-    tiny = {"model": "tiny", "lr": "0.005", "seed": "0", "train_eval_size": "800"}
-    runs = pd.DataFrame({"run_id": list("abcde"), "config_group": ["g", "g", "g", "", "h"],
-                         "model": ["tiny"] * 4 + ["lenet5"], "dataset": ["mnist"] * 5,
-                         "status": ["FINISHED", "FINISHED", "RUNNING", "FINISHED", "FINISHED"],
-                         "test_acc": [0.90, 0.94, np.nan, 0.5, 0.97], "best_val_acc": [0.91, 0.95, 0.9, 0.5, 0.96],
-                         "test_size": [1000] * 4 + [400],
-                         "config": [tiny, {**tiny, "seed": "1"}, {**tiny, "seed": "2"}, {}, {"model": "lenet5"}]})
+    tiny = {"model": "tiny", "lr": "0.005", "seed": "0", "epochs": "3", "train_size": "2000", "train_eval_size": "2000"}
+    other_tiny = {**tiny, "lr": "0.01", "train_size": "500", "train_eval_size": "500"}
+    runs = pd.DataFrame({"run_id": list("abcdef"), "config_group": ["g", "g", "g", "", "h", "k"],
+                         "model": ["tiny"] * 4 + ["lenet5", "tiny"], "dataset": ["mnist"] * 6,
+                         "status": ["FINISHED", "FINISHED", "RUNNING", "FINISHED", "FINISHED", "FINISHED"],
+                         "test_acc": [0.90, 0.94, np.nan, 0.5, 0.97, 0.8],
+                         "best_val_acc": [0.91, 0.95, 0.9, 0.5, 0.96, 0.8], "test_size": [1000] * 4 + [400, 1000],
+                         "config": [tiny, {**tiny, "seed": "1"}, {**tiny, "seed": "2"}, {}, {"model": "lenet5"},
+                                    other_tiny]})
     groups = analysis.group_table(runs).set_index("run_ids", drop=False)
     g = groups.loc[groups["group"] == "g"].iloc[0]
     expected = stats.accuracy_mean_interval([0.90, 0.94])
@@ -321,8 +325,11 @@ def test_group_table_gives_each_config_group_its_seeds_mean_std_and_t_interval()
     wilson = stats.accuracy_interval(388, 400)
     assert (h["test_acc_low"], h["test_acc_high"]) == pytest.approx((wilson.low, wilson.high))
     assert alone["test_acc_low"] == pytest.approx(stats.accuracy_interval(500, 1000).low)
-    assert (g["settings"], alone["settings"], h["settings"]) == ("lr=0.005", "lr=—", "")  # tiny's groups differ in lr
-    assert len(groups) == 3
+    k = groups.loc[groups["group"] == "k"].iloc[0]  # tiny's groups differ in lr and train_size (train_eval_size
+    # follows train_size, so it is left out)
+    assert (g["settings"], k["settings"]) == ("lr=0.005, train_size=2000", "lr=0.01, train_size=500")
+    assert (alone["settings"], h["settings"]) == ("", "")  # another tool's run has no settings to compare
+    assert len(groups) == 4
 
 
 def test_a_group_row_says_how_many_of_its_runs_are_selected_when_only_some_are():
@@ -452,3 +459,5 @@ def test_the_best_trials_lead_over_the_runner_up_has_newcombes_interval_on_their
     wide = analysis.best_trial_lead(trials, pd.Series({"a": 10_000, "b": 10_000, "d": 10_000}))
     assert wide.lead.low > 0  # the same lead on 10,000 images is real
     assert analysis.best_trial_lead(trials.iloc[:1], pd.Series({"a": 100})) is None
+    unknown = analysis.best_trial_lead(trials, pd.Series({"a": 100, "d": 100}))  # the green trial's size unknown
+    assert unknown is None  # rather than a lead of the runner-up over the third
