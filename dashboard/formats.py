@@ -79,6 +79,9 @@ def shown(table: pd.DataFrame, config: dict) -> pd.DataFrame:
 
 def tag_value(name: str, value: str) -> str:
     """A tag's value as a person reads it: the heartbeat, logged in ms since the epoch, as a UTC time."""
-    if name == Tag.HEARTBEAT and value.isdigit():
-        return pd.to_datetime(int(value), unit="ms", utc=True).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if name == Tag.HEARTBEAT:
+        try:
+            return pd.to_datetime(int(value), unit="ms", utc=True).strftime("%Y-%m-%d %H:%M:%S UTC")
+        except (ValueError, OverflowError, pd.errors.OutOfBoundsDatetime):  # another tool's tag of that name
+            return value
     return value

@@ -41,6 +41,7 @@ class Key:
     COMPARE_CURVES = "compare_curves"  # which curves Compare draws (figures.CURVES)
     COMPARE_STORY_GROUPING = "compare_story_grouping"  # the grouping Compare set itself to draw its story
     BETTER_A, BETTER_B = "better_a", "better_b"
+    BETTER_OPTIONS = "better_options"  # the options A and B were chosen among: new ones start on the defaults
     RUNS_GROUPED, GROUP_RUNS = "runs_grouped", "group_runs"  # the grouped Runs table and its switch
     STORY_INSPECT, STORY_COMPARE = "story_inspect", "story_compare"  # the Runs page's buttons to the story
     COMPARE_SELECTED = "compare_selected"  # the Runs page's button to Compare

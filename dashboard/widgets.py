@@ -161,7 +161,12 @@ def smoothing_ui() -> float:
 
 
 def compare_sides_ui(options: list[str], first: tuple[int, int]) -> tuple[str, str]:
-    """The two runs or groups to test against each other, `first` (option positions) until the user picks."""
+    """The two runs or groups to test against each other: `first` (option positions) until the user picks, and
+    again whenever the options change (a new selection), so an old A never faces a new default B."""
+    if st.session_state.get(Key.BETTER_OPTIONS) != options:
+        st.session_state[Key.BETTER_OPTIONS] = options
+        for key in (Key.BETTER_A, Key.BETTER_B):
+            st.session_state.pop(key, None)
     cols = st.columns(2)
     a = cols[0].selectbox("A", options, index=first[0], key=Key.BETTER_A)
     b = cols[1].selectbox("B", options, index=first[1], key=Key.BETTER_B)

@@ -425,6 +425,19 @@ def test_compare_draws_bands_over_seeds_and_says_which_group_is_better(seeded_st
     assert "Welch's t test over seeds" in sentence and ("beats" in sentence or "no detectable difference" in sentence)
 
 
+def test_which_is_better_starts_on_two_groups_of_seeds_or_on_two_runs_of_different_configurations(seeded_store):
+    _, groups = seeded_store
+    softmax, tiny = groups["softmax"], groups["tiny"]
+    at = go(open_app(selection=softmax[:2] + tiny), "compare")
+    sides = at.selectbox(key=Key.BETTER_A), at.selectbox(key=Key.BETTER_B)
+    assert [side.value.split(" [")[0] for side in sides] == ["softmax-regression", "tiny"]  # two groups of seeds
+    assert all("runs over seeds" in side.value for side in sides)
+    at.multiselect(key=Key.SELECTION).set_value(softmax[:2] + tiny[:1]).run()  # one tiny seed: runs, not groups
+    a, b = at.selectbox(key=Key.BETTER_A).value, at.selectbox(key=Key.BETTER_B).value
+    assert softmax[0][:8] in a and tiny[0][:8] in b  # not softmax's second seed, nor the groups chosen before
+    assert not at.exception and "Pick two different" not in texts(at)
+
+
 def test_two_runs_are_compared_image_by_image_with_their_flipped_examples(seeded_store):
     client, groups = seeded_store
     a, b = groups["softmax"][0], groups["tiny"][0]

@@ -31,3 +31,4 @@ def test_tables_are_drawn_with_percentage_columns_scaled_and_the_rest_untouched(
 def test_a_heartbeat_tag_reads_as_a_time_and_other_tags_as_logged():
     assert formats.tag_value("heartbeat", "1795737600000") == "2026-11-27 00:00:00 UTC"
     assert formats.tag_value("diagnosis", "good fit") == "good fit"
+    assert [formats.tag_value("heartbeat", odd) for odd in ("9" * 30, "²", "soon")] == ["9" * 30, "²", "soon"]

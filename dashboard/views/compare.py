@@ -59,7 +59,8 @@ def curves_section(runs: pd.DataFrame, selection: list[str], metrics: pd.DataFra
     if partial:
         st.caption(md("Only some seeds selected: " + "; ".join(
             f"{label} draws {k} of its {n} runs" for label, (k, n) in partial.items())
-            + ". Tick the group in the Runs page's grouped table to average them all."))
+            + ". Tick the group in the Runs page's grouped table, with no filter hiding its runs, to average them "
+              "all."))
 
 
 def said_not_drawn(labels: dict[str, str], points: pd.DataFrame, why: str) -> dict[str, str]:
@@ -87,11 +88,12 @@ def side_groups(runs: pd.DataFrame, selection: list[str]) -> tuple[dict[str, tup
     """What can be compared, in selection order, as {option: (label, run ids)}: every config group of the
     selection with two runs or more in the store (all its runs), then every selected run alone; and the two
     options shown first: the first two groups of which the user selected two runs or more (seeds to compare),
-    else the first two selected runs, so that a run is never set against a group by default."""
+    else the first selected run and the next of another configuration (or the second), so that a run is never set
+    against a group, nor two seeds of a configuration against each other, by default."""
     keys = group_key(runs).set_axis(runs["run_id"])
     members = runs.groupby(keys.values)
     chosen = keys[selection].value_counts()
-    options, seeded = {}, []
+    options, seeded = {}, []  # seeded: the positions of groups with two or more selected seeds
     for key in dict.fromkeys(keys[selection]):
         group = members.get_group(key)
         if len(group) >= 2:
@@ -100,8 +102,10 @@ def side_groups(runs: pd.DataFrame, selection: list[str]) -> tuple[dict[str, tup
                 seeded.append(len(options))
             options[f"{label}, {len(group)} runs over seeds"] = (label, list(group["run_id"]))
     singles = {label: (label, [run_id]) for run_id, label in run_labels(runs, selection).items()}
-    first = tuple(seeded[:2]) if len(seeded) >= 2 else (len(options), len(options) + 1)
-    return {**options, **singles}, first
+    if len(seeded) >= 2:
+        return {**options, **singles}, tuple(seeded[:2])
+    other = next((i for i, run_id in enumerate(selection) if keys[run_id] != keys[selection[0]]), 1)  # not a twin seed
+    return {**options, **singles}, (len(options), len(options) + other)
 
 
 def better_section(runs: pd.DataFrame, selection: list[str]) -> None:
