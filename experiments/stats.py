@@ -1,6 +1,6 @@
 """Is a difference real? Intervals and tests for accuracies, built on scipy.stats; pure functions, no I/O.
 
-- one accuracy on n examples: Wilson score interval;
+- one accuracy on n examples: Wilson score interval (for many at once its closed form, tested equal to scipy's);
 - a group's mean over seeds: t interval;
 - two groups of seeds: Welch's t test, the interval of the difference of means, Hedges' g;
 - two runs on the same test images: the exact McNemar test on the discordant pairs;
