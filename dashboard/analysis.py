@@ -513,15 +513,16 @@ def comparability_warnings(runs: pd.DataFrame, run_ids: list[str]) -> list[str]:
     chosen = runs.set_index("run_id").loc[run_ids]
     warnings = []
     if chosen["dataset"].nunique() > 1:
-        warnings.append(f"The selected runs are on different datasets ({', '.join(sorted(chosen['dataset'].unique()))}): their "
-                        "accuracies do not compare.")
+        warnings.append(f"The selected runs are on different datasets ({', '.join(sorted(chosen['dataset'].unique()))})"
+                        ": their accuracies do not compare.")
     for column, what in (("test_size", "test"), ("val_size", "validation")):
         sizes = chosen[column].dropna()
         if sizes.nunique() > 1:
-            warnings.append(f"The selected runs' {what} accuracies are measured on {sizes.min():,.0f} to {sizes.max():,.0f} "
-                            f"{what} images: one measured on fewer images is less certain (Runs shows each test "
-                            "accuracy's 95% interval).")
+            warnings.append(f"The selected runs' {what} accuracies are measured on {sizes.min():,.0f} to "
+                            f"{sizes.max():,.0f} {what} images: one measured on fewer images is less certain (Runs "
+                            "shows each test accuracy's 95% interval).")
     if chosen["convention"].nunique() > 1:
-        warnings.append("The selected runs were logged by different tools (" + ", ".join(sorted(chosen["convention"].unique()))
-                        + "), which may measure train accuracy differently.")
+        warnings.append("The selected runs were logged by different tools ("
+                        + ", ".join(sorted(chosen["convention"].unique())) + "), which may measure train accuracy "
+                        "differently.")
     return warnings

@@ -276,8 +276,8 @@ def test_comparability_warnings_name_different_datasets_test_and_validation_size
                          "test_size": [400, 1000, 1000], "val_size": [600, 600, np.nan],
                          "convention": ["this project's runner"] * 2 + ["Keras autolog"]})
     assert analysis.comparability_warnings(runs, ["a", "b"]) == [
-        "The selected runs' test accuracies are measured on 400 to 1,000 test images: one measured on fewer images is less "
-        "certain (Runs shows each test accuracy's 95% interval)."]
+        "The selected runs' test accuracies are measured on 400 to 1,000 test images: one measured on fewer images is "
+        "less certain (Runs shows each test accuracy's 95% interval)."]
     found = " ".join(analysis.comparability_warnings(runs, ["b", "c"]))
     assert "different datasets (fashion-mnist, mnist)" in found and "Keras autolog" in found
     assert "validation" not in found  # c's size is unknown: nothing to compare
