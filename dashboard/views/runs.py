@@ -105,9 +105,9 @@ def runs_table_ui(shown: pd.DataFrame, total: int, selected: int) -> None:
                          after_best=shown["epochs"] - shown["best_epoch"])
     selectable_table_ui(
         shown[SHOWN_COLUMNS], list(shown["run_id"]),
-        f"{len(shown)} of {total} runs shown, {selected} selected. Best epoch, gap and diagnosis are logged by the "
-        "runner, or derived from the run's history (running or foreign runs); click a header to sort; ticks show "
-        "the selection (tick to add, untick to remove).", COLUMN_CONFIG, Key.RUNS_TABLE)
+        f"{len(shown)} of {total} runs shown, {selected} selected. Best epoch, variance and diagnosis are logged by "
+        "the runner, or derived from the run's history (running or foreign runs); click a header to sort; ticks "
+        "show the selection (tick to add, untick to remove).", COLUMN_CONFIG, Key.RUNS_TABLE)
 
 
 def story_ui(runs: pd.DataFrame) -> None:
