@@ -204,18 +204,22 @@ class EpochMeter:
         self.total_correct += correct
         self.window.append(loss)
         if len(self.window) == self.log_every:
-            self.step_losses.append((self.step, float(np.mean(self.window))))
-            self.window = []
+            self.close_window()
             self.bar.set_postfix(loss=f"{self.step_losses[-1][1]:.4f}", acc=f"{self.total_correct / self.seen:.4f}",
                                  refresh=False)
         self.bar.update(rows)
+
+    def close_window(self) -> None:
+        """The steps since the last point become one point: their mean loss, at the last of them."""
+        self.step_losses.append((self.step, float(np.mean(self.window))))
+        self.window = []
 
     def done(self) -> EpochStats:
         """The epoch's figures; its last steps, fewer than log_every, make one more point, so that an epoch
         shorter than log_every steps has a step curve too."""
         seconds = time.perf_counter() - self.start
         if self.window:
-            self.step_losses.append((self.step, float(np.mean(self.window))))
+            self.close_window()
         self.bar.close()
         return EpochStats(loss=self.total_loss / self.n, acc=self.total_correct / self.n, step_losses=self.step_losses,
                           seconds=seconds, samples_per_s=self.n / seconds)
