@@ -10,6 +10,7 @@ runs (4 metrics each), next to search_runs + get_metric_history per run and metr
 --browser adds the time until a freshly started dashboard shows the Runs table in headless Chromium;
 --server repeats it all through `mlflow server` on PostgreSQL (the team setup, docs/scaling.md).
 """
+
 import argparse
 import os
 import signal
@@ -24,13 +25,15 @@ import numpy as np
 from mlflow.entities import ViewType
 from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlParam, SqlRun, SqlTag
 from mlflow.tracking import MlflowClient
+from playwright.sync_api import sync_playwright
 from sqlalchemy import insert
 
+from core.schema import Metric, Param, Tag
+from core.store import artifact_root
 from dashboard.bulk import sql_store
 from dashboard.reader import fetch_runs, metric_frame
-from experiments.schema import Metric, Param, Tag
-from experiments.tracking import artifact_root
 from experiments.tracking_server import free_port, start_mlflow_server, start_postgres
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, start_server
 
 CURVES = [Metric.TRAIN_LOSS, Metric.VAL_LOSS, Metric.TRAIN_ACC, Metric.VAL_ACC]
 
@@ -39,32 +42,62 @@ def run_rows(i: int, run_id: str, experiment: str, epochs: int, rng: np.random.G
     """One synthetic run's rows in MLflow's tables, shaped as the runner logs it (a tenth still RUNNING, without
     final metrics, so their verdicts are derived from their histories)."""
     running = i % 10 == 0
-    params = {Param.MODEL: ["tiny", "lenet5", "conv-conv"][i % 3], Param.DATASET: "mnist",
-              Param.LR: str(10 ** -rng.uniform(2, 4)), Param.EPOCHS: str(epochs),
-              Param.BATCH_SIZE: str(2 ** rng.integers(5, 9))}
+    params = {
+        Param.MODEL: ["tiny", "lenet5", "conv-conv"][i % 3],
+        Param.DATASET: "mnist",
+        Param.LR: str(10 ** -rng.uniform(2, 4)),
+        Param.EPOCHS: str(epochs),
+        Param.BATCH_SIZE: str(2 ** rng.integers(5, 9)),
+    }
     tags = {"mlflow.runName": f"run-{i}", Tag.SUITE: "benchmark", **({} if running else {Tag.DIAGNOSIS: "good fit"})}
     rate, history, val_accs = rng.uniform(0.05, 0.3), [], []
     for epoch in range(1, epochs + 1):
         train = 1 - 0.5 * np.exp(-rate * epoch)
         val = train - rng.uniform(0, 0.02)
-        values = {Metric.TRAIN_ACC: train, Metric.VAL_ACC: val, Metric.TRAIN_LOSS: 1 - train,
-                  Metric.VAL_LOSS: 1 - val, Metric.VARIANCE: train - val, Metric.BIAS: 1 - train,
-                  Metric.AVOIDABLE_BIAS: 0.998 - train, Metric.EPOCH_SECONDS: 10.0, Metric.SAMPLES_PER_S: 5000.0}
+        values = {
+            Metric.TRAIN_ACC: train,
+            Metric.VAL_ACC: val,
+            Metric.TRAIN_LOSS: 1 - train,
+            Metric.VAL_LOSS: 1 - val,
+            Metric.VARIANCE: train - val,
+            Metric.BIAS: 1 - train,
+            Metric.AVOIDABLE_BIAS: 0.998 - train,
+            Metric.EPOCH_SECONDS: 10.0,
+            Metric.SAMPLES_PER_S: 5000.0,
+        }
         history += [(key, float(value), epoch) for key, value in values.items()]
         val_accs.append(float(val))
     best = int(np.argmax(val_accs))
     if not running:
-        history += [(Metric.TEST_ACC, val_accs[-1], epochs), (Metric.BEST_VAL_ACC, val_accs[best], epochs),
-                    (Metric.BEST_EPOCH, float(best + 1), epochs), (Metric.EPOCHS_TRAINED, float(epochs), epochs),
-                    (Metric.PARAMS_TOTAL, 1e5, epochs)]
-    metrics = [dict(run_uuid=run_id, key=key, value=value, step=step, timestamp=start + 10_000 * step, is_nan=False)
-               for key, value, step in history]
+        history += [
+            (Metric.TEST_ACC, val_accs[-1], epochs),
+            (Metric.BEST_VAL_ACC, val_accs[best], epochs),
+            (Metric.BEST_EPOCH, float(best + 1), epochs),
+            (Metric.EPOCHS_TRAINED, float(epochs), epochs),
+            (Metric.PARAMS_TOTAL, 1e5, epochs),
+        ]
+    metrics = [
+        dict(run_uuid=run_id, key=key, value=value, step=step, timestamp=start + 10_000 * step, is_nan=False)
+        for key, value, step in history
+    ]
     return {
-        SqlRun: [dict(run_uuid=run_id, name=f"run-{i}", source_type="LOCAL", source_name="", entry_point_name="",
-                      user_id="benchmark", status="RUNNING" if running else "FINISHED", start_time=start,
-                      end_time=None if running else start + 10_000 * (epochs + 1), source_version="",
-                      lifecycle_stage="active", artifact_uri=f"{experiment}/{run_id}/artifacts",
-                      experiment_id=int(experiment))],
+        SqlRun: [
+            dict(
+                run_uuid=run_id,
+                name=f"run-{i}",
+                source_type="LOCAL",
+                source_name="",
+                entry_point_name="",
+                user_id="benchmark",
+                status="RUNNING" if running else "FINISHED",
+                start_time=start,
+                end_time=None if running else start + 10_000 * (epochs + 1),
+                source_version="",
+                lifecycle_stage="active",
+                artifact_uri=f"{experiment}/{run_id}/artifacts",
+                experiment_id=int(experiment),
+            )
+        ],
         SqlParam: [dict(run_uuid=run_id, key=k, value=v) for k, v in params.items()],
         SqlTag: [dict(run_uuid=run_id, key=k, value=v) for k, v in tags.items()],
         SqlMetric: metrics,
@@ -125,17 +158,19 @@ def read_times(uri: str, runs: int, repeats: int, naive: bool) -> list[tuple[str
     ids = list(table["run_id"])
     reads = [(f"Runs table, {runs:,} runs", lambda: fetch_runs(fresh()), lambda: naive_runs_table(fresh()))]
     for n in (20, 50):
-        reads.append((f"compare {n} runs x 4 curves", lambda n=n: metric_frame(fresh(), ids[:n], CURVES),
-                      lambda n=n: naive_curves(fresh(), ids[:n])))
+        reads.append(
+            (
+                f"compare {n} runs x 4 curves",
+                lambda n=n: metric_frame(fresh(), ids[:n], CURVES),
+                lambda n=n: naive_curves(fresh(), ids[:n]),
+            )
+        )
     return [(label, best_of(repeats, ours), best_of(1, slow) if naive else None) for label, ours, slow in reads]
 
 
 def browser_seconds(uri: str) -> float:
     """End to end: a freshly started dashboard on the store (nothing cached), opened in headless Chromium, until
     the Runs page shows its table."""
-    from playwright.sync_api import sync_playwright
-
-    from tests.helpers import CHROMIUM, CHROMIUM_ARGS, start_server
 
     with start_server(uri) as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
@@ -166,8 +201,9 @@ def postgres_server(folder: Path, runs: int, epochs: int):
         build_store(server.url("mlflow"), runs, epochs)
         built.touch()
     port = free_port()
-    process = start_mlflow_server(server.url("mlflow"), folder / "artifacts", port, workers=2,
-                                  log_path=folder / "server.log")
+    process = start_mlflow_server(
+        server.url("mlflow"), folder / "artifacts", port, workers=2, log_path=folder / "server.log"
+    )
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -183,8 +219,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-naive", action="store_true", help="skip MLflow's naive path (minutes at 10,000 runs)")
     parser.add_argument("--browser", action="store_true", help="also time the Runs page in headless Chromium")
-    parser.add_argument("--server", action="store_true",
-                        help="also read the same kind of store through `mlflow server` on PostgreSQL")
+    parser.add_argument(
+        "--server", action="store_true", help="also read the same kind of store through `mlflow server` on PostgreSQL"
+    )
     parser.add_argument("--store", default=str(Path.home() / ".cache" / "cnn-dashboard" / "benchmark-store"))
     args = parser.parse_args()
     folder = Path(args.store) / f"{args.runs}x{args.epochs}"
@@ -194,16 +231,19 @@ def main() -> None:
         start = time.perf_counter()
         build_store(uri, args.runs, args.epochs)
         print(f"built {args.runs} runs x {args.epochs} epochs in {time.perf_counter() - start:.0f} s at {folder}")
-    print_reads(f"embedded SQLite (cold, best of {args.repeats})", read_times(uri, args.runs, args.repeats,
-                                                                             not args.no_naive))
+    print_reads(
+        f"embedded SQLite (cold, best of {args.repeats})", read_times(uri, args.runs, args.repeats, not args.no_naive)
+    )
     if args.browser:
         print(f"Runs page in Chromium, embedded SQLite: {browser_seconds(uri):.1f} s")
     if args.server:
         # Under the temporary folder: PostgreSQL runs as its own user, who may not reach a home folder.
         pg_folder = Path(tempfile.gettempdir()) / f"cnn-benchmark-postgres-{folder.name}"
         with postgres_server(pg_folder, args.runs, args.epochs) as url:
-            print_reads(f"mlflow server + PostgreSQL (best of {args.repeats})",
-                        read_times(url, args.runs, args.repeats, not args.no_naive))
+            print_reads(
+                f"mlflow server + PostgreSQL (best of {args.repeats})",
+                read_times(url, args.runs, args.repeats, not args.no_naive),
+            )
             if args.browser:
                 print(f"Runs page in Chromium, mlflow server + PostgreSQL: {browser_seconds(url):.1f} s")
 

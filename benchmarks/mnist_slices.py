@@ -7,13 +7,15 @@ validation tenth, on other slices of the training file and on slices of the test
 
     .venv/bin/python -m benchmarks.mnist_slices [--dataset mnist] [--train-size 3200]
 """
+
 import argparse
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from experiments.data import load_split, stratified_carve
-from experiments.stats import accuracy_interval
+from core.datasets import load_split
+from core.stats import accuracy_interval
+from experiments.data import stratified_carve
 
 SLICE = 2000
 
@@ -28,10 +30,14 @@ def main() -> None:
     flat = lambda part: part.images.reshape(len(part), -1) / 255.0  # noqa: E731
     model = LogisticRegression(max_iter=300).fit(flat(fitted_on), fitted_on.labels)
     slices = [("validation carved from the first training images", val)]
-    slices += [(f"training file, images {a:,}-{a + SLICE:,}", train.take(np.arange(a, a + SLICE)))
-               for a in (args.train_size, len(train) // 2, len(train) - SLICE)]
-    slices += [(f"test file, images {a:,}-{b:,}", test.take(np.arange(a, b)))
-               for a, b in ((0, SLICE), (0, len(test) // 2), (len(test) // 2, len(test)))]
+    slices += [
+        (f"training file, images {a:,}-{a + SLICE:,}", train.take(np.arange(a, a + SLICE)))
+        for a in (args.train_size, len(train) // 2, len(train) - SLICE)
+    ]
+    slices += [
+        (f"test file, images {a:,}-{b:,}", test.take(np.arange(a, b)))
+        for a, b in ((0, SLICE), (0, len(test) // 2), (len(test) // 2, len(test)))
+    ]
     print(f"logistic regression on {args.dataset}'s first {args.train_size:,} training images less a tenth\n")
     print("| scored on | images | accuracy | 95% interval |\n|---|---|---|---|")
     for name, part in slices:

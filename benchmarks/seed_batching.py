@@ -8,6 +8,7 @@ the two ways within float tolerance. Wall time is the training loop only (data a
 
     .venv/bin/python -m benchmarks.seed_batching [--seeds 5] [--train-size 12000] [--epochs 1]
 """
+
 import argparse
 import copy
 import time
@@ -17,10 +18,11 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from core.datasets import load_split
 from experiments.adapters.torch_adapter import OPTIMIZERS
-from experiments.data import load_split, scale_images
+from experiments.config import RunConfig
+from experiments.data import scale_images
 from experiments.models import get_model_spec
-from experiments.settings import RunConfig
 
 
 def seed_models(model: str, seeds: list[int]) -> list[nn.Module]:
@@ -48,7 +50,7 @@ def train_sequential(models, x, y, order, config: RunConfig) -> float:
         optimizer = OPTIMIZERS[config.optimizer](model.parameters(), lr=config.lr)
         model.train()
         for i in range(0, len(seed_order), config.batch_size):
-            rows = torch.from_numpy(seed_order[i:i + config.batch_size])
+            rows = torch.from_numpy(seed_order[i : i + config.batch_size])
             loss = nn.functional.cross_entropy(model(x[rows]), y[rows])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -69,7 +71,7 @@ def train_batched(models, x, y, order, config: RunConfig) -> tuple[float, dict]:
     stacked = torch.from_numpy(np.stack(order))
     start = time.perf_counter()
     for i in range(0, stacked.shape[1], config.batch_size):
-        rows = stacked[:, i:i + config.batch_size]
+        rows = stacked[:, i : i + config.batch_size]
         logits = forward(params, buffers, x[rows])
         # each seed's mean loss; their sum has each seed's own gradient in its slice of the stacked weights
         loss = nn.functional.cross_entropy(logits.flatten(0, 1), y[rows].flatten(), reduction="none")
@@ -93,7 +95,7 @@ def measure(model: str, seeds: list[int], train_size: int, epochs: int, batch_si
     xt = torch.from_numpy(scale_images(test.images, config.input_scaling, np.float32))
     yt = torch.from_numpy(test.labels.astype(np.int64))
     order = orders(train_size, seeds, epochs)
-    warm = [seed_order[:20 * config.batch_size] for seed_order in order]  # first calls pay one-off set-up costs
+    warm = [seed_order[: 20 * config.batch_size] for seed_order in order]  # first calls pay one-off set-up costs
     train_sequential(seed_models(model, seeds[:1]), x, y, warm[:1], config)
     train_batched(seed_models(model, seeds), x, y, warm, config)
     one = seed_models(model, seeds[:1])
@@ -105,11 +107,19 @@ def measure(model: str, seeds: list[int], train_size: int, epochs: int, batch_si
     for i, reference in enumerate(sequential):
         twin = copy.deepcopy(reference)
         twin.load_state_dict({name: params[name][i].detach() for name in params}, strict=False)
-        weight_gap = max(float((a - b).abs().max()) for a, b in zip(twin.parameters(), reference.parameters(),
-                                                                    strict=True))
+        weight_gap = max(
+            float((a - b).abs().max()) for a, b in zip(twin.parameters(), reference.parameters(), strict=True)
+        )
         agreement.append((weight_gap, accuracy(reference, xt, yt), accuracy(twin, xt, yt)))
-    return {"model": model, "batch": config.batch_size, "optimizer": config.optimizer, "single": single_seconds,
-            "sequential": sequential_seconds, "batched": batched_seconds, "agreement": agreement}
+    return {
+        "model": model,
+        "batch": config.batch_size,
+        "optimizer": config.optimizer,
+        "single": single_seconds,
+        "sequential": sequential_seconds,
+        "batched": batched_seconds,
+        "agreement": agreement,
+    }
 
 
 def main() -> None:
@@ -122,18 +132,24 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_flush_denormal(True)
     seeds = list(range(args.seeds))
-    print(f"{args.seeds} seeds, {args.train_size:,} MNIST images x {args.epochs} epoch(s), fp32, "
-          f"{torch.get_num_threads()} threads\n")
-    print("| model | batch, optimizer | 1 seed | 5 seeds one after another | 5 seeds batched (vmap) | "
-          "batched / 1 seed | sequential / batched | max weight gap | test acc agree |")
+    print(
+        f"{args.seeds} seeds, {args.train_size:,} MNIST images x {args.epochs} epoch(s), fp32, "
+        f"{torch.get_num_threads()} threads\n"
+    )
+    print(
+        "| model | batch, optimizer | 1 seed | 5 seeds one after another | 5 seeds batched (vmap) | "
+        "batched / 1 seed | sequential / batched | max weight gap | test acc agree |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for model in args.models:
         found = measure(model, seeds, args.train_size, args.epochs, args.batch_size)
         gap = max(a[0] for a in found["agreement"])
         agree = sum(abs(a[1] - a[2]) < 1e-3 for a in found["agreement"])
-        print(f"| {model} | {found['batch']}, {found['optimizer']} | {found['single']:.1f} s | "
-              f"{found['sequential']:.1f} s | {found['batched']:.1f} s | {found['batched'] / found['single']:.2f}x | "
-              f"{found['sequential'] / found['batched']:.2f}x | {gap:.1e} | {agree} of {len(seeds)} |")
+        print(
+            f"| {model} | {found['batch']}, {found['optimizer']} | {found['single']:.1f} s | "
+            f"{found['sequential']:.1f} s | {found['batched']:.1f} s | {found['batched'] / found['single']:.2f}x | "
+            f"{found['sequential'] / found['batched']:.2f}x | {gap:.1e} | {agree} of {len(seeds)} |"
+        )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 Kept only as the speed reference for benchmarks/numpy_cnn_speed.py: layers loop over pixels and
 regions in Python, one image at a time, (h, w, filters) layout, exactly as the tutorial wrote them.
 """
+
 import numpy as np
 
 
@@ -15,7 +16,7 @@ class Conv3x3:
         h, w = image.shape
         for i in range(h - 2):
             for j in range(w - 2):
-                yield image[i:(i + 3), j:(j + 3)], i, j
+                yield image[i : (i + 3), j : (j + 3)], i, j
 
     def forward(self, input):
         self.last_input = input
@@ -38,7 +39,7 @@ class MaxPool2:
         h, w, _ = image.shape
         for i in range(h // 2):
             for j in range(w // 2):
-                yield image[(i * 2):(i * 2 + 2), (j * 2):(j * 2 + 2)], i, j
+                yield image[(i * 2) : (i * 2 + 2), (j * 2) : (j * 2 + 2)], i, j
 
     def forward(self, input):
         self.last_input = input
@@ -81,8 +82,8 @@ class Softmax:
                 continue
             t_exp = np.exp(self.last_totals)
             S = np.sum(t_exp)
-            d_out_d_t = -t_exp[i] * t_exp / (S ** 2)
-            d_out_d_t[i] = t_exp[i] * (S - t_exp[i]) / (S ** 2)
+            d_out_d_t = -t_exp[i] * t_exp / (S**2)
+            d_out_d_t[i] = t_exp[i] * (S - t_exp[i]) / (S**2)
             d_L_d_t = gradient * d_out_d_t
             d_L_d_w = self.last_input[np.newaxis].T @ d_L_d_t[np.newaxis]
             d_L_d_inputs = self.weights @ d_L_d_t
@@ -102,7 +103,7 @@ class TutorialCNN:
         out = self.softmax.forward(out)
         return out, -np.log(out[label]), 1 if np.argmax(out) == label else 0
 
-    def train(self, image, label, lr=.005):
+    def train(self, image, label, lr=0.005):
         out, loss, acc = self.forward(image, label)
         gradient = np.zeros(10)
         gradient[label] = -1 / out[label]

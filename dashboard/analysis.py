@@ -1,8 +1,9 @@
 """Pure DataFrame computations behind the pages: filtering, histories, series, param diffs, sweeps, groups over
 seeds and their bands.
 
-Derived numbers (best epoch, gap, diagnosis) are experiments.diagnosis's, never computed here.
+Derived numbers (best epoch, gap, diagnosis) are core.diagnosis's, never computed here.
 """
+
 import json
 import math
 import operator
@@ -12,11 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from experiments import stats
-from experiments.comparison import Side
-from experiments.diagnosis import GOOD_FIT, HIGH_BIAS, HIGH_VARIANCE, bias_variance, history_of
-from experiments.schema import Metric, Value
-from experiments.settings import SETTINGS
+from core import stats
+from core.comparison import Side
+from core.diagnosis import GOOD_FIT, HIGH_BIAS, HIGH_VARIANCE, bias_variance, history_of
+from core.schema import Metric, Value
+from core.settings import SETTINGS
 
 
 def filter_runs(runs: pd.DataFrame, models=(), datasets=(), statuses=(), suites=(), text: str = "") -> pd.DataFrame:
@@ -31,8 +32,14 @@ def filter_runs(runs: pd.DataFrame, models=(), datasets=(), statuses=(), suites=
 
 
 SEARCH_TERM = re.compile(r"(?P<key>[^\s=<>!]+)\s*(?P<op>>=|<=|!=|=|>|<)\s*(?P<value>\S+)")
-COMPARISONS = {"=": operator.eq, "!=": operator.ne, ">": operator.gt, "<": operator.lt, ">=": operator.ge,
-               "<=": operator.le}
+COMPARISONS = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    "<": operator.lt,
+    ">=": operator.ge,
+    "<=": operator.le,
+}
 
 
 def search_terms(text: str) -> list[tuple[str, str, str] | str]:
@@ -43,7 +50,7 @@ def search_terms(text: str) -> list[tuple[str, str, str] | str]:
         found = SEARCH_TERM.match(rest)
         if found:
             terms.append((found["key"].lower(), found["op"], found["value"]))
-            rest = rest[found.end():].lstrip()
+            rest = rest[found.end() :].lstrip()
         else:
             word, _, rest = rest.partition(" ")
             terms.append(word)
@@ -57,7 +64,8 @@ def term_matches(runs: pd.DataFrame, term: tuple[str, str, str] | str) -> pd.Ser
     if isinstance(term, str):
         needle = term.lower()
         return runs["run_name"].str.lower().str.contains(needle, regex=False) | runs["params"].map(
-            lambda params: any(needle in f"{k}={v}".lower() for k, v in params.items()))
+            lambda params: any(needle in f"{k}={v}".lower() for k, v in params.items())
+        )
     key, op, wanted = term
     values = runs["params"].map(lambda params: next((v for k, v in params.items() if k.lower() == key), None))
     numbers, target = pd.to_numeric(values, errors="coerce"), pd.to_numeric(pd.Series([wanted]), errors="coerce")[0]
@@ -66,8 +74,11 @@ def term_matches(runs: pd.DataFrame, term: tuple[str, str, str] | str) -> pd.Ser
         if op in ("=", "!="):
             matched |= numbers.isna() & values.notna() & COMPARISONS[op](values.str.lower(), wanted.lower())
         return matched
-    return values.notna() & COMPARISONS[op](values.str.lower(), wanted.lower()) if op in ("=", "!=") else \
-        pd.Series(False, index=runs.index)
+    return (
+        values.notna() & COMPARISONS[op](values.str.lower(), wanted.lower())
+        if op in ("=", "!=")
+        else pd.Series(False, index=runs.index)
+    )
 
 
 def search_hint(runs: pd.DataFrame, text: str) -> str:
@@ -107,13 +118,20 @@ def final_and_best(runs: pd.DataFrame, metrics: pd.DataFrame, run_ids) -> pd.Dat
         history = history_of(metrics, run_id)
         row = runs.set_index("run_id").loc[run_id]
         last = history.iloc[-1] if len(history) else pd.Series(dtype=float)
-        rows.append({
-            "run": row["run_name"], "model": row["model"], "epochs": len(history),
-            "final val acc": last.get(Metric.VAL_ACC, np.nan), "best val acc": row["best_val_acc"],
-            "best epoch": row["best_epoch"], "test acc": row["test_acc"],
-            "final gap": last.get(Metric.VARIANCE, np.nan), "params": row["params_total"],
-            "s / epoch": history[Metric.EPOCH_SECONDS].mean() if Metric.EPOCH_SECONDS in history else np.nan,
-        })
+        rows.append(
+            {
+                "run": row["run_name"],
+                "model": row["model"],
+                "epochs": len(history),
+                "final val acc": last.get(Metric.VAL_ACC, np.nan),
+                "best val acc": row["best_val_acc"],
+                "best epoch": row["best_epoch"],
+                "test acc": row["test_acc"],
+                "final gap": last.get(Metric.VARIANCE, np.nan),
+                "params": row["params_total"],
+                "s / epoch": history[Metric.EPOCH_SECONDS].mean() if Metric.EPOCH_SECONDS in history else np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -135,8 +153,11 @@ def marked_best(table: pd.DataFrame, baseline: int | None = None) -> pd.DataFram
     marked = table.assign(**{"best at": best.map(", ".join)})
     if baseline is not None:  # each difference beside its accuracy, where it is seen without scrolling
         for column in BASELINE_DIFFERENCES:
-            marked.insert(marked.columns.get_loc(column) + 1, f"{column} vs baseline",
-                          table[column] - table[column].iloc[baseline])
+            marked.insert(
+                marked.columns.get_loc(column) + 1,
+                f"{column} vs baseline",
+                table[column] - table[column].iloc[baseline],
+            )
     return marked
 
 
@@ -171,9 +192,16 @@ def per_class_frame(per_class: dict) -> pd.DataFrame:
     """A per_class_epochs.json artifact as a long frame: epoch, label, name, train_error, val_error and gap (val error
     - train error, the class's variance); null errors (a class absent from a set) become NaN."""
     names = per_class["class_names"]
-    rows = [{"epoch": epoch, "label": label, "name": names[label],
-             **{key: per_class[key][i][label] for key in ("train_error", "val_error", "train_support", "val_support")}}
-            for i, epoch in enumerate(per_class["epochs"]) for label in range(len(names))]
+    rows = [
+        {
+            "epoch": epoch,
+            "label": label,
+            "name": names[label],
+            **{key: per_class[key][i][label] for key in ("train_error", "val_error", "train_support", "val_support")},
+        }
+        for i, epoch in enumerate(per_class["epochs"])
+        for label in range(len(names))
+    ]
     frame = pd.DataFrame(rows).astype({"train_error": float, "val_error": float})
     return frame.assign(gap=frame["val_error"] - frame["train_error"])
 
@@ -185,10 +213,16 @@ def epoch_position(epochs: list[int], epoch: int) -> int:
 
 
 def epoch_entry(series: dict, epoch: int) -> dict:
-    """One epoch's entry of a per-epoch artifact (experiments.tracking.grown): each list's item for that epoch."""
+    """One epoch's entry of a per-epoch artifact (experiments.run_logger.grown): each list's item for that epoch."""
     i = epoch_position(series["epochs"], epoch)
-    return {key: values[i] for key, values in series.items() if isinstance(values, list) and key != "epochs"
-            and len(values) == len(series["epochs"]) and key != "class_names"}
+    return {
+        key: values[i]
+        for key, values in series.items()
+        if isinstance(values, list)
+        and key != "epochs"
+        and len(values) == len(series["epochs"])
+        and key != "class_names"
+    }
 
 
 def series_over(runs: pd.DataFrame, setting: str, min_points: int = 2) -> list[list[str]]:
@@ -196,8 +230,9 @@ def series_over(runs: pd.DataFrame, setting: str, min_points: int = 2) -> list[l
     equal), with at least `min_points` distinct values of it, whichever suite or sweep made them."""
     follows = {name for name, s in SETTINGS.items() if s.logged_from == setting}  # logged values that move with it
     finished = runs[(runs["status"] == "FINISHED") & runs["config"].map(lambda c: setting in c)]
-    others = finished["config"].map(lambda c: tuple(sorted((k, v) for k, v in c.items()
-                                                           if k != setting and k not in follows)))
+    others = finished["config"].map(
+        lambda c: tuple(sorted((k, v) for k, v in c.items() if k != setting and k not in follows))
+    )
     groups = []
     for _, group in finished.groupby(others, sort=False):
         if group["config"].map(lambda c: c[setting]).nunique() >= min_points:
@@ -214,8 +249,14 @@ def series_points(runs: pd.DataFrame, metrics: pd.DataFrame, setting: str) -> pd
         if history.empty:
             continue
         last = history.iloc[-1]
-        rows.append({"run_id": run_id, setting: float(values[run_id][setting]),
-                     "train_error": 1 - last[Metric.TRAIN_ACC], "val_error": 1 - last[Metric.VAL_ACC]})
+        rows.append(
+            {
+                "run_id": run_id,
+                setting: float(values[run_id][setting]),
+                "train_error": 1 - last[Metric.TRAIN_ACC],
+                "val_error": 1 - last[Metric.VAL_ACC],
+            }
+        )
     return pd.DataFrame(rows, columns=["run_id", setting, "train_error", "val_error"]).sort_values(setting)
 
 
@@ -294,11 +335,14 @@ def best_trial_lead(trials: pd.DataFrame, val_sizes: pd.Series) -> TrialLead | N
 def param_importances(trials: pd.DataFrame, distributions: dict) -> dict[str, float]:
     """Optuna's fANOVA importance of each searched parameter for best_val_acc, from the complete trials;
     empty when fewer than two complete trials differ in their objective."""
-    import optuna
-    from optuna.distributions import json_to_distribution
+    import optuna  # noqa: PLC0415 (optuna: only the Sweeps page needs it)
+    from optuna.distributions import json_to_distribution  # noqa: PLC0415
 
-    complete = trials[(trials["state"] == Value.TRIAL_COMPLETE) & trials["best_val_acc"].notna()
-                      & trials["params"].map(lambda p: set(p) == set(distributions))]
+    complete = trials[
+        (trials["state"] == Value.TRIAL_COMPLETE)
+        & trials["best_val_acc"].notna()
+        & trials["params"].map(lambda p: set(p) == set(distributions))
+    ]
     if len(complete) < 2 or complete["best_val_acc"].nunique() < 2:
         return {}
     space = {name: json_to_distribution(json.dumps(d)) for name, d in distributions.items()}
@@ -326,8 +370,21 @@ def group_key(runs: pd.DataFrame) -> pd.Series:
     return runs["config_group"].where(runs["config_group"].astype(bool), UNGROUPED + runs["run_id"])
 
 
-GROUP_COLUMNS = ["group", "model", "settings", "dataset", "runs", "seeds", "test_acc_mean", "test_acc_std",
-                 "test_acc_low", "test_acc_high", "best_val_acc_mean", "best_val_acc_std", "run_ids"]
+GROUP_COLUMNS = [
+    "group",
+    "model",
+    "settings",
+    "dataset",
+    "runs",
+    "seeds",
+    "test_acc_mean",
+    "test_acc_std",
+    "test_acc_low",
+    "test_acc_high",
+    "best_val_acc_mean",
+    "best_val_acc_std",
+    "run_ids",
+]
 
 
 def group_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -337,19 +394,38 @@ def group_table(runs: pd.DataFrame) -> pd.DataFrame:
     best validation accuracy."""
     scored = runs["status"].eq("FINISHED") & runs["test_acc"].notna()
     wilson = with_test_intervals(runs)
-    keyed = runs.assign(key=group_key(runs), test=runs["test_acc"].where(scored),
-                        val=runs["best_val_acc"].where(scored), wilson_low=wilson["test_acc_low"].where(scored),
-                        wilson_high=wilson["test_acc_high"].where(scored))
+    keyed = runs.assign(
+        key=group_key(runs),
+        test=runs["test_acc"].where(scored),
+        val=runs["best_val_acc"].where(scored),
+        wilson_low=wilson["test_acc_low"].where(scored),
+        wilson_high=wilson["test_acc_high"].where(scored),
+    )
     groups = keyed.groupby("key", sort=False).agg(
-        model=("model", "first"), dataset=("dataset", "first"), config=("config", "first"), runs=("run_id", "size"),
-        seeds=("test", "count"), test_acc_mean=("test", "mean"), test_acc_std=("test", "std"),
-        best_val_acc_mean=("val", "mean"), best_val_acc_std=("val", "std"), wilson_low=("wilson_low", "max"),
-        wilson_high=("wilson_high", "max"), run_ids=("run_id", list))
-    low, high = stats.t_bounds(groups["test_acc_mean"].to_numpy(), groups["test_acc_std"].to_numpy(),
-                               groups["seeds"].to_numpy(), bounds=(0.0, 1.0))
+        model=("model", "first"),
+        dataset=("dataset", "first"),
+        config=("config", "first"),
+        runs=("run_id", "size"),
+        seeds=("test", "count"),
+        test_acc_mean=("test", "mean"),
+        test_acc_std=("test", "std"),
+        best_val_acc_mean=("val", "mean"),
+        best_val_acc_std=("val", "std"),
+        wilson_low=("wilson_low", "max"),
+        wilson_high=("wilson_high", "max"),
+        run_ids=("run_id", list),
+    )
+    low, high = stats.t_bounds(
+        groups["test_acc_mean"].to_numpy(),
+        groups["test_acc_std"].to_numpy(),
+        groups["seeds"].to_numpy(),
+        bounds=(0.0, 1.0),
+    )
     alone = groups["seeds"] == 1
-    groups["test_acc_low"], groups["test_acc_high"] = (np.where(alone, groups["wilson_low"], low),
-                                                       np.where(alone, groups["wilson_high"], high))
+    groups["test_acc_low"], groups["test_acc_high"] = (
+        np.where(alone, groups["wilson_low"], low),
+        np.where(alone, groups["wilson_high"], high),
+    )
     groups["settings"] = telling_settings(groups["config"], groups["model"])
     groups["group"] = groups.index.where(~groups.index.str.startswith(UNGROUPED), "")
     return groups.reset_index(drop=True)[GROUP_COLUMNS]
@@ -388,8 +464,9 @@ def unselected_seeds(runs: pd.DataFrame, run_ids: list[str]) -> dict[str, tuple[
     sizes, models = keys.value_counts(), runs.set_index("run_id")["model"]
     chosen = keys[run_ids].value_counts(sort=False)
     first = {key: run_id for run_id, key in keys[run_ids].items()}
-    return {group_label(models[first[key]], key): (int(n), int(sizes[key]))
-            for key, n in chosen.items() if n < sizes[key]}
+    return {
+        group_label(models[first[key]], key): (int(n), int(sizes[key])) for key, n in chosen.items() if n < sizes[key]
+    }
 
 
 def groups_by(runs: pd.DataFrame, run_ids: list[str], by: str | None) -> dict[str, list[str]]:
@@ -408,10 +485,13 @@ def groups_by(runs: pd.DataFrame, run_ids: list[str], by: str | None) -> dict[st
 
 
 BAND_COLUMNS = ["group", "metric", "step", "mean", "low", "high", "n"]
-RATES = {str(m) for m in (Metric.TRAIN_ACC, Metric.VAL_ACC, Metric.TEST_ACC, Metric.BEST_VAL_ACC, Metric.BIAS,
-                           Metric.VAL_ECE)}
-NON_NEGATIVE = {str(m) for m in (Metric.TRAIN_LOSS, Metric.VAL_LOSS, Metric.TEST_LOSS, Metric.EPOCH_SECONDS,
-                                  Metric.SAMPLES_PER_S)}
+RATES = {
+    str(m)
+    for m in (Metric.TRAIN_ACC, Metric.VAL_ACC, Metric.TEST_ACC, Metric.BEST_VAL_ACC, Metric.BIAS, Metric.VAL_ECE)
+}
+NON_NEGATIVE = {
+    str(m) for m in (Metric.TRAIN_LOSS, Metric.VAL_LOSS, Metric.TEST_LOSS, Metric.EPOCH_SECONDS, Metric.SAMPLES_PER_S)
+}
 
 
 def value_range(metric: str) -> tuple[float, float] | None:
@@ -445,7 +525,7 @@ def smoothed(metrics: pd.DataFrame, weight: float) -> pd.DataFrame:
 
 
 def which_is_better_sides(runs: pd.DataFrame, groups: dict[str, list[str]], predictions: dict[str, dict]) -> dict:
-    """A comparison side (experiments.comparison.Side) per labelled group of runs, from their finished runs;
+    """A comparison side (core.comparison.Side) per labelled group of runs, from their finished runs;
     `predictions` holds the test predictions of single runs that logged them."""
     table = runs.set_index("run_id")
     sides = {}
@@ -453,9 +533,13 @@ def which_is_better_sides(runs: pd.DataFrame, groups: dict[str, list[str]], pred
         scored = table.loc[run_ids]
         scored = scored[scored["status"].eq("FINISHED") & scored["test_acc"].notna()]
         ids = tuple(scored.index)
-        sides[label] = Side(label, ids, tuple(scored["test_acc"]),
-                            tuple(int(n) if pd.notna(n) else 0 for n in scored["test_size"]),
-                            predictions.get(ids[0]) if len(ids) == 1 else None)
+        sides[label] = Side(
+            label,
+            ids,
+            tuple(scored["test_acc"]),
+            tuple(int(n) if pd.notna(n) else 0 for n in scored["test_size"]),
+            predictions.get(ids[0]) if len(ids) == 1 else None,
+        )
     return sides
 
 
@@ -464,8 +548,11 @@ def setting_differences(runs: pd.DataFrame, a: list[str], b: list[str]) -> list[
     configs = runs.set_index("run_id")["config"]
     first_a, first_b = configs[a[0]], configs[b[0]]
     names = sorted((set(first_a) | set(first_b)) - {"seed"})
-    return [f"{name} ({first_a.get(name, '—')} vs {first_b.get(name, '—')})" for name in names
-            if first_a.get(name) != first_b.get(name)]
+    return [
+        f"{name} ({first_a.get(name, '—')} vs {first_b.get(name, '—')})"
+        for name in names
+        if first_a.get(name) != first_b.get(name)
+    ]
 
 
 def closest_runs(runs: pd.DataFrame, run_id: str, candidates: list[str]) -> list[str]:
@@ -476,11 +563,16 @@ def closest_runs(runs: pd.DataFrame, run_id: str, candidates: list[str]) -> list
 
     def distance(other: str) -> tuple:
         row = table.loc[other]
-        differing = sum(me["config"].get(name) != row["config"].get(name)
-                        for name in set(me["config"]) | set(row["config"]))
-        return (not (me["config_group"] and row["config_group"] == me["config_group"]),
-                row["dataset"] != me["dataset"], row["test_size"] != me["test_size"], row["model"] != me["model"],
-                differing)
+        differing = sum(
+            me["config"].get(name) != row["config"].get(name) for name in set(me["config"]) | set(row["config"])
+        )
+        return (
+            not (me["config_group"] and row["config_group"] == me["config_group"]),
+            row["dataset"] != me["dataset"],
+            row["test_size"] != me["test_size"],
+            row["model"] != me["model"],
+            differing,
+        )
 
     return sorted(candidates, key=distance)
 
@@ -513,16 +605,23 @@ def comparability_warnings(runs: pd.DataFrame, run_ids: list[str]) -> list[str]:
     chosen = runs.set_index("run_id").loc[run_ids]
     warnings = []
     if chosen["dataset"].nunique() > 1:
-        warnings.append(f"The selected runs are on different datasets ({', '.join(sorted(chosen['dataset'].unique()))})"
-                        ": their accuracies do not compare.")
+        warnings.append(
+            f"The selected runs are on different datasets ({', '.join(sorted(chosen['dataset'].unique()))})"
+            ": their accuracies do not compare."
+        )
     for column, what in (("test_size", "test"), ("val_size", "validation")):
         sizes = chosen[column].dropna()
         if sizes.nunique() > 1:
-            warnings.append(f"The selected runs' {what} accuracies are measured on {sizes.min():,.0f} to "
-                            f"{sizes.max():,.0f} {what} images: one measured on fewer images is less certain (Runs "
-                            "shows each test accuracy's 95% interval).")
+            warnings.append(
+                f"The selected runs' {what} accuracies are measured on {sizes.min():,.0f} to "
+                f"{sizes.max():,.0f} {what} images: one measured on fewer images is less certain (Runs "
+                "shows each test accuracy's 95% interval)."
+            )
     if chosen["convention"].nunique() > 1:
-        warnings.append("The selected runs were logged by different tools ("
-                        + ", ".join(sorted(chosen["convention"].unique())) + "), which may measure train accuracy "
-                        "differently.")
+        warnings.append(
+            "The selected runs were logged by different tools ("
+            + ", ".join(sorted(chosen["convention"].unique()))
+            + "), which may measure train accuracy "
+            "differently."
+        )
     return warnings

@@ -1,4 +1,5 @@
 """Entry point: `streamlit run dashboard/app.py`. Routes the pages and keeps the run selection."""
+
 import os
 import sys
 from pathlib import Path
@@ -14,8 +15,10 @@ from dashboard import state  # noqa: E402
 st.set_page_config(page_title="CNN experiments", layout="wide")
 # The sidebar's run chips wrap their label rather than cut it at about 18 characters, where three seeds of one run
 # name all read "demo-05-lenet5-se..." (Streamlit offers no setting for it).
-st.html("<style>[data-testid='stSidebar'] [data-tag] {height: auto; white-space: normal; padding: 2px 8px}"
-        "[data-testid='stSidebar'] [data-tag] > span {white-space: normal; overflow-wrap: anywhere}</style>")
+st.html(
+    "<style>[data-testid='stSidebar'] [data-tag] {height: auto; white-space: normal; padding: 2px 8px}"
+    "[data-testid='stSidebar'] [data-tag] > span {white-space: normal; overflow-wrap: anywhere}</style>"
+)
 RUNS = st.Page("views/runs.py", title="Runs", url_path="runs")
 
 
@@ -25,13 +28,15 @@ def open_runs() -> None:
     st.switch_page(RUNS, query_params={key: st.query_params.get_all(key) for key in st.query_params})
 
 
-page = st.navigation([
-    st.Page(open_runs, title="Runs", url_path="start", default=True, visibility="hidden"),
-    RUNS,
-    st.Page("views/compare.py", title="Compare", url_path="compare"),
-    st.Page("views/overfitting.py", title="Overfitting inspector", url_path="overfitting"),
-    st.Page("views/detail.py", title="Run detail", url_path="detail"),
-    st.Page("views/sweeps.py", title="Sweeps", url_path="sweeps"),
-])
+page = st.navigation(
+    [
+        st.Page(open_runs, title="Runs", url_path="start", default=True, visibility="hidden"),
+        RUNS,
+        st.Page("views/compare.py", title="Compare", url_path="compare"),
+        st.Page("views/overfitting.py", title="Overfitting inspector", url_path="overfitting"),
+        st.Page("views/detail.py", title="Run detail", url_path="detail"),
+        st.Page("views/sweeps.py", title="Sweeps", url_path="sweeps"),
+    ]
+)
 state.keep_selection_in_url()
 page.run()

@@ -7,14 +7,22 @@ for plain columns. Any other store (a tracking server, a file store, a subclass 
 workspace-aware one) is read through MLflow's public client, page by page, with the same results; a tracking
 server's metric histories come a hundred runs per request from the endpoint MLflow's own UI uses.
 """
+
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 import pandas as pd
 from mlflow.entities import ViewType
-from mlflow.store.tracking.dbmodels.models import (SqlDataset, SqlInput, SqlLatestMetric, SqlMetric,
-                                                   SqlParam, SqlRun, SqlTag)
+from mlflow.store.tracking.dbmodels.models import (
+    SqlDataset,
+    SqlInput,
+    SqlLatestMetric,
+    SqlMetric,
+    SqlParam,
+    SqlRun,
+    SqlTag,
+)
 from mlflow.store.tracking.rest_store import RestStore
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow.tracking import MlflowClient
@@ -46,9 +54,19 @@ class StoredRun:
         """From an MLflow Run entity."""
         info, data = run.info, run.data
         inputs = getattr(getattr(run, "inputs", None), "dataset_inputs", None) or []
-        return cls(info.run_id, info.experiment_id, info.run_name or "", info.status, info.lifecycle_stage,
-                   info.start_time, info.end_time, dict(data.params), dict(data.metrics), dict(data.tags),
-                   tuple(i.dataset.name for i in inputs))
+        return cls(
+            info.run_id,
+            info.experiment_id,
+            info.run_name or "",
+            info.status,
+            info.lifecycle_stage,
+            info.start_time,
+            info.end_time,
+            dict(data.params),
+            dict(data.metrics),
+            dict(data.tags),
+            tuple(i.dataset.name for i in inputs),
+        )
 
 
 def store_of(client: MlflowClient):
@@ -94,25 +112,53 @@ def sql_runs(store: SqlAlchemyStore) -> list[StoredRun]:
     """Every run of a SQL store, from its tables in five column queries (no ORM objects)."""
     with store.ManagedSessionMaker() as session:
         read = session.connection().execute
-        runs = read(select(SqlRun.run_uuid, SqlRun.experiment_id, SqlRun.name, SqlRun.status, SqlRun.lifecycle_stage,
-                           SqlRun.start_time, SqlRun.end_time)).all()
+        runs = read(
+            select(
+                SqlRun.run_uuid,
+                SqlRun.experiment_id,
+                SqlRun.name,
+                SqlRun.status,
+                SqlRun.lifecycle_stage,
+                SqlRun.start_time,
+                SqlRun.end_time,
+            )
+        ).all()
         params = by_run(read(select(SqlParam.run_uuid, SqlParam.key, SqlParam.value)))
         tags = by_run(read(select(SqlTag.run_uuid, SqlTag.key, SqlTag.value)))
-        metrics = by_run((run_id, key, math.nan if is_nan else value) for run_id, key, value, is_nan in read(
-            select(SqlLatestMetric.run_uuid, SqlLatestMetric.key, SqlLatestMetric.value, SqlLatestMetric.is_nan)))
+        metrics = by_run(
+            (run_id, key, math.nan if is_nan else value)
+            for run_id, key, value, is_nan in read(
+                select(SqlLatestMetric.run_uuid, SqlLatestMetric.key, SqlLatestMetric.value, SqlLatestMetric.is_nan)
+            )
+        )
         inputs = defaultdict(list)
-        for run_id, name in read(select(SqlInput.destination_id, SqlDataset.name)
-                                 .join(SqlDataset, SqlDataset.dataset_uuid == SqlInput.source_id)
-                                 .where(SqlInput.source_type == "DATASET", SqlInput.destination_type == "RUN")):
+        for run_id, name in read(
+            select(SqlInput.destination_id, SqlDataset.name)
+            .join(SqlDataset, SqlDataset.dataset_uuid == SqlInput.source_id)
+            .where(SqlInput.source_type == "DATASET", SqlInput.destination_type == "RUN")
+        ):
             inputs[run_id].append(name)
-    return [StoredRun(run_id, str(experiment_id), name or "", status, stage, start, end, params.get(run_id, {}),
-                      metrics.get(run_id, {}), tags.get(run_id, {}), tuple(inputs.get(run_id, ())))
-            for run_id, experiment_id, name, status, stage, start, end in runs]
+    return [
+        StoredRun(
+            run_id,
+            str(experiment_id),
+            name or "",
+            status,
+            stage,
+            start,
+            end,
+            params.get(run_id, {}),
+            metrics.get(run_id, {}),
+            tags.get(run_id, {}),
+            tuple(inputs.get(run_id, ())),
+        )
+        for run_id, experiment_id, name, status, stage, start, end in runs
+    ]
 
 
 def chunks(run_ids: list[str], size: int = IDS_PER_QUERY):
     """The run ids `size` at a time (a few hundred for IN (...) clauses)."""
-    return (run_ids[i:i + size] for i in range(0, len(run_ids), size))
+    return (run_ids[i : i + size] for i in range(0, len(run_ids), size))
 
 
 def metric_names(client: MlflowClient, run_ids: list[str]) -> dict[str, frozenset]:
@@ -122,14 +168,16 @@ def metric_names(client: MlflowClient, run_ids: list[str]) -> dict[str, frozense
         with store.ManagedSessionMaker() as session:
             for some in chunks(run_ids):
                 for run_id, key in session.connection().execute(
-                        select(SqlLatestMetric.run_uuid, SqlLatestMetric.key).where(SqlLatestMetric.run_uuid.in_(some))):
+                    select(SqlLatestMetric.run_uuid, SqlLatestMetric.key).where(SqlLatestMetric.run_uuid.in_(some))
+                ):
                     found[run_id].add(key)
         return {run_id: frozenset(names) for run_id, names in found.items()}
     experiments = list(experiment_names(client))
     for i in range(0, len(run_ids), 100):
-        quoted = ", ".join(f"'{r}'" for r in run_ids[i:i + 100])
-        for run in client.search_runs(experiments, f"attributes.run_id IN ({quoted})", run_view_type=ViewType.ALL,
-                                      max_results=100):
+        quoted = ", ".join(f"'{r}'" for r in run_ids[i : i + 100])
+        for run in client.search_runs(
+            experiments, f"attributes.run_id IN ({quoted})", run_view_type=ViewType.ALL, max_results=100
+        ):
             found[run.info.run_id] = set(run.data.metrics)
     return {run_id: frozenset(names) for run_id, names in found.items()}
 
@@ -140,7 +188,9 @@ def metric_points(client: MlflowClient, run_ids: list[str], names: list[str]) ->
     if sql_store(client) is not None:
         rows = sql_points(sql_store(client), run_ids, names)
     elif isinstance(store_of(client), RestStore):
-        rows = [row for name in names for some in chunks(run_ids, SERVER_RUNS) for row in server_points(client, some, name)]
+        rows = [
+            row for name in names for some in chunks(run_ids, SERVER_RUNS) for row in server_points(client, some, name)
+        ]
     else:
         rows = [row for name in names for run_id in run_ids for row in history_points(client, run_id, name)]
     return pd.DataFrame(rows, columns=POINT_COLUMNS)
@@ -159,8 +209,12 @@ def server_points(client: MlflowClient, run_ids: list[str], name: str) -> list[t
     """The histories of one metric for up to SERVER_RUNS runs from a tracking server in one request (a request
     per run and metric takes about 50 ms: 100 s for the Runs table of 10,000 runs). A full answer may have been
     cut, so it is asked again in halves; a server without the endpoint is asked run by run."""
-    response = http_request(store_of(client).get_host_creds(), SERVER_HISTORIES, "GET",
-                            params={"run_id": run_ids, "metric_key": name, "max_results": SERVER_POINTS})
+    response = http_request(
+        store_of(client).get_host_creds(),
+        SERVER_HISTORIES,
+        "GET",
+        params={"run_id": run_ids, "metric_key": name, "max_results": SERVER_POINTS},
+    )
     if response.status_code == 404:
         return [row for run_id in run_ids for row in history_points(client, run_id, name)]
     points = verify_rest_response(response, SERVER_HISTORIES).json().get("metrics", [])
@@ -179,9 +233,13 @@ def sql_points(store: SqlAlchemyStore, run_ids: list[str], names: list[str]) -> 
     rows = []
     with store.ManagedSessionMaker() as session:
         for some in chunks(run_ids):
-            query = (select(SqlMetric.run_uuid, SqlMetric.key, SqlMetric.step, SqlMetric.value, SqlMetric.is_nan)
-                     .where((SqlMetric.key + "").in_(names), SqlMetric.run_uuid.in_(some))
-                     .order_by(SqlMetric.run_uuid, SqlMetric.timestamp, SqlMetric.step, SqlMetric.value))
-            rows += [(run_id, key, step, math.nan if is_nan else value)
-                     for run_id, key, step, value, is_nan in session.connection().execute(query)]
+            query = (
+                select(SqlMetric.run_uuid, SqlMetric.key, SqlMetric.step, SqlMetric.value, SqlMetric.is_nan)
+                .where((SqlMetric.key + "").in_(names), SqlMetric.run_uuid.in_(some))
+                .order_by(SqlMetric.run_uuid, SqlMetric.timestamp, SqlMetric.step, SqlMetric.value)
+            )
+            rows += [
+                (run_id, key, step, math.nan if is_nan else value)
+                for run_id, key, step, value, is_nan in session.connection().execute(query)
+            ]
     return rows

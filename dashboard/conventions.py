@@ -8,6 +8,7 @@ global steps), the Hugging Face Trainer (eval_* with a float `epoch` metric), Ke
 `conventions.toml` beside the store's database (or the file named by CNN_CONVENTIONS) adds the user's
 own, tried first; see docs/conventions.md. Pure functions: no Streamlit, no MLflow calls.
 """
+
 import math
 import os
 import tomllib
@@ -16,8 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments.diagnosis import bias_variance
-from experiments.schema import Metric
+from core.diagnosis import bias_variance
+from core.schema import Metric
 
 ROLES = (Metric.TRAIN_LOSS, Metric.TRAIN_ACC, Metric.VAL_LOSS, Metric.VAL_ACC, Metric.TEST_LOSS, Metric.TEST_ACC)
 DERIVED = (Metric.BIAS, Metric.VARIANCE)  # per epoch from the two accuracies (avoidable bias needs the dataset)
@@ -64,15 +65,45 @@ class Convention:
 
 OURS = Convention("this project's runner", detect=(), native=True)
 BUILT_IN = (
-    Convention("PyTorch Lightning", detect=("epoch", "val_loss"), epoch_metric="epoch", epoch_offset=1, metrics={
-        "train_loss": ("train_loss_epoch", "train_loss"), "train_acc": ("train_acc_epoch", "train_acc"),
-        "val_loss": ("val_loss",), "val_acc": ("val_acc",), "test_loss": ("test_loss",), "test_acc": ("test_acc",)}),
-    Convention("Hugging Face Trainer", detect=("epoch", "eval_loss"), epoch_metric="epoch", metrics={
-        "train_loss": ("loss",), "val_loss": ("eval_loss",), "val_acc": ("eval_accuracy",),
-        "test_loss": ("test_loss",), "test_acc": ("test_accuracy",)}),
-    Convention("Keras autolog", detect=("val_accuracy", "accuracy"), first_epoch_step=0, metrics={
-        "train_loss": ("loss",), "train_acc": ("accuracy",), "val_loss": ("val_loss",), "val_acc": ("val_accuracy",),
-        "test_loss": ("test_loss",), "test_acc": ("test_accuracy",)}),
+    Convention(
+        "PyTorch Lightning",
+        detect=("epoch", "val_loss"),
+        epoch_metric="epoch",
+        epoch_offset=1,
+        metrics={
+            "train_loss": ("train_loss_epoch", "train_loss"),
+            "train_acc": ("train_acc_epoch", "train_acc"),
+            "val_loss": ("val_loss",),
+            "val_acc": ("val_acc",),
+            "test_loss": ("test_loss",),
+            "test_acc": ("test_acc",),
+        },
+    ),
+    Convention(
+        "Hugging Face Trainer",
+        detect=("epoch", "eval_loss"),
+        epoch_metric="epoch",
+        metrics={
+            "train_loss": ("loss",),
+            "val_loss": ("eval_loss",),
+            "val_acc": ("eval_accuracy",),
+            "test_loss": ("test_loss",),
+            "test_acc": ("test_accuracy",),
+        },
+    ),
+    Convention(
+        "Keras autolog",
+        detect=("val_accuracy", "accuracy"),
+        first_epoch_step=0,
+        metrics={
+            "train_loss": ("loss",),
+            "train_acc": ("accuracy",),
+            "val_loss": ("val_loss",),
+            "val_acc": ("val_accuracy",),
+            "test_loss": ("test_loss",),
+            "test_acc": ("test_accuracy",),
+        },
+    ),
 )
 
 
@@ -92,8 +123,12 @@ def by_epoch(points: pd.DataFrame, convention: Convention) -> pd.DataFrame:
     if convention.epoch_metric is None:
         frame = points.assign(step=points["step"] - convention.first_epoch_step + 1)
     else:
-        epochs = (points[points["metric"] == convention.epoch_metric][["step", "value"]]
-                  .drop_duplicates("step", keep="last").sort_values("step").rename(columns={"value": "epoch"}))
+        epochs = (
+            points[points["metric"] == convention.epoch_metric][["step", "value"]]
+            .drop_duplicates("step", keep="last")
+            .sort_values("step")
+            .rename(columns={"value": "epoch"})
+        )
         frame = points[points["metric"] != convention.epoch_metric].sort_values("step")
         if epochs.empty or frame.empty:
             return frame.iloc[0:0]
@@ -103,8 +138,9 @@ def by_epoch(points: pd.DataFrame, convention: Convention) -> pd.DataFrame:
     return frame.drop_duplicates(["metric", "step"], keep="last")
 
 
-def translate(points: pd.DataFrame, run_id: str, convention: Convention, logged: set[str],
-              roles: list[str]) -> pd.DataFrame:
+def translate(
+    points: pd.DataFrame, run_id: str, convention: Convention, logged: set[str], roles: list[str]
+) -> pd.DataFrame:
     """A foreign run's points (run_id, metric, step, value) as this schema's: its names mapped to `roles`,
     steps turned into 1-based epochs."""
     names = {foreign: role for role, foreign in convention.names(logged).items() if role in roles}
@@ -128,8 +164,11 @@ def with_derived(points: pd.DataFrame, wanted: list[str]) -> pd.DataFrame:
         wide = points.pivot_table(index=["run_id", "step"], columns="metric", values="value", aggfunc="last")
         wide = wide.dropna(subset=accuracies)
         figures = bias_variance(wide[accuracies[0]], wide[accuracies[1]], best_error=0.0)
-        added = pd.DataFrame({m: figures[m] for m in derived}).reset_index().melt(
-            id_vars=["run_id", "step"], var_name="metric", value_name="value")
+        added = (
+            pd.DataFrame({m: figures[m] for m in derived})
+            .reset_index()
+            .melt(id_vars=["run_id", "step"], var_name="metric", value_name="value")
+        )
         points = pd.concat([points, added], ignore_index=True)
     return points[points["metric"].isin(wanted)]
 
@@ -147,9 +186,11 @@ def load_user_conventions(path: Path | None) -> tuple[Convention, ...]:
     for number, table in enumerate(data.get("convention", []), start=1):
         unknown = sorted(set(table) - allowed)
         if unknown or "name" not in table or "detect" not in table:
-            raise ConventionError(f"{path}: convention {number} needs name and detect"
-                                  + (f"; unknown keys {', '.join(unknown)}" if unknown else "")
-                                  + f"; allowed: {', '.join(sorted(allowed))}")
+            raise ConventionError(
+                f"{path}: convention {number} needs name and detect"
+                + (f"; unknown keys {', '.join(unknown)}" if unknown else "")
+                + f"; allowed: {', '.join(sorted(allowed))}"
+            )
         metrics = {role: as_names(table.pop(role)) for role in list(table) if role in map(str, ROLES)}
         conventions.append(Convention(**{**table, "detect": as_names(table["detect"]), "metrics": metrics}))
     return tuple(conventions)

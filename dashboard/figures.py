@@ -1,4 +1,5 @@
 """Pure figure builders: DataFrames in, Plotly figures out. No Streamlit calls, so each is unit-tested."""
+
 import html
 import math
 from dataclasses import dataclass
@@ -9,9 +10,9 @@ import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from core.data_scaling import PowerLaw
+from core.schema import Metric
 from dashboard import formats
-from experiments.data_scaling import PowerLaw
-from experiments.schema import Metric
 
 TRAIN_DASH, VAL_DASH = "dash", "solid"
 BEST_COLOR = "#2ca02c"  # the best trial or run: green reads as good, red as failure
@@ -21,6 +22,7 @@ BASELINE_COLOR = "#ff7f0e"  # the run others are measured against: marked, not j
 @dataclass(frozen=True)
 class Line:
     """One curve of a panel: a metric, of the training or the validation split (dashed or solid), or of neither."""
+
     metric: str
     split: str | None = None  # "train", "val", or None
 
@@ -32,6 +34,7 @@ class Line:
 @dataclass(frozen=True)
 class Panel:
     """One panel of curves side by side: its title and its lines."""
+
     title: str
     lines: tuple[Line, ...]
     percent: bool = False  # accuracies and errors: axis and hover in percent
@@ -41,13 +44,20 @@ class Panel:
 CURVES = {  # what curves of runs can show, one choice each: its panels, drawn side by side
     "loss and accuracy": (
         Panel("loss", (Line(Metric.TRAIN_LOSS, "train"), Line(Metric.VAL_LOSS, "val")), loss=True),
-        Panel("accuracy", (Line(Metric.TRAIN_ACC, "train"), Line(Metric.VAL_ACC, "val")), percent=True)),
-    "bias and variance": (Panel("bias (train error)", (Line(Metric.BIAS),), percent=True),
-                          Panel("variance (val error - train error)", (Line(Metric.VARIANCE),), percent=True)),
-    "calibration": (Panel("validation loss", (Line(Metric.VAL_LOSS),), loss=True),
-                    Panel("validation ECE", (Line(Metric.VAL_ECE),), percent=True)),
-    "speed": (Panel("seconds per epoch", (Line(Metric.EPOCH_SECONDS),)),
-              Panel("training images per second", (Line(Metric.SAMPLES_PER_S),))),
+        Panel("accuracy", (Line(Metric.TRAIN_ACC, "train"), Line(Metric.VAL_ACC, "val")), percent=True),
+    ),
+    "bias and variance": (
+        Panel("bias (train error)", (Line(Metric.BIAS),), percent=True),
+        Panel("variance (val error - train error)", (Line(Metric.VARIANCE),), percent=True),
+    ),
+    "calibration": (
+        Panel("validation loss", (Line(Metric.VAL_LOSS),), loss=True),
+        Panel("validation ECE", (Line(Metric.VAL_ECE),), percent=True),
+    ),
+    "speed": (
+        Panel("seconds per epoch", (Line(Metric.EPOCH_SECONDS),)),
+        Panel("training images per second", (Line(Metric.SAMPLES_PER_S),)),
+    ),
 }
 LEARNING_CURVES = CURVES["loss and accuracy"]
 
@@ -58,8 +68,9 @@ def curve_metrics(panels: tuple[Panel, ...] | None = None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(str(line.metric) for panel in chosen for line in panel.lines))
 
 
-def panels_layout(fig: go.Figure, panels: tuple[Panel, ...], log_loss: bool = False,
-                  metrics: pd.DataFrame | None = None) -> None:
+def panels_layout(
+    fig: go.Figure, panels: tuple[Panel, ...], log_loss: bool = False, metrics: pd.DataFrame | None = None
+) -> None:
     """Each panel's y axis: percent for accuracies and errors, logarithmic for a loss when asked (ticks placed
     from the panel's values in `metrics`)."""
     for col, panel in enumerate(panels, start=1):
@@ -79,8 +90,9 @@ def log_axis(values) -> dict:
         return {"type": "log"}
     low, high = values.min(), values.max()
     multiples = (1, 2, 5) if high / low <= 1e3 else (1,)  # over three decades, the powers of ten alone
-    ticks = [m * 10.0 ** k for k in range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1)
-             for m in multiples]
+    ticks = [
+        m * 10.0**k for k in range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1) for m in multiples
+    ]
     inside = [t for t in ticks if low <= t <= high]
     axis = {"type": "log", "tickmode": "array"}
     if len(inside) < 2:  # a narrow range: widen it to the 1-2-5 values on either side, so that two are labelled
@@ -100,8 +112,12 @@ def epoch_axis(last_epoch) -> dict:
     """An epoch axis with whole-number ticks only (never 1.5), at most about a dozen of them, none past the last
     epoch (the axis's padding would otherwise show epoch 31 of a 30-epoch run)."""
     last = int(last_epoch) if pd.notna(last_epoch) else 1
-    return {"title": {"text": "epoch"}, "tickmode": "array", "tickformat": "d",
-            "tickvals": list(range(1, last + 1, max(1, math.ceil(last / 12))))}
+    return {
+        "title": {"text": "epoch"},
+        "tickmode": "array",
+        "tickformat": "d",
+        "tickvals": list(range(1, last + 1, max(1, math.ceil(last / 12)))),
+    }
 
 
 def value_format(panel: Panel) -> str:
@@ -123,16 +139,24 @@ def run_colors(run_ids: list[str]) -> dict[str, str]:
     return {run_id: palette[i % len(palette)] for i, run_id in enumerate(run_ids)}
 
 
-def learning_curves(metrics: pd.DataFrame, labels: dict[str, str], colors: dict[str, str] | None = None,
-                    x_title: str = "epoch", log_loss: bool = False, panels: tuple[Panel, ...] = LEARNING_CURVES
-                    ) -> go.Figure:
+def learning_curves(
+    metrics: pd.DataFrame,
+    labels: dict[str, str],
+    colors: dict[str, str] | None = None,
+    x_title: str = "epoch",
+    log_loss: bool = False,
+    panels: tuple[Panel, ...] = LEARNING_CURVES,
+) -> go.Figure:
     """The panels' curves per epoch (or along another x, as analysis.along puts it in `step`) for every run: train
     dashed, validation solid, one colour per run (run_colors of the labels' order unless given).
 
     `metrics` is long (run_id, metric, step, value); every logged point is drawn.
     """
-    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[
-        panel.title + " (log scale)" * (panel.loss and log_loss) for panel in panels])
+    fig = make_subplots(
+        rows=1,
+        cols=len(panels),
+        subplot_titles=[panel.title + " (log scale)" * (panel.loss and log_loss) for panel in panels],
+    )
     colors = colors or run_colors(list(labels))
     for run_id, label in labels.items():
         label = html.escape(label)
@@ -142,27 +166,50 @@ def learning_curves(metrics: pd.DataFrame, labels: dict[str, str], colors: dict[
                 points = metrics[(metrics["run_id"] == run_id) & (metrics["metric"] == line.metric)]
                 if points.empty:
                     continue
-                fig.add_trace(go.Scatter(
-                    x=points["step"], y=points["value"], mode="lines+markers",
-                    name=f"{label} ({line.split})" if line.split else label, legendgroup=run_id, showlegend=False,
-                    line={"color": colors[run_id], "dash": line.dash}, marker={"size": 4},
-                    hovertemplate=f"{line.metric} %{{y:{value_format(panel)}}}<extra>{label}</extra>"),
-                    row=1, col=col)
+                fig.add_trace(
+                    go.Scatter(
+                        x=points["step"],
+                        y=points["value"],
+                        mode="lines+markers",
+                        name=f"{label} ({line.split})" if line.split else label,
+                        legendgroup=run_id,
+                        showlegend=False,
+                        line={"color": colors[run_id], "dash": line.dash},
+                        marker={"size": 4},
+                        hovertemplate=f"{line.metric} %{{y:{value_format(panel)}}}<extra>{label}</extra>",
+                    ),
+                    row=1,
+                    col=col,
+                )
     if x_title == "epoch":
         fig.update_xaxes(**epoch_axis(metrics["step"].max() if len(metrics) else 1))
     else:
         fig.update_xaxes(title_text=x_title, tickformat=",~r")
     panels_layout(fig, panels, log_loss, metrics)
-    fig.update_layout(height=440, margin={"t": 40}, hovermode="x unified",
-                      legend={"font": {"size": 10}, "title": {"text": legend_title(panels, "runs")}})
+    fig.update_layout(
+        height=440,
+        margin={"t": 40},
+        hovermode="x unified",
+        legend={"font": {"size": 10}, "title": {"text": legend_title(panels, "runs")}},
+    )
     return fig
 
 
 def legend_entry(fig: go.Figure, label: str, group: str, color: str) -> None:
     """One legend entry for a run or group whose traces (train and validation, two panels) carry none: a click
     on it shows or hides all of them."""
-    fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=label, legendgroup=group, showlegend=True,
-                             line={"color": color}, hoverinfo="skip"))
+    fig.add_trace(
+        go.Scatter(
+            x=[None],
+            y=[None],
+            mode="lines",
+            name=label,
+            legendgroup=group,
+            showlegend=True,
+            line={"color": color},
+            hoverinfo="skip",
+        )
+    )
 
 
 def error_gap(history: pd.DataFrame, best_epoch: int | None = None) -> go.Figure:
@@ -171,15 +218,34 @@ def error_gap(history: pd.DataFrame, best_epoch: int | None = None) -> go.Figure
     `history` is wide: index epoch, columns train_acc and val_acc.
     """
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=history.index, y=1 - history[Metric.TRAIN_ACC], name="train error",
-                             mode="lines+markers", line={"dash": TRAIN_DASH}))
-    fig.add_trace(go.Scatter(x=history.index, y=1 - history[Metric.VAL_ACC], name="validation error",
-                             mode="lines+markers", fill="tonexty", fillcolor="rgba(239,85,59,0.2)"))
+    fig.add_trace(
+        go.Scatter(
+            x=history.index,
+            y=1 - history[Metric.TRAIN_ACC],
+            name="train error",
+            mode="lines+markers",
+            line={"dash": TRAIN_DASH},
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=history.index,
+            y=1 - history[Metric.VAL_ACC],
+            name="validation error",
+            mode="lines+markers",
+            fill="tonexty",
+            fillcolor="rgba(239,85,59,0.2)",
+        )
+    )
     if best_epoch:
         fig.add_vline(x=best_epoch, line_dash="dot", annotation_text=f"best epoch {best_epoch}")
-    fig.update_layout(xaxis=epoch_axis(history.index.max()), yaxis_title="error",
-                      yaxis_tickformat=formats.AXIS_PERCENT, height=360,
-                      margin={"t": 30})
+    fig.update_layout(
+        xaxis=epoch_axis(history.index.max()),
+        yaxis_title="error",
+        yaxis_tickformat=formats.AXIS_PERCENT,
+        height=360,
+        margin={"t": 30},
+    )
     return fig
 
 
@@ -188,16 +254,19 @@ def bias_variance(history: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     for name in (Metric.BIAS, Metric.VARIANCE, Metric.AVOIDABLE_BIAS):
         if name in history:
-            fig.add_trace(go.Scatter(x=history.index, y=history[name], name=str(name).replace("_", " "),
-                                     mode="lines+markers"))
+            fig.add_trace(
+                go.Scatter(x=history.index, y=history[name], name=str(name).replace("_", " "), mode="lines+markers")
+            )
     fig.add_hline(y=0, line_color="gray", line_width=1)
-    fig.update_layout(xaxis=epoch_axis(history.index.max()), yaxis_tickformat=formats.AXIS_PERCENT, height=360,
-                      margin={"t": 30})
+    fig.update_layout(
+        xaxis=epoch_axis(history.index.max()), yaxis_tickformat=formats.AXIS_PERCENT, height=360, margin={"t": 30}
+    )
     return fig
 
 
-def cell_grid(values: np.ndarray, class_names: list[str], text: list[str], marker: dict, hover: str,
-              counts: np.ndarray) -> go.Figure:
+def cell_grid(
+    values: np.ndarray, class_names: list[str], text: list[str], marker: dict, hover: str, counts: np.ndarray
+) -> go.Figure:
     """A class x class grid of square markers (rows true, columns predicted) coloured by `values`.
 
     Markers rather than a heatmap because Plotly heatmaps emit no selection events: a box drawn around a cell
@@ -205,17 +274,37 @@ def cell_grid(values: np.ndarray, class_names: list[str], text: list[str], marke
     """
     n = len(class_names)
     true, pred = np.meshgrid(range(n), range(n), indexing="ij")
-    fig = go.Figure(go.Scatter(
-        x=pred.ravel(), y=true.ravel(), mode="markers+text", text=text, textfont={"size": 11, "color": "#222"},
-        marker={"symbol": "square", "size": 34, "color": values.ravel(), "showscale": True, "line": {"width": 0},
-                **marker},
-        selected={"marker": {"opacity": 1}}, unselected={"marker": {"opacity": 1}},
-        customdata=np.stack([true.ravel(), pred.ravel(), np.asarray(counts).ravel()], axis=1),
-        hovertemplate=hover + "<extra></extra>"))
+    fig = go.Figure(
+        go.Scatter(
+            x=pred.ravel(),
+            y=true.ravel(),
+            mode="markers+text",
+            text=text,
+            textfont={"size": 11, "color": "#222"},
+            marker={
+                "symbol": "square",
+                "size": 34,
+                "color": values.ravel(),
+                "showscale": True,
+                "line": {"width": 0},
+                **marker,
+            },
+            selected={"marker": {"opacity": 1}},
+            unselected={"marker": {"opacity": 1}},
+            customdata=np.stack([true.ravel(), pred.ravel(), np.asarray(counts).ravel()], axis=1),
+            hovertemplate=hover + "<extra></extra>",
+        )
+    )
     ticks = {"tickmode": "array", "tickvals": list(range(n)), "ticktext": escaped(class_names)}
-    fig.update_layout(xaxis={**ticks, "title": "predicted", "side": "top"},
-                      yaxis={**ticks, "title": "true", "autorange": "reversed"},
-                      height=480, width=540, margin={"t": 60}, clickmode="event+select", dragmode="select")
+    fig.update_layout(
+        xaxis={**ticks, "title": "predicted", "side": "top"},
+        yaxis={**ticks, "title": "true", "autorange": "reversed"},
+        height=480,
+        width=540,
+        margin={"t": 60},
+        clickmode="event+select",
+        dragmode="select",
+    )
     return fig
 
 
@@ -223,11 +312,19 @@ def confusion_matrix(matrix: np.ndarray, class_names: list[str], normalize: bool
     """The confusion matrix (rows true, columns predicted), counts or row-normalised; text white on dark cells."""
     counts = np.asarray(matrix)
     rows = counts.sum(axis=1, keepdims=True)
-    values = np.divide(counts, rows, out=np.zeros(counts.shape, dtype=float), where=rows > 0) if normalize \
+    values = (
+        np.divide(counts, rows, out=np.zeros(counts.shape, dtype=float), where=rows > 0)
+        if normalize
         else counts.astype(float)
-    fig = cell_grid(values, class_names, [f"{v:.2f}" if normalize else f"{int(v)}" for v in values.ravel()],
-                    {"colorscale": "Blues"},
-                    "true %{customdata[0]} / predicted %{customdata[1]}: %{customdata[2]} images", counts)
+    )
+    fig = cell_grid(
+        values,
+        class_names,
+        [f"{v:.2f}" if normalize else f"{int(v)}" for v in values.ravel()],
+        {"colorscale": "Blues"},
+        "true %{customdata[0]} / predicted %{customdata[1]}: %{customdata[2]} images",
+        counts,
+    )
     dark = values.ravel() > 0.5 * max(values.max(), 1e-9)
     fig.update_traces(textfont_color=np.where(dark, "white", "#222"))
     return fig
@@ -237,6 +334,7 @@ def confusion_difference(a: np.ndarray, b: np.ndarray, class_names: list[str], l
     """Row-normalised matrix of B minus A (two runs, or two epochs of one), in percentage points of each true
     class's images: red where B puts more of them, blue where fewer; the title says so. A box around a cell
     selects it, as on the confusion matrix."""
+
     def normalised(m):
         m = np.asarray(m, dtype=float)
         return m / np.maximum(m.sum(axis=1, keepdims=True), 1)
@@ -245,29 +343,59 @@ def confusion_difference(a: np.ndarray, b: np.ndarray, class_names: list[str], l
     limit = max(abs(diff).max(), 1e-9)
     a_name, b_name = escaped(labels)
     change = np.asarray(b) - np.asarray(a)
-    fig = cell_grid(diff, class_names, [f"{v:+.1f}" if round(v, 1) else "" for v in diff.ravel()],
-                    {"colorscale": "RdBu_r", "cmin": -limit, "cmax": limit, "colorbar": {"title": {"text": "pp"}}},
-                    f"true %{{customdata[0]}} / predicted %{{customdata[1]}}: {b_name} %{{marker.color:+.1f}} pp of "
-                    f"the true class's images (%{{customdata[2]:+d}} images) against {a_name}", change)
+    fig = cell_grid(
+        diff,
+        class_names,
+        [f"{v:+.1f}" if round(v, 1) else "" for v in diff.ravel()],
+        {"colorscale": "RdBu_r", "cmin": -limit, "cmax": limit, "colorbar": {"title": {"text": "pp"}}},
+        f"true %{{customdata[0]}} / predicted %{{customdata[1]}}: {b_name} %{{marker.color:+.1f}} pp of "
+        f"the true class's images (%{{customdata[2]:+d}} images) against {a_name}",
+        change,
+    )
     text_color = np.where(abs(diff.ravel()) > 0.6 * limit, "white", "#222")
     fig.update_traces(textfont_color=text_color, selected_textfont_color="#222", unselected_textfont_color="#222")
-    fig.update_layout(title={"text": f"{b_name} minus {a_name}<br><sup>red: {b_name} puts more of the true class "
-                                     f"here, blue: fewer (percentage points of the row)</sup>",
-                             "yref": "container", "y": 0.97, "yanchor": "top"},
-                      height=560, width=580, margin={"t": 150})
+    fig.update_layout(
+        title={
+            "text": f"{b_name} minus {a_name}<br><sup>red: {b_name} puts more of the true class "
+            f"here, blue: fewer (percentage points of the row)</sup>",
+            "yref": "container",
+            "y": 0.97,
+            "yanchor": "top",
+        },
+        height=560,
+        width=580,
+        margin={"t": 150},
+    )
     return fig
 
 
 def per_class_accuracy(per_class: pd.DataFrame) -> go.Figure:
-    fig = go.Figure(go.Bar(x=escaped(per_class["name"]), y=per_class["accuracy"],
-                           text=[formats.percent(a) for a in per_class["accuracy"]], textposition="outside"))
-    fig.update_layout(yaxis_tickformat=".0%", yaxis_range=[0, 1.08], xaxis={"title": "class", "type": "category"},
-                      yaxis_title="test accuracy", height=360, margin={"t": 30})
+    fig = go.Figure(
+        go.Bar(
+            x=escaped(per_class["name"]),
+            y=per_class["accuracy"],
+            text=[formats.percent(a) for a in per_class["accuracy"]],
+            textposition="outside",
+        )
+    )
+    fig.update_layout(
+        yaxis_tickformat=".0%",
+        yaxis_range=[0, 1.08],
+        xaxis={"title": "class", "type": "category"},
+        yaxis_title="test accuracy",
+        height=360,
+        margin={"t": 30},
+    )
     return fig
 
 
-def parallel_coordinates(params: pd.DataFrame, score, score_label: str = "test acc",
-                         highlight: int | None = None, highlight_color: str = BEST_COLOR) -> go.Figure:
+def parallel_coordinates(
+    params: pd.DataFrame,
+    score,
+    score_label: str = "test acc",
+    highlight: int | None = None,
+    highlight_color: str = BEST_COLOR,
+) -> go.Figure:
     """Params (one column each; text values become categories) against a score, one line per run;
     the line at position `highlight` (the best trial, a baseline) is drawn in `highlight_color`, last so it lies on
     top, and the others in blues, darker for a higher score."""
@@ -282,27 +410,54 @@ def parallel_coordinates(params: pd.DataFrame, score, score_label: str = "test a
         if numeric and (values > 0).all() and values.max() >= 100 * values.min():  # e.g. lr: a log axis, as values
             ticks = sorted(values.unique())
             if len(ticks) > 8:  # a search's many values: label the powers of ten instead
-                ticks = [10.0 ** p for p in range(math.floor(np.log10(ticks[0])), math.ceil(np.log10(ticks[-1])) + 1)]
-            dimensions.append({"label": f"{html.escape(name)} (log)", "values": np.log10(values),
-                               "tickvals": list(np.log10(ticks)), "ticktext": [f"{t:g}" for t in ticks]})
+                ticks = [10.0**p for p in range(math.floor(np.log10(ticks[0])), math.ceil(np.log10(ticks[-1])) + 1)]
+            dimensions.append(
+                {
+                    "label": f"{html.escape(name)} (log)",
+                    "values": np.log10(values),
+                    "tickvals": list(np.log10(ticks)),
+                    "ticktext": [f"{t:g}" for t in ticks],
+                }
+            )
         elif numeric and (values == values.round()).all() and values.nunique() <= 10:  # a seed: no 0.5 ticks
-            dimensions.append({"label": html.escape(name), "values": values, "tickvals": sorted(values.unique()),
-                               "ticktext": [f"{v:g}" for v in sorted(values.unique())]})
+            dimensions.append(
+                {
+                    "label": html.escape(name),
+                    "values": values,
+                    "tickvals": sorted(values.unique()),
+                    "ticktext": [f"{v:g}" for v in sorted(values.unique())],
+                }
+            )
         elif numeric:
             dimensions.append({"label": html.escape(name), "values": values})
         else:
             codes, names = pd.factorize(params[name].astype(str))
-            dimensions.append({"label": html.escape(name), "values": codes, "tickvals": list(range(len(names))),
-                               "ticktext": escaped(names)})
+            dimensions.append(
+                {
+                    "label": html.escape(name),
+                    "values": codes,
+                    "tickvals": list(range(len(names))),
+                    "ticktext": escaped(names),
+                }
+            )
     dimensions.append({"label": html.escape(score_label), "values": score, "tickformat": formats.AXIS_PERCENT})
-    line = {"color": score, "colorscale": "Viridis", "showscale": True,
-            "colorbar": {"tickformat": formats.AXIS_PERCENT, "title": {"text": html.escape(score_label)}}}
+    line = {
+        "color": score,
+        "colorscale": "Viridis",
+        "showscale": True,
+        "colorbar": {"tickformat": formats.AXIS_PERCENT, "title": {"text": html.escape(score_label)}},
+    }
     if highlight is not None:  # one colour channel only: others 0..0.9 by score, the highlighted line 1
         spread = np.nanmax(score) - np.nanmin(score) or 1.0
         color = 0.9 * (score - np.nanmin(score)) / spread
         color[highlight] = 1.0
-        line = {"color": color, "cmin": 0, "cmax": 1, "showscale": False,
-                "colorscale": [[0, "#c6dbef"], [0.9, "#08306b"], [0.95, "#08306b"], [1, highlight_color]]}
+        line = {
+            "color": color,
+            "cmin": 0,
+            "cmax": 1,
+            "showscale": False,
+            "colorscale": [[0, "#c6dbef"], [0.9, "#08306b"], [0.95, "#08306b"], [1, highlight_color]],
+        }
     fig = go.Figure(go.Parcoords(line=line, dimensions=dimensions, labelangle=-15, labelside="top"))
     first_ticks = dimensions[0].get("ticktext", []) if len(dimensions) > 1 else []
     widest = max((len(str(text)) for text in first_ticks), default=0)  # the first axis's labels sit left of it
@@ -313,10 +468,22 @@ def parallel_coordinates(params: pd.DataFrame, score, score_label: str = "test a
 def param_importances(importances: dict[str, float]) -> go.Figure:
     """Optuna's importance of each searched parameter for the objective, largest on top."""
     ordered = sorted(importances.items(), key=lambda kv: kv[1])
-    fig = go.Figure(go.Bar(x=[v for _, v in ordered], y=escaped(k for k, _ in ordered), orientation="h",
-                           text=[f"{v:.0%}" for _, v in ordered], textposition="outside"))
-    fig.update_layout(xaxis_title="importance (fANOVA, share of objective variance)", xaxis_tickformat=".0%",
-                      xaxis_range=[0, 1.1], height=80 + 40 * len(ordered), margin={"t": 20})
+    fig = go.Figure(
+        go.Bar(
+            x=[v for _, v in ordered],
+            y=escaped(k for k, _ in ordered),
+            orientation="h",
+            text=[f"{v:.0%}" for _, v in ordered],
+            textposition="outside",
+        )
+    )
+    fig.update_layout(
+        xaxis_title="importance (fANOVA, share of objective variance)",
+        xaxis_tickformat=".0%",
+        xaxis_range=[0, 1.1],
+        height=80 + 40 * len(ordered),
+        margin={"t": 20},
+    )
     return fig
 
 
@@ -329,36 +496,71 @@ def data_size_curve(points: pd.DataFrame, fit: PowerLaw | None = None) -> go.Fig
         grid = np.geomspace(min(fit.sizes), 2 * max(fit.sizes), 60)
         bounds = [fit.interval_at(n) for n in grid]
         if all(bounds):
-            fig.add_trace(go.Scatter(x=list(grid) + list(grid[::-1]),
-                                     y=[high for _, high in bounds] + [low for low, _ in bounds[::-1]],
-                                     fill="toself", fillcolor="rgba(239,85,59,0.12)", line={"width": 0},
-                                     hoverinfo="skip", name="fit's 95% band"))
-        fig.add_trace(go.Scatter(x=grid, y=[fit.error_at(n) for n in grid], mode="lines", name="fitted a·n^-b + c",
-                                 line={"dash": "dot", "color": "rgb(239,85,59)"},
-                                 hovertemplate=f"%{{x:,.0f}} images: %{{y:{formats.HOVER_PERCENT}}}<extra>fit</extra>"))
-    fig.add_trace(go.Scatter(x=points["train_size"], y=points["train_error"], name="train error",
-                             mode="lines+markers", line={"dash": TRAIN_DASH}))
-    fig.add_trace(go.Scatter(x=points["train_size"], y=points["val_error"], name="validation error",
-                             mode="lines+markers"))
+            fig.add_trace(
+                go.Scatter(
+                    x=list(grid) + list(grid[::-1]),
+                    y=[high for _, high in bounds] + [low for low, _ in bounds[::-1]],
+                    fill="toself",
+                    fillcolor="rgba(239,85,59,0.12)",
+                    line={"width": 0},
+                    hoverinfo="skip",
+                    name="fit's 95% band",
+                )
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=grid,
+                y=[fit.error_at(n) for n in grid],
+                mode="lines",
+                name="fitted a·n^-b + c",
+                line={"dash": "dot", "color": "rgb(239,85,59)"},
+                hovertemplate=f"%{{x:,.0f}} images: %{{y:{formats.HOVER_PERCENT}}}<extra>fit</extra>",
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=points["train_size"],
+            y=points["train_error"],
+            name="train error",
+            mode="lines+markers",
+            line={"dash": TRAIN_DASH},
+        )
+    )
+    fig.add_trace(
+        go.Scatter(x=points["train_size"], y=points["val_error"], name="validation error", mode="lines+markers")
+    )
     sizes = list(points["train_size"]) + ([2 * max(fit.sizes)] if fit is not None else [])
-    fig.update_layout(xaxis={"type": "log", "title": "training images", "tickmode": "array", "tickvals": sizes,
-                             "ticktext": [formats.count(n) for n in sizes]},
-                      yaxis_title="error", yaxis_tickformat=formats.AXIS_PERCENT, height=360, margin={"t": 30})
+    fig.update_layout(
+        xaxis={
+            "type": "log",
+            "title": "training images",
+            "tickmode": "array",
+            "tickvals": sizes,
+            "ticktext": [formats.count(n) for n in sizes],
+        },
+        yaxis_title="error",
+        yaxis_tickformat=formats.AXIS_PERCENT,
+        height=360,
+        margin={"t": 30},
+    )
     return fig
 
 
 def translucent(color: str, alpha: float) -> str:
     """A Plotly colour ('#rrggbb' or 'rgb(r, g, b)') with the given opacity."""
     if color.startswith("#"):
-        r, g, b = (int(color[i:i + 2], 16) for i in (1, 3, 5))
+        r, g, b = (int(color[i : i + 2], 16) for i in (1, 3, 5))
     else:
-        r, g, b = (int(float(v)) for v in color[color.index("(") + 1:color.index(")")].split(",")[:3])
+        r, g, b = (int(float(v)) for v in color[color.index("(") + 1 : color.index(")")].split(",")[:3])
     return f"rgba({r},{g},{b},{alpha})"
 
 
-def banded_curves(band_frame: pd.DataFrame, members: pd.DataFrame | None = None,
-                  member_group: dict[str, str] | None = None, panels: tuple[Panel, ...] = LEARNING_CURVES
-                  ) -> go.Figure:
+def banded_curves(
+    band_frame: pd.DataFrame,
+    members: pd.DataFrame | None = None,
+    member_group: dict[str, str] | None = None,
+    panels: tuple[Panel, ...] = LEARNING_CURVES,
+) -> go.Figure:
     """The panels' curves per epoch for every group of runs: the mean over its runs as a line (train dashed,
     validation solid) inside its shaded 95% interval, N in the legend; `members` (long points, with
     member_group mapping each run to its group) draws each run faintly behind."""
@@ -377,35 +579,69 @@ def banded_curves(band_frame: pd.DataFrame, members: pd.DataFrame | None = None,
                 if members is not None:
                     for run_id in [r for r, g in (member_group or {}).items() if g == group]:
                         own = members[(members["run_id"] == run_id) & (members["metric"] == name)]
-                        fig.add_trace(go.Scatter(x=own["step"], y=own["value"], mode="lines", showlegend=False,
-                                                 legendgroup=group, hoverinfo="skip",
-                                                 line={"color": translucent(color, 0.35), "width": 1, "dash": dash}),
-                                      row=1, col=col)
+                        fig.add_trace(
+                            go.Scatter(
+                                x=own["step"],
+                                y=own["value"],
+                                mode="lines",
+                                showlegend=False,
+                                legendgroup=group,
+                                hoverinfo="skip",
+                                line={"color": translucent(color, 0.35), "width": 1, "dash": dash},
+                            ),
+                            row=1,
+                            col=col,
+                        )
                 banded = band.dropna(subset=["low", "high"])
                 if not banded.empty:
-                    fig.add_trace(go.Scatter(x=list(banded["step"]) + list(banded["step"])[::-1],
-                                             y=list(banded["high"]) + list(banded["low"])[::-1], fill="toself",
-                                             mode="lines",
-                                             fillcolor=translucent(color, 0.18), line={"width": 0}, hoverinfo="skip",
-                                             showlegend=False, legendgroup=group), row=1, col=col)
+                    fig.add_trace(
+                        go.Scatter(
+                            x=list(banded["step"]) + list(banded["step"])[::-1],
+                            y=list(banded["high"]) + list(banded["low"])[::-1],
+                            fill="toself",
+                            mode="lines",
+                            fillcolor=translucent(color, 0.18),
+                            line={"width": 0},
+                            hoverinfo="skip",
+                            showlegend=False,
+                            legendgroup=group,
+                        ),
+                        row=1,
+                        col=col,
+                    )
                 shown = value_format(panel)
-                fig.add_trace(go.Scatter(
-                    x=band["step"], y=band["mean"], mode="lines+markers", name=label, legendgroup=group,
-                    showlegend=not shown_in_legend, line={"color": color, "dash": dash}, marker={"size": 4},
-                    customdata=np.stack([band["low"], band["high"], band["n"]], axis=1),
-                    hovertemplate=f"{label}<br>{name}: mean %{{y:{shown}}} (95% CI %{{customdata[0]:{shown}}} to "
-                                  f"%{{customdata[1]:{shown}}}, N=%{{customdata[2]}}) at epoch %{{x}}<extra></extra>"),
-                    row=1, col=col)
+                fig.add_trace(
+                    go.Scatter(
+                        x=band["step"],
+                        y=band["mean"],
+                        mode="lines+markers",
+                        name=label,
+                        legendgroup=group,
+                        showlegend=not shown_in_legend,
+                        line={"color": color, "dash": dash},
+                        marker={"size": 4},
+                        customdata=np.stack([band["low"], band["high"], band["n"]], axis=1),
+                        hovertemplate=f"{label}<br>{name}: mean %{{y:{shown}}} (95% CI %{{customdata[0]:{shown}}} to "
+                        f"%{{customdata[1]:{shown}}}, N=%{{customdata[2]}}) at epoch %{{x}}<extra></extra>",
+                    ),
+                    row=1,
+                    col=col,
+                )
                 shown_in_legend = True
     fig.update_xaxes(**epoch_axis(band_frame["step"].max() if len(band_frame) else 1))
     panels_layout(fig, panels)
-    fig.update_layout(height=420, margin={"t": 40}, hovermode="x unified",
-                      legend={"font": {"size": 10}, "title": {"text": legend_title(panels, "mean, 95% band")}})
+    fig.update_layout(
+        height=420,
+        margin={"t": 40},
+        hovermode="x unified",
+        legend={"font": {"size": 10}, "title": {"text": legend_title(panels, "mean, 95% band")}},
+    )
     return fig
 
 
-def step_losses(raw: pd.DataFrame, smooth: pd.DataFrame, labels: dict[str, str],
-                colors: dict[str, str] | None = None) -> go.Figure:
+def step_losses(
+    raw: pd.DataFrame, smooth: pd.DataFrame, labels: dict[str, str], colors: dict[str, str] | None = None
+) -> go.Figure:
     """Training loss per optimisation step for every run: the smoothed curve bold, the raw one faint behind; one
     colour per run (run_colors of the labels' order unless given)."""
     fig = go.Figure()
@@ -414,12 +650,26 @@ def step_losses(raw: pd.DataFrame, smooth: pd.DataFrame, labels: dict[str, str],
         label = html.escape(label)
         for frame, width, alpha, shown in ((raw, 1, 0.3, False), (smooth, 2, 1.0, True)):
             points = frame[frame["run_id"] == run_id]
-            fig.add_trace(go.Scatter(x=points["step"], y=points["value"], mode="lines", name=label,
-                                     legendgroup=run_id, showlegend=shown, hoverinfo="skip" if not shown else None,
-                                     line={"color": translucent(colors[run_id], alpha), "width": width},
-                                     hovertemplate=f"{label}<br>loss %{{y:.4f}} at step %{{x}}<extra></extra>"))
-    fig.update_layout(xaxis_title="optimisation step", yaxis={"title": "training loss", **log_axis(raw["value"])},
-                      height=360, margin={"t": 30}, legend={"font": {"size": 10}})
+            fig.add_trace(
+                go.Scatter(
+                    x=points["step"],
+                    y=points["value"],
+                    mode="lines",
+                    name=label,
+                    legendgroup=run_id,
+                    showlegend=shown,
+                    hoverinfo="skip" if not shown else None,
+                    line={"color": translucent(colors[run_id], alpha), "width": width},
+                    hovertemplate=f"{label}<br>loss %{{y:.4f}} at step %{{x}}<extra></extra>",
+                )
+            )
+    fig.update_layout(
+        xaxis_title="optimisation step",
+        yaxis={"title": "training loss", **log_axis(raw["value"])},
+        height=360,
+        margin={"t": 30},
+        legend={"font": {"size": 10}},
+    )
     return fig
 
 
@@ -427,16 +677,31 @@ def calibration_curves(history: pd.DataFrame, rising_from: int | None) -> go.Fig
     """Validation loss (left axis) and expected calibration error (right axis) per epoch, with the epoch from which
     the loss rises while accuracy holds marked. `history` is wide: index epoch, columns val_loss and val_ece."""
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(go.Scatter(x=history.index, y=history[Metric.VAL_LOSS], name="val loss", mode="lines+markers",
-                             hovertemplate="%{y:.4f}"), secondary_y=False)
+    fig.add_trace(
+        go.Scatter(
+            x=history.index, y=history[Metric.VAL_LOSS], name="val loss", mode="lines+markers", hovertemplate="%{y:.4f}"
+        ),
+        secondary_y=False,
+    )
     if Metric.VAL_ECE in history:
-        fig.add_trace(go.Scatter(x=history.index, y=history[Metric.VAL_ECE], name="val ECE", mode="lines+markers",
-                                 line={"dash": TRAIN_DASH, "color": "#ff7f0e"},
-                                 hovertemplate=f"%{{y:{formats.HOVER_PERCENT}}}"),
-                      secondary_y=True)
+        fig.add_trace(
+            go.Scatter(
+                x=history.index,
+                y=history[Metric.VAL_ECE],
+                name="val ECE",
+                mode="lines+markers",
+                line={"dash": TRAIN_DASH, "color": "#ff7f0e"},
+                hovertemplate=f"%{{y:{formats.HOVER_PERCENT}}}",
+            ),
+            secondary_y=True,
+        )
     if rising_from is not None:
-        fig.add_vline(x=rising_from, line_dash="dot", line_color="#d62728",
-                      annotation_text=f"loss rises after epoch {rising_from}")
+        fig.add_vline(
+            x=rising_from,
+            line_dash="dot",
+            line_color="#d62728",
+            annotation_text=f"loss rises after epoch {rising_from}",
+        )
     fig.update_xaxes(**epoch_axis(history.index.max()))
     fig.update_yaxes(title_text="val loss (cross-entropy)", secondary_y=False, rangemode="tozero")
     fig.update_yaxes(title_text="val ECE", tickformat=formats.AXIS_PERCENT, secondary_y=True, rangemode="tozero")
@@ -452,21 +717,45 @@ def reliability_diagram(table: dict, epoch: int) -> go.Figure:
     accuracy, confidence = (np.asarray(table[k], dtype=float) for k in ("accuracy", "confidence"))
     counts = np.asarray(table["counts"])
     fig = go.Figure()
-    fig.add_trace(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=accuracy, width=np.diff(edges) * 0.95, name="accuracy",
-                         customdata=np.c_[counts, confidence], text=[f"{n:,}" if n else "" for n in counts],
-                         textposition="outside", cliponaxis=False,
-                         hovertemplate=f"mean confidence %{{customdata[1]:{formats.HOVER_PERCENT}}}: accuracy "
-                                       f"%{{y:{formats.HOVER_PERCENT}}} of %{{customdata[0]:,}} images<extra></extra>"))
-    fig.add_trace(go.Scatter(x=confidence, y=accuracy, mode="markers", name="at the bin's mean confidence",
-                             marker={"color": "#d62728", "size": 7}, hoverinfo="skip"))
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
-                             line={"dash": "dot", "color": "gray"}))
-    fig.update_layout(xaxis={"title": {"text": "confidence (top class probability)"}, "range": [0, 1],
-                             "tickformat": formats.AXIS_PERCENT},
-                      yaxis={"title": {"text": "accuracy"}, "range": [0, 1], "tickformat": formats.AXIS_PERCENT},
-                      title={"text": f"Reliability, validation set after epoch {epoch}", "font": {"size": 14}},
-                      height=360, margin={"t": 60, "r": 40},  # room for the counts above full bars
-                      legend={"orientation": "h", "y": -0.25})
+    fig.add_trace(
+        go.Bar(
+            x=(edges[:-1] + edges[1:]) / 2,
+            y=accuracy,
+            width=np.diff(edges) * 0.95,
+            name="accuracy",
+            customdata=np.c_[counts, confidence],
+            text=[f"{n:,}" if n else "" for n in counts],
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate=f"mean confidence %{{customdata[1]:{formats.HOVER_PERCENT}}}: accuracy "
+            f"%{{y:{formats.HOVER_PERCENT}}} of %{{customdata[0]:,}} images<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=confidence,
+            y=accuracy,
+            mode="markers",
+            name="at the bin's mean confidence",
+            marker={"color": "#d62728", "size": 7},
+            hoverinfo="skip",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated", line={"dash": "dot", "color": "gray"})
+    )
+    fig.update_layout(
+        xaxis={
+            "title": {"text": "confidence (top class probability)"},
+            "range": [0, 1],
+            "tickformat": formats.AXIS_PERCENT,
+        },
+        yaxis={"title": {"text": "accuracy"}, "range": [0, 1], "tickformat": formats.AXIS_PERCENT},
+        title={"text": f"Reliability, validation set after epoch {epoch}", "font": {"size": 14}},
+        height=360,
+        margin={"t": 60, "r": 40},  # room for the counts above full bars
+        legend={"orientation": "h", "y": -0.25},
+    )
     return fig
 
 
@@ -476,13 +765,23 @@ def class_epoch_heatmap(frame: pd.DataFrame, value: str, title: str, diverging: 
     grid = frame.pivot_table(index="name", columns="epoch", values=value, sort=False)
     limit = float(np.nanmax(np.abs(grid.to_numpy()))) if grid.notna().any().any() else 1.0
     scale = {"colorscale": "RdBu_r", "zmid": 0.0} if diverging else {"colorscale": "Reds", "zmin": 0.0, "zmax": limit}
-    fig = go.Figure(go.Heatmap(z=grid.to_numpy() * 100, x=grid.columns, y=escaped(grid.index),
-                               colorbar={"title": {"text": "pp" if diverging else "%"}},
-                               hovertemplate="class %{y}, epoch %{x}: %{z:.1f}" + (" pp" if diverging else "%")
-                                             + "<extra></extra>",
-                               **{k: v * 100 if k.startswith("z") else v for k, v in scale.items()}))
-    fig.update_layout(title={"text": title, "font": {"size": 14}}, xaxis=epoch_axis(grid.columns.max()),
-                      yaxis={"type": "category", "autorange": "reversed"}, height=360, margin={"t": 40})
+    fig = go.Figure(
+        go.Heatmap(
+            z=grid.to_numpy() * 100,
+            x=grid.columns,
+            y=escaped(grid.index),
+            colorbar={"title": {"text": "pp" if diverging else "%"}},
+            hovertemplate="class %{y}, epoch %{x}: %{z:.1f}" + (" pp" if diverging else "%") + "<extra></extra>",
+            **{k: v * 100 if k.startswith("z") else v for k, v in scale.items()},
+        )
+    )
+    fig.update_layout(
+        title={"text": title, "font": {"size": 14}},
+        xaxis=epoch_axis(grid.columns.max()),
+        yaxis={"type": "category", "autorange": "reversed"},
+        height=360,
+        margin={"t": 40},
+    )
     return fig
 
 
@@ -492,18 +791,52 @@ def capacity_curve(points: pd.DataFrame, sweet_spot: int) -> go.Figure:
     the model underfits, right of it the extra capacity buys nothing or overfits."""
     hover = "width %{customdata:g}, %{x:,} params: %{y:" + formats.HOVER_PERCENT + "}"
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=points["params_total"], y=points["train_error"], name="train error",
-                             mode="lines+markers", line={"dash": TRAIN_DASH}, customdata=points["width"],
-                             hovertemplate=hover))
-    fig.add_trace(go.Scatter(x=points["params_total"], y=points["val_error"], name="validation error",
-                             mode="lines+markers", customdata=points["width"], hovertemplate=hover))
+    fig.add_trace(
+        go.Scatter(
+            x=points["params_total"],
+            y=points["train_error"],
+            name="train error",
+            mode="lines+markers",
+            line={"dash": TRAIN_DASH},
+            customdata=points["width"],
+            hovertemplate=hover,
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=points["params_total"],
+            y=points["val_error"],
+            name="validation error",
+            mode="lines+markers",
+            customdata=points["width"],
+            hovertemplate=hover,
+        )
+    )
     best = points.iloc[sweet_spot]
-    fig.add_trace(go.Scatter(x=[best["params_total"]], y=[best["val_error"]], mode="markers", name="sweet spot",
-                             marker={"symbol": "star", "size": 16, "color": BEST_COLOR}, hoverinfo="skip"))
-    fig.update_layout(xaxis={"type": "log", "title": "parameters", "tickmode": "array",
-                             "tickvals": list(points["params_total"]),
-                             "ticktext": [f"{formats.count(n)}<br>×{w:g}" for n, w in
-                                          zip(points["params_total"], points["width"], strict=True)]},
-                      yaxis_title="error", yaxis_tickformat=formats.AXIS_PERCENT, yaxis_rangemode="tozero",
-                      height=380, margin={"t": 30})
+    fig.add_trace(
+        go.Scatter(
+            x=[best["params_total"]],
+            y=[best["val_error"]],
+            mode="markers",
+            name="sweet spot",
+            marker={"symbol": "star", "size": 16, "color": BEST_COLOR},
+            hoverinfo="skip",
+        )
+    )
+    fig.update_layout(
+        xaxis={
+            "type": "log",
+            "title": "parameters",
+            "tickmode": "array",
+            "tickvals": list(points["params_total"]),
+            "ticktext": [
+                f"{formats.count(n)}<br>×{w:g}" for n, w in zip(points["params_total"], points["width"], strict=True)
+            ],
+        },
+        yaxis_title="error",
+        yaxis_tickformat=formats.AXIS_PERCENT,
+        yaxis_rangemode="tozero",
+        height=380,
+        margin={"t": 30},
+    )
     return fig

@@ -5,12 +5,13 @@ Text gets the functions below; tables get their column configs here and are draw
 Streamlit's own "percent" column format drops trailing zeros (83%, 79.8% and 82.5% in one column) and a printf
 format cannot scale a fraction, so percentage columns are drawn from a copy scaled to 0-100.
 """
+
 import math
 
 import pandas as pd
 import streamlit as st  # column configs only: nothing here draws
 
-from experiments.schema import Tag
+from core.schema import Tag
 
 DECIMALS = 2
 PERCENT_FORMAT = f"%.{DECIMALS}f%%"
@@ -72,8 +73,13 @@ def seconds_column(label: str, help: str | None = None) -> dict:
 
 def shown(table: pd.DataFrame, config: dict) -> pd.DataFrame:
     """The table as drawn with `config`: its percentage and percentage-point columns scaled from fractions."""
-    scaled = [name for name, column in config.items() if name in table.columns and isinstance(column, dict)
-              and column.get("type_config", {}).get("format") in (PERCENT_FORMAT, POINTS_FORMAT, SPREAD_FORMAT)]
+    scaled = [
+        name
+        for name, column in config.items()
+        if name in table.columns
+        and isinstance(column, dict)
+        and column.get("type_config", {}).get("format") in (PERCENT_FORMAT, POINTS_FORMAT, SPREAD_FORMAT)
+    ]
     return table.assign(**{name: table[name] * 100 for name in scaled})
 
 

@@ -3,6 +3,7 @@
 Each `fetch_*` function is plain (client in, DataFrame out) so benchmarks and tests can call it cold;
 each `load_*` wrapper caches it per tracking URI. Nothing here writes to the store.
 """
+
 import functools
 import json
 import os
@@ -19,26 +20,68 @@ import streamlit as st
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from dashboard.bulk import (POINT_COLUMNS, StoredRun, experiment_names, metric_names, metric_points,
-                            stored_runs)
-from dashboard.conventions import (Convention, ConventionError, detect, load_user_conventions, roles_to_read,
-                                   translate, user_conventions_path, with_derived)
-from experiments.data import images_sha256, load_split
-from experiments.diagnosis import Yardstick, best_epoch, best_error_for, verdicts
-from experiments.schema import Metric, Param, Tag, Value
-from experiments.settings import EXPERIMENT_SETTINGS, config_group, unset
-from experiments.tracking import (StoreError, artifact_root, lost_since, now_ms, probe_server, sqlite_path,
-                                  store_problem, tracking_uri)
+from core.datasets import images_sha256, load_split
+from core.diagnosis import Yardstick, best_epoch, best_error_for, verdicts
+from core.liveness import lost_since, now_ms
+from core.schema import Metric, Param, Tag, Value
+from core.settings import EXPERIMENT_SETTINGS, config_group, unset
+from core.store import StoreError, artifact_root, probe_server, sqlite_path, store_problem, tracking_uri
+from dashboard.bulk import POINT_COLUMNS, StoredRun, experiment_names, metric_names, metric_points, stored_runs
+from dashboard.conventions import (
+    Convention,
+    ConventionError,
+    detect,
+    load_user_conventions,
+    roles_to_read,
+    translate,
+    user_conventions_path,
+    with_derived,
+)
 
 READ_SECONDS = "read_seconds"  # load_runs' attrs: how long the read behind a (cached) frame took
 CACHE_SECONDS = 30  # runs change while training; pages that show running runs refresh sooner
-RUN_COLUMNS = ["run_id", "experiment", "run_name", "model", "dataset", "convention", "reading", "status", "start",
-               "duration_s", "epochs", "params_epochs", "test_acc", "best_val_acc", "best_epoch", "gap", "diagnosis",
-               "params_total", "suite", "sweep", "params", "yardstick", "config", "config_group", "train_size",
-               "test_size", "val_size", "diverged"]
+RUN_COLUMNS = [
+    "run_id",
+    "experiment",
+    "run_name",
+    "model",
+    "dataset",
+    "convention",
+    "reading",
+    "status",
+    "start",
+    "duration_s",
+    "epochs",
+    "params_epochs",
+    "test_acc",
+    "best_val_acc",
+    "best_epoch",
+    "gap",
+    "diagnosis",
+    "params_total",
+    "suite",
+    "sweep",
+    "params",
+    "yardstick",
+    "config",
+    "config_group",
+    "train_size",
+    "test_size",
+    "val_size",
+    "diverged",
+]
 SWEEP_COLUMNS = ["run_id", "sweep", "status", "start", "method", "pruner", "planned", "best_value"]
-TRIAL_COLUMNS = ["run_id", "run_name", "trial", "state", "status", "best_val_acc", "test_acc", "epochs_trained",
-                 "params"]
+TRIAL_COLUMNS = [
+    "run_id",
+    "run_name",
+    "trial",
+    "state",
+    "status",
+    "best_val_acc",
+    "test_acc",
+    "epochs_trained",
+    "params",
+]
 
 
 @dataclass(frozen=True)
@@ -71,8 +114,9 @@ class Reading:
         return cls(detect(logged, user), logged)
 
 
-def metric_frame(client: MlflowClient, run_ids: list[str], names: list[str],
-                 readings: dict[str, Reading] | None = None) -> pd.DataFrame:
+def metric_frame(
+    client: MlflowClient, run_ids: list[str], names: list[str], readings: dict[str, Reading] | None = None
+) -> pd.DataFrame:
     """Every point of the schema metrics `names` for `run_ids` (run_id, metric, step = epoch, value), whatever
     names each run logged them under (dashboard.conventions); a step logged twice (e.g. a resumed run) keeps its
     last value. `readings` say how to read each run; looked up when not given."""
@@ -85,8 +129,9 @@ def metric_frame(client: MlflowClient, run_ids: list[str], names: list[str],
         foreign = [n for role, n in reading.convention.names(reading.logged).items() if role in roles]
         wanted = foreign + ([reading.convention.epoch_metric] if reading.convention.epoch_metric else [])
         if foreign:
-            translated = translate(metric_points(client, [run_id], wanted), run_id, reading.convention,
-                                   reading.logged, roles)
+            translated = translate(
+                metric_points(client, [run_id], wanted), run_id, reading.convention, reading.logged, roles
+            )
             frames.append(with_derived(translated, names))
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=POINT_COLUMNS)
     frame = frame.astype({"step": int, "value": float}) if len(frame) else frame
@@ -157,26 +202,39 @@ def run_row(run: StoredRun, experiments: dict, reading: Reading) -> dict:
     params, metrics, tags = run.params, run.metrics, run.tags
     logged = {Metric.BEST_EPOCH, Metric.BEST_VAL_ACC, Metric.EPOCHS_TRAINED} <= set(metrics) and Tag.DIAGNOSIS in tags
     return {
-        "run_id": run.run_id, "experiment": experiments.get(run.experiment_id, run.experiment_id),
-        "run_name": run.name or run.run_id[:8], "model": model_name(params),
-        "dataset": dataset_name(run), "convention": reading.convention.name, "reading": reading,
-        "status": status_of(run.status, run.lifecycle_stage, tags), "start": run.start_time, "end": run.end_time,
+        "run_id": run.run_id,
+        "experiment": experiments.get(run.experiment_id, run.experiment_id),
+        "run_name": run.name or run.run_id[:8],
+        "model": model_name(params),
+        "dataset": dataset_name(run),
+        "convention": reading.convention.name,
+        "reading": reading,
+        "status": status_of(run.status, run.lifecycle_stage, tags),
+        "start": run.start_time,
+        "end": run.end_time,
         "params_epochs": number(params.get(Param.EPOCHS)),
-        "epochs": metrics.get(Metric.EPOCHS_TRAINED, np.nan), "best_val_acc": metrics.get(Metric.BEST_VAL_ACC, np.nan),
+        "epochs": metrics.get(Metric.EPOCHS_TRAINED, np.nan),
+        "best_val_acc": metrics.get(Metric.BEST_VAL_ACC, np.nan),
         "best_epoch": metrics.get(Metric.BEST_EPOCH, np.nan),
         "test_acc": metrics.get(reading.convention.names(reading.logged).get(Metric.TEST_ACC), np.nan),
-        "gap": metrics.get(Metric.VARIANCE, np.nan), "diagnosis": tags.get(Tag.DIAGNOSIS, ""),
+        "gap": metrics.get(Metric.VARIANCE, np.nan),
+        "diagnosis": tags.get(Tag.DIAGNOSIS, ""),
         "params_total": metrics.get(Metric.PARAMS_TOTAL, np.nan),
-        "suite": tags.get(Tag.SUITE, ""), "sweep": tags.get(Tag.SWEEP, ""),
+        "suite": tags.get(Tag.SUITE, ""),
+        "sweep": tags.get(Tag.SWEEP, ""),
         "params": params,
-        "yardstick": Yardstick(best_error_for(params.get(Param.DATASET),
-                                              params.get(Param.BEST_ERROR, reading.convention.best_error)),
-                               count(params.get(Param.TRAIN_EVAL_SIZE)), count(params.get(Param.VAL_SIZE))),
+        "yardstick": Yardstick(
+            best_error_for(params.get(Param.DATASET), params.get(Param.BEST_ERROR, reading.convention.best_error)),
+            count(params.get(Param.TRAIN_EVAL_SIZE)),
+            count(params.get(Param.VAL_SIZE)),
+        ),
         "derive": not logged,
-        "config": {name: params[name] for name in EXPERIMENT_SETTINGS
-                   if name in params and not unset(name, params[name])},
+        "config": {
+            name: params[name] for name in EXPERIMENT_SETTINGS if name in params and not unset(name, params[name])
+        },
         "config_group": tags.get(Tag.CONFIG_GROUP) or config_group(params),
-        "train_size": count(params.get(Param.TRAIN_SIZE)), "test_size": count(params.get(Param.TEST_SIZE)),
+        "train_size": count(params.get(Param.TRAIN_SIZE)),
+        "test_size": count(params.get(Param.TEST_SIZE)),
         "val_size": count(params.get(Param.VAL_SIZE)),
         "diverged": Tag.DIVERGED_AT_STEP in tags,
     }
@@ -185,30 +243,46 @@ def run_row(run: StoredRun, experiments: dict, reading: Reading) -> dict:
 def with_times(table: pd.DataFrame) -> pd.DataFrame:
     """Start as a UTC timestamp and duration in seconds (running runs: until now), converted column-wise."""
     end = table["end"].fillna(now_ms())
-    return table.assign(start=pd.to_datetime(table["start"], unit="ms", utc=True),
-                        duration_s=(end - table["start"]) / 1000).drop(columns="end")
+    return table.assign(
+        start=pd.to_datetime(table["start"], unit="ms", utc=True), duration_s=(end - table["start"]) / 1000
+    ).drop(columns="end")
 
 
 def with_derived_verdicts(client: MlflowClient, table: pd.DataFrame) -> pd.DataFrame:
     """Fill epochs, best epoch, best val acc, gap and diagnosis of the runs that did not log them, from their
-    train/val accuracy histories, through the runner's own experiments.diagnosis.verdict."""
+    train/val accuracy histories, through the runner's own core.diagnosis.verdict."""
     unknown = table.loc[table["derive"], "yardstick"].to_dict()
     if not unknown:
         return table
     diverged = set(table.index[table["diverged"]])
-    points = metric_frame(client, list(unknown), [Metric.TRAIN_ACC, Metric.VAL_ACC],
-                          table.loc[list(unknown), "reading"].to_dict())
+    points = metric_frame(
+        client, list(unknown), [Metric.TRAIN_ACC, Metric.VAL_ACC], table.loc[list(unknown), "reading"].to_dict()
+    )
     judged = verdicts(points, unknown, diverged)
-    rows = {run_id: {"epochs": v.epochs_trained, "best_epoch": v.best_epoch, "best_val_acc": v.best_val_acc,
-                     "gap": v.gap, "diagnosis": v.diagnosis} for run_id, v in judged.items()}
+    rows = {
+        run_id: {
+            "epochs": v.epochs_trained,
+            "best_epoch": v.best_epoch,
+            "best_val_acc": v.best_val_acc,
+            "gap": v.gap,
+            "diagnosis": v.diagnosis,
+        }
+        for run_id, v in judged.items()
+    }
     val = points[points["metric"] == Metric.VAL_ACC]
     for run_id, history in val.groupby("run_id"):  # no train accuracy (e.g. Hugging Face): no gap or diagnosis
         if run_id not in rows:
             epoch, best = best_epoch(history.set_index("step")["value"])
-            rows[run_id] = {"epochs": int(history["step"].max()), "best_epoch": epoch, "best_val_acc": best,
-                            "gap": np.nan, "diagnosis": ""}
-    derived = pd.DataFrame.from_dict(rows, orient="index",
-                                     columns=["epochs", "best_epoch", "best_val_acc", "gap", "diagnosis"])
+            rows[run_id] = {
+                "epochs": int(history["step"].max()),
+                "best_epoch": epoch,
+                "best_val_acc": best,
+                "gap": np.nan,
+                "diagnosis": "",
+            }
+    derived = pd.DataFrame.from_dict(
+        rows, orient="index", columns=["epochs", "best_epoch", "best_val_acc", "gap", "diagnosis"]
+    )
     table = table.copy()
     table.loc[derived.index, derived.columns] = derived
     return table
@@ -260,12 +334,19 @@ def search_tagged(client: MlflowClient, filter_string: str) -> list:
 
 def fetch_sweeps(client: MlflowClient) -> pd.DataFrame:
     """One row per sweep (its parent run), newest first."""
-    rows = [{"run_id": run.info.run_id, "sweep": run.data.tags.get(Tag.SWEEP, run.info.run_name),
-             "status": run.info.status, "start": pd.to_datetime(run.info.start_time, unit="ms", utc=True),
-             "method": run.data.params.get(Param.SWEEP_METHOD, "?"), "pruner": run.data.params.get(Param.SWEEP_PRUNER),
-             "planned": pd.to_numeric(run.data.params.get(Param.SWEEP_TRIALS), errors="coerce"),
-             "best_value": run.data.metrics.get(Metric.SWEEP_BEST, np.nan)}
-            for run in search_tagged(client, f"tags.{Tag.RUN_KIND} = '{Value.RUN_KIND_SWEEP}'")]
+    rows = [
+        {
+            "run_id": run.info.run_id,
+            "sweep": run.data.tags.get(Tag.SWEEP, run.info.run_name),
+            "status": run.info.status,
+            "start": pd.to_datetime(run.info.start_time, unit="ms", utc=True),
+            "method": run.data.params.get(Param.SWEEP_METHOD, "?"),
+            "pruner": run.data.params.get(Param.SWEEP_PRUNER),
+            "planned": pd.to_numeric(run.data.params.get(Param.SWEEP_TRIALS), errors="coerce"),
+            "best_value": run.data.metrics.get(Metric.SWEEP_BEST, np.nan),
+        }
+        for run in search_tagged(client, f"tags.{Tag.RUN_KIND} = '{Value.RUN_KIND_SWEEP}'")
+    ]
     return pd.DataFrame(rows, columns=SWEEP_COLUMNS).sort_values("start", ascending=False, ignore_index=True)
 
 
@@ -275,14 +356,21 @@ def fetch_sweep_trials(client: MlflowClient, parent_run_id: str) -> pd.DataFrame
     for run in search_tagged(client, f"tags.`{Tag.PARENT_RUN}` = '{parent_run_id}'"):
         tags, metrics = run.data.tags, run.data.metrics
         epochs = pd.to_numeric(run.data.params.get(Param.EPOCHS), errors="coerce")
-        rows.append({"run_id": run.info.run_id, "run_name": run.info.run_name,
-                     "trial": pd.to_numeric(tags.get(Tag.TRIAL), errors="coerce"),
-                     "state": tags.get(Tag.TRIAL_STATE, "?"), "status": run.info.status,
-                     "best_val_acc": metrics.get(Metric.BEST_VAL_ACC, np.nan),
-                     "test_acc": metrics.get(Metric.TEST_ACC, np.nan),
-                     "epochs_trained": metrics.get(Metric.EPOCHS_TRAINED,
-                                                   pd.to_numeric(tags.get(Tag.STOPPED_AT_EPOCH, epochs), errors="coerce")),
-                     "params": json.loads(tags.get(Tag.TRIAL_PARAMS, "{}"))})
+        rows.append(
+            {
+                "run_id": run.info.run_id,
+                "run_name": run.info.run_name,
+                "trial": pd.to_numeric(tags.get(Tag.TRIAL), errors="coerce"),
+                "state": tags.get(Tag.TRIAL_STATE, "?"),
+                "status": run.info.status,
+                "best_val_acc": metrics.get(Metric.BEST_VAL_ACC, np.nan),
+                "test_acc": metrics.get(Metric.TEST_ACC, np.nan),
+                "epochs_trained": metrics.get(
+                    Metric.EPOCHS_TRAINED, pd.to_numeric(tags.get(Tag.STOPPED_AT_EPOCH, epochs), errors="coerce")
+                ),
+                "params": json.loads(tags.get(Tag.TRIAL_PARAMS, "{}")),
+            }
+        )
     return pd.DataFrame(rows, columns=TRIAL_COLUMNS).sort_values("trial", ignore_index=True)
 
 
@@ -332,11 +420,15 @@ def artifact_folder(client: MlflowClient, run_id: str) -> tuple[Path | None, str
         return folder, None
     found = moved_location(folder, client.tracking_uri)
     if found is None:
-        return folder, (f"This run's artifacts were recorded at {folder}, which no longer exists: the store was "
-                        "moved or its artifacts folder deleted. Move it back, or keep the artifacts folder beside "
-                        "mlflow.db where the runners put it.")
-    return found, (f"This run's artifacts were recorded at {folder}, which no longer exists (the store was "
-                   f"moved); they are read from {found}.")
+        return folder, (
+            f"This run's artifacts were recorded at {folder}, which no longer exists: the store was "
+            "moved or its artifacts folder deleted. Move it back, or keep the artifacts folder beside "
+            "mlflow.db where the runners put it."
+        )
+    return found, (
+        f"This run's artifacts were recorded at {folder}, which no longer exists (the store was "
+        f"moved); they are read from {found}."
+    )
 
 
 def fetch_artifact(client: MlflowClient, run_id: str, path: str) -> ArtifactRead:
@@ -354,8 +446,9 @@ def fetch_artifact(client: MlflowClient, run_id: str, path: str) -> ArtifactRead
             return ArtifactRead(parse_artifact(local))
         except Exception as err:  # noqa: BLE001 - a file that is there but does not parse, however it fails
             detail = str(err).splitlines()[0][:200] if str(err).strip() else "no detail"
-            return ArtifactRead(problem=f"{path} of this run is corrupt or unreadable ({type(err).__name__}: "
-                                        f"{detail}).")
+            return ArtifactRead(
+                problem=f"{path} of this run is corrupt or unreadable ({type(err).__name__}: {detail})."
+            )
 
 
 def fetch_location_note(client: MlflowClient, run_id: str) -> str | None:
@@ -375,13 +468,18 @@ class RunRecord:
 
 def fetch_run(client: MlflowClient, run_id: str) -> RunRecord:
     run = client.get_run(run_id)
-    return RunRecord(dict(run.data.params), dict(run.data.tags), dict(run.data.metrics),
-                     status_of(run.info.status, run.info.lifecycle_stage, run.data.tags),
-                     run.info.lifecycle_stage)
+    return RunRecord(
+        dict(run.data.params),
+        dict(run.data.tags),
+        dict(run.data.metrics),
+        status_of(run.info.status, run.info.lifecycle_stage, run.data.tags),
+        run.info.lifecycle_stage,
+    )
 
 
 def store_errors(fetch):
     """Any failure to read the store becomes a StoreError naming the store, which pages show in an error box."""
+
     @functools.wraps(fetch)
     def guarded(store: Store, *args):
         try:
@@ -390,10 +488,12 @@ def store_errors(fetch):
             raise
         except Exception as err:
             raise store_problem(store.uri, err) from err
+
     return guarded
 
 
 # ---------------------------------------------------------------- cached wrappers used by the pages
+
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 @store_errors
@@ -452,12 +552,12 @@ def load_artifact(store: Store, run_id: str, path: str, tick: int = 0) -> Artifa
 @st.cache_data(show_spinner=False, max_entries=4)
 def load_images(dataset: str, split: str, sha256: str | None = None) -> np.ndarray | None:
     """This machine's copy of a dataset's train or test images (N, 28, 28), found by name in the verified cache
-    (fetched there as the runner does) and checked against the run's content hash where it logged one (the test
+    (where the runner and `python -m experiments data` fetch it) and checked against the run's content hash where it logged one (the test
     file's); None if unavailable or different. The trainer's own folder is never used: on a shared server it is
     another machine's path."""
     try:
         images = load_split(dataset, split).images
-    except Exception:  # an unknown dataset, or a machine that cannot fetch it
+    except Exception:  # an unknown dataset, or one never fetched on this machine
         return None
     return images if sha256 is None or images_sha256(images) == sha256 else None
 

@@ -6,6 +6,9 @@ shared link opens the same view. The run selection is one list of run ids shared
 it remember which run each of their rows shows (`remember_rows`), so a tick maps back to a run (`ticked`) and
 the selection to ticks (`tick_the_selection`, `ticks_applied`).
 """
+
+import time
+
 import streamlit as st
 
 IN_URL = "query-params"  # `bind=` of the widgets whose value is part of the page's address (reload, share)
@@ -20,7 +23,12 @@ class Key:
     LAST_FULL_RUN = "last_full_run"
     RUNS_TABLE = "runs_table"
     FILTER_MODEL, FILTER_DATASET, FILTER_STATUS, FILTER_SUITE, FILTER_TEXT = (
-        "filter_model", "filter_dataset", "filter_status", "filter_suite", "filter_text")
+        "filter_model",
+        "filter_dataset",
+        "filter_status",
+        "filter_suite",
+        "filter_text",
+    )
     OVERFITTING_RUN = "overfitting_run"
     PATIENCE = "patience"  # the inspector's early-stopping patience, in epochs
     DETAIL_RUN = "detail_run"
@@ -81,8 +89,9 @@ def ticked(table_key: str) -> list:
 def selected_rows(table_key: str) -> list[int]:
     """The positions of the rows of `table_key` whose runs (a run id, or a list of them) are all selected."""
     chosen = set(selection())
-    return [i for i, row in enumerate(remembered_rows(table_key))
-            if set(row if isinstance(row, list) else [row]) <= chosen]
+    return [
+        i for i, row in enumerate(remembered_rows(table_key)) if set(row if isinstance(row, list) else [row]) <= chosen
+    ]
 
 
 def tick_the_selection(table_key: str) -> None:
@@ -99,9 +108,15 @@ def ticks_applied(chosen: list[str], rows: list, before: list[int], after: list[
     """The selection after a table's ticks went from `before` to `after` (row positions; each row a run id or a
     list of them): the runs of newly ticked rows join it, those of unticked rows leave it, and every other run
     stays, shown in the table or not (a group row shows unticked while only some of its runs are selected)."""
+
     def runs_of(positions):
-        return [run_id for i in positions if i < len(rows)
-                for run_id in (rows[i] if isinstance(rows[i], list) else [rows[i]])]
+        return [
+            run_id
+            for i in positions
+            if i < len(rows)
+            for run_id in (rows[i] if isinstance(rows[i], list) else [rows[i]])
+        ]
+
     removed = set(runs_of(set(before) - set(after)))
     return list(dict.fromkeys([r for r in chosen if r not in removed] + runs_of(sorted(set(after) - set(before)))))
 
@@ -155,3 +170,83 @@ def open_in_detail(run_id: str) -> None:
     """Select the run and make it the Run detail page's run (before switching to that page)."""
     add_to_selection(run_id)
     st.session_state[Key.DETAIL_RUN] = run_id
+
+
+def value(key: str, default=None):
+    """The session's value of `key`, or default: for keys whose meaning is the page's, not this module's."""
+    return st.session_state.get(key, default)
+
+
+def set_value(key: str, new) -> None:
+    st.session_state[key] = new
+
+
+def set_default(key: str, new) -> bool:
+    """Give `key` this value unless the session already has one; whether it was given."""
+    if key in st.session_state:
+        return False
+    st.session_state[key] = new
+    return True
+
+
+def forget(*keys: str) -> None:
+    for key in keys:
+        st.session_state.pop(key, None)
+
+
+def is_new_session() -> bool:
+    """No page has drawn the selection yet in this browser session (a first visit, a reload, a shared link)."""
+    return st.session_state.get(Key.SELECTION) is None
+
+
+def table_event(table_key: str) -> dict:
+    """The selection event Streamlit keeps for a dataframe drawn with on_select ({} before any)."""
+    return st.session_state.get(table_key) or {}
+
+
+def chart_cell(chart_key: str) -> tuple[int, int] | None:
+    """The (row, column) of a heatmap's first selected point (a click or a box), or None: (true, predicted) on a
+    confusion matrix, whose x is the predicted class and y the true one."""
+    points = (st.session_state.get(chart_key) or {}).get("selection", {}).get("points")
+    return (int(points[0]["y"]), int(points[0]["x"])) if points else None
+
+
+def choose_cell(cell_key: str, run_id: str, cell: tuple[int, int]) -> None:
+    """Remember the cell chosen for run_id's view (`Key.GALLERY_CELL`, `Key.MOVED_CELL`)."""
+    st.session_state[cell_key] = (run_id, *cell)
+
+
+def chosen_cell(cell_key: str, run_id: str) -> tuple[int, int] | None:
+    """The cell last chosen under cell_key, if it was chosen for this run (not for another)."""
+    chosen = st.session_state.get(cell_key)
+    return tuple(chosen[1:]) if chosen and chosen[0] == run_id else None
+
+
+def live() -> bool:
+    """Whether some run was RUNNING at the last read of the store."""
+    return bool(st.session_state.get(Key.LIVE))
+
+
+def refresh_seconds(default: int) -> int:
+    """Seconds between live re-reads of the store, as the last read set them."""
+    return st.session_state.get(Key.LIVE_SECONDS, default)
+
+
+def set_live(running: bool, seconds: int) -> None:
+    st.session_state[Key.LIVE], st.session_state[Key.LIVE_SECONDS] = running, seconds
+
+
+def mark_full_run() -> None:
+    """The page ran whole just now (not only a fragment)."""
+    st.session_state[Key.LAST_FULL_RUN] = time.time()
+
+
+def seconds_since_full_run() -> float:
+    return time.time() - st.session_state[Key.LAST_FULL_RUN]
+
+
+def reset_when_options_change(options_key: str, options: list, keys: tuple[str, ...]) -> None:
+    """Forget the widgets `keys` whenever the options they choose among differ from the last run's."""
+    if st.session_state.get(options_key) != options:
+        st.session_state[options_key] = options
+        forget(*keys)

@@ -1,7 +1,7 @@
 """Small *_ui functions: each draws its widgets and returns the user's choices."""
+
 import math
 import re
-import time
 
 import pandas as pd
 import streamlit as st
@@ -25,13 +25,19 @@ def selection_ui(runs: pd.DataFrame) -> list[str]:
     """The selected runs, kept across pages and in the address (sidebar multiselect; the Runs table's ticks show it)."""
     options = list(runs["run_id"])
     labels = run_labels(runs, options)
-    if st.session_state.get(Key.SELECTION) is None:  # a new session: the address says (a reload, a shared link)
+    if state.is_new_session():  # a new session: the address says (a reload, a shared link)
         state.set_selection(state.selection_from_url(options))
     else:  # re-assigned on every page, so that Streamlit keeps the widget's value across pages
         state.set_selection([r for r in state.selection() if r in labels])
-    chosen = st.sidebar.multiselect("Selected runs", options, key=Key.SELECTION, format_func=labels.get,
-                                    help="Pick rows in the Runs table or here; every page uses this selection.",
-                                    filter_mode="contains", select_all=False)  # Enter adds one run, never "all matches"
+    chosen = st.sidebar.multiselect(
+        "Selected runs",
+        options,
+        key=Key.SELECTION,
+        format_func=labels.get,
+        help="Pick rows in the Runs table or here; every page uses this selection.",
+        filter_mode="contains",
+        select_all=False,
+    )  # Enter adds one run, never "all matches"
     state.selection_to_url(chosen)
     return chosen
 
@@ -43,16 +49,23 @@ def run_filters_ui(runs: pd.DataFrame) -> dict:
         "models": cols[0].multiselect("Model", sorted(runs["model"].unique()), key=Key.FILTER_MODEL),
         "datasets": cols[1].multiselect("Dataset", sorted(runs["dataset"].unique()), key=Key.FILTER_DATASET),
         "statuses": cols[2].multiselect("Status", sorted(runs["status"].unique()), key=Key.FILTER_STATUS),
-        "suites": cols[3].multiselect("Suite tag", sorted(s for s in runs["suite"].unique() if s), key=Key.FILTER_SUITE),
-        "text": cols[4].text_input("Search params", key=Key.FILTER_TEXT, placeholder="e.g. lr>0.001 optimizer=adam",
-                                   help="Terms combine with AND: key=value, key!=value, key>value, key<value, "
-                                        "key>=value, key<=value on a param (numbers compare as numbers), or a word "
-                                        "found in the run's name or params."),
+        "suites": cols[3].multiselect(
+            "Suite tag", sorted(s for s in runs["suite"].unique() if s), key=Key.FILTER_SUITE
+        ),
+        "text": cols[4].text_input(
+            "Search params",
+            key=Key.FILTER_TEXT,
+            placeholder="e.g. lr>0.001 optimizer=adam",
+            help="Terms combine with AND: key=value, key!=value, key>value, key<value, "
+            "key>=value, key<=value on a param (numbers compare as numbers), or a word "
+            "found in the run's name or params.",
+        ),
     }
 
 
-def run_picker_ui(runs: pd.DataFrame, candidates: list[str], label: str, key: str,
-                  first: tuple[str, ...] = ()) -> str | None:
+def run_picker_ui(
+    runs: pd.DataFrame, candidates: list[str], label: str, key: str, first: tuple[str, ...] = ()
+) -> str | None:
     """One run among candidates: the selection, or else every run, `first` first, then finished ones with metrics,
     newest first."""
     usable = runs.assign(rank=(runs["status"] != "FINISHED") + runs["best_val_acc"].isna() * 1)
@@ -66,9 +79,15 @@ def run_picker_ui(runs: pd.DataFrame, candidates: list[str], label: str, key: st
 def sweep_picker_ui(sweeps: pd.DataFrame) -> pd.Series:
     """One sweep (its parent-run row), newest first."""
     rows = sweeps.set_index("run_id", drop=False)
-    run_id = st.selectbox("Sweep", list(rows.index), key=Key.SWEEP, bind=IN_URL,
-                          format_func=lambda r: f"{rows.loc[r, 'sweep']} ({rows.loc[r, 'status'].lower()}, "
-                                                f"started {rows.loc[r, 'start']:%Y-%m-%d %H:%M})")
+    run_id = st.selectbox(
+        "Sweep",
+        list(rows.index),
+        key=Key.SWEEP,
+        bind=IN_URL,
+        format_func=lambda r: (
+            f"{rows.loc[r, 'sweep']} ({rows.loc[r, 'status'].lower()}, started {rows.loc[r, 'start']:%Y-%m-%d %H:%M})"
+        ),
+    )
     return rows.loc[run_id]
 
 
@@ -76,8 +95,8 @@ def trial_picker_ui(trials: pd.DataFrame, best: int | None) -> str:
     """The trial run to open: the ticked row of the trials table, else the best trial, else the first."""
     options = list(trials["run_id"])
     names = dict(zip(options, trials["run_name"] + " (" + trials["state"] + ")", strict=True))
-    if st.session_state.get(Key.TRIAL_PICK) not in names:
-        st.session_state[Key.TRIAL_PICK] = options[best or 0]
+    if state.value(Key.TRIAL_PICK) not in names:
+        state.set_value(Key.TRIAL_PICK, options[best or 0])
     return st.selectbox("Trial to open (or tick a row above)", options, format_func=names.get, key=Key.TRIAL_PICK)
 
 
@@ -85,8 +104,17 @@ def confusion_source_ui(epochs: list[int], has_test: bool) -> tuple[object, bool
     """Which matrix to show (an epoch's validation matrix or 'test') and whether to row-normalise."""
     options = [*epochs, "test"] if has_test else list(epochs)
     cols = st.columns([3, 1])
-    source = cols[0].select_slider("Validation epoch, or the final test set", options=options,
-                                   value=options[-1], key=Key.CONFUSION_SOURCE, bind=IN_URL) if len(options) > 1 else options[0]
+    source = (
+        cols[0].select_slider(
+            "Validation epoch, or the final test set",
+            options=options,
+            value=options[-1],
+            key=Key.CONFUSION_SOURCE,
+            bind=IN_URL,
+        )
+        if len(options) > 1
+        else options[0]
+    )
     normalize = cols[1].toggle("Row-normalised", key=Key.CONFUSION_NORMALIZE, bind=IN_URL)
     return source, normalize
 
@@ -99,13 +127,13 @@ def live_seconds(read_seconds: float) -> int:
 
 def live_refresh_ui(active: bool, seconds: int) -> None:
     """While runs are RUNNING, rerun the whole page every `seconds`; widget state is kept by Streamlit."""
-    st.session_state[Key.LAST_FULL_RUN] = time.time()
+    state.mark_full_run()
     if not active:
         return
 
     @st.fragment(run_every=seconds)
     def tick():
-        if time.time() - st.session_state[Key.LAST_FULL_RUN] >= seconds - 1:
+        if state.seconds_since_full_run() >= seconds - 1:
             st.rerun()
         st.caption(f"Live: refreshing every {seconds} s while runs are training.")
 
@@ -119,21 +147,35 @@ def curves_grouping_ui(runs: pd.DataFrame, selection: list[str]) -> tuple[str | 
     """How to draw the curves: one line per run (None), or per config group or per value of a setting that
     differs among the selected runs, as bands; and whether to draw each run faintly behind its band."""
     configs = runs.set_index("run_id").loc[selection, "config"]
-    varying = sorted({name for config in configs for name in config
-                      if configs.map(lambda c, n=name: c.get(n)).nunique(dropna=False) > 1})
+    varying = sorted(
+        {
+            name
+            for config in configs
+            for name in config
+            if configs.map(lambda c, n=name: c.get(n)).nunique(dropna=False) > 1
+        }
+    )
     cols = st.columns([2, 1])
-    by = cols[0].selectbox("Draw curves per", [EACH_RUN, CONFIGURATION, *varying], key=Key.COMPARE_GROUP_BY,
-                           help="configuration: runs that differ only in their seed (config_group) form one band; "
-                                "a setting: runs with the same value of it form one band")
+    by = cols[0].selectbox(
+        "Draw curves per",
+        [EACH_RUN, CONFIGURATION, *varying],
+        key=Key.COMPARE_GROUP_BY,
+        help="configuration: runs that differ only in their seed (config_group) form one band; "
+        "a setting: runs with the same value of it form one band",
+    )
     members = cols[1].toggle("Show each run", key=Key.COMPARE_MEMBERS, disabled=by == EACH_RUN)
     return (None if by == EACH_RUN else by), members
 
 
 def curves_choice_ui() -> tuple[Panel, ...]:
     """Which curves to draw (a choice of figures.CURVES): its panels."""
-    choice = st.selectbox("Curves of", list(CURVES), key=Key.COMPARE_CURVES,
-                          help="bias: train error; variance: validation error minus train error; calibration: "
-                               "validation loss and expected calibration error; speed: each epoch's training time")
+    choice = st.selectbox(
+        "Curves of",
+        list(CURVES),
+        key=Key.COMPARE_CURVES,
+        help="bias: train error; variance: validation error minus train error; calibration: "
+        "validation loss and expected calibration error; speed: each epoch's training time",
+    )
     return CURVES[choice]
 
 
@@ -141,32 +183,37 @@ def curves_axes_ui(has_loss: bool) -> tuple[str, bool]:
     """What the per-run curves are drawn against (analysis.X_AXES) and whether the loss axis is logarithmic (a
     choice only when the curves have a loss panel)."""
     cols = st.columns([2, 1])
-    x = cols[0].selectbox("Curves against", list(X_AXES), key=Key.COMPARE_X,
-                          help="training time: the seconds of training (evaluation excluded) by the end of each "
-                               "epoch; images seen: epochs times the training-set size")
+    x = cols[0].selectbox(
+        "Curves against",
+        list(X_AXES),
+        key=Key.COMPARE_X,
+        help="training time: the seconds of training (evaluation excluded) by the end of each "
+        "epoch; images seen: epochs times the training-set size",
+    )
     return x, cols[1].toggle("Log-scale loss", key=Key.COMPARE_LOG_LOSS, disabled=not has_loss)
 
 
 def baseline_ui(labels: dict[str, str]) -> str | None:
     """The run the others are measured against in the final-metrics table (None: no baseline)."""
-    return st.selectbox("Baseline (the other runs' accuracies shown as differences from it)", [None, *labels],
-                        format_func=lambda run_id: "none" if run_id is None else labels[run_id],
-                        key=Key.COMPARE_BASELINE)
+    return st.selectbox(
+        "Baseline (the other runs' accuracies shown as differences from it)",
+        [None, *labels],
+        format_func=lambda run_id: "none" if run_id is None else labels[run_id],
+        key=Key.COMPARE_BASELINE,
+    )
 
 
 def smoothing_ui() -> float:
     """The weight of the exponential moving average drawn over step-level curves (0: none)."""
-    return st.slider("Smoothing (EMA weight; the raw curve stays faint)", 0.0, 0.99, 0.6, 0.01,
-                     key=Key.COMPARE_SMOOTHING)
+    return st.slider(
+        "Smoothing (EMA weight; the raw curve stays faint)", 0.0, 0.99, 0.6, 0.01, key=Key.COMPARE_SMOOTHING
+    )
 
 
 def compare_sides_ui(options: list[str], first: tuple[int, int]) -> tuple[str, str]:
     """The two runs or groups to test against each other: `first` (option positions) until the user picks, and
     again whenever the options change (a new selection), so an old A never faces a new default B."""
-    if st.session_state.get(Key.BETTER_OPTIONS) != options:
-        st.session_state[Key.BETTER_OPTIONS] = options
-        for key in (Key.BETTER_A, Key.BETTER_B):
-            st.session_state.pop(key, None)
+    state.reset_when_options_change(Key.BETTER_OPTIONS, options, (Key.BETTER_A, Key.BETTER_B))
     cols = st.columns(2)
     a = cols[0].selectbox("A", options, index=first[0], key=Key.BETTER_A)
     b = cols[1].selectbox("B", options, index=first[1], key=Key.BETTER_B)
@@ -175,6 +222,13 @@ def compare_sides_ui(options: list[str], first: tuple[int, int]) -> tuple[str, s
 
 def patience_ui() -> int:
     """The early-stopping patience the inspector replays each run's history with."""
-    return st.columns(4)[0].number_input("Early-stopping patience (epochs)", min_value=1, max_value=50, value=3, step=1,
-                           key=Key.PATIENCE, help="Stop once this many epochs pass without a better validation "
-                           "accuracy, as Keras's EarlyStopping and Lightning's do.")
+    return st.columns(4)[0].number_input(
+        "Early-stopping patience (epochs)",
+        min_value=1,
+        max_value=50,
+        value=3,
+        step=1,
+        key=Key.PATIENCE,
+        help="Stop once this many epochs pass without a better validation "
+        "accuracy, as Keras's EarlyStopping and Lightning's do.",
+    )

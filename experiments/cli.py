@@ -1,23 +1,32 @@
 """Command line: `python -m experiments {models,schema,has-runs,data,train,suite,sweep,compare,reap,server}`."""
+
 import argparse
 import sys
+from pathlib import Path
 
+from core.comparison import ComparisonError, read_side, report, which_is_better
+from core.datasets import DATASETS, DataError
+from core.diagnosis import ADVICE, DIVERGED
+from core.liveness import now_ms
+from core.schema import Metric, schema_markdown
+from core.settings import REQUIRED, SETTINGS, ConfigError, Setting
+from core.store import StoreError, get_client, store_has_runs
 from experiments import interrupts
-from experiments.data import DATASETS, DataError, ensure_dataset
-from experiments.diagnosis import ADVICE, DIVERGED
+from experiments.adapters import adapter_for
+from experiments.config import RunConfig
+from experiments.data import ensure_dataset
+from experiments.heartbeat import reap
 from experiments.models import MODELS
 from experiments.run import RunInterrupted, RunResult, execute, resume
-from experiments.schema import Metric, schema_markdown
-from experiments.settings import REQUIRED, SETTINGS, ConfigError, RunConfig, Setting
 from experiments.specs import SUITE_METHODS, Spec, spec_names, suite_configs
-from experiments.tracking import StoreAway, StoreError, get_client, now_ms, reap, store_has_runs
+from experiments.spool import StoreAway
+from experiments.sweeps import OBJECTIVE, SweepError, run_worker
+from experiments.tracking_server import ADMIN_USER, Auth, admin_password, start_mlflow_server, start_postgres
 from experiments.train import Diverged
 
 
 def list_models() -> None:
     """Print the registry: name, parameter count, styles, source and each recipe's overrides of the defaults."""
-    from experiments.adapters import adapter_for
-
     for name, spec in MODELS.items():
         adapter = adapter_for(spec.frameworks[0])
         config = RunConfig.from_recipe(name)
@@ -51,7 +60,7 @@ def default_words(setting: Setting) -> str:
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """One option per run setting (experiments.settings); each left unset takes the model's recipe value."""
+    """One option per run setting (core.settings); each left unset takes the model's recipe value."""
     parser.add_argument("--resume", metavar="RUN_ID", help="continue a KILLED or FAILED run from its last checkpoint")
     for setting in SETTINGS.values():
         if not setting.on_command_line:
@@ -62,9 +71,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
             options["action"] = argparse.BooleanOptionalAction
         else:
             options["type"] = setting.type
-            options["choices"] = setting.allowed() or None
-        if setting.kinds:
-            options["help"] += f" [{' and '.join(setting.kinds)} models]"
+            options["choices"] = setting.choices or None
+        if setting.frameworks:
+            options["help"] += f" [{' and '.join(setting.frameworks)} models]"
         parser.add_argument(setting.flag, **options)
 
 
@@ -80,30 +89,53 @@ def build_parser() -> argparse.ArgumentParser:
     suite = commands.add_parser("suite", help="run every run of a list or grid spec, one after another")
     suite.add_argument("name", help=f"a spec file, or one of specs/: {', '.join(spec_names(SUITE_METHODS))}")
     suite.add_argument("--list", action="store_true", help="only print the runs the suite would make")
-    sweep = commands.add_parser("sweep", help="run trials of a sweep until it is done; "
-                                              "start as many workers as you like")
+    sweep = commands.add_parser(
+        "sweep", help="run trials of a sweep until it is done; start as many workers as you like"
+    )
     sweep.add_argument("spec", help="a TOML spec file, or the name of one in specs/")
-    sweep.add_argument("--storage", help="Optuna storage URL shared by the workers, e.g. "
-                                         "postgresql://cnn@HOST:5432/optuna (default: optuna.db beside an SQLite "
-                                         "tracking store's database, else in mlruns/)")
-    sweep.add_argument("--heartbeat", type=int, default=30, metavar="SECONDS",
-                       help="a trial whose worker is silent for 2 heartbeats + 10 s is failed and queued again")
-    compare = commands.add_parser("compare", help="which is better: two runs (exact McNemar test on the same test "
-                                                  "images) or two config groups over seeds (Welch's t test)")
+    sweep.add_argument(
+        "--storage",
+        help="Optuna storage URL shared by the workers, e.g. "
+        "postgresql://cnn@HOST:5432/optuna (default: optuna.db beside an SQLite "
+        "tracking store's database, else in mlruns/)",
+    )
+    sweep.add_argument(
+        "--heartbeat",
+        type=int,
+        default=30,
+        metavar="SECONDS",
+        help="a trial whose worker is silent for 2 heartbeats + 10 s is failed and queued again",
+    )
+    compare = commands.add_parser(
+        "compare",
+        help="which is better: two runs (exact McNemar test on the same test "
+        "images) or two config groups over seeds (Welch's t test)",
+    )
     compare.add_argument("a", metavar="A", help="a run id, or group:HASH (the config_group tag)")
     compare.add_argument("b", metavar="B", help="a run id, or group:HASH")
-    commands.add_parser("reap", help="end every lost run (RUNNING, its heartbeat silent for 3 intervals) FAILED, "
-                                     "with the reason; `train --resume RUN_ID` continues it")
+    commands.add_parser(
+        "reap",
+        help="end every lost run (RUNNING, its heartbeat silent for 3 intervals) FAILED, "
+        "with the reason; `train --resume RUN_ID` continues it",
+    )
     server = commands.add_parser("server", help="start PostgreSQL and an MLflow tracking server (docs/scaling.md)")
     server.add_argument("--dir", default=".server", help="PostgreSQL data and MLflow artifacts (default: .server)")
     server.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
     server.add_argument("--port", type=int, default=5000, help="MLflow server port")
-    server.add_argument("--pg-port", type=int, default=5433,
-                        help="PostgreSQL port (default 5433: 5432 is left to a system-wide PostgreSQL)")
+    server.add_argument(
+        "--pg-port",
+        type=int,
+        default=5433,
+        help="PostgreSQL port (default 5433: 5432 is left to a system-wide PostgreSQL)",
+    )
     server.add_argument("--workers", type=int, default=4, help="MLflow server worker processes")
-    server.add_argument("--auth", action=argparse.BooleanOptionalAction, default=None,
-                        help="MLflow's basic-auth app: users and per-experiment permissions (default: on whenever "
-                             "--host is not loopback); admin's password from CNN_ADMIN_PASSWORD or generated")
+    server.add_argument(
+        "--auth",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="MLflow's basic-auth app: users and per-experiment permissions (default: on whenever "
+        "--host is not loopback); admin's password from CNN_ADMIN_PASSWORD or generated",
+    )
     return parser
 
 
@@ -131,8 +163,10 @@ def train_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
                 result = execute(config)
                 print_summary(config, result)
             if len(replicas) > 1:
-                print(f"\n{len(replicas)} seeds in config group {result.group}: "
-                      f"compare it with `python -m experiments compare group:{result.group} group:OTHER`")
+                print(
+                    f"\n{len(replicas)} seeds in config group {result.group}: "
+                    f"compare it with `python -m experiments compare group:{result.group} group:OTHER`"
+                )
             return 0
     except (ConfigError, DataError) as err:
         parser.error(str(err))
@@ -164,8 +198,6 @@ def suite_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 
 
 def sweep_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from experiments.sweeps import OBJECTIVE, SweepError, run_worker
-
     try:
         spec = Spec.load(args.spec)
         if args.heartbeat < 1:
@@ -173,17 +205,17 @@ def sweep_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         summary = run_worker(spec, args.storage, heartbeat_seconds=args.heartbeat)
     except (ConfigError, DataError) as err:
         parser.error(str(err))
-    print(f"sweep {spec.name} done (parent run {summary['parent_run_id']}): "
-          f"{summary[Metric.SWEEP_COMPLETE]} complete, {summary[Metric.SWEEP_PRUNED]} pruned, "
-          f"{summary[Metric.SWEEP_FAILED]} failed; best {OBJECTIVE} "
-          f"{summary.get(Metric.SWEEP_BEST, float('nan')):.4f}")
+    print(
+        f"sweep {spec.name} done (parent run {summary['parent_run_id']}): "
+        f"{summary[Metric.SWEEP_COMPLETE]} complete, {summary[Metric.SWEEP_PRUNED]} pruned, "
+        f"{summary[Metric.SWEEP_FAILED]} failed; best {OBJECTIVE} "
+        f"{summary.get(Metric.SWEEP_BEST, float('nan')):.4f}"
+    )
     return 0
 
 
 def compare_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Print the "Which is better?" panel for two runs or groups."""
-    from experiments.comparison import ComparisonError, read_side, report, which_is_better
-
     client = get_client()
     try:
         a, b = read_side(client, args.a), read_side(client, args.b)
@@ -204,10 +236,6 @@ def reap_command() -> int:
 
 def server_command(args: argparse.Namespace) -> int:
     """Run PostgreSQL and the MLflow server until Ctrl-C; both stop together."""
-    from pathlib import Path
-
-    from experiments.tracking_server import ADMIN_USER, Auth, admin_password, start_mlflow_server, start_postgres
-
     root = Path(args.dir).resolve()
     loopback = args.host in ("127.0.0.1", "localhost", "::1")
     postgres = start_postgres(root / "postgres", args.pg_port, args.host)
@@ -216,18 +244,35 @@ def server_command(args: argparse.Namespace) -> int:
         if args.auth if args.auth is not None else not loopback:
             password, generated = admin_password()
             auth = Auth(postgres.url("mlflow_auth"), password)
-        server = start_mlflow_server(postgres.url("mlflow"), root / "artifacts", args.port, args.host,
-                                     workers=args.workers, log_path=root / "mlflow-server.log", auth=auth)
+        server = start_mlflow_server(
+            postgres.url("mlflow"),
+            root / "artifacts",
+            args.port,
+            args.host,
+            workers=args.workers,
+            log_path=root / "mlflow-server.log",
+            auth=auth,
+        )
         try:
-            print(f"MLflow server on http://{args.host}:{args.port} (artifacts in {root / 'artifacts'}, "
-                  f"log {root / 'mlflow-server.log'})\n"
-                  f"  export MLFLOW_TRACKING_URI=http://{args.host}:{args.port}\n"
-                  + ("  export MLFLOW_TRACKING_USERNAME=... MLFLOW_TRACKING_PASSWORD=...   (users: docs/scaling.md)\n"
-                     if auth else "  (no authentication: anyone who reaches the port reads and writes every run)\n")
-                  + (f"  the {ADMIN_USER} user's password, shown once (it applies to a new auth database only): "
-                     f"{auth.admin_password}\n" if generated else "")
-                  + f"  python -m experiments sweep SPEC --storage {postgres.url('optuna')}\n"
-                  "Ctrl-C stops both.", flush=True)
+            print(
+                f"MLflow server on http://{args.host}:{args.port} (artifacts in {root / 'artifacts'}, "
+                f"log {root / 'mlflow-server.log'})\n"
+                f"  export MLFLOW_TRACKING_URI=http://{args.host}:{args.port}\n"
+                + (
+                    "  export MLFLOW_TRACKING_USERNAME=... MLFLOW_TRACKING_PASSWORD=...   (users: docs/scaling.md)\n"
+                    if auth
+                    else "  (no authentication: anyone who reaches the port reads and writes every run)\n"
+                )
+                + (
+                    f"  the {ADMIN_USER} user's password, shown once (it applies to a new auth database only): "
+                    f"{auth.admin_password}\n"
+                    if generated
+                    else ""
+                )
+                + f"  python -m experiments sweep SPEC --storage {postgres.url('optuna')}\n"
+                "Ctrl-C stops both.",
+                flush=True,
+            )
             server.wait()
         except KeyboardInterrupt:
             print("stopping the MLflow server and PostgreSQL", file=sys.stderr)
@@ -248,8 +293,11 @@ def main(argv: list[str] | None = None) -> int:
         return 75  # EX_TEMPFAIL: try again later
     except RunInterrupted as stopped:
         if stopped.status == "KILLED":
-            print(f"interrupted: run {stopped.run_id} is marked KILLED and keeps its last checkpoint; continue it "
-                  f"with `python -m experiments train --resume {stopped.run_id}`", file=sys.stderr)
+            print(
+                f"interrupted: run {stopped.run_id} is marked KILLED and keeps its last checkpoint; continue it "
+                f"with `python -m experiments train --resume {stopped.run_id}`",
+                file=sys.stderr,
+            )
         else:
             print(f"interrupted: run {stopped.run_id} had just ended {stopped.status}", file=sys.stderr)
         return 130

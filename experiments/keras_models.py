@@ -4,6 +4,7 @@ Written as the tutorials write them (channels-last 28x28x1 input, softmax output
 PyTorch backend. Their PyTorch twins are in experiments.models; tests check the parameter counts
 agree (431,242 and 1,199,882).
 """
+
 import os
 
 BACKEND = "torch"
@@ -16,18 +17,21 @@ NUM_CLASSES = 10
 
 
 def two_block_sequential() -> keras.Model:
-    return keras.Sequential([
-        keras.Input(shape=INPUT_SHAPE),
-        layers.Conv2D(32, (3, 3), activation="relu"),
-        layers.MaxPooling2D((2, 2)),
-        layers.Dropout(0.25),
-        layers.Conv2D(64, (3, 3), activation="relu"),
-        layers.MaxPooling2D((2, 2)),
-        layers.Dropout(0.25),
-        layers.Flatten(),
-        layers.Dense(256, activation="relu"),
-        layers.Dense(NUM_CLASSES, activation="softmax"),
-    ], name="two_block")
+    return keras.Sequential(
+        [
+            keras.Input(shape=INPUT_SHAPE),
+            layers.Conv2D(32, (3, 3), activation="relu"),
+            layers.MaxPooling2D((2, 2)),
+            layers.Dropout(0.25),
+            layers.Conv2D(64, (3, 3), activation="relu"),
+            layers.MaxPooling2D((2, 2)),
+            layers.Dropout(0.25),
+            layers.Flatten(),
+            layers.Dense(256, activation="relu"),
+            layers.Dense(NUM_CLASSES, activation="softmax"),
+        ],
+        name="two_block",
+    )
 
 
 def two_block_functional() -> keras.Model:
@@ -46,17 +50,20 @@ def two_block_functional() -> keras.Model:
 
 def conv_conv_sequential() -> keras.Model:
     """The classic Keras mnist_cnn.py network."""
-    return keras.Sequential([
-        keras.Input(shape=INPUT_SHAPE),
-        layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
-        layers.Conv2D(64, (3, 3), activation="relu"),
-        layers.MaxPooling2D(pool_size=(2, 2)),
-        layers.Dropout(0.25),
-        layers.Flatten(),
-        layers.Dense(128, activation="relu"),
-        layers.Dropout(0.5),
-        layers.Dense(NUM_CLASSES, activation="softmax"),
-    ], name="conv_conv")
+    return keras.Sequential(
+        [
+            keras.Input(shape=INPUT_SHAPE),
+            layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
+            layers.Conv2D(64, (3, 3), activation="relu"),
+            layers.MaxPooling2D(pool_size=(2, 2)),
+            layers.Dropout(0.25),
+            layers.Flatten(),
+            layers.Dense(128, activation="relu"),
+            layers.Dropout(0.5),
+            layers.Dense(NUM_CLASSES, activation="softmax"),
+        ],
+        name="conv_conv",
+    )
 
 
 def conv_conv_functional() -> keras.Model:

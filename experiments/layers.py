@@ -1,4 +1,5 @@
 """Layers our models use in place of PyTorch's, where measurement showed PyTorch's to be slow on CPU."""
+
 import torch
 from torch import nn
 
@@ -30,7 +31,7 @@ class Dropout(nn.Dropout):
     def random_draws(x: torch.Tensor) -> torch.Tensor:
         """Uniform int16 draws in the shape and memory layout of x, four from each 64-bit random word."""
         n = x.numel()
-        words = torch.randint(-2 ** 63, 2 ** 63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
+        words = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
         layout = torch.empty_like(x, dtype=torch.int16)  # x's strides, so the output keeps x's layout
         return words.view(torch.int16)[:n].as_strided(layout.shape, layout.stride())
 

@@ -8,12 +8,13 @@ faults and about 2,400 samples/s, against 0.17 million and about 3,300 samples/s
 kept. PyTorch's performance tuning guide swaps in jemalloc or tcmalloc for the same reason; glibc's
 own `mallopt` does it from inside the process, with no system package and no LD_PRELOAD.
 """
+
 import ctypes
 import platform
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
 MMAP_THRESHOLD = 32 << 20  # the most glibc allows on 64-bit: blocks up to 32 MiB come from the heap
-TRIM_THRESHOLD = 2 ** 31 - 1  # mallopt takes a C int: up to 2 GiB free at the heap's top stays in the process
+TRIM_THRESHOLD = 2**31 - 1  # mallopt takes a C int: up to 2 GiB free at the heap's top stays in the process
 
 _kept = False  # process-wide, and one-way: glibc has no call that restores its adaptive defaults
 

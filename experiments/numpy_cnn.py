@@ -6,6 +6,7 @@ backward(dL/dout) returns dL/din and stores the parameter gradients in `.grads`.
 (B, C, H, W), the same layout as PyTorch, so the two can be compared weight for weight.
 Everything is vectorised over the batch and the pixels (im2col as 9 shifted copies).
 """
+
 import numpy as np
 
 
@@ -23,7 +24,7 @@ class Conv3x3:
         """
         self.input_shape = x.shape
         h, w = x.shape[1] - 2, x.shape[2] - 2
-        self.columns = np.stack([x[:, k:k + h, l:l + w] for k in range(3) for l in range(3)])  # (9, B, h, w)
+        self.columns = np.stack([x[:, k : k + h, l : l + w] for k in range(3) for l in range(3)])  # (9, B, h, w)
         out = np.tensordot(self.filters.reshape(len(self.filters), 9), self.columns, axes=(1, 0))  # (F, B, h, w)
         return out.transpose(1, 0, 2, 3)
 
@@ -38,7 +39,7 @@ class Conv3x3:
         h, w = d_out.shape[2:]
         for kl, d_column in enumerate(d_columns):  # 9 shifted slab additions, not a loop over pixels
             k, l = divmod(kl, 3)
-            d_x[:, k:k + h, l:l + w] += d_column
+            d_x[:, k : k + h, l : l + w] += d_column
         return d_x
 
     def params(self) -> dict:
@@ -122,8 +123,11 @@ class TinyNumpyCNN:
     def __init__(self, filters: int = 8, seed: int = 0, dtype=np.float64):
         rng = np.random.default_rng(seed)
         self.dtype = np.dtype(dtype)
-        self.layers = {"conv": Conv3x3(filters, rng, self.dtype), "pool": MaxPool2(),
-                       "dense": Dense(13 * 13 * filters, 10, rng, self.dtype)}
+        self.layers = {
+            "conv": Conv3x3(filters, rng, self.dtype),
+            "pool": MaxPool2(),
+            "dense": Dense(13 * 13 * filters, 10, rng, self.dtype),
+        }
         self.loss = SoftmaxCrossEntropy()
 
     def forward(self, images: np.ndarray) -> np.ndarray:
@@ -156,7 +160,13 @@ class TinyNumpyCNN:
         filters = len(self.layers["conv"].filters)
         shapes = {"conv": (filters, 26, 26), "pool": (filters, 13, 13), "dense": (10,)}
         types = {"conv": "Conv3x3", "pool": "MaxPool2", "dense": "Dense"}
-        return [{"layer": name, "type": types[name], "output_shape": "x".join(map(str, shapes[name])),
-                 "activations": int(np.prod(shapes[name])),
-                 "params": sum(v.size for v in layer.params().values())}
-                for name, layer in self.layers.items()]
+        return [
+            {
+                "layer": name,
+                "type": types[name],
+                "output_shape": "x".join(map(str, shapes[name])),
+                "activations": int(np.prod(shapes[name])),
+                "params": sum(v.size for v in layer.params().values()),
+            }
+            for name, layer in self.layers.items()
+        ]

@@ -3,34 +3,38 @@
 The model's framework (PyTorch, Keras, numpy) is its adapter's business (experiments.adapters); nothing here
 branches on it.
 """
+
+import contextlib
 import json
 import platform
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import mlflow
-from mlflow.exceptions import MlflowException
 import numpy as np
 import pandas as pd
 import torch
+from mlflow.exceptions import MlflowException
 from sklearn.metrics import confusion_matrix
 
+from core.datasets import NUM_CLASSES, images_sha256
+from core.diagnosis import ADVICE, DIVERGED, Yardstick, best_error_for, verdict
+from core.schema import Artifact, Metric, Param, Tag
+from core.settings import SETTINGS, ConfigError, config_group
+from core.store import get_client
 from experiments import interrupts
 from experiments.adapters import ModelAdapter, adapter_for
-from experiments.data import NUM_CLASSES, Splits, images_sha256, make_splits, scale_images
-from experiments.diagnosis import ADVICE, DIVERGED, Yardstick, best_error_for, verdict
+from experiments.config import RunConfig
+from experiments.data import Splits, make_splits, scale_images
 from experiments.memory import keep_freed_memory
 from experiments.models import MODELS, ModelSpec, get_model_spec
-from experiments.schema import Artifact, Metric, Param, Tag
-from experiments.settings import SETTINGS, ConfigError, RunConfig, config_group
-from experiments.tracking import SPOOL_DIR, RunLogger, StoreAway, get_client, read_spool
+from experiments.run_logger import RunLogger
+from experiments.spool import SPOOL_DIR, StoreAway, read_spool
 from experiments.train import Diverged, EpochRecord, Evaluation, FitResult, evaluate, fit
-
-__all__ = ["ConfigError", "RunConfig", "RunInterrupted", "RunResult", "execute", "prepare", "resume"]
 
 MISCLASSIFIED_LIMIT = 1000  # most-confident mistakes kept per run
 
@@ -55,7 +59,7 @@ class RunResult:
 
 
 def check(config: RunConfig) -> tuple[ModelSpec, ModelAdapter]:
-    """Validate every setting, then what the model and its kind allow; raises ConfigError."""
+    """Validate every setting, then what the model and its framework allow; raises ConfigError."""
     config.validate()
     spec = get_model_spec(config.model)
     try:
@@ -64,8 +68,10 @@ def check(config: RunConfig) -> tuple[ModelSpec, ModelAdapter]:
         raise ConfigError(f"--framework: {err}") from err
     styles = spec.styles(framework)
     if config.style is not None and config.style not in styles:
-        raise ConfigError(f"--style: model {config.model!r} has no style {config.style!r} in {framework}; "
-                          f"expected one of {', '.join(styles)}")
+        raise ConfigError(
+            f"--style: model {config.model!r} has no style {config.style!r} in {framework}; "
+            f"expected one of {', '.join(styles)}"
+        )
     adapter = adapter_for(framework)
     if config.width is not None and framework not in spec.scalable:
         scaling = ", ".join(f"{m.name} in {' or '.join(m.scalable)}" for m in MODELS.values() if m.scalable)
@@ -95,38 +101,70 @@ def prepare(config: RunConfig) -> Prepared:
     Also sets the process-wide allocator setting (experiments.memory) before the model allocates anything."""
     spec, adapter = check(config)
     try:
-        splits = make_splits(config.dataset, data_dir=config.data_dir, val_split=config.val_split,
-                             val_from_test=config.val_from_test, train_size=config.train_size,
-                             test_size=config.test_size, seed=config.seed)
+        splits = make_splits(
+            config.dataset,
+            data_dir=config.data_dir,
+            val_split=config.val_split,
+            val_from_test=config.val_from_test,
+            train_size=config.train_size,
+            test_size=config.test_size,
+            seed=config.seed,
+        )
     except ValueError as err:  # sizes that do not fit the data
         raise ConfigError(str(err)) from err
     device = adapter.device(config)
     memory_kept = keep_freed_memory(config.keep_freed_memory)
     model, learner = adapter.build(spec, config, device)
     dtype = adapter.input_dtype(config)
-    inputs = {name: learner.to_inputs(scale_images(part.images, config.input_scaling, dtype))
-              for name, part in (("train", splits.train), ("val", splits.val), ("test", splits.test))}
-    yardstick = Yardstick(best_error_for(config.dataset, config.best_error),
-                          train_eval_size=min(config.train_eval_size, len(splits.train)), val_size=len(splits.val))
-    return Prepared(spec, adapter, splits, device, yardstick, model, learner, inputs,
-                    own_data=config.data_dir is not None, memory_kept=memory_kept)
+    inputs = {
+        name: learner.to_inputs(scale_images(part.images, config.input_scaling, dtype))
+        for name, part in (("train", splits.train), ("val", splits.val), ("test", splits.test))
+    }
+    yardstick = Yardstick(
+        best_error_for(config.dataset, config.best_error),
+        train_eval_size=min(config.train_eval_size, len(splits.train)),
+        val_size=len(splits.val),
+    )
+    return Prepared(
+        spec,
+        adapter,
+        splits,
+        device,
+        yardstick,
+        model,
+        learner,
+        inputs,
+        own_data=config.data_dir is not None,
+        memory_kept=memory_kept,
+    )
 
 
 def run_params(config: RunConfig, ready: Prepared) -> dict:
-    """Every logged setting that applies to the model's kind, as resolved for this run, and the versions."""
+    """Every logged setting that applies to the model's framework, as resolved for this run, and the versions."""
     spec, splits = ready.spec, ready.splits
-    settings = {name: getattr(config, name) for name, setting in SETTINGS.items()
-                if setting.logged and (not setting.kinds or ready.adapter.kind in setting.kinds)}
+    settings = {
+        name: getattr(config, name)
+        for name, setting in SETTINGS.items()
+        if setting.logged and (not setting.frameworks or ready.adapter.framework in setting.frameworks)
+    }
     return {
-        **settings, Param.FRAMEWORK: ready.adapter.kind,
-        Param.STYLE: config.style or spec.styles(ready.adapter.kind)[0],
-        Param.DATA_DIR: splits.data_dir, Param.TRAIN_SIZE: len(splits.train), Param.VAL_SIZE: len(splits.val),
-        Param.TEST_SIZE: len(splits.test), Param.TEST_IMAGES_SHA256: splits.test_sha256,
-        Param.TRAIN_EVAL_SIZE: ready.yardstick.train_eval_size, Param.BEST_ERROR: ready.yardstick.best_error,
-        Param.DEVICE: ready.device, Param.KEEP_FREED_MEMORY: ready.memory_kept,
+        **settings,
+        Param.FRAMEWORK: ready.adapter.framework,
+        Param.STYLE: config.style or spec.styles(ready.adapter.framework)[0],
+        Param.DATA_DIR: splits.data_dir,
+        Param.TRAIN_SIZE: len(splits.train),
+        Param.VAL_SIZE: len(splits.val),
+        Param.TEST_SIZE: len(splits.test),
+        Param.TEST_IMAGES_SHA256: splits.test_sha256,
+        Param.TRAIN_EVAL_SIZE: ready.yardstick.train_eval_size,
+        Param.BEST_ERROR: ready.yardstick.best_error,
+        Param.DEVICE: ready.device,
+        Param.KEEP_FREED_MEMORY: ready.memory_kept,
         **ready.adapter.resolved_params(config, ready.model, ready.device),
-        Param.TORCH_VERSION: torch.__version__, Param.NUMPY_VERSION: np.__version__,
-        Param.MLFLOW_VERSION: mlflow.__version__, Param.PYTHON_VERSION: platform.python_version(),
+        Param.TORCH_VERSION: torch.__version__,
+        Param.NUMPY_VERSION: np.__version__,
+        Param.MLFLOW_VERSION: mlflow.__version__,
+        Param.PYTHON_VERSION: platform.python_version(),
     }
 
 
@@ -135,18 +173,38 @@ def test_artifacts(tested: Evaluation, test, class_names) -> dict:
     predicted, confidence = tested.predicted, tested.confidence
     matrix = confusion_matrix(test.labels, predicted, labels=range(NUM_CLASSES))
     support = matrix.sum(axis=1)
-    per_class = pd.DataFrame({"class": range(NUM_CLASSES), "name": class_names, "support": support,
-                              "correct": matrix.diagonal(),
-                              "accuracy": np.where(support > 0, matrix.diagonal() / np.maximum(support, 1), np.nan)})
+    per_class = pd.DataFrame(
+        {
+            "class": range(NUM_CLASSES),
+            "name": class_names,
+            "support": support,
+            "correct": matrix.diagonal(),
+            "accuracy": np.where(support > 0, matrix.diagonal() / np.maximum(support, 1), np.nan),
+        }
+    )
     wrong = np.flatnonzero(predicted != test.labels)
     wrong = wrong[np.argsort(-confidence[wrong], kind="stable")][:MISCLASSIFIED_LIMIT]
-    misclassified = pd.DataFrame({"index": test.index[wrong], "true": test.labels[wrong],
-                                  "predicted": predicted[wrong], "confidence": confidence[wrong].round(5)})
-    predictions = {"index": smallest_int(test.index), "label": smallest_int(test.labels),
-                   "predicted": smallest_int(predicted), "confidence": confidence.astype(np.float16)}
-    return {"confusion": {"class_names": list(class_names), "matrix": matrix.tolist()},
-            "per_class": per_class, "misclassified": misclassified, "misclassified_images": test.images[wrong],
-            "predictions": predictions}
+    misclassified = pd.DataFrame(
+        {
+            "index": test.index[wrong],
+            "true": test.labels[wrong],
+            "predicted": predicted[wrong],
+            "confidence": confidence[wrong].round(5),
+        }
+    )
+    predictions = {
+        "index": smallest_int(test.index),
+        "label": smallest_int(test.labels),
+        "predicted": smallest_int(predicted),
+        "confidence": confidence.astype(np.float16),
+    }
+    return {
+        "confusion": {"class_names": list(class_names), "matrix": matrix.tolist()},
+        "per_class": per_class,
+        "misclassified": misclassified,
+        "misclassified_images": test.images[wrong],
+        "predictions": predictions,
+    }
 
 
 def smallest_int(values: np.ndarray) -> np.ndarray:
@@ -158,12 +216,20 @@ def val_images(config: RunConfig, val) -> dict:
     """Which images the validation set holds (the file they come from, their indexes in it, their labels, and the
     SHA-256 of those images), so the dashboard can show, from its own copy of the dataset once the hash matches, the
     validation images whose prediction changed between two epochs."""
-    return {"source": "train" if config.val_split > 0 else "test", "index": val.index.tolist(),
-            "labels": val.labels.tolist(), "sha256": images_sha256(val.images)}
+    return {
+        "source": "train" if config.val_split > 0 else "test",
+        "index": val.index.tolist(),
+        "labels": val.labels.tolist(),
+        "sha256": images_sha256(val.images),
+    }
 
 
-def execute(config: RunConfig, tags: dict | None = None, should_stop: Callable[[EpochRecord], bool] | None = None,
-            on_start: Callable[[str], None] | None = None) -> RunResult:
+def execute(
+    config: RunConfig,
+    tags: dict | None = None,
+    should_stop: Callable[[EpochRecord], bool] | None = None,
+    on_start: Callable[[str], None] | None = None,
+) -> RunResult:
     """Train and test one configuration, logging it as one new MLflow run; returns the final metrics.
 
     tags are added to the run's own; should_stop(epoch record) can end training early (a sweep's
@@ -174,11 +240,20 @@ def execute(config: RunConfig, tags: dict | None = None, should_stop: Callable[[
     with KilledWhenInterrupted() as guard:
         with interrupts.held():  # the run is created and described whole; an interrupt waits for that, then ends it
             guard.logger = RunLogger.start(
-                config.experiment, config.name(), params=params,
-                tags={Tag.RECIPE_SOURCE: ready.spec.source, Tag.CONFIG_GROUP: config_group(params),
-                      **({Tag.SUITE: config.suite} if config.suite else {}), **(tags or {})},
-                config=config.as_dict(), class_names=ready.splits.class_names, heartbeat_seconds=config.heartbeat,
-                retry_seconds=config.store_retry)
+                config.experiment,
+                config.name(),
+                params=params,
+                tags={
+                    Tag.RECIPE_SOURCE: ready.spec.source,
+                    Tag.CONFIG_GROUP: config_group(params),
+                    **({Tag.SUITE: config.suite} if config.suite else {}),
+                    **(tags or {}),
+                },
+                config=config.as_dict(),
+                class_names=ready.splits.class_names,
+                heartbeat_seconds=config.heartbeat,
+                retry_seconds=config.store_retry,
+            )
             guard.logger.log_dict(val_images(config, ready.splits.val), Artifact.VAL_IMAGES)
             if on_start:
                 on_start(guard.logger.run_id)
@@ -197,7 +272,9 @@ def resume(run_id: str, progress: bool = True) -> tuple[RunConfig, RunResult]:
     if run.info.status not in ("KILLED", "FAILED") and spooled is None:
         raise ConfigError(f"--resume: run {run_id} is {run.info.status}; only KILLED or FAILED runs can resume")
     if spooled is None and not any(f.path == Artifact.CHECKPOINT for f in client.list_artifacts(run_id)):
-        raise ConfigError(f"--resume: run {run_id} has no {Artifact.CHECKPOINT} (it stopped before its first checkpoint was written)")
+        raise ConfigError(
+            f"--resume: run {run_id} has no {Artifact.CHECKPOINT} (it stopped before its first checkpoint was written)"
+        )
     record = spooled_record(spooled, run_id) if spooled else None
     with tempfile.TemporaryDirectory() as tmp:
         stored = json.loads(Path(client.download_artifacts(run_id, Artifact.CONFIG, tmp)).read_text())
@@ -205,8 +282,13 @@ def resume(run_id: str, progress: bool = True) -> tuple[RunConfig, RunResult]:
     ready = prepare(config)
     with KilledWhenInterrupted() as guard:
         with interrupts.held():  # reopened RUNNING and known to the guard, or not reopened
-            guard.logger, checkpoint = RunLogger.reopen(run_id, ready.splits.class_names, config.heartbeat,
-                                                        config.store_retry, spooled["checkpoint"] if spooled else None)
+            guard.logger, checkpoint = RunLogger.reopen(
+                run_id,
+                ready.splits.class_names,
+                config.heartbeat,
+                config.store_retry,
+                spooled["checkpoint"] if spooled else None,
+            )
         if not any(f.path == Artifact.VAL_IMAGES for f in client.list_artifacts(run_id)):  # logged by an older version
             guard.logger.log_dict(val_images(config, ready.splits.val), Artifact.VAL_IMAGES)
         if record:  # log the epoch the store missed, then forget the spool
@@ -221,8 +303,10 @@ def spooled_record(spooled: dict, run_id: str) -> EpochRecord:
     try:
         return EpochRecord.from_dict(spooled["record"])
     except (KeyError, TypeError) as err:
-        raise ConfigError(f"--resume: the epoch spooled in {SPOOL_DIR / run_id} was written by an older version "
-                          f"(no {err}); move that folder away to resume from the store's last checkpoint") from err
+        raise ConfigError(
+            f"--resume: the epoch spooled in {SPOOL_DIR / run_id} was written by an older version "
+            f"(no {err}); move that folder away to resume from the store's last checkpoint"
+        ) from err
 
 
 class KilledWhenInterrupted:
@@ -242,10 +326,8 @@ class KilledWhenInterrupted:
             return
         if isinstance(err, KeyboardInterrupt):
             if logger.final_status is None:
-                try:
+                with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C while it ends: KILLED all the same
                     logger.finish("KILLED", error=f"interrupted ({err or 'Ctrl-C'})")
-                except KeyboardInterrupt:  # a second Ctrl-C while it ends: it is KILLED all the same
-                    pass
             raise RunInterrupted(logger.run_id, logger.final_status or "KILLED") from err
         if isinstance(err, StoreAway):  # nothing more can be told to the store: the run resumes from the spool
             logger.heartbeat.stop()
@@ -253,21 +335,35 @@ class KilledWhenInterrupted:
             logger.finish("FAILED", error=f"{type(err).__name__}: {err}")
 
 
-def train_and_log(config: RunConfig, ready: Prepared, logger: RunLogger, resume_from: dict | None = None,
-                  should_stop: Callable[[EpochRecord], bool] | None = None) -> RunResult:
+def train_and_log(
+    config: RunConfig,
+    ready: Prepared,
+    logger: RunLogger,
+    resume_from: dict | None = None,
+    should_stop: Callable[[EpochRecord], bool] | None = None,
+) -> RunResult:
     """fit, test with the best-val weights, log the results; a diverged run ends FAILED with its diagnosis, and
     the caller's KilledWhenInterrupted ends any other stopped run."""
     started = time.perf_counter()
     splits, learner, inputs = ready.splits, ready.learner, ready.inputs
-    eval_rows = np.sort(np.random.default_rng(config.seed).permutation(len(splits.train))[:config.train_eval_size])
+    eval_rows = np.sort(np.random.default_rng(config.seed).permutation(len(splits.train))[: config.train_eval_size])
     try:
-        fitted = fit(learner, (inputs["train"], learner.to_labels(splits.train.labels)),
-                     (inputs["val"], splits.val.labels),
-                     (inputs["train"][eval_rows], splits.train.labels[eval_rows]),
-                     epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
-                     best_error=ready.yardstick.best_error, log_every=config.log_every,
-                     eval_batch_size=config.eval_batch_size, progress=config.progress,
-                     on_epoch=logger.log_epoch, resume_from=resume_from, should_stop=should_stop)
+        fitted = fit(
+            learner,
+            (inputs["train"], learner.to_labels(splits.train.labels)),
+            (inputs["val"], splits.val.labels),
+            (inputs["train"][eval_rows], splits.train.labels[eval_rows]),
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            best_error=ready.yardstick.best_error,
+            log_every=config.log_every,
+            eval_batch_size=config.eval_batch_size,
+            progress=config.progress,
+            on_epoch=logger.log_epoch,
+            resume_from=resume_from,
+            should_stop=should_stop,
+        )
         if fitted.epochs_trained < config.epochs:
             logger.set_tags({Tag.STOPPED_AT_EPOCH: fitted.epochs_trained})
         learner.load_weights(fitted.best_weights)
@@ -277,8 +373,9 @@ def train_and_log(config: RunConfig, ready: Prepared, logger: RunLogger, resume_
         logger.log_metrics({Metric.TOTAL_SECONDS: final[Metric.TOTAL_SECONDS]}, step=fitted.epochs_trained)
         logger.finish("FINISHED")
     except Diverged as err:
-        logger.set_tags({Tag.DIVERGED_AT_STEP: err.step, Tag.DIAGNOSIS: DIVERGED,
-                         Tag.DIAGNOSIS_RULE: f"{err}: {ADVICE[DIVERGED]}"})
+        logger.set_tags(
+            {Tag.DIVERGED_AT_STEP: err.step, Tag.DIAGNOSIS: DIVERGED, Tag.DIAGNOSIS_RULE: f"{err}: {ADVICE[DIVERGED]}"}
+        )
         logger.finish("FAILED", error=str(err))
         err.run_id = logger.run_id
         raise
@@ -289,12 +386,21 @@ def log_results(logger: RunLogger, ready: Prepared, fitted: FitResult, tested: E
     """Final metrics, the verdict (best epoch, diagnosis) of the whole history, and the artifacts."""
     judged = verdict(fitted.history, ready.yardstick)
     layers = ready.adapter.layer_table(ready.model)
-    final = {Metric.TEST_LOSS: tested.loss, Metric.TEST_ACC: tested.acc, Metric.BEST_EPOCH: judged.best_epoch,
-             Metric.BEST_VAL_ACC: judged.best_val_acc, Metric.EPOCHS_TRAINED: judged.epochs_trained,
-             **ready.adapter.size_figures(ready.model, layers)}
+    final = {
+        Metric.TEST_LOSS: tested.loss,
+        Metric.TEST_ACC: tested.acc,
+        Metric.BEST_EPOCH: judged.best_epoch,
+        Metric.BEST_VAL_ACC: judged.best_val_acc,
+        Metric.EPOCHS_TRAINED: judged.epochs_trained,
+        **ready.adapter.size_figures(ready.model, layers),
+    }
     logger.log_metrics(final, step=fitted.epochs_trained)
-    logger.set_tags({Tag.DIAGNOSIS: judged.diagnosis,
-                     Tag.DIAGNOSIS_RULE: f"last trained epoch ({judged.epochs_trained}): {judged.rule}"})
+    logger.set_tags(
+        {
+            Tag.DIAGNOSIS: judged.diagnosis,
+            Tag.DIAGNOSIS_RULE: f"last trained epoch ({judged.epochs_trained}): {judged.rule}",
+        }
+    )
     artifacts = test_artifacts(tested, ready.splits.test, ready.splits.class_names)
     logger.log_table(layers, Artifact.LAYERS)
     logger.log_dict(artifacts["confusion"], Artifact.CONFUSION_TEST)

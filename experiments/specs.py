@@ -6,18 +6,20 @@ A spec says which run settings are `fixed` and which vary, in one of four ways (
 - tpe / random: `space` with lists or {low, high, log} ranges, searched by Optuna for `trials` runs.
 `python -m experiments suite NAME` runs a list or grid spec's runs one after another in one process;
 `python -m experiments sweep NAME` shares a grid, tpe or random spec between any number of workers
-(experiments.sweeps). Every key is checked against experiments.settings before any run starts.
+(experiments.sweeps). Every key is checked against core.settings before any run starts.
 """
+
 import re
 import tomllib
 from dataclasses import dataclass, field, fields
-from typing import get_args, get_type_hints
 from itertools import product
 from pathlib import Path
+from typing import get_args, get_type_hints
 
+from core.settings import SWEEPABLE, TYPE_WORDS, ConfigError, is_of_type, refuse_unknown
+from core.store import REPO_ROOT
+from experiments.config import RunConfig
 from experiments.run import check
-from experiments.settings import SWEEPABLE, TYPE_WORDS, ConfigError, RunConfig, is_of_type, refuse_unknown
-from experiments.tracking import REPO_ROOT
 
 SPEC_DIR = REPO_ROOT / "specs"
 METHODS = ("list", "grid", "tpe", "random")
@@ -65,8 +67,9 @@ class Spec:
         data.setdefault("name", path.stem)
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
-            raise SpecError(f"spec {path}: unknown keys {', '.join(unknown)}; expected "
-                            f"{', '.join(f.name for f in fields(cls))}")
+            raise SpecError(
+                f"spec {path}: unknown keys {', '.join(unknown)}; expected {', '.join(f.name for f in fields(cls))}"
+            )
         try:
             loaded = cls(**data)
         except TypeError as err:
@@ -84,25 +87,37 @@ class Spec:
             if problem:
                 raise self.fail(f"{name} {problem}")
         checks = [
-            (isinstance(self.name, str) and re.fullmatch(r"[A-Za-z0-9._-]+", self.name) is not None,
-             "name: use letters, digits, '.', '_' and '-' only"),
+            (
+                isinstance(self.name, str) and re.fullmatch(r"[A-Za-z0-9._-]+", self.name) is not None,
+                "name: use letters, digits, '.', '_' and '-' only",
+            ),
             (self.method in METHODS, f"method {self.method!r}: expected one of {', '.join(METHODS)}"),
             (self.pruner in PRUNERS, f"pruner {self.pruner!r}: expected one of {', '.join(PRUNERS)}"),
-            (isinstance(self.fixed, dict) and isinstance(self.space, dict) and isinstance(self.runs, list)
-             and all(isinstance(run, dict) for run in self.runs),
-             "fixed and space: expected tables; runs: a list of tables"),
+            (
+                isinstance(self.fixed, dict)
+                and isinstance(self.space, dict)
+                and isinstance(self.runs, list)
+                and all(isinstance(run, dict) for run in self.runs),
+                "fixed and space: expected tables; runs: a list of tables",
+            ),
         ]
         for ok, message in checks:
             if not ok:
                 raise self.fail(message)
         shape = [
             (self.method != "list" or (self.runs and not self.space), "a list spec needs runs (and no space)"),
-            (self.method == "list" or (self.space and not self.runs),
-             "space: empty; give at least one setting to vary" if not self.space else "runs: only for method list"),
-            (not set(self.space) & set(self.fixed), f"{', '.join(sorted(set(self.space) & set(self.fixed)))}: "
-                                                    "both in space and fixed"),
-            (self.method not in ("tpe", "random") or (self.trials or 0) > 0,
-             f"trials: a {self.method} spec needs trials > 0"),
+            (
+                self.method == "list" or (self.space and not self.runs),
+                "space: empty; give at least one setting to vary" if not self.space else "runs: only for method list",
+            ),
+            (
+                not set(self.space) & set(self.fixed),
+                f"{', '.join(sorted(set(self.space) & set(self.fixed)))}: both in space and fixed",
+            ),
+            (
+                self.method not in ("tpe", "random") or (self.trials or 0) > 0,
+                f"trials: a {self.method} spec needs trials > 0",
+            ),
             (self.retries >= 0, "retries: expected an integer >= 0"),
         ]
         for ok, message in shape:
@@ -141,8 +156,9 @@ class Spec:
             if not (isinstance(values, list) and values):
                 raise self.fail(f"{key}: expected a non-empty list of values")
         keys = list(self.space)
-        return [{**self.fixed, **dict(zip(keys, values, strict=True))}
-                for values in product(*(self.space[k] for k in keys))]
+        return [
+            {**self.fixed, **dict(zip(keys, values, strict=True))} for values in product(*(self.space[k] for k in keys))
+        ]
 
     def grid(self) -> list[dict]:
         """The varied settings of every grid point (what a sweep enqueues), in the spec's order."""
@@ -204,5 +220,8 @@ def suite_configs(spec: Spec) -> list[RunConfig]:
     if spec.method not in SUITE_METHODS:
         raise spec.fail(f"a {spec.method} spec is a search: run it with `sweep`, not `suite`")
     extra = {"suite": spec.name, **({"experiment": spec.experiment} if spec.experiment else {})}
-    return [replica for index, point in enumerate(spec.points(), start=1)
-            for replica in spec.config(point, index, **extra).replicas()]
+    return [
+        replica
+        for index, point in enumerate(spec.points(), start=1)
+        for replica in spec.config(point, index, **extra).replicas()
+    ]

@@ -14,6 +14,7 @@ wherever you like: every worker takes the next trial until the sweep is done.
   FINISHED with its test results and is tagged pruned.
 The objective is the best validation accuracy of the run (test accuracy is never used to choose).
 """
+
 import json
 import os
 import time
@@ -22,19 +23,27 @@ from dataclasses import asdict
 from pathlib import Path
 
 import optuna
-from mlflow.entities import Metric as MlflowMetric, Param as MlflowParam
-from optuna.distributions import (BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution,
-                                  distribution_to_json)
+from mlflow.entities import Metric as MlflowMetric
+from mlflow.entities import Param as MlflowParam
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+    distribution_to_json,
+)
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
+from core.schema import Artifact, Metric, Param, Tag, Value
+from core.settings import ConfigError
+from core.store import DEFAULT_STORE, get_client, sqlite_path, tracking_uri
 from experiments import interrupts
-from experiments.run import RunConfig, RunInterrupted, execute
-from experiments.schema import Artifact, Metric, Param, Tag, Value
-from experiments.settings import ConfigError
+from experiments.config import RunConfig
+from experiments.run import RunInterrupted, execute
+from experiments.run_logger import experiment_id
 from experiments.specs import SWEEP_METHODS, Spec
-from experiments.tracking import DEFAULT_STORE, experiment_id, get_client, sqlite_path, tracking_uri
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats are "experimental"
 SWEEP_EXPERIMENT = "cnn-sweeps"  # where a sweep's runs go unless its spec names an experiment
@@ -65,8 +74,10 @@ def distributions(spec: Spec) -> dict[str, BaseDistribution]:
             except (ValueError, TypeError) as err:
                 raise spec.fail(f"{key}: {err}") from err
         else:
-            raise spec.fail(f"{key}: expected a non-empty list of values"
-                            + ("" if spec.method == "grid" else " or a {low, high, log} range"))
+            raise spec.fail(
+                f"{key}: expected a non-empty list of values"
+                + ("" if spec.method == "grid" else " or a {low, high, log} range")
+            )
     return result
 
 
@@ -79,8 +90,10 @@ def checked_sweep(spec: Spec) -> Spec:
 
 
 def spec_json(spec: Spec) -> dict:
-    return {**asdict(spec), "distributions": {k: json.loads(distribution_to_json(d))
-                                              for k, d in distributions(spec).items()}}
+    return {
+        **asdict(spec),
+        "distributions": {k: json.loads(distribution_to_json(d)) for k, d in distributions(spec).items()},
+    }
 
 
 def sweep_experiment(spec: Spec) -> str:
@@ -102,8 +115,14 @@ def public_url(url: str) -> str:
 def running_trial_runs(client, sweep: str, number: int) -> list:
     """The RUNNING MLflow run(s) of one trial, found by the tags every trial run is created with."""
     experiments = [e.experiment_id for e in client.search_experiments()]
-    return client.search_runs(experiments, f"tags.{Tag.SWEEP} = '{sweep}' and tags.{Tag.TRIAL} = '{number}' "
-                                           "and attributes.status = 'RUNNING'") if experiments else []
+    return (
+        client.search_runs(
+            experiments,
+            f"tags.{Tag.SWEEP} = '{sweep}' and tags.{Tag.TRIAL} = '{number}' and attributes.status = 'RUNNING'",
+        )
+        if experiments
+        else []
+    )
 
 
 def open_storage(url: str, heartbeat_seconds: int, retries: int) -> RDBStorage:
@@ -124,8 +143,12 @@ def open_storage(url: str, heartbeat_seconds: int, retries: int) -> RDBStorage:
 
     for attempt in range(3):
         try:
-            return RDBStorage(url, heartbeat_interval=heartbeat_seconds, grace_period=2 * heartbeat_seconds + 10,
-                              heartbeat_stale_trial_callback=on_stale_trial)
+            return RDBStorage(
+                url,
+                heartbeat_interval=heartbeat_seconds,
+                grace_period=2 * heartbeat_seconds + 10,
+                heartbeat_stale_trial_callback=on_stale_trial,
+            )
         except Exception as err:  # SQLAlchemy and driver errors: name the storage, hide the password
             if attempt == 2:
                 reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]  # the driver's own words
@@ -143,8 +166,9 @@ def make_sampler(spec: Spec) -> optuna.samplers.BaseSampler:
 
 def make_pruner(spec: Spec) -> optuna.pruners.BasePruner:
     if spec.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=spec.pruner_startup_trials,
-                                           n_warmup_steps=spec.pruner_warmup_epochs)
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=spec.pruner_startup_trials, n_warmup_steps=spec.pruner_warmup_epochs
+        )
     if spec.pruner == "successive-halving":
         return optuna.pruners.SuccessiveHalvingPruner()
     return optuna.pruners.NopPruner()
@@ -156,13 +180,16 @@ def join_sweep(spec: Spec, storage: RDBStorage, storage_url: str, wait_seconds: 
         study = created_sweep(spec, storage, storage_url)
     if study is not None:
         return study
-    study = optuna.load_study(study_name=spec.name, storage=storage, sampler=make_sampler(spec),
-                              pruner=make_pruner(spec))
+    study = optuna.load_study(
+        study_name=spec.name, storage=storage, sampler=make_sampler(spec), pruner=make_pruner(spec)
+    )
     deadline = time.monotonic() + wait_seconds
     while PARENT_ATTR not in study.user_attrs:  # its creator is still setting it up
         if time.monotonic() > deadline:
-            raise SweepError(f"sweep {spec.name!r} exists in the storage but its creator never finished "
-                             "setting it up; delete the study or use another name")
+            raise SweepError(
+                f"sweep {spec.name!r} exists in the storage but its creator never finished "
+                "setting it up; delete the study or use another name"
+            )
         time.sleep(0.5)
     if study.user_attrs[SPEC_ATTR] != spec_json(spec):
         raise SweepError(f"sweep {spec.name!r} already exists with a different spec; rename this one")
@@ -172,8 +199,13 @@ def join_sweep(spec: Spec, storage: RDBStorage, storage_url: str, wait_seconds: 
 def created_sweep(spec: Spec, storage: RDBStorage, storage_url: str) -> optuna.Study | None:
     """The new sweep (study, queued grid, MLflow parent run), or None when another worker created it first."""
     try:
-        study = optuna.create_study(study_name=spec.name, storage=storage, direction="maximize",
-                                    sampler=make_sampler(spec), pruner=make_pruner(spec))
+        study = optuna.create_study(
+            study_name=spec.name,
+            storage=storage,
+            direction="maximize",
+            sampler=make_sampler(spec),
+            pruner=make_pruner(spec),
+        )
     except optuna.exceptions.DuplicatedStudyError:
         return None
     study.set_user_attr(SPEC_ATTR, spec_json(spec))
@@ -186,11 +218,24 @@ def created_sweep(spec: Spec, storage: RDBStorage, storage_url: str) -> optuna.S
 
 def start_parent_run(spec: Spec, storage_url: str) -> str:
     client = get_client()
-    run = client.create_run(experiment_id(client, sweep_experiment(spec)), run_name=spec.name,
-                            tags={Tag.RUN_KIND: Value.RUN_KIND_SWEEP, Tag.SWEEP: spec.name})
-    client.log_batch(run.info.run_id, params=[MlflowParam(k, str(v)) for k, v in {
-        Param.SWEEP_METHOD: spec.method, Param.SWEEP_PRUNER: spec.pruner, Param.SWEEP_TRIALS: spec.size,
-        Param.SWEEP_OBJECTIVE: OBJECTIVE, Param.SWEEP_STORAGE: public_url(storage_url)}.items()])
+    run = client.create_run(
+        experiment_id(client, sweep_experiment(spec)),
+        run_name=spec.name,
+        tags={Tag.RUN_KIND: Value.RUN_KIND_SWEEP, Tag.SWEEP: spec.name},
+    )
+    client.log_batch(
+        run.info.run_id,
+        params=[
+            MlflowParam(k, str(v))
+            for k, v in {
+                Param.SWEEP_METHOD: spec.method,
+                Param.SWEEP_PRUNER: spec.pruner,
+                Param.SWEEP_TRIALS: spec.size,
+                Param.SWEEP_OBJECTIVE: OBJECTIVE,
+                Param.SWEEP_STORAGE: public_url(storage_url),
+            }.items()
+        ],
+    )
     client.log_dict(run.info.run_id, spec_json(spec), Artifact.SWEEP_SPEC)
     return run.info.run_id
 
@@ -232,25 +277,32 @@ def make_objective(spec: Spec, parent_run_id: str):
             trial.report(record.val_acc, record.epoch)
             return trial.should_prune()
 
-        tags = {Tag.SWEEP: spec.name, Tag.TRIAL: trial.number, Tag.PARENT_RUN: parent_run_id,
-                Tag.TRIAL_STATE: Value.TRIAL_RUNNING, Tag.TRIAL_PARAMS: json.dumps(params)}
+        tags = {
+            Tag.SWEEP: spec.name,
+            Tag.TRIAL: trial.number,
+            Tag.PARENT_RUN: parent_run_id,
+            Tag.TRIAL_STATE: Value.TRIAL_RUNNING,
+            Tag.TRIAL_PARAMS: json.dumps(params),
+        }
         values = []
         for position, replica in enumerate(config.replicas()):  # the pruner watches the first seed only
             try:
-                result = execute(replica, tags=tags, should_stop=should_stop if position == 0 else None,
-                                 on_start=on_start)
+                result = execute(
+                    replica, tags=tags, should_stop=should_stop if position == 0 else None, on_start=on_start
+                )
             except BaseException as err:
                 finished = isinstance(err, RunInterrupted) and err.status == "FINISHED"  # the signal came as it ended
                 if "id" in run:
-                    get_client().set_tag(run["id"], Tag.TRIAL_STATE,
-                                         Value.TRIAL_COMPLETE if finished else Value.TRIAL_FAILED)
+                    get_client().set_tag(
+                        run["id"], Tag.TRIAL_STATE, Value.TRIAL_COMPLETE if finished else Value.TRIAL_FAILED
+                    )
                 if isinstance(err, KeyboardInterrupt):  # this worker is stopping: leave its point to the others
-                    trial.study.enqueue_trial(params, user_attrs={k: v for k, v in trial.user_attrs.items()
-                                                                  if k == GRID_POINT_ATTR})
+                    trial.study.enqueue_trial(
+                        params, user_attrs={k: v for k, v in trial.user_attrs.items() if k == GRID_POINT_ATTR}
+                    )
                 raise
             pruned = result.epochs_trained < replica.epochs
-            get_client().set_tag(result.run_id, Tag.TRIAL_STATE,
-                                 Value.TRIAL_PRUNED if pruned else Value.TRIAL_COMPLETE)
+            get_client().set_tag(result.run_id, Tag.TRIAL_STATE, Value.TRIAL_PRUNED if pruned else Value.TRIAL_COMPLETE)
             if pruned:
                 raise optuna.TrialPruned(f"pruned after epoch {result.epochs_trained}")
             values.append(result.metrics[OBJECTIVE])
@@ -277,8 +329,7 @@ def next_step(study: optuna.Study, spec: Spec) -> str:
     return "wait" if count[TrialState.RUNNING] else "done"
 
 
-def run_worker(spec: Spec, storage_url: str | None = None, heartbeat_seconds: int = 30,
-               log=print) -> dict:
+def run_worker(spec: Spec, storage_url: str | None = None, heartbeat_seconds: int = 30, log=print) -> dict:
     """Take trials of the sweep until it is done; returns the sweep's summary (also logged to its parent run)."""
     checked_sweep(spec)
     storage_url = storage_url or default_storage()
@@ -304,9 +355,11 @@ def run_worker(spec: Spec, storage_url: str | None = None, heartbeat_seconds: in
 def summarize(study: optuna.Study) -> dict:
     trials = sweep_trials(study)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    summary = {Metric.SWEEP_COMPLETE: len(complete),
-               Metric.SWEEP_PRUNED: sum(t.state == TrialState.PRUNED for t in trials),
-               Metric.SWEEP_FAILED: sum(t.state == TrialState.FAIL for t in trials)}
+    summary = {
+        Metric.SWEEP_COMPLETE: len(complete),
+        Metric.SWEEP_PRUNED: sum(t.state == TrialState.PRUNED for t in trials),
+        Metric.SWEEP_FAILED: sum(t.state == TrialState.FAIL for t in trials),
+    }
     if complete:
         summary[Metric.SWEEP_BEST] = max(t.value for t in complete)
     return summary

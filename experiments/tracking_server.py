@@ -4,6 +4,7 @@
 same way. Runners and the dashboard then need only MLFLOW_TRACKING_URI=http://HOST:PORT, and sweep
 workers `--storage` with the Optuna database URL printed at start. See docs/scaling.md.
 """
+
 import glob
 import os
 import secrets
@@ -39,12 +40,16 @@ def free_port() -> int:
 
 def postgres_binary(name: str) -> str:
     """Path of a PostgreSQL server program: Debian keeps them in /usr/lib/postgresql/<version>/bin."""
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
-                   key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
+    found = sorted(
+        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
+    )
     path = found[-1] if found else shutil.which(name)
     if not path:
-        raise ServerError(f"PostgreSQL's {name} was not found: install Debian's postgresql package "
-                          "(scripts/setup does, when run as root)")
+        raise ServerError(
+            f"PostgreSQL's {name} was not found: install Debian's postgresql package "
+            "(scripts/setup does, when run as root)"
+        )
     return path
 
 
@@ -68,8 +73,10 @@ class Postgres:
         return f"postgresql://{DB_USER}:{quote(self.password, safe='')}@{self.host}:{self.port}/{database}"
 
     def stop(self) -> None:
-        subprocess.run(as_service_user([postgres_binary("pg_ctl"), "-D", str(self.data_dir), "-m", "fast",
-                                        "stop"]), capture_output=True)
+        subprocess.run(
+            as_service_user([postgres_binary("pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "stop"]),
+            capture_output=True,
+        )
 
 
 def database_password(data_dir: Path) -> str:
@@ -98,25 +105,59 @@ def start_postgres(data_dir: Path, port: int, host: str = "127.0.0.1") -> Postgr
             password_file.flush()
             if os.geteuid() == 0:
                 shutil.chown(password_file.name, SERVICE_USER)
-            run_checked(as_service_user([postgres_binary("initdb"), "-D", str(data_dir), "-U", DB_USER,
-                                         "--auth-local=trust", "--auth-host=scram-sha-256",
-                                         f"--pwfile={password_file.name}", "-E", "UTF8"]),
-                    "initdb" + (f" (as root, PostgreSQL runs as user {SERVICE_USER}, who must be able to reach "
-                                f"{data_dir})" if os.geteuid() == 0 else ""))
-    status = subprocess.run(as_service_user([postgres_binary("pg_ctl"), "-D", str(data_dir), "status"]),
-                            capture_output=True)
+            run_checked(
+                as_service_user(
+                    [
+                        postgres_binary("initdb"),
+                        "-D",
+                        str(data_dir),
+                        "-U",
+                        DB_USER,
+                        "--auth-local=trust",
+                        "--auth-host=scram-sha-256",
+                        f"--pwfile={password_file.name}",
+                        "-E",
+                        "UTF8",
+                    ]
+                ),
+                "initdb"
+                + (
+                    f" (as root, PostgreSQL runs as user {SERVICE_USER}, who must be able to reach {data_dir})"
+                    if os.geteuid() == 0
+                    else ""
+                ),
+            )
+    status = subprocess.run(
+        as_service_user([postgres_binary("pg_ctl"), "-D", str(data_dir), "status"]), capture_output=True
+    )
     if status.returncode != 0:  # 3: not running
-        run_checked(as_service_user([
-            postgres_binary("pg_ctl"), "-D", str(data_dir), "-l", str(data_dir / "server.log"), "-w", "-t", "60",
-            "-o", f"-p {port} -h {host} -k {data_dir}", "start"]), f"PostgreSQL (log: {data_dir / 'server.log'})")
+        run_checked(
+            as_service_user(
+                [
+                    postgres_binary("pg_ctl"),
+                    "-D",
+                    str(data_dir),
+                    "-l",
+                    str(data_dir / "server.log"),
+                    "-w",
+                    "-t",
+                    "60",
+                    "-o",
+                    f"-p {port} -h {host} -k {data_dir}",
+                    "start",
+                ]
+            ),
+            f"PostgreSQL (log: {data_dir / 'server.log'})",
+        )
     create_databases(server)
     return server
 
 
 def create_databases(server: Postgres) -> None:
     # autocommit: CREATE DATABASE cannot run inside a transaction
-    with psycopg.connect(host=server.host, port=server.port, user=DB_USER, password=server.password,
-                         dbname="postgres", autocommit=True) as connection:
+    with psycopg.connect(
+        host=server.host, port=server.port, user=DB_USER, password=server.password, dbname="postgres", autocommit=True
+    ) as connection:
         for name in DATABASES:
             if connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
                 connection.execute(f'CREATE DATABASE "{name}"')
@@ -135,9 +176,11 @@ class Auth:
     def write_config(self, folder: Path) -> Path:
         """The auth app's ini file (no secret in it: the admin password goes through the environment)."""
         path = Path(folder) / "basic_auth.ini"
-        path.write_text(f"[mlflow]\ndefault_permission = {self.default_permission}\n"
-                        f"database_uri = {self.database_uri}\nadmin_username = {ADMIN_USER}\n"
-                        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+        path.write_text(
+            f"[mlflow]\ndefault_permission = {self.default_permission}\n"
+            f"database_uri = {self.database_uri}\nadmin_username = {ADMIN_USER}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        )
         path.chmod(0o600)  # the database URI holds the PostgreSQL password
         return path
 
@@ -148,34 +191,63 @@ def admin_password() -> tuple[str, bool]:
     return (given, False) if given else (secrets.token_urlsafe(12), True)
 
 
-def start_mlflow_server(backend_uri: str, artifacts_dir: Path, port: int, host: str = "127.0.0.1",
-                        workers: int = 2, log_path: Path | None = None, auth: Auth | None = None) -> subprocess.Popen:
+def start_mlflow_server(
+    backend_uri: str,
+    artifacts_dir: Path,
+    port: int,
+    host: str = "127.0.0.1",
+    workers: int = 2,
+    log_path: Path | None = None,
+    auth: Auth | None = None,
+) -> subprocess.Popen:
     """`mlflow server` on host:port, runs in backend_uri, artifacts proxied into artifacts_dir, behind MLflow's
     basic-auth app when `auth` is given; waits until it answers /health. The caller owns the process."""
     Path(artifacts_dir).mkdir(parents=True, exist_ok=True)
-    log = open(log_path or os.devnull, "ab")
+    log = open(log_path or os.devnull, "ab")  # noqa: SIM115 (the server process writes to it after we return)
     env = dict(os.environ)
     # MLflow's job runner (GenAI evaluation, trace roll-ups) starts four more processes this project never uses.
     env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     auth_options = []
     if auth:
-        env.update(MLFLOW_AUTH_CONFIG_PATH=str(auth.write_config(Path(artifacts_dir).resolve().parent)),
-                   MLFLOW_AUTH_ADMIN_PASSWORD=auth.admin_password)
+        env.update(
+            MLFLOW_AUTH_CONFIG_PATH=str(auth.write_config(Path(artifacts_dir).resolve().parent)),
+            MLFLOW_AUTH_ADMIN_PASSWORD=auth.admin_password,
+        )
         # The auth app's CSRF key, shared by the server's workers; a new one each start unless set.
         env.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_hex(32))
         auth_options = ["--app-name", "basic-auth"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri,
-         "--artifacts-destination", str(Path(artifacts_dir).resolve()), "--serve-artifacts",
-         "--host", host, "--port", str(port), "--workers", str(workers), *auth_options],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            backend_uri,
+            "--artifacts-destination",
+            str(Path(artifacts_dir).resolve()),
+            "--serve-artifacts",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            *auth_options,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=env,
+    )
     log.close()
     url = f"http://{host}:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise ServerError(f"mlflow server exited with code {process.returncode}"
-                              + (f"; its log: {log_path}" if log_path else ""))
+            raise ServerError(
+                f"mlflow server exited with code {process.returncode}" + (f"; its log: {log_path}" if log_path else "")
+            )
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
                 if response.status == 200:

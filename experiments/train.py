@@ -4,11 +4,13 @@ A *learner* adapts a model to these loops (experiments.adapters: TorchLearner, N
 it turns uint8-derived float arrays into its own inputs, takes one optimisation step, and
 returns logits. Train and validation are measured by the same `evaluate`.
 """
+
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -16,10 +18,10 @@ import torch
 from sklearn.metrics import confusion_matrix
 from tqdm.auto import tqdm
 
-from experiments.calibration import Reliability, class_errors, reliability
-from experiments.data import NUM_CLASSES
-from experiments.diagnosis import best_epoch, bias_variance
-from experiments.schema import Artifact, Metric
+from core.calibration import Reliability, class_errors, reliability
+from core.datasets import NUM_CLASSES
+from core.diagnosis import best_epoch, bias_variance
+from core.schema import Artifact, Metric
 
 
 class Learner(Protocol):
@@ -81,7 +83,7 @@ class EpochRecord:
         return {name: getattr(self, name) for name in Metric.PER_EPOCH}
 
     def artifact_entries(self) -> dict[str, dict]:
-        """{per-epoch artifact (Artifact.PER_EPOCH): this epoch's entry}; experiments.tracking appends each to its
+        """{per-epoch artifact (Artifact.PER_EPOCH): this epoch's entry}; experiments.run_logger appends each to its
         artifact's lists.
         Empty bins and absent classes are written as null (JSON has no NaN)."""
         table = self.val_reliability
@@ -92,10 +94,14 @@ class EpochRecord:
                 "train_error": nulled(class_errors(self.train_confusion)),
                 "val_error": nulled(class_errors(self.val_confusion)),
                 "train_support": self.train_confusion.sum(axis=1).astype(int).tolist(),
-                "val_support": self.val_confusion.sum(axis=1).astype(int).tolist()},
+                "val_support": self.val_confusion.sum(axis=1).astype(int).tolist(),
+            },
             Artifact.RELIABILITY_VAL_EPOCHS: {
-                "edges": table.edges, "counts": table.counts, "accuracy": nulled(table.accuracy),
-                "confidence": nulled(table.confidence)},
+                "edges": table.edges,
+                "counts": table.counts,
+                "accuracy": nulled(table.accuracy),
+                "confidence": nulled(table.confidence),
+            },
         }
 
     @classmethod
@@ -149,12 +155,15 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 def evaluate(learner: Learner, inputs, labels: np.ndarray, batch_size: int = 256) -> Evaluation:
     """Loss, accuracy, predictions and confidences of the model on one dataset (model in eval mode)."""
-    logits = np.concatenate([learner.logits(inputs[i:i + batch_size]) for i in range(0, len(labels), batch_size)])
+    logits = np.concatenate([learner.logits(inputs[i : i + batch_size]) for i in range(0, len(labels), batch_size)])
     log_probs = log_softmax(logits.astype(np.float64))
     predicted = log_probs.argmax(axis=1)
-    return Evaluation(loss=float(-log_probs[np.arange(len(labels)), labels].mean()),
-                      acc=float((predicted == labels).mean()), predicted=predicted,
-                      confidence=np.exp(log_probs.max(axis=1)))
+    return Evaluation(
+        loss=float(-log_probs[np.arange(len(labels)), labels].mean()),
+        acc=float((predicted == labels).mean()),
+        predicted=predicted,
+        confidence=np.exp(log_probs.max(axis=1)),
+    )
 
 
 # A training loss this many times that of a uniform guess (ln of the class count, 2.30 for ten classes)
@@ -168,10 +177,14 @@ class Diverged(FloatingPointError):
     caps its loss lower)."""
 
     def __init__(self, loss: float, step: int, epoch: int, limit: float = EXPLODING_LOSS):
-        what = (f"became {loss}" if not math.isfinite(loss) else
-                f"reached {loss:.4g}, over {EXPLODING_LOSS_FACTOR} x ln {NUM_CLASSES} = {EXPLODING_LOSS:.1f}"
-                if limit == EXPLODING_LOSS else f"reached {loss:.4g}, over {limit:.1f}, near the most the framework's "
-                                                 "clipped cross-entropy can report: every image confidently wrong")
+        what = (
+            f"became {loss}"
+            if not math.isfinite(loss)
+            else f"reached {loss:.4g}, over {EXPLODING_LOSS_FACTOR} x ln {NUM_CLASSES} = {EXPLODING_LOSS:.1f}"
+            if limit == EXPLODING_LOSS
+            else f"reached {loss:.4g}, over {limit:.1f}, near the most the framework's "
+            "clipped cross-entropy can report: every image confidently wrong"
+        )
         super().__init__(f"diverged: training loss {what} at step {step} (epoch {epoch})")
         self.step, self.epoch = step, epoch
         self.run_id = None  # the run it ended, once logged
@@ -185,8 +198,16 @@ class EpochMeter:
     """One training epoch as it goes: running loss and accuracy, the step-loss curve, the divergence check and
     the progress bar. Fed one step at a time, by our loop or by a Keras callback."""
 
-    def __init__(self, n: int, epoch: int, first_step: int, log_every: int, desc: str, progress: bool,
-                 exploding_loss: float = EXPLODING_LOSS):
+    def __init__(
+        self,
+        n: int,
+        epoch: int,
+        first_step: int,
+        log_every: int,
+        desc: str,
+        progress: bool,
+        exploding_loss: float = EXPLODING_LOSS,
+    ):
         self.n, self.epoch, self.log_every, self.exploding_loss = n, epoch, log_every, exploding_loss
         self.step = first_step - 1
         self.step_losses, self.window, self.seen, self.total_loss, self.total_correct = [], [], 0, 0.0, 0
@@ -205,8 +226,9 @@ class EpochMeter:
         self.window.append(loss)
         if len(self.window) == self.log_every:
             self.close_window()
-            self.bar.set_postfix(loss=f"{self.step_losses[-1][1]:.4f}", acc=f"{self.total_correct / self.seen:.4f}",
-                                 refresh=False)
+            self.bar.set_postfix(
+                loss=f"{self.step_losses[-1][1]:.4f}", acc=f"{self.total_correct / self.seen:.4f}", refresh=False
+            )
         self.bar.update(rows)
 
     def close_window(self) -> None:
@@ -221,12 +243,27 @@ class EpochMeter:
         if self.window:
             self.close_window()
         self.bar.close()
-        return EpochStats(loss=self.total_loss / self.n, acc=self.total_correct / self.n, step_losses=self.step_losses,
-                          seconds=seconds, samples_per_s=self.n / seconds)
+        return EpochStats(
+            loss=self.total_loss / self.n,
+            acc=self.total_correct / self.n,
+            step_losses=self.step_losses,
+            seconds=seconds,
+            samples_per_s=self.n / seconds,
+        )
 
 
-def train_epoch(learner: Learner, inputs, labels, batch_size: int, rng: np.random.Generator, log_every: int,
-                first_step: int = 1, epoch: int = 1, desc: str = "", progress: bool = True) -> EpochStats:
+def train_epoch(
+    learner: Learner,
+    inputs,
+    labels,
+    batch_size: int,
+    rng: np.random.Generator,
+    log_every: int,
+    first_step: int = 1,
+    epoch: int = 1,
+    desc: str = "",
+    progress: bool = True,
+) -> EpochStats:
     """One pass over the shuffled training set; returns loss, accuracy, timing and the step-loss curve.
 
     Steps are numbered globally from first_step; step_losses holds (step, mean loss of the last
@@ -235,28 +272,60 @@ def train_epoch(learner: Learner, inputs, labels, batch_size: int, rng: np.rando
     order = rng.permutation(len(labels))
     meter = EpochMeter(len(labels), epoch, first_step, log_every, desc, progress)
     for i in range(0, len(labels), batch_size):
-        rows = order[i:i + batch_size]
+        rows = order[i : i + batch_size]
         loss, correct = learner.train_step(inputs[rows], labels[rows])
         meter.add(loss, correct, len(rows))
     return meter.done()
 
 
-def step_epochs(learner: Learner, inputs, labels, *, epochs: range, batch_size: int, rng: np.random.Generator,
-                log_every: int, progress: bool, end_of_epoch: Callable[[int, EpochStats], bool]) -> None:
+def step_epochs(
+    learner: Learner,
+    inputs,
+    labels,
+    *,
+    epochs: range,
+    batch_size: int,
+    rng: np.random.Generator,
+    log_every: int,
+    progress: bool,
+    end_of_epoch: Callable[[int, EpochStats], bool],
+) -> None:
     """Our epoch loop, for learners that take one step at a time: train_epoch, then end_of_epoch, until it says stop."""
     steps_per_epoch = math.ceil(len(labels) / batch_size)
     for epoch in epochs:
-        stats = train_epoch(learner, inputs, labels, batch_size, rng, log_every,
-                            first_step=(epoch - 1) * steps_per_epoch + 1, epoch=epoch,
-                            desc=f"epoch {epoch}/{epochs.stop - 1}", progress=progress)
+        stats = train_epoch(
+            learner,
+            inputs,
+            labels,
+            batch_size,
+            rng,
+            log_every,
+            first_step=(epoch - 1) * steps_per_epoch + 1,
+            epoch=epoch,
+            desc=f"epoch {epoch}/{epochs.stop - 1}",
+            progress=progress,
+        )
         if end_of_epoch(epoch, stats):
             return
 
 
-def fit(learner: Learner, train: tuple, val: tuple, train_eval: tuple, *, epochs: int, batch_size: int,
-        seed: int, best_error: float, log_every: int, eval_batch_size: int = 256, progress: bool = True,
-        on_epoch: Callable[[EpochRecord, dict], None] | None = None, resume_from: dict | None = None,
-        should_stop: Callable[[EpochRecord], bool] | None = None) -> FitResult:
+def fit(
+    learner: Learner,
+    train: tuple,
+    val: tuple,
+    train_eval: tuple,
+    *,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    best_error: float,
+    log_every: int,
+    eval_batch_size: int = 256,
+    progress: bool = True,
+    on_epoch: Callable[[EpochRecord, dict], None] | None = None,
+    resume_from: dict | None = None,
+    should_stop: Callable[[EpochRecord], bool] | None = None,
+) -> FitResult:
     """Train for `epochs`, measuring train-eval and val sets after each; keep the best-val weights.
 
     `train`, `val` and `train_eval` are (inputs, labels) pairs: inputs in the learner's own type,
@@ -280,30 +349,56 @@ def fit(learner: Learner, train: tuple, val: tuple, train_eval: tuple, *, epochs
         on_val = evaluate(learner, *val, batch_size=eval_batch_size)
         table = reliability(on_val.confidence, on_val.predicted == val[1])
         record = EpochRecord(
-            epoch=epoch, train_loss=on_train.loss, train_acc=on_train.acc, val_loss=on_val.loss, val_acc=on_val.acc,
-            val_ece=table.ece, **bias_variance(on_train.acc, on_val.acc, best_error),
-            epoch_seconds=stats.seconds, samples_per_s=stats.samples_per_s, step_losses=stats.step_losses,
+            epoch=epoch,
+            train_loss=on_train.loss,
+            train_acc=on_train.acc,
+            val_loss=on_val.loss,
+            val_acc=on_val.acc,
+            val_ece=table.ece,
+            **bias_variance(on_train.acc, on_val.acc, best_error),
+            epoch_seconds=stats.seconds,
+            samples_per_s=stats.samples_per_s,
+            step_losses=stats.step_losses,
             val_confusion=confusion_matrix(val[1], on_val.predicted, labels=range(NUM_CLASSES)),
             train_confusion=confusion_matrix(train_eval[1], on_train.predicted, labels=range(NUM_CLASSES)),
             val_predicted=on_val.predicted,
-            val_reliability=table)
+            val_reliability=table,
+        )
         so_far.epochs[epoch] = {str(name): float(value) for name, value in record.metrics().items()}
         if so_far.best()[0] == epoch:
             so_far.best_weights = learner.weights()
         if progress:
-            tqdm.write(f"epoch {epoch}/{epochs}: train loss {on_train.loss:.4f} acc {on_train.acc:.4f}"
-                       f" | val loss {on_val.loss:.4f} acc {on_val.acc:.4f}"
-                       f" | {stats.samples_per_s:.0f} img/s")
+            tqdm.write(
+                f"epoch {epoch}/{epochs}: train loss {on_train.loss:.4f} acc {on_train.acc:.4f}"
+                f" | val loss {on_val.loss:.4f} acc {on_val.acc:.4f}"
+                f" | {stats.samples_per_s:.0f} img/s"
+            )
         if on_epoch:
-            checkpoint = {"progress": asdict(so_far), "learner": learner.checkpoint(),
-                          "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
+            checkpoint = {
+                "progress": asdict(so_far),
+                "learner": learner.checkpoint(),
+                "rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+            }
             on_epoch(record, checkpoint)
         return bool(should_stop and should_stop(record))
 
     if so_far.epochs_done < epochs:
         train_epochs = getattr(learner, "train_epochs", None) or partial(step_epochs, learner)
-        train_epochs(*train, epochs=range(so_far.epochs_done + 1, epochs + 1), batch_size=batch_size, rng=rng,
-                     log_every=log_every, progress=progress, end_of_epoch=end_of_epoch)
+        train_epochs(
+            *train,
+            epochs=range(so_far.epochs_done + 1, epochs + 1),
+            batch_size=batch_size,
+            rng=rng,
+            log_every=log_every,
+            progress=progress,
+            end_of_epoch=end_of_epoch,
+        )
     epoch, best_val_acc = so_far.best()
-    return FitResult(epochs_trained=so_far.epochs_done, best_epoch=epoch, best_val_acc=best_val_acc,
-                     best_weights=so_far.best_weights, history=so_far.history())
+    return FitResult(
+        epochs_trained=so_far.epochs_done,
+        best_epoch=epoch,
+        best_val_acc=best_val_acc,
+        best_weights=so_far.best_weights,
+        history=so_far.history(),
+    )

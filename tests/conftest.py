@@ -1,13 +1,19 @@
 """Shared fixtures: the real MNIST cache, throwaway MLflow stores, real tracked runs, a headless browser."""
+
 import shutil
 import sys
 
 import numpy as np
 import pytest
+import streamlit as st
 from mlflow.tracking import MlflowClient
+from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import sync_playwright
 
+from experiments.config import RunConfig
 from experiments.data import ensure_dataset
-from experiments.run import RunConfig, execute
+from experiments.run import execute
+from experiments.run_logger import RunLogger
 from tests.helpers import CHROMIUM, CHROMIUM_ARGS, shoot, small_config, sqlite_uri
 
 
@@ -25,7 +31,6 @@ def pytest_runtest_makereport(item, call):
     report = yield
     page = getattr(item, "funcargs", {}).get("page") if report.when == "call" and report.failed else None
     if page is not None and not page.is_closed():
-        from playwright.sync_api import Error as PlaywrightError
         try:
             shoot(page, f"failed-{item.name}")
             shown = page.locator("body").inner_text(timeout=10_000)
@@ -82,8 +87,16 @@ def conv_conv_run(session_store, mnist_dir):
     """conv-conv, 2 epochs at batch 64 on the first 10k train images (10% carved for validation),
     tested on the first 2k test images: real MNIST, logged to a real store."""
     client, _ = session_store
-    config = RunConfig.from_recipe("conv-conv", epochs=2, batch_size=64, train_size=10_000, test_size=2_000,
-                                   val_split=0.1, progress=False, run_name="conv-conv-test")
+    config = RunConfig.from_recipe(
+        "conv-conv",
+        epochs=2,
+        batch_size=64,
+        train_size=10_000,
+        test_size=2_000,
+        val_split=0.1,
+        progress=False,
+        run_name="conv-conv-test",
+    )
     result = execute(config)
     return client, client.get_run(result.run_id), result
 
@@ -134,10 +147,11 @@ def seeded_store(dashboard_store):
     tiny over 2, on the same test images. Returns (client, {group name: [run ids]})."""
     client, _ = dashboard_store
     groups = {}
-    for name, config in (("softmax", small_config("softmax-regression", repeats=3, run_name="sr-seeds")),
-                         ("tiny", small_config("tiny", repeats=2, run_name="tiny-seeds"))):
+    for name, config in (
+        ("softmax", small_config("softmax-regression", repeats=3, run_name="sr-seeds")),
+        ("tiny", small_config("tiny", repeats=2, run_name="tiny-seeds")),
+    ):
         groups[name] = [execute(replica).run_id for replica in config.replicas()]
-    import streamlit as st
 
     st.cache_data.clear()  # AppTest's pages share this process's cache, which may hold the store's runs without these
     return client, groups
@@ -145,10 +159,13 @@ def seeded_store(dashboard_store):
 
 def stopped_runs(client, experiment: str) -> dict:
     """Real runs of 3 planned epochs that stop after the first (pruned) or second (killed, left running)."""
-    from experiments.tracking import RunLogger
 
-    ids = {"pruned": execute(small_config("softmax-regression", epochs=3, run_name="pruned"),
-                             should_stop=lambda record: record.epoch == 1).run_id}
+    ids = {
+        "pruned": execute(
+            small_config("softmax-regression", epochs=3, run_name="pruned"),
+            should_stop=lambda record: record.epoch == 1,
+        ).run_id
+    }
 
     def interrupt_after_two(record):
         if record.epoch == 2:
@@ -160,8 +177,10 @@ def stopped_runs(client, experiment: str) -> dict:
             if keep_running:  # nothing ends the run but its heartbeat stops: what SIGKILL leaves behind
                 patch.setattr(RunLogger, "finish", lambda self, *args, **kwargs: self.heartbeat.stop())
             with pytest.raises(KeyboardInterrupt):  # an hour's heartbeat: RUNNING, not LOST, for the session
-                execute(small_config("softmax-regression", epochs=3, run_name=role, heartbeat=3600),
-                        should_stop=interrupt_after_two)
+                execute(
+                    small_config("softmax-regression", epochs=3, run_name=role, heartbeat=3600),
+                    should_stop=interrupt_after_two,
+                )
         ids[role] = client.search_runs([experiment], f"attributes.run_name = '{role}'")[0].info.run_id
     return ids
 
@@ -169,7 +188,6 @@ def stopped_runs(client, experiment: str) -> dict:
 @pytest.fixture(scope="session")
 def browser():
     """Debian's headless Chromium driven by Playwright."""
-    from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)

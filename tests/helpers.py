@@ -1,5 +1,8 @@
 """Helpers shared by the tests (fixtures live in tests/conftest.py): the command line in a subprocess,
 small real run configurations, the dashboard under AppTest, and the real dashboard server."""
+
+import base64
+import json
 import os
 import shutil
 import subprocess
@@ -7,23 +10,40 @@ import sys
 import time
 import urllib.request
 from contextlib import contextmanager
+from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.store import REPO_ROOT
 from dashboard.state import Key
-from experiments.run import RunConfig
-from experiments.tracking import REPO_ROOT
+from experiments import cli as command_line
+from experiments.config import RunConfig
 from experiments.tracking_server import free_port
 
 APP = str(REPO_ROOT / "dashboard" / "app.py")
-PAGES = {"runs": "views/runs.py", "compare": "views/compare.py", "overfitting": "views/overfitting.py",
-         "detail": "views/detail.py", "sweeps": "views/sweeps.py"}
+PAGES = {
+    "runs": "views/runs.py",
+    "compare": "views/compare.py",
+    "overfitting": "views/overfitting.py",
+    "detail": "views/detail.py",
+    "sweeps": "views/sweeps.py",
+}
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 SHOTS = REPO_ROOT / "test-output" / "screenshots"
-needs_chromium = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed (scripts/setup)")
+needs_chromium = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM), reason="Debian chromium not installed (scripts/setup)"
+)
 
 
 def sqlite_uri(folder) -> str:
@@ -32,14 +52,19 @@ def sqlite_uri(folder) -> str:
 
 def cli(*args, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """`python -m experiments ARGS` in a subprocess, to its end; the environment's store unless env says."""
-    return subprocess.run([sys.executable, "-m", "experiments", *args], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "experiments", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def cli_in_process(capsys, *args) -> subprocess.CompletedProcess:
     """The command line called in this process, without the seconds a new interpreter takes to import torch and
     MLflow: its exit code and output, as `cli` gives them (for commands that end quickly, e.g. refusals)."""
-    from experiments import cli as command_line
 
     try:
         code = command_line.dispatch(list(args))
@@ -52,8 +77,12 @@ def cli_in_process(capsys, *args) -> subprocess.CompletedProcess:
 def cli_process(*args, env: dict | None = None, **options) -> subprocess.Popen:
     """`python -m experiments ARGS` started in the background (to be signalled, or run beside others)."""
     defaults = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return subprocess.Popen([sys.executable, "-m", "experiments", *args], cwd=REPO_ROOT,
-                            env={**os.environ, **(env or {})}, **{**defaults, **options})
+    return subprocess.Popen(
+        [sys.executable, "-m", "experiments", *args],
+        cwd=REPO_ROOT,
+        env={**os.environ, **(env or {})},
+        **{**defaults, **options},
+    )
 
 
 def small_config(model: str = "lenet5", **overrides) -> RunConfig:
@@ -80,8 +109,11 @@ def go(at: AppTest, page: str) -> AppTest:
 
 
 def texts(at: AppTest) -> str:
-    parts = [e.value for kind in ("markdown", "caption", "info", "success", "warning", "error", "title", "subheader")
-             for e in getattr(at, kind)]
+    parts = [
+        e.value
+        for kind in ("markdown", "caption", "info", "success", "warning", "error", "title", "subheader")
+        for e in getattr(at, kind)
+    ]
     return "\n".join(map(str, parts))
 
 
@@ -92,10 +124,6 @@ def plotly_charts(at: AppTest) -> list:
 def chart_traces(chart) -> list[dict]:
     """A drawn Plotly chart's traces as dicts, numeric arrays decoded at any depth (Plotly sends them as base64
     `bdata`: a trace's x and y, a line's colours, a dimension's values)."""
-    import base64
-    import json
-
-    import numpy as np
 
     def decoded(value):
         if isinstance(value, dict) and "bdata" in value:
@@ -125,7 +153,7 @@ def listening_addresses(port: int) -> set[str]:
     """Local addresses in LISTEN state on `port`, from /proc/net/tcp and tcp6 (127.0.0.1 is 0100007F)."""
     found = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in open(table).read().splitlines()[1:]:
+        for line in Path(table).read_text().splitlines()[1:]:
             local, state = line.split()[1], line.split()[3]
             address, hex_port = local.split(":")
             if state == "0A" and int(hex_port, 16) == port:
@@ -138,10 +166,25 @@ def start_server(uri: str, *extra: str):
     """The real dashboard on a free localhost port over the store at `uri`; yields its URL."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", APP, "--server.port", str(port),
-         "--server.headless", "true", "--browser.gatherUsageStats", "false", *extra],
-        cwd=REPO_ROOT, env={**os.environ, "MLFLOW_TRACKING_URI": uri}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            APP,
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+            *extra,
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         if not answers_health(url, 60):

@@ -1,11 +1,14 @@
 """dashboard.bulk: the SQL store's column queries give exactly what MLflow's public client gives, on a real store."""
+
 import dataclasses
 import math
 
 import mlflow
 import numpy as np
 import pytest
-from mlflow.entities import DatasetInput, Metric as MlflowMetric, Param as MlflowParam, RunTag
+from mlflow.entities import DatasetInput, RunTag
+from mlflow.entities import Metric as MlflowMetric
+from mlflow.entities import Param as MlflowParam
 from mlflow.tracking import MlflowClient
 
 from dashboard import bulk
@@ -24,10 +27,13 @@ def store(tmp_path_factory):
     for i, experiment in enumerate([first, first, second, second]):
         run_id = client.create_run(experiment, run_name=f"run-{i}").info.run_id
         points = [MlflowMetric("val_acc", 0.5 + i / 10, 1_000 + step, step) for step in (1, 2, 3)]
-        points += [MlflowMetric("val_acc", 0.99, 2_000, 2),  # step 2 again, later: the value that counts
-                   MlflowMetric("train_acc", math.nan if i == 1 else 0.6, 1_000, 1)]
-        client.log_batch(run_id, metrics=points, params=[MlflowParam("lr", str(0.1 * (i + 1)))],
-                         tags=[RunTag("suite", "quick")])
+        points += [
+            MlflowMetric("val_acc", 0.99, 2_000, 2),  # step 2 again, later: the value that counts
+            MlflowMetric("train_acc", math.nan if i == 1 else 0.6, 1_000, 1),
+        ]
+        client.log_batch(
+            run_id, metrics=points, params=[MlflowParam("lr", str(0.1 * (i + 1)))], tags=[RunTag("suite", "quick")]
+        )
         ids.append(run_id)
     digits = mlflow.data.from_numpy(np.zeros((2, 2)), name="digits")  # the client: no process-wide tracking URI
     client.log_inputs(ids[0], datasets=[DatasetInput(digits._to_mlflow_entity())])
@@ -50,8 +56,11 @@ def comparable(run: bulk.StoredRun) -> bulk.StoredRun:
 def read_everything(client, ids):
     runs = sorted(map(comparable, bulk.stored_runs(client)), key=lambda run: run.run_id)
     points = bulk.metric_points(client, ids, ["val_acc", "train_acc"])
-    return runs, points.sort_values(["run_id", "metric", "step"], kind="stable").reset_index(drop=True), \
-        bulk.metric_names(client, ids)
+    return (
+        runs,
+        points.sort_values(["run_id", "metric", "step"], kind="stable").reset_index(drop=True),
+        bulk.metric_names(client, ids),
+    )
 
 
 def test_the_sql_path_reads_what_mlflows_client_reads(store, monkeypatch):

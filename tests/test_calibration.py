@@ -1,18 +1,19 @@
 """Calibration, per-class errors and the rising-loss flag against direct computations on known inputs."""
+
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from experiments.calibration import class_errors, loss_rising_while_accuracy_holds, reliability
-from experiments.diagnosis import class_gaps
-from experiments.tracking import grown
+from core.calibration import class_errors, loss_rising_while_accuracy_holds, reliability
+from core.diagnosis import class_gaps
+from experiments.run_logger import grown
 
 
 def test_the_reliability_table_and_ece_match_a_bin_by_bin_count(rng):
     confidence = rng.uniform(0.1, 1.0, 5000)
-    correct = rng.uniform(size=5000) < confidence ** 2  # overconfident: right less often than it claims
+    correct = rng.uniform(size=5000) < confidence**2  # overconfident: right less often than it claims
     table = reliability(confidence, correct)
     edges = np.linspace(0, 1, 16)
     assert table.edges == pytest.approx(edges.tolist())
@@ -51,20 +52,36 @@ def history(val_loss, val_acc):
     return pd.DataFrame({"val_loss": val_loss, "val_acc": val_acc}, index=range(1, len(val_loss) + 1))
 
 
-@pytest.mark.parametrize("val_loss, val_acc, expected", [
-    ([0.9, 0.5, 0.4, 0.45, 0.5, 0.6], [0.8, 0.9, 0.92, 0.92, 0.921, 0.918], 3),  # rises from epoch 3, accuracy holds
-    ([0.9, 0.5, 0.4, 0.45, 0.5, 0.6], [0.8, 0.9, 0.92, 0.9, 0.88, 0.85], None),  # accuracy falls with it
-    ([0.9, 0.5, 0.4, 0.35, 0.3, 0.29], [0.8, 0.9, 0.92, 0.92, 0.93, 0.93], None),  # still falling
-    ([0.9, 0.5, 0.4, 0.35, 0.3, 0.35], [0.8, 0.9, 0.92, 0.92, 0.93, 0.93], None),  # one epoch of rise is not a trend
-    ([0.9, 0.5, 0.4, 0.401, 0.402], [0.8, 0.9, 0.92, 0.92, 0.92], None),  # a rise within noise
-])
+@pytest.mark.parametrize(
+    "val_loss, val_acc, expected",
+    [
+        (
+            [0.9, 0.5, 0.4, 0.45, 0.5, 0.6],
+            [0.8, 0.9, 0.92, 0.92, 0.921, 0.918],
+            3,
+        ),  # rises from epoch 3, accuracy holds
+        ([0.9, 0.5, 0.4, 0.45, 0.5, 0.6], [0.8, 0.9, 0.92, 0.9, 0.88, 0.85], None),  # accuracy falls with it
+        ([0.9, 0.5, 0.4, 0.35, 0.3, 0.29], [0.8, 0.9, 0.92, 0.92, 0.93, 0.93], None),  # still falling
+        (
+            [0.9, 0.5, 0.4, 0.35, 0.3, 0.35],
+            [0.8, 0.9, 0.92, 0.92, 0.93, 0.93],
+            None,
+        ),  # one epoch of rise is not a trend
+        ([0.9, 0.5, 0.4, 0.401, 0.402], [0.8, 0.9, 0.92, 0.92, 0.92], None),  # a rise within noise
+    ],
+)
 def test_the_rising_loss_flag(val_loss, val_acc, expected):
     assert loss_rising_while_accuracy_holds(history(val_loss, val_acc)) == expected
 
 
 def test_a_class_overfits_only_when_its_whole_gap_interval_is_above_the_threshold():
-    gaps = class_gaps(train_error=[0.0, 0.02, 0.05], val_error=[0.12, 0.05, 0.06], train_support=[900, 100, 40],
-                      val_support=[100, 20, 10], names=["zero", "one", "two"])
+    gaps = class_gaps(
+        train_error=[0.0, 0.02, 0.05],
+        val_error=[0.12, 0.05, 0.06],
+        train_support=[900, 100, 40],
+        val_support=[100, 20, 10],
+        names=["zero", "one", "two"],
+    )
     assert [g.name for g in gaps] == ["zero", "one", "two"]  # widest gap first
     assert gaps[0].overfits is True  # 12 of 100 wrong, none of 900
     assert gaps[1].overfits is None  # 1 of 20 against 2 of 100: the interval straddles 1 point

@@ -1,11 +1,24 @@
 """Capacity: conv-conv's width multiplier, a suite over it, and the inspector's capacity curve drawn from the runs."""
+
 import pytest
 from mlflow.tracking import MlflowClient
 
+from core.schema import Metric
+from experiments import cli as command_line
 from experiments.models import ConvConv, conv_conv_sequential
-from experiments.schema import Metric
-from tests.helpers import (chart_traces, cli_in_process, go, needs_chromium, open_app, plotly_charts, shoot,
-                           sqlite_uri, start_server, texts, wait_idle)
+from tests.helpers import (
+    chart_traces,
+    cli_in_process,
+    go,
+    needs_chromium,
+    open_app,
+    plotly_charts,
+    shoot,
+    sqlite_uri,
+    start_server,
+    texts,
+    wait_idle,
+)
 
 
 @pytest.mark.parametrize("width, params", [(0.125, 18_954), (1, 1_199_882), (4, 19_176_458)])
@@ -19,11 +32,12 @@ def widths(tmp_path_factory, mnist_dir):
     """A store of its own holding a three-width suite, run through the command line (in this process)."""
     folder = tmp_path_factory.mktemp("widths")
     spec = folder / "widths.toml"
-    spec.write_text('method = "grid"\nfixed = { model = "conv-conv", train_size = 600, test_size = 1000, epochs = 2 }\n'
-                    'space = { width = [0.125, 0.5, 1] }\nrun_name = "cc-x{width}"\n')
+    spec.write_text(
+        'method = "grid"\nfixed = { model = "conv-conv", train_size = 600, test_size = 1000, epochs = 2 }\n'
+        'space = { width = [0.125, 0.5, 1] }\nrun_name = "cc-x{width}"\n'
+    )
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", sqlite_uri(folder))
-        from experiments import cli as command_line
 
         assert command_line.dispatch(["suite", str(spec)]) in (0, None)
         client = MlflowClient(sqlite_uri(folder))
@@ -66,5 +80,6 @@ def test_the_capacity_curve_in_chromium(widths, page):
 def test_a_width_on_a_model_of_fixed_width_is_one_line(store, capsys):
     refused = cli_in_process(capsys, "train", "--model", "lenet5", "--width", "2")
     assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].endswith(
-        "error: --width: lenet5 in pytorch has a fixed width (scalable: conv-conv in pytorch)")
+        "error: --width: lenet5 in pytorch has a fixed width (scalable: conv-conv in pytorch)"
+    )
     assert not store.search_experiments(filter_string="name = 'cnn-experiments'")  # nothing logged

@@ -1,18 +1,26 @@
 """Every dashboard page driven by streamlit.testing.v1.AppTest against a real store of real runs."""
+
 import json
 import re
+import shutil
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import streamlit as st
+from mlflow.tracking import MlflowClient
 from sklearn.metrics import confusion_matrix
 
-from dashboard import formats
+from core.comparison import read_predictions
+from core.diagnosis import early_stop
+from core.schema import Artifact
+from dashboard import formats, reader
 from dashboard.state import URL_RUNS, Key, rows_key
 from dashboard.widgets import EACH_RUN
-from experiments.diagnosis import early_stop
-from experiments.schema import Artifact
-from tests.helpers import PAGES, chart_traces, go, open_app, plotly_charts, texts
+from experiments.run import execute
+from tests.helpers import PAGES, chart_traces, go, open_app, plotly_charts, small_config, sqlite_uri, texts
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +108,10 @@ def test_runs_filters_narrow_the_table(store):
     assert list(at.dataframe[0].value["model"]) == ["lenet5"]
     at.text_input(key=Key.FILTER_TEXT).input("TRAIN_SIZE=400").run()  # 500 less the 20% validation
     assert list(at.dataframe[0].value["run_name"]) == []
-    assert ('No run matches the search: train_size=400 matches no run; train_size is one of "800", typed as written, '
-            'e.g. train_size=800.') in texts(at).replace("\\", "")
+    assert (
+        'No run matches the search: train_size=400 matches no run; train_size is one of "800", typed as written, '
+        "e.g. train_size=800."
+    ) in texts(at).replace("\\", "")
     at.multiselect(key=Key.FILTER_MODEL).set_value([]).run()
     assert list(at.dataframe[0].value["run_name"]) == ["sr-500"]
     at.text_input(key=Key.FILTER_TEXT).input("train_size<1000 model=softmax-regression epochs>=2").run()
@@ -112,8 +122,10 @@ def test_runs_filters_narrow_the_table(store):
 def ticked_runs(at, table_key: str = Key.RUNS_TABLE) -> set:
     """What the ticked rows of a Runs table stand for: run ids, or tuples of a group's run ids."""
     rows = at.session_state[rows_key(table_key)]
-    return {tuple(rows[i]) if isinstance(rows[i], list) else rows[i]
-            for i in at.session_state[table_key]["selection"]["rows"]}
+    return {
+        tuple(rows[i]) if isinstance(rows[i], list) else rows[i]
+        for i in at.session_state[table_key]["selection"]["rows"]
+    }
 
 
 def test_the_runs_tables_ticks_show_the_selection_wherever_it_was_made(store):
@@ -171,8 +183,11 @@ def test_compare_draws_curves_against_training_time_and_measures_runs_against_a_
     spec = json.loads(plotly_charts(at)[0].proto.spec)
     assert spec["layout"]["xaxis"]["title"]["text"] == "training time (s)" and spec["layout"]["yaxis"]["type"] == "log"
     seconds = np.cumsum([m.value for m in client.get_metric_history(ids["conv"], "epoch_seconds")])
-    val_acc = next(t for t in chart_traces(plotly_charts(at)[0]) if t.get("xaxis") == "x2"
-                   and t.get("name", "").startswith("conv-conv-small") and t["name"].endswith("(val)"))
+    val_acc = next(
+        t
+        for t in chart_traces(plotly_charts(at)[0])
+        if t.get("xaxis") == "x2" and t.get("name", "").startswith("conv-conv-small") and t["name"].endswith("(val)")
+    )
     assert list(val_acc["x"]) == pytest.approx(list(seconds))
     final = next(frame.value for frame in at.dataframe if "test acc vs baseline" in frame.value)
     runs = {ids[k]: client.get_run(ids[k]).data.metrics["test_acc"] for k in ("lenet5", "conv")}
@@ -182,8 +197,11 @@ def test_compare_draws_curves_against_training_time_and_measures_runs_against_a_
     assert parallel["dimensions"][-1]["values"][-1] == pytest.approx(runs[ids["lenet5"]])
     at.selectbox(key=Key.COMPARE_X).set_value("epoch").run()
     at.selectbox(key=Key.COMPARE_CURVES).set_value("calibration").run()  # the user picks the metric
-    ece = next(t for t in chart_traces(plotly_charts(at)[0]) if t.get("xaxis") == "x2"
-               and t.get("name", "").startswith("conv-conv-small"))
+    ece = next(
+        t
+        for t in chart_traces(plotly_charts(at)[0])
+        if t.get("xaxis") == "x2" and t.get("name", "").startswith("conv-conv-small")
+    )
     assert "val_ece" in ece["hovertemplate"]
     assert list(ece["y"]) == pytest.approx([m.value for m in client.get_metric_history(ids["conv"], "val_ece")])
 
@@ -195,7 +213,8 @@ def test_compare_opened_with_nothing_selected_compares_the_configurations_traine
     drawn = {t["legendgroup"] for t in chart_traces(plotly_charts(at)[0]) if t.get("legendgroup")}
     assert len(drawn) == 2  # two bands, one per configuration
     assert {at.selectbox(key=Key.BETTER_A).value, at.selectbox(key=Key.BETTER_B).value} == {
-        option for option in at.selectbox(key=Key.BETTER_A).options if "runs over seeds" in option}
+        option for option in at.selectbox(key=Key.BETTER_A).options if "runs over seeds" in option
+    }
     assert at.session_state[Key.SELECTION] == []  # shown, not selected
     at.multiselect(key=Key.SELECTION).set_value(groups["softmax"][:2]).run()  # the user's own runs: one line each
     assert at.selectbox(key=Key.COMPARE_GROUP_BY).value == EACH_RUN and "Nothing is selected" not in texts(at)
@@ -258,10 +277,11 @@ def test_run_detail_opens_with_the_runs_summary_and_its_own_curves(store):
 def test_a_cell_of_the_difference_between_two_epochs_shows_the_validation_images_that_moved(store, tmp_path):
     client, ids = store
     run_id = ids["conv"]
-    load = lambda name: json.load(open(client.download_artifacts(run_id, name, str(tmp_path))))  # noqa: E731
+    load = lambda name: json.loads(Path(client.download_artifacts(run_id, name, str(tmp_path))).read_text())  # noqa: E731
     val, predictions = load("val_images.json"), load("val_predictions_epochs.json")
-    labels, first, last = (np.array(a) for a in (val["labels"], predictions["predicted"][0],
-                                                  predictions["predicted"][-1]))
+    labels, first, last = (
+        np.array(a) for a in (val["labels"], predictions["predicted"][0], predictions["predicted"][-1])
+    )
     matrices = load("confusion_val_epochs.json")["matrices"]
     for epoch, predicted in zip(predictions["epochs"], predictions["predicted"], strict=True):  # one record, two views
         assert (confusion_matrix(labels, predicted, labels=range(10)) == matrices[epoch - 1]).all()
@@ -281,7 +301,6 @@ def test_a_cell_of_the_difference_between_two_epochs_shows_the_validation_images
 
 def test_a_running_runs_growing_artifacts_are_read_again(store, tmp_path, monkeypatch):
     """The inspector of a RUNNING run sees the epoch its runner logs next, once the cache's interval has passed."""
-    from dashboard import reader
 
     client, ids = store
     run_id = ids["running"]
@@ -289,7 +308,7 @@ def test_a_running_runs_growing_artifacts_are_read_again(store, tmp_path, monkey
     slider = at.select_slider(key=Key.per_run("reliability_epoch", run_id))
     assert slider.options == ["1", "2"]
     path = client.download_artifacts(run_id, Artifact.RELIABILITY_VAL_EPOCHS, str(tmp_path))
-    logged = json.loads(open(path).read())
+    logged = json.loads(Path(path).read_text())
     grown = {**logged, **{key: [*logged[key], logged[key][-1]] for key in logged if key != "class_names"}}
     client.log_text(run_id, json.dumps({**grown, "epochs": [1, 2, 3]}), Artifact.RELIABILITY_VAL_EPOCHS)
     try:
@@ -305,7 +324,9 @@ def test_clicked_confusion_cell_shows_its_misclassified_images(store, tmp_path):
     client, ids = store
     at = go(open_app(selection=[ids["conv"]]), "detail")
     true, pred = at.session_state[rows_key(Key.CELLS_TABLE)][0]  # the most frequent confusion
-    matrix = json.load(open(client.download_artifacts(ids["conv"], "confusion_test.json", str(tmp_path))))["matrix"]
+    matrix = json.loads(Path(client.download_artifacts(ids["conv"], "confusion_test.json", str(tmp_path))).read_text())[
+        "matrix"
+    ]
     at.session_state[Key.GALLERY_CELL] = (ids["conv"], true, pred)
     at.run()
     assert not at.exception
@@ -321,7 +342,9 @@ def test_the_chosen_cell_belongs_to_its_run_and_the_gallery_shows_the_split_and_
     at.session_state[Key.GALLERY_CELL] = (ids["lenet5"], 4, 9)  # chosen while another run was shown
     at.run()
     assert not at.exception and not at.get("image") and "Drag a box around a cell of the matrix" in texts(at)
-    per_epoch = json.load(open(client.download_artifacts(ids["conv"], Artifact.CONFUSION_VAL_EPOCHS, str(tmp_path))))
+    per_epoch = json.loads(
+        Path(client.download_artifacts(ids["conv"], Artifact.CONFUSION_VAL_EPOCHS, str(tmp_path))).read_text()
+    )
     matrix = np.array(per_epoch["matrices"][0]) * (1 - np.eye(10, dtype=int))  # epoch 1's confusions
     true, pred = np.unravel_index(matrix.argmax(), matrix.shape)
     at.session_state[Key.GALLERY_CELL] = (ids["conv"], int(true), int(pred))
@@ -332,12 +355,15 @@ def test_the_chosen_cell_belongs_to_its_run_and_the_gallery_shows_the_split_and_
     assert len(at.get("image")[0].captions) == min(matrix[true, pred], 40)
 
 
-@pytest.mark.parametrize("role, message", [
-    ("failed", "This run ended FAILED: diverged"),
-    ("foreign", "This run has no confusion matrix artifacts"),
-    ("empty", "This run has no metrics yet"),
-    ("deleted", "This run is deleted"),
-])
+@pytest.mark.parametrize(
+    "role, message",
+    [
+        ("failed", "This run ended FAILED: diverged"),
+        ("foreign", "This run has no confusion matrix artifacts"),
+        ("empty", "This run has no metrics yet"),
+        ("deleted", "This run is deleted"),
+    ],
+)
 def test_broken_runs_show_messages_not_tracebacks(store, role, message):
     _, ids = store
     at = go(open_app(selection=[ids[role]]), "detail")
@@ -368,15 +394,8 @@ def test_a_store_that_cannot_be_read_is_an_error_box_on_every_page(tmp_path, mon
         assert f"cannot read the tracking store at {uri}" in " ".join(e.value for e in at.error), page
 
 
-def test_the_gallery_shows_images_of_a_run_on_your_own_data_after_its_folder_is_gone(mnist_dir, tmp_path,
-                                                                                       monkeypatch):
+def test_the_gallery_shows_images_of_a_run_on_your_own_data_after_its_folder_is_gone(mnist_dir, tmp_path, monkeypatch):
     """The trainer's folder is another machine's path on a shared server: such a run keeps its own thumbnails."""
-    import shutil
-
-    from mlflow.tracking import MlflowClient
-
-    from experiments.run import execute
-    from tests.helpers import small_config, sqlite_uri
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", sqlite_uri(tmp_path / "store"))
     client = MlflowClient(sqlite_uri(tmp_path / "store"))
@@ -384,8 +403,10 @@ def test_the_gallery_shows_images_of_a_run_on_your_own_data_after_its_folder_is_
     shutil.copytree(mnist_dir, own)
     run_id = execute(small_config("softmax-regression", epochs=1, data_dir=str(own), run_name="own-data")).run_id
     shutil.rmtree(own)
-    wrong = json.load(open(client.download_artifacts(run_id, "confusion_test.json", str(tmp_path))))["matrix"]
-    true, pred = max(((wrong[t][p], t, p) for t in range(10) for p in range(10) if t != p))[1:]
+    wrong = json.loads(Path(client.download_artifacts(run_id, "confusion_test.json", str(tmp_path))).read_text())[
+        "matrix"
+    ]
+    true, pred = max((wrong[t][p], t, p) for t in range(10) for p in range(10) if t != p)[1:]
     at = go(open_app(selection=[run_id]), "detail")
     at.session_state[Key.GALLERY_CELL] = (run_id, true, pred)
     at.run()
@@ -446,7 +467,7 @@ def test_two_runs_are_compared_image_by_image_with_their_flipped_examples(seeded
     assert not at.exception
     body = texts(at)
     assert "exact McNemar test" in body and "on the same 500 test images" in body
-    from experiments.comparison import read_predictions
+
     pa, pb = read_predictions(client, a), read_predictions(client, b)
     only_a = int(((pa["predicted"] == pa["label"]) & (pb["predicted"] != pb["label"])).sum())
     assert f"{only_a} images right only in" in body
@@ -478,12 +499,6 @@ def test_the_address_keeps_the_selection_on_a_page_that_cannot_read_the_store(mo
 def test_live_refresh_paces_itself_by_how_long_the_store_takes_to_read(store, monkeypatch):
     """With a run RUNNING, the Runs page refreshes every 5 s; a store that takes 3 s to read (a team server with
     10,000 runs takes about 20 s) is re-read no sooner than three times that."""
-    import re
-    import time
-
-    import streamlit as st
-
-    from dashboard import reader
 
     def refresh_seconds(at) -> int:
         said = next(c.value for c in at.caption if c.value.startswith("Live: refreshing every"))

@@ -3,22 +3,31 @@ first launch: scripts/start on an empty store.
 
 Screenshots go to test-output/screenshots/. Debian's chromium is driven by Playwright's Python package.
 """
+
 import json
 import os
 import re
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
+from core.schema import Artifact
+from core.store import REPO_ROOT
 from dashboard.state import Key
-from experiments.schema import Artifact
-from experiments.tracking import REPO_ROOT
 from experiments.tracking_server import free_port
-from tests.helpers import (answers_health, listening_addresses, needs_chromium, shoot, sqlite_uri, start_server,
-                           wait_idle)
+from tests.helpers import (
+    answers_health,
+    listening_addresses,
+    needs_chromium,
+    shoot,
+    sqlite_uri,
+    start_server,
+    wait_idle,
+)
 
 pytestmark = needs_chromium
 
@@ -30,8 +39,14 @@ def server(dashboard_store, seeded_store):
         yield url, client, ids
 
 
-EMPTY_STATES = ("No runs in the tracking store", "Select 2 to", "No sweeps in the tracking store", "no epoch with",
-                "has no metrics yet", "has no trial runs yet")
+EMPTY_STATES = (
+    "No runs in the tracking store",
+    "Select 2 to",
+    "No sweeps in the tracking store",
+    "no epoch with",
+    "has no metrics yet",
+    "has no trial runs yet",
+)
 FIRST_LAUNCH = [  # the page's link, its heading, what it shows of the demo, the charts it draws at least
     ("Runs", "Runs", "What this store shows", 0),
     ("Compare", "Compare runs", "Which is better?", 2),
@@ -46,9 +61,14 @@ def test_the_first_launch_trains_the_demo_and_every_page_shows_it(tmp_path, page
     localhost only, and every page, opened first with nothing selected, shows the demo's story."""
     port = free_port()
     with open(tmp_path / "start.log", "wb") as log:
-        process = subprocess.Popen([str(REPO_ROOT / "scripts" / "start")], cwd=REPO_ROOT, start_new_session=True,
-                                   env={**os.environ, "MLFLOW_TRACKING_URI": sqlite_uri(tmp_path),
-                                        "DASHBOARD_PORT": str(port)}, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [str(REPO_ROOT / "scripts" / "start")],
+            cwd=REPO_ROOT,
+            start_new_session=True,
+            env={**os.environ, "MLFLOW_TRACKING_URI": sqlite_uri(tmp_path), "DASHBOARD_PORT": str(port)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         if not answers_health(f"http://127.0.0.1:{port}", 600):
             pytest.fail(f"scripts/start did not serve the dashboard in 600 s: {(tmp_path / 'start.log').read_text()}")
@@ -98,8 +118,13 @@ def test_the_selection_and_the_view_survive_every_page_a_reload_and_a_shared_lin
     page.get_by_text("runs shown").wait_for(timeout=60_000)
     assert page.get_by_text("Page not found").count() == 0
     select_runs(page, ["lenet5-small", "conv-conv-small"])
-    for link, heading in [("Compare", "Compare runs"), ("Sweeps", "Sweeps"), ("Overfitting inspector", "Overfitting"),
-                          ("Run detail", "Run detail"), ("Runs", "Runs")]:
+    for link, heading in [
+        ("Compare", "Compare runs"),
+        ("Sweeps", "Sweeps"),
+        ("Overfitting inspector", "Overfitting"),
+        ("Run detail", "Run detail"),
+        ("Runs", "Runs"),
+    ]:
         page.locator('[data-testid="stSidebarNav"]').get_by_text(link, exact=True).click()
         page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
         expect(selected_chips(page)).to_have_count(2, timeout=30_000)
@@ -220,8 +245,9 @@ def select_runs(page, names, on_runs_page: bool = True) -> None:
 
 def expect_address_names_runs(page, count: int) -> None:
     """Until the page's address names `count` selected runs (the app writes it while the script runs)."""
-    expect(page).to_have_url(re.compile(rf"runs=[0-9a-f]{{8}}((,|%2C)[0-9a-f]{{8}}){{{count - 1}}}(&|$)"),
-                             timeout=30_000)
+    expect(page).to_have_url(
+        re.compile(rf"runs=[0-9a-f]{{8}}((,|%2C)[0-9a-f]{{8}}){{{count - 1}}}(&|$)"), timeout=30_000
+    )
 
 
 def test_groups_over_seeds_bands_and_which_is_better(server, seeded_store, page):
@@ -259,7 +285,9 @@ def test_groups_over_seeds_bands_and_which_is_better(server, seeded_store, page)
 
 def test_clicking_a_confusion_cell_opens_its_gallery(server, page, tmp_path):
     url, client, ids = server
-    matrix = json.load(open(client.download_artifacts(ids["conv"], Artifact.CONFUSION_TEST, str(tmp_path))))["matrix"]
+    matrix = json.loads(
+        Path(client.download_artifacts(ids["conv"], Artifact.CONFUSION_TEST, str(tmp_path))).read_text()
+    )["matrix"]
     cells = [(matrix[t][p], t, p) for t in range(10) for p in range(10) if t != p and matrix[t][p] > 0]
     count, true, pred = max(cells)
     page.goto(f"{url}/detail")
@@ -277,8 +305,9 @@ def test_clicking_a_confusion_cell_opens_its_gallery(server, page, tmp_path):
     assert images.count() == min(count, 40)
     shoot(page, "detail-gallery")
 
-    predictions = json.load(open(client.download_artifacts(ids["conv"], Artifact.VAL_PREDICTIONS_EPOCHS,
-                                                           str(tmp_path))))
+    predictions = json.loads(
+        Path(client.download_artifacts(ids["conv"], Artifact.VAL_PREDICTIONS_EPOCHS, str(tmp_path))).read_text()
+    )
     first, last = predictions["predicted"][0], predictions["predicted"][-1]
     moved = [sum(a != b for a, b in zip(first, last, strict=True) if a == k or b == k) for k in range(10)]
     cls = moved.index(max(moved))  # the diagonal cell of the class whose predictions moved most

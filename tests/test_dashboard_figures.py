@@ -1,26 +1,36 @@
 """The pure figure builders and DataFrame computations, without Streamlit."""
+
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
+from core import diagnosis, stats
+from core.data_scaling import fit_power_law, power_law
+from core.diagnosis import Yardstick, verdict
+from core.schema import Metric
 from dashboard import analysis, figures, formats
-from experiments import diagnosis, stats
-from experiments.diagnosis import Yardstick, verdict
-from experiments.schema import Metric
 
 
 def long_metrics(run_id, train_acc, val_acc, train_loss=None, val_loss=None):
     rows = []
-    for name, values in ((Metric.TRAIN_ACC, train_acc), (Metric.VAL_ACC, val_acc),
-                         (Metric.TRAIN_LOSS, train_loss or []), (Metric.VAL_LOSS, val_loss or [])):
+    for name, values in (
+        (Metric.TRAIN_ACC, train_acc),
+        (Metric.VAL_ACC, val_acc),
+        (Metric.TRAIN_LOSS, train_loss or []),
+        (Metric.VAL_LOSS, val_loss or []),
+    ):
         rows += [(run_id, str(name), step, v) for step, v in enumerate(values, start=1)]
     return pd.DataFrame(rows, columns=["run_id", "metric", "step", "value"])
 
 
 def test_learning_curves_draw_every_point_train_dashed_val_solid_one_colour_per_run():
-    metrics = pd.concat([long_metrics("a", [0.8, 0.9, 0.95], [0.78, 0.85, 0.84], [0.6, 0.3, 0.2], [0.7, 0.4, 0.45]),
-                         long_metrics("b", [0.5] * 40, [0.4] * 40)])
+    metrics = pd.concat(
+        [
+            long_metrics("a", [0.8, 0.9, 0.95], [0.78, 0.85, 0.84], [0.6, 0.3, 0.2], [0.7, 0.4, 0.45]),
+            long_metrics("b", [0.5] * 40, [0.4] * 40),
+        ]
+    )
     fig = figures.learning_curves(metrics, {"a": "run A", "b": "run B"})
     by_name = {t.name: t for t in fig.data}
     assert len(by_name["run B (val)"].x) == 40  # no downsampling
@@ -31,10 +41,18 @@ def test_learning_curves_draw_every_point_train_dashed_val_solid_one_colour_per_
 
 
 def test_every_choice_of_curves_draws_its_metrics_in_its_panels_with_percent_where_it_is_a_rate():
-    per_epoch = {Metric.BIAS: [0.2, 0.1], Metric.VARIANCE: [0.01, 0.03], Metric.VAL_ECE: [0.05, 0.04],
-                 Metric.VAL_LOSS: [0.5, 0.4], Metric.EPOCH_SECONDS: [3.0, 2.5], Metric.SAMPLES_PER_S: [900, 1100]}
-    metrics = pd.DataFrame([("a", str(name), step, v) for name, values in per_epoch.items()
-                            for step, v in enumerate(values, start=1)], columns=["run_id", "metric", "step", "value"])
+    per_epoch = {
+        Metric.BIAS: [0.2, 0.1],
+        Metric.VARIANCE: [0.01, 0.03],
+        Metric.VAL_ECE: [0.05, 0.04],
+        Metric.VAL_LOSS: [0.5, 0.4],
+        Metric.EPOCH_SECONDS: [3.0, 2.5],
+        Metric.SAMPLES_PER_S: [900, 1100],
+    }
+    metrics = pd.DataFrame(
+        [("a", str(name), step, v) for name, values in per_epoch.items() for step, v in enumerate(values, start=1)],
+        columns=["run_id", "metric", "step", "value"],
+    )
     assert set(figures.curve_metrics()) >= {str(m) for m in per_epoch}
     for choice, panels in figures.CURVES.items():
         fig = figures.learning_curves(metrics, {"a": "run A"}, panels=panels, log_loss=True)
@@ -50,8 +68,17 @@ def test_every_choice_of_curves_draws_its_metrics_in_its_panels_with_percent_whe
     assert "dashed" not in bias.layout.legend.title.text  # one line per panel: no line styles to explain
     speed = figures.learning_curves(metrics, {"a": "run A"}, panels=figures.CURVES["speed"])
     assert all(",.4~r" in t.hovertemplate for t in speed.data if t.hovertemplate)  # 12,350, not 1.235e+4
-    band_frame = pd.DataFrame({"group": "g", "metric": str(Metric.VARIANCE), "step": [1, 2], "mean": [0.01, 0.03],
-                               "low": [0.0, 0.02], "high": [0.02, 0.04], "n": 3})
+    band_frame = pd.DataFrame(
+        {
+            "group": "g",
+            "metric": str(Metric.VARIANCE),
+            "step": [1, 2],
+            "mean": [0.01, 0.03],
+            "low": [0.0, 0.02],
+            "high": [0.02, 0.04],
+            "n": 3,
+        }
+    )
     banded = figures.banded_curves(band_frame, panels=figures.CURVES["bias and variance"])
     means = [t for t in banded.data if t.mode == "lines+markers"]
     assert [(t.yaxis, list(t.y)) for t in means] == [("y2", [0.01, 0.03])]  # the variance panel, second
@@ -59,8 +86,15 @@ def test_every_choice_of_curves_draws_its_metrics_in_its_panels_with_percent_whe
 
 @pytest.mark.parametrize("epochs, step", [(2, 1), (3, 1), (30, 3), (100, 9)])
 def test_epoch_axes_have_whole_number_ticks_only(epochs, step):
-    history = pd.DataFrame({Metric.TRAIN_ACC: np.linspace(0.5, 0.9, epochs), Metric.BIAS: 0.1, Metric.VARIANCE: 0.1,
-                            Metric.VAL_ACC: np.linspace(0.4, 0.8, epochs)}, index=range(1, epochs + 1))
+    history = pd.DataFrame(
+        {
+            Metric.TRAIN_ACC: np.linspace(0.5, 0.9, epochs),
+            Metric.BIAS: 0.1,
+            Metric.VARIANCE: 0.1,
+            Metric.VAL_ACC: np.linspace(0.4, 0.8, epochs),
+        },
+        index=range(1, epochs + 1),
+    )
     metrics = long_metrics("a", list(history[Metric.TRAIN_ACC]), list(history[Metric.VAL_ACC]))
     drawn = figures.learning_curves(metrics, {"a": "A"}), figures.error_gap(history), figures.bias_variance(history)
     for fig in drawn:
@@ -141,32 +175,53 @@ def test_differing_params_keeps_only_columns_that_vary():
 
 
 def test_filter_runs_by_model_and_param_text():
-    runs = pd.DataFrame({"model": ["tiny", "lenet5", "tiny"], "dataset": ["mnist"] * 3, "status": ["FINISHED"] * 3,
-                         "suite": ["", "", "quick"], "run_name": ["a", "b", "c"],
-                         "params": [{"lr": "0.1"}, {"lr": "0.1"}, {"lr": "0.01"}]})
+    runs = pd.DataFrame(
+        {
+            "model": ["tiny", "lenet5", "tiny"],
+            "dataset": ["mnist"] * 3,
+            "status": ["FINISHED"] * 3,
+            "suite": ["", "", "quick"],
+            "run_name": ["a", "b", "c"],
+            "params": [{"lr": "0.1"}, {"lr": "0.1"}, {"lr": "0.01"}],
+        }
+    )
     assert list(analysis.filter_runs(runs, models=["tiny"], text="LR=0.1")["run_name"]) == ["a"]
     assert list(analysis.filter_runs(runs, suites=["quick"])["run_name"]) == ["c"]
 
 
 def test_search_combines_comparisons_on_params_and_words_with_and_and_says_why_nothing_matched():
-    runs = pd.DataFrame({"run_name": ["fast-adam", "slow-adam", "sgd", "foreign"], "params": [
-        {"lr": "0.02", "optimizer": "adam", "batch_size": "64"}, {"lr": "0.001", "optimizer": "Adam"},
-        {"lr": "0.1", "optimizer": "sgd"}, {"learning_rate": "0.5"}]})
+    runs = pd.DataFrame(
+        {
+            "run_name": ["fast-adam", "slow-adam", "sgd", "foreign"],
+            "params": [
+                {"lr": "0.02", "optimizer": "adam", "batch_size": "64"},
+                {"lr": "0.001", "optimizer": "Adam"},
+                {"lr": "0.1", "optimizer": "sgd"},
+                {"learning_rate": "0.5"},
+            ],
+        }
+    )
 
     def names(text):
         return list(analysis.filter_runs(runs, text=text)["run_name"])
 
-    assert analysis.search_terms("lr>0.01  optimizer = adam fast") == [("lr", ">", "0.01"), ("optimizer", "=", "adam"),
-                                                                       "fast"]
+    assert analysis.search_terms("lr>0.01  optimizer = adam fast") == [
+        ("lr", ">", "0.01"),
+        ("optimizer", "=", "adam"),
+        "fast",
+    ]
     assert names("lr>0.01") == ["fast-adam", "sgd"]  # as numbers: "0.1" > "0.01", "0.001" is not
     assert names("optimizer=adam lr=0.02") == ["fast-adam"] and names("optimizer=ADAM") == ["fast-adam", "slow-adam"]
     assert names("lr<=0.02 optimizer!=sgd") == ["fast-adam", "slow-adam"] and names("batch_size>=64") == ["fast-adam"]
     assert names("adam") == ["fast-adam", "slow-adam"] and names("learning_rate") == ["foreign"]
     assert names("optimizer>adam") == []  # only = and != compare text
-    assert analysis.search_hint(runs, "momentum=0.9") == "no run has a param 'momentum' (the Run detail page lists a " \
-                                                         "run's params)."
-    assert analysis.search_hint(runs, "lr>1") == ('lr>1 matches no run; lr is one of "0.001", "0.02", "0.1", typed '
-                                                  'as written, e.g. lr=0.001.')
+    assert (
+        analysis.search_hint(runs, "momentum=0.9") == "no run has a param 'momentum' (the Run detail page lists a "
+        "run's params)."
+    )
+    assert analysis.search_hint(runs, "lr>1") == (
+        'lr>1 matches no run; lr is one of "0.001", "0.02", "0.1", typed as written, e.g. lr=0.001.'
+    )
     assert analysis.search_hint(runs, "lr>0.05 optimizer=adam").startswith("each term matches some runs")
     assert analysis.search_hint(runs, "zebra") == "no run's name or params contain 'zebra'."
     spaced = runs.assign(params=[{"note": "two words"}] * 4)
@@ -184,15 +239,16 @@ def series_runs(configs: dict, status="FINISHED") -> pd.DataFrame:
 
 def test_series_over_groups_runs_that_differ_only_in_the_setting():
     base = {"model": "conv-conv", "epochs": "10", "seed": "0"}
-    runs = series_runs({
-        "s": {**base, "train_size": "1000", "train_eval_size": "1000"},
-        "l": {**base, "train_size": "5000", "train_eval_size": "5000"},  # capped by train_size: still one series
-        "other-seed": {**base, "seed": "1", "train_size": "1000", "train_eval_size": "1000"},
-        "lonely": {**base, "epochs": "3", "train_size": "2000", "train_eval_size": "2000"},
-    })
+    runs = series_runs(
+        {
+            "s": {**base, "train_size": "1000", "train_eval_size": "1000"},
+            "l": {**base, "train_size": "5000", "train_eval_size": "5000"},  # capped by train_size: still one series
+            "other-seed": {**base, "seed": "1", "train_size": "1000", "train_eval_size": "1000"},
+            "lonely": {**base, "epochs": "3", "train_size": "2000", "train_eval_size": "2000"},
+        }
+    )
     assert analysis.series_over(runs, "train_size") == [["s", "l"]]
-    assert analysis.series_over(runs.assign(status=["FINISHED", "RUNNING", "FINISHED", "FINISHED"]),
-                                "train_size") == []
+    assert analysis.series_over(runs.assign(status=["FINISHED", "RUNNING", "FINISHED", "FINISHED"]), "train_size") == []
 
 
 def test_series_points_take_final_epoch_errors():
@@ -205,11 +261,15 @@ def test_series_points_take_final_epoch_errors():
 
 
 def test_the_data_size_curve_draws_the_fitted_power_law_to_twice_the_data_in_its_band():
-    from experiments.data_scaling import fit_power_law, power_law
 
     sizes = np.array([1000, 5000, 20000, 60000])
-    points = pd.DataFrame({"train_size": sizes, "train_error": 0.0, "val_error": power_law(sizes, 3.0, 0.6, 0.01)
-                           * np.array([1.02, 0.98, 1.02, 0.98])})
+    points = pd.DataFrame(
+        {
+            "train_size": sizes,
+            "train_error": 0.0,
+            "val_error": power_law(sizes, 3.0, 0.6, 0.01) * np.array([1.02, 0.98, 1.02, 0.98]),
+        }
+    )
     fit = fit_power_law(points["train_size"], points["val_error"])
     band, curve = figures.data_size_curve(points, fit).data[:2]
     assert band.fill == "toself" and curve.x[-1] == 120_000 and curve.y[-1] == pytest.approx(fit.error_at(120_000))
@@ -233,13 +293,20 @@ def sweep_trials(rng, n=40) -> pd.DataFrame:
     """Trials whose objective depends on lr only; optimizer is noise-free irrelevant."""
     lrs = rng.choice([0.001, 0.01, 0.1], n)
     optimizers = rng.choice(["sgd", "adam"], n)
-    return pd.DataFrame({"run_id": [f"r{i}" for i in range(n)], "state": "complete",
-                         "best_val_acc": 0.9 - np.abs(np.log10(lrs) + 2) * 0.2,
-                         "params": [{"lr": float(lr), "optimizer": str(o)} for lr, o in zip(lrs, optimizers)]})
+    return pd.DataFrame(
+        {
+            "run_id": [f"r{i}" for i in range(n)],
+            "state": "complete",
+            "best_val_acc": 0.9 - np.abs(np.log10(lrs) + 2) * 0.2,
+            "params": [{"lr": float(lr), "optimizer": str(o)} for lr, o in zip(lrs, optimizers, strict=True)],
+        }
+    )
 
 
-DISTRIBUTIONS = {"lr": {"name": "CategoricalDistribution", "attributes": {"choices": [0.001, 0.01, 0.1]}},
-                 "optimizer": {"name": "CategoricalDistribution", "attributes": {"choices": ["sgd", "adam"]}}}
+DISTRIBUTIONS = {
+    "lr": {"name": "CategoricalDistribution", "attributes": {"choices": [0.001, 0.01, 0.1]}},
+    "optimizer": {"name": "CategoricalDistribution", "attributes": {"choices": ["sgd", "adam"]}},
+}
 
 
 def test_param_importances_rank_the_parameter_that_decides_the_objective_first(rng):
@@ -257,27 +324,45 @@ def test_param_importances_need_two_complete_trials_that_differ(rng):
 
 
 def test_trial_table_spreads_chosen_values_and_finds_the_best_complete_trial():
-    trials = pd.DataFrame({"run_id": ["a", "b", "c"], "state": ["complete", "pruned", "complete"],
-                           "best_val_acc": [0.8, 0.95, 0.9], "params": [{"lr": 1}, {"lr": 2}, {"lr": 3}]})
+    trials = pd.DataFrame(
+        {
+            "run_id": ["a", "b", "c"],
+            "state": ["complete", "pruned", "complete"],
+            "best_val_acc": [0.8, 0.95, 0.9],
+            "params": [{"lr": 1}, {"lr": 2}, {"lr": 3}],
+        }
+    )
     table = analysis.trial_table(trials)
     assert list(table["lr"]) == [1, 2, 3] and "params" not in table
     assert analysis.best_trial_position(table) == 2  # the pruned trial's higher value does not count
 
 
 def test_story_runs_are_the_newest_finished_run_of_each_diagnosis():
-    runs = pd.DataFrame({"run_id": list("abcde"), "status": ["FINISHED", "FINISHED", "RUNNING", "FINISHED", "FINISHED"],
-                         "diagnosis": ["high bias", "high bias", "good fit", "high variance", "inconclusive"],
-                         "start": pd.to_datetime([1, 2, 3, 4, 5], unit="s")})
+    runs = pd.DataFrame(
+        {
+            "run_id": list("abcde"),
+            "status": ["FINISHED", "FINISHED", "RUNNING", "FINISHED", "FINISHED"],
+            "diagnosis": ["high bias", "high bias", "good fit", "high variance", "inconclusive"],
+            "start": pd.to_datetime([1, 2, 3, 4, 5], unit="s"),
+        }
+    )
     assert analysis.story_runs(runs) == {"high bias": "b", "high variance": "d"}  # c is still running
 
 
 def test_comparability_warnings_name_different_datasets_test_and_validation_sizes_and_tools():
-    runs = pd.DataFrame({"run_id": list("abc"), "dataset": ["mnist", "mnist", "fashion-mnist"],
-                         "test_size": [400, 1000, 1000], "val_size": [600, 600, np.nan],
-                         "convention": ["this project's runner"] * 2 + ["Keras autolog"]})
+    runs = pd.DataFrame(
+        {
+            "run_id": list("abc"),
+            "dataset": ["mnist", "mnist", "fashion-mnist"],
+            "test_size": [400, 1000, 1000],
+            "val_size": [600, 600, np.nan],
+            "convention": ["this project's runner"] * 2 + ["Keras autolog"],
+        }
+    )
     assert analysis.comparability_warnings(runs, ["a", "b"]) == [
         "The selected runs' test accuracies are measured on 400 to 1,000 test images: one measured on fewer images is "
-        "less certain (Runs shows each test accuracy's 95% interval)."]
+        "less certain (Runs shows each test accuracy's 95% interval)."
+    ]
     found = " ".join(analysis.comparability_warnings(runs, ["b", "c"]))
     assert "different datasets (fashion-mnist, mnist)" in found and "Keras autolog" in found
     assert "validation" not in found  # c's size is unknown: nothing to compare
@@ -285,11 +370,18 @@ def test_comparability_warnings_name_different_datasets_test_and_validation_size
 
 
 def test_verdicts_of_many_runs_equal_each_runs_own_verdict_with_gaps_and_repeated_steps():
-    rows = [("a", Metric.TRAIN_ACC, 1, 0.5), ("a", Metric.VAL_ACC, 1, 0.4), ("a", Metric.TRAIN_ACC, 2, 0.9),
-            ("a", Metric.VAL_ACC, 2, 0.2), ("a", Metric.VAL_ACC, 2, 0.8),  # epoch 2 logged twice: the last counts
-            ("b", Metric.TRAIN_ACC, 1, 0.7), ("b", Metric.VAL_ACC, 3, 0.6), ("b", Metric.TRAIN_ACC, 3, 0.99),
-            ("b", Metric.VAL_ACC, 4, 0.9),  # only epoch 3 has both
-            ("c", Metric.VAL_ACC, 1, 0.5)]  # no train accuracy: no verdict
+    rows = [
+        ("a", Metric.TRAIN_ACC, 1, 0.5),
+        ("a", Metric.VAL_ACC, 1, 0.4),
+        ("a", Metric.TRAIN_ACC, 2, 0.9),
+        ("a", Metric.VAL_ACC, 2, 0.2),
+        ("a", Metric.VAL_ACC, 2, 0.8),  # epoch 2 logged twice: the last counts
+        ("b", Metric.TRAIN_ACC, 1, 0.7),
+        ("b", Metric.VAL_ACC, 3, 0.6),
+        ("b", Metric.TRAIN_ACC, 3, 0.99),
+        ("b", Metric.VAL_ACC, 4, 0.9),  # only epoch 3 has both
+        ("c", Metric.VAL_ACC, 1, 0.5),
+    ]  # no train accuracy: no verdict
     points = pd.DataFrame(rows, columns=["run_id", "metric", "step", "value"])
     yardsticks = {run_id: Yardstick(0.0) for run_id in "abc"}
     judged = diagnosis.verdicts(points, yardsticks, diverged={"b"})
@@ -304,19 +396,26 @@ def test_verdicts_of_many_runs_equal_each_runs_own_verdict_with_gaps_and_repeate
 def test_group_table_gives_each_config_group_its_seeds_mean_std_and_t_interval():
     tiny = {"model": "tiny", "lr": "0.005", "seed": "0", "epochs": "3", "train_size": "2000", "train_eval_size": "2000"}
     other_tiny = {**tiny, "lr": "0.01", "train_size": "500", "train_eval_size": "500"}
-    runs = pd.DataFrame({"run_id": list("abcdef"), "config_group": ["g", "g", "g", "", "h", "k"],
-                         "model": ["tiny"] * 4 + ["lenet5", "tiny"], "dataset": ["mnist"] * 6,
-                         "status": ["FINISHED", "FINISHED", "RUNNING", "FINISHED", "FINISHED", "FINISHED"],
-                         "test_acc": [0.90, 0.94, np.nan, 0.5, 0.97, 0.8],
-                         "best_val_acc": [0.91, 0.95, 0.9, 0.5, 0.96, 0.8], "test_size": [1000] * 4 + [400, 1000],
-                         "config": [tiny, {**tiny, "seed": "1"}, {**tiny, "seed": "2"}, {}, {"model": "lenet5"},
-                                    other_tiny]})
+    runs = pd.DataFrame(
+        {
+            "run_id": list("abcdef"),
+            "config_group": ["g", "g", "g", "", "h", "k"],
+            "model": ["tiny"] * 4 + ["lenet5", "tiny"],
+            "dataset": ["mnist"] * 6,
+            "status": ["FINISHED", "FINISHED", "RUNNING", "FINISHED", "FINISHED", "FINISHED"],
+            "test_acc": [0.90, 0.94, np.nan, 0.5, 0.97, 0.8],
+            "best_val_acc": [0.91, 0.95, 0.9, 0.5, 0.96, 0.8],
+            "test_size": [1000] * 4 + [400, 1000],
+            "config": [tiny, {**tiny, "seed": "1"}, {**tiny, "seed": "2"}, {}, {"model": "lenet5"}, other_tiny],
+        }
+    )
     groups = analysis.group_table(runs).set_index("run_ids", drop=False)
     g = groups.loc[groups["group"] == "g"].iloc[0]
     expected = stats.accuracy_mean_interval([0.90, 0.94])
     assert (g["runs"], g["seeds"], g["run_ids"]) == (3, 2, ["a", "b", "c"])
     assert (g["test_acc_mean"], g["test_acc_low"], g["test_acc_high"]) == pytest.approx(
-        (0.92, expected.low, expected.high))
+        (0.92, expected.low, expected.high)
+    )
     assert g["test_acc_std"] == pytest.approx(np.std([0.90, 0.94], ddof=1))
     assert g["best_val_acc_mean"] == pytest.approx(0.93)  # the running run's 0.9 is not a finished seed
     alone = groups.loc[groups["run_ids"].map(lambda ids: ids == ["d"])].iloc[0]
@@ -346,16 +445,30 @@ def test_the_closest_run_to_compare_with_is_another_seed_then_same_data_and_mode
         "fewer-test": ("g5", "mnist", 400, "lenet5", {**base, "test_size": "400"}),
         "my-seed": ("g1", "mnist", 1000, "lenet5", {**base, "seed": "1"}),
     }
-    runs = pd.DataFrame([{"run_id": r, "config_group": g, "dataset": d, "test_size": t, "model": m, "config": c}
-                         for r, (g, d, t, m, c) in rows.items()])
+    runs = pd.DataFrame(
+        [
+            {"run_id": r, "config_group": g, "dataset": d, "test_size": t, "model": m, "config": c}
+            for r, (g, d, t, m, c) in rows.items()
+        ]
+    )
     assert analysis.closest_runs(runs, "me", [r for r in rows if r != "me"]) == [
-        "my-seed", "other-lr", "other-model", "fewer-test", "fashion"]
+        "my-seed",
+        "other-lr",
+        "other-model",
+        "fewer-test",
+        "fashion",
+    ]
 
 
 def test_per_class_epochs_become_a_long_frame_and_heatmaps_of_gap_and_train_error():
-    per_class = {"class_names": ["zero", "one"], "epochs": [1, 2], "train_error": [[0.2, 0.1], [0.0, None]],
-                 "val_error": [[0.25, 0.1], [0.15, 0.05]], "train_support": [[90, 10], [90, 0]],
-                 "val_support": [[20, 20], [20, 20]]}
+    per_class = {
+        "class_names": ["zero", "one"],
+        "epochs": [1, 2],
+        "train_error": [[0.2, 0.1], [0.0, None]],
+        "val_error": [[0.25, 0.1], [0.15, 0.05]],
+        "train_support": [[90, 10], [90, 0]],
+        "val_support": [[20, 20], [20, 20]],
+    }
     frame = analysis.per_class_frame(per_class)
     assert list(frame["name"]) == ["zero", "one", "zero", "one"]
     assert frame["gap"].iloc[:3].tolist() == pytest.approx([0.05, 0.0, 0.15]) and np.isnan(frame["gap"].iloc[3])
@@ -367,8 +480,13 @@ def test_per_class_epochs_become_a_long_frame_and_heatmaps_of_gap_and_train_erro
 
 
 def test_the_reliability_diagram_draws_a_bar_and_a_mean_confidence_marker_per_bin_and_the_diagonal():
-    series = {"epochs": [1, 2], "edges": [[0, 0.5, 1.0]] * 2, "counts": [[5, 15], [2, 18]],
-              "accuracy": [[0.4, 0.9], [None, 0.8]], "confidence": [[0.3, 0.95], [None, 0.97]]}
+    series = {
+        "epochs": [1, 2],
+        "edges": [[0, 0.5, 1.0]] * 2,
+        "counts": [[5, 15], [2, 18]],
+        "accuracy": [[0.4, 0.9], [None, 0.8]],
+        "confidence": [[0.3, 0.95], [None, 0.97]],
+    }
     entry = analysis.epoch_entry(series, 2)
     assert entry == {"edges": [0, 0.5, 1.0], "counts": [2, 18], "accuracy": [None, 0.8], "confidence": [None, 0.97]}
     bars, means, diagonal = figures.reliability_diagram(entry, 2).data
@@ -378,8 +496,9 @@ def test_the_reliability_diagram_draws_a_bar_and_a_mean_confidence_marker_per_bi
 
 
 def test_calibration_curves_put_loss_and_ece_on_two_axes_and_mark_the_rising_epoch():
-    history = pd.DataFrame({Metric.VAL_LOSS: [0.5, 0.4, 0.45, 0.5], Metric.VAL_ECE: [0.02, 0.03, 0.05, 0.06]},
-                           index=range(1, 5))
+    history = pd.DataFrame(
+        {Metric.VAL_LOSS: [0.5, 0.4, 0.45, 0.5], Metric.VAL_ECE: [0.02, 0.03, 0.05, 0.06]}, index=range(1, 5)
+    )
     fig = figures.calibration_curves(history, rising_from=2)
     loss, ece = fig.data
     assert list(loss.y) == [0.5, 0.4, 0.45, 0.5] and loss.yaxis == "y" and ece.yaxis == "y2"
@@ -387,8 +506,14 @@ def test_calibration_curves_put_loss_and_ece_on_two_axes_and_mark_the_rising_epo
 
 
 def test_the_capacity_curve_marks_the_lowest_validation_error_against_parameters_on_a_log_axis():
-    points = pd.DataFrame({"width": [0.25, 1.0, 4.0], "params_total": [75_338, 1_199_882, 19_176_458],
-                           "train_error": [0.08, 0.01, 0.0], "val_error": [0.10, 0.05, 0.06]})
+    points = pd.DataFrame(
+        {
+            "width": [0.25, 1.0, 4.0],
+            "params_total": [75_338, 1_199_882, 19_176_458],
+            "train_error": [0.08, 0.01, 0.0],
+            "val_error": [0.10, 0.05, 0.06],
+        }
+    )
     spot = analysis.sweet_spot(points)
     assert spot == 1
     train, val, star = figures.capacity_curve(points, spot).data
@@ -398,9 +523,15 @@ def test_the_capacity_curve_marks_the_lowest_validation_error_against_parameters
 
 
 def test_each_run_is_marked_best_where_it_is_and_measured_against_a_baseline():
-    table = pd.DataFrame({"run": ["a", "b", "c"], "final val acc": [0.90, 0.95, 0.95],
-                          "best val acc": [0.91, 0.96, 0.95], "test acc": [0.89, 0.94, np.nan],
-                          "s / epoch": [3.0, 2.0, 4.0]})
+    table = pd.DataFrame(
+        {
+            "run": ["a", "b", "c"],
+            "final val acc": [0.90, 0.95, 0.95],
+            "best val acc": [0.91, 0.96, 0.95],
+            "test acc": [0.89, 0.94, np.nan],
+            "s / epoch": [3.0, 2.0, 4.0],
+        }
+    )
     marked = analysis.marked_best(table, baseline=0)
     assert list(marked["best at"]) == ["", "final val acc, best val acc, test acc, s / epoch", "final val acc"]
     assert list(marked["test acc vs baseline"].iloc[:2]) == pytest.approx([0.0, 0.05])
@@ -409,10 +540,13 @@ def test_each_run_is_marked_best_where_it_is_and_measured_against_a_baseline():
 
 
 def test_curves_go_along_epochs_training_seconds_or_images_seen():
-    metrics = pd.concat([long_metrics("a", [0.5, 0.6, 0.7], [0.4, 0.5, 0.6]),
-                         pd.DataFrame({"run_id": "a", "metric": "epoch_seconds", "step": [1, 2, 3],
-                                       "value": [2.0, 3.0, 4.0]}),
-                         long_metrics("b", [0.5], [0.4])])
+    metrics = pd.concat(
+        [
+            long_metrics("a", [0.5, 0.6, 0.7], [0.4, 0.5, 0.6]),
+            pd.DataFrame({"run_id": "a", "metric": "epoch_seconds", "step": [1, 2, 3], "value": [2.0, 3.0, 4.0]}),
+            long_metrics("b", [0.5], [0.4]),
+        ]
+    )
     runs = pd.DataFrame({"run_id": ["a", "b"], "train_size": [1000, 500]})
     assert analysis.along(metrics, runs, "epoch") is metrics
     timed = analysis.along(metrics, runs, "training time")
@@ -425,21 +559,30 @@ def test_bands_over_two_seeds_stay_where_each_metric_can_be():
     """Two seeds give a t interval 12.7 standard errors wide: cut to [0, 1] for rates, at 0 for a loss, and left
     free for variance, which has either sign; the cut interval is scipy's t interval where it is inside."""
     metrics = [str(Metric.VAL_LOSS)] * 2 + [str(Metric.VAL_ACC)] * 2 + [str(Metric.VARIANCE)] * 2
-    points = pd.DataFrame({"run_id": ["a", "b"] * 3, "step": 1, "metric": metrics,
-                           "value": [0.1, 0.9, 0.8, 0.99, -0.02, 0.03]})
+    points = pd.DataFrame(
+        {"run_id": ["a", "b"] * 3, "step": 1, "metric": metrics, "value": [0.1, 0.9, 0.8, 0.99, -0.02, 0.03]}
+    )
     drawn = analysis.bands(points, {"group": ["a", "b"]}).set_index("metric")
     for metric, values in points.groupby("metric")["value"]:
         low, high = scipy_stats.t.interval(0.95, 1, loc=values.mean(), scale=values.std(ddof=1) / np.sqrt(2))
         assert (drawn.loc[metric, "low"], drawn.loc[metric, "high"]) == pytest.approx(
-            (max(low, 0) if metric != str(Metric.VARIANCE) else low,
-             min(high, 1) if metric == str(Metric.VAL_ACC) else high)), metric
+            (
+                max(low, 0) if metric != str(Metric.VARIANCE) else low,
+                min(high, 1) if metric == str(Metric.VAL_ACC) else high,
+            )
+        ), metric
     assert drawn.loc[str(Metric.VAL_LOSS), "low"] == 0 and drawn.loc[str(Metric.VAL_ACC), "high"] == 1
     assert drawn.loc[str(Metric.VARIANCE), "low"] < 0
 
 
-@pytest.mark.parametrize("values, labels", [([0.05, 0.9, 2.3], ["0.05", "0.1", "0.2", "0.5", "1", "2"]),
-                                            ([0.3, 0.45], ["0.2", "0.5"]),  # narrow: widened to two labels
-                                            ([1e-4, 3.0], ["0.0001", "0.001", "0.01", "0.1", "1"])])
+@pytest.mark.parametrize(
+    "values, labels",
+    [
+        ([0.05, 0.9, 2.3], ["0.05", "0.1", "0.2", "0.5", "1", "2"]),
+        ([0.3, 0.45], ["0.2", "0.5"]),  # narrow: widened to two labels
+        ([1e-4, 3.0], ["0.0001", "0.001", "0.01", "0.1", "1"]),
+    ],
+)
 def test_a_log_axis_writes_each_label_whole(values, labels):
     axis = figures.log_axis(values)
     assert axis["type"] == "log" and axis["ticktext"] == labels
@@ -449,8 +592,13 @@ def test_a_log_axis_writes_each_label_whole(values, labels):
 
 
 def test_the_best_trials_lead_over_the_runner_up_has_newcombes_interval_on_their_validation_images():
-    trials = pd.DataFrame({"run_id": ["a", "b", "c", "d"], "state": ["complete", "complete", "pruned", "complete"],
-                           "best_val_acc": [0.87, 0.90, 0.99, 0.80]})
+    trials = pd.DataFrame(
+        {
+            "run_id": ["a", "b", "c", "d"],
+            "state": ["complete", "complete", "pruned", "complete"],
+            "best_val_acc": [0.87, 0.90, 0.99, 0.80],
+        }
+    )
     found = analysis.best_trial_lead(trials, pd.Series({"a": 100, "b": 100, "c": 100, "d": 100}))
     expected = stats.rate_difference_interval(0.87, 100, 0.90, 100)  # the pruned trial's 99% is no objective
     assert found.runner_up == 0 and found.val_size == 100

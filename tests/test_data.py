@@ -1,12 +1,14 @@
 """The IDX reader, checksum verification and the splits, on real MNIST and on hand-made files."""
+
 import gzip
 import shutil
 
 import numpy as np
 import pytest
 
+from core.datasets import DATASETS, SPLIT_FILES, DataError, read_idx, read_split, verify_dir
 from experiments import data
-from experiments.data import DataError, make_splits, read_idx, read_split, scale_images, verify_dir
+from experiments.data import make_splits, scale_images
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -16,7 +18,7 @@ def idx_bytes(array: np.ndarray) -> bytes:
 
 def write_split(folder, images, labels, gz=False):
     folder.mkdir(exist_ok=True)
-    for name, array in zip(data.SPLIT_FILES["train"], (images, labels), strict=True):
+    for name, array in zip(SPLIT_FILES["train"], (images, labels), strict=True):
         raw = idx_bytes(array)
         path = folder / (name + (".gz" if gz else ""))
         path.write_bytes(gzip.compress(raw) if gz else raw)
@@ -96,9 +98,9 @@ def test_checksum_mismatch_names_the_file(tmp_path, mnist_dir):
     raw = bytearray((copy / "t10k-labels-idx1-ubyte").read_bytes())
     raw[100] = (raw[100] + 1) % 10  # still a valid IDX file, but not MNIST
     (copy / "t10k-labels-idx1-ubyte").write_bytes(bytes(raw))
-    verify_dir(mnist_dir, data.DATASETS["mnist"])
+    verify_dir(mnist_dir, DATASETS["mnist"])
     with pytest.raises(DataError, match="t10k-labels-idx1-ubyte: SHA-256 .* does not match"):
-        verify_dir(copy, data.DATASETS["mnist"])
+        verify_dir(copy, DATASETS["mnist"])
 
 
 def test_corrupt_cache_is_fetched_again(tmp_path, monkeypatch, mnist_dir):
@@ -107,7 +109,7 @@ def test_corrupt_cache_is_fetched_again(tmp_path, monkeypatch, mnist_dir):
     (tmp_path / "mnist" / "train-labels-idx1-ubyte").write_bytes(b"corrupt")
     monkeypatch.setitem(data.FETCHERS, "mnist", lambda dest: [shutil.copy(p, dest) for p in mnist_dir.iterdir()])
     folder = data.ensure_dataset("mnist")
-    verify_dir(folder, data.DATASETS["mnist"])
+    verify_dir(folder, DATASETS["mnist"])
 
 
 def test_val_split_is_stratified_and_sizes_add_up(mnist_dir):

@@ -1,8 +1,11 @@
 """The data-size fit (experiments/data_scaling.py) against known synthetic curves."""
+
 import numpy as np
 import pytest
 
-from experiments.data_scaling import fit_power_law, more_data_sentence, power_law
+from core.data_scaling import fit_power_law, more_data_sentence, power_law
+from experiments.run import execute
+from tests.helpers import go, open_app, small_config, texts
 
 
 def test_the_fit_recovers_a_known_power_law_and_its_extrapolation():
@@ -38,14 +41,14 @@ def test_the_sentence_says_what_doubling_would_bring():
     sizes = np.array([1_000, 5_000, 20_000, 60_000])
     fit = fit_power_law(sizes, power_law(sizes, 3.0, 0.6, 0.008) * np.array([1.01, 0.99, 1.01, 0.99]))
     said = more_data_sentence(fit)
-    assert said.startswith("Doubling the data (60,000 to 120,000 training images) would bring validation error to "
-                           f"about {fit.error_at(120_000):.2%} (95% interval ")
+    assert said.startswith(
+        "Doubling the data (60,000 to 120,000 training images) would bring validation error to "
+        f"about {fit.error_at(120_000):.2%} (95% interval "
+    )
     assert f"error = {fit.a:.3g}·n^-{fit.b:.2f} + {fit.c:.3g} (as fractions: a floor of {fit.c:.2%})" in said
 
 
 def test_the_inspector_fits_a_real_data_size_series_and_says_what_doubling_would_bring(store, mnist_dir):
-    from experiments.run import execute
-    from tests.helpers import go, open_app, small_config, texts
 
     for size in (250, 500, 1000, 2000):
         execute(small_config("softmax-regression", epochs=1, train_size=size, run_name=f"sr-{size}"))

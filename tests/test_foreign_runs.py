@@ -1,5 +1,6 @@
 """Stores the dashboard did not write: real Keras autolog runs (one overfitting on purpose), Lightning- and
 Hugging Face-style runs, and a user's own convention, read, drawn and diagnosed beside a native run."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,7 +8,8 @@ import streamlit as st
 from mlflow.tracking import MlflowClient
 
 from dashboard.state import Key, rows_key
-from tests.foreign import hugging_face_style_run, history_of_keras_run, keras_autolog_run, lightning_style_run
+from experiments.run import execute
+from tests.foreign import history_of_keras_run, hugging_face_style_run, keras_autolog_run, lightning_style_run
 from tests.helpers import chart_traces, go, open_app, plotly_charts, small_config, sqlite_uri, texts
 
 pytestmark = pytest.mark.keras
@@ -21,15 +23,18 @@ def foreign_store(tmp_path_factory, mnist_dir):
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         client = MlflowClient(uri)
         experiment = client.create_experiment("theirs", (folder / "artifacts").as_uri())  # not ./mlruns
-        ids = {"keras": keras_autolog_run(uri, experiment, "mlp", train_size=2000, epochs=4, hidden=64,
-                                          validation_split=0.2),
-               "overfit": keras_autolog_run(uri, experiment, "overfit", train_size=300, epochs=40, hidden=512,
-                                            validation_split=0.5)}
+        ids = {
+            "keras": keras_autolog_run(
+                uri, experiment, "mlp", train_size=2000, epochs=4, hidden=64, validation_split=0.2
+            ),
+            "overfit": keras_autolog_run(
+                uri, experiment, "overfit", train_size=300, epochs=40, hidden=512, validation_split=0.5
+            ),
+        }
         recorded = history_of_keras_run(client, ids["keras"])
         ids["lightning"] = lightning_style_run(client, experiment, [tuple(row) for row in recorded])
         ids["hf"] = hugging_face_style_run(client, experiment, [(row[0], row[2], row[3]) for row in recorded])
         ids["user"] = user_convention_run(client, experiment, folder, recorded)
-        from experiments.run import execute
 
         ids["native"] = execute(small_config("softmax-regression", run_name="native")).run_id
         st.cache_data.clear()
@@ -38,8 +43,10 @@ def foreign_store(tmp_path_factory, mnist_dir):
 
 def user_convention_run(client, experiment: str, folder, recorded) -> str:
     """A run under a lab's own names, and the conventions.toml beside the store that maps them."""
-    (folder / "conventions.toml").write_text('[[convention]]\nname = "our lab"\ndetect = ["acc_va"]\n'
-                                             'train_acc = "acc_tr"\nval_acc = "acc_va"\nfirst_epoch_step = 0\n')
+    (folder / "conventions.toml").write_text(
+        '[[convention]]\nname = "our lab"\ndetect = ["acc_va"]\n'
+        'train_acc = "acc_tr"\nval_acc = "acc_va"\nfirst_epoch_step = 0\n'
+    )
     run_id = client.create_run(experiment, run_name="lab-style").info.run_id
     for step, row in enumerate(recorded):
         client.log_metric(run_id, "acc_tr", row[1], step=step)
@@ -65,7 +72,12 @@ def test_the_runs_table_fills_best_epoch_gap_and_diagnosis_of_foreign_runs(forei
         assert row["gap"] == pytest.approx(100 * (recorded[-1, 1] - recorded[-1, 3])), role
         assert row["diagnosis"], role
     assert list(table.loc[[ids[r] for r in ("keras", "lightning", "hf", "user", "native")], "convention"]) == [
-        "Keras autolog", "PyTorch Lightning", "Hugging Face Trainer", "our lab", "this project's runner"]
+        "Keras autolog",
+        "PyTorch Lightning",
+        "Hugging Face Trainer",
+        "our lab",
+        "this project's runner",
+    ]
     assert table.loc[ids["keras"], "model"] == "mlp (Keras)" and table.loc[ids["lightning"], "model"] == "LitConvNet"
     assert table.loc[ids["hf"], "model"] == "google/vit-mnist-small" and table.loc[ids["keras"], "dataset"] == "unknown"
     assert table.loc[ids["lightning"], "test_acc"] == pytest.approx(val[-1] - 0.2)
@@ -92,8 +104,9 @@ def test_compare_overlays_a_foreign_run_with_a_native_one_and_detail_says_what_i
     assert not at.exception
     curves = chart_traces(plotly_charts(at)[0])
     assert {t["legendgroup"] for t in curves} == {ids["keras"], ids["native"]}
-    keras_val = next(t for t in curves if t["legendgroup"] == ids["keras"] and t["name"].endswith("(val)")
-                     and t["xaxis"] == "x2")
+    keras_val = next(
+        t for t in curves if t["legendgroup"] == ids["keras"] and t["name"].endswith("(val)") and t["xaxis"] == "x2"
+    )
     assert keras_val["x"] == [1, 2, 3, 4]  # autolog's steps 0-3 are epochs 1-4
     steps = next(c.value for c in at.caption if c.value.startswith("Not drawn"))  # autolog logs no step losses
     assert "mlp" in steps and "train\\_loss\\_step" in steps

@@ -1,4 +1,5 @@
 """One number format for every page (dashboard/formats.py): text, and tables drawn from percent-scaled copies."""
+
 import math
 
 import pandas as pd
@@ -11,15 +12,33 @@ def test_numbers_read_the_same_everywhere():
     assert formats.points(0.0031) == "+0.31 pp" and formats.points(-0.02) == "-2.00 pp"
     assert formats.count(1199882) == "1,199,882" and formats.count(1600.0) == "1,600"
     assert [formats.duration(s) for s in (0.46, 9.9, 42, 119.6, 210, 7500)] == [
-        "0.5 s", "9.9 s", "42 s", "120 s", "3.5 min", "2.1 h"]
+        "0.5 s",
+        "9.9 s",
+        "42 s",
+        "120 s",
+        "3.5 min",
+        "2.1 h",
+    ]
     assert formats.percent(math.nan) == formats.count(None) == formats.duration(math.nan) == ""
 
 
 def test_tables_are_drawn_with_percentage_columns_scaled_and_the_rest_untouched():
-    config = {"acc": formats.percent_column("acc"), "gap": formats.points_column("gap"),
-              "std": formats.spread_column("std"), "params": formats.count_column("params"), "absent": "absent"}
-    table = pd.DataFrame({"acc": [0.8688, math.nan], "gap": [0.0447, -0.01], "std": [0.003, 0.0],
-                          "params": [1199882, 7850], "name": ["a", "b"]})
+    config = {
+        "acc": formats.percent_column("acc"),
+        "gap": formats.points_column("gap"),
+        "std": formats.spread_column("std"),
+        "params": formats.count_column("params"),
+        "absent": "absent",
+    }
+    table = pd.DataFrame(
+        {
+            "acc": [0.8688, math.nan],
+            "gap": [0.0447, -0.01],
+            "std": [0.003, 0.0],
+            "params": [1199882, 7850],
+            "name": ["a", "b"],
+        }
+    )
     shown = formats.shown(table, config)
     assert shown["acc"].iloc[0] == 86.88 and math.isnan(shown["acc"].iloc[1])
     assert list(shown["gap"]) == [4.47, -1.0] and list(shown["std"]) == [0.3, 0.0]

@@ -1,14 +1,17 @@
 """The tutorials' Keras programs as runs: `train --framework keras` logs the full schema through its callback,
 agrees with the PyTorch twin over seeds, and resumes exactly."""
+
 import numpy as np
 import pytest
 from mlflow import MlflowClient
 from torch import nn
 
+from core.schema import Metric, Param, Tag
+from core.settings import ConfigError
 from experiments.cli import dispatch
+from experiments.config import RunConfig
 from experiments.models import MODELS, ConvConv
-from experiments.run import RunConfig, RunInterrupted, execute, resume
-from experiments.schema import Metric, Param, Tag
+from experiments.run import RunInterrupted, check, execute, resume
 from tests.helpers import small_config, sqlite_uri
 
 pytestmark = pytest.mark.keras
@@ -38,8 +41,12 @@ def keras_runs(tmp_path_factory, mnist_dir):
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         assert dispatch(["train", "--framework", "keras", *flags, f"--repeats={SEEDS}", "--no-progress"]) == 0
         client = MlflowClient(uri)
-        yield client, client.search_runs([client.get_experiment_by_name("cnn-experiments").experiment_id],
-                                         order_by=["params.seed"])
+        yield (
+            client,
+            client.search_runs(
+                [client.get_experiment_by_name("cnn-experiments").experiment_id], order_by=["params.seed"]
+            ),
+        )
 
 
 def test_train_framework_keras_logs_the_whole_schema(keras_runs):
@@ -64,8 +71,10 @@ def test_keras_runs_land_within_two_points_of_their_pytorch_twin_over_seeds(kera
     slower in one epoch here (2.3 points behind Keras over seeds 0-4, measured), Glorot-uniform does not."""
     _, runs = keras_runs
     monkeypatch.setitem(MODELS["conv-conv"].builders["pytorch"], "functional", GlorotConvConv)
-    twins = [execute(config) for config in
-             RunConfig.from_recipe(**SLICE, precision="fp32", repeats=SEEDS, progress=False).replicas()]
+    twins = [
+        execute(config)
+        for config in RunConfig.from_recipe(**SLICE, precision="fp32", repeats=SEEDS, progress=False).replicas()
+    ]
     keras_acc = np.mean([r.data.metrics[Metric.TEST_ACC] for r in runs])
     twin_acc = np.mean([twin.metrics[Metric.TEST_ACC] for twin in twins])
     assert keras_acc > 0.8 and abs(keras_acc - twin_acc) <= 0.02
@@ -91,8 +100,6 @@ def test_a_keras_run_interrupted_and_resumed_matches_an_uninterrupted_one(store)
 
 
 def test_keras_refuses_what_it_cannot_run(store, monkeypatch):
-    from experiments.run import check
-    from experiments.settings import ConfigError
 
     with pytest.raises(ConfigError, match="--framework: model 'lenet5' is not written in keras"):
         check(RunConfig.from_recipe("lenet5", framework="keras"))

@@ -1,4 +1,5 @@
 """Our Dropout against nn.Dropout's contract: mask statistics, scaling, gradient, layout, eval mode."""
+
 import pytest
 import torch
 

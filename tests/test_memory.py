@@ -2,6 +2,7 @@
 
 Training runs each side in its own process, because the setting is process-wide and one-way.
 """
+
 import json
 import os
 import subprocess
@@ -10,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from core.store import REPO_ROOT
 from experiments import memory
 from experiments.memory import glibc, keep_freed_memory
-from experiments.tracking import REPO_ROOT
 
 THP = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 
@@ -23,7 +24,8 @@ STEPS = """
 import json, resource, sys
 import torch
 from experiments.adapters.torch_adapter import TorchLearner, resolve_precision
-from experiments.data import load_split, scale_images
+from core.datasets import load_split
+from experiments.data import scale_images
 from experiments.memory import keep_freed_memory
 from experiments.models import conv_conv_sequential
 
@@ -44,17 +46,23 @@ print(json.dumps({"kept": kept, "losses": losses, "faults": faults}))
 
 def train_steps(freed: str) -> dict:
     """STEPS in a new process ("keep" or not), with no allocator choice from the environment (LD_PRELOAD etc.)."""
-    env = {name: value for name, value in os.environ.items()
-           if name not in ("LD_PRELOAD", "GLIBC_TUNABLES") and not name.startswith("MALLOC_")}
-    done = subprocess.run([sys.executable, "-c", STEPS, freed], cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=120, env=env)
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("LD_PRELOAD", "GLIBC_TUNABLES") and not name.startswith("MALLOC_")
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", STEPS, freed], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, env=env
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1])
 
 
 @pytest.mark.skipif(glibc() is None, reason="the C library is not glibc")
-@pytest.mark.skipif(THP.exists() and "[always]" in THP.read_text(),
-                    reason="transparent huge pages always on: one fault maps 2 MB, so faults count something else")
+@pytest.mark.skipif(
+    THP.exists() and "[always]" in THP.read_text(),
+    reason="transparent huge pages always on: one fault maps 2 MB, so faults count something else",
+)
 def test_kept_memory_gives_the_same_losses_without_faulting_on_every_step(mnist_dir):
     kept, handed_back = train_steps("keep"), train_steps("hand back")
     assert kept["kept"] and not handed_back["kept"]
@@ -85,7 +93,7 @@ def test_kept_memory_is_one_way_and_reports_what_the_process_does(fresh_process,
     monkeypatch.setattr(memory, "glibc", lambda: libc)
     assert keep_freed_memory(False) is False and libc.calls == []
     assert keep_freed_memory(True) is True
-    assert libc.calls == [(memory.M_MMAP_THRESHOLD, 32 << 20), (memory.M_TRIM_THRESHOLD, 2 ** 31 - 1)]
+    assert libc.calls == [(memory.M_MMAP_THRESHOLD, 32 << 20), (memory.M_TRIM_THRESHOLD, 2**31 - 1)]
     assert keep_freed_memory(False) is True  # a later run that does not want it still has it
     assert len(libc.calls) == 2
 

@@ -1,10 +1,12 @@
 """The registry's models: shapes, parameter counts, the two conv-conv builds agreeing, and the Keras twins."""
+
+import numpy as np
 import pytest
 import torch
 
+from core.schema import Metric
 from experiments.adapters import adapter_for
 from experiments.models import MODELS, ConvConv, conv_conv_sequential
-from experiments.schema import Metric
 
 
 @pytest.mark.parametrize("name", [n for n, s in MODELS.items() if "pytorch" in s.frameworks])
@@ -18,7 +20,6 @@ def test_every_torch_model_maps_images_to_ten_logits(name):
 def test_every_keras_program_matches_its_pytorch_twin_layer_by_layer(name):
     """The tutorials' Keras programs, Sequential and Functional: same parameters, layer by layer, as the PyTorch
     twin, and ten probabilities per image."""
-    import numpy as np
 
     spec, keras_adapter, torch_adapter = MODELS[name], adapter_for("keras"), adapter_for("pytorch")
     twin = torch_adapter.layer_table(spec.build(framework="pytorch"))
@@ -57,8 +58,13 @@ def test_layer_table_totals_match_parameter_count():
     table = adapter.layer_table(model)
     sizes = adapter.size_figures(model, table)
     assert table["params"].sum() == sizes[Metric.PARAMS_TOTAL] == 431_242
-    assert table.iloc[0].to_dict() == {"layer": "0", "type": "Conv2d", "output_shape": "32x26x26",
-                                       "activations": 32 * 26 * 26, "params": 320}
+    assert table.iloc[0].to_dict() == {
+        "layer": "0",
+        "type": "Conv2d",
+        "output_shape": "32x26x26",
+        "activations": 32 * 26 * 26,
+        "params": 320,
+    }
     assert sizes[Metric.MODEL_BYTES] == 431_242 * 4
 
 

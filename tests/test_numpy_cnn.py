@@ -1,13 +1,14 @@
 """The numpy CNN: every backward checked by finite differences and against PyTorch, and a real training run."""
+
 import numpy as np
 import pytest
 import torch
 
-from experiments.data import load_split, scale_images
-from experiments.models import tiny
+from core.datasets import load_split
 from experiments.adapters.numpy_adapter import NumpyLearner
-from experiments.numpy_cnn import (Conv3x3, Dense, MaxPool2, SoftmaxCrossEntropy, TinyNumpyCNN,
-                                   sgd_step)
+from experiments.data import scale_images
+from experiments.models import tiny
+from experiments.numpy_cnn import Conv3x3, Dense, MaxPool2, SoftmaxCrossEntropy, TinyNumpyCNN, sgd_step
 from experiments.train import evaluate, train_epoch
 
 
@@ -112,7 +113,7 @@ def test_three_sgd_steps_keep_weights_equal_to_pytorch(mnist_batch):
     model = torch_twin(net)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.005)
     for step in range(3):
-        x, y = images[step:step + 1], labels[step:step + 1]
+        x, y = images[step : step + 1], labels[step : step + 1]
         net.loss_and_grads(x, y)
         sgd_step(net.layers, lr=0.005)
         optimizer.zero_grad()
@@ -125,11 +126,21 @@ def test_three_sgd_steps_keep_weights_equal_to_pytorch(mnist_batch):
 
 
 def test_one_epoch_on_1k_mnist_reaches_70_percent(mnist_dir):
-    train, test = load_split("mnist", "train", mnist_dir).first(1000), load_split("mnist", "test", mnist_dir).first(1000)
+    train, test = (
+        load_split("mnist", "train", mnist_dir).first(1000),
+        load_split("mnist", "test", mnist_dir).first(1000),
+    )
     learner = NumpyLearner(TinyNumpyCNN(seed=0), lr=0.005)
     x_train = learner.to_inputs(scale_images(train.images, "centered", np.float64))
-    train_epoch(learner, x_train, learner.to_labels(train.labels), batch_size=1,
-                rng=np.random.default_rng(0), log_every=100, progress=False)
+    train_epoch(
+        learner,
+        x_train,
+        learner.to_labels(train.labels),
+        batch_size=1,
+        rng=np.random.default_rng(0),
+        log_every=100,
+        progress=False,
+    )
     result = evaluate(learner, learner.to_inputs(scale_images(test.images, "centered", np.float64)), test.labels)
     assert result.acc >= 0.70
 

@@ -1,6 +1,7 @@
 """conv-conv on 1,000 MNIST images for 15 epochs without dropout: the inspector flags the rising validation loss,
 the growing calibration error and the classes that overfit, and every logged number matches a direct computation
 from the logged model's own predictions."""
+
 import json
 
 import mlflow
@@ -8,10 +9,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import confusion_matrix
 
-from experiments.calibration import class_errors, loss_rising_while_accuracy_holds, reliability
-from experiments.diagnosis import class_gaps
+from core.calibration import class_errors, loss_rising_while_accuracy_holds, reliability
+from core.diagnosis import class_gaps
+from core.schema import Artifact, Metric
 from experiments.run import execute, prepare
-from experiments.schema import Artifact, Metric
 from experiments.train import evaluate
 from tests.helpers import go, open_app, small_config, sqlite_uri
 
@@ -23,8 +24,17 @@ def overfit(tmp_path_factory, mnist_dir):
     """The run, in a store of its own: 1,000 validation images (half the first 2,000 test images) so that one
     epoch's calibration error is not mostly noise."""
     folder = tmp_path_factory.mktemp("overfit")
-    config = small_config("conv-conv", epochs=EPOCHS, train_size=1000, test_size=2000, val_split=0.0,
-                          val_from_test=0.5, batch_size=32, dropout=0.0, run_name="conv-conv-overfit")
+    config = small_config(
+        "conv-conv",
+        epochs=EPOCHS,
+        train_size=1000,
+        test_size=2000,
+        val_split=0.0,
+        val_from_test=0.5,
+        batch_size=32,
+        dropout=0.0,
+        run_name="conv-conv-overfit",
+    )
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", sqlite_uri(folder))
         result = execute(config)
@@ -37,19 +47,28 @@ def logged(client, run_id, name, tmp_path) -> dict:
 
 
 def history(client, run_id) -> pd.DataFrame:
-    return pd.DataFrame({name: {m.step: m.value for m in client.get_metric_history(run_id, name)}
-                         for name in (Metric.VAL_LOSS, Metric.VAL_ACC, Metric.VAL_ECE)})
+    return pd.DataFrame(
+        {
+            name: {m.step: m.value for m in client.get_metric_history(run_id, name)}
+            for name in (Metric.VAL_LOSS, Metric.VAL_ACC, Metric.VAL_ECE)
+        }
+    )
 
 
 def test_the_best_epochs_logged_calibration_and_class_errors_match_the_logged_models_predictions(overfit, tmp_path):
     client, run_id, config = overfit
     best = int(client.get_run(run_id).data.metrics[Metric.BEST_EPOCH])
     ready = prepare(config)  # the same splits, and the model built as the runner builds it
-    logged_model = client.search_logged_models([client.get_run(run_id).info.experiment_id],
-                                               filter_string=f"source_run_id = '{run_id}'")[0]
+    logged_model = client.search_logged_models(
+        [client.get_run(run_id).info.experiment_id], filter_string=f"source_run_id = '{run_id}'"
+    )[0]
     ready.model.load_state_dict(mlflow.pytorch.load_model(logged_model.model_uri).state_dict())  # best-val weights
-    on_val, on_train = (evaluate(ready.learner, ready.inputs[name], getattr(ready.splits, name).labels,
-                                 batch_size=config.eval_batch_size) for name in ("val", "train"))
+    on_val, on_train = (
+        evaluate(
+            ready.learner, ready.inputs[name], getattr(ready.splits, name).labels, batch_size=config.eval_batch_size
+        )
+        for name in ("val", "train")
+    )
     val_pred, val_conf, train_pred = on_val.predicted, on_val.confidence, on_train.predicted  # train-eval: all 1,000
     table = reliability(val_conf, val_pred == ready.splits.val.labels)
     series = logged(client, run_id, Artifact.RELIABILITY_VAL_EPOCHS, tmp_path)

@@ -1,4 +1,5 @@
 """The Runs tables' ticks as the selection (dashboard.state.ticks_applied): pure, so every case is checked."""
+
 from dashboard.state import ticks_applied
 
 ROWS = [["a", "b", "c"], ["d", "e"], "f"]  # two config groups and a run alone

@@ -1,15 +1,25 @@
-"""experiments.stats and the noise-aware diagnosis: each result checked against scipy or a published value."""
+"""core.stats and the noise-aware diagnosis: each result checked against scipy or a published value."""
+
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from experiments import stats
-from experiments.comparison import Side, which_is_better
-from experiments.diagnosis import (HIGH_BIAS_VARIANCE_UNSURE, INCONCLUSIVE, Yardstick, diagnose, judged_figures,
-                                  standing)
-from experiments.settings import RunConfig, config_group
+from core import stats
+from core.comparison import Side, which_is_better
+from core.diagnosis import (
+    HIGH_BIAS_VARIANCE_UNSURE,
+    INCONCLUSIVE,
+    Yardstick,
+    diagnose,
+    early_stop,
+    judged_figures,
+    standing,
+)
+from core.settings import config_group
+from experiments.config import RunConfig
 
 
 @pytest.mark.parametrize("correct, n", [(0, 10), (580, 600), (9_912, 10_000), (50, 100)])
@@ -29,7 +39,9 @@ def test_wilson_bounds_of_many_accuracies_are_scipys_one_at_a_time():
     n = np.concatenate([rng.integers(1, 20_000, 500), [1, 2, 10_000]])
     correct = np.concatenate([rng.integers(0, n[:500] + 1), [0, 2, 10_000]])
     low, high = stats.wilson_bounds(correct, n)
-    expected = [scipy_stats.binomtest(int(k), int(m)).proportion_ci(method="wilson") for k, m in zip(correct, n)]
+    expected = [
+        scipy_stats.binomtest(int(k), int(m)).proportion_ci(method="wilson") for k, m in zip(correct, n, strict=True)
+    ]
     assert low == pytest.approx([e.low for e in expected], abs=1e-12)
     assert high == pytest.approx([e.high for e in expected], abs=1e-12)
     assert np.isnan(stats.wilson_bounds(np.array([3, 1]), np.array([0, np.nan]))[0]).all()
@@ -50,7 +62,7 @@ def test_welch_comparison_is_scipys_and_its_interval_matches_the_welch_formula()
     assert got.p_value == pytest.approx(expected.pvalue)
     assert got.difference.estimate == pytest.approx(b.mean() - a.mean())
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     half = scipy_stats.t.ppf(0.975, df) * math.sqrt(va + vb)
     assert got.difference.half_width == pytest.approx(half)
     assert got.hedges_g > 0
@@ -62,7 +74,7 @@ def test_exact_mcnemar_is_the_binomial_test_on_the_discordant_pairs():
     got = stats.mcnemar(right_a, right_b)
     assert (got.only_a, got.only_b, got.both_right, got.both_wrong) == (30, 12, 900, 58)
     assert got.p_value == pytest.approx(scipy_stats.binomtest(30, 42, 0.5).pvalue)
-    by_hand = min(1.0, 2 * sum(math.comb(42, k) for k in range(0, 13)) / 2 ** 42)  # two-sided exact, symmetric
+    by_hand = min(1.0, 2 * sum(math.comb(42, k) for k in range(0, 13)) / 2**42)  # two-sided exact, symmetric
     assert got.p_value == pytest.approx(by_hand)
     assert got.difference == pytest.approx((12 - 30) / 1000)
 
@@ -75,16 +87,24 @@ def test_newcombe_interval_matches_his_published_example():
 
 def test_welch_rejects_about_five_percent_of_a_a_comparisons():
     rng = np.random.default_rng(12)
-    p_values = [stats.compare_groups(rng.normal(0.98, 0.002, 5), rng.normal(0.98, 0.002, 5)).p_value
-                for _ in range(1000)]
+    p_values = [
+        stats.compare_groups(rng.normal(0.98, 0.002, 5), rng.normal(0.98, 0.002, 5)).p_value for _ in range(1000)
+    ]
     assert 0.03 <= np.mean(np.array(p_values) < 0.05) <= 0.07
 
 
 def test_seeds_to_resolve_reach_the_power_and_one_fewer_does_not():
     n = stats.seeds_to_resolve(0.001, 0.001)
     assert stats.welch_power(0.001, 0.001, n) >= 0.8 > stats.welch_power(0.001, 0.001, n - 1)
-    simulated = np.mean([scipy_stats.ttest_ind(*np.random.default_rng(s).normal([[0], [0.001]], 0.001, (2, n)),
-                                               equal_var=False).pvalue < 0.05 for s in range(400)])
+    simulated = np.mean(
+        [
+            scipy_stats.ttest_ind(
+                *np.random.default_rng(s).normal([[0], [0.001]], 0.001, (2, n)), equal_var=False
+            ).pvalue
+            < 0.05
+            for s in range(400)
+        ]
+    )
     assert simulated == pytest.approx(stats.welch_power(0.001, 0.001, n), abs=0.07)
 
 
@@ -130,11 +150,6 @@ def test_which_is_better_needs_seeds_on_both_sides_to_compare_a_group():
 
 
 def test_early_stopping_replays_a_history_with_and_without_patience():
-    import math
-
-    import pandas as pd
-
-    from experiments.diagnosis import early_stop
 
     val = pd.Series([0.90, 0.93, 0.92, 0.95, 0.94, 0.94, 0.93, 0.95], index=range(1, 9))
     seconds = pd.Series(10.0, index=range(1, 9))

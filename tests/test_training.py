@@ -1,12 +1,14 @@
 """Real training on real MNIST: accuracy, determinism, and the run's complete MLflow record."""
+
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from core.schema import Artifact, Metric, Param, Tag
 from experiments.run import execute
-from experiments.schema import Artifact, Metric, Param, Tag
 from experiments.train import EpochMeter
 from tests.helpers import small_config
 
@@ -21,11 +23,14 @@ def test_conv_conv_reaches_sensible_accuracy(conv_conv_run):
 def test_run_record_holds_every_schema_name(conv_conv_run):
     client, run, _ = conv_conv_run
     assert run.info.status == "FINISHED"
-    missing_metrics = {str(m) for m in (*Metric.PER_EPOCH, *Metric.FINAL, Metric.TRAIN_LOSS_STEP)} - set(run.data.metrics)
+    missing_metrics = {str(m) for m in (*Metric.PER_EPOCH, *Metric.FINAL, Metric.TRAIN_LOSS_STEP)} - set(
+        run.data.metrics
+    )
     assert not missing_metrics
     other_frameworks_only = ("FILTERS", "DTYPE", "KERAS_VERSION")
-    param_names = [v for k, v in vars(Param).items()
-                   if not k.startswith(("_", "SWEEP_")) and k not in other_frameworks_only]  # SWEEP_*: a sweep's parent
+    param_names = [
+        v for k, v in vars(Param).items() if not k.startswith(("_", "SWEEP_")) and k not in other_frameworks_only
+    ]  # SWEEP_*: a sweep's parent
     assert not set(param_names) - set(run.data.params)
     assert {Tag.DIAGNOSIS, Tag.DIAGNOSIS_RULE, Tag.RECIPE_SOURCE} <= set(run.data.tags)
     for name in Metric.PER_EPOCH:
@@ -46,11 +51,11 @@ def test_bias_variance_metrics_follow_their_definitions(conv_conv_run):
 def test_artifacts_parse_back(conv_conv_run, tmp_path):
     client, run, result = conv_conv_run
     folder = client.download_artifacts(run.info.run_id, "", str(tmp_path))
-    confusion = json.load(open(f"{folder}/{Artifact.CONFUSION_TEST}"))
+    confusion = json.loads(Path(f"{folder}/{Artifact.CONFUSION_TEST}").read_text())
     matrix = np.array(confusion["matrix"])
     assert matrix.shape == (10, 10) and matrix.sum() == 2000
     assert np.trace(matrix) / 2000 == pytest.approx(result.metrics[Metric.TEST_ACC])
-    val = json.load(open(f"{folder}/{Artifact.CONFUSION_VAL_EPOCHS}"))
+    val = json.loads(Path(f"{folder}/{Artifact.CONFUSION_VAL_EPOCHS}").read_text())
     assert val["epochs"] == [1, 2] and np.array(val["matrices"]).sum(axis=(1, 2)).tolist() == [1000, 1000]
     per_class = pd.read_csv(f"{folder}/{Artifact.PER_CLASS}")
     assert per_class["support"].sum() == 2000 and per_class["correct"].sum() == np.trace(matrix)
@@ -59,8 +64,7 @@ def test_artifacts_parse_back(conv_conv_run, tmp_path):
     assert wrong["index"].between(0, 1999).all()
     layers = pd.read_csv(f"{folder}/{Artifact.LAYERS}")
     assert layers["params"].sum() == result.metrics[Metric.PARAMS_TOTAL] == 1_199_882
-    models = client.search_logged_models([run.info.experiment_id],
-                                         filter_string=f"source_run_id = '{run.info.run_id}'")
+    models = client.search_logged_models([run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'")
     assert [m.name for m in models] == [Artifact.MODEL]
     files = [f.path for f in client.list_logged_model_artifacts(models[0].model_id)]
     assert "MLmodel" in files
@@ -68,9 +72,11 @@ def test_artifacts_parse_back(conv_conv_run, tmp_path):
 
 def metric_histories(client, run_id):
     run = client.get_run(run_id)
-    return {name: [(m.step, m.value) for m in client.get_metric_history(run_id, name)]
-            for name in run.data.metrics if name != Metric.TOTAL_SECONDS and "seconds" not in name
-            and name != Metric.SAMPLES_PER_S}
+    return {
+        name: [(m.step, m.value) for m in client.get_metric_history(run_id, name)]
+        for name in run.data.metrics
+        if name != Metric.TOTAL_SECONDS and "seconds" not in name and name != Metric.SAMPLES_PER_S
+    }
 
 
 def test_same_seed_same_metrics(store, mnist_dir):
@@ -91,11 +97,14 @@ def test_numpy_model_logs_the_same_schema_with_weights(store, mnist_dir, tmp_pat
 
 def test_bf16_autocast_trains_as_well_as_fp32_on_a_small_slice(store, mnist_dir):
     """Both precisions learn the same small problem to within a few points (the full recipes are in the README)."""
-    accs = {p: execute(small_config("lenet5", precision=p, epochs=3, train_size=6000)).metrics[Metric.TEST_ACC]
-            for p in ("fp32", "bf16")}
+    accs = {
+        p: execute(small_config("lenet5", precision=p, epochs=3, train_size=6000)).metrics[Metric.TEST_ACC]
+        for p in ("fp32", "bf16")
+    }
     assert accs["fp32"] > 0.85 and abs(accs["bf16"] - accs["fp32"]) < 0.03
-    run = store.search_runs([store.get_experiment_by_name("cnn-experiments").experiment_id],
-                            "params.precision = 'bf16'")
+    run = store.search_runs(
+        [store.get_experiment_by_name("cnn-experiments").experiment_id], "params.precision = 'bf16'"
+    )
     assert len(run) == 1
 
 
@@ -105,6 +114,6 @@ def test_the_step_curve_has_a_point_every_log_every_steps_and_one_for_the_epochs
     for loss in losses:
         meter.add(loss, correct=16, rows=32)
     stats = meter.done()
-    steps, means = zip(*stats.step_losses)
+    steps, means = zip(*stats.step_losses, strict=True)
     assert steps == (12, 14) and means == pytest.approx([np.mean(losses[:5]), np.mean(losses[5:])])
     assert stats.loss == pytest.approx(np.mean(losses)) and stats.acc == 0.5

@@ -1,13 +1,13 @@
 """Thin pages: read through dashboard.reader, compute with analysis, draw with figures and widgets."""
+
 import time
 
 import pandas as pd
 import streamlit as st
 
-from dashboard import reader
-from dashboard.state import Key
+from core.schema import Artifact, Param
+from dashboard import reader, state
 from dashboard.widgets import LIVE_SECONDS, live_seconds, selection_ui
-from experiments.schema import Artifact, Param
 
 
 def read(load, *args):
@@ -22,7 +22,7 @@ def read(load, *args):
 def artifact(run_id: str, path: str):
     """A run's parsed artifact, or None; a corrupt file is named on the page. A run still training is read afresh
     every CACHE_SECONDS (its per-epoch artifacts grow, and one not written yet appears); a finished one once."""
-    running = st.session_state.get(Key.LIVE) and read(reader.load_run, run_id).status == "RUNNING"
+    running = state.live() and read(reader.load_run, run_id).status == "RUNNING"
     got = read(reader.load_artifact, run_id, path, int(time.time() // reader.CACHE_SECONDS) if running else 0)
     if got.problem:
         st.warning(got.problem)
@@ -64,16 +64,17 @@ def go_to(page: str) -> None:
 
 def runs_or_message() -> tuple[pd.DataFrame | None, list[str]]:
     """All runs and the current selection (drawn in the sidebar), or None after showing why there is nothing."""
-    seconds = st.session_state.get(Key.LIVE_SECONDS, LIVE_SECONDS)
-    tick = int(time.time() // seconds) if st.session_state.get(Key.LIVE) else 0  # fresh reads while live
+    seconds = state.refresh_seconds(LIVE_SECONDS)
+    tick = int(time.time() // seconds) if state.live() else 0  # fresh reads while live
     runs = read(reader.load_runs, tick)
-    st.session_state[Key.LIVE] = bool((runs["status"] == "RUNNING").any())
-    st.session_state[Key.LIVE_SECONDS] = live_seconds(runs.attrs.get(reader.READ_SECONDS, 0.0))
+    state.set_live(bool((runs["status"] == "RUNNING").any()), live_seconds(runs.attrs.get(reader.READ_SECONDS, 0.0)))
     selection = selection_ui(runs)
     if runs.empty:
-        st.info(f"No runs in the tracking store ({reader.current_store().uri}) yet. Train some with "
-                "`.venv/bin/python -m experiments suite demo` (about 3 minutes; `scripts/start` does it for an "
-                "empty store).")
+        st.info(
+            f"No runs in the tracking store ({reader.current_store().uri}) yet. Train some with "
+            "`.venv/bin/python -m experiments suite demo` (about 3 minutes; `scripts/start` does it for an "
+            "empty store)."
+        )
         return None, []
     return runs, selection
 

@@ -1,33 +1,65 @@
 """Compare: 2 to 50 selected runs: learning curves per run or as bands over seeds, step losses, which run or
 group is better (and whether that is real), the params that differ and the metrics side by side."""
+
 import pandas as pd
 import streamlit as st
 
-from dashboard import figures, formats, reader
-from dashboard.analysis import (BASELINE_DIFFERENCES, X_AXES, along, bands, comparability_warnings, differing_params,
-                                final_and_best, group_key, group_label, groups_by, marked_best, run_labels,
-                                seeded_groups, setting_differences, smoothed, unselected_seeds, which_is_better_sides)
+from core import stats
+from core.comparison import Answer, which_is_better
+from core.schema import Artifact, Metric, Param
+from dashboard import figures, formats, reader, state
+from dashboard.analysis import (
+    BASELINE_DIFFERENCES,
+    X_AXES,
+    along,
+    bands,
+    comparability_warnings,
+    differing_params,
+    final_and_best,
+    group_key,
+    group_label,
+    groups_by,
+    marked_best,
+    run_labels,
+    seeded_groups,
+    setting_differences,
+    smoothed,
+    unselected_seeds,
+    which_is_better_sides,
+)
 from dashboard.state import Key
 from dashboard.views import artifact, image_strip, read, runs_or_message, selected_or_story
-from dashboard.widgets import (CONFIGURATION, MAX_COMPARE, baseline_ui, compare_sides_ui, curves_axes_ui,
-                               curves_choice_ui, curves_grouping_ui, md, smoothing_ui)
-from experiments import stats
-from experiments.comparison import Answer, which_is_better
-from experiments.schema import Artifact, Metric, Param
+from dashboard.widgets import (
+    CONFIGURATION,
+    MAX_COMPARE,
+    baseline_ui,
+    compare_sides_ui,
+    curves_axes_ui,
+    curves_choice_ui,
+    curves_grouping_ui,
+    md,
+    smoothing_ui,
+)
 
 # every choice's curves; epoch_seconds for curves against training time, val_acc for the final metrics
 CURVE_METRICS = tuple(dict.fromkeys([*figures.curve_metrics(), str(Metric.EPOCH_SECONDS), str(Metric.VAL_ACC)]))
 FLIPPED_LIMIT = 24
 FINAL_COLUMNS = {
     **{name: formats.percent_column(name) for name in ("final val acc", "best val acc", "test acc")},
-    "final gap": formats.points_column("final variance", help="the train/validation gap at the last epoch: val error "
-                                       "- train error, in percentage points"),
+    "final gap": formats.points_column(
+        "final variance",
+        help="the train/validation gap at the last epoch: val error - train error, in percentage points",
+    ),
     "best epoch": st.column_config.NumberColumn("best epoch", format="%d"),
     "params": formats.count_column("params"),
     "s / epoch": st.column_config.NumberColumn("s / epoch", format="%.2f s"),
     "best at": st.column_config.TextColumn("best at", help="the columns in which this run has the best value"),
-    **{f"{name} vs baseline": formats.points_column(f"{name} vs baseline", help="minus the baseline run's, in "
-                                                    "percentage points") for name in BASELINE_DIFFERENCES},
+    **{
+        f"{name} vs baseline": formats.points_column(
+            f"{name} vs baseline", help="minus the baseline run's, in percentage points"
+        )
+        for name in BASELINE_DIFFERENCES
+    },
 }
 SIDES_COLUMNS = {"test acc": formats.percent_column("test acc")}
 
@@ -41,26 +73,45 @@ def curves_section(runs: pd.DataFrame, selection: list[str], metrics: pd.DataFra
         placed = along(metrics, runs, x)  # before keeping the panels' metrics: training time needs epoch_seconds
         placed = placed[placed["metric"].isin(figures.curve_metrics(panels))]
         labels = run_labels(runs, selection)
-        drawn = said_not_drawn(labels, placed, "nothing logged for these curves" + (
-            f", or no epoch_seconds or training-set size to place them along {x}" if x != "epoch" else ""))
-        st.plotly_chart(figures.learning_curves(placed, drawn, colors=figures.run_colors(list(labels)),
-                                                x_title=X_AXES[x], log_loss=log_loss, panels=panels),
-                        key=Key.CURVES_CHART)
+        drawn = said_not_drawn(
+            labels,
+            placed,
+            "nothing logged for these curves"
+            + (f", or no epoch_seconds or training-set size to place them along {x}" if x != "epoch" else ""),
+        )
+        st.plotly_chart(
+            figures.learning_curves(
+                placed,
+                drawn,
+                colors=figures.run_colors(list(labels)),
+                x_title=X_AXES[x],
+                log_loss=log_loss,
+                panels=panels,
+            ),
+            key=Key.CURVES_CHART,
+        )
         return
     metrics = metrics[metrics["metric"].isin(figures.curve_metrics(panels))]
     groups = groups_by(runs, selection, by)
     member_group = {run_id: label for label, ids in groups.items() for run_id in ids}
-    st.plotly_chart(figures.banded_curves(bands(metrics, groups), metrics if members else None, member_group,
-                                          panels),
-                    key=Key.CURVES_CHART)
-    st.caption("Each line is the mean over the group's selected runs; the band is its 95% t interval (none for a "
-               "group of one run). Train runs `train --repeats N` to have seeds to average.")
+    st.plotly_chart(
+        figures.banded_curves(bands(metrics, groups), metrics if members else None, member_group, panels),
+        key=Key.CURVES_CHART,
+    )
+    st.caption(
+        "Each line is the mean over the group's selected runs; the band is its 95% t interval (none for a "
+        "group of one run). Train runs `train --repeats N` to have seeds to average."
+    )
     partial = unselected_seeds(runs, selection) if by == CONFIGURATION else {}
     if partial:
-        st.caption(md("Only some seeds selected: " + "; ".join(
-            f"{label} draws {k} of its {n} runs" for label, (k, n) in partial.items())
-            + ". Tick the group in the Runs page's grouped table, with no filter hiding its runs, to average them "
-              "all."))
+        st.caption(
+            md(
+                "Only some seeds selected: "
+                + "; ".join(f"{label} draws {k} of its {n} runs" for label, (k, n) in partial.items())
+                + ". Tick the group in the Runs page's grouped table, with no filter hiding its runs, to average them "
+                "all."
+            )
+        )
 
 
 def said_not_drawn(labels: dict[str, str], points: pd.DataFrame, why: str) -> dict[str, str]:
@@ -78,10 +129,15 @@ def step_loss_section(runs: pd.DataFrame, selection: list[str]) -> None:
     st.subheader("Training loss per step")
     weight = smoothing_ui()
     labels = run_labels(runs, selection)
-    drawn = said_not_drawn(labels, steps, f"no {Metric.TRAIN_LOSS_STEP} logged: another tool's run, or one trained "
-                           "before an epoch shorter than log_every steps made a point")
-    st.plotly_chart(figures.step_losses(steps, smoothed(steps, weight), drawn, figures.run_colors(list(labels))),
-                    key=Key.STEP_CHART)
+    drawn = said_not_drawn(
+        labels,
+        steps,
+        f"no {Metric.TRAIN_LOSS_STEP} logged: another tool's run, or one trained "
+        "before an epoch shorter than log_every steps made a point",
+    )
+    st.plotly_chart(
+        figures.step_losses(steps, smoothed(steps, weight), drawn, figures.run_colors(list(labels))), key=Key.STEP_CHART
+    )
 
 
 def side_groups(runs: pd.DataFrame, selection: list[str]) -> tuple[dict[str, tuple[str, list[str]]], tuple[int, int]]:
@@ -124,9 +180,15 @@ def better_section(runs: pd.DataFrame, selection: list[str]) -> None:
     rows = []
     for name, side in (("A", side_a), ("B", side_b)):
         interval = side.interval() if side.n else None
-        rows.append({"": name, "runs": side.label, "N": side.n,
-                     "test acc": interval.estimate if interval else None,
-                     "95% CI": (interval.bounds_text() if interval else "") or "—"})
+        rows.append(
+            {
+                "": name,
+                "runs": side.label,
+                "N": side.n,
+                "test acc": interval.estimate if interval else None,
+                "95% CI": (interval.bounds_text() if interval else "") or "—",
+            }
+        )
     st.dataframe(formats.shown(pd.DataFrame(rows), SIDES_COLUMNS), hide_index=True, column_config=SIDES_COLUMNS)
     say = st.success if answer.significant else st.info
     say(md(answer.sentence))
@@ -134,13 +196,18 @@ def better_section(runs: pd.DataFrame, selection: list[str]) -> None:
         details = f"Test: {answer.test}, {stats.p_text(answer.p_value)}, significance at {stats.ALPHA:g}"
         if answer.difference is not None:
             d = answer.difference
-            details += (f"; B - A = {formats.points(d.estimate)} "
-                        f"(95% CI {formats.points(d.low)} to {formats.points(d.high)})")
+            details += (
+                f"; B - A = {formats.points(d.estimate)} (95% CI {formats.points(d.low)} to {formats.points(d.high)})"
+            )
         st.caption(details + ".")
     differences = setting_differences(runs, a[1], b[1])
     if differences:
-        st.caption(md("A and B differ in " + ", ".join(differences) + ": the difference measured is that of all of "
-                      "them together."))
+        st.caption(
+            md(
+                "A and B differ in " + ", ".join(differences) + ": the difference measured is that of all of "
+                "them together."
+            )
+        )
     if len(singles) == 2 and (len(answer.right_only_in_a) or len(answer.right_only_in_b)):
         flipped_section(runs, singles, predictions, answer)
 
@@ -149,15 +216,19 @@ def flipped_section(runs: pd.DataFrame, pair: list[str], predictions: dict, answ
     """The test images one run got right and the other wrong, both ways, as galleries captioned with the true
     class and the wrong run's answer."""
     run = read(reader.load_run, pair[0])
-    images = reader.load_images(run.params.get(Param.DATASET, "mnist"), "test",
-                                run.params.get(Param.TEST_IMAGES_SHA256))
+    images = reader.load_images(
+        run.params.get(Param.DATASET, "mnist"), "test", run.params.get(Param.TEST_IMAGES_SHA256)
+    )
     labels = run_labels(runs, pair)
     cols = st.columns(2)
-    for col, (right, wrong), flipped in zip(cols, ((pair[0], pair[1]), (pair[1], pair[0])),
-                                            (answer.right_only_in_a, answer.right_only_in_b), strict=True):
+    for col, (right, wrong), flipped in zip(
+        cols, ((pair[0], pair[1]), (pair[1], pair[0])), (answer.right_only_in_a, answer.right_only_in_b), strict=True
+    ):
         shown = flipped[:FLIPPED_LIMIT]
-        col.markdown(f"**Right in {md(labels[right])}, wrong in {md(labels[wrong])}: {len(flipped)} images**"
-                     + (f" (the first {len(shown)})" if len(shown) < len(flipped) else ""))
+        col.markdown(
+            f"**Right in {md(labels[right])}, wrong in {md(labels[wrong])}: {len(flipped)} images**"
+            + (f" (the first {len(shown)})" if len(shown) < len(flipped) else "")
+        )
         said = dict(zip(predictions[wrong]["index"].tolist(), predictions[wrong]["predicted"].tolist(), strict=True))
         truth = dict(zip(predictions[right]["index"].tolist(), predictions[right]["label"].tolist(), strict=True))
         image_strip(images, shown, [f"#{i}: {truth[i]}, not {said[i]}" for i in shown], width=64, where=col)
@@ -169,8 +240,9 @@ def final_section(runs: pd.DataFrame, selection: list[str], metrics: pd.DataFram
     st.subheader("Final and best metrics")
     labels = run_labels(runs, selection)
     baseline = baseline_ui(labels)
-    table = marked_best(final_and_best(runs, metrics, selection),
-                        selection.index(baseline) if baseline in selection else None)
+    table = marked_best(
+        final_and_best(runs, metrics, selection), selection.index(baseline) if baseline in selection else None
+    )
     st.dataframe(formats.shown(table, FINAL_COLUMNS), hide_index=True, column_config=FINAL_COLUMNS)
     return baseline
 
@@ -189,22 +261,33 @@ def params_section(runs: pd.DataFrame, selection: list[str], baseline: str | Non
     if scores.notna().any() and not tracked.empty:
         st.subheader("Params against test accuracy")
         highlight = list(tracked.index).index(baseline) if baseline in tracked.index else None
-        st.plotly_chart(figures.parallel_coordinates(tracked, scores.values, highlight=highlight,
-                                                     highlight_color=figures.BASELINE_COLOR), key=Key.PARALLEL_CHART)
-        st.caption("One line per run" + ("; the baseline run in orange, the others in blues, darker for a higher "
-                   "test accuracy." if highlight is not None else ", coloured by test accuracy. Choose a baseline "
-                   "above to draw its line in orange."))
+        st.plotly_chart(
+            figures.parallel_coordinates(
+                tracked, scores.values, highlight=highlight, highlight_color=figures.BASELINE_COLOR
+            ),
+            key=Key.PARALLEL_CHART,
+        )
+        st.caption(
+            "One line per run"
+            + (
+                "; the baseline run in orange, the others in blues, darker for a higher test accuracy."
+                if highlight is not None
+                else ", coloured by test accuracy. Choose a baseline above to draw its line in orange."
+            )
+        )
 
 
 def story_grouping_ui(shown_story: bool) -> None:
     """Draw the story's two configurations as bands (set before the grouping widget is drawn); once the user
     selects runs, the grouping goes back to one line per run unless the user chose it meanwhile."""
-    if shown_story and Key.COMPARE_GROUP_BY not in st.session_state:
-        st.session_state[Key.COMPARE_GROUP_BY] = CONFIGURATION
-        st.session_state[Key.COMPARE_STORY_GROUPING] = CONFIGURATION
-    elif not shown_story and st.session_state.pop(Key.COMPARE_STORY_GROUPING, None) == st.session_state.get(
-            Key.COMPARE_GROUP_BY):
-        st.session_state.pop(Key.COMPARE_GROUP_BY, None)
+    if shown_story:
+        if state.set_default(Key.COMPARE_GROUP_BY, CONFIGURATION):
+            state.set_value(Key.COMPARE_STORY_GROUPING, CONFIGURATION)
+        return
+    story_grouping = state.value(Key.COMPARE_STORY_GROUPING)
+    state.forget(Key.COMPARE_STORY_GROUPING)
+    if story_grouping == state.value(Key.COMPARE_GROUP_BY):
+        state.forget(Key.COMPARE_GROUP_BY)
 
 
 def page() -> None:

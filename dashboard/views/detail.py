@@ -1,26 +1,37 @@
 """Run detail: confusion matrices over epochs with a click-through gallery, per-class accuracy, layers, params."""
+
 import functools
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
+from core import stats
+from core.datasets import images_sha256
+from core.diagnosis import GOOD_FIT, HIGH_BIAS, HIGH_VARIANCE, history_of
+from core.schema import Artifact, Metric, Param, Tag
 from dashboard import figures, formats, reader, state
-from dashboard.analysis import (STORY, closest_runs, epoch_position, in_cell, moved_images, off_diagonal_cells,
-                                run_labels, story_runs)
+from dashboard.analysis import (
+    STORY,
+    closest_runs,
+    epoch_position,
+    in_cell,
+    moved_images,
+    off_diagonal_cells,
+    run_labels,
+    story_runs,
+)
 from dashboard.reader import RunRecord
 from dashboard.state import IN_URL, Key
 from dashboard.views import artifact, artifact_location_note, image_strip, read, runs_or_message, test_pictures
 from dashboard.widgets import confusion_source_ui, md, run_picker_ui
-from experiments import stats
-from experiments.data import images_sha256
-from experiments.diagnosis import GOOD_FIT, HIGH_BIAS, HIGH_VARIANCE, history_of
-from experiments.schema import Artifact, Metric, Param, Tag
 
 GALLERY_LIMIT = 40
-LAYER_COLUMNS = {"output_shape": st.column_config.TextColumn("output shape"),
-                 "activations": formats.count_column("activations", help="values each layer outputs per image"),
-                 "params": formats.count_column("params")}
+LAYER_COLUMNS = {
+    "output_shape": st.column_config.TextColumn("output shape"),
+    "activations": formats.count_column("activations", help="values each layer outputs per image"),
+    "params": formats.count_column("params"),
+}
 
 
 def status_message(run: RunRecord) -> None:
@@ -30,31 +41,32 @@ def status_message(run: RunRecord) -> None:
     if run.status in ("FAILED", "KILLED"):
         st.error(f"This run ended {run.status}: {md(run.tags.get(Tag.ERROR, 'no reason recorded'))}")
     elif run.status == "LOST":
-        st.error("This run is LOST: its runner stopped sending heartbeats (killed, out of memory, or its machine "
-                 "is gone). `python -m experiments reap` ends it FAILED; `python -m experiments train --resume "
-                 "RUN_ID` then continues it from its last epoch.")
+        st.error(
+            "This run is LOST: its runner stopped sending heartbeats (killed, out of memory, or its machine "
+            "is gone). `python -m experiments reap` ends it FAILED; `python -m experiments train --resume "
+            "RUN_ID` then continues it from its last epoch."
+        )
     elif run.status == "RUNNING":
         st.info("This run is still training; what it has logged so far is shown.")
 
 
 def choose_cell_from_chart(run_id: str) -> None:
     """A box or click on the matrix chooses its cell for run_id's gallery (x is the predicted class, y the true)."""
-    points = st.session_state[Key.CONFUSION_CHART].get("selection", {}).get("points")
-    if points:
-        st.session_state[Key.GALLERY_CELL] = (run_id, int(points[0]["y"]), int(points[0]["x"]))
+    cell = state.chart_cell(Key.CONFUSION_CHART)
+    if cell:
+        state.choose_cell(Key.GALLERY_CELL, run_id, cell)
 
 
 def choose_cell_from_table(run_id: str) -> None:
     """A ticked row of the most frequent confusions chooses its cell for run_id's gallery."""
     picked = state.ticked(Key.CELLS_TABLE)
     if picked:
-        st.session_state[Key.GALLERY_CELL] = (run_id, *picked[0])
+        state.choose_cell(Key.GALLERY_CELL, run_id, picked[0])
 
 
 def chosen_cell(run_id: str) -> tuple[int, int] | None:
     """The (true, predicted) cell last chosen, on the matrix or in the table, for this run (not for another)."""
-    chosen = st.session_state.get(Key.GALLERY_CELL)
-    return tuple(chosen[1:]) if chosen and chosen[0] == run_id else None
+    return state.chosen_cell(Key.GALLERY_CELL, run_id)
 
 
 def gallery_ui(run_id: str, run: RunRecord, class_names: list[str], source) -> None:
@@ -62,8 +74,10 @@ def gallery_ui(run_id: str, run: RunRecord, class_names: list[str], source) -> N
     misclassified ones (best-val weights)."""
     cell = chosen_cell(run_id)
     if cell is None:
-        st.caption("Drag a box around a cell of the matrix, or tick a row of the table, to see its images (of the "
-                   "split and epoch the matrix shows).")
+        st.caption(
+            "Drag a box around a cell of the matrix, or tick a row of the table, to see its images (of the "
+            "split and epoch the matrix shows)."
+        )
         return
     true, pred = cell
     if source != "test":
@@ -71,8 +85,10 @@ def gallery_ui(run_id: str, run: RunRecord, class_names: list[str], source) -> N
         if not isinstance(found, str):
             val_gallery_ui(run, class_names, source, cell, *found)
             return
-        st.caption(f"The matrix shows the validation set after epoch {source}, but {found[0].lower()}{found[1:]}: "
-                   "the images below are the test set's in the same cell, with best-val weights.")
+        st.caption(
+            f"The matrix shows the validation set after epoch {source}, but {found[0].lower()}{found[1:]}: "
+            "the images below are the test set's in the same cell, with best-val weights."
+        )
     st.subheader(f"Test images of true {md(class_names[true])}, predicted {md(class_names[pred])}")
     wrong = artifact(run_id, Artifact.MISCLASSIFIED)
     if wrong is None:
@@ -80,18 +96,27 @@ def gallery_ui(run_id: str, run: RunRecord, class_names: list[str], source) -> N
         return
     cell_rows = wrong[(wrong["true"] == true) & (wrong["predicted"] == pred)].head(GALLERY_LIMIT)
     if cell_rows.empty:
-        st.caption("No misclassified test image in this cell" + (" (the diagonal is correct)." if true == pred else "."))
+        st.caption(
+            "No misclassified test image in this cell" + (" (the diagonal is correct)." if true == pred else ".")
+        )
         return
     pictures = test_pictures(run_id, run.params, cell_rows)
     if pictures is None:
-        st.warning("This run's test images are not on this machine: it was trained on another copy of "
-                   f"{md(run.params.get(Param.DATASET, 'its dataset'))} (a different content hash), and it kept no "
-                   f"{Artifact.MISCLASSIFIED_IMAGES}.")
+        st.warning(
+            "This run's test images are not on this machine: it was trained on another copy of "
+            f"{md(run.params.get(Param.DATASET, 'its dataset'))} (a different content hash), and it kept no "
+            f"{Artifact.MISCLASSIFIED_IMAGES}."
+        )
         st.dataframe(cell_rows, hide_index=True)
         return
-    st.image(pictures, width=84,
-             caption=[f"#{i} {class_names[true]}→{class_names[pred]} ({c:.0%})"
-                      for i, c in zip(cell_rows["index"], cell_rows["confidence"], strict=True)])
+    st.image(
+        pictures,
+        width=84,
+        caption=[
+            f"#{i} {class_names[true]}→{class_names[pred]} ({c:.0%})"
+            for i, c in zip(cell_rows["index"], cell_rows["confidence"], strict=True)
+        ],
+    )
 
 
 def val_predictions_at(run_id: str, epochs: tuple[int, ...]) -> tuple[dict, list] | str:
@@ -99,26 +124,37 @@ def val_predictions_at(run_id: str, epochs: tuple[int, ...]) -> tuple[dict, list
     sentence saying what it did not log."""
     val, predictions = (artifact(run_id, name) for name in (Artifact.VAL_IMAGES, Artifact.VAL_PREDICTIONS_EPOCHS))
     if val is None or predictions is None:
-        return (f"This run logged no validation predictions ({Artifact.VAL_IMAGES} and "
-                f"{Artifact.VAL_PREDICTIONS_EPOCHS}; runs trained here since they exist log them every epoch)")
+        return (
+            f"This run logged no validation predictions ({Artifact.VAL_IMAGES} and "
+            f"{Artifact.VAL_PREDICTIONS_EPOCHS}; runs trained here since they exist log them every epoch)"
+        )
     missing = [str(e) for e in epochs if e not in predictions["epochs"]]
     if missing:
         return f"This run has no validation predictions of epoch {' and '.join(missing)}"
     return val, [predictions["predicted"][epoch_position(predictions["epochs"], e)] for e in epochs]
 
 
-def val_gallery_ui(run: RunRecord, class_names: list[str], epoch: int, cell: tuple[int, int], val: dict,
-                   predicted: list[list[int]]) -> None:
+def val_gallery_ui(
+    run: RunRecord, class_names: list[str], epoch: int, cell: tuple[int, int], val: dict, predicted: list[list[int]]
+) -> None:
     """The validation images in the matrix's cell after `epoch`, as many as the matrix counts there."""
     true, pred = cell
     found = in_cell(val["labels"], predicted[0], true, pred)
-    st.subheader(f"Validation images of true {md(class_names[true])}, predicted {md(class_names[pred])} "
-                 f"after epoch {epoch}")
+    st.subheader(
+        f"Validation images of true {md(class_names[true])}, predicted {md(class_names[pred])} after epoch {epoch}"
+    )
     shown = found[:GALLERY_LIMIT]
-    st.caption(f"{len(found)} images" + (f", the first {len(shown)}" if len(shown) < len(found) else "")
-               + " (captions: the image's index in its file).")
-    image_strip(val_pictures(run, val), shown, [f"#{val['index'][r]} {class_names[true]}→{class_names[pred]}"
-                                                for r in shown], width=84)
+    st.caption(
+        f"{len(found)} images"
+        + (f", the first {len(shown)}" if len(shown) < len(found) else "")
+        + " (captions: the image's index in its file)."
+    )
+    image_strip(
+        val_pictures(run, val),
+        shown,
+        [f"#{val['index'][r]} {class_names[true]}→{class_names[pred]}" for r in shown],
+        width=84,
+    )
 
 
 def confusion_section(run_id: str, run: RunRecord) -> list[str] | None:
@@ -133,25 +169,35 @@ def confusion_section(run_id: str, run: RunRecord) -> list[str] | None:
     st.caption("Test set, best-val weights" if source == "test" else f"Validation set after epoch {source}")
     cols = st.columns([3, 2])
     with cols[0]:
-        st.plotly_chart(figures.confusion_matrix(np.array(matrix), class_names, normalize), key=Key.CONFUSION_CHART,
-                        on_select=functools.partial(choose_cell_from_chart, run_id), selection_mode=("points", "box"))
+        st.plotly_chart(
+            figures.confusion_matrix(np.array(matrix), class_names, normalize),
+            key=Key.CONFUSION_CHART,
+            on_select=functools.partial(choose_cell_from_chart, run_id),
+            selection_mode=("points", "box"),
+        )
     with cols[1]:
         st.markdown("**Most frequent confusions**")
         cells = off_diagonal_cells(matrix, class_names)
-        state.remember_rows(Key.CELLS_TABLE, [(int(t), int(p)) for t, p in zip(cells["true"], cells["predicted"],
-                                                                               strict=True)])
-        st.dataframe(cells[["true name", "predicted name", "count"]], hide_index=True, key=Key.CELLS_TABLE,
-                     on_select=functools.partial(choose_cell_from_table, run_id),
-                     selection_mode="single-row", height=380)
+        state.remember_rows(
+            Key.CELLS_TABLE, [(int(t), int(p)) for t, p in zip(cells["true"], cells["predicted"], strict=True)]
+        )
+        st.dataframe(
+            cells[["true name", "predicted name", "count"]],
+            hide_index=True,
+            key=Key.CELLS_TABLE,
+            on_select=functools.partial(choose_cell_from_table, run_id),
+            selection_mode="single-row",
+            height=380,
+        )
     gallery_ui(run_id, run, class_names, source)
     return class_names
 
 
 def choose_moved_cell(run_id: str) -> None:
     """A box or click on the epoch difference chooses the cell whose moved images are shown."""
-    points = st.session_state[Key.EPOCH_DIFF_CHART].get("selection", {}).get("points")
-    if points:
-        st.session_state[Key.MOVED_CELL] = (run_id, int(points[0]["y"]), int(points[0]["x"]))
+    cell = state.chart_cell(Key.EPOCH_DIFF_CHART)
+    if cell:
+        state.choose_cell(Key.MOVED_CELL, run_id, cell)
 
 
 def epoch_difference_section(run_id: str, run: RunRecord) -> None:
@@ -161,21 +207,30 @@ def epoch_difference_section(run_id: str, run: RunRecord) -> None:
         return
     st.subheader("Between two epochs")
     epochs, class_names = per_epoch["epochs"], per_epoch["class_names"]
-    a, b = st.select_slider("Validation matrices of epochs", options=sorted(set(epochs)),
-                            value=(epochs[0], epochs[-1]), key=Key.per_run(Key.EPOCH_PAIR, run_id))
+    a, b = st.select_slider(
+        "Validation matrices of epochs",
+        options=sorted(set(epochs)),
+        value=(epochs[0], epochs[-1]),
+        key=Key.per_run(Key.EPOCH_PAIR, run_id),
+    )
     matrices = [np.array(per_epoch["matrices"][epoch_position(epochs, e)]) for e in (a, b)]
     cols = st.columns([3, 2])
     with cols[0]:
-        st.plotly_chart(figures.confusion_difference(*matrices, class_names, (f"epoch {a}", f"epoch {b}")),
-                        key=Key.EPOCH_DIFF_CHART, on_select=functools.partial(choose_moved_cell, run_id),
-                        selection_mode=("points", "box"))
-    chosen = st.session_state.get(Key.MOVED_CELL)
+        st.plotly_chart(
+            figures.confusion_difference(*matrices, class_names, (f"epoch {a}", f"epoch {b}")),
+            key=Key.EPOCH_DIFF_CHART,
+            on_select=functools.partial(choose_moved_cell, run_id),
+            selection_mode=("points", "box"),
+        )
+    chosen = state.chosen_cell(Key.MOVED_CELL, run_id)
     with cols[1]:
-        if not chosen or chosen[0] != run_id:
-            st.caption("Drag a box around a cell to see the validation images that moved into it or out of it "
-                       "between the two epochs.")
+        if not chosen:
+            st.caption(
+                "Drag a box around a cell to see the validation images that moved into it or out of it "
+                "between the two epochs."
+            )
             return
-        moved_ui(run_id, run, class_names, (a, b), chosen[1:])
+        moved_ui(run_id, run, class_names, (a, b), chosen)
 
 
 def moved_ui(run_id: str, run: RunRecord, class_names: list[str], pair: tuple[int, int], cell: tuple[int, int]) -> None:
@@ -188,15 +243,18 @@ def moved_ui(run_id: str, run: RunRecord, class_names: list[str], pair: tuple[in
     true, pred = cell
     into, out_of = moved_images(val["labels"], before, after, true, pred)
     pictures = val_pictures(run, val)
-    st.markdown(f"**True {md(class_names[true])}, predicted {md(class_names[pred])}**: {len(into)} moved in, "
-                f"{len(out_of)} moved out between epoch {pair[0]} and epoch {pair[1]} (captions: the validation "
-                "image's index in its file and its prediction at the other epoch).")
+    st.markdown(
+        f"**True {md(class_names[true])}, predicted {md(class_names[pred])}**: {len(into)} moved in, "
+        f"{len(out_of)} moved out between epoch {pair[0]} and epoch {pair[1]} (captions: the validation "
+        "image's index in its file and its prediction at the other epoch)."
+    )
     for title, rows, other, when in (("Moved in", into, before, "was"), ("Moved out", out_of, after, "now")):
         if len(rows):
             st.caption(title)
             shown = rows[:GALLERY_LIMIT]
-            image_strip(pictures, shown, [f"#{val['index'][r]} {when} {class_names[other[r]]}" for r in shown],
-                        width=64)
+            image_strip(
+                pictures, shown, [f"#{val['index'][r]} {when} {class_names[other[r]]}" for r in shown], width=64
+            )
 
 
 def val_pictures(run: RunRecord, val: dict) -> np.ndarray | None:
@@ -212,15 +270,24 @@ def difference_section(runs: pd.DataFrame, run_id: str, selection: list[str]) ->
     if not others:
         return
     st.subheader("Difference with another run")
-    other = st.selectbox("Compare with (closest first: same configuration, then same data and model)", others,
-                         format_func=run_labels(runs, others).get, key=Key.DIFF_RUN, bind=IN_URL)
+    other = st.selectbox(
+        "Compare with (closest first: same configuration, then same data and model)",
+        others,
+        format_func=run_labels(runs, others).get,
+        key=Key.DIFF_RUN,
+        bind=IN_URL,
+    )
     a, b = (artifact(r, Artifact.CONFUSION_TEST) for r in (run_id, other))
     if a is None or b is None:
         st.info("Both runs need a test confusion matrix.")
         return
     labels = run_labels(runs, [run_id, other])
-    st.plotly_chart(figures.confusion_difference(np.array(a["matrix"]), np.array(b["matrix"]), a["class_names"],
-                                                 (labels[run_id], labels[other])), key=Key.DIFF_CHART)
+    st.plotly_chart(
+        figures.confusion_difference(
+            np.array(a["matrix"]), np.array(b["matrix"]), a["class_names"], (labels[run_id], labels[other])
+        ),
+        key=Key.DIFF_CHART,
+    )
 
 
 def tables_section(run_id: str, run: RunRecord) -> None:
@@ -235,16 +302,30 @@ def tables_section(run_id: str, run: RunRecord) -> None:
     else:
         # The CSV reads Sequential layers' names ("0", "1") and one-dimensional shapes ("10") as numbers.
         layers = layers.astype({"layer": str, "output_shape": str})
-        total = pd.DataFrame([{"layer": "total", "type": "", "output_shape": "",
-                               "activations": layers["activations"].sum(), "params": layers["params"].sum()}])
+        total = pd.DataFrame(
+            [
+                {
+                    "layer": "total",
+                    "type": "",
+                    "output_shape": "",
+                    "activations": layers["activations"].sum(),
+                    "params": layers["params"].sum(),
+                }
+            ]
+        )
         st.dataframe(pd.concat([layers, total], ignore_index=True), hide_index=True, column_config=LAYER_COLUMNS)
     cols = st.columns(2)
     cols[0].subheader("Params")
     cols[0].dataframe(pd.Series(run.params, name="value").sort_index())
     cols[1].subheader("Tags")
-    cols[1].dataframe(pd.Series({k: formats.tag_value(k, v) for k, v in run.tags.items()
-                                 if not k.startswith("mlflow.")}, name="value", dtype=str).sort_index(),
-                      column_config={"value": st.column_config.TextColumn("value", width="large")})  # the rule
+    cols[1].dataframe(
+        pd.Series(
+            {k: formats.tag_value(k, v) for k, v in run.tags.items() if not k.startswith("mlflow.")},
+            name="value",
+            dtype=str,
+        ).sort_index(),
+        column_config={"value": st.column_config.TextColumn("value", width="large")},
+    )  # the rule
 
 
 def origin_note(row: pd.Series) -> None:
@@ -254,13 +335,15 @@ def origin_note(row: pd.Series) -> None:
     if reading.convention.native:
         return
     mapped = reading.convention.words(reading.logged) or "its metrics under this schema's own names"
-    st.info(f"Logged by another tool: its metrics were read with the **{md(reading.convention.name)}** convention "
-            f"({md(mapped)}). Derived here from its history, with the runner's own functions "
-            "(experiments/diagnosis.py): bias, variance, avoidable bias, best epoch and the diagnosis; its sizes are "
-            "unknown, so the diagnosis judges point estimates. Confusion matrices, galleries and the per-layer table "
-            f"need artifacts it did not log: `{Artifact.CONFUSION_TEST}`, `{Artifact.MISCLASSIFIED}` and "
-            f"`{Artifact.LAYERS}` as docs/schema.md describes them, or train with `python -m experiments train`. "
-            "A `conventions.toml` beside the store maps other names (docs/conventions.md).")
+    st.info(
+        f"Logged by another tool: its metrics were read with the **{md(reading.convention.name)}** convention "
+        f"({md(mapped)}). Derived here from its history, with the runner's own functions "
+        "(experiments/diagnosis.py): bias, variance, avoidable bias, best epoch and the diagnosis; its sizes are "
+        "unknown, so the diagnosis judges point estimates. Confusion matrices, galleries and the per-layer table "
+        f"need artifacts it did not log: `{Artifact.CONFUSION_TEST}`, `{Artifact.MISCLASSIFIED}` and "
+        f"`{Artifact.LAYERS}` as docs/schema.md describes them, or train with `python -m experiments train`. "
+        "A `conventions.toml` beside the store maps other names (docs/conventions.md)."
+    )
 
 
 def summary_header(row: pd.Series) -> None:
@@ -270,11 +353,16 @@ def summary_header(row: pd.Series) -> None:
     cols[0].metric("Status", row["status"])
     scored = 0 <= row["test_acc"] <= 1 and row["test_size"] > 0  # a killed or another tool's run may lack either
     test = stats.accuracy_interval_of(row["test_acc"], int(row["test_size"])) if scored else None
-    cols[1].metric("Test accuracy", formats.percent(row["test_acc"]),
-                   help=f"95% interval {test.bounds_text()} on {formats.count(row['test_size'])} images" if test
-                   else None)
-    cols[2].metric("Best val accuracy", formats.percent(row["best_val_acc"]),
-                   help=None if pd.isna(row["best_epoch"]) else f"at epoch {int(row['best_epoch'])}")
+    cols[1].metric(
+        "Test accuracy",
+        formats.percent(row["test_acc"]),
+        help=f"95% interval {test.bounds_text()} on {formats.count(row['test_size'])} images" if test else None,
+    )
+    cols[2].metric(
+        "Best val accuracy",
+        formats.percent(row["best_val_acc"]),
+        help=None if pd.isna(row["best_epoch"]) else f"at epoch {int(row['best_epoch'])}",
+    )
     cols[3].metric("Duration", formats.duration(row["duration_s"]))
     cols[4].metric("Parameters", formats.count(row["params_total"]))
     if isinstance(row["diagnosis"], str) and row["diagnosis"]:
@@ -290,8 +378,10 @@ def page() -> None:
     first = {story[d]: d for d in (HIGH_VARIANCE, HIGH_BIAS, GOOD_FIT) if d in story}
     run_id = run_picker_ui(runs, selection, "Run", key=Key.DETAIL_RUN, first=tuple(first))
     if not selection and run_id in first:
-        st.caption(f"Nothing is selected, so this shows a run of the store that {STORY[first[run_id]]}. Pick another "
-                   "above, or select runs (Runs page or sidebar) to see yours.")
+        st.caption(
+            f"Nothing is selected, so this shows a run of the store that {STORY[first[run_id]]}. Pick another "
+            "above, or select runs (Runs page or sidebar) to see yours."
+        )
     run = read(reader.load_run, run_id)
     status_message(run)
     row = runs.set_index("run_id").loc[run_id]
@@ -305,8 +395,9 @@ def page() -> None:
     else:
         colors = figures.run_colors(selection) if run_id in selection else None  # its colour on Compare
         st.plotly_chart(figures.learning_curves(points, {run_id: row["run_name"]}, colors), key=Key.DETAIL_CURVES)
-        st.download_button("Download per-epoch metrics (CSV)", history.to_csv(), file_name=f"{run_id}_metrics.csv",
-                           mime="text/csv")
+        st.download_button(
+            "Download per-epoch metrics (CSV)", history.to_csv(), file_name=f"{run_id}_metrics.csv", mime="text/csv"
+        )
     confusion_section(run_id, run)
     epoch_difference_section(run_id, run)
     difference_section(runs, run_id, selection)

@@ -1,42 +1,81 @@
 """Overfitting inspector: train vs validation error, bias/variance per epoch, diagnosis, early stopping, calibration,
 per-class gaps, data-size curve."""
+
 import math
 
 import pandas as pd
 import streamlit as st
 
+from core.calibration import loss_rising_while_accuracy_holds
+from core.data_scaling import fit_power_law, more_data_sentence
+from core.diagnosis import (
+    ADVICE,
+    DIVERGED,
+    VARIANCE_THRESHOLD,
+    ClassGap,
+    EarlyStop,
+    Verdict,
+    class_gaps,
+    early_stop,
+    history_of,
+    verdict,
+)
+from core.schema import Artifact, Metric, Param
 from dashboard import figures, formats, reader
-from dashboard.analysis import (capacity_points, epoch_entry, per_class_frame, series_over, series_points, story_runs,
-                                sweet_spot, with_bias_variance)
+from dashboard.analysis import (
+    capacity_points,
+    epoch_entry,
+    per_class_frame,
+    series_over,
+    series_points,
+    story_runs,
+    sweet_spot,
+    with_bias_variance,
+)
 from dashboard.state import Key
 from dashboard.views import artifact, read, runs_or_message, selected_or_story, test_pictures
 from dashboard.widgets import md, patience_ui, run_picker_ui
-from experiments.calibration import loss_rising_while_accuracy_holds
-from experiments.data_scaling import fit_power_law, more_data_sentence
-from experiments.diagnosis import (ADVICE, DIVERGED, VARIANCE_THRESHOLD, ClassGap, EarlyStop, Verdict, class_gaps,
-                                   early_stop, history_of, verdict)
-from experiments.schema import Artifact, Metric, Param
 
-HISTORY = tuple(map(str, (Metric.TRAIN_ACC, Metric.VAL_ACC, Metric.VAL_LOSS, Metric.VAL_ECE, Metric.BIAS,
-                          Metric.VARIANCE, Metric.AVOIDABLE_BIAS, Metric.EPOCH_SECONDS)))
+HISTORY = tuple(
+    map(
+        str,
+        (
+            Metric.TRAIN_ACC,
+            Metric.VAL_ACC,
+            Metric.VAL_LOSS,
+            Metric.VAL_ECE,
+            Metric.BIAS,
+            Metric.VARIANCE,
+            Metric.AVOIDABLE_BIAS,
+            Metric.EPOCH_SECONDS,
+        ),
+    )
+)
 MAX_INSPECTED = 6
 CLASS_IMAGES = 24
-GAP_COLUMNS = {**{name: formats.percent_column(name) for name in ("train error", "val error")},
-               "gap": formats.points_column("gap", help="val error - train error, in percentage points"),
-               "gap interval": st.column_config.TextColumn(
-                   "gap interval", help="Newcombe's interval of the gap, Bonferroni-corrected: 95% for all classes "
-                                        "together")}
+GAP_COLUMNS = {
+    **{name: formats.percent_column(name) for name in ("train error", "val error")},
+    "gap": formats.points_column("gap", help="val error - train error, in percentage points"),
+    "gap interval": st.column_config.TextColumn(
+        "gap interval", help="Newcombe's interval of the gap, Bonferroni-corrected: 95% for all classes together"
+    ),
+}
 
 
 def diagnosis_ui(judged: Verdict) -> None:
     cols = st.columns(3)
     cols[0].metric("Best epoch", judged.best_epoch)
     cols[1].metric("Best val acc", formats.percent(judged.best_val_acc))
-    cols[2].metric("Final val acc", formats.percent(judged.final_val_acc),
-                   delta=f"{formats.points(-judged.lost_after_best)} after best" if judged.lost_after_best else None)
+    cols[2].metric(
+        "Final val acc",
+        formats.percent(judged.final_val_acc),
+        delta=f"{formats.points(-judged.lost_after_best)} after best" if judged.lost_after_best else None,
+    )
     st.markdown(f"**{judged.diagnosis.capitalize()}** at epoch {judged.epochs_trained}: {judged.advice}.")
-    st.caption(f"Rule: {judged.rule}. A figure is above or below its threshold only when its whole 95% interval is "
-               "(thresholds in experiments/diagnosis.py).")
+    st.caption(
+        f"Rule: {judged.rule}. A figure is above or below its threshold only when its whole 95% interval is "
+        "(thresholds in experiments/diagnosis.py)."
+    )
 
 
 def saved_words(stop: EarlyStop) -> str:
@@ -49,20 +88,26 @@ def early_stop_ui(history, patience: int) -> None:
     timing = history.get(Metric.EPOCH_SECONDS, history[Metric.VAL_ACC] * float("nan"))
     best, patient = early_stop(history[Metric.VAL_ACC], timing), early_stop(history[Metric.VAL_ACC], timing, patience)
     if best.epochs_saved == 0:
-        st.markdown(f"**Early stopping.** The best epoch ({best.best_epoch}) is the last one trained: stopping "
-                    "earlier would have saved nothing and kept a worse model.")
+        st.markdown(
+            f"**Early stopping.** The best epoch ({best.best_epoch}) is the last one trained: stopping "
+            "earlier would have saved nothing and kept a worse model."
+        )
         return
-    words = (f"**Early stopping.** Stopping at the best epoch ({best.best_epoch}) would have saved "
-             f"{saved_words(best)}, with the same test accuracy (the test set is scored with the best epoch's "
-             f"weights). With a patience of {patience}: ")
+    words = (
+        f"**Early stopping.** Stopping at the best epoch ({best.best_epoch}) would have saved "
+        f"{saved_words(best)}, with the same test accuracy (the test set is scored with the best epoch's "
+        f"weights). With a patience of {patience}: "
+    )
     if patient.epochs_saved == 0:
         words += "training would have run to the end."
     elif patient.best_epoch == best.best_epoch:
         words += f"stopped after epoch {patient.stopped_after}, saving {saved_words(patient)}, same test accuracy."
     else:
-        words += (f"stopped after epoch {patient.stopped_after}, saving {saved_words(patient)}, but kept epoch "
-                  f"{patient.best_epoch} (val {formats.percent(patient.best_val_acc)} against "
-                  f"{formats.percent(best.best_val_acc)}): too little patience for this run.")
+        words += (
+            f"stopped after epoch {patient.stopped_after}, saving {saved_words(patient)}, but kept epoch "
+            f"{patient.best_epoch} (val {formats.percent(patient.best_val_acc)} against "
+            f"{formats.percent(best.best_val_acc)}): too little patience for this run."
+        )
     st.markdown(words)
 
 
@@ -92,27 +137,38 @@ def calibration_section(run_id: str, history) -> None:
         return
     rising = loss_rising_while_accuracy_holds(history)
     if rising is not None:
-        st.warning(f"**Overconfidence.** Validation loss rises after epoch {rising} while validation accuracy holds: "
-                   "the model grows confident on the images it gets wrong, often the first sign of overfitting.")
+        st.warning(
+            f"**Overconfidence.** Validation loss rises after epoch {rising} while validation accuracy holds: "
+            "the model grows confident on the images it gets wrong, often the first sign of overfitting."
+        )
     cols = st.columns(2)
     cols[0].plotly_chart(figures.calibration_curves(history, rising), key=Key.per_run("calibration", run_id))
     table = artifact(run_id, Artifact.RELIABILITY_VAL_EPOCHS)
     if table is None:
-        cols[1].caption(f"No reliability diagram: the run logged no {Artifact.RELIABILITY_VAL_EPOCHS} (runs trained "
-                        "with this project's runners log it every epoch).")
+        cols[1].caption(
+            f"No reliability diagram: the run logged no {Artifact.RELIABILITY_VAL_EPOCHS} (runs trained "
+            "with this project's runners log it every epoch)."
+        )
         return
     epochs = table["epochs"]
-    epoch = cols[1].select_slider("Reliability after epoch", epochs, value=epochs[-1],
-                                  key=Key.per_run("reliability_epoch", run_id))
-    cols[1].plotly_chart(figures.reliability_diagram(epoch_entry(table, epoch), epoch),
-                         key=Key.per_run("reliability", run_id))
+    epoch = cols[1].select_slider(
+        "Reliability after epoch", epochs, value=epochs[-1], key=Key.per_run("reliability_epoch", run_id)
+    )
+    cols[1].plotly_chart(
+        figures.reliability_diagram(epoch_entry(table, epoch), epoch), key=Key.per_run("reliability", run_id)
+    )
 
 
 def gap_row(gap: ClassGap) -> dict:
     verdict_words = {True: "overfits", False: "no", None: "cannot tell"}[gap.overfits]
-    return {"class": gap.name, "train error": gap.train_error, "val error": gap.val_error, "gap": gap.gap.estimate,
-            "gap interval": f"{formats.points(gap.gap.low)} to {formats.points(gap.gap.high)}",
-            "overfits": verdict_words}
+    return {
+        "class": gap.name,
+        "train error": gap.train_error,
+        "val error": gap.val_error,
+        "gap": gap.gap.estimate,
+        "gap interval": f"{formats.points(gap.gap.low)} to {formats.points(gap.gap.high)}",
+        "overfits": verdict_words,
+    }
 
 
 def per_class_section(run_id: str, row) -> None:
@@ -120,31 +176,50 @@ def per_class_section(run_id: str, row) -> None:
     misclassified test images."""
     per_class = artifact(run_id, Artifact.PER_CLASS_EPOCHS)
     if per_class is None:
-        st.caption(f"No per-class view: the run logged no {Artifact.PER_CLASS_EPOCHS} (runs trained with this "
-                   "project's runners log it every epoch).")
+        st.caption(
+            f"No per-class view: the run logged no {Artifact.PER_CLASS_EPOCHS} (runs trained with this "
+            "project's runners log it every epoch)."
+        )
         return
     frame = per_class_frame(per_class)
     cols = st.columns(2)
-    cols[0].plotly_chart(figures.class_epoch_heatmap(frame, "gap", "Per-class gap: val error - train error", True),
-                         key=Key.per_run("class_gap", run_id))
-    cols[1].plotly_chart(figures.class_epoch_heatmap(frame, "train_error", "Per-class train error (bias)", False),
-                         key=Key.per_run("class_bias", run_id))
+    cols[0].plotly_chart(
+        figures.class_epoch_heatmap(frame, "gap", "Per-class gap: val error - train error", True),
+        key=Key.per_run("class_gap", run_id),
+    )
+    cols[1].plotly_chart(
+        figures.class_epoch_heatmap(frame, "train_error", "Per-class train error (bias)", False),
+        key=Key.per_run("class_bias", run_id),
+    )
     last = frame[frame["epoch"] == frame["epoch"].max()]
-    gaps = class_gaps(last["train_error"], last["val_error"], last["train_support"], last["val_support"],
-                      per_class["class_names"])
+    gaps = class_gaps(
+        last["train_error"], last["val_error"], last["train_support"], last["val_support"], per_class["class_names"]
+    )
     flagged = [gap.name for gap in gaps if gap.overfits]
-    st.markdown(f"**Classes that overfit** after epoch {int(frame['epoch'].max())} (whole interval of the gap above "
-                f"{formats.points(VARIANCE_THRESHOLD)}, 95% for all classes together): "
-                + (f"class{'es' * (len(flagged) > 1)} {', '.join(map(md, flagged))}" if flagged else "none") + ".")
-    st.dataframe(formats.shown(pd.DataFrame([gap_row(g) for g in gaps[:max(5, len(flagged))]]), GAP_COLUMNS),
-                 hide_index=True, column_config=GAP_COLUMNS)
+    st.markdown(
+        f"**Classes that overfit** after epoch {int(frame['epoch'].max())} (whole interval of the gap above "
+        f"{formats.points(VARIANCE_THRESHOLD)}, 95% for all classes together): "
+        + (f"class{'es' * (len(flagged) > 1)} {', '.join(map(md, flagged))}" if flagged else "none")
+        + "."
+    )
+    st.dataframe(
+        formats.shown(pd.DataFrame([gap_row(g) for g in gaps[: max(5, len(flagged))]]), GAP_COLUMNS),
+        hide_index=True,
+        column_config=GAP_COLUMNS,
+    )
     class_images_ui(run_id, row, [gap.label for gap in gaps], per_class["class_names"])
 
 
 def class_images_ui(run_id: str, row, labels: list[int], class_names: list[str]) -> None:
     """The misclassified test images of one class (widest gap first in the choice), with what they were taken for."""
-    label = st.selectbox("Misclassified test images of class", labels, format_func=lambda k: class_names[k],
-                         index=None, placeholder="pick a class", key=Key.per_run("class_images", run_id))
+    label = st.selectbox(
+        "Misclassified test images of class",
+        labels,
+        format_func=lambda k: class_names[k],
+        index=None,
+        placeholder="pick a class",
+        key=Key.per_run("class_images", run_id),
+    )
     if label is None:
         return
     wrong = artifact(run_id, Artifact.MISCLASSIFIED)
@@ -156,8 +231,14 @@ def class_images_ui(run_id: str, row, labels: list[int], class_names: list[str])
     if pictures is None:
         st.dataframe(rows, hide_index=True)
         return
-    st.image(pictures, width=84, caption=[f"#{i} taken for {class_names[p]} ({formats.percent(c)})" for i, p, c in
-                                          zip(rows["index"], rows["predicted"], rows["confidence"], strict=True)])
+    st.image(
+        pictures,
+        width=84,
+        caption=[
+            f"#{i} taken for {class_names[p]} ({formats.percent(c)})"
+            for i, p, c in zip(rows["index"], rows["predicted"], rows["confidence"], strict=True)
+        ],
+    )
 
 
 def each_series(runs, setting: str, what: str, suite: str):
@@ -166,21 +247,29 @@ def each_series(runs, setting: str, what: str, suite: str):
     there is none."""
     series = series_over(runs, setting)
     if not series:
-        st.caption(f"No runs in the store differ only in their {what} "
-                   f"(python -m experiments suite {suite} makes such a series).")
+        st.caption(
+            f"No runs in the store differ only in their {what} "
+            f"(python -m experiments suite {suite} makes such a series)."
+        )
     names = runs.set_index("run_id")
     for number, ids in enumerate(series):
-        yield number, ids, names.loc[ids[0]], read(reader.load_metrics, tuple(ids),
-                                                   (str(Metric.TRAIN_ACC), str(Metric.VAL_ACC)))
+        yield (
+            number,
+            ids,
+            names.loc[ids[0]],
+            read(reader.load_metrics, tuple(ids), (str(Metric.TRAIN_ACC), str(Metric.VAL_ACC))),
+        )
 
 
 def data_size_section(runs) -> None:
     """The learning curve over training-set size of every such series, its power law and what more data brings."""
     for number, ids, first, metrics in each_series(runs, Param.TRAIN_SIZE, "training-set size", "data-size"):
         seed = f" of seed {md(first['config']['seed'])}" if "seed" in first["config"] else ""
-        st.markdown(f"**{md(first['model'])}** on {md(first['dataset'])}, {len(ids)} runs{seed}: error against "
-                    "training-set size. A large gap that closes with more data means variance; two high curves that "
-                    "meet mean bias.")
+        st.markdown(
+            f"**{md(first['model'])}** on {md(first['dataset'])}, {len(ids)} runs{seed}: error against "
+            "training-set size. A large gap that closes with more data means variance; two high curves that "
+            "meet mean bias."
+        )
         points = series_points(runs, metrics, Param.TRAIN_SIZE)
         fit = fit_power_law(points[Param.TRAIN_SIZE], points["val_error"])
         st.plotly_chart(figures.data_size_curve(points, fit), key=Key.per_series("datasize", number))
@@ -191,8 +280,10 @@ def data_size_section(runs) -> None:
 def capacity_words(points, spot: int) -> str:
     """What the capacity curve says, in one sentence."""
     best = points.iloc[spot]
-    words = (f"Lowest validation error {formats.percent(best['val_error'])} at width ×{best['width']:g} "
-             f"({formats.count(best['params_total'])} parameters)")
+    words = (
+        f"Lowest validation error {formats.percent(best['val_error'])} at width ×{best['width']:g} "
+        f"({formats.count(best['params_total'])} parameters)"
+    )
     if spot == len(points) - 1:
         return words + ": still falling at the largest width, so a bigger model may do better still."
     if spot == 0:
@@ -207,9 +298,11 @@ def capacity_section(runs) -> None:
         if points.empty:
             continue
         spot = sweet_spot(points)
-        st.markdown(f"**{md(first['model'])}** on {md(first['dataset'])}, {formats.count(first['train_size'])} "
-                    f"training images, {len(ids)} widths: error against parameter count. Train error falls as "
-                    "capacity grows; validation error stops following it where capacity stops helping.")
+        st.markdown(
+            f"**{md(first['model'])}** on {md(first['dataset'])}, {formats.count(first['train_size'])} "
+            f"training images, {len(ids)} widths: error against parameter count. Train error falls as "
+            "capacity grows; validation error stops following it where capacity stops helping."
+        )
         st.plotly_chart(figures.capacity_curve(points, spot), key=Key.per_series("capacity", number))
         st.caption(capacity_words(points, spot))
 
@@ -220,16 +313,20 @@ def page() -> None:
     if runs is None:
         return
     rows = runs.set_index("run_id")
-    selection = selected_or_story(selection, list(story_runs(runs).values()),
-                                  "the store's newest under-, over- and good fit side by side")
-    shown = selection[:MAX_INSPECTED] or [run_picker_ui(runs, [], "Run (select runs to inspect several)",
-                                                         key=Key.OVERFITTING_RUN)]
+    selection = selected_or_story(
+        selection, list(story_runs(runs).values()), "the store's newest under-, over- and good fit side by side"
+    )
+    shown = selection[:MAX_INSPECTED] or [
+        run_picker_ui(runs, [], "Run (select runs to inspect several)", key=Key.OVERFITTING_RUN)
+    ]
     if len(selection) > MAX_INSPECTED:
         st.info(f"Showing the first {MAX_INSPECTED} of the {len(selection)} selected runs.")
-    st.caption("Bias is the train error; variance the validation error minus the train error; avoidable bias the "
-               "train error minus the best error reached on the dataset (MNIST 0.2%, Fashion-MNIST 3.5%, or the run's "
-               "best_error), below 0 when the model fits its training images better than that. Above 1 point, the "
-               "first says the model underfits and the second that it overfits.")
+    st.caption(
+        "Bias is the train error; variance the validation error minus the train error; avoidable bias the "
+        "train error minus the best error reached on the dataset (MNIST 0.2%, Fashion-MNIST 3.5%, or the run's "
+        "best_error), below 0 when the model fits its training images better than that. Above 1 point, the "
+        "first says the model underfits and the second that it overfits."
+    )
     patience = patience_ui()
     for run_id in shown:
         st.subheader(md(rows.loc[run_id, "run_name"]))

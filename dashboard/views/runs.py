@@ -1,56 +1,120 @@
 """Runs: every run in one sortable, filterable table, or one row per config group over seeds; the ticks are the
 selection."""
+
 import functools
 
 import pandas as pd
 import streamlit as st
 
+from core import stats
 from dashboard import formats, state
-from dashboard.analysis import (STORY, filter_runs, group_table, partly_selected, run_labels, search_hint,
-                                seeded_groups, story_runs, with_test_intervals)
+from dashboard.analysis import (
+    STORY,
+    filter_runs,
+    group_table,
+    partly_selected,
+    run_labels,
+    search_hint,
+    seeded_groups,
+    story_runs,
+    with_test_intervals,
+)
 from dashboard.state import Key
 from dashboard.views import go_to, runs_or_message
-from dashboard.widgets import CONFIGURATION, MAX_COMPARE, live_refresh_ui, md, run_filters_ui
-from experiments import stats
+from dashboard.widgets import CONFIGURATION, LIVE_SECONDS, MAX_COMPARE, live_refresh_ui, md, run_filters_ui
 
-SHOWN_COLUMNS = ["run_name", "model", "status", "test_acc", "test_acc_ci", "diagnosis", "gap", "best_val_acc",
-                 "best_epoch", "after_best", "dataset", "train_size", "params_total", "epochs", "progress",
-                 "duration_s", "start", "convention", "experiment", "suite", "sweep"]
-GROUP_SHOWN = ["model", "settings", "dataset", "seeds", "selected", "test_acc_mean", "test_acc_std", "test_acc_ci",
-               "best_val_acc_mean", "best_val_acc_std", "runs", "group"]
+SHOWN_COLUMNS = [
+    "run_name",
+    "model",
+    "status",
+    "test_acc",
+    "test_acc_ci",
+    "diagnosis",
+    "gap",
+    "best_val_acc",
+    "best_epoch",
+    "after_best",
+    "dataset",
+    "train_size",
+    "params_total",
+    "epochs",
+    "progress",
+    "duration_s",
+    "start",
+    "convention",
+    "experiment",
+    "suite",
+    "sweep",
+]
+GROUP_SHOWN = [
+    "model",
+    "settings",
+    "dataset",
+    "seeds",
+    "selected",
+    "test_acc_mean",
+    "test_acc_std",
+    "test_acc_ci",
+    "best_val_acc_mean",
+    "best_val_acc_std",
+    "runs",
+    "group",
+]
 COLUMN_CONFIG = {
     "run_name": st.column_config.TextColumn("run", pinned=True),  # stays in view when the table scrolls sideways
     "train_size": formats.count_column("train images", help="images trained on (validation carved out)"),
-    "convention": st.column_config.TextColumn("logged by", help="the metric convention the run was read with "
-                                              "(dashboard/conventions.py, or conventions.toml beside the store)"),
+    "convention": st.column_config.TextColumn(
+        "logged by",
+        help="the metric convention the run was read with "
+        "(dashboard/conventions.py, or conventions.toml beside the store)",
+    ),
     "duration_s": formats.seconds_column("duration"),
-    "progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1, format="percent",
-                                                help="epochs trained of those planned, while a run is training"),
+    "progress": st.column_config.ProgressColumn(
+        "progress",
+        min_value=0,
+        max_value=1,
+        format="percent",
+        help="epochs trained of those planned, while a run is training",
+    ),
     "test_acc": formats.percent_column("test acc"),
     "best_val_acc": formats.percent_column("best val acc"),
     "best_epoch": st.column_config.NumberColumn("best epoch", format="%d"),
     "epochs": st.column_config.NumberColumn("epochs trained", format="%d"),
     "after_best": st.column_config.NumberColumn(
-        "after best", format="%d", help="epochs trained after the best one: what early stopping at the best epoch "
+        "after best",
+        format="%d",
+        help="epochs trained after the best one: what early stopping at the best epoch "
         "would have saved, at the same test accuracy (scored with the best epoch's weights); the Overfitting "
-        "inspector gives the seconds and a patience's effect"),
-    "gap": formats.points_column("variance", help="the train/validation gap: the last trained epoch's val error - "
-                                                  "train error, in percentage points"),
-    "diagnosis": st.column_config.TextColumn("diagnosis", width="large", help="underfit (high bias), overfit (high "
-                                             "variance) or good fit, from the run's last epoch; the Overfitting "
-                                             "inspector shows why"),
+        "inspector gives the seconds and a patience's effect",
+    ),
+    "gap": formats.points_column(
+        "variance",
+        help="the train/validation gap: the last trained epoch's val error - train error, in percentage points",
+    ),
+    "diagnosis": st.column_config.TextColumn(
+        "diagnosis",
+        width="large",
+        help="underfit (high bias), overfit (high "
+        "variance) or good fit, from the run's last epoch; the Overfitting "
+        "inspector shows why",
+    ),
     "params_total": formats.count_column("params"),
     "start": st.column_config.DatetimeColumn("start", format="YYYY-MM-DD HH:mm"),
-    "test_acc_ci": st.column_config.TextColumn("test acc 95% CI", help="Wilson interval of the test accuracy on the "
-                                               "run's test-set size; for a group of seeds, the t interval of its "
-                                               "mean"),
+    "test_acc_ci": st.column_config.TextColumn(
+        "test acc 95% CI",
+        help="Wilson interval of the test accuracy on the "
+        "run's test-set size; for a group of seeds, the t interval of its "
+        "mean",
+    ),
 }
 GROUP_CONFIG = {
     "model": st.column_config.TextColumn("model", pinned=True),
-    "settings": st.column_config.TextColumn("settings", help="what sets this group apart from the other groups of "
-                                            "its model (seed aside)"),
-    "selected": st.column_config.TextColumn("selected", help="how many of the group's runs are selected, when only "
-                                            "some are: its row is ticked once all are"),
+    "settings": st.column_config.TextColumn(
+        "settings", help="what sets this group apart from the other groups of its model (seed aside)"
+    ),
+    "selected": st.column_config.TextColumn(
+        "selected", help="how many of the group's runs are selected, when only some are: its row is ticked once all are"
+    ),
     "seeds": st.column_config.NumberColumn("N", format="%d", help="finished runs with a test accuracy"),
     "test_acc_mean": formats.percent_column("test acc (mean)"),
     "test_acc_std": formats.spread_column("± std", help="standard deviation over the seeds, in percentage points"),
@@ -69,9 +133,15 @@ def interval_text(low: pd.Series, high: pd.Series) -> pd.Series:
 def follow_ticks(table_key: str) -> None:
     """The table's ticks changed: the runs of a ticked row join the selection, those of an unticked row leave it;
     runs the table does not show (filtered out) stay selected."""
-    event = st.session_state.get(table_key) or {}
-    state.set_selection(state.ticks_applied(state.selection(), state.remembered_rows(table_key),
-                                            state.selected_rows(table_key), event.get("selection", {}).get("rows", [])))
+    event = state.table_event(table_key)
+    state.set_selection(
+        state.ticks_applied(
+            state.selection(),
+            state.remembered_rows(table_key),
+            state.selected_rows(table_key),
+            event.get("selection", {}).get("rows", []),
+        )
+    )
 
 
 def selectable_table_ui(table: pd.DataFrame, rows: list, caption: str, config: dict, key: str) -> None:
@@ -79,11 +149,17 @@ def selectable_table_ui(table: pd.DataFrame, rows: list, caption: str, config: d
     state.remember_rows(key, rows)
     state.tick_the_selection(key)
     st.caption(caption)
-    st.dataframe(formats.shown(table, config), hide_index=True, column_config=config, key=key,
-                 selection_mode="multi-row", width="stretch",
-                 placeholder="",  # an empty cell, not "None", for what a run did not log
-                 height=38 + 35 * min(max(len(table), 1), 20),  # the rows, up to 20, not a fixed 10
-                 on_select=functools.partial(follow_ticks, key))
+    st.dataframe(
+        formats.shown(table, config),
+        hide_index=True,
+        column_config=config,
+        key=key,
+        selection_mode="multi-row",
+        width="stretch",
+        placeholder="",  # an empty cell, not "None", for what a run did not log
+        height=38 + 35 * min(max(len(table), 1), 20),  # the rows, up to 20, not a fixed 10
+        on_select=functools.partial(follow_ticks, key),
+    )
 
 
 def grouped_table_ui(shown: pd.DataFrame, selection: list[str]) -> None:
@@ -91,23 +167,33 @@ def grouped_table_ui(shown: pd.DataFrame, selection: list[str]) -> None:
     groups["test_acc_ci"] = interval_text(groups["test_acc_low"], groups["test_acc_high"])
     groups["selected"] = partly_selected(groups["run_ids"], selection)
     selectable_table_ui(
-        groups[GROUP_SHOWN], list(groups["run_ids"]),
+        groups[GROUP_SHOWN],
+        list(groups["run_ids"]),
         f"{len(groups)} config groups, {len(selection)} selected. A group holds the runs that differ only in "
         "their seed (`train --repeats N`); runs logged by other tools stand alone. Tick a group to select all its "
-        "runs; Compare draws them as bands and says which group is better.", GROUP_CONFIG, Key.RUNS_GROUPED)
+        "runs; Compare draws them as bands and says which group is better.",
+        GROUP_CONFIG,
+        Key.RUNS_GROUPED,
+    )
 
 
 def runs_table_ui(shown: pd.DataFrame, total: int, selected: int) -> None:
     shown = with_test_intervals(shown)
     running = shown["status"] == "RUNNING"
-    shown = shown.assign(test_acc_ci=interval_text(shown["test_acc_low"], shown["test_acc_high"]),
-                         progress=(shown["epochs"] / shown["params_epochs"]).clip(0, 1).where(running),
-                         after_best=shown["epochs"] - shown["best_epoch"])
+    shown = shown.assign(
+        test_acc_ci=interval_text(shown["test_acc_low"], shown["test_acc_high"]),
+        progress=(shown["epochs"] / shown["params_epochs"]).clip(0, 1).where(running),
+        after_best=shown["epochs"] - shown["best_epoch"],
+    )
     selectable_table_ui(
-        shown[SHOWN_COLUMNS], list(shown["run_id"]),
+        shown[SHOWN_COLUMNS],
+        list(shown["run_id"]),
         f"{len(shown)} of {total} runs shown, {selected} selected. Best epoch, variance and diagnosis are logged by "
         "the runner, or derived from the run's history (running or foreign runs); click a header to sort; ticks "
-        "show the selection (tick to add, untick to remove).", COLUMN_CONFIG, Key.RUNS_TABLE)
+        "show the selection (tick to add, untick to remove).",
+        COLUMN_CONFIG,
+        Key.RUNS_TABLE,
+    )
 
 
 def story_ui(runs: pd.DataFrame) -> None:
@@ -119,18 +205,28 @@ def story_ui(runs: pd.DataFrame) -> None:
     names = run_labels(runs, list(story.values()))
     words = "; ".join(f"{names[run_id]} {STORY[diagnosis]} ({diagnosis})" for diagnosis, run_id in story.items())
     cols = st.columns([3, 1, 1])
-    parts = [f"{words}." if words else "",
-             f"{len(groups)} configurations are trained over several seeds." if len(groups) >= 2 else ""]
+    parts = [
+        f"{words}." if words else "",
+        f"{len(groups)} configurations are trained over several seeds." if len(groups) >= 2 else "",
+    ]
     cols[0].info(md("What this store shows: " + " ".join(part for part in parts if part)))
     # The callbacks select before the sidebar's selection widget is drawn on the next run.
-    if len(story) >= 2 and cols[1].button("Inspect side by side", key=Key.STORY_INSPECT,
-                                          help="replaces the selection with these runs",
-                                          on_click=state.select, args=(list(story.values()),)):
+    if len(story) >= 2 and cols[1].button(
+        "Inspect side by side",
+        key=Key.STORY_INSPECT,
+        help="replaces the selection with these runs",
+        on_click=state.select,
+        args=(list(story.values()),),
+    ):
         go_to("views/overfitting.py")
-    if len(groups) >= 2 and cols[2].button("Compare over seeds", key=Key.STORY_COMPARE,
-                                           help="replaces the selection with the two configurations' runs",
-                                           on_click=state.select, args=(groups[0] + groups[1],),
-                                           kwargs={Key.COMPARE_GROUP_BY: CONFIGURATION}):
+    if len(groups) >= 2 and cols[2].button(
+        "Compare over seeds",
+        key=Key.STORY_COMPARE,
+        help="replaces the selection with the two configurations' runs",
+        on_click=state.select,
+        args=(groups[0] + groups[1],),
+        kwargs={Key.COMPARE_GROUP_BY: CONFIGURATION},
+    ):
         go_to("views/compare.py")
 
 
@@ -139,19 +235,24 @@ def page() -> None:
     runs, selection = runs_or_message()
     if runs is None:
         return
-    live_refresh_ui(st.session_state.get(Key.LIVE, False), st.session_state[Key.LIVE_SECONDS])
+    live_refresh_ui(state.live(), state.refresh_seconds(LIVE_SECONDS))
     story_ui(runs)
     filters = run_filters_ui(runs)
     shown = filter_runs(runs, **filters)
     if shown.empty and filters["text"]:
-        st.info(md("No run matches the search: " + search_hint(filter_runs(runs, **{**filters, "text": ""}),
-                                                                 filters["text"])))
+        st.info(
+            md(
+                "No run matches the search: "
+                + search_hint(filter_runs(runs, **{**filters, "text": ""}), filters["text"])
+            )
+        )
     if st.toggle("Group by configuration (one row per config group, mean ± std over seeds)", key=Key.GROUP_RUNS):
         grouped_table_ui(shown, selection)
     else:
         runs_table_ui(shown, len(runs), len(selection))
-    if 2 <= len(selection) <= MAX_COMPARE and st.button(f"Compare selected ({len(selection)})",
-                                                        key=Key.COMPARE_SELECTED):
+    if 2 <= len(selection) <= MAX_COMPARE and st.button(
+        f"Compare selected ({len(selection)})", key=Key.COMPARE_SELECTED
+    ):
         go_to("views/compare.py")
 
 

@@ -1,14 +1,16 @@
 """Sweeps: the trials of one sweep as a table and parallel coordinates, the best highlighted, Optuna's
 parameter importances, and a click through to any trial's run."""
+
 import pandas as pd
 import streamlit as st
 
+from core.schema import Artifact, Value
 from dashboard import figures, formats, reader, state
 from dashboard.analysis import best_trial_lead, best_trial_position, param_importances, trial_table
 from dashboard.state import Key
 from dashboard.views import artifact, go_to, read, runs_or_message
 from dashboard.widgets import md, sweep_picker_ui, trial_picker_ui
-from experiments.schema import Artifact, Value
+
 RELIABLE_IMPORTANCES = 20  # complete trials below which importances are flagged as hints
 TRIAL_COLUMN_CONFIG = {
     "best_val_acc": formats.percent_column("best val acc (objective)"),
@@ -22,7 +24,7 @@ def pick_ticked_trial() -> None:
     """A row ticked in the trials table becomes the trial to open."""
     ticked = state.ticked(Key.SWEEP_TRIALS_TABLE)
     if ticked:
-        st.session_state[Key.TRIAL_PICK] = ticked[0]
+        state.set_value(Key.TRIAL_PICK, ticked[0])
 
 
 def summary_section(sweep: pd.Series, trials: pd.DataFrame) -> None:
@@ -35,8 +37,10 @@ def summary_section(sweep: pd.Series, trials: pd.DataFrame) -> None:
         col.metric(trial_state.capitalize(), int(counts.get(trial_state, 0)))
     best = trials["best_val_acc"].where(trials["state"] == Value.TRIAL_COMPLETE).max()
     cols[4].metric("Best val acc", formats.percent(best) or "—")
-    st.caption(f"{md(sweep['method'])} sweep, pruner {md(sweep['pruner'])}, status {sweep['status']}. "
-               "The objective is each trial's best validation accuracy; test accuracy is shown, never optimised.")
+    st.caption(
+        f"{md(sweep['method'])} sweep, pruner {md(sweep['pruner'])}, status {sweep['status']}. "
+        "The objective is each trial's best validation accuracy; test accuracy is shown, never optimised."
+    )
 
 
 def lead_text(table: pd.DataFrame, runs: pd.DataFrame) -> str:
@@ -45,12 +49,18 @@ def lead_text(table: pd.DataFrame, runs: pd.DataFrame) -> str:
     if found is None:
         return ""
     lead = found.lead
-    verdict = ("a real lead" if lead.low > 0 else "too close to call on this few validation images; train the leaders "
-               "over seeds (`repeats`) or validate on more images before trusting the ranking")
+    verdict = (
+        "a real lead"
+        if lead.low > 0
+        else "too close to call on this few validation images; train the leaders "
+        "over seeds (`repeats`) or validate on more images before trusting the ranking"
+    )
     runner_up = md(table["run_name"].iloc[found.runner_up])
-    return (f" It leads the runner-up, {runner_up}, by {formats.points(lead.estimate)} (95% CI "
-            f"{formats.points(lead.low)} to {formats.points(lead.high)}, {formats.count(found.val_size)} validation "
-            f"images): {verdict}.")
+    return (
+        f" It leads the runner-up, {runner_up}, by {formats.points(lead.estimate)} (95% CI "
+        f"{formats.points(lead.low)} to {formats.points(lead.high)}, {formats.count(found.val_size)} validation "
+        f"images): {verdict}."
+    )
 
 
 def page() -> None:
@@ -60,8 +70,10 @@ def page() -> None:
         return
     sweeps = read(reader.load_sweeps)
     if sweeps.empty:
-        st.info("No sweeps in the tracking store yet. Start one with `.venv/bin/python -m experiments sweep smoke` "
-                "(specs live in specs/).")
+        st.info(
+            "No sweeps in the tracking store yet. Start one with `.venv/bin/python -m experiments sweep smoke` "
+            "(specs live in specs/)."
+        )
         return
     sweep = sweep_picker_ui(sweeps)
     trials = read(reader.load_sweep_trials, sweep["run_id"])
@@ -77,11 +89,19 @@ def page() -> None:
     columns = ["trial", "state", *searched, "best_val_acc", "test_acc", "epochs_trained", "run_name"]
     shown = formats.shown(table[columns], TRIAL_COLUMN_CONFIG)
     numeric = [c for c in searched if pd.api.types.is_numeric_dtype(table[c])]
-    styled = shown.style.format({c: "{:.4g}" for c in numeric}).apply(
-        lambda row: ["background-color: #e5f5e0" if row.name == best_label else "" for _ in row], axis=1)
+    styled = shown.style.format(dict.fromkeys(numeric, "{:.4g}")).apply(
+        lambda row: ["background-color: #e5f5e0" if row.name == best_label else "" for _ in row], axis=1
+    )
     state.remember_rows(Key.SWEEP_TRIALS_TABLE, table["run_id"])
-    st.dataframe(styled, hide_index=True, column_config=TRIAL_COLUMN_CONFIG, key=Key.SWEEP_TRIALS_TABLE,
-                 on_select=pick_ticked_trial, selection_mode="single-row", width="stretch")
+    st.dataframe(
+        styled,
+        hide_index=True,
+        column_config=TRIAL_COLUMN_CONFIG,
+        key=Key.SWEEP_TRIALS_TABLE,
+        on_select=pick_ticked_trial,
+        selection_mode="single-row",
+        width="stretch",
+    )
     if best is not None:
         st.caption(f"Best trial (green): {md(table['run_name'].iloc[best])}." + lead_text(table, runs))
     run_id = trial_picker_ui(table, best)
@@ -91,8 +111,9 @@ def page() -> None:
     measured = table[table["best_val_acc"].notna()]
     if len(measured) >= 2:
         st.subheader("Parallel coordinates")
-        figure = figures.parallel_coordinates(measured[searched], measured["best_val_acc"].values, "best val acc",
-                                              best_trial_position(measured))
+        figure = figures.parallel_coordinates(
+            measured[searched], measured["best_val_acc"].values, "best val acc", best_trial_position(measured)
+        )
         st.plotly_chart(figure, key=Key.SWEEP_PARALLEL_CHART)
     spec = artifact(sweep["run_id"], Artifact.SWEEP_SPEC)
     importances = param_importances(trials, spec["distributions"]) if spec else {}
@@ -101,9 +122,11 @@ def page() -> None:
         st.plotly_chart(figures.param_importances(importances), key=Key.SWEEP_IMPORTANCES_CHART)
         complete = int((trials["state"] == Value.TRIAL_COMPLETE).sum())
         if complete < RELIABLE_IMPORTANCES:
-            st.caption(f"From {complete} complete trials only: fANOVA's importances need a few dozen to be reliable "
-                       f"(below {RELIABLE_IMPORTANCES} they are hints), and each trial's objective is one validation "
-                       "accuracy on one seed.")
+            st.caption(
+                f"From {complete} complete trials only: fANOVA's importances need a few dozen to be reliable "
+                f"(below {RELIABLE_IMPORTANCES} they are hints), and each trial's objective is one validation "
+                "accuracy on one seed."
+            )
     else:
         st.caption("Optuna needs at least two complete trials with different results to rank the parameters.")
 

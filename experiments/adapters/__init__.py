@@ -3,9 +3,11 @@
 An adapter builds a registered model with its learner (the training hooks experiments.train
 calls), says which device it runs on and how it scales images, checks the settings it cannot
 honour, reports its per-layer table and size figures, and saves its weights to the run.
-experiments.run calls these and never branches on the kind. Adding a kind means one module here
-and one entry in ADAPTERS; a model is written in one or more of them (ModelSpec.builders).
+experiments.run calls these and never branches on the framework. Adding a framework means one module
+here, its entry in ADAPTERS and its name in core.settings.FRAMEWORKS; a model is written in one or more
+of them (ModelSpec.builders).
 """
+
 import importlib
 from typing import Protocol
 
@@ -14,16 +16,18 @@ import pandas as pd
 
 LAYER_COLUMNS = ["layer", "type", "output_shape", "activations", "params"]
 # framework -> its adapter class, imported only when asked for (Keras takes seconds to load)
-ADAPTERS = {"pytorch": "torch_adapter.TorchAdapter", "keras": "keras_adapter.KerasAdapter",
-            "numpy": "numpy_adapter.NumpyAdapter"}
-FRAMEWORKS = tuple(ADAPTERS)
+ADAPTERS = {
+    "pytorch": "torch_adapter.TorchAdapter",
+    "keras": "keras_adapter.KerasAdapter",
+    "numpy": "numpy_adapter.NumpyAdapter",
+}
 
 
 class ModelAdapter(Protocol):
-    kind: str
+    framework: str
 
     def check(self, config, spec) -> None:
-        """Raise ConfigError for a setting this kind cannot honour."""
+        """Raise ConfigError for a setting this framework cannot honour."""
 
     def device(self, config) -> str: ...
 
@@ -33,7 +37,7 @@ class ModelAdapter(Protocol):
         """The model (seeded by config.seed) and its learner."""
 
     def resolved_params(self, config, model, device: str) -> dict:
-        """This kind's logged params, as resolved for the run (e.g. 'auto' precision -> bf16)."""
+        """This framework's logged params, as resolved for the run (e.g. 'auto' precision -> bf16)."""
 
     def layer_table(self, model) -> pd.DataFrame: ...
 
@@ -43,6 +47,6 @@ class ModelAdapter(Protocol):
     def log_weights(self, logger, model) -> None: ...
 
 
-def adapter_for(kind: str) -> ModelAdapter:
-    module, name = ADAPTERS[kind].split(".")
+def adapter_for(framework: str) -> ModelAdapter:
+    module, name = ADAPTERS[framework].split(".")
     return getattr(importlib.import_module(f"{__name__}.{module}"), name)()

@@ -1,5 +1,6 @@
 """Keras 3 models on the PyTorch backend: the KerasLearner (model.compile and model.fit, as the tutorials
 train) with the callback that logs this project's schema every epoch, and their adapter."""
+
 import math
 import os
 
@@ -7,9 +8,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from core.schema import Artifact, Metric, Param
+from core.settings import ConfigError
 from experiments.adapters import LAYER_COLUMNS
-from experiments.schema import Artifact, Metric, Param
-from experiments.settings import ConfigError
 from experiments.train import EXPLODING_LOSS, EpochMeter
 
 OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adadelta": "Adadelta"}  # our names -> keras.optimizers classes
@@ -21,12 +22,14 @@ EXPLODING_KERAS_LOSS = min(EXPLODING_LOSS, 0.9 * -math.log(PROBABILITY_FLOOR))
 
 def keras_backend_problem() -> str | None:
     """Why Keras cannot run here on PyTorch, or None (KERAS_BACKEND must be unset or 'torch')."""
-    from experiments.keras_models import BACKEND
+    from experiments.keras_models import BACKEND  # noqa: PLC0415 (it sets KERAS_BACKEND, so only for Keras runs)
 
     chosen = os.environ.get("KERAS_BACKEND", BACKEND)
     if chosen != BACKEND:
-        return (f"--framework keras: KERAS_BACKEND is {chosen!r}; this project runs Keras on its PyTorch backend "
-                f"(unset KERAS_BACKEND or set it to {BACKEND})")
+        return (
+            f"--framework keras: KERAS_BACKEND is {chosen!r}; this project runs Keras on its PyTorch backend "
+            f"(unset KERAS_BACKEND or set it to {BACKEND})"
+        )
     return None
 
 
@@ -35,13 +38,16 @@ class KerasLearner:
     feeds each step to an EpochMeter and closes each epoch with experiments.train's end_of_epoch."""
 
     def __init__(self, model, optimizer: str, lr: float):
-        import keras
+        import keras  # noqa: PLC0415 (keras: seconds to load, and only after its backend is checked)
 
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         self.model = model
-        model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                      optimizer=getattr(keras.optimizers, OPTIMIZERS[optimizer])(learning_rate=lr))
+        model.compile(
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            optimizer=getattr(keras.optimizers, OPTIMIZERS[optimizer])(learning_rate=lr),
+        )
 
     def to_inputs(self, images: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(images.transpose(0, 2, 3, 1))  # (N, 1, 28, 28) -> the tutorials' (N, 28, 28, 1)
@@ -49,15 +55,25 @@ class KerasLearner:
     def to_labels(self, labels: np.ndarray) -> np.ndarray:
         return labels.astype(np.int64)
 
-    def train_epochs(self, inputs, labels, *, epochs: range, batch_size: int, rng, log_every: int, progress: bool,
-                     end_of_epoch) -> None:
+    def train_epochs(
+        self, inputs, labels, *, epochs: range, batch_size: int, rng, log_every: int, progress: bool, end_of_epoch
+    ) -> None:
         """model.fit over `epochs` (1-based). Keras shuffles and drops out from torch's RNG, which fit checkpoints;
         the callback puts that RNG back where fit left it once model.fit has set itself up (which draws from it,
         more on a resumed run than on a fresh one), so a resumed run repeats an uninterrupted one exactly."""
-        callback = schema_callback(len(labels), batch_size, log_every, progress, epochs, end_of_epoch,
-                                   torch_rng=torch.get_rng_state())
-        self.model.fit(inputs, labels, batch_size=batch_size, initial_epoch=epochs.start - 1, epochs=epochs.stop - 1,
-                       shuffle=True, verbose=0, callbacks=[callback])
+        callback = schema_callback(
+            len(labels), batch_size, log_every, progress, epochs, end_of_epoch, torch_rng=torch.get_rng_state()
+        )
+        self.model.fit(
+            inputs,
+            labels,
+            batch_size=batch_size,
+            initial_epoch=epochs.start - 1,
+            epochs=epochs.stop - 1,
+            shuffle=True,
+            verbose=0,
+            callbacks=[callback],
+        )
 
     def logits(self, inputs: np.ndarray) -> np.ndarray:
         """Log-probabilities (logits up to a constant) from the softmax output."""
@@ -89,11 +105,12 @@ def assign(variable, value) -> None:
     variable.assign(np.reshape(np.asarray(value), variable.shape))
 
 
-def schema_callback(n: int, batch_size: int, log_every: int, progress: bool, epochs: range, end_of_epoch,
-                    torch_rng: torch.Tensor):
+def schema_callback(
+    n: int, batch_size: int, log_every: int, progress: bool, epochs: range, end_of_epoch, torch_rng: torch.Tensor
+):
     """The Keras callback that turns model.fit's epochs into this project's: per-step losses into an EpochMeter,
     then end_of_epoch (evaluate, log, checkpoint), which may stop training. Training starts from torch_rng."""
-    import keras
+    import keras  # noqa: PLC0415 (keras: seconds to load, and only after its backend is checked)
 
     steps_per_epoch = -(-n // batch_size)
 
@@ -102,8 +119,15 @@ def schema_callback(n: int, batch_size: int, log_every: int, progress: bool, epo
             torch.set_rng_state(torch_rng)
 
         def on_epoch_begin(self, epoch, logs=None):
-            self.meter = EpochMeter(n, epoch + 1, epoch * steps_per_epoch + 1, log_every,
-                                    f"epoch {epoch + 1}/{epochs.stop - 1}", progress, EXPLODING_KERAS_LOSS)
+            self.meter = EpochMeter(
+                n,
+                epoch + 1,
+                epoch * steps_per_epoch + 1,
+                log_every,
+                f"epoch {epoch + 1}/{epochs.stop - 1}",
+                progress,
+                EXPLODING_KERAS_LOSS,
+            )
             self.loss_sum = self.correct_sum = 0.0
 
         def on_train_batch_end(self, batch, logs=None):
@@ -123,7 +147,7 @@ def schema_callback(n: int, batch_size: int, log_every: int, progress: bool, epo
 
 
 class KerasAdapter:
-    kind = "keras"
+    framework = "keras"
 
     def check(self, config, spec) -> None:
         problem = keras_backend_problem()
@@ -139,29 +163,36 @@ class KerasAdapter:
         return np.dtype(np.float32)
 
     def build(self, spec, config, device: str):
-        import keras
+        import keras  # noqa: PLC0415 (keras: seconds to load, and only after its backend is checked)
 
         torch.set_flush_denormal(config.flush_denormal)  # the backend's kernels are PyTorch's
         keras.utils.set_random_seed(config.seed)  # weights, Keras's shuffling and dropout
         with keras.device(device):
-            model = spec.build(config.style, framework=self.kind)
+            model = spec.build(config.style, framework=self.framework)
             if config.dropout is not None:
                 for layer in dropout_layers(model):
                     layer.rate = config.dropout
             return model, KerasLearner(model, config.optimizer, config.lr)
 
     def resolved_params(self, config, model, device: str) -> dict:
-        import keras
+        import keras  # noqa: PLC0415 (keras: seconds to load, and only after its backend is checked)
 
         rates = ",".join(f"{layer.rate:g}" for layer in dropout_layers(model))
         return {Param.DROPOUT: rates or "none", Param.KERAS_VERSION: keras.__version__}
 
     def layer_table(self, model) -> pd.DataFrame:
         """Keras's own layer list, as model.summary() prints it (the input layer has no output of its own)."""
-        rows = [{"layer": layer.name, "type": type(layer).__name__,
-                 "output_shape": "x".join(str(d) for d in layer.output.shape[1:]),
-                 "activations": int(np.prod(layer.output.shape[1:])), "params": int(layer.count_params())}
-                for layer in model.layers if type(layer).__name__ != "InputLayer"]
+        rows = [
+            {
+                "layer": layer.name,
+                "type": type(layer).__name__,
+                "output_shape": "x".join(str(d) for d in layer.output.shape[1:]),
+                "activations": int(np.prod(layer.output.shape[1:])),
+                "params": int(layer.count_params()),
+            }
+            for layer in model.layers
+            if type(layer).__name__ != "InputLayer"
+        ]
         return pd.DataFrame(rows, columns=LAYER_COLUMNS)
 
     def size_figures(self, model, table: pd.DataFrame) -> dict:
@@ -174,20 +205,22 @@ class KerasAdapter:
 
     def log_weights(self, logger, model) -> None:
         """The model through mlflow.keras (a .keras file: architecture and weights, no pickle to load)."""
-        import keras
-        import mlflow
-        import mlflow.keras
+        import keras  # noqa: PLC0415 (keras: seconds to load, and only after its backend is checked)
+        import mlflow.keras  # noqa: PLC0415 (imports keras)
 
         example = np.zeros((2, 28, 28, 1), dtype=np.float32)
         signature = mlflow.models.infer_signature(example, model.predict_on_batch(example))
         mlflow.set_tracking_uri(logger.client.tracking_uri)
         with mlflow.start_run(run_id=logger.run_id, log_system_metrics=False):
-            mlflow.keras.log_model(model, name=Artifact.MODEL, signature=signature,
-                                   pip_requirements=[f"keras=={keras.__version__}",
-                                                     f"torch=={torch.__version__.split('+')[0]}"])
+            mlflow.keras.log_model(
+                model,
+                name=Artifact.MODEL,
+                signature=signature,
+                pip_requirements=[f"keras=={keras.__version__}", f"torch=={torch.__version__.split('+')[0]}"],
+            )
 
 
 def dropout_layers(model) -> list:
-    import keras
+    import keras  # noqa: PLC0415 (keras: seconds to load, and only after its backend is checked)
 
     return [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]

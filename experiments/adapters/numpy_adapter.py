@@ -1,11 +1,12 @@
 """The from-scratch numpy CNN: its learner (SGD steps on numpy arrays) and its adapter."""
+
 import numpy as np
 import pandas as pd
 
+from core.schema import Artifact, Metric, Param
+from core.settings import ConfigError
 from experiments.adapters import LAYER_COLUMNS
 from experiments.numpy_cnn import TinyNumpyCNN, sgd_step
-from experiments.schema import Artifact, Metric, Param
-from experiments.settings import ConfigError
 
 
 class NumpyLearner:
@@ -43,7 +44,7 @@ class NumpyLearner:
 
 
 class NumpyAdapter:
-    kind = "numpy"
+    framework = "numpy"
 
     def check(self, config, spec) -> None:
         if config.optimizer != "sgd":
@@ -56,8 +57,13 @@ class NumpyAdapter:
         return np.dtype(config.dtype)
 
     def build(self, spec, config, device: str) -> tuple[TinyNumpyCNN, NumpyLearner]:
-        model = spec.build(config.style, framework=self.kind, filters=config.filters, seed=config.seed,
-                           dtype=np.dtype(config.dtype))
+        model = spec.build(
+            config.style,
+            framework=self.framework,
+            filters=config.filters,
+            seed=config.seed,
+            dtype=np.dtype(config.dtype),
+        )
         return model, NumpyLearner(model, lr=config.lr)
 
     def resolved_params(self, config, model, device: str) -> dict:
@@ -69,9 +75,12 @@ class NumpyAdapter:
     def size_figures(self, model, table: pd.DataFrame) -> dict:
         weights = list(model.parameter_arrays().values())  # every array is trainable
         total = int(sum(a.size for a in weights))
-        return {Metric.PARAMS_TOTAL: total, Metric.PARAMS_TRAINABLE: total,
-                Metric.MODEL_BYTES: int(sum(a.nbytes for a in weights)),
-                Metric.ACTIVATION_BYTES: int(table["activations"].sum() * weights[0].itemsize)}
+        return {
+            Metric.PARAMS_TOTAL: total,
+            Metric.PARAMS_TRAINABLE: total,
+            Metric.MODEL_BYTES: int(sum(a.nbytes for a in weights)),
+            Metric.ACTIVATION_BYTES: int(table["activations"].sum() * weights[0].itemsize),
+        }
 
     def log_weights(self, logger, model) -> None:
         logger.log_npz(model.parameter_arrays(), Artifact.NUMPY_WEIGHTS)

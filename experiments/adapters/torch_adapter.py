@@ -1,21 +1,23 @@
 """PyTorch models: the TorchLearner (data on the device, bf16 autocast, channels_last) and their adapter."""
+
 import copy
 
+import mlflow.pytorch
 import numpy as np
 import pandas as pd
 import torch
+import torchinfo
 
+from core.schema import Artifact, Metric, Param
+from core.settings import ConfigError
 from experiments.adapters import LAYER_COLUMNS
 from experiments.layers import dropout_layers, set_dropout
-from experiments.schema import Artifact, Metric, Param
-from experiments.settings import ConfigError
 
-OPTIMIZERS = {
+OPTIMIZERS = {  # core.settings.OPTIMIZERS -> torch.optim classes
     "sgd": torch.optim.SGD,
     "adam": torch.optim.Adam,
     "adadelta": torch.optim.Adadelta,
 }
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def default_device() -> str:
@@ -27,7 +29,9 @@ def bf16_is_fast(device: str) -> bool:
     if device.startswith("cuda"):
         return torch.cuda.is_bf16_supported()
     cpu = torch.cpu
-    return any(getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return any(
+        getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    )
 
 
 def resolve_precision(precision: str, device: str) -> str:
@@ -44,8 +48,15 @@ class TorchLearner:
     channels_last stores images and conv weights NHWC, which oneDNN's conv and pooling prefer.
     """
 
-    def __init__(self, model: torch.nn.Module, optimizer: str, lr: float, device: str,
-                 precision: str = "fp32", channels_last: bool = False):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: str,
+        lr: float,
+        device: str,
+        precision: str = "fp32",
+        channels_last: bool = False,
+    ):
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         self.device = torch.device(device)
@@ -91,10 +102,10 @@ class TorchLearner:
 
 
 class TorchAdapter:
-    kind = "pytorch"
+    framework = "pytorch"
 
     def check(self, config, spec) -> None:
-        if config.dropout is not None and not dropout_layers(spec.build(config.style, framework=self.kind)):
+        if config.dropout is not None and not dropout_layers(spec.build(config.style, framework=self.framework)):
             raise ConfigError(f"--dropout: model {config.model!r} has no dropout layers")
 
     def device(self, config) -> str:
@@ -106,27 +117,43 @@ class TorchAdapter:
     def build(self, spec, config, device: str) -> tuple[torch.nn.Module, TorchLearner]:
         torch.set_flush_denormal(config.flush_denormal)  # CPU only (a no-op elsewhere); process-wide, so set per run
         torch.manual_seed(config.seed)
-        model = spec.build(config.style, framework=self.kind,
-                           **({"width": config.width} if config.width is not None else {}))
+        model = spec.build(
+            config.style, framework=self.framework, **({"width": config.width} if config.width is not None else {})
+        )
         if config.dropout is not None:
             set_dropout(model, config.dropout)
-        return model, TorchLearner(model, config.optimizer, config.lr, device,
-                                   resolve_precision(config.precision, device), config.channels_last)
+        return model, TorchLearner(
+            model,
+            config.optimizer,
+            config.lr,
+            device,
+            resolve_precision(config.precision, device),
+            config.channels_last,
+        )
 
     def resolved_params(self, config, model, device: str) -> dict:
         rates = ",".join(f"{layer.p:g}" for layer in dropout_layers(model))
-        return {Param.PRECISION: resolve_precision(config.precision, device), Param.CHANNELS_LAST: config.channels_last,
-                Param.DROPOUT: rates or "none"}
+        return {
+            Param.PRECISION: resolve_precision(config.precision, device),
+            Param.CHANNELS_LAST: config.channels_last,
+            Param.DROPOUT: rates or "none",
+        }
 
     def layer_table(self, model) -> pd.DataFrame:
         """torchinfo's leaf layers (torchinfo is the maintained successor of torchsummary)."""
-        import torchinfo
 
         info = torchinfo.summary(model, input_size=(1, 1, 28, 28), verbose=0, device="cpu")
-        rows = [{"layer": layer.var_name, "type": layer.class_name,
-                 "output_shape": "x".join(str(d) for d in layer.output_size[1:]),
-                 "activations": int(np.prod(layer.output_size[1:])), "params": int(layer.num_params)}
-                for layer in info.summary_list if layer.is_leaf_layer]
+        rows = [
+            {
+                "layer": layer.var_name,
+                "type": layer.class_name,
+                "output_shape": "x".join(str(d) for d in layer.output_size[1:]),
+                "activations": int(np.prod(layer.output_size[1:])),
+                "params": int(layer.num_params),
+            }
+            for layer in info.summary_list
+            if layer.is_leaf_layer
+        ]
         return pd.DataFrame(rows, columns=LAYER_COLUMNS)
 
     def size_figures(self, model, table: pd.DataFrame) -> dict:
@@ -145,11 +172,12 @@ class TorchAdapter:
 
         Requirements are pinned here so MLflow need not infer them in a subprocess.
         """
-        import mlflow
-        import mlflow.pytorch
 
         mlflow.set_tracking_uri(logger.client.tracking_uri)
         with mlflow.start_run(run_id=logger.run_id, log_system_metrics=False):
-            mlflow.pytorch.log_model(model.cpu().to(memory_format=torch.contiguous_format).eval(), name=Artifact.MODEL,
-                                     input_example=np.zeros((2, 1, 28, 28), dtype=np.float32),
-                                     pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+            mlflow.pytorch.log_model(
+                model.cpu().to(memory_format=torch.contiguous_format).eval(),
+                name=Artifact.MODEL,
+                input_example=np.zeros((2, 1, 28, 28), dtype=np.float32),
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            )

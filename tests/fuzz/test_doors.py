@@ -1,30 +1,38 @@
 """Property-based tests of the doors around the runner: IDX files, spec files, tracking URIs and hostile
 stores. Each property says what any input, however odd, gets: a result, or the one clear error."""
+
 import gzip
 import json
 import math
+import sqlite3
 import subprocess
 import time
 
 import numpy as np
-from hypothesis import assume, event, given, settings, strategies as st
+from hypothesis import assume, event, given, settings
+from hypothesis import strategies as st
 
-from experiments.data import DataError, parse_idx, read_idx
-from experiments.settings import SETTINGS, ConfigError
+from core.datasets import DataError, parse_idx, read_idx
+from core.settings import SETTINGS, ConfigError
+from core.store import StoreError, get_client
 from experiments.specs import Spec
-from experiments.tracking import StoreError, get_client
 from tests.fuzz import examples
+from tests.helpers import cli
 
 # ---------------------------------------------------------------- IDX files
 
 
 def idx_bytes():
     """Mostly IDX-shaped bytes (a plausible header, any sizes, a payload of any length), sometimes anything."""
-    header = st.builds(lambda zeros, kind, dims, sizes: bytes(zeros) + bytes([kind, dims]) + b"".join(
-        s.to_bytes(4, "big") for s in sizes[:dims]),
-        st.sampled_from([[0, 0], [0, 1], [1, 0]]), st.sampled_from([8, 8, 8, 9, 0x0D]),
+    header = st.builds(
+        lambda zeros, kind, dims, sizes: (
+            bytes(zeros) + bytes([kind, dims]) + b"".join(s.to_bytes(4, "big") for s in sizes[:dims])
+        ),
+        st.sampled_from([[0, 0], [0, 1], [1, 0]]),
+        st.sampled_from([8, 8, 8, 9, 0x0D]),
         st.sampled_from([1, 3, 3, 0, 2, 4]),
-        st.lists(st.one_of(st.integers(0, 40), st.integers(0, 2 ** 32 - 1)), min_size=4, max_size=4))
+        st.lists(st.one_of(st.integers(0, 40), st.integers(0, 2**32 - 1)), min_size=4, max_size=4),
+    )
     return st.one_of(st.binary(max_size=64), st.builds(lambda h, body: h + body, header, st.binary(max_size=2000)))
 
 
@@ -56,15 +64,45 @@ def test_any_file_reads_or_raises_data_error_gzipped_or_not(tmp_path_factory, ra
 SETTING_KEYS = [*SETTINGS, "epochz", "lr ", ""]
 # No subnormal floats: a PyTorch run earlier in the process flushes them to zero (the flush_denormal setting).
 finite_or_not = st.floats(allow_nan=True, allow_infinity=True, width=32, allow_subnormal=False)
-scalars = st.one_of(st.integers(-3, 100), finite_or_not, st.booleans(),
-                    st.sampled_from([0.1, 0.001, 0.5, 1, 2, 100, "tiny", "lenet5", "softmax-regression", "adam", "sgd",
-                                     "mnist", "fp32", "sequential", "{model}-{index}", "{nope}", "x" * 300,
-                                     "é ü \u2028", ""]))
-values = st.one_of(scalars, st.lists(scalars, max_size=3),
-                   st.fixed_dictionaries({}, optional={"low": scalars, "high": scalars, "log": st.booleans()}))
+scalars = st.one_of(
+    st.integers(-3, 100),
+    finite_or_not,
+    st.booleans(),
+    st.sampled_from(
+        [
+            0.1,
+            0.001,
+            0.5,
+            1,
+            2,
+            100,
+            "tiny",
+            "lenet5",
+            "softmax-regression",
+            "adam",
+            "sgd",
+            "mnist",
+            "fp32",
+            "sequential",
+            "{model}-{index}",
+            "{nope}",
+            "x" * 300,
+            "é ü \u2028",
+            "",
+        ]
+    ),
+)
+values = st.one_of(
+    scalars,
+    st.lists(scalars, max_size=3),
+    st.fixed_dictionaries({}, optional={"low": scalars, "high": scalars, "log": st.booleans()}),
+)
 settings_tables = st.dictionaries(st.sampled_from(SETTING_KEYS), values, max_size=3)
-with_model = st.builds(lambda table, model: {**table, "model": model}, settings_tables,
-                       st.sampled_from(["tiny", "lenet5", "softmax-regression", "nope", 3]))
+with_model = st.builds(
+    lambda table, model: {**table, "model": model},
+    settings_tables,
+    st.sampled_from(["tiny", "lenet5", "softmax-regression", "nope", 3]),
+)
 
 
 def mostly(valid):
@@ -74,12 +112,19 @@ def mostly(valid):
 
 spec_documents = st.fixed_dictionaries(
     {"method": mostly(st.sampled_from(["list", "grid", "tpe", "random"]))},
-    optional={"name": mostly(st.just("fuzz")), "fixed": mostly(with_model), "space": mostly(settings_tables),
-              "runs": mostly(st.lists(st.one_of(with_model, settings_tables), max_size=3)),
-              "trials": mostly(st.integers(1, 3)), "pruner": mostly(st.sampled_from(["none", "median"])),
-              "run_name": mostly(st.sampled_from(["{model}-{index}", "r{index:03d}", "{lr}"])),
-              "retries": mostly(st.integers(0, 2)), "seed": mostly(st.integers(0, 5)),
-              "description": mostly(st.just("a fuzzed spec"))})
+    optional={
+        "name": mostly(st.just("fuzz")),
+        "fixed": mostly(with_model),
+        "space": mostly(settings_tables),
+        "runs": mostly(st.lists(st.one_of(with_model, settings_tables), max_size=3)),
+        "trials": mostly(st.integers(1, 3)),
+        "pruner": mostly(st.sampled_from(["none", "median"])),
+        "run_name": mostly(st.sampled_from(["{model}-{index}", "r{index:03d}", "{lr}"])),
+        "retries": mostly(st.integers(0, 2)),
+        "seed": mostly(st.integers(0, 5)),
+        "description": mostly(st.just("a fuzzed spec")),
+    },
+)
 
 
 def toml(value) -> str:
@@ -107,7 +152,7 @@ def test_any_spec_loads_or_is_refused_in_one_line(tmp_path_factory, document):
     except ConfigError as err:
         message = str(err)
         assert "\n" not in message.strip() and message.startswith("spec "), message
-        event("refused: " + message[message.find(": ") + 2:][:50])
+        event("refused: " + message[message.find(": ") + 2 :][:50])
         return
     event("loaded")
     assert spec.method in ("list", "grid", "tpe", "random")  # it loaded: every run it names is a valid config
@@ -130,11 +175,29 @@ LIMIT_SECONDS = 20
 
 
 @settings(max_examples=examples(25))  # a new SQLite store takes a second or two to create
-@given(st.one_of(
-    st.builds(lambda s, rest: s + rest, st.sampled_from(["", "sqlite://", "sqlite:///", "postgresql://", "mysql://",
-                                                         "foo://", "http://", "https://", "databricks://", "file:"]),
-              st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=40)),
-    st.builds(lambda port: f"http://127.0.0.1:{port}", st.integers(1, 1023))))
+@given(
+    st.one_of(
+        st.builds(
+            lambda s, rest: s + rest,
+            st.sampled_from(
+                [
+                    "",
+                    "sqlite://",
+                    "sqlite:///",
+                    "postgresql://",
+                    "mysql://",
+                    "foo://",
+                    "http://",
+                    "https://",
+                    "databricks://",
+                    "file:",
+                ]
+            ),
+            st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=40),
+        ),
+        st.builds(lambda port: f"http://127.0.0.1:{port}", st.integers(1, 1023)),
+    )
+)
 def test_any_tracking_uri_gives_a_client_or_one_line_within_the_limit(tmp_path_factory, monkeypatch, uri):
     assume("\x00" not in uri)
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))  # a bare path is a folder store: make it here, not in the repo
@@ -160,9 +223,6 @@ def test_any_file_posing_as_an_sqlite_store_is_one_line(tmp_path_factory, body, 
 def test_an_old_schema_or_a_locked_sqlite_store_is_one_line_within_the_limit(tmp_path):
     """The two SQLite stores random bytes do not make: one migrated by an older MLflow (in a new process: MLflow
     caches a store per URI), and one locked by a writer."""
-    import sqlite3
-
-    from tests.helpers import cli
 
     def seconds_beyond_a_healthy_store(uri: str) -> tuple[subprocess.CompletedProcess, float]:
         """The command's answer, and its time less that of the same command on a healthy store, measured here:

@@ -1,31 +1,46 @@
 """The read layer and every page on a store of hostile runs: odd names, NaN and infinite values, huge steps,
 long params, tags and metric names of any text, and artifacts that are missing, empty or garbage."""
+
 import math
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
 import streamlit as st
-from hypothesis import assume, given, settings, strategies as hst
+from hypothesis import assume, given, settings
+from hypothesis import strategies as hst
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from core.diagnosis import history_of, verdict
+from core.schema import Artifact, Metric, Param
 from dashboard import reader
-from experiments.diagnosis import history_of, verdict
-from experiments.schema import Artifact, Metric, Param
 from tests.fuzz import examples
 from tests.helpers import PAGES, go, open_app, sqlite_uri
 
-names = hst.text(alphabet=hst.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), min_size=1,
-                 max_size=60)
+names = hst.text(
+    alphabet=hst.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), min_size=1, max_size=60
+)
 keys = hst.text(alphabet="abcxyzAZ019_-./ ", min_size=1, max_size=40)  # what MLflow allows in a key
 # No subnormal floats: a PyTorch run earlier in the process flushes them to zero (the flush_denormal setting).
-numbers = hst.one_of(hst.floats(allow_nan=True, allow_infinity=True, allow_subnormal=False),
-                     hst.integers(-10 ** 6, 10 ** 6))
-metric_names = hst.one_of(hst.sampled_from([*map(str, Metric.PER_EPOCH), *map(str, Metric.FINAL), "accuracy",
-                                            "val_accuracy", "loss", "epoch", "eval_loss"]), keys)
-ARTIFACTS = [Artifact.CONFUSION_TEST, Artifact.CONFUSION_VAL_EPOCHS, Artifact.PER_CLASS, Artifact.MISCLASSIFIED,
-             Artifact.LAYERS, Artifact.TEST_PREDICTIONS, Artifact.MISCLASSIFIED_IMAGES]
+numbers = hst.one_of(
+    hst.floats(allow_nan=True, allow_infinity=True, allow_subnormal=False), hst.integers(-(10**6), 10**6)
+)
+metric_names = hst.one_of(
+    hst.sampled_from(
+        [*map(str, Metric.PER_EPOCH), *map(str, Metric.FINAL), "accuracy", "val_accuracy", "loss", "epoch", "eval_loss"]
+    ),
+    keys,
+)
+ARTIFACTS = [
+    Artifact.CONFUSION_TEST,
+    Artifact.CONFUSION_VAL_EPOCHS,
+    Artifact.PER_CLASS,
+    Artifact.MISCLASSIFIED,
+    Artifact.LAYERS,
+    Artifact.TEST_PREDICTIONS,
+    Artifact.MISCLASSIFIED_IMAGES,
+]
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +51,35 @@ def hostile(tmp_path_factory):
 
 
 @settings(max_examples=examples(15))
-@given(run_name=names, params=hst.dictionaries(hst.one_of(hst.sampled_from([*map(str, (Param.MODEL, Param.DATASET,
-       Param.TRAIN_SIZE, Param.VAL_SIZE, Param.TEST_SIZE, Param.BEST_ERROR, Param.EPOCHS))]), keys),
-       hst.one_of(names, hst.just("x" * 6000), hst.just("nan"), hst.just("-1")), max_size=5),
-       points=hst.lists(hst.tuples(metric_names, numbers, hst.integers(-2 ** 40, 2 ** 62)), max_size=12),
-       artifacts=hst.dictionaries(hst.sampled_from(ARTIFACTS), hst.binary(max_size=200), max_size=4),
-       status=hst.sampled_from(["FINISHED", "FAILED", "KILLED", "RUNNING"]))
+@given(
+    run_name=names,
+    params=hst.dictionaries(
+        hst.one_of(
+            hst.sampled_from(
+                [
+                    *map(
+                        str,
+                        (
+                            Param.MODEL,
+                            Param.DATASET,
+                            Param.TRAIN_SIZE,
+                            Param.VAL_SIZE,
+                            Param.TEST_SIZE,
+                            Param.BEST_ERROR,
+                            Param.EPOCHS,
+                        ),
+                    )
+                ]
+            ),
+            keys,
+        ),
+        hst.one_of(names, hst.just("x" * 6000), hst.just("nan"), hst.just("-1")),
+        max_size=5,
+    ),
+    points=hst.lists(hst.tuples(metric_names, numbers, hst.integers(-(2**40), 2**62)), max_size=12),
+    artifacts=hst.dictionaries(hst.sampled_from(ARTIFACTS), hst.binary(max_size=200), max_size=4),
+    status=hst.sampled_from(["FINISHED", "FAILED", "KILLED", "RUNNING"]),
+)
 def test_the_read_layer_answers_for_any_run(hostile, run_name, params, points, artifacts, status):
     client, experiment, run_ids = hostile
     run_id = client.create_run(experiment, run_name=run_name).info.run_id

@@ -1,17 +1,39 @@
 """Four runner processes training at once into one fresh embedded store lose and mix nothing."""
+
 import math
 
-from experiments.schema import Metric, Param
+from core.schema import Metric, Param
 from tests.helpers import cli_process
 
 RUNNERS, EPOCHS, TRAIN, BATCH, LOG_EVERY = 4, 3, 1600, 32, 10
 
 
 def test_four_concurrent_runners_log_every_point_into_their_own_run(store):
-    processes = [cli_process(
-        "train", "--model", "softmax-regression", "--epochs", str(EPOCHS), "--batch-size", str(BATCH),
-        "--train-size", str(TRAIN), "--test-size", "300", "--val-split", "0.5", "--log-every", str(LOG_EVERY),
-        "--seed", str(seed), "--run-name", f"runner-{seed}", "--no-progress") for seed in range(RUNNERS)]
+    processes = [
+        cli_process(
+            "train",
+            "--model",
+            "softmax-regression",
+            "--epochs",
+            str(EPOCHS),
+            "--batch-size",
+            str(BATCH),
+            "--train-size",
+            str(TRAIN),
+            "--test-size",
+            "300",
+            "--val-split",
+            "0.5",
+            "--log-every",
+            str(LOG_EVERY),
+            "--seed",
+            str(seed),
+            "--run-name",
+            f"runner-{seed}",
+            "--no-progress",
+        )
+        for seed in range(RUNNERS)
+    ]
     for process in processes:
         _, err = process.communicate(timeout=300)
         assert process.returncode == 0, err

@@ -1,11 +1,17 @@
 """Runs written by other tools, with gaps, NaN, huge steps, unicode and HTML: every page shows what it can,
 no traceback, and nothing from run data is rendered as HTML or markdown (AppTest and headless Chromium)."""
+
 import math
+import shutil
 
 import pytest
-from mlflow.entities import Metric as MlflowMetric, Param as MlflowParam
+import streamlit as st
+from mlflow.entities import Metric as MlflowMetric
+from mlflow.entities import Param as MlflowParam
+from mlflow.tracking import MlflowClient
 
-from experiments.run import RunConfig, execute
+from experiments.config import RunConfig
+from experiments.run import execute
 from tests.helpers import go, needs_chromium, open_app, start_server, texts
 
 HOSTILE_NAME = '<img src=x onerror="window.__xss=1"> ünïcødé 🚀 **bold** [link](javascript:alert(1))'
@@ -13,21 +19,39 @@ HOSTILE_NAME = '<img src=x onerror="window.__xss=1"> ünïcødé 🚀 **bold** [
 
 @pytest.fixture(scope="module")
 def hostile_store(tmp_path_factory, mnist_dir):
-    from mlflow.tracking import MlflowClient
 
     folder = tmp_path_factory.mktemp("hostile")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
-        ours = execute(RunConfig.from_recipe("softmax-regression", epochs=2, train_size=500, test_size=200,
-                                             val_split=0.2, progress=False, run_name="ours")).run_id
+        ours = execute(
+            RunConfig.from_recipe(
+                "softmax-regression",
+                epochs=2,
+                train_size=500,
+                test_size=200,
+                val_split=0.2,
+                progress=False,
+                run_name="ours",
+            )
+        ).run_id
         client = MlflowClient(uri)
         experiment = client.create_experiment("other tool <b>exp</b>")
         foreign = client.create_run(experiment, run_name=HOSTILE_NAME).info.run_id
-        points = [("val_acc", 0.5, 1), ("val_acc", math.nan, 3), ("val_acc", 0.7, 7), ("train_acc", 0.6, 1),
-                  ("train_acc", 0.9, 10**12), ("train_loss", math.inf, 2), ("val_loss", -math.inf, 2)]
-        client.log_batch(foreign, metrics=[MlflowMetric(k, v, 0, s) for k, v, s in points],
-                         params=[MlflowParam("lr", "<script>alert(1)</script>"), MlflowParam("optimizer", "ädam")])
+        points = [
+            ("val_acc", 0.5, 1),
+            ("val_acc", math.nan, 3),
+            ("val_acc", 0.7, 7),
+            ("train_acc", 0.6, 1),
+            ("train_acc", 0.9, 10**12),
+            ("train_loss", math.inf, 2),
+            ("val_loss", -math.inf, 2),
+        ]
+        client.log_batch(
+            foreign,
+            metrics=[MlflowMetric(k, v, 0, s) for k, v, s in points],
+            params=[MlflowParam("lr", "<script>alert(1)</script>"), MlflowParam("optimizer", "ädam")],
+        )
         client.set_terminated(foreign)
         yield uri, {"ours": ours, "foreign": foreign}
 
@@ -65,13 +89,11 @@ def test_no_html_from_run_data_runs_in_the_browser(hostile_store, page):
             assert page.locator('[data-testid="stException"]').count() == 0
 
 
-def test_a_moved_store_a_deleted_artifacts_folder_and_a_corrupt_artifact_are_each_named(mnist_dir, tmp_path,
-                                                                                         monkeypatch):
+def test_a_moved_store_a_deleted_artifacts_folder_and_a_corrupt_artifact_are_each_named(
+    mnist_dir, tmp_path, monkeypatch
+):
     """The database keeps absolute artifact locations: a copied or moved mlruns/ must not show artifacts as
     silently missing, and a corrupt file is not 'no artifact (yet)'."""
-    import shutil
-
-    import streamlit as st
 
     def detail_page(folder):
         st.cache_data.clear()
@@ -81,8 +103,11 @@ def test_a_moved_store_a_deleted_artifacts_folder_and_a_corrupt_artifact_are_eac
         return at, " ".join(w.value for w in at.warning)
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'here' / 'mlflow.db'}")
-    run_id = execute(RunConfig.from_recipe("softmax-regression", epochs=1, train_size=500, test_size=200,
-                                           val_split=0.2, progress=False)).run_id
+    run_id = execute(
+        RunConfig.from_recipe(
+            "softmax-regression", epochs=1, train_size=500, test_size=200, val_split=0.2, progress=False
+        )
+    ).run_id
     shutil.move(tmp_path / "here", tmp_path / "there")
     at, warned = detail_page(tmp_path / "there")
     assert f"recorded at {tmp_path / 'here'}" in warned and f"they are read from {tmp_path / 'there'}" in warned

@@ -1,15 +1,17 @@
 """Divergence and crashes end a run FAILED with the reason as a tag, earlier epochs kept; suites go on."""
+
 import errno
 import math
 
 import numpy as np
 import pytest
 
+from core.schema import Metric, Tag
 from experiments import cli
-from experiments.run import RunConfig, execute
-from experiments.schema import Metric, Tag
-from experiments.tracking import RunLogger
 from experiments.adapters.torch_adapter import TorchLearner
+from experiments.config import RunConfig
+from experiments.run import execute
+from experiments.run_logger import RunLogger
 from experiments.train import Diverged
 from tests.helpers import cli_in_process
 
@@ -57,8 +59,9 @@ def test_real_divergence_of_a_huge_learning_rate_is_caught(store, mnist_dir):
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_an_exploding_loss_that_never_becomes_nan_fails_the_run_in_its_first_epoch(store, mnist_dir, precision):
     """lr 1e6 used to train to the end at chance accuracy with a finite loss of about 1e6, labelled high bias."""
-    config = RunConfig.from_recipe("conv-conv", epochs=2, lr=1e6, train_size=2000, test_size=500,
-                                   precision=precision, progress=False)
+    config = RunConfig.from_recipe(
+        "conv-conv", epochs=2, lr=1e6, train_size=2000, test_size=500, precision=precision, progress=False
+    )
     with pytest.raises(Diverged, match=r"over 100 x ln 10 = 230.3 at step \d+ \(epoch 1\)|became (nan|inf)"):
         execute(config)
     [run] = runs(store)
@@ -72,8 +75,9 @@ def test_an_exploding_loss_that_never_becomes_nan_fails_the_run_in_its_first_epo
 def test_a_keras_run_whose_clipped_loss_saturates_fails_as_diverged(store, mnist_dir):
     """Keras clips its cross-entropy at -ln(1e-7) = 16.1, so lr 1e6 never passes 230.3 there: it trained to the
     end at chance accuracy before."""
-    config = RunConfig.from_recipe("conv-conv", framework="keras", epochs=2, lr=1e6, train_size=2000, test_size=500,
-                                   progress=False)
+    config = RunConfig.from_recipe(
+        "conv-conv", framework="keras", epochs=2, lr=1e6, train_size=2000, test_size=500, progress=False
+    )
     with pytest.raises(Diverged, match=r"clipped cross-entropy can report.* at step \d+ \(epoch 1\)"):
         execute(config)
     [run] = runs(store)
@@ -102,9 +106,11 @@ def test_a_full_disk_while_writing_artifacts_fails_the_run(store, mnist_dir, mon
 
 def test_a_suite_goes_on_after_a_diverged_run(store, mnist_dir, tmp_path, capsys):
     spec = tmp_path / "two.toml"
-    spec.write_text('method = "list"\nrun_name = "{model}"\n'
-                    'fixed = { epochs = 3, train_size = 1000, test_size = 300, val_split = 0.2 }\n'
-                    'runs = [{ model = "tiny-numpy", lr = 1e9, batch_size = 50 }, { model = "softmax-regression" }]\n')
+    spec.write_text(
+        'method = "list"\nrun_name = "{model}"\n'
+        "fixed = { epochs = 3, train_size = 1000, test_size = 300, val_split = 0.2 }\n"
+        'runs = [{ model = "tiny-numpy", lr = 1e9, batch_size = 50 }, { model = "softmax-regression" }]\n'
+    )
     with np.errstate(all="ignore"):
         assert cli.main(["suite", str(spec)]) == 1
     status = {r.info.run_name: r.info.status for r in runs(store)}
@@ -113,8 +119,21 @@ def test_a_suite_goes_on_after_a_diverged_run(store, mnist_dir, tmp_path, capsys
 
 
 def test_the_command_line_reports_a_diverged_run_in_one_line(store, mnist_dir, capsys):
-    result = cli_in_process(capsys, "train", "--model", "conv-conv", "--epochs", "2", "--lr", "1e6", "--train-size",
-                            "2000", "--test-size", "500", "--no-progress")
+    result = cli_in_process(
+        capsys,
+        "train",
+        "--model",
+        "conv-conv",
+        "--epochs",
+        "2",
+        "--lr",
+        "1e6",
+        "--train-size",
+        "2000",
+        "--test-size",
+        "500",
+        "--no-progress",
+    )
     [run] = runs(store)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith(f"run {run.info.run_id} FAILED, diverged: training loss")

@@ -1,17 +1,39 @@
 """Ctrl-C/SIGTERM ends a run KILLED with its checkpoint; --resume finishes it exactly like an uninterrupted run."""
+
 import json
+import os
 import signal
 import time
+from pathlib import Path
 
+import pytest
 import torch
 
-from experiments.schema import Artifact, Metric, Tag
-from tests.helpers import cli_in_process, cli_process, open_app
+from core.schema import Artifact, Metric, Tag
+from dashboard.reader import fetch_runs
+from experiments import interrupts
+from experiments import run as run_module
+from experiments.run import RunInterrupted, execute
+from experiments.run_logger import RunLogger
+from tests.helpers import cli_in_process, cli_process, open_app, small_config
 
-TRAIN = ["--model", "conv-conv", "--epochs", "4", "--batch-size", "64", "--train-size", "4000",
-         "--test-size", "1000", "--val-split", "0.1", "--seed", "3", "--no-progress"]
-
-
+TRAIN = [
+    "--model",
+    "conv-conv",
+    "--epochs",
+    "4",
+    "--batch-size",
+    "64",
+    "--train-size",
+    "4000",
+    "--test-size",
+    "1000",
+    "--val-split",
+    "0.1",
+    "--seed",
+    "3",
+    "--no-progress",
+]
 
 
 def only_run(client, name):
@@ -57,16 +79,31 @@ def test_sigterm_kills_then_resume_matches_an_uninterrupted_run(store, tmp_path,
         assert resumed_points == straight_points, name
     assert finished.data.metrics[Metric.TEST_ACC] == straight.data.metrics[Metric.TEST_ACC]
     for name in Artifact.PER_EPOCH:  # every epoch once, each entry as the uninterrupted run logged it
-        resumed_series, straight_series = (json.loads(open(store.download_artifacts(r, name, str(tmp_path / r))).read())
-                                           for r in (run_id, straight.info.run_id))
+        resumed_series, straight_series = (
+            json.loads(Path(store.download_artifacts(r, name, str(tmp_path / r))).read_text())
+            for r in (run_id, straight.info.run_id)
+        )
         assert resumed_series == straight_series, name
 
 
 def test_resume_of_unknown_or_finished_run_is_refused(store, capsys):
     unknown = cli_in_process(capsys, "train", "--resume", "0" * 32)
     assert unknown.returncode == 2 and "--resume: no run '000" in unknown.stderr
-    finished = cli_in_process(capsys, "train", "--model", "softmax-regression", "--epochs", "1", "--train-size", "500",
-                              "--test-size", "200", "--no-progress", "--run-name", "done")
+    finished = cli_in_process(
+        capsys,
+        "train",
+        "--model",
+        "softmax-regression",
+        "--epochs",
+        "1",
+        "--train-size",
+        "500",
+        "--test-size",
+        "200",
+        "--no-progress",
+        "--run-name",
+        "done",
+    )
     assert finished.returncode == 0, finished.stderr
     run_id = only_run(store, "done").info.run_id
     again = cli_in_process(capsys, "train", "--resume", run_id)
@@ -75,10 +112,22 @@ def test_resume_of_unknown_or_finished_run_is_refused(store, capsys):
 
 
 def test_a_run_killed_with_sigkill_shows_lost_then_reap_fails_it_and_resume_finishes_it(store, capsys):
-    from dashboard.reader import fetch_runs
 
-    train = ["--model", "conv-conv", "--epochs", "3", "--batch-size", "64", "--train-size", "3000",
-             "--test-size", "500", "--val-split", "0.1", "--no-progress"]
+    train = [
+        "--model",
+        "conv-conv",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "64",
+        "--train-size",
+        "3000",
+        "--test-size",
+        "500",
+        "--val-split",
+        "0.1",
+        "--no-progress",
+    ]
     process = cli_process("train", *train, "--heartbeat", "1", "--run-name", "lost")
     deadline = time.time() + 240
     while time.time() < deadline:  # SIGKILL once the first epoch is committed: no handler runs, nothing is tidied
@@ -108,20 +157,19 @@ def test_a_run_killed_with_sigkill_shows_lost_then_reap_fails_it_and_resume_fini
 
 
 def test_an_interrupt_between_the_code_that_starts_or_resumes_a_run_and_its_training_ends_it_killed(
-        store, mnist_dir, monkeypatch):
+    store, mnist_dir, monkeypatch
+):
     """SIGTERM in the statements between a run's start (or resume) and training: KILLED, not left RUNNING (a sweep
     worker stopped as its trial began once left its run RUNNING on CI)."""
-    import pytest
-
-    from experiments import run as run_module
-    from tests.helpers import small_config
 
     def stop_after_an_epoch(record):
         raise KeyboardInterrupt("SIGTERM")
 
     with pytest.raises(run_module.RunInterrupted) as first:
-        run_module.execute(small_config("softmax-regression", epochs=2, run_name="stopped-after-an-epoch"),
-                           should_stop=stop_after_an_epoch)
+        run_module.execute(
+            small_config("softmax-regression", epochs=2, run_name="stopped-after-an-epoch"),
+            should_stop=stop_after_an_epoch,
+        )
 
     def interrupted(*args, **kwargs):  # the signal lands before training's own code runs
         raise KeyboardInterrupt("SIGTERM")
@@ -140,14 +188,6 @@ def test_an_interrupt_between_the_code_that_starts_or_resumes_a_run_and_its_trai
 def test_a_signal_while_a_trained_run_finishes_waits_and_the_run_stays_finished(store, mnist_dir, monkeypatch):
     """SIGTERM after a finished run's checkpoint is dropped: ended KILLED there, it could neither show its result
     nor resume. Finishing is held whole; the signal then stops the process, and the run stays FINISHED."""
-    import os
-
-    import pytest
-
-    from experiments import interrupts
-    from experiments.run import RunInterrupted, execute
-    from experiments.tracking import RunLogger
-    from tests.helpers import small_config
 
     drop = RunLogger.drop_checkpoint
 
@@ -169,22 +209,16 @@ def test_a_signal_while_a_trained_run_finishes_waits_and_the_run_stays_finished(
 
 def test_a_second_signal_during_a_commit_interrupts_at_once():
     """The first Ctrl-C waits for the commit to end; a second one (the store hangs, the user insists) does not."""
-    import os
-
-    import pytest
-
-    from experiments import interrupts
 
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     interrupts.install()
     reached = []
     try:
-        with pytest.raises(KeyboardInterrupt):
-            with interrupts.held():
-                os.kill(os.getpid(), signal.SIGINT)
-                reached.append("after the first")
-                os.kill(os.getpid(), signal.SIGINT)
-                reached.append("after the second")
+        with pytest.raises(KeyboardInterrupt), interrupts.held():
+            os.kill(os.getpid(), signal.SIGINT)
+            reached.append("after the first")
+            os.kill(os.getpid(), signal.SIGINT)
+            reached.append("after the second")
     finally:
         signal.signal(signal.SIGINT, before[0])
         signal.signal(signal.SIGTERM, before[1])
@@ -194,10 +228,6 @@ def test_a_second_signal_during_a_commit_interrupts_at_once():
 
 def test_an_error_before_training_ends_the_run_failed(store, mnist_dir):
     """A sweep's database failing as its trial starts (on_start) ends the run FAILED, not RUNNING and beating."""
-    import pytest
-
-    from experiments.run import execute
-    from tests.helpers import small_config
 
     def database_gone(run_id):
         raise RuntimeError("the sweep's database went away")
@@ -210,10 +240,6 @@ def test_an_error_before_training_ends_the_run_failed(store, mnist_dir):
 
 def test_an_interrupt_right_after_the_run_is_created_ends_it_killed(store, mnist_dir):
     """SIGTERM between the run's creation and its first epoch (a sweep worker stopped as its trial starts)."""
-    import pytest
-
-    from experiments.run import RunInterrupted, execute
-    from tests.helpers import small_config
 
     def interrupted(run_id):
         raise KeyboardInterrupt("SIGTERM")

@@ -1,19 +1,25 @@
 """Safety: a read-only dashboard, no unsafe unpickling, every dependency pinned."""
+
 import hashlib
 import re
 
+import mlflow.pytorch
 import pytest
 import torch
 
+from core.schema import Artifact
+from core.store import REPO_ROOT
 from dashboard.state import Key
-from experiments.schema import Artifact
-from experiments.tracking import REPO_ROOT
+from experiments.run import execute
 from tests.helpers import PAGES, cli, go, open_app, small_config
 
 
 def store_fingerprint(folder) -> dict:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix != ".lock"}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.suffix != ".lock"
+    }
 
 
 def test_browsing_every_page_leaves_the_store_byte_for_byte_unchanged(dashboard_store):
@@ -41,7 +47,6 @@ class Payload:
 
 def killed_run_with_a_hostile_checkpoint(store, tmp_path) -> tuple[str, object]:
     """A real run killed after its first epoch, whose checkpoint.pt is then replaced by a hostile pickle."""
-    from experiments.run import execute
 
     def interrupt(record):
         raise KeyboardInterrupt("stopped by the test")
@@ -68,7 +73,6 @@ def test_resume_refuses_a_hostile_checkpoint_without_running_it(store, mnist_dir
 
 def test_browsing_a_run_with_hostile_pickles_never_loads_them(store, mnist_dir, tmp_path, monkeypatch):
     """The dashboard reads JSON and CSV only: a hostile checkpoint.pt and model file are never loaded."""
-    import mlflow.pytorch
 
     run_id, marker = killed_run_with_a_hostile_checkpoint(store, tmp_path)
     store.log_artifact(run_id, str(tmp_path / "upload" / Artifact.CHECKPOINT), "model")

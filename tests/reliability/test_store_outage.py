@@ -1,6 +1,7 @@
 """A tracking server that goes away mid-run: the runner waits for it a bounded time, then stops with its
 last epoch and checkpoint spooled on this machine and the command that continues; once the server is back,
 `train --resume` logs the missed epoch and finishes the run. No completed epoch is lost."""
+
 import os
 import signal
 import time
@@ -24,8 +25,21 @@ def test_a_server_that_goes_away_mid_run_loses_no_epoch(tmp_path, mnist_dir):
     server = start()
     uri = f"http://127.0.0.1:{port}"
     env = {"MLFLOW_TRACKING_URI": uri, "CNN_SPOOL_DIR": str(tmp_path / "spool")}
-    runner = cli_process("train", "--model", "tiny", "--train-size", "4000", "--test-size", "500", "--epochs",
-                         str(EPOCHS), "--store-retry", "4", "--no-progress", env=env)
+    runner = cli_process(
+        "train",
+        "--model",
+        "tiny",
+        "--train-size",
+        "4000",
+        "--test-size",
+        "500",
+        "--epochs",
+        str(EPOCHS),
+        "--store-retry",
+        "4",
+        "--no-progress",
+        env=env,
+    )
     client = MlflowClient(uri)
     try:
         deadline = time.monotonic() + 180

@@ -1,4 +1,5 @@
 """A real PostgreSQL and a real `mlflow server` on loopback, started once for the scaling tests."""
+
 import os
 import shutil
 import signal
@@ -9,7 +10,6 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from experiments.tracking_server import free_port, start_mlflow_server, start_postgres
-
 
 
 @pytest.fixture(scope="session")
@@ -28,8 +28,9 @@ def tracking_server(postgres, tmp_path_factory):
     """`mlflow server` with its runs in PostgreSQL and artifacts proxied to a local folder; yields its URL."""
     root = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
-    process = start_mlflow_server(postgres.url("mlflow"), root / "artifacts", port, workers=2,
-                                  log_path=root / "server.log")
+    process = start_mlflow_server(
+        postgres.url("mlflow"), root / "artifacts", port, workers=2, log_path=root / "server.log"
+    )
     yield f"http://127.0.0.1:{port}"
     os.killpg(process.pid, signal.SIGTERM)  # the server and its workers
     process.wait(timeout=30)

@@ -1,5 +1,9 @@
 """The team server behind MLflow's basic-auth app, on PostgreSQL with scram-sha-256 passwords: no credentials,
 wrong credentials and another user's experiment are each refused, in one line where a person reads it."""
+
+import os
+import signal
+
 import psycopg
 import pytest
 import requests
@@ -15,13 +19,17 @@ ADMIN_PASSWORD = "admin-secret-for-tests"
 @pytest.fixture(scope="module")
 def auth_server(postgres, tmp_path_factory):
     """`mlflow server --app-name basic-auth` on the session's PostgreSQL; yields its URL."""
-    import os
-    import signal
 
     root = tmp_path_factory.mktemp("auth-server")
     port = free_port()
-    process = start_mlflow_server(postgres.url("mlflow"), root / "artifacts", port, workers=1,
-                                  log_path=root / "server.log", auth=Auth(postgres.url("mlflow_auth"), ADMIN_PASSWORD))
+    process = start_mlflow_server(
+        postgres.url("mlflow"),
+        root / "artifacts",
+        port,
+        workers=1,
+        log_path=root / "server.log",
+        auth=Auth(postgres.url("mlflow_auth"), ADMIN_PASSWORD),
+    )
     yield f"http://127.0.0.1:{port}"
     os.killpg(process.pid, signal.SIGTERM)
     process.wait(timeout=30)
@@ -37,8 +45,14 @@ def signed_in(monkeypatch, url: str, user: str, password: str) -> MlflowClient:
 def test_postgres_refuses_a_connection_without_its_password(postgres):
     with pytest.raises(psycopg.OperationalError, match="password"):
         psycopg.connect(host=postgres.host, port=postgres.port, user=DB_USER, dbname="mlflow", connect_timeout=5)
-    with psycopg.connect(host=postgres.host, port=postgres.port, user=DB_USER, password=postgres.password,
-                         dbname="mlflow", connect_timeout=5):
+    with psycopg.connect(
+        host=postgres.host,
+        port=postgres.port,
+        user=DB_USER,
+        password=postgres.password,
+        dbname="mlflow",
+        connect_timeout=5,
+    ):
         pass
 
 
@@ -46,16 +60,21 @@ def test_rest_calls_without_credentials_get_401(auth_server):
     search = f"{auth_server}/api/2.0/mlflow/experiments/search"
     assert requests.post(search, json={"max_results": 1}, timeout=10).status_code == 401
     assert requests.post(search, json={"max_results": 1}, auth=(ADMIN_USER, "wrong"), timeout=10).status_code == 401
-    assert requests.post(search, json={"max_results": 1}, auth=(ADMIN_USER, ADMIN_PASSWORD),
-                         timeout=10).status_code == 200
+    assert (
+        requests.post(search, json={"max_results": 1}, auth=(ADMIN_USER, ADMIN_PASSWORD), timeout=10).status_code == 200
+    )
 
 
-@pytest.mark.parametrize("user, password, message", [
-    (None, None, "the server needs a user: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"),
-    (ADMIN_USER, "wrong", "the server refused the user name and password in MLFLOW_TRACKING_USERNAME"),
-])
-def test_missing_or_wrong_credentials_are_one_line_for_the_runner_and_the_dashboard(auth_server, monkeypatch,
-                                                                                     capsys, user, password, message):
+@pytest.mark.parametrize(
+    "user, password, message",
+    [
+        (None, None, "the server needs a user: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"),
+        (ADMIN_USER, "wrong", "the server refused the user name and password in MLFLOW_TRACKING_USERNAME"),
+    ],
+)
+def test_missing_or_wrong_credentials_are_one_line_for_the_runner_and_the_dashboard(
+    auth_server, monkeypatch, capsys, user, password, message
+):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", auth_server)
     for name, value in (("MLFLOW_TRACKING_USERNAME", user), ("MLFLOW_TRACKING_PASSWORD", password)):
         monkeypatch.setenv(name, value) if value else monkeypatch.delenv(name, raising=False)
@@ -68,9 +87,12 @@ def test_missing_or_wrong_credentials_are_one_line_for_the_runner_and_the_dashbo
 
 def test_a_user_without_permission_does_not_see_another_users_experiment(auth_server, monkeypatch):
     for user in ("alice", "bob"):
-        created = requests.post(f"{auth_server}/api/2.0/mlflow/users/create", timeout=10,
-                                json={"username": user, "password": f"{user}-password-123"},
-                                auth=(ADMIN_USER, ADMIN_PASSWORD))
+        created = requests.post(
+            f"{auth_server}/api/2.0/mlflow/users/create",
+            timeout=10,
+            json={"username": user, "password": f"{user}-password-123"},
+            auth=(ADMIN_USER, ADMIN_PASSWORD),
+        )
         assert created.status_code == 200, created.text
     alice = signed_in(monkeypatch, auth_server, "alice", "alice-password-123")
     private = alice.create_experiment("alice-private")

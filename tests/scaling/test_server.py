@@ -1,13 +1,16 @@
 """Runs logged through a real MLflow server on PostgreSQL are complete and identical to embedded ones,
 and the dashboard reads them through the server."""
+
 import filecmp
 import tempfile
 
+from mlflow.entities import Metric as MlflowMetric
 from mlflow.tracking import MlflowClient
 
+from core.schema import Artifact, Metric, Param, Tag
+from dashboard import bulk
 from dashboard.state import Key
 from experiments.run import execute
-from experiments.schema import Artifact, Metric, Param, Tag
 from tests.helpers import open_app, small_config
 
 TIMINGS = {Metric.EPOCH_SECONDS, Metric.SAMPLES_PER_S, Metric.TOTAL_SECONDS}
@@ -28,13 +31,20 @@ def run_content(client: MlflowClient, run_id: str) -> dict:
         "params": dict(run.data.params),
         "tags": {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.") and k != Tag.HEARTBEAT},
         "heartbeat": Tag.HEARTBEAT in run.data.tags,  # a time stamp: present, not equal
-        "metrics": {name: [(m.step, m.value) for m in client.get_metric_history(run_id, name)]
-                    for name in sorted(run.data.metrics) if name not in TIMINGS},
+        "metrics": {
+            name: [(m.step, m.value) for m in client.get_metric_history(run_id, name)]
+            for name in sorted(run.data.metrics)
+            if name not in TIMINGS
+        },
         "timings": sorted(name for name in run.data.metrics if name in TIMINGS),
         "artifacts": artifact_files(client, run_id),
-        "model": [(client.get_logged_model(m.model_id).status, sorted(a.path for a in
-                                                                       client.list_logged_model_artifacts(m.model_id)))
-                  for m in run.outputs.model_outputs],  # MLflow 3 keeps a logged model beside the run's artifacts
+        "model": [
+            (
+                client.get_logged_model(m.model_id).status,
+                sorted(a.path for a in client.list_logged_model_artifacts(m.model_id)),
+            )
+            for m in run.outputs.model_outputs
+        ],  # MLflow 3 keeps a logged model beside the run's artifacts
     }
 
 
@@ -73,9 +83,6 @@ def test_the_dashboard_reads_runs_and_artifacts_through_the_server(server_store,
 
 
 def test_histories_come_from_the_server_in_bulk_exactly_as_run_by_run(server_store, monkeypatch):
-    from mlflow.entities import Metric as MlflowMetric
-
-    from dashboard import bulk
 
     experiment = server_store.create_experiment(f"bulk-{tempfile.mktemp(dir='')}")
     ids = []
@@ -85,10 +92,13 @@ def test_histories_come_from_the_server_in_bulk_exactly_as_run_by_run(server_sto
         server_store.log_batch(run_id, metrics=points + [MlflowMetric(Metric.VAL_ACC, 0.99, 5_000, 2)])
         ids.append(run_id)
     names = [Metric.VAL_ACC, Metric.TRAIN_ACC]  # train_acc: never logged
+
     def by_run(rows) -> list:  # each run's points in the order logged; runs in any order
         return sorted(map(list, rows), key=lambda row: (row[1], row[0]))
 
-    one_by_one = by_run(row for name in names for run_id in ids for row in bulk.history_points(server_store, run_id, name))
+    one_by_one = by_run(
+        row for name in names for run_id in ids for row in bulk.history_points(server_store, run_id, name)
+    )
     assert len(one_by_one) == 20 and all(row[3] == 0.99 for row in one_by_one[3::4])  # step 2 again, last
     assert by_run(bulk.metric_points(server_store, ids, names).values.tolist()) == one_by_one
     monkeypatch.setattr(bulk, "SERVER_POINTS", 4)  # every answer "full": halved down to single runs

@@ -1,6 +1,8 @@
 """Sweeps on real Optuna storage: specs, pruning, the Sweeps page, and workers in separate processes
 sharing one sweep on PostgreSQL, one of them killed mid-trial."""
+
 import signal
+import subprocess
 import time
 import uuid
 
@@ -9,9 +11,9 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from core.schema import Metric, Tag, Value
 from dashboard.state import Key, rows_key
 from dashboard.widgets import md
-from experiments.schema import Metric, Tag, Value
 from experiments.specs import Spec, SpecError
 from experiments.sweeps import run_worker, sweep_trials
 from tests.helpers import cli_process, needs_chromium, open_app, shoot, start_server
@@ -41,25 +43,39 @@ def parent_run(client: MlflowClient, name: str):
 
 
 def worker(spec_path: str, storage: str, uri: str):
-    import subprocess
 
-    return cli_process("sweep", spec_path, "--storage", storage, "--heartbeat", "1",
-                       env={"MLFLOW_TRACKING_URI": uri}, stderr=subprocess.STDOUT)
+    return cli_process(
+        "sweep",
+        spec_path,
+        "--storage",
+        storage,
+        "--heartbeat",
+        "1",
+        env={"MLFLOW_TRACKING_URI": uri},
+        stderr=subprocess.STDOUT,
+    )
 
 
-@pytest.mark.parametrize("body, message", [
-    ('method = "grid"\nspace = { lr = [0.1] }', "model: give it in fixed, space or every run"),
-    ('method = "bayes"\nfixed = { model = "tiny" }\nspace = { lr = [0.1] }', "method 'bayes'"),
-    ('method = "tpe"\nfixed = { model = "tiny" }\nspace = { lr = { low = 0.1, high = 1.0 } }', "needs trials > 0"),
-    ('method = "grid"\nfixed = { model = "tiny" }\nspace = { lr = { low = 0.1, high = 1.0 } }',
-     "lr: expected a non-empty list"),
-    ('method = "grid"\nfixed = { model = "tiny" }\nspace = { learning_rate = [0.1] }',
-     "unknown run setting learning_rate"),
-    ('method = "grid"\nfixed = { model = "tiny" }\nspace = { lr = [0.1] }\nworkers = 3', "unknown keys workers"),
-    ('method = "grid"\nfixed = { model = "tiny", lr = 0.1 }\nspace = { lr = [0.1] }', "both in space and fixed"),
-    ('method = "grid" = 1', "not valid TOML"),
-    ('name = "it\'s"\nmethod = "grid"\nfixed = { model = "tiny" }\nspace = { lr = [0.1] }', "name: use letters"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ('method = "grid"\nspace = { lr = [0.1] }', "model: give it in fixed, space or every run"),
+        ('method = "bayes"\nfixed = { model = "tiny" }\nspace = { lr = [0.1] }', "method 'bayes'"),
+        ('method = "tpe"\nfixed = { model = "tiny" }\nspace = { lr = { low = 0.1, high = 1.0 } }', "needs trials > 0"),
+        (
+            'method = "grid"\nfixed = { model = "tiny" }\nspace = { lr = { low = 0.1, high = 1.0 } }',
+            "lr: expected a non-empty list",
+        ),
+        (
+            'method = "grid"\nfixed = { model = "tiny" }\nspace = { learning_rate = [0.1] }',
+            "unknown run setting learning_rate",
+        ),
+        ('method = "grid"\nfixed = { model = "tiny" }\nspace = { lr = [0.1] }\nworkers = 3', "unknown keys workers"),
+        ('method = "grid"\nfixed = { model = "tiny", lr = 0.1 }\nspace = { lr = [0.1] }', "both in space and fixed"),
+        ('method = "grid" = 1', "not valid TOML"),
+        ('name = "it\'s"\nmethod = "grid"\nfixed = { model = "tiny" }\nspace = { lr = [0.1] }', "name: use letters"),
+    ],
+)
 def test_a_bad_spec_is_refused_naming_the_problem(tmp_path, body, message):
     path, _ = write_spec(tmp_path, body)
     with pytest.raises(SpecError, match=message):
@@ -70,7 +86,8 @@ def test_bundled_specs_load_and_a_grid_lists_every_combination():
     smoke = Spec.load("smoke")
     assert smoke.size == len(smoke.grid()) == 4
     assert {tuple(sorted(p.items())) for p in smoke.grid()} == {
-        (("lr", lr), ("optimizer", opt)) for lr in smoke.space["lr"] for opt in smoke.space["optimizer"]}
+        (("lr", lr), ("optimizer", opt)) for lr in smoke.space["lr"] for opt in smoke.space["optimizer"]
+    }
     assert Spec.load("conv-conv-search").method == "tpe"
     assert [p["train_size"] for p in Spec.load("data-size").points()] == [1000, 5000, 20000, 60000]
 
@@ -80,9 +97,12 @@ def pruned_sweep(tmp_path_factory, mnist_dir):
     """A grid of a good and a hopeless learning rate with the median pruner, run in this process on an
     embedded store and SQLite storage: the hopeless trial is pruned after its first epoch."""
     folder = tmp_path_factory.mktemp("pruned-sweep")
-    path, name = write_spec(folder, f'method = "grid"\npruner = "median"\npruner_startup_trials = 1\n'
-                                    f'fixed = {{ {TINY}, epochs = 3, train_size = 1500, optimizer = "adam" }}\n'
-                                    f'space = {{ lr = [0.01, 1e-7] }}\n')
+    path, name = write_spec(
+        folder,
+        f'method = "grid"\npruner = "median"\npruner_startup_trials = 1\n'
+        f'fixed = {{ {TINY}, epochs = 3, train_size = 1500, optimizer = "adam" }}\n'
+        f"space = {{ lr = [0.01, 1e-7] }}\n",
+    )
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -129,8 +149,11 @@ def test_the_sweeps_page_shows_trials_best_and_opens_a_trial_run(pruned_sweep):
 
 
 def test_a_trial_with_repeats_trains_every_seed_and_scores_their_mean(tmp_path, mnist_dir, monkeypatch):
-    path, name = write_spec(tmp_path, f'method = "grid"\nfixed = {{ {TINY}, epochs = 1, train_size = 1000, '
-                                      'repeats = 2 }\nspace = { lr = [0.01] }\n')
+    path, name = write_spec(
+        tmp_path,
+        f'method = "grid"\nfixed = {{ {TINY}, epochs = 1, train_size = 1000, '
+        "repeats = 2 }\nspace = { lr = [0.01] }\n",
+    )
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     summary = run_worker(Spec.load(path), f"sqlite:///{tmp_path / 'optuna.db'}", log=lambda *a, **k: None)
@@ -142,10 +165,12 @@ def test_a_trial_with_repeats_trains_every_seed_and_scores_their_mean(tmp_path, 
     assert parent_run(client, name).data.metrics[Metric.SWEEP_BEST] == pytest.approx(mean)
 
 
-def test_the_default_study_lives_beside_its_store_so_another_store_runs_the_sweep_afresh(tmp_path, mnist_dir,
-                                                                                       monkeypatch):
-    path, name = write_spec(tmp_path, f'method = "grid"\nfixed = {{ {TINY}, epochs = 1, train_size = 500 }}\n'
-                                      'space = { lr = [0.01] }\n')
+def test_the_default_study_lives_beside_its_store_so_another_store_runs_the_sweep_afresh(
+    tmp_path, mnist_dir, monkeypatch
+):
+    path, name = write_spec(
+        tmp_path, f'method = "grid"\nfixed = {{ {TINY}, epochs = 1, train_size = 500 }}\nspace = {{ lr = [0.01] }}\n'
+    )
     for store in ("first", "second"):
         uri = f"sqlite:///{tmp_path / store / 'mlflow.db'}"
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -168,8 +193,11 @@ def test_the_sweeps_page_renders_in_a_browser(pruned_sweep, page):
 
 
 def test_two_workers_share_one_grid_sweep_on_postgres(tmp_path, postgres, server_store, tracking_server, mnist_dir):
-    path, name = write_spec(tmp_path, f'method = "grid"\nfixed = {{ {TINY}, epochs = 1, train_size = 1000 }}\n'
-                                      'space = { lr = [0.005, 0.01, 0.02], optimizer = ["sgd", "adam"] }\n')
+    path, name = write_spec(
+        tmp_path,
+        f'method = "grid"\nfixed = {{ {TINY}, epochs = 1, train_size = 1000 }}\n'
+        'space = { lr = [0.005, 0.01, 0.02], optimizer = ["sgd", "adam"] }\n',
+    )
     workers = [worker(path, postgres.url("optuna"), tracking_server) for _ in range(2)]
     outputs = [w.communicate(timeout=600)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
@@ -186,10 +214,14 @@ def test_two_workers_share_one_grid_sweep_on_postgres(tmp_path, postgres, server
     assert parent_run(server_store, name).data.metrics[Metric.SWEEP_COMPLETE] == 6
 
 
-def test_a_killed_worker_leaves_its_trial_failed_and_the_sweep_finishes(tmp_path, postgres, server_store,
-                                                                         tracking_server, mnist_dir):
-    path, name = write_spec(tmp_path, f'method = "grid"\nfixed = {{ {TINY}, epochs = 3, train_size = 3000 }}\n'
-                                      'space = { lr = [0.005, 0.01, 0.02] }\n')
+def test_a_killed_worker_leaves_its_trial_failed_and_the_sweep_finishes(
+    tmp_path, postgres, server_store, tracking_server, mnist_dir
+):
+    path, name = write_spec(
+        tmp_path,
+        f'method = "grid"\nfixed = {{ {TINY}, epochs = 3, train_size = 3000 }}\n'
+        "space = { lr = [0.005, 0.01, 0.02] }\n",
+    )
     doomed = worker(path, postgres.url("optuna"), tracking_server)
     deadline = time.monotonic() + 120
     while not [r for r in trial_runs(server_store, name) if r.info.status == "RUNNING"]:
@@ -216,8 +248,9 @@ def test_a_killed_worker_leaves_its_trial_failed_and_the_sweep_finishes(tmp_path
 def test_a_worker_stopped_with_sigterm_hands_its_trial_back(tmp_path, store, mnist_dir):
     """SIGTERM mid-trial: the run ends KILLED, the trial FAIL, and its grid point is queued again. The trial is
     long (it never ends: the signal comes within its first epoch or two), so that it is still running then."""
-    path, name = write_spec(tmp_path, f'method = "grid"\nfixed = {{ {TINY}, epochs = 30, train_size = 3000 }}\n'
-                                      'space = { lr = [0.005] }\n')
+    path, name = write_spec(
+        tmp_path, f'method = "grid"\nfixed = {{ {TINY}, epochs = 30, train_size = 3000 }}\nspace = {{ lr = [0.005] }}\n'
+    )
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     stopping = worker(path, storage, store.tracking_uri)
     deadline = time.monotonic() + 120

@@ -8,6 +8,7 @@
 - how many seeds would resolve a difference: the power of Welch's test, from the noncentral t.
 Accuracies are fractions; every interval is 95% unless asked otherwise.
 """
+
 import math
 from dataclasses import dataclass
 
@@ -84,14 +85,20 @@ def mean_interval(values, confidence: float = CONFIDENCE, bounds: tuple[float, f
     return Interval(mean, float(low[0]), float(high[0]), len(values))
 
 
-def t_bounds(means: np.ndarray, stds: np.ndarray, counts: np.ndarray, confidence: float = CONFIDENCE,
-             bounds: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def t_bounds(
+    means: np.ndarray,
+    stds: np.ndarray,
+    counts: np.ndarray,
+    confidence: float = CONFIDENCE,
+    bounds: tuple[float, float] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """mean_interval's bounds for many groups at once, from each group's mean, sample std and size (NaN where
     fewer than two values): the Runs table groups 10,000 runs in one call."""
     counts = np.asarray(counts, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        low, high = stats.t.interval(confidence, np.where(counts > 1, counts - 1, np.nan), loc=means,
-                                     scale=stds / np.sqrt(counts))
+        low, high = stats.t.interval(
+            confidence, np.where(counts > 1, counts - 1, np.nan), loc=means, scale=stds / np.sqrt(counts)
+        )
     return (np.clip(low, *bounds), np.clip(high, *bounds)) if bounds else (low, high)
 
 
@@ -122,9 +129,15 @@ def compare_groups(a, b, confidence: float = CONFIDENCE) -> GroupComparison:
     test = stats.ttest_ind(b, a, equal_var=False)
     ci = test.confidence_interval(confidence)
     diff = float(b.mean() - a.mean())
-    return GroupComparison(float(a.mean()), float(b.mean()), Interval(diff, float(ci.low), float(ci.high),
-                                                                       len(a) + len(b)),
-                           float(test.pvalue), hedges_g(a, b), len(a), len(b))
+    return GroupComparison(
+        float(a.mean()),
+        float(b.mean()),
+        Interval(diff, float(ci.low), float(ci.high), len(a) + len(b)),
+        float(test.pvalue),
+        hedges_g(a, b),
+        len(a),
+        len(b),
+    )
 
 
 def hedges_g(a: np.ndarray, b: np.ndarray) -> float:
@@ -171,8 +184,9 @@ def mcnemar(correct_a, correct_b) -> PairedComparison:
     return PairedComparison(only_a, only_b, int((a & b).sum()), int((~a & ~b).sum()), float(p))
 
 
-def rate_difference_interval(rate_a: float, n_a: int, rate_b: float, n_b: int,
-                             confidence: float = CONFIDENCE) -> Interval:
+def rate_difference_interval(
+    rate_a: float, n_a: int, rate_b: float, n_b: int, confidence: float = CONFIDENCE
+) -> Interval:
     """Interval of rate_b - rate_a for two independent samples, by Newcombe's hybrid score method (his method
     10) from the two Wilson intervals. scipy has no interval for a difference of proportions; Newcombe's keeps
     its coverage for small n and rates near 0 or 1, where the Wald interval does not."""

@@ -7,6 +7,7 @@ calibration error (ECE) is the count-weighted mean of |accuracy - confidence| ov
 "On Calibration of Modern Neural Networks", which uses 15 bins). Overfitting often shows here first: the
 validation loss rises while the accuracy holds because the wrong predictions grow confident.
 """
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,8 +41,12 @@ def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int = CALIBRA
     accuracy, edges, _ = binned_statistic(confidence, np.asarray(correct, dtype=float), "mean", bins, (0.0, 1.0))
     mean_confidence = binned_statistic(confidence, confidence, "mean", bins, (0.0, 1.0))[0]
     counts = binned_statistic(confidence, confidence, "count", bins, (0.0, 1.0))[0]
-    return Reliability(edges=edges.tolist(), counts=counts.astype(int).tolist(), accuracy=accuracy.tolist(),
-                       confidence=mean_confidence.tolist())
+    return Reliability(
+        edges=edges.tolist(),
+        counts=counts.astype(int).tolist(),
+        accuracy=accuracy.tolist(),
+        confidence=mean_confidence.tolist(),
+    )
 
 
 def class_errors(confusion: np.ndarray) -> np.ndarray:
@@ -64,6 +69,6 @@ def loss_rising_while_accuracy_holds(history: pd.DataFrame, tolerance: float = 0
     both = history[["val_loss", "val_acc"]].dropna().sort_index()
     loss, acc = both["val_loss"].to_numpy(), both["val_acc"].to_numpy()
     start = int(np.argmin(loss)) if len(loss) else 0
-    if start > len(loss) - 3 or loss[-1] < loss[start] * (1 + rise) or acc[start + 1:].mean() < acc[start] - tolerance:
+    if start > len(loss) - 3 or loss[-1] < loss[start] * (1 + rise) or acc[start + 1 :].mean() < acc[start] - tolerance:
         return None
     return int(both.index[start])

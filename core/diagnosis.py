@@ -13,7 +13,7 @@ last trained epoch's avoidable bias and variance with fixed thresholds (in error
 | no  | no  | good fit |
 
 Both are measured on finite sets (the train-eval subset, the validation set), so each has a 95%
-interval (experiments.stats: Wilson for avoidable bias, Newcombe for variance). A figure counts as
+interval (core.stats: Wilson for avoidable bias, Newcombe for variance). A figure counts as
 above or below its threshold only when its whole interval is; when an interval straddles its threshold
 the diagnosis is "inconclusive", with the set size that would settle it. Runs whose set sizes are
 unknown (logged by other tools) are judged on the point estimates, and the rule says so.
@@ -21,14 +21,15 @@ unknown (logged by other tools) are judged on the point estimates, and the rule 
 The runner logs these for its runs; the dashboard derives them, through `verdict`, only for runs
 that lack them (still running, or logged by another tool).
 """
+
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from experiments import stats
-from experiments.schema import Metric
+from core import stats
+from core.schema import Metric
 
 BIAS_THRESHOLD = 0.01
 VARIANCE_THRESHOLD = 0.01
@@ -40,16 +41,18 @@ HIGH_BIAS, HIGH_VARIANCE, BOTH, GOOD_FIT = "high bias", "high variance", "high b
 DIVERGED = "diverged"  # training stopped because its loss became NaN, infinite or exploded
 INCONCLUSIVE = "inconclusive"  # an interval straddles its threshold: the evaluation sets are too small to tell
 # A firm high figure beside one that cannot be told: the firm one still says what to do first.
-HIGH_BIAS_VARIANCE_UNSURE, HIGH_VARIANCE_BIAS_UNSURE = "high bias, variance inconclusive", \
-    "high variance, bias inconclusive"
+HIGH_BIAS_VARIANCE_UNSURE, HIGH_VARIANCE_BIAS_UNSURE = (
+    "high bias, variance inconclusive",
+    "high variance, bias inconclusive",
+)
 ADVICE = {
     DIVERGED: "training blew up: lower the learning rate",
     INCONCLUSIVE: "the evaluation sets are too small to tell: validate on more images (the rule says how many), "
-                  "or compare over seeds",
+    "or compare over seeds",
     HIGH_BIAS_VARIANCE_UNSURE: "the model underfits: try a bigger model, train longer, or a better optimizer (whether "
-                               "it also overfits cannot be told at this validation size)",
+    "it also overfits cannot be told at this validation size)",
     HIGH_VARIANCE_BIAS_UNSURE: "the model overfits: try more data or regularisation (whether it also underfits cannot "
-                               "be told at this train-eval size)",
+    "be told at this train-eval size)",
     HIGH_BIAS: "the model underfits: try a bigger model, train longer, or a better optimizer",
     HIGH_VARIANCE: "the model overfits: try more data, regularisation (dropout, weight decay) or early stopping",
     BOTH: "fix the bias first (bigger model, train longer), then the variance (more data, regularisation)",
@@ -113,9 +116,12 @@ class Figure:
         around = f"{shown} (95% CI {self.interval.bounds_text()})"
         if self.high is not None:
             return f"{around} {'>' if self.high else '<='} {self.threshold:.2%}"
-        settle = (f"{self.settling} would settle it" if self.settling else
-                  f"no practical set size (up to {SETTLING_LIMIT:,} images) would settle it: the figure is too close "
-                  "to its threshold")
+        settle = (
+            f"{self.settling} would settle it"
+            if self.settling
+            else f"no practical set size (up to {SETTLING_LIMIT:,} images) would settle it: the figure is too close "
+            "to its threshold"
+        )
         return f"{around} straddles {self.threshold:.2%}: inconclusive at these set sizes; {settle}"
 
 
@@ -142,8 +148,13 @@ def settling_factor(interval_at, threshold: float, start: int) -> float | None:
     return high
 
 
-def judged_figures(train_acc: float, val_acc: float, yardstick: Yardstick, bias_threshold: float = BIAS_THRESHOLD,
-                   variance_threshold: float = VARIANCE_THRESHOLD) -> tuple[Figure, Figure]:
+def judged_figures(
+    train_acc: float,
+    val_acc: float,
+    yardstick: Yardstick,
+    bias_threshold: float = BIAS_THRESHOLD,
+    variance_threshold: float = VARIANCE_THRESHOLD,
+) -> tuple[Figure, Figure]:
     """Avoidable bias and variance of one epoch, each with its interval and standing where the sizes are known.
 
     A straddling avoidable bias is settled by a larger train-eval subset; a straddling variance by a larger
@@ -151,8 +162,10 @@ def judged_figures(train_acc: float, val_acc: float, yardstick: Yardstick, bias_
     figures = bias_variance(train_acc, val_acc, yardstick.best_error)
     bias, variance = float(figures[Metric.AVOIDABLE_BIAS]), float(figures[Metric.VARIANCE])
     if not yardstick.sized:
-        return (Figure("avoidable bias", bias, bias_threshold, None, bias > bias_threshold),
-                Figure("variance", variance, variance_threshold, None, variance > variance_threshold))
+        return (
+            Figure("avoidable bias", bias, bias_threshold, None, bias > bias_threshold),
+            Figure("variance", variance, variance_threshold, None, variance > variance_threshold),
+        )
     n_train, n_val = yardstick.train_eval_size, yardstick.val_size
     train_error, val_error = 1 - train_acc, 1 - val_acc
 
@@ -178,17 +191,23 @@ def judged_figures(train_acc: float, val_acc: float, yardstick: Yardstick, bias_
             variance_settling = images(k, n_val, "validation")
         else:
             k = settling_factor(lambda k: variance_at(k, k), variance_threshold, max(n_val, n_train))
-            variance_settling = (f"{images(k, n_val, 'validation')} with {images(k, n_train, 'train-eval')}"
-                                 if k else "")
-    return (Figure("avoidable bias", bias, bias_threshold, bias_interval, bias_high, bias_settling),
-            Figure("variance", variance, variance_threshold, variance_interval, variance_high, variance_settling))
+            variance_settling = f"{images(k, n_val, 'validation')} with {images(k, n_train, 'train-eval')}" if k else ""
+    return (
+        Figure("avoidable bias", bias, bias_threshold, bias_interval, bias_high, bias_settling),
+        Figure("variance", variance, variance_threshold, variance_interval, variance_high, variance_settling),
+    )
 
 
 def diagnose(bias: Figure, variance: Figure) -> tuple[str, str]:
     """The diagnosis and the rule that gave it, in words."""
-    label = {(True, False): HIGH_BIAS, (False, True): HIGH_VARIANCE, (True, True): BOTH, (False, False): GOOD_FIT,
-             (True, None): HIGH_BIAS_VARIANCE_UNSURE, (None, True): HIGH_VARIANCE_BIAS_UNSURE,
-             }.get((bias.high, variance.high), INCONCLUSIVE)
+    label = {
+        (True, False): HIGH_BIAS,
+        (False, True): HIGH_VARIANCE,
+        (True, True): BOTH,
+        (False, False): GOOD_FIT,
+        (True, None): HIGH_BIAS_VARIANCE_UNSURE,
+        (None, True): HIGH_VARIANCE_BIAS_UNSURE,
+    }.get((bias.high, variance.high), INCONCLUSIVE)
     unsized = "" if bias.interval else " (set sizes unknown: point estimates judged)"
     return label, f"{bias.words()}, {variance.words()}{unsized}"
 
@@ -234,7 +253,7 @@ def early_stop(val_acc: pd.Series, epoch_seconds: pd.Series, patience: int | Non
             break
     if patience is None:
         best = stop = int(np.argmax(accs))
-    later = epoch_seconds.reindex(epochs[stop + 1:])
+    later = epoch_seconds.reindex(epochs[stop + 1 :])
     seconds = float(later.sum()) if later.notna().all() else math.nan
     return EarlyStop(patience, int(epochs[stop]), int(epochs[best]), float(accs[best]), len(accs) - 1 - stop, seconds)
 
@@ -271,21 +290,31 @@ def verdict(history: pd.DataFrame, yardstick: Yardstick, diverged: bool = False)
     both = history[[Metric.TRAIN_ACC, Metric.VAL_ACC]].dropna().sort_index()
     if both.empty:
         return None
-    return judge(both.index.to_numpy(), both[Metric.TRAIN_ACC].to_numpy(), both[Metric.VAL_ACC].to_numpy(),
-                 yardstick, diverged)
+    return judge(
+        both.index.to_numpy(), both[Metric.TRAIN_ACC].to_numpy(), both[Metric.VAL_ACC].to_numpy(), yardstick, diverged
+    )
 
 
-def judge(epochs: np.ndarray, train_acc: np.ndarray, val_acc: np.ndarray, yardstick: Yardstick,
-          diverged: bool) -> Verdict:
+def judge(
+    epochs: np.ndarray, train_acc: np.ndarray, val_acc: np.ndarray, yardstick: Yardstick, diverged: bool
+) -> Verdict:
     """verdict on arrays: the epochs (ascending) that have both accuracies, and those accuracies."""
     bias, variance = judged_figures(float(train_acc[-1]), float(val_acc[-1]), yardstick)
     label, rule = diagnose(bias, variance)
     if diverged:
         label, rule = DIVERGED, f"training diverged after epoch {int(epochs[-1])}; before it, {rule}"
     epoch, best = best_of(epochs, val_acc)
-    return Verdict(best_epoch=epoch, best_val_acc=best, epochs_trained=int(epochs[-1]),
-                   final_val_acc=float(val_acc[-1]), gap=variance.value, avoidable_bias=bias.value,
-                   diagnosis=label, rule=rule, figures=(bias, variance))
+    return Verdict(
+        best_epoch=epoch,
+        best_val_acc=best,
+        epochs_trained=int(epochs[-1]),
+        final_val_acc=float(val_acc[-1]),
+        gap=variance.value,
+        avoidable_bias=bias.value,
+        diagnosis=label,
+        rule=rule,
+        figures=(bias, variance),
+    )
 
 
 def history_of(points: pd.DataFrame, run_id: str) -> pd.DataFrame:
@@ -295,21 +324,25 @@ def history_of(points: pd.DataFrame, run_id: str) -> pd.DataFrame:
     return one.pivot_table(index="step", columns="metric", values="value", aggfunc="last").rename_axis("epoch")
 
 
-def verdicts(points: pd.DataFrame, yardsticks: dict[str, Yardstick],
-             diverged: set[str] = frozenset()) -> dict[str, Verdict]:
+def verdicts(
+    points: pd.DataFrame, yardsticks: dict[str, Yardstick], diverged: set[str] = frozenset()
+) -> dict[str, Verdict]:
     """The verdict of every run in `yardsticks` that has an epoch with both accuracies in `points`: one reshape
     for all runs, then judge on each run's slice (a pivot per run costs 8 s for 1,000 runs)."""
     wanted = points[points["run_id"].isin(list(yardsticks)) & points["metric"].isin([Metric.TRAIN_ACC, Metric.VAL_ACC])]
-    wide = (wanted.drop_duplicates(["run_id", "metric", "step"], keep="last")
-            .pivot(index=["run_id", "step"], columns="metric", values="value"))
+    wide = wanted.drop_duplicates(["run_id", "metric", "step"], keep="last").pivot(
+        index=["run_id", "step"], columns="metric", values="value"
+    )
     if Metric.TRAIN_ACC not in wide or Metric.VAL_ACC not in wide:
         return {}
     both = wide[[Metric.TRAIN_ACC, Metric.VAL_ACC]].dropna().sort_index()
     run_ids, epochs = both.index.get_level_values(0).to_numpy(), both.index.get_level_values(1).to_numpy()
     train_acc, val_acc = both[Metric.TRAIN_ACC].to_numpy(), both[Metric.VAL_ACC].to_numpy()
     starts = np.flatnonzero(np.r_[True, run_ids[1:] != run_ids[:-1]])
-    return {run_ids[a]: judge(epochs[a:b], train_acc[a:b], val_acc[a:b], yardsticks[run_ids[a]], run_ids[a] in diverged)
-            for a, b in zip(starts, np.r_[starts[1:], len(run_ids)], strict=True)}
+    return {
+        run_ids[a]: judge(epochs[a:b], train_acc[a:b], val_acc[a:b], yardsticks[run_ids[a]], run_ids[a] in diverged)
+        for a, b in zip(starts, np.r_[starts[1:], len(run_ids)], strict=True)
+    }
 
 
 @dataclass(frozen=True)
@@ -333,11 +366,13 @@ def class_gaps(train_error, val_error, train_support, val_support, names) -> lis
     of a run that overfits none about one time in five."""
     confidence = 1 - (1 - stats.CONFIDENCE) / len(names)
     gaps = []
-    for label, (train, val, n_train, n_val) in enumerate(zip(train_error, val_error, train_support, val_support,
-                                                             strict=True)):
+    for label, (train, val, n_train, n_val) in enumerate(
+        zip(train_error, val_error, train_support, val_support, strict=True)
+    ):
         if not (n_train and n_val):
             continue
         gap = stats.rate_difference_interval(float(train), int(n_train), float(val), int(n_val), confidence)
-        gaps.append(ClassGap(label, str(names[label]), float(train), float(val), gap,
-                             standing(gap, VARIANCE_THRESHOLD)))
+        gaps.append(
+            ClassGap(label, str(names[label]), float(train), float(val), gap, standing(gap, VARIANCE_THRESHOLD))
+        )
     return sorted(gaps, key=lambda g: -g.gap.estimate)

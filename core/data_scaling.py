@@ -5,6 +5,7 @@ The interval comes from the fit's covariance by the delta method with a t quanti
 degrees of freedom: three sizes fit the three parameters exactly and say nothing about their uncertainty, so
 an interval needs four sizes or more.
 """
+
 import math
 import warnings
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ class PowerLaw:
         dof = len(self.sizes) - 3
         if dof < 1 or not np.isfinite(self.covariance).all():
             return None
-        gradient = np.array([n ** -self.b, -self.a * n ** -self.b * math.log(n), 1.0])
+        gradient = np.array([n**-self.b, -self.a * n**-self.b * math.log(n), 1.0])
         variance = float(gradient @ self.covariance @ gradient)
         if variance < 0:
             return None
@@ -57,8 +58,9 @@ def fit_power_law(sizes, errors) -> PowerLaw | None:
     with warnings.catch_warnings():  # an exact fit (three sizes) warns that its covariance is unknown: it is inf
         warnings.simplefilter("ignore", optimize.OptimizeWarning)
         try:
-            (a, b, c), covariance = optimize.curve_fit(power_law, sizes, errors, p0=start,
-                                                       bounds=([0, 0, 0], [np.inf, 3, 1]), maxfev=20_000)
+            (a, b, c), covariance = optimize.curve_fit(
+                power_law, sizes, errors, p0=start, bounds=([0, 0, 0], [np.inf, 3, 1]), maxfev=20_000
+            )
         except RuntimeError:  # no convergence
             return None
     return PowerLaw(float(a), float(b), float(c), covariance, tuple(sizes))
@@ -69,9 +71,14 @@ def more_data_sentence(fit: PowerLaw, factor: float = 2) -> str:
     largest = max(fit.sizes)
     n = largest * factor
     interval = fit.interval_at(n)
-    said = (f"95% interval {interval[0]:.2%} to {interval[1]:.2%}" if interval else
-            f"no interval: {len(fit.sizes)} sizes fit the curve's 3 numbers exactly; a {MIN_SIZES_FOR_INTERVAL}th "
-            "size would give one")
-    return (f"Doubling the data ({largest:,.0f} to {n:,.0f} training images) would bring validation error to "
-            f"about {fit.error_at(n):.2%} ({said}), if the fitted curve, error = {fit.a:.3g}·n^-{fit.b:.2f} + "
-            f"{fit.c:.3g} (as fractions: a floor of {fit.c:.2%}), holds beyond the sizes measured.")
+    said = (
+        f"95% interval {interval[0]:.2%} to {interval[1]:.2%}"
+        if interval
+        else f"no interval: {len(fit.sizes)} sizes fit the curve's 3 numbers exactly; a {MIN_SIZES_FOR_INTERVAL}th "
+        "size would give one"
+    )
+    return (
+        f"Doubling the data ({largest:,.0f} to {n:,.0f} training images) would bring validation error to "
+        f"about {fit.error_at(n):.2%} ({said}), if the fitted curve, error = {fit.a:.3g}·n^-{fit.b:.2f} + "
+        f"{fit.c:.3g} (as fractions: a floor of {fit.c:.2%}), holds beyond the sizes measured."
+    )

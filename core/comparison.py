@@ -6,15 +6,17 @@
 The answer is a few numbers and one sentence, the same for `python -m experiments compare` and the
 dashboard's "Which is better?" panel. `read_side` reads a side from MLflow for the command line.
 """
+
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from mlflow.exceptions import MlflowException
 from scipy import stats as scipy_stats
 
-from experiments import stats
-from experiments.schema import Artifact, Metric, Param, Tag
+from core import stats
+from core.schema import Artifact, Metric, Param, Tag
 
 GROUP_PREFIX = "group:"
 RESOLVE_DEFAULT = 0.001  # the difference "would resolve" speaks of when none was observed: 0.1 points
@@ -68,21 +70,24 @@ def outcome(a: Side, b: Side, difference: float, p: float, where: str, margin: s
     if p >= stats.ALPHA or difference == 0:
         return f"no detectable difference between {a.label} and {b.label} {where} ({stats.p_text(p)})"
     winner, loser = (b, a) if difference > 0 else (a, b)
-    return (f"{winner.label} beats {loser.label} by {points(difference)}{margin} points {where} "
-            f"({stats.p_text(p)})")
+    return f"{winner.label} beats {loser.label} by {points(difference)}{margin} points {where} ({stats.p_text(p)})"
 
 
 def compare_groups(a: Side, b: Side) -> Answer:
     found = stats.compare_groups(a.test_accs, b.test_accs)
     seeds = f"over {a.n} seeds" if a.n == b.n else f"over {a.n} and {b.n} seeds"
-    sentence = outcome(a, b, found.difference.estimate, found.p_value, seeds,
-                       margin=f" ± {points(found.difference.half_width)}")
+    sentence = outcome(
+        a, b, found.difference.estimate, found.p_value, seeds, margin=f" ± {points(found.difference.half_width)}"
+    )
     if not found.p_value < stats.ALPHA:
         target = abs(found.difference.estimate) or RESOLVE_DEFAULT
         spread = float(np.sqrt((np.var(a.test_accs, ddof=1) + np.var(b.test_accs, ddof=1)) / 2))
         needed = stats.seeds_to_resolve(target, spread)
-        sentence += (f"; about {needed} seeds per side would resolve {points(target)} points" if needed else
-                     f"; no practical number of seeds would resolve {points(target)} points")
+        sentence += (
+            f"; about {needed} seeds per side would resolve {points(target)} points"
+            if needed
+            else f"; no practical number of seeds would resolve {points(target)} points"
+        )
     return Answer("Welch's t test over seeds", found.difference, found.p_value, sentence + ".")
 
 
@@ -91,8 +96,11 @@ def paired_correct(a: dict, b: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray
     (e.g. all of one run's when the other carved its validation set from the same test file); None unless
     they share at least half of the smaller test set, with the same labels."""
     shared, in_a, in_b = np.intersect1d(a["index"], b["index"], return_indices=True)
-    if len(shared) == 0 or len(shared) < 0.5 * min(len(a["index"]), len(b["index"])) or \
-            not np.array_equal(a["label"][in_a], b["label"][in_b]):
+    if (
+        len(shared) == 0
+        or len(shared) < 0.5 * min(len(a["index"]), len(b["index"]))
+        or not np.array_equal(a["label"][in_a], b["label"][in_b])
+    ):
         return None
     truth = a["label"][in_a]
     return shared, a["predicted"][in_a] == truth, b["predicted"][in_b] == truth
@@ -104,19 +112,26 @@ def compare_runs(a: Side, b: Side) -> Answer:
         index, right_a, right_b = paired
         found = stats.mcnemar(right_a, right_b)
         sentence = outcome(a, b, found.difference, found.p_value, f"on the same {found.n:,} test images")
-        sentence += (f": {found.only_a} images right only in {a.label}, {found.only_b} right only in {b.label} "
-                     "(exact McNemar test). Each side is one seed: this says nothing about how much either "
-                     "configuration varies from seed to seed; compare config groups for that.")
-        return Answer("exact McNemar test", None, found.p_value, sentence,
-                      index[right_a & ~right_b], index[right_b & ~right_a])
+        sentence += (
+            f": {found.only_a} images right only in {a.label}, {found.only_b} right only in {b.label} "
+            "(exact McNemar test). Each side is one seed: this says nothing about how much either "
+            "configuration varies from seed to seed; compare config groups for that."
+        )
+        return Answer(
+            "exact McNemar test", None, found.p_value, sentence, index[right_a & ~right_b], index[right_b & ~right_a]
+        )
     acc_a, acc_b = a.test_accs[0], b.test_accs[0]
     n_a, n_b = a.test_sizes[0], b.test_sizes[0]
     table = [[round(acc_a * n_a), n_a - round(acc_a * n_a)], [round(acc_b * n_b), n_b - round(acc_b * n_b)]]
     p = float(scipy_stats.fisher_exact(table).pvalue)
     difference = stats.rate_difference_interval(acc_a, n_a, acc_b, n_b)
     sentence = outcome(a, b, difference.estimate, p, f"on {n_a:,} and {n_b:,} different test images")
-    return Answer("Fisher's exact test (different test images)", difference, p,
-                  sentence + "; test both on the same images for the paired (McNemar) test.")
+    return Answer(
+        "Fisher's exact test (different test images)",
+        difference,
+        p,
+        sentence + "; test both on the same images for the paired (McNemar) test.",
+    )
 
 
 def which_is_better(a: Side, b: Side) -> Answer:
@@ -130,9 +145,14 @@ def which_is_better(a: Side, b: Side) -> Answer:
     if a.n == 1 and b.n == 1:
         return compare_runs(a, b)
     single = a if a.n == 1 else b
-    return Answer("none", None, None, f"{single.label} is one run, and one run cannot be tested against a group "
-                                      "of seeds: compare its config group instead, if it has several seeds, or train "
-                                      "its configuration over seeds (train --repeats 5).")
+    return Answer(
+        "none",
+        None,
+        None,
+        f"{single.label} is one run, and one run cannot be tested against a group "
+        "of seeds: compare its config group instead, if it has several seeds, or train "
+        "its configuration over seeds (train --repeats 5).",
+    )
 
 
 def report(a: Side, b: Side, answer: Answer) -> str:
@@ -141,8 +161,9 @@ def report(a: Side, b: Side, answer: Answer) -> str:
     for name, side in (("A", a), ("B", b)):
         interval = side.interval()
         spread = f"95% CI {interval.bounds_text()}" if interval.bounds_text() else "no interval"
-        lines.append(f"{name}  {side.label}: test acc {interval.estimate:.2%} ({spread}), "
-                     f"{side.n} run{'s' * (side.n != 1)}")
+        lines.append(
+            f"{name}  {side.label}: test acc {interval.estimate:.2%} ({spread}), {side.n} run{'s' * (side.n != 1)}"
+        )
     if answer.difference is not None:
         d = answer.difference
         lines.append(f"B - A  {d.estimate * 100:+.2f} points (95% CI {d.low * 100:+.2f} to {d.high * 100:+.2f})")
@@ -157,10 +178,9 @@ class ComparisonError(ValueError):
 
 def read_side(client, ref: str) -> Side:
     """A side from the store: `group:HASH` (its FINISHED runs) or a run id."""
-    from mlflow.exceptions import MlflowException
 
     if ref.startswith(GROUP_PREFIX):
-        group = ref[len(GROUP_PREFIX):]
+        group = ref[len(GROUP_PREFIX) :]
         experiments = [e.experiment_id for e in client.search_experiments()]
         wanted = f"tags.{Tag.CONFIG_GROUP} = '{group}' and attributes.status = 'FINISHED'"
         runs = client.search_runs(experiments, wanted, max_results=5000) if experiments else []
@@ -176,14 +196,17 @@ def read_side(client, ref: str) -> Side:
         if Metric.TEST_ACC not in runs[0].data.metrics:
             raise ComparisonError(f"{ref}: the run has no test accuracy (status {runs[0].info.status})")
         label = f"{runs[0].info.run_name} ({ref[:8]})"
-    return Side(label, tuple(r.info.run_id for r in runs), tuple(r.data.metrics[Metric.TEST_ACC] for r in runs),
-                tuple(int(r.data.params.get(Param.TEST_SIZE, 0)) for r in runs),
-                read_predictions(client, runs[0].info.run_id) if len(runs) == 1 else None)
+    return Side(
+        label,
+        tuple(r.info.run_id for r in runs),
+        tuple(r.data.metrics[Metric.TEST_ACC] for r in runs),
+        tuple(int(r.data.params.get(Param.TEST_SIZE, 0)) for r in runs),
+        read_predictions(client, runs[0].info.run_id) if len(runs) == 1 else None,
+    )
 
 
 def read_predictions(client, run_id: str) -> dict | None:
     """A run's Artifact.TEST_PREDICTIONS as arrays, or None if it did not log them."""
-    from mlflow.exceptions import MlflowException
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
