@@ -5,12 +5,10 @@ PyTorch backend. Their PyTorch twins are in experiments.models; tests check the 
 agree (431,242 and 1,199,882).
 """
 
-import os
+from experiments.adapters.keras_adapter import load_keras
 
-BACKEND = "torch"
-os.environ.setdefault("KERAS_BACKEND", BACKEND)  # before Keras loads; experiments.adapters.keras_adapter checks it
-import keras  # noqa: E402
-from keras import layers  # noqa: E402
+keras = load_keras()
+layers = keras.layers
 
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10

@@ -13,6 +13,7 @@ from core.settings import ConfigError
 from experiments.adapters import LAYER_COLUMNS
 from experiments.train import EXPLODING_LOSS, EpochMeter
 
+BACKEND = "torch"  # Keras 3's backend this project runs on: keras_models sets it before Keras loads
 OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adadelta": "Adadelta"}  # our names -> keras.optimizers classes
 PROBABILITY_FLOOR = 1e-7  # Keras's own epsilon: its cross-entropy clips softmax outputs there too
 # So its loss never passes -ln(PROBABILITY_FLOOR) = 16.1 and never reaches our EXPLODING_LOSS: a batch within 10% of
@@ -20,10 +21,17 @@ PROBABILITY_FLOOR = 1e-7  # Keras's own epsilon: its cross-entropy clips softmax
 EXPLODING_KERAS_LOSS = min(EXPLODING_LOSS, 0.9 * -math.log(PROBABILITY_FLOOR))
 
 
+def load_keras():
+    """Keras on its PyTorch backend: KERAS_BACKEND is set, unless the user set it, before Keras first loads
+    (`check` refuses a run whose KERAS_BACKEND names another)."""
+    os.environ.setdefault("KERAS_BACKEND", BACKEND)
+    import keras  # noqa: PLC0415 (keras: seconds to load, only for Keras runs)
+
+    return keras
+
+
 def keras_backend_problem() -> str | None:
     """Why Keras cannot run here on PyTorch, or None (KERAS_BACKEND must be unset or 'torch')."""
-    from experiments.keras_models import BACKEND  # noqa: PLC0415 (it sets KERAS_BACKEND, so only for Keras runs)
-
     chosen = os.environ.get("KERAS_BACKEND", BACKEND)
     if chosen != BACKEND:
         return (
@@ -38,7 +46,7 @@ class KerasLearner:
     feeds each step to an EpochMeter and closes each epoch with experiments.train's end_of_epoch."""
 
     def __init__(self, model, optimizer: str, lr: float):
-        import keras  # noqa: PLC0415 (keras: seconds to load, and only after its backend is checked)
+        keras = load_keras()
 
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
@@ -110,7 +118,7 @@ def schema_callback(
 ):
     """The Keras callback that turns model.fit's epochs into this project's: per-step losses into an EpochMeter,
     then end_of_epoch (evaluate, log, checkpoint), which may stop training. Training starts from torch_rng."""
-    import keras  # noqa: PLC0415 (keras: seconds to load, and only after its backend is checked)
+    keras = load_keras()
 
     steps_per_epoch = -(-n // batch_size)
 
@@ -163,7 +171,7 @@ class KerasAdapter:
         return np.dtype(np.float32)
 
     def build(self, spec, config, device: str):
-        import keras  # noqa: PLC0415 (keras: seconds to load, and only after its backend is checked)
+        keras = load_keras()
 
         torch.set_flush_denormal(config.flush_denormal)  # the backend's kernels are PyTorch's
         keras.utils.set_random_seed(config.seed)  # weights, Keras's shuffling and dropout
@@ -175,7 +183,7 @@ class KerasAdapter:
             return model, KerasLearner(model, config.optimizer, config.lr)
 
     def resolved_params(self, config, model, device: str) -> dict:
-        import keras  # noqa: PLC0415 (keras: seconds to load, and only after its backend is checked)
+        keras = load_keras()
 
         rates = ",".join(f"{layer.rate:g}" for layer in dropout_layers(model))
         return {Param.DROPOUT: rates or "none", Param.KERAS_VERSION: keras.__version__}
@@ -205,7 +213,7 @@ class KerasAdapter:
 
     def log_weights(self, logger, model) -> None:
         """The model through mlflow.keras (a .keras file: architecture and weights, no pickle to load)."""
-        import keras  # noqa: PLC0415 (keras: seconds to load, and only after its backend is checked)
+        keras = load_keras()
         import mlflow.keras  # noqa: PLC0415 (imports keras)
 
         example = np.zeros((2, 28, 28, 1), dtype=np.float32)
@@ -221,6 +229,6 @@ class KerasAdapter:
 
 
 def dropout_layers(model) -> list:
-    import keras  # noqa: PLC0415 (keras: seconds to load, and only after its backend is checked)
+    keras = load_keras()
 
     return [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
