@@ -552,9 +552,9 @@ def load_artifact(store: Store, run_id: str, path: str, tick: int = 0) -> Artifa
 @st.cache_data(show_spinner=False, max_entries=4)
 def load_images(dataset: str, split: str, sha256: str | None = None) -> np.ndarray | None:
     """This machine's copy of a dataset's train or test images (N, 28, 28), found by name in the verified cache
-    (where the runner and `python -m experiments data` fetch it) and checked against the run's content hash where it logged one (the test
-    file's); None if unavailable or different. The trainer's own folder is never used: on a shared server it is
-    another machine's path."""
+    (where the runner and `python -m experiments data` fetch it) and checked against the run's content hash where
+    it logged one (the test file's); None if unavailable or different. The trainer's own folder is never used: on
+    a shared server it is another machine's path."""
     try:
         images = load_split(dataset, split).images
     except Exception:  # an unknown dataset, or one never fetched on this machine

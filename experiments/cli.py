@@ -60,7 +60,8 @@ def default_words(setting: Setting) -> str:
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """One option per run setting (core.settings); each left unset takes the model's recipe value."""
+    """One option per run setting (core.settings); each left unset takes the model's recipe value. The model's
+    choices are the runner's registry, which the core does not know."""
     parser.add_argument("--resume", metavar="RUN_ID", help="continue a KILLED or FAILED run from its last checkpoint")
     for setting in SETTINGS.values():
         if not setting.on_command_line:
@@ -71,7 +72,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
             options["action"] = argparse.BooleanOptionalAction
         else:
             options["type"] = setting.type
-            options["choices"] = setting.choices or None
+            options["choices"] = (tuple(MODELS) if setting.name == "model" else setting.choices) or None
         if setting.frameworks:
             options["help"] += f" [{' and '.join(setting.frameworks)} models]"
         parser.add_argument(setting.flag, **options)

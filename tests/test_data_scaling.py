@@ -1,4 +1,4 @@
-"""The data-size fit (experiments/data_scaling.py) against known synthetic curves."""
+"""The data-size fit (core/data_scaling.py) against known synthetic curves."""
 
 import numpy as np
 import pytest

@@ -338,7 +338,7 @@ def origin_note(row: pd.Series) -> None:
     st.info(
         f"Logged by another tool: its metrics were read with the **{md(reading.convention.name)}** convention "
         f"({md(mapped)}). Derived here from its history, with the runner's own functions "
-        "(experiments/diagnosis.py): bias, variance, avoidable bias, best epoch and the diagnosis; its sizes are "
+        "(core/diagnosis.py): bias, variance, avoidable bias, best epoch and the diagnosis; its sizes are "
         "unknown, so the diagnosis judges point estimates. Confusion matrices, galleries and the per-layer table "
         f"need artifacts it did not log: `{Artifact.CONFUSION_TEST}`, `{Artifact.MISCLASSIFIED}` and "
         f"`{Artifact.LAYERS}` as docs/schema.md describes them, or train with `python -m experiments train`. "

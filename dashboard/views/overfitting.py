@@ -74,7 +74,7 @@ def diagnosis_ui(judged: Verdict) -> None:
     st.markdown(f"**{judged.diagnosis.capitalize()}** at epoch {judged.epochs_trained}: {judged.advice}.")
     st.caption(
         f"Rule: {judged.rule}. A figure is above or below its threshold only when its whole 95% interval is "
-        "(thresholds in experiments/diagnosis.py)."
+        "(thresholds in core/diagnosis.py)."
     )
 
 
