@@ -1,11 +1,13 @@
 """Shared fixtures: the real MNIST cache, throwaway MLflow stores, real tracked runs, a headless browser."""
 
+import os
 import shutil
 import sys
 
 import numpy as np
 import pytest
 import streamlit as st
+import torch
 from mlflow.tracking import MlflowClient
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import sync_playwright
@@ -16,12 +18,39 @@ from experiments.run import execute
 from experiments.run_logger import RunLogger
 from tests.helpers import CHROMIUM, CHROMIUM_ARGS, shoot, small_config, sqlite_uri
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one thread each, for the runs they start too
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
+# Session fixtures that train or start servers: the tests that share one run on one pytest-xdist worker
+# (`--dist loadgroup`), so each is built once per session, not once per worker.
+SHARED_FIXTURES = {
+    "dashboard_store": "trained-store",
+    "seeded_store": "trained-store",
+    "conv_conv_run": "trained-store",
+    "postgres": "postgres",
+    "tracking_server": "postgres",
+}
+# What makes a test slow (`-m "not slow"` leaves it out): real training, a browser, a server.
+SLOW_FIXTURES = {"mnist_dir", "browser", "page", *SHARED_FIXTURES}
+
 
 def pytest_collection_modifyitems(items):
-    """Tests that load Keras run last. Once Keras is imported, Streamlit's script runner calls
-    keras.backend.clear_session() (a full gc.collect) before every AppTest run: the dashboard tests after
-    the first Keras test took 4-8 times longer (measured). The dashboard itself never imports Keras."""
-    items.sort(key=lambda item: item.get_closest_marker("keras") is not None)
+    """Tests marked `long` run first, tests that load Keras last. Once Keras is imported, Streamlit's script
+    runner calls keras.backend.clear_session() (a full gc.collect) before every AppTest run: the dashboard tests after
+    the first Keras test took 4-8 times longer (measured). The dashboard itself never imports Keras. Under
+    pytest-xdist each worker runs its share in this order, so no unmarked test runs after a Keras one there either.
+
+    Also marks the slow tests and groups those that share an expensive session fixture (SHARED_FIXTURES)."""
+    items.sort(key=lambda item: (item.get_closest_marker("keras") is not None, not item.get_closest_marker("long")))
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & SLOW_FIXTURES or item.get_closest_marker("keras"):
+            item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("keras"):  # one worker, last: they share Keras runs, and Keras slows what follows
+            item.add_marker(pytest.mark.xdist_group("keras"))
+        elif used & set(SHARED_FIXTURES):
+            item.add_marker(pytest.mark.xdist_group(min(SHARED_FIXTURES[name] for name in used & set(SHARED_FIXTURES))))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -30,7 +59,7 @@ def pytest_runtest_makereport(item, call):
     on CI, where nobody watched the browser, says what the page showed."""
     report = yield
     page = getattr(item, "funcargs", {}).get("page") if report.when == "call" and report.failed else None
-    if page is not None and not page.is_closed():
+    if hasattr(page, "is_closed") and not page.is_closed():  # a Playwright page, not a parameter named page
         try:
             shoot(page, f"failed-{item.name}")
             shown = page.locator("body").inner_text(timeout=10_000)

@@ -56,6 +56,7 @@ FIRST_LAUNCH = [  # the page's link, its heading, what it shows of the demo, the
 ]
 
 
+@pytest.mark.long
 def test_the_first_launch_trains_the_demo_and_every_page_shows_it(tmp_path, page):
     """scripts/start as a newcomer runs it, on an empty store: it trains the demo, serves the dashboard on
     localhost only, and every page, opened first with nothing selected, shows the demo's story."""

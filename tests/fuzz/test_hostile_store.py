@@ -42,6 +42,9 @@ ARTIFACTS = [
     Artifact.MISCLASSIFIED_IMAGES,
 ]
 
+# The page tests read the runs the property logs into the module's store: one worker runs both, in order.
+pytestmark = pytest.mark.xdist_group("hostile-store")
+
 
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory):

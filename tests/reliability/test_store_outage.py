@@ -6,6 +6,7 @@ import os
 import signal
 import time
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from experiments.tracking_server import free_port, start_mlflow_server
@@ -19,12 +20,14 @@ def stop(server) -> None:
     server.wait(timeout=30)
 
 
+@pytest.mark.long
 def test_a_server_that_goes_away_mid_run_loses_no_epoch(tmp_path, mnist_dir):
     port, backend = free_port(), f"sqlite:///{tmp_path / 'server.db'}"
     start = lambda: start_mlflow_server(backend, tmp_path / "artifacts", port)  # noqa: E731 (twice, the same)
     server = start()
     uri = f"http://127.0.0.1:{port}"
-    env = {"MLFLOW_TRACKING_URI": uri, "CNN_SPOOL_DIR": str(tmp_path / "spool")}
+    # MLflow's own retries off: each call fails at once, so the runner's bounded wait (--store-retry) is all it waits
+    env = {"MLFLOW_TRACKING_URI": uri, "CNN_SPOOL_DIR": str(tmp_path / "spool"), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
     runner = cli_process(
         "train",
         "--model",
