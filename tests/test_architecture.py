@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core.schema import Name, Param
+from core.schema import Name, Param, schema_markdown
 from core.settings import FRAMEWORKS, OPTIMIZERS, REQUIRED, SETTINGS
 from core.store import REPO_ROOT
 from experiments.adapters import ADAPTERS
@@ -115,3 +115,8 @@ def test_every_framework_and_optimizer_named_in_the_settings_is_implemented():
     assert tuple(ADAPTERS) == FRAMEWORKS
     assert tuple(TORCH_OPTIMIZERS) == OPTIMIZERS
     assert tuple(KERAS_OPTIMIZERS) == OPTIMIZERS
+
+
+def test_docs_schema_is_the_schema_as_it_is_now():
+    """docs/schema.md is `python -m experiments schema`'s table: a name added or renamed shows there too."""
+    assert schema_markdown() in (REPO_ROOT / "docs" / "schema.md").read_text()
