@@ -13,9 +13,8 @@ import argparse
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from core.datasets import load_split
 from core.stats import accuracy_interval
-from experiments.data import stratified_carve
+from experiments.data import fetched_split, stratified_carve
 
 SLICE = 2000
 
@@ -25,7 +24,7 @@ def main() -> None:
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--train-size", type=int, default=3200)
     args = parser.parse_args()
-    train, test = load_split(args.dataset, "train"), load_split(args.dataset, "test")
+    train, test = fetched_split(args.dataset, "train"), fetched_split(args.dataset, "test")
     fitted_on, val = stratified_carve(train.first(args.train_size), 0.1, seed=0)
     flat = lambda part: part.images.reshape(len(part), -1) / 255.0  # noqa: E731
     model = LogisticRegression(max_iter=300).fit(flat(fitted_on), fitted_on.labels)

@@ -12,10 +12,9 @@ import time
 import numpy as np
 
 from benchmarks.tutorial_numpy_cnn import TutorialCNN
-from core.datasets import load_split
 from core.schema import Metric
 from experiments.config import RunConfig
-from experiments.data import scale_images
+from experiments.data import fetched_split, scale_images
 from experiments.numpy_cnn import NumpyLearner, TinyNumpyCNN
 from experiments.run import execute
 
@@ -55,7 +54,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--full", action="store_true", help="also train on full MNIST and log it")
     args = parser.parse_args()
-    train = load_split("mnist", "train")
+    train = fetched_split("mnist", "train")
     loop = loop_reference_speed(train.images[: args.loop_samples], train.labels[: args.loop_samples])
     rows = [("tutorial loop, batch 1", loop)]
     for label, batch, dtype in [

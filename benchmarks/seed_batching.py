@@ -18,10 +18,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from core.datasets import load_split
 from experiments.adapters.torch_adapter import OPTIMIZERS
 from experiments.config import RunConfig
-from experiments.data import scale_images
+from experiments.data import fetched_split, scale_images
 from experiments.models import get_model_spec
 
 
@@ -89,7 +88,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def measure(model: str, seeds: list[int], train_size: int, epochs: int, batch_size: int | None = None) -> dict:
     config = RunConfig.from_recipe(model, batch_size=batch_size)
-    train, test = load_split("mnist", "train"), load_split("mnist", "test")
+    train, test = fetched_split("mnist", "train"), fetched_split("mnist", "test")
     x = torch.from_numpy(scale_images(train.images[:train_size], config.input_scaling, np.float32))
     y = torch.from_numpy(train.labels[:train_size].astype(np.int64))
     xt = torch.from_numpy(scale_images(test.images, config.input_scaling, np.float32))

@@ -35,13 +35,13 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
-from core.datasets import load_split
 from core.schema import Metric
 from core.store import REPO_ROOT, get_client
 from experiments import run as run_module
 from experiments import train as train_module
 from experiments.adapters.torch_adapter import TorchAdapter
 from experiments.config import RunConfig
+from experiments.data import fetched_split
 from experiments.memory import keep_freed_memory
 from experiments.models import conv_conv_sequential
 from experiments.run import execute, prepare
@@ -330,7 +330,7 @@ def main() -> None:
     parser.add_argument("--tries", type=int, default=5, help="fits with and without tracking, best of each")
     parser.add_argument("--only-tracking", action="store_true", help="skip the speed rows")
     args = parser.parse_args()
-    train = load_split("mnist", "train").first(args.samples)
+    train = fetched_split("mnist", "train").first(args.samples)
     print(f"conv-conv, batch {BATCH}, Adam, {args.samples} real MNIST images, {torch.get_num_threads()} threads")
     if args.run_epochs and not args.only_tracking:
         whole_run_table(train, args.samples, args.run_epochs)

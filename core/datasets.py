@@ -154,7 +154,10 @@ def cached_dir(name: str) -> Path:
     """The cache folder of a known dataset, verified; DataError when it was never fetched or is corrupt
     (`python -m experiments data` fetches it)."""
     data_dir = cache_root() / name
-    verify_dir(data_dir, dataset_spec(name))
+    try:
+        verify_dir(data_dir, dataset_spec(name))
+    except DataError as err:
+        raise DataError(f"{err}; `python -m experiments data` fetches {name} into the cache") from err
     return data_dir
 
 

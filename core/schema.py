@@ -96,7 +96,7 @@ class Metric:
 
 class Param:
     """Params: the run's configuration, all logged at the start: one per logged run setting (core.settings,
-    whose help they repeat; tests/test_schema.py checks the two agree), then what the runner adds."""
+    whose help they give), then what the runner adds. tests/test_architecture.py checks they agree."""
 
     MODEL = setting_param("model")
     FRAMEWORK = setting_param("framework")

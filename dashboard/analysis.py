@@ -213,7 +213,8 @@ def epoch_position(epochs: list[int], epoch: int) -> int:
 
 
 def epoch_entry(series: dict, epoch: int) -> dict:
-    """One epoch's entry of a per-epoch artifact (experiments.run_logger.grown): each list's item for that epoch."""
+    """One epoch's entry of a per-epoch artifact (core.schema.Artifact.PER_EPOCH: one list per field, an item per
+    epoch): each list's item for that epoch."""
     i = epoch_position(series["epochs"], epoch)
     return {
         key: values[i]

@@ -250,7 +250,7 @@ def with_times(table: pd.DataFrame) -> pd.DataFrame:
 
 def with_derived_verdicts(client: MlflowClient, table: pd.DataFrame) -> pd.DataFrame:
     """Fill epochs, best epoch, best val acc, gap and diagnosis of the runs that did not log them, from their
-    train/val accuracy histories, through the runner's own core.diagnosis.verdict."""
+    train/val accuracy histories, through core.diagnosis.verdict, as the runner does."""
     unknown = table.loc[table["derive"], "yardstick"].to_dict()
     if not unknown:
         return table
@@ -549,17 +549,23 @@ def load_artifact(store: Store, run_id: str, path: str, tick: int = 0) -> Artifa
     return fetch_artifact(client_for(store), run_id, path)
 
 
-@st.cache_data(show_spinner=False, max_entries=4)
 def load_images(dataset: str, split: str, sha256: str | None = None) -> np.ndarray | None:
     """This machine's copy of a dataset's train or test images (N, 28, 28), found by name in the verified cache
     (where the runner and `python -m experiments data` fetch it) and checked against the run's content hash where
     it logged one (the test file's); None if unavailable or different. The trainer's own folder is never used: on
-    a shared server it is another machine's path."""
+    a shared server it is another machine's path. A dataset missing now is looked for again on the next read."""
     try:
-        images = load_split(dataset, split).images
-    except Exception:  # an unknown dataset, or one never fetched on this machine
+        images, content = cached_images(dataset, split)
+    except Exception:  # an unknown dataset, or one not fetched on this machine (yet)
         return None
-    return images if sha256 is None or images_sha256(images) == sha256 else None
+    return images if sha256 is None or content == sha256 else None
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def cached_images(dataset: str, split: str) -> tuple[np.ndarray, str]:
+    """A whole split's images and their SHA-256, read once per process; a failure is raised, so it is not cached."""
+    images = load_split(dataset, split).images
+    return images, images_sha256(images)
 
 
 def current_store() -> Store:

@@ -82,7 +82,7 @@ def remembered_rows(table_key: str) -> list:
 def ticked(table_key: str) -> list:
     """What the ticked rows of the table `table_key` show, in tick order."""
     rows = remembered_rows(table_key)
-    event = st.session_state.get(table_key) or {}
+    event = table_event(table_key)
     return [rows[i] for i in event.get("selection", {}).get("rows", []) if i < len(rows)]
 
 
@@ -99,7 +99,7 @@ def tick_the_selection(table_key: str) -> None:
     another page, a button, a link), so that a tick adds to it and an untick removes. Streamlit's programmatic
     selection: the widget keeps its key, and is told only when its ticks differ from the selection."""
     wanted = selected_rows(table_key)
-    shown = (st.session_state.get(table_key) or {}).get("selection", {}).get("rows", [])
+    shown = table_event(table_key).get("selection", {}).get("rows", [])
     if sorted(shown) != wanted:
         st.session_state[table_key] = {"selection": {"rows": wanted, "columns": [], "cells": []}}
 
@@ -147,7 +147,7 @@ def keep_selection_in_url() -> None:
     store: a switch from the sidebar's page links drops the query, and a reload before the page has read its runs
     (seconds, on a large team store) would otherwise open it with nothing selected. A new session has none yet:
     its address is left as it came."""
-    if st.session_state.get(Key.SELECTION) is not None:
+    if not is_new_session():
         selection_to_url(selection())
 
 

@@ -1,5 +1,6 @@
 """Experiment runners: train CNNs on MNIST-style data and log every run to MLflow.
 
-settings -> data -> models -> adapters -> train -> diagnosis -> run (tracking, schema) -> specs, sweeps -> cli
+config -> data -> models -> adapters -> train -> run (run_logger, heartbeat, spool) -> specs, sweeps -> cli,
+all on core/ (schema, settings, diagnosis, store)
 (docs/architecture.md says it in one page)
 """

@@ -1,6 +1,6 @@
 """RunConfig: one run's configuration, one field per entry of core.settings.SETTINGS, in its order.
 
-The fields are written out so that readers and tools find them; tests/test_settings.py checks their names,
+The fields are written out so that readers and tools find them; tests/test_architecture.py checks their names,
 types and defaults against the settings table, which stays the one place that says what each means.
 """
 

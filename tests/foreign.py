@@ -2,24 +2,22 @@
 backend), and runs under PyTorch Lightning's and the Hugging Face Trainer's metric names, logged the
 way those libraries' MLflow loggers write them (their histories taken from a real run's)."""
 
-import os
-
 import mlflow
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from core.datasets import load_split
+from experiments.adapters.keras_adapter import load_keras
+from experiments.data import fetched_split
 
 
 def keras_autolog_run(
     uri: str, experiment: str, name: str, train_size: int, epochs: int, hidden: int, validation_split: float
 ) -> str:
     """A Keras MLP on the first `train_size` MNIST images, fit under mlflow.autolog(); returns the run id."""
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    import keras  # noqa: PLC0415 (keras: only the keras-marked tests load it)
+    keras = load_keras()  # only the keras-marked tests call this
 
     keras.utils.set_random_seed(0)
-    train = load_split("mnist", "train")
+    train = fetched_split("mnist", "train")
     x = (train.images[:train_size] / 255.0).astype("float32")
     layers = [
         keras.Input((28, 28)),

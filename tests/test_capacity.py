@@ -27,6 +27,10 @@ def test_the_width_multiplies_filters_and_hidden_units_in_both_styles(width, par
         assert sum(p.numel() for p in model.parameters()) == params
 
 
+# The tests share the module fixture `widths`, which trains: one worker builds it once and runs them all.
+pytestmark = pytest.mark.xdist_group("capacity-module")
+
+
 @pytest.fixture(scope="module")
 def widths(tmp_path_factory, mnist_dir):
     """A store of its own holding a three-width suite, run through the command line (in this process)."""

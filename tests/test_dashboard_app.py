@@ -517,3 +517,24 @@ def test_live_refresh_paces_itself_by_how_long_the_store_takes_to_read(store, mo
     slow = refresh_seconds(open_app())
     assert quick < slow and slow >= 9
     st.cache_data.clear()
+
+
+def test_a_dashboard_without_the_dataset_says_how_to_fetch_it_then_shows_the_images(
+    dashboard_store, tmp_path, monkeypatch
+):
+    """A machine that only serves the dashboard has no dataset cache until `python -m experiments data` runs there:
+    the gallery says so (not "another copy of the dataset"), and shows the images once the cache is there."""
+    client, ids = dashboard_store
+    run_id = ids["lenet5"]
+    wrong = json.loads(Path(client.download_artifacts(run_id, "confusion_test.json", str(tmp_path))).read_text())
+    true, pred = max((wrong["matrix"][t][p], t, p) for t in range(10) for p in range(10) if t != p)[1:]
+    monkeypatch.setenv("CNN_DATA_CACHE", str(tmp_path / "empty-cache"))
+    st.cache_data.clear()
+    at = go(open_app(selection=[run_id]), "detail")
+    at.session_state[Key.GALLERY_CELL] = (run_id, true, pred)
+    at.run()
+    assert not at.exception and not at.get("image")
+    assert "`python -m experiments data` fetches it" in at.warning[0].value
+    monkeypatch.undo()  # the machine's own cache again
+    at.run()
+    assert not at.warning and at.get("image")

@@ -24,8 +24,7 @@ STEPS = """
 import json, resource, sys
 import torch
 from experiments.adapters.torch_adapter import TorchLearner, resolve_precision
-from core.datasets import load_split
-from experiments.data import scale_images
+from experiments.data import fetched_split, scale_images
 from experiments.memory import keep_freed_memory
 from experiments.models import conv_conv_sequential
 
@@ -33,7 +32,7 @@ kept = keep_freed_memory(sys.argv[1] == "keep")
 torch.manual_seed(0)
 learner = TorchLearner(conv_conv_sequential(), "adam", 1e-3, "cpu", resolve_precision("auto", "cpu"),
                        channels_last=True)
-train = load_split("mnist", "train").first(3072)
+train = fetched_split("mnist", "train").first(3072)
 inputs, labels = learner.to_inputs(scale_images(train.images, "unit")), learner.to_labels(train.labels)
 step = lambda i: repr(learner.train_step(inputs[i:i + 256], labels[i:i + 256])[0])
 losses = [step(i) for i in range(0, 1024, 256)]

@@ -19,6 +19,10 @@ from tests.helpers import go, open_app, small_config, sqlite_uri
 EPOCHS = 15
 
 
+# The tests share the module fixture `overfit`, which trains: one worker builds it once and runs them all.
+pytestmark = pytest.mark.xdist_group("overfitting_signals-module")
+
+
 @pytest.fixture(scope="module")
 def overfit(tmp_path_factory, mnist_dir):
     """The run, in a store of its own: 1,000 validation images (half the first 2,000 test images) so that one

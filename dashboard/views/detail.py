@@ -102,10 +102,14 @@ def gallery_ui(run_id: str, run: RunRecord, class_names: list[str], source) -> N
         return
     pictures = test_pictures(run_id, run.params, cell_rows)
     if pictures is None:
+        dataset = run.params.get(Param.DATASET, "mnist")
+        why = (
+            f"{md(dataset)} is not in this machine's dataset cache (`python -m experiments data` fetches it)"
+            if reader.load_images(dataset, "test") is None
+            else f"it was trained on another copy of {md(dataset)} (a different content hash)"
+        )
         st.warning(
-            "This run's test images are not on this machine: it was trained on another copy of "
-            f"{md(run.params.get(Param.DATASET, 'its dataset'))} (a different content hash), and it kept no "
-            f"{Artifact.MISCLASSIFIED_IMAGES}."
+            f"This run's test images are not on this machine: {why}, and it kept no {Artifact.MISCLASSIFIED_IMAGES}."
         )
         st.dataframe(cell_rows, hide_index=True)
         return

@@ -17,6 +17,10 @@ from tests.helpers import go, needs_chromium, open_app, start_server, texts
 HOSTILE_NAME = '<img src=x onerror="window.__xss=1"> ünïcødé 🚀 **bold** [link](javascript:alert(1))'
 
 
+# The tests share the module fixture `hostile_store`, which trains: one worker builds it once and runs them all.
+pytestmark = pytest.mark.xdist_group("dashboard_hostile-module")
+
+
 @pytest.fixture(scope="module")
 def hostile_store(tmp_path_factory, mnist_dir):
 

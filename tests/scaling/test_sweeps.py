@@ -92,6 +92,10 @@ def test_bundled_specs_load_and_a_grid_lists_every_combination():
     assert [p["train_size"] for p in Spec.load("data-size").points()] == [1000, 5000, 20000, 60000]
 
 
+# The tests share the module fixture `pruned_sweep`, which trains: one worker builds it once and runs them all.
+pytestmark = pytest.mark.xdist_group("sweeps-module")
+
+
 @pytest.fixture(scope="module")
 def pruned_sweep(tmp_path_factory, mnist_dir):
     """A grid of a good and a hopeless learning rate with the median pruner, run in this process on an
