@@ -1,4 +1,4 @@
-"""Training and evaluation loops, shared by every model kind, and the records they hand on.
+"""Training and evaluation loops, shared by every framework, and the records they hand on.
 
 A *learner* adapts a model to these loops (experiments.adapters: TorchLearner, NumpyLearner):
 it turns uint8-derived float arrays into its own inputs, takes one optimisation step, and
