@@ -82,7 +82,7 @@ def remembered_rows(table_key: str) -> list:
 def ticked(table_key: str) -> list:
     """What the ticked rows of the table `table_key` show, in tick order."""
     rows = remembered_rows(table_key)
-    event = table_event(table_key)
+    event = selection_event(table_key)
     return [rows[i] for i in event.get("selection", {}).get("rows", []) if i < len(rows)]
 
 
@@ -99,7 +99,7 @@ def tick_the_selection(table_key: str) -> None:
     another page, a button, a link), so that a tick adds to it and an untick removes. Streamlit's programmatic
     selection: the widget keeps its key, and is told only when its ticks differ from the selection."""
     wanted = selected_rows(table_key)
-    shown = table_event(table_key).get("selection", {}).get("rows", [])
+    shown = selection_event(table_key).get("selection", {}).get("rows", [])
     if sorted(shown) != wanted:
         st.session_state[table_key] = {"selection": {"rows": wanted, "columns": [], "cells": []}}
 
@@ -199,15 +199,15 @@ def is_new_session() -> bool:
     return st.session_state.get(Key.SELECTION) is None
 
 
-def table_event(table_key: str) -> dict:
-    """The selection event Streamlit keeps for a dataframe drawn with on_select ({} before any)."""
-    return st.session_state.get(table_key) or {}
+def selection_event(widget_key: str) -> dict:
+    """The selection event Streamlit keeps for a dataframe or chart drawn with on_select ({} before any)."""
+    return st.session_state.get(widget_key) or {}
 
 
 def chart_cell(chart_key: str) -> tuple[int, int] | None:
     """The (row, column) of a heatmap's first selected point (a click or a box), or None: (true, predicted) on a
     confusion matrix, whose x is the predicted class and y the true one."""
-    points = (st.session_state.get(chart_key) or {}).get("selection", {}).get("points")
+    points = selection_event(chart_key).get("selection", {}).get("points")
     return (int(points[0]["y"]), int(points[0]["x"])) if points else None
 
 

@@ -45,12 +45,12 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: (item.get_closest_marker("keras") is not None, not item.get_closest_marker("long")))
     for item in items:
         used = set(getattr(item, "fixturenames", ()))
-        if used & SLOW_FIXTURES or item.get_closest_marker("keras"):
+        keras = item.get_closest_marker("keras") is not None
+        shared = sorted(SHARED_FIXTURES[name] for name in used & SHARED_FIXTURES.keys())
+        if keras or used & SLOW_FIXTURES:
             item.add_marker(pytest.mark.slow)
-        if item.get_closest_marker("keras"):  # one worker, last: they share Keras runs, and Keras slows what follows
-            item.add_marker(pytest.mark.xdist_group("keras"))
-        elif used & set(SHARED_FIXTURES):
-            item.add_marker(pytest.mark.xdist_group(min(SHARED_FIXTURES[name] for name in used & set(SHARED_FIXTURES))))
+        if keras or shared:  # Keras tests on one worker, last: they share Keras runs, and Keras slows what follows
+            item.add_marker(pytest.mark.xdist_group("keras" if keras else shared[0]))
 
 
 @pytest.hookimpl(wrapper=True)

@@ -133,7 +133,7 @@ def interval_text(low: pd.Series, high: pd.Series) -> pd.Series:
 def follow_ticks(table_key: str) -> None:
     """The table's ticks changed: the runs of a ticked row join the selection, those of an unticked row leave it;
     runs the table does not show (filtered out) stay selected."""
-    event = state.table_event(table_key)
+    event = state.selection_event(table_key)
     state.set_selection(
         state.ticks_applied(
             state.selection(),
