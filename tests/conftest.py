@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import streamlit as st
 import torch
+from _pytest.nodeid import NodeId
 from mlflow.tracking import MlflowClient
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import sync_playwright
@@ -35,7 +36,7 @@ SHARED_FIXTURES = {
 SLOW_FIXTURES = {"mnist_dir", "browser", "page", *SHARED_FIXTURES}
 
 
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
     """Tests marked `long` run first, tests that load Keras last. Once Keras is imported, Streamlit's script
     runner calls keras.backend.clear_session() (a full gc.collect) before every AppTest run: the dashboard tests after
     the first Keras test took 4-8 times longer (measured). The dashboard itself never imports Keras. Under
@@ -51,6 +52,17 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.slow)
         if keras or shared:  # Keras tests on one worker, last: they share Keras runs, and Keras slows what follows
             item.add_marker(pytest.mark.xdist_group("keras" if keras else shared[0]))
+        if config.getvalue("loadgroup"):
+            name_the_group(item)
+
+
+def name_the_group(item) -> None:
+    """What pytest-xdist's loadgroup does, for pytest 9: the test's id ends in @GROUP, which sends every test of
+    a group to one worker. xdist 3.8 writes the suffix to item._nodeid, which pytest 9.2 no longer reads, so the
+    groups were silently ignored: each worker built the shared fixtures again."""
+    names = sorted({str(mark.args[0]) for mark in item.iter_markers("xdist_group") if mark.args})
+    if names and "@" not in item.nodeid:
+        item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(names)}")
 
 
 @pytest.hookimpl(wrapper=True)
