@@ -68,6 +68,12 @@ DATASETS = {
     ),
 }
 
+
+def is_dataset_path(dataset: str) -> bool:
+    """Whether a dataset setting names your own data (a folder, or an .npz file) rather than a known dataset."""
+    return dataset not in DATASETS and (dataset.endswith(".npz") or "/" in dataset or os.path.isdir(dataset))
+
+
 # ---------------------------------------------------------------- reading IDX files
 
 IDX_UBYTE = 0x08
@@ -172,7 +178,7 @@ def dataset_spec(name: str) -> DatasetSpec:
 
 @dataclass
 class Subset:
-    """Images (N, 28, 28) uint8, labels (N,), and each image's index in its source file."""
+    """Images uint8 (N, H, W), or (N, H, W, 3) in colour; labels (N,); and each image's index in its source file."""
 
     images: np.ndarray
     labels: np.ndarray

@@ -103,6 +103,7 @@ class Param:
     STYLE = setting_param("style")
     DATASET = setting_param("dataset")
     DATA_DIR = setting_param("data_dir")
+    IMAGE_SIZE = setting_param("image_size")
     INPUT_SCALING = setting_param("input_scaling")
     EPOCHS = setting_param("epochs")
     BATCH_SIZE = setting_param("batch_size")
@@ -134,6 +135,12 @@ class Param:
         "SHA-256 of the whole test file's images: the dashboard finds the "
         "same images by dataset name and this hash on any machine",
     )
+    DATASET_SHA256 = Name(
+        "dataset_sha256",
+        "your own --dataset: SHA-256 of its class names, images and labels as read (after any resize)",
+    )
+    INPUT_SHAPE = Name("input_shape", "one image as the model takes it: channels x height x width")
+    MODEL_SHA256 = Name("model_sha256", "your own --model FILE.py:factory: SHA-256 of the file (a copy is logged)")
     TORCH_VERSION = Name("torch_version", "PyTorch version")
     KERAS_VERSION = Name("keras_version", "Keras version (keras models)")
     NUMPY_VERSION = Name("numpy_version", "numpy version")
@@ -237,11 +244,18 @@ class Artifact:
         "`confidence` (float16), best-val weights: two runs on the same test images are "
         "compared image by image (McNemar, flipped examples)",
     )
+    RUN_IMAGES = Name(
+        "images.npz",
+        "runs on images no other machine can find by name (your own --dataset or --data-dir, your own loop): "
+        "`test`, the test file's images by index, and `val`, the validation images in val_images.json's order; "
+        "uint8 (N, H, W) or (N, H, W, 3); not kept over 64 MB",
+    )
     MISCLASSIFIED_IMAGES = Name(
         "misclassified_test_images.npz",
-        "runs on your own --data-dir only: `images`, uint8 (N, 28, 28), the images of "
-        "misclassified_test.csv's rows in its order, so any machine can show them",
+        "older runs on your own --data-dir: `images`, uint8 (N, 28, 28), the images of "
+        "misclassified_test.csv's rows in its order (images.npz replaced it)",
     )
+    MODEL_SOURCE = Name("model_source.py", "your own --model FILE.py:factory: a copy of the file")
     MODEL = Name(
         "model",
         "PyTorch model (mlflow.pytorch.log_model), best-val weights; MLflow 3 stores it as a "

@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from core.datasets import DATASETS
+from core.datasets import DATASETS, is_dataset_path
 
 DEFAULT_EXPERIMENT = "cnn-experiments"
 REQUIRED = object()  # the default of a setting that has none
@@ -93,8 +93,9 @@ SETTINGS: dict[str, Setting] = {
             "model",
             str,
             REQUIRED,
-            "registry name of the model (python -m experiments models)",
-            expected="a model of the registry (python -m experiments models)",
+            "registry name of the model (python -m experiments models), or your own PyTorch or Keras model: "
+            "FILE.py:factory or package.module:factory (docs/your-own-code.md)",
+            expected="a model of the registry (python -m experiments models) or FILE.py:factory",
         ),
         Setting(
             "framework",
@@ -114,7 +115,26 @@ SETTINGS: dict[str, Setting] = {
             optional=True,
             param_doc="how the model is built: sequential or functional",
         ),
-        Setting("dataset", str, "mnist", "mnist or fashion-mnist", choices=tuple(DATASETS)),
+        Setting(
+            "dataset",
+            str,
+            "mnist",
+            "mnist, fashion-mnist, or your own: a folder of class folders (PATH/train/<class>/ and "
+            "PATH/test/<class>/, or PATH/<class>/ with a test split carved), or an .npz with x_train, y_train, "
+            "x_test, y_test and optionally class_names (docs/your-own-code.md)",
+            check=lambda value: value in DATASETS or is_dataset_path(value),
+            expected=f"one of {', '.join(DATASETS)}, or a folder or .npz path (a path holds a / or ends in .npz)",
+            param_doc="the dataset's name, or the path of your own folder or .npz",
+        ),
+        Setting(
+            "image_size",
+            int,
+            None,
+            "resize every image to N x N pixels (your own --dataset; default: as stored, all of one size)",
+            optional=True,
+            check=positive,
+            expected="an integer > 0",
+        ),
         Setting(
             "data_dir",
             str,
@@ -363,6 +383,28 @@ SETTINGS: dict[str, Setting] = {
     ]
 }
 
+
+def is_model_reference(model: str) -> bool:
+    """Whether a model setting names your own factory (FILE.py:factory or package.module:factory), not a registry
+    model."""
+    return ":" in model
+
+
+def model_label(model: str) -> str:
+    """How a run's model is named in tables and run names: a registry model by its name, your own by its file's
+    (or module's last) name and factory: models/net.py:build -> net.py:build."""
+    if not is_model_reference(model):
+        return model
+    target, _, factory = model.rpartition(":")
+    return f"{target.replace(chr(92), '/').rsplit('/', 1)[-1]}:{factory}"
+
+
+def dataset_label(dataset: str) -> str:
+    """How a run's dataset is named in tables and run names: a known dataset by its name, your own by its folder's
+    or file's name."""
+    return dataset.rstrip("/").rsplit("/", 1)[-1] if is_dataset_path(dataset) else dataset
+
+
 SWEEPABLE = tuple(name for name, s in SETTINGS.items() if s.sweepable)
 EXPERIMENT_SETTINGS = tuple(name for name, s in SETTINGS.items() if s.logged and s.defines_experiment)
 GROUP_SETTINGS = tuple(name for name in EXPERIMENT_SETTINGS if name != "seed")  # what a config_group hashes
@@ -383,6 +425,18 @@ def config_group(params: dict) -> str:
         return ""
     values = {name: str(params[name]) for name in GROUP_SETTINGS if name in params and not unset(name, params[name])}
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def free_config_group(config: dict) -> str:
+    """The config group of a run of your own loop (experiments.track): a hash of its whole config but the seed and
+    the settings that do not define the experiment (where and how it is recorded), so that its repeats over seeds
+    group as the runner's do."""
+    kept = {
+        name: str(value)
+        for name, value in config.items()
+        if name != "seed" and (name not in SETTINGS or SETTINGS[name].defines_experiment)
+    }
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def unknown_keys(keys: Iterable[str], allowed: Iterable[str] = SETTINGS) -> list[str]:

@@ -24,7 +24,7 @@ from core.datasets import images_sha256, load_split
 from core.diagnosis import Yardstick, best_epoch, best_error_for, verdicts
 from core.liveness import lost_since, now_ms
 from core.schema import Metric, Param, Tag, Value
-from core.settings import EXPERIMENT_SETTINGS, config_group, unset
+from core.settings import EXPERIMENT_SETTINGS, config_group, dataset_label, model_label, unset
 from core.store import StoreError, artifact_root, probe_server, sqlite_path, store_problem, tracking_uri
 from dashboard.bulk import POINT_COLUMNS, StoredRun, experiment_names, metric_names, metric_points, stored_runs
 from dashboard.conventions import (
@@ -175,7 +175,7 @@ def model_name(params: dict) -> str:
     """The model: our `model` param, else what another tool logged about it (Keras runs: read later from the
     summary artifact autolog writes), else unknown."""
     if Param.MODEL in params:
-        return params[Param.MODEL]
+        return model_label(params[Param.MODEL])
     found = next((params[name] for name in FOREIGN_MODEL_PARAMS if params.get(name) not in (None, "", "None")), None)
     return found or UNKNOWN
 
@@ -185,7 +185,7 @@ def dataset_name(run: StoredRun) -> str:
     (autolog names arrays it cannot name "dataset": that says nothing)."""
     found = run.params.get(Param.DATASET) or run.tags.get("dataset")
     named = [name for name in run.inputs if name not in ("", "dataset")]
-    return found or (named[0] if named else UNKNOWN)
+    return dataset_label(found) if found else (named[0] if named else UNKNOWN)
 
 
 def number(value) -> float:

@@ -16,11 +16,12 @@ from experiments.adapters import adapter_for
 from experiments.config import RunConfig
 from experiments.data import ensure_dataset
 from experiments.heartbeat import reap
-from experiments.models import MODELS
-from experiments.run import RunInterrupted, RunResult, execute, resume
+from experiments.models import MODELS, REGISTRY_DATA
+from experiments.run import RunResult, execute, resume
 from experiments.specs import SUITE_METHODS, Spec, spec_names, suite_configs
 from experiments.spool import StoreAway
 from experiments.sweeps import OBJECTIVE, SweepError, run_worker
+from experiments.track import RunInterrupted
 from experiments.tracking_server import ADMIN_USER, Auth, admin_password, start_mlflow_server, start_postgres
 from experiments.train import Diverged
 
@@ -31,7 +32,7 @@ def list_models() -> None:
         adapter = adapter_for(spec.frameworks[0])
         config = RunConfig.from_recipe(name)
         model = adapter.build(spec, config, "cpu")[0]
-        params = adapter.size_figures(model, adapter.layer_table(model))[Metric.PARAMS_TOTAL]
+        params = adapter.size_figures(model, adapter.layer_table(model, REGISTRY_DATA[1]))[Metric.PARAMS_TOTAL]
         overrides = ", ".join(f"{k}={v}" for k, v in spec.recipe.items()) or "the defaults (train --help)"
         written = "; ".join(f"{framework}: {', '.join(spec.styles(framework))}" for framework in spec.frameworks)
         print(f"{name:<20} {params:>10,} params  styles: {written}")
@@ -60,8 +61,7 @@ def default_words(setting: Setting) -> str:
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """One option per run setting (core.settings); each left unset takes the model's recipe value. The model's
-    choices are the runner's registry, which the core does not know."""
+    """One option per run setting (core.settings); each left unset takes the model's recipe value."""
     parser.add_argument("--resume", metavar="RUN_ID", help="continue a KILLED or FAILED run from its last checkpoint")
     for setting in SETTINGS.values():
         if not setting.on_command_line:
@@ -72,7 +72,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
             options["action"] = argparse.BooleanOptionalAction
         else:
             options["type"] = setting.type
-            options["choices"] = (tuple(MODELS) if setting.name == "model" else setting.choices) or None
+            options["choices"] = setting.choices or None
         if setting.frameworks:
             options["help"] += f" [{' and '.join(setting.frameworks)} models]"
         parser.add_argument(setting.flag, **options)

@@ -6,8 +6,8 @@ types and defaults against the settings table, which stays the one place that sa
 
 from dataclasses import dataclass, replace
 
-from core.settings import DEFAULT_EXPERIMENT, SETTINGS, ConfigError, refuse_unknown
-from experiments.models import get_model_spec
+from core.settings import DEFAULT_EXPERIMENT, SETTINGS, ConfigError, dataset_label, model_label, refuse_unknown
+from experiments.user_models import model_spec
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,7 @@ class RunConfig:
     framework: str | None = None
     style: str | None = None
     dataset: str = "mnist"
+    image_size: int | None = None
     data_dir: str | None = None
     input_scaling: str = "unit"
     epochs: int = 5
@@ -57,10 +58,7 @@ class RunConfig:
         An override of val_split or val_from_test replaces the recipe's choice of split kind.
         """
         refuse_unknown(overrides, "run configuration")
-        try:
-            recipe = dict(get_model_spec(model).recipe)
-        except ValueError as err:
-            raise ConfigError(f"--model: {err}") from err
+        recipe = dict(model_spec(model).recipe)
         given = {k: v for k, v in overrides.items() if v is not None}
         if given.get("val_split") or given.get("val_from_test"):
             recipe.update(val_split=0.0, val_from_test=0.0)
@@ -78,10 +76,7 @@ class RunConfig:
             problem = setting.problem(getattr(self, setting.name))
             if problem:
                 raise ConfigError(problem)
-        try:
-            get_model_spec(self.model)
-        except ValueError as err:
-            raise ConfigError(f"--model: {err}") from err
+        model_spec(self.model)
         if (self.val_split > 0) == (self.val_from_test > 0):
             raise ConfigError("--val-split/--val-from-test: exactly one of them must be > 0")
 
@@ -89,11 +84,13 @@ class RunConfig:
         return {name: getattr(self, name) for name in SETTINGS}
 
     def name(self) -> str:
-        """The run's name: run_name, else MODEL[-FRAMEWORK]-DATASET (the framework when not the model's own)."""
+        """The run's name: run_name, else MODEL[-FRAMEWORK]-DATASET (the framework when not the model's own; your own
+        model and data by their factory's and folder's names)."""
         if self.run_name:
             return self.run_name
-        own = get_model_spec(self.model).frameworks[0]
-        return "-".join([self.model, *([self.framework] if self.framework not in (None, own) else []), self.dataset])
+        own = model_spec(self.model).frameworks[0]
+        framework = [self.framework] if self.framework not in (None, own) else []
+        return "-".join([model_label(self.model).rsplit(":", 1)[-1], *framework, dataset_label(self.dataset)])
 
     def replicas(self) -> list["RunConfig"]:
         """One configuration per repeat, with seeds seed, seed+1, ...; a named run gets its seed in its name."""

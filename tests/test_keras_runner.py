@@ -11,7 +11,8 @@ from core.settings import ConfigError
 from experiments.cli import dispatch
 from experiments.config import RunConfig
 from experiments.models import MODELS, ConvConv
-from experiments.run import RunInterrupted, check, execute, resume
+from experiments.run import check, execute, resume
+from experiments.track import RunInterrupted
 from tests.helpers import small_config, sqlite_uri
 
 pytestmark = pytest.mark.keras

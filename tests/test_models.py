@@ -6,7 +6,7 @@ import torch
 
 from core.schema import Metric
 from experiments.adapters import adapter_for
-from experiments.models import MODELS, ConvConv, conv_conv_sequential
+from experiments.models import MODELS, REGISTRY_DATA, ConvConv, conv_conv_sequential
 
 
 @pytest.mark.parametrize("name", [n for n, s in MODELS.items() if "pytorch" in s.frameworks])
@@ -22,11 +22,11 @@ def test_every_keras_program_matches_its_pytorch_twin_layer_by_layer(name):
     twin, and ten probabilities per image."""
 
     spec, keras_adapter, torch_adapter = MODELS[name], adapter_for("keras"), adapter_for("pytorch")
-    twin = torch_adapter.layer_table(spec.build(framework="pytorch"))
+    twin = torch_adapter.layer_table(spec.build(framework="pytorch"), REGISTRY_DATA[1])
     twin_params = [p for p in twin["params"] if p]
     for style in ("sequential", "functional"):
         model = spec.build(style, framework="keras")
-        table = keras_adapter.layer_table(model)
+        table = keras_adapter.layer_table(model, REGISTRY_DATA[1])
         assert [p for p in table["params"] if p] == twin_params, style
         assert keras_adapter.size_figures(model, table)[Metric.PARAMS_TOTAL] == sum(twin_params), style
         probabilities = model.predict_on_batch(np.zeros((3, 28, 28, 1), dtype=np.float32))
@@ -55,7 +55,7 @@ def test_sequential_conv_conv_has_relu_after_dense_128():
 
 def test_layer_table_totals_match_parameter_count():
     model, adapter = MODELS["two-block"].build(framework="pytorch"), adapter_for("pytorch")
-    table = adapter.layer_table(model)
+    table = adapter.layer_table(model, REGISTRY_DATA[1])
     sizes = adapter.size_figures(model, table)
     assert table["params"].sum() == sizes[Metric.PARAMS_TOTAL] == 431_242
     assert table.iloc[0].to_dict() == {

@@ -27,7 +27,7 @@ def test_run_record_holds_every_schema_name(conv_conv_run):
         run.data.metrics
     )
     assert not missing_metrics
-    other_frameworks_only = ("FILTERS", "DTYPE", "KERAS_VERSION")
+    other_frameworks_only = ("FILTERS", "DTYPE", "KERAS_VERSION", "DATASET_SHA256", "MODEL_SHA256")  # or data, or model
     param_names = [
         v for k, v in vars(Param).items() if not k.startswith(("_", "SWEEP_")) and k not in other_frameworks_only
     ]  # SWEEP_*: a sweep's parent

@@ -2,6 +2,7 @@
 
 import time
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -29,15 +30,26 @@ def artifact(run_id: str, path: str):
     return got.value
 
 
+def run_images(run_id: str, params: dict, split: str) -> np.ndarray | None:
+    """A run's images: "test", the whole test file's (by index), or "val", the validation set's (in its order).
+    From the images the run kept (your own data, your own loop), else, for the test file, from this machine's copy
+    of the dataset found by name and content hash; None where neither has them."""
+    kept = artifact(run_id, Artifact.RUN_IMAGES)
+    if kept is not None and split in kept:
+        return kept[split]
+    if split != "test":
+        return None
+    return reader.load_images(params.get(Param.DATASET, "mnist"), "test", params.get(Param.TEST_IMAGES_SHA256))
+
+
 def test_pictures(run_id: str, params: dict, rows: pd.DataFrame) -> list | None:
-    """The pictures of rows of a run's misclassified_test.csv: from the run's own thumbnails (runs on a user's
-    --data-dir), else from this machine's copy of the dataset, found by name and content hash; None if neither has
-    them."""
+    """The pictures of rows of a run's misclassified_test.csv (run_images), or of an older run's own thumbnails
+    (misclassified_test_images.npz); None if none of them has them."""
+    images = run_images(run_id, params, "test")
+    if images is not None:
+        return [images[i] for i in rows["index"]]
     kept = artifact(run_id, Artifact.MISCLASSIFIED_IMAGES)
-    if kept is not None:
-        return [kept["images"][row] for row in rows.index]
-    images = reader.load_images(params.get(Param.DATASET, "mnist"), "test", params.get(Param.TEST_IMAGES_SHA256))
-    return None if images is None else [images[i] for i in rows["index"]]
+    return None if kept is None else [kept["images"][row] for row in rows.index]
 
 
 def image_strip(pictures, positions, captions: list[str], width: int, where=st) -> None:

@@ -6,7 +6,7 @@ import streamlit as st
 
 from core import stats
 from core.comparison import Answer, which_is_better
-from core.schema import Artifact, Metric, Param
+from core.schema import Artifact, Metric
 from dashboard import figures, formats, reader, state
 from dashboard.analysis import (
     BASELINE_DIFFERENCES,
@@ -28,7 +28,7 @@ from dashboard.analysis import (
     which_is_better_sides,
 )
 from dashboard.state import Key
-from dashboard.views import artifact, image_strip, read, runs_or_message, selected_or_story
+from dashboard.views import artifact, image_strip, read, run_images, runs_or_message, selected_or_story
 from dashboard.widgets import (
     CONFIGURATION,
     MAX_COMPARE,
@@ -216,9 +216,7 @@ def flipped_section(runs: pd.DataFrame, pair: list[str], predictions: dict, answ
     """The test images one run got right and the other wrong, both ways, as galleries captioned with the true
     class and the wrong run's answer."""
     run = read(reader.load_run, pair[0])
-    images = reader.load_images(
-        run.params.get(Param.DATASET, "mnist"), "test", run.params.get(Param.TEST_IMAGES_SHA256)
-    )
+    images = run_images(pair[0], run.params, "test")
     labels = run_labels(runs, pair)
     cols = st.columns(2)
     for col, (right, wrong), flipped in zip(

@@ -23,7 +23,15 @@ from dashboard.analysis import (
 )
 from dashboard.reader import RunRecord
 from dashboard.state import IN_URL, Key
-from dashboard.views import artifact, artifact_location_note, image_strip, read, runs_or_message, test_pictures
+from dashboard.views import (
+    artifact,
+    artifact_location_note,
+    image_strip,
+    read,
+    run_images,
+    runs_or_message,
+    test_pictures,
+)
 from dashboard.widgets import confusion_source_ui, md, run_picker_ui
 
 GALLERY_LIMIT = 40
@@ -83,7 +91,7 @@ def gallery_ui(run_id: str, run: RunRecord, class_names: list[str], source) -> N
     if source != "test":
         found = val_predictions_at(run_id, (source,))
         if not isinstance(found, str):
-            val_gallery_ui(run, class_names, source, cell, *found)
+            val_gallery_ui(run_id, run, class_names, source, cell, *found)
             return
         st.caption(
             f"The matrix shows the validation set after epoch {source}, but {found[0].lower()}{found[1:]}: "
@@ -139,7 +147,13 @@ def val_predictions_at(run_id: str, epochs: tuple[int, ...]) -> tuple[dict, list
 
 
 def val_gallery_ui(
-    run: RunRecord, class_names: list[str], epoch: int, cell: tuple[int, int], val: dict, predicted: list[list[int]]
+    run_id: str,
+    run: RunRecord,
+    class_names: list[str],
+    epoch: int,
+    cell: tuple[int, int],
+    val: dict,
+    predicted: list[list[int]],
 ) -> None:
     """The validation images in the matrix's cell after `epoch`, as many as the matrix counts there."""
     true, pred = cell
@@ -154,7 +168,7 @@ def val_gallery_ui(
         + " (captions: the image's index in its file)."
     )
     image_strip(
-        val_pictures(run, val),
+        val_pictures(run_id, run, val),
         shown,
         [f"#{val['index'][r]} {class_names[true]}→{class_names[pred]}" for r in shown],
         width=84,
@@ -246,7 +260,7 @@ def moved_ui(run_id: str, run: RunRecord, class_names: list[str], pair: tuple[in
     val, (before, after) = found
     true, pred = cell
     into, out_of = moved_images(val["labels"], before, after, true, pred)
-    pictures = val_pictures(run, val)
+    pictures = val_pictures(run_id, run, val)
     st.markdown(
         f"**True {md(class_names[true])}, predicted {md(class_names[pred])}**: {len(into)} moved in, "
         f"{len(out_of)} moved out between epoch {pair[0]} and epoch {pair[1]} (captions: the validation "
@@ -261,9 +275,12 @@ def moved_ui(run_id: str, run: RunRecord, class_names: list[str], pair: tuple[in
             )
 
 
-def val_pictures(run: RunRecord, val: dict) -> np.ndarray | None:
-    """The run's validation images from this machine's copy of its dataset, when they are the very images it
-    validated on (same SHA-256: a run on your own files, or an older run that logged no hash, shows none)."""
+def val_pictures(run_id: str, run: RunRecord, val: dict) -> np.ndarray | None:
+    """The run's validation images: those it kept (your own data), else this machine's copy of its dataset when
+    they are the very images it validated on (same SHA-256: an older run that logged no hash shows none)."""
+    kept = run_images(run_id, run.params, "val")
+    if kept is not None:
+        return kept
     images = reader.load_images(run.params.get(Param.DATASET, "mnist"), val["source"])
     chosen = None if images is None else images[np.asarray(val["index"], dtype=int)]
     return chosen if chosen is not None and images_sha256(chosen) == val.get("sha256") else None

@@ -33,18 +33,19 @@ class ModelAdapter(Protocol):
 
     def input_dtype(self, config) -> np.dtype: ...
 
-    def build(self, spec, config, device: str) -> tuple[object, object]:
-        """The model (seeded by config.seed) and its learner."""
+    def build(self, spec, config, device: str, data=None) -> tuple[object, object]:
+        """The model (seeded by config.seed) and its learner; `data` (classes, (C, H, W)) shapes a model of your own."""
 
     def resolved_params(self, config, model, device: str) -> dict:
         """This framework's logged params, as resolved for the run (e.g. 'auto' precision -> bf16)."""
 
-    def layer_table(self, model) -> pd.DataFrame: ...
+    def layer_table(self, model, input_shape: tuple[int, int, int]) -> pd.DataFrame:
+        """One row per layer for one image of input_shape (channels, height, width)."""
 
     def size_figures(self, model, table: pd.DataFrame) -> dict:
         """params_total, params_trainable, model_bytes and activation_bytes_per_image (from the layer table)."""
 
-    def log_weights(self, logger, model) -> None: ...
+    def log_weights(self, logger, model, input_shape: tuple[int, int, int]) -> None: ...
 
 
 def adapter_for(framework: str) -> ModelAdapter:

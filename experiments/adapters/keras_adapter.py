@@ -170,13 +170,13 @@ class KerasAdapter:
     def input_dtype(self, config) -> np.dtype:
         return np.dtype(np.float32)
 
-    def build(self, spec, config, device: str):
+    def build(self, spec, config, device: str, data=None):
         keras = load_keras()
 
         torch.set_flush_denormal(config.flush_denormal)  # the backend's kernels are PyTorch's
         keras.utils.set_random_seed(config.seed)  # weights, Keras's shuffling and dropout
         with keras.device(device):
-            model = spec.build(config.style, framework=self.framework)
+            model = spec.build(config.style, self.framework, data)
             if config.dropout is not None:
                 for layer in dropout_layers(model):
                     layer.rate = config.dropout
@@ -188,7 +188,7 @@ class KerasAdapter:
         rates = ",".join(f"{layer.rate:g}" for layer in dropout_layers(model))
         return {Param.DROPOUT: rates or "none", Param.KERAS_VERSION: keras.__version__}
 
-    def layer_table(self, model) -> pd.DataFrame:
+    def layer_table(self, model, input_shape: tuple[int, int, int]) -> pd.DataFrame:
         """Keras's own layer list, as model.summary() prints it (the input layer has no output of its own)."""
         rows = [
             {
@@ -211,12 +211,13 @@ class KerasAdapter:
             Metric.ACTIVATION_BYTES: int(table["activations"].sum() * np.dtype(model.dtype).itemsize),
         }
 
-    def log_weights(self, logger, model) -> None:
+    def log_weights(self, logger, model, input_shape: tuple[int, int, int]) -> None:
         """The model through mlflow.keras (a .keras file: architecture and weights, no pickle to load)."""
         keras = load_keras()
         import mlflow.keras  # noqa: PLC0415 (imports keras)
 
-        example = np.zeros((2, 28, 28, 1), dtype=np.float32)
+        channels, height, width = input_shape
+        example = np.zeros((2, height, width, channels), dtype=np.float32)
         signature = mlflow.models.infer_signature(example, model.predict_on_batch(example))
         mlflow.set_tracking_uri(logger.client.tracking_uri)
         with mlflow.start_run(run_id=logger.run_id, log_system_metrics=False):

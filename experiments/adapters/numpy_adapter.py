@@ -56,7 +56,7 @@ class NumpyAdapter:
     def input_dtype(self, config) -> np.dtype:
         return np.dtype(config.dtype)
 
-    def build(self, spec, config, device: str) -> tuple[TinyNumpyCNN, NumpyLearner]:
+    def build(self, spec, config, device: str, data=None) -> tuple[TinyNumpyCNN, NumpyLearner]:
         model = spec.build(
             config.style,
             framework=self.framework,
@@ -69,7 +69,7 @@ class NumpyAdapter:
     def resolved_params(self, config, model, device: str) -> dict:
         return {Param.FILTERS: config.filters, Param.DTYPE: config.dtype}
 
-    def layer_table(self, model) -> pd.DataFrame:
+    def layer_table(self, model, input_shape: tuple[int, int, int]) -> pd.DataFrame:
         return pd.DataFrame(model.layer_rows(), columns=LAYER_COLUMNS)
 
     def size_figures(self, model, table: pd.DataFrame) -> dict:
@@ -82,5 +82,5 @@ class NumpyAdapter:
             Metric.ACTIVATION_BYTES: int(table["activations"].sum() * weights[0].itemsize),
         }
 
-    def log_weights(self, logger, model) -> None:
+    def log_weights(self, logger, model, input_shape: tuple[int, int, int]) -> None:
         logger.log_npz(model.parameter_arrays(), Artifact.NUMPY_WEIGHTS)

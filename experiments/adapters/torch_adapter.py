@@ -105,7 +105,7 @@ class TorchAdapter:
     framework = "pytorch"
 
     def check(self, config, spec) -> None:
-        if config.dropout is not None and not dropout_layers(spec.build(config.style, framework=self.framework)):
+        if config.dropout is not None and not dropout_layers(spec.build(config.style, self.framework)):
             raise ConfigError(f"--dropout: model {config.model!r} has no dropout layers")
 
     def device(self, config) -> str:
@@ -114,11 +114,11 @@ class TorchAdapter:
     def input_dtype(self, config) -> np.dtype:
         return np.dtype(np.float32)
 
-    def build(self, spec, config, device: str) -> tuple[torch.nn.Module, TorchLearner]:
+    def build(self, spec, config, device: str, data=None) -> tuple[torch.nn.Module, TorchLearner]:
         torch.set_flush_denormal(config.flush_denormal)  # CPU only (a no-op elsewhere); process-wide, so set per run
         torch.manual_seed(config.seed)
         model = spec.build(
-            config.style, framework=self.framework, **({"width": config.width} if config.width is not None else {})
+            config.style, self.framework, data, **({"width": config.width} if config.width is not None else {})
         )
         if config.dropout is not None:
             set_dropout(model, config.dropout)
@@ -139,10 +139,10 @@ class TorchAdapter:
             Param.DROPOUT: rates or "none",
         }
 
-    def layer_table(self, model) -> pd.DataFrame:
-        """torchinfo's leaf layers (torchinfo is the maintained successor of torchsummary)."""
-
-        info = torchinfo.summary(model, input_size=(1, 1, 28, 28), verbose=0, device="cpu")
+    def layer_table(self, model, input_shape: tuple[int, int, int]) -> pd.DataFrame:
+        """torchinfo's leaf layers (torchinfo is the maintained successor of torchsummary), on a copy of the model
+        on the CPU (torchinfo moves the model it is given)."""
+        info = torchinfo.summary(copy.deepcopy(model), input_size=(1, *input_shape), verbose=0, device="cpu")
         rows = [
             {
                 "layer": layer.var_name,
@@ -165,7 +165,7 @@ class TorchAdapter:
             Metric.ACTIVATION_BYTES: int(table["activations"].sum() * tensors[0].element_size()),
         }
 
-    def log_weights(self, logger, model) -> None:
+    def log_weights(self, logger, model, input_shape: tuple[int, int, int]) -> None:
         """The model through mlflow.pytorch in its default 'pt2' exported-graph format (no pickle to load), its
         weights in the default memory format: the archive treats channels_last weights as slices of a larger tensor
         and warns on every run.
@@ -178,6 +178,6 @@ class TorchAdapter:
             mlflow.pytorch.log_model(
                 model.cpu().to(memory_format=torch.contiguous_format).eval(),
                 name=Artifact.MODEL,
-                input_example=np.zeros((2, 1, 28, 28), dtype=np.float32),
+                input_example=np.zeros((2, *input_shape), dtype=np.float32),
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
             )

@@ -17,7 +17,8 @@ def no_runs(store) -> bool:
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--model", "nope"], "argument --model: invalid choice: 'nope' (choose from 'softmax-regression'"),
+        (["--model", "nope"], "--model: unknown model 'nope'; choose one of softmax-regression"),
+        (["--model", "nope.py:build"], "--model nope.py: no such file"),
         ([], "--model: required; expected one of softmax-regression"),
         (["--model", "tiny", "--epochs", "0"], "--epochs: 0 is not allowed; expected an integer > 0"),
         (["--model", "tiny", "--batch-size", "-1"], "--batch-size: -1 is not allowed; expected an integer > 0"),
@@ -26,7 +27,8 @@ def no_runs(store) -> bool:
         (["--model", "tiny", "--val-from-test", "-0.2"], "--val-from-test: -0.2 is not allowed"),
         (["--model", "tiny", "--train-size", "70000"], "--train-size 70000 is larger than the 60000 train images"),
         (["--model", "tiny", "--style", "functional"], "--style: model 'tiny' has no style 'functional'"),
-        (["--model", "tiny", "--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar'"),
+        (["--model", "tiny", "--dataset", "cifar"], "--dataset: 'cifar' is not allowed; expected one of mnist"),
+        (["--model", "tiny", "--dataset", "no/such/folder"], "no/such/folder: no such folder or .npz file"),
         (["--model", "tiny-numpy", "--optimizer", "adam"], "--optimizer: the numpy model supports only sgd"),
         (["--model", "tiny", "--dropout", "0.3"], "--dropout: model 'tiny' has no dropout layers"),
         (["--model", "conv-conv", "--dropout", "1.5"], "--dropout: 1.5 is not allowed; expected a rate in [0, 1)"),

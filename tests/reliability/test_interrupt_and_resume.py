@@ -13,8 +13,9 @@ from core.schema import Artifact, Metric, Tag
 from dashboard.reader import fetch_runs
 from experiments import interrupts
 from experiments import run as run_module
-from experiments.run import RunInterrupted, execute
+from experiments.run import execute
 from experiments.run_logger import RunLogger
+from experiments.track import RunInterrupted
 from tests.helpers import cli_in_process, cli_process, open_app, small_config
 
 TRAIN = [
@@ -165,7 +166,7 @@ def test_an_interrupt_between_the_code_that_starts_or_resumes_a_run_and_its_trai
     def stop_after_an_epoch(record):
         raise KeyboardInterrupt("SIGTERM")
 
-    with pytest.raises(run_module.RunInterrupted) as first:
+    with pytest.raises(RunInterrupted) as first:
         run_module.execute(
             small_config("softmax-regression", epochs=2, run_name="stopped-after-an-epoch"),
             should_stop=stop_after_an_epoch,
@@ -180,7 +181,7 @@ def test_an_interrupt_between_the_code_that_starts_or_resumes_a_run_and_its_trai
     with pytest.raises(KeyboardInterrupt) as resumed:
         run_module.resume(first.value.run_id, progress=False)
     for stopped in (first, started, resumed):
-        assert isinstance(stopped.value, run_module.RunInterrupted), "the run was left without being ended"
+        assert isinstance(stopped.value, RunInterrupted), "the run was left without being ended"
         run = store.get_run(stopped.value.run_id)
         assert run.info.status == "KILLED" and "SIGTERM" in run.data.tags[Tag.ERROR], run.info.run_name
 
