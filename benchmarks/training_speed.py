@@ -161,6 +161,7 @@ def tracking_overhead(samples: int, tries: int = 5) -> dict:
                     seed=0,
                     best_error=0.002,
                     log_every=50,
+                    num_classes=10,
                     progress=False,
                     on_epoch=timed(logger.log_epoch, spent) if logger else None,
                 )

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from core import stats
+from core.datasets import is_dataset_path
 from core.schema import Metric
 
 BIAS_THRESHOLD = 0.01
@@ -61,14 +62,17 @@ ADVICE = {
 
 
 def best_error_for(dataset: str | None, given: float | str | None = None) -> float:
-    """The best achievable error: the one given (a run's param) when it is a fraction, else the dataset's, else
-    MNIST's."""
+    """The best achievable error: the one given (a run's param) when it is a fraction, else the dataset's
+    published one, else 0 for your own data (a folder or .npz: nothing is published, so avoidable bias is all of
+    the bias), else MNIST's (another tool's run, or a dataset named but not known)."""
     try:
         value = float(given)
     except (TypeError, ValueError):  # absent, "None", or not a number (another tool's param)
         value = math.nan
     if 0 <= value < 1:
         return value
+    if dataset and is_dataset_path(dataset):
+        return 0.0
     return BEST_ERROR.get(dataset, BEST_ERROR["mnist"])
 
 

@@ -222,7 +222,7 @@ SETTINGS: dict[str, Setting] = {
             "best_error",
             float,
             None,
-            "best achievable error, for avoidable bias (default: the dataset's best published error)",
+            "best achievable error, for avoidable bias (default: the dataset's published one; 0 for your own data)",
             optional=True,
             check=fraction,
             expected="a fraction in [0, 1)",

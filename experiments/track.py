@@ -315,8 +315,10 @@ def start(
         Param.MODEL: config.get("model") or (type(model).__name__ if model is not None else "unnamed"),
         Param.DATASET: dataset or config.get("dataset") or "unnamed",
     }
+    best_error = best_error_for(described[Param.DATASET], config.get("best_error"))
     params = {
         **described,
+        Param.BEST_ERROR: best_error,
         **({Param.FRAMEWORK: framework_of(model)} if model is not None else {}),
         Param.TORCH_VERSION: torch.__version__,
         Param.NUMPY_VERSION: np.__version__,
@@ -333,7 +335,7 @@ def start(
         tags,
         config,
         class_names,
-        Yardstick(best_error_for(described[Param.DATASET], config.get("best_error"))),
+        Yardstick(best_error),
         experiment=experiment,
         run_name=run_name or f"{described[Param.MODEL]}-{dataset_label(str(described[Param.DATASET]))}",
         heartbeat_seconds=config.get("heartbeat", SETTINGS["heartbeat"].default),

@@ -52,7 +52,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
         if keras or shared:  # Keras tests on one worker, last: they share Keras runs, and Keras slows what follows
             item.add_marker(pytest.mark.xdist_group("keras" if keras else shared[0]))
-        if config.getvalue("loadgroup"):
+        if config.getoption("loadgroup", default=False):  # set on the workers of `--dist loadgroup`
             name_the_group(item)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 from streamlit.testing.v1 import AppTest
 
 from core.store import REPO_ROOT
@@ -208,3 +209,24 @@ def wait_idle(page, timeout=60_000):
 def shoot(page, name):
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def box_select(page, chart_key: str, point: int) -> None:
+    """Drag a box around one marker of a chart. A plain click on a Plotly marker emits no selection in headless
+    Chromium; a box drawn around it (the chart's default drag mode) does, as it does for a user."""
+    marker = page.locator(f".st-key-{chart_key} .js-plotly-plot .scatterlayer .point").nth(point)
+    for attempt in range(3):  # a rerun that redraws the chart detaches the marker found a moment before
+        try:
+            wait_idle(page)
+            marker.scroll_into_view_if_needed(timeout=10_000)
+            box = marker.bounding_box(timeout=10_000)
+            break
+        except PlaywrightError:
+            if attempt == 2:
+                raise
+            page.wait_for_timeout(1000)
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x - 12, y - 12)
+    page.mouse.down()
+    page.mouse.move(x + 12, y + 12, steps=8)
+    page.mouse.up()

@@ -21,6 +21,7 @@ from dashboard.state import Key
 from experiments.tracking_server import free_port
 from tests.helpers import (
     answers_health,
+    box_select,
     listening_addresses,
     needs_chromium,
     shoot,
@@ -320,24 +321,3 @@ def test_clicking_a_confusion_cell_opens_its_gallery(server, page, tmp_path):
     moves.first.wait_for(timeout=30_000)
     assert page.locator('[data-testid="stException"]').count() == 0
     shoot(page, "detail-epoch-difference")
-
-
-def box_select(page, chart_key: str, point: int) -> None:
-    """Drag a box around one marker of a chart. A plain click on a Plotly marker emits no selection in headless
-    Chromium; a box drawn around it (the chart's default drag mode) does, as it does for a user."""
-    marker = page.locator(f".st-key-{chart_key} .js-plotly-plot .scatterlayer .point").nth(point)
-    for attempt in range(3):  # a rerun that redraws the chart detaches the marker found a moment before
-        try:
-            wait_idle(page)
-            marker.scroll_into_view_if_needed(timeout=10_000)
-            box = marker.bounding_box(timeout=10_000)
-            break
-        except PlaywrightError:
-            if attempt == 2:
-                raise
-            page.wait_for_timeout(1000)
-    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    page.mouse.move(x - 12, y - 12)
-    page.mouse.down()
-    page.mouse.move(x + 12, y + 12, steps=8)
-    page.mouse.up()

@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from core.diagnosis import DIVERGED
+from core.diagnosis import DIVERGED, best_error_for
 from core.schema import Artifact, Metric, Param, Tag
 from core.settings import ConfigError
 from core.store import REPO_ROOT
@@ -25,7 +26,21 @@ from dashboard.state import Key
 from examples.make_datasets import digits_folder, shapes_folder, shapes_npz
 from experiments import track
 from experiments.train import Diverged
-from tests.helpers import all_runs, cli, cli_in_process, go, open_app, sqlite_uri, texts
+from experiments.user_models import model_spec
+from tests.helpers import (
+    all_runs,
+    box_select,
+    cli,
+    cli_in_process,
+    go,
+    needs_chromium,
+    open_app,
+    shoot,
+    sqlite_uri,
+    start_server,
+    texts,
+    wait_idle,
+)
 
 pytestmark = pytest.mark.xdist_group("your-own-code")
 
@@ -144,6 +159,21 @@ def test_logits_you_computed_make_an_epoch_and_a_diverged_loss_ends_the_run_fail
     assert [m.step for m in store.get_metric_history(run.run_id, Metric.VAL_ACC)] == [1]
 
 
+def test_a_model_factory_is_found_by_file_or_module_path_and_shaped_by_the_data():
+    by_module, by_file = model_spec("examples.my_model:small_cnn"), model_spec(USER_MODEL)
+    assert by_module.source_file == by_file.source_file == EXAMPLES / "my_model.py"
+    model = by_module.build(data=(3, (3, 20, 30)))
+    assert model(torch.zeros(2, 3, 20, 30)).shape == (2, 3)
+    with pytest.raises(ConfigError, match="has no function or class 'nope'"):
+        model_spec("examples.my_model:nope")
+    with pytest.raises(ConfigError, match="cannot import no_such_package"):
+        model_spec("no_such_package.models:build")
+
+
+def test_your_own_data_is_judged_against_no_published_error(tmp_path):
+    assert best_error_for(str(tmp_path / "shapes.npz")) == 0.0 and best_error_for("mnist") == 0.002
+
+
 def test_a_wrong_setting_in_your_config_is_refused_before_any_run(store):
     with pytest.raises(ConfigError, match="lr: -1 is not allowed; expected a number > 0"):
         track.start({"lr": -1}, class_names=["a", "b"])
@@ -241,6 +271,37 @@ def test_the_gallery_of_a_colour_run_shows_colour_images(own_store):
     at.session_state[Key.GALLERY_CELL] = (run_id, true, pred)
     at.run()
     assert not at.exception and at.get("image")
+
+
+@needs_chromium
+def test_your_colour_run_in_chromium_names_its_classes_and_shows_its_images_in_colour(own_store, page):
+    client, folder = own_store
+    run = next(r for r in all_runs(client) if r.info.run_name == "small_cnn-shapes-seed0")
+    matrix = np.array(
+        json.loads(Path(client.download_artifacts(run.info.run_id, Artifact.CONFUSION_TEST, str(folder))).read_text())[
+            "matrix"
+        ]
+    )
+    np.fill_diagonal(matrix, 0)
+    true, pred = np.unravel_index(matrix.argmax(), matrix.shape)
+    assert matrix[true, pred], "the shapes model got every test image right: no gallery to look at"
+    with start_server(sqlite_uri(folder)) as url:
+        page.set_viewport_size({"width": 1500, "height": 2600})
+        page.goto(f"{url}/detail?runs={run.info.run_id[:8]}")
+        page.get_by_text("Test set, best-val weights").wait_for(timeout=60_000)
+        wait_idle(page)
+        page.wait_for_timeout(1000)
+        box_select(page, Key.CONFUSION_CHART, int(true) * 3 + int(pred))
+        names = ["disc", "square", "triangle"]
+        page.get_by_text(f"Test images of true {names[true]}, predicted {names[pred]}").wait_for(timeout=30_000)
+        page.locator('img[src*="/media/"]').first.wait_for(timeout=30_000)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        shoot(page, "your-own-colour-run-detail")
+        page.goto(f"{url}/overfitting?runs={run.info.run_id[:8]}")
+        page.get_by_text("Reliability after epoch").wait_for(timeout=60_000)
+        wait_idle(page)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        shoot(page, "your-own-colour-run-inspector")
 
 
 @pytest.mark.parametrize(
