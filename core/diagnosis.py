@@ -61,10 +61,10 @@ ADVICE = {
 }
 
 
-def best_error_for(dataset: str | None, given: float | str | None = None) -> float:
+def best_error_for(dataset: str | None, given: float | str | None = None, unknown: float | None = None) -> float:
     """The best achievable error: the one given (a run's param) when it is a fraction, else the dataset's
     published one, else 0 for your own data (a folder or .npz: nothing is published, so avoidable bias is all of
-    the bias), else MNIST's (another tool's run, or a dataset named but not known)."""
+    the bias), else `unknown` (0 for a run of your own loop), else MNIST's (another tool's run)."""
     try:
         value = float(given)
     except (TypeError, ValueError):  # absent, "None", or not a number (another tool's param)
@@ -73,7 +73,7 @@ def best_error_for(dataset: str | None, given: float | str | None = None) -> flo
         return value
     if dataset and is_dataset_path(dataset):
         return 0.0
-    return BEST_ERROR.get(dataset, BEST_ERROR["mnist"])
+    return BEST_ERROR.get(dataset, BEST_ERROR["mnist"] if unknown is None else unknown)
 
 
 def bias_variance(train_acc, val_acc, best_error: float) -> dict:

@@ -179,6 +179,10 @@ class Tag:
         "exploded past 100 x ln(classes) (experiments.train)",
     )
     RUN_NAME = Name("mlflow.runName", "MLflow's own run name tag")
+    TESTED_WEIGHTS = Name(
+        "tested_weights",
+        "the weights the test set was evaluated with: best-val (the runner) or as handed to finish() (your own loop)",
+    )
     STOPPED_AT_EPOCH = Name("stopped_at_epoch", "epoch after which training stopped early (a pruned sweep trial)")
     PARENT_RUN = Name("mlflow.parentRunId", "MLflow's nesting tag: a sweep trial's parent is its sweep run")
     HEARTBEAT = Name(
@@ -203,6 +207,7 @@ class Value:
     RUN_KIND_SWEEP = "sweep"  # Tag.RUN_KIND of a sweep's parent run
     TRIAL_RUNNING, TRIAL_COMPLETE, TRIAL_PRUNED, TRIAL_FAILED = "running", "complete", "pruned", "failed"
     TRIAL_STATES = (TRIAL_RUNNING, TRIAL_COMPLETE, TRIAL_PRUNED, TRIAL_FAILED)  # Tag.TRIAL_STATE
+    TESTED_BEST_VAL, TESTED_AS_HANDED = "best-val", "as handed to finish()"  # Tag.TESTED_WEIGHTS
 
 
 class Artifact:

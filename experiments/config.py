@@ -5,9 +5,26 @@ types and defaults against the settings table, which stays the one place that sa
 """
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
-from core.settings import DEFAULT_EXPERIMENT, SETTINGS, ConfigError, dataset_label, model_label, refuse_unknown
+from core.datasets import is_dataset_path
+from core.settings import (
+    DEFAULT_EXPERIMENT,
+    SETTINGS,
+    ConfigError,
+    dataset_label,
+    is_model_reference,
+    model_label,
+    refuse_unknown,
+)
 from experiments.user_models import model_spec
+
+
+def absolute_model(model: str) -> str:
+    """Your own FILE.py:factory with the file's absolute path (a run resumes, and groups, wherever it is started
+    from); any other model as it is."""
+    target, _, factory = model.rpartition(":")
+    return f"{Path(target).resolve()}:{factory}" if is_model_reference(model) and target.endswith(".py") else model
 
 
 @dataclass(frozen=True)
@@ -58,8 +75,11 @@ class RunConfig:
         An override of val_split or val_from_test replaces the recipe's choice of split kind.
         """
         refuse_unknown(overrides, "run configuration")
+        model = absolute_model(model)
         recipe = dict(model_spec(model).recipe)
         given = {k: v for k, v in overrides.items() if v is not None}
+        if isinstance(given.get("dataset"), str) and is_dataset_path(given["dataset"]):
+            given["dataset"] = str(Path(given["dataset"]).resolve())
         if given.get("val_split") or given.get("val_from_test"):
             recipe.update(val_split=0.0, val_from_test=0.0)
         return cls(**{**recipe, **given, "model": model})

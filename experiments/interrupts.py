@@ -6,6 +6,8 @@ nor loses an epoch. A second one does not wait.
 """
 
 import signal
+import threading
+from collections.abc import Callable
 from contextlib import contextmanager
 
 _held = {"depth": 0, "pending": None}
@@ -24,6 +26,27 @@ def on_signal(signum, frame) -> None:
 def install() -> None:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+
+
+def install_where_unset() -> Callable[[], None]:
+    """For a program of yours (experiments.track): Ctrl-C and SIGTERM as here, where they still have Python's own
+    handlers and this is the main thread; a handler your program or its framework installed is left alone.
+    Returns what puts the handlers back."""
+    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    replaced = {signum: signal.getsignal(signum) for signum, default in defaults.items()}
+    replaced = {signum: handler for signum, handler in replaced.items() if handler is defaults[signum]}
+    for signum in replaced:
+        signal.signal(signum, on_signal)
+
+    def restore() -> None:
+        if threading.current_thread() is threading.main_thread():
+            for signum, handler in replaced.items():
+                if signal.getsignal(signum) is on_signal:
+                    signal.signal(signum, handler)
+
+    return restore
 
 
 @contextmanager

@@ -42,7 +42,8 @@ class TrackingCallback(L.Callback):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.run.logger.final_status is None:
-            self.run.finish(pl_module, test=self.test or trainer.datamodule.test_dataloader())
+            test = self.test if self.test is not None else trainer.datamodule.test_dataloader()
+            self.run.finish(pl_module, test=test)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if self.run is not None:

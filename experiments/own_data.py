@@ -19,7 +19,8 @@ from core.datasets import DataError, Subset
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 CARVED_TEST_FRACTION = 0.2  # of a single PATH/<class>/ folder, held out as the test split
-GREY_MODES = ("1", "L", "I", "I;16", "F")
+GREY_MODES = ("1", "L", "I", "I;16", "I;16B", "I;16L", "F")
+WIDE_MODES = {"I": 257, "I;16": 257, "I;16B": 257, "I;16L": 257}  # 16-bit pixels: divided down to 8 bits
 CARVE_SEED = 0  # fixed, not the run's seed: runs that differ in their seed are tested on the same images
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -58,7 +59,13 @@ def load_own(path: str, image_size: int | None = None) -> OwnDataset:
 
 def read_folder(root: Path, image_size: int | None) -> tuple[Subset, Subset, tuple[str, ...]]:
     """PATH/train/<class>/ and PATH/test/<class>/, or PATH/<class>/ with a carved test split."""
-    if (root / "train").is_dir() and (root / "test").is_dir():
+    split_folders = [name for name in ("train", "test", "val") if (root / name).is_dir()]
+    if split_folders and split_folders[:2] != ["train", "test"]:
+        raise DataError(
+            f"{root}: has {'/, '.join(split_folders)}/ but not both train/ and test/ (validation is carved from one "
+            "of them: --val-split, --val-from-test)"
+        )
+    if split_folders:
         names = class_folders(root / "train")
         missing = sorted(set(class_folders(root / "test")) - set(names))
         if missing:
@@ -123,6 +130,9 @@ def picture(path: Path, image_size: int | None) -> np.ndarray:
     """One image as uint8 (H, W) when it is grey (its colour channels all equal), else (H, W, 3); resized to
     image_size square when given."""
     image = opened(path)
+    if image.mode in WIDE_MODES or image.mode == "F":  # convert("L") would clip every value above 255
+        pixels = np.asarray(image, dtype=np.float64) / WIDE_MODES.get(image.mode, 1)
+        image = Image.fromarray(np.clip(np.round(pixels), 0, 255).astype(np.uint8))
     image = image.convert("L" if image.mode in GREY_MODES else "RGB")
     if image_size:
         image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)

@@ -8,7 +8,6 @@ import json
 import platform
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 from mlflow.exceptions import MlflowException
 
 from core.diagnosis import Yardstick, best_error_for
-from core.schema import Artifact, Metric, Param, Tag
+from core.schema import Artifact, Param, Tag
 from core.settings import SETTINGS, ConfigError, config_group
 from core.store import get_client
 from experiments import interrupts
@@ -220,7 +219,7 @@ def describe(run: Run, ready: Prepared) -> None:
     if ready.splits.kept_images:
         run.keep_images(ready.splits.kept_images)
     if ready.spec.source_file:
-        run.logger.log_text(ready.spec.source_file.read_text(), Artifact.MODEL_SOURCE)
+        run.keep_source(ready.spec.source_file)
 
 
 def resume(run_id: str, progress: bool = True) -> tuple[RunConfig, RunResult]:
@@ -242,6 +241,13 @@ def resume(run_id: str, progress: bool = True) -> tuple[RunConfig, RunResult]:
         stored = json.loads(Path(client.download_artifacts(run_id, Artifact.CONFIG, tmp)).read_text())
     config = replace(RunConfig.from_dict(stored, f"--resume: run {run_id}'s {Artifact.CONFIG}"), progress=progress)
     ready = prepare(config)
+    logged = {name: run.data.params.get(name) for name in (Param.MODEL_SHA256, Param.DATASET_SHA256)}
+    now = {Param.MODEL_SHA256: ready.spec.source_file and file_sha256(ready.spec.source_file)}
+    now[Param.DATASET_SHA256] = ready.splits.dataset_sha256
+    changed = [name for name, value in logged.items() if value and value != now[name]]
+    if changed:  # the weights in the checkpoint belong to the model and data the run started with
+        what = {Param.MODEL_SHA256: f"the model file {ready.spec.source_file}", Param.DATASET_SHA256: config.dataset}
+        raise ConfigError(f"--resume: {what[changed[0]]} changed since run {run_id} started; restore it to resume")
     with interrupts.held():  # reopened RUNNING and ended by the Run whatever happens next, or not reopened
         logger, checkpoint = RunLogger.reopen(
             run_id,
@@ -282,7 +288,6 @@ def train_and_log(
 ) -> RunResult:
     """fit, test with the best-val weights, log the results; a diverged run ends FAILED with its diagnosis, and
     the Run around it ends any other stopped run."""
-    started = time.perf_counter()
     splits, learner, inputs = ready.splits, ready.learner, ready.inputs
     eval_rows = np.sort(np.random.default_rng(config.seed).permutation(len(splits.train))[: config.train_eval_size])
     try:
@@ -304,13 +309,11 @@ def train_and_log(
             should_stop=should_stop,
         )
         if fitted.epochs_trained < config.epochs:
-            run.logger.set_tags({Tag.STOPPED_AT_EPOCH: fitted.epochs_trained})
+            run.stopped_early(fitted.epochs_trained)
         learner.load_weights(fitted.best_weights)
         tested = evaluate(learner, inputs["test"], splits.test.labels, batch_size=config.eval_batch_size)
         final = run.log_results(tested, splits.test, ready.model, ready.adapter, splits.input_shape, fitted.history)
-        final[Metric.TOTAL_SECONDS] = time.perf_counter() - started
-        run.logger.log_metrics({Metric.TOTAL_SECONDS: final[Metric.TOTAL_SECONDS]}, step=fitted.epochs_trained)
-        run.logger.finish("FINISHED")
+        run.end("FINISHED")
     except Diverged as err:
         run.end_diverged(err)
         raise

@@ -160,13 +160,15 @@ class RunLogger:
     def log_epoch(self, record, checkpoint: dict | None) -> None:
         """Commit one epoch (an experiments.train.EpochRecord): metrics and step losses in one batch, the per-epoch
         artifacts grown by its entries, and its checkpoint (the runner's; your own loop has none); an interrupt waits
-        for the whole commit. If the store is away for longer than retry_seconds, the epoch and its checkpoint are
-        spooled here and StoreAway raised."""
+        for the whole commit. If the store is away for longer than retry_seconds, StoreAway is raised, with the
+        epoch and its checkpoint spooled here where there is a checkpoint to resume from."""
         try:
             self.patiently(self.commit_epoch, record, checkpoint)
         except Exception as err:
             if not is_outage(err):
                 raise
+            if checkpoint is None:  # nothing could resume from the spool
+                raise StoreAway(self.run_id, record.epoch, None, self.retry_seconds, err) from err
             path = spool_path(self.run_id)
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.save(tensor_tree({"record": dataclasses.asdict(record), "checkpoint": checkpoint}), path)

@@ -18,12 +18,18 @@ class StoreAway(RuntimeError):
     """The store stopped answering during a run and stayed away for the run's store_retry seconds: the run stops,
     its last epoch and checkpoint spooled on this machine, to be logged by `train --resume RUN_ID`."""
 
-    def __init__(self, run_id: str, epoch: int, spool: Path, seconds: float, cause: Exception):
+    def __init__(self, run_id: str, epoch: int, spool: Path | None, seconds: float, cause: Exception):
         reason = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else type(cause).__name__
+        kept = (
+            f"epoch {epoch} and its checkpoint are saved in {spool}, every earlier one is logged. Once the store is "
+            f"back: `python -m experiments train --resume {run_id}`"
+            if spool
+            else f"epoch {epoch} was not logged, every earlier one is (a loop of your own has no checkpoint to resume "
+            "from). Once the store is back, `python -m experiments reap` ends the run FAILED"
+        )
         super().__init__(
-            f"the tracking store stopped answering during run {run_id} and stayed away {seconds:.0f} s "
-            f"({reason}); epoch {epoch} and its checkpoint are saved in {spool}, every earlier one is "
-            f"logged. Once the store is back: `python -m experiments train --resume {run_id}`"
+            f"the tracking store stopped answering during run {run_id} and stayed away {seconds:.0f} s ({reason}); "
+            + kept
         )
         self.run_id = run_id
 

@@ -2,7 +2,8 @@
 
 The factory returns a PyTorch nn.Module or a Keras model that outputs one score per class (logits for PyTorch, a
 softmax for Keras, as the tutorials write them). It may take any of `num_classes`, `in_channels`, `image_size`
-(height, width) and `input_shape` (channels, height, width): each it names is given from the run's dataset. The
+(height, width) and `input_shape` (channels, height, width for PyTorch; height, width, channels for Keras, as
+keras.Input takes it): each it names is given from the run's dataset. The
 framework is the one the file imports (Keras if it imports keras and not torch), unless --framework says.
 """
 
@@ -42,12 +43,8 @@ def user_model_spec(reference: str) -> ModelSpec:
 
     def build(data: tuple[int, tuple[int, int, int]] | None = None):
         num_classes, (channels, height, width) = data or REGISTRY_DATA
-        given = {
-            "num_classes": num_classes,
-            "in_channels": channels,
-            "image_size": (height, width),
-            "input_shape": (channels, height, width),
-        }
+        one_input = (height, width, channels) if framework == "keras" else (channels, height, width)
+        given = dict(zip(SHAPE_ARGUMENTS, (num_classes, channels, (height, width), one_input), strict=True))
         accepted = inspect.signature(factory).parameters
         return factory(**{name: value for name, value in given.items() if name in accepted})
 
@@ -81,10 +78,10 @@ def load_factory(reference: str) -> tuple[ModuleType, object, Path]:
 
 
 def import_file(path: Path) -> ModuleType:
-    """A .py file as a module of its own (named after its content), importable again by that name."""
+    """A .py file as a module of its own (named after its path and content), importable again by that name."""
     if not path.is_file():
         raise ConfigError(f"--model {path}: no such file")
-    name = f"user_model_{file_sha256(path)[:16]}"
+    name = f"user_model_{hashlib.sha256(f'{path.resolve()}:{file_sha256(path)}'.encode()).hexdigest()[:16]}"
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)

@@ -19,12 +19,15 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from core.diagnosis import DIVERGED, best_error_for
-from core.schema import Artifact, Metric, Param, Tag
+from core.schema import Artifact, Metric, Param, Tag, Value
 from core.settings import ConfigError
 from core.store import REPO_ROOT
 from dashboard.state import Key
 from examples.make_datasets import digits_folder, shapes_folder, shapes_npz
 from experiments import track
+from experiments.config import RunConfig
+from experiments.run import execute, resume
+from experiments.track import RunInterrupted
 from experiments.train import Diverged
 from experiments.user_models import model_spec
 from tests.helpers import (
@@ -157,6 +160,65 @@ def test_logits_you_computed_make_an_epoch_and_a_diverged_loss_ends_the_run_fail
     assert logged.info.status == "FAILED" and logged.data.tags[Tag.DIAGNOSIS] == DIVERGED
     assert logged.data.params["augment"] == "flip"  # not a setting: logged as it is
     assert [m.step for m in store.get_metric_history(run.run_id, Metric.VAL_ACC)] == [1]
+
+
+def test_the_sizes_logged_are_those_of_the_sets_handed_over_whatever_the_config_says(store):
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 400)
+    logits = rng.normal(size=(400, 2)) + np.eye(2)[labels]
+    config = {"test_size": None, "train_eval_size": 10_000}  # a script's own arguments may say so
+    run = track.start(config, dataset="toy", class_names=["no", "yes"])
+    run.log_epoch(train=(logits[:200], labels[:200]), val=(logits[200:300], labels[200:300]))
+    final = run.finish(test=(logits[300:], labels[300:]))
+    logged = store.get_run(run.run_id)
+    assert logged.info.status == "FINISHED" and final[Metric.TEST_ACC] == logged.data.metrics[Metric.TEST_ACC]
+    assert {k: logged.data.params[k] for k in (Param.TRAIN_EVAL_SIZE, Param.VAL_SIZE, Param.TEST_SIZE)} == {
+        Param.TRAIN_EVAL_SIZE: "200",
+        Param.VAL_SIZE: "100",
+        Param.TEST_SIZE: "100",
+    }
+
+
+def test_a_run_of_your_own_model_resumes_only_with_the_file_it_started_with(store, tmp_path):
+    model_file = tmp_path / "net.py"
+    model_file.write_text((EXAMPLES / "my_model.py").read_text())
+    data = shapes_npz(tmp_path / "shapes.npz", train_per_class=20, test_per_class=5)
+    config = RunConfig.from_recipe(f"{model_file}:small_cnn", dataset=str(data), epochs=2, progress=False)
+
+    def interrupt(record):
+        raise KeyboardInterrupt("SIGTERM")  # after epoch 1 and its checkpoint
+
+    with pytest.raises(RunInterrupted) as stopped:
+        execute(config, should_stop=interrupt)
+    model_file.write_text(model_file.read_text().replace("width: int = 16", "width: int = 8"))
+    with pytest.raises(ConfigError, match=f"the model file {model_file} changed since run"):
+        resume(stopped.value.run_id, progress=False)
+    model_file.write_text((EXAMPLES / "my_model.py").read_text())
+    _, result = resume(stopped.value.run_id, progress=False)
+    assert result.epochs_trained == 2 and store.get_run(result.run_id).info.status == "FINISHED"
+
+
+def test_arrays_of_images_and_a_flat_model_are_evaluated_by_the_model_you_hand_over(store):
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(120, 1, 6, 6)).astype(np.float32), rng.integers(0, 3, 120)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(36, 3))
+    with track.start({"seed": np.int64(3)}, model=model, class_names=["a", "b", "c"]) as run:
+        with pytest.raises(ConfigError, match=r"scores of shape \(10, 4\) for 3 class names"):
+            run.log_epoch(train=(rng.normal(size=(10, 4)), y[:10]), val=(rng.normal(size=(10, 4)), y[:10]))
+        run.log_epoch(model, train=(x, y), val=(x[:60], y[:60]))
+        run.finish(model, test=(x[60:], y[60:]))
+    logged = store.get_run(run.run_id)
+    assert logged.info.status == "FINISHED" and logged.data.params[Param.INPUT_SHAPE] == "1x6x6"
+    assert logged.data.tags[Tag.TESTED_WEIGHTS] == Value.TESTED_AS_HANDED
+    kept = np.load(store.download_artifacts(run.run_id, Artifact.RUN_IMAGES))
+    assert kept["test"].shape == (60, 6, 6) and kept["val"].shape == (60, 6, 6)
+
+
+def test_leaving_the_with_block_before_finish_ends_the_run_failed(store):
+    with track.start(class_names=["a", "b"]) as run:
+        pass
+    logged = store.get_run(run.run_id)
+    assert logged.info.status == "FAILED" and "ended before finish()" in logged.data.tags[Tag.ERROR]
 
 
 def test_a_model_factory_is_found_by_file_or_module_path_and_shaped_by_the_data():
@@ -313,6 +375,7 @@ def test_your_colour_run_in_chromium_names_its_classes_and_shows_its_images_in_c
         ("mixed_sizes", "set --image-size"),
         ("labels_out_of_range", "out of range 0..2"),
         ("empty_split", "the test split has no images"),
+        ("train_and_val_folders", "but not both train/ and test/"),
     ],
 )
 def test_bad_data_is_refused_in_one_line_before_any_run(store, capsys, tmp_path, make, problem):
@@ -373,4 +436,13 @@ def empty_split(tmp):
     return path, path
 
 
-BAD_DATA = {f.__name__: f for f in (one_class, unreadable, truncated, mixed_sizes, labels_out_of_range, empty_split)}
+def train_and_val_folders(tmp):
+    grey_folder(tmp / "tv" / "train", {"a": 5, "b": 5})
+    grey_folder(tmp / "tv" / "val", {"a": 2, "b": 2})
+    return tmp / "tv", tmp / "tv"
+
+
+BAD_DATA = {
+    f.__name__: f
+    for f in (one_class, unreadable, truncated, mixed_sizes, labels_out_of_range, empty_split, train_and_val_folders)
+}

@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from core.datasets import DATASETS
 from core.schema import Artifact, Param
 from dashboard import reader, state
-from dashboard.widgets import LIVE_SECONDS, live_seconds, selection_ui
+from dashboard.widgets import LIVE_SECONDS, live_seconds, md, selection_ui
 
 
 def read(load, *args):
@@ -50,6 +51,20 @@ def test_pictures(run_id: str, params: dict, rows: pd.DataFrame) -> list | None:
         return [images[i] for i in rows["index"]]
     kept = artifact(run_id, Artifact.MISCLASSIFIED_IMAGES)
     return None if kept is None else [kept["images"][row] for row in rows.index]
+
+
+def why_no_images(params: dict) -> str:
+    """Why a run's images cannot be shown here, in words: a known dataset not fetched here or another copy of it,
+    or a run that kept none of its own."""
+    dataset = params.get(Param.DATASET, "mnist")
+    if dataset not in DATASETS:
+        return (
+            f"it kept no {Artifact.RUN_IMAGES} (a run of your own loop that handed over logits has no images, and "
+            "images over 64 MB are not kept)"
+        )
+    if reader.load_images(dataset, "test") is None:
+        return f"{md(dataset)} is not in this machine's dataset cache (`python -m experiments data` fetches it)"
+    return f"it was trained on another copy of {md(dataset)} (a different content hash)"
 
 
 def image_strip(pictures, positions, captions: list[str], width: int, where=st) -> None:

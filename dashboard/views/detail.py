@@ -31,6 +31,7 @@ from dashboard.views import (
     run_images,
     runs_or_message,
     test_pictures,
+    why_no_images,
 )
 from dashboard.widgets import confusion_source_ui, md, run_picker_ui
 
@@ -110,15 +111,7 @@ def gallery_ui(run_id: str, run: RunRecord, class_names: list[str], source) -> N
         return
     pictures = test_pictures(run_id, run.params, cell_rows)
     if pictures is None:
-        dataset = run.params.get(Param.DATASET, "mnist")
-        why = (
-            f"{md(dataset)} is not in this machine's dataset cache (`python -m experiments data` fetches it)"
-            if reader.load_images(dataset, "test") is None
-            else f"it was trained on another copy of {md(dataset)} (a different content hash)"
-        )
-        st.warning(
-            f"This run's test images are not on this machine: {why}, and it kept no {Artifact.MISCLASSIFIED_IMAGES}."
-        )
+        st.warning(f"This run's test images are not on this machine: {why_no_images(run.params)}.")
         st.dataframe(cell_rows, hide_index=True)
         return
     st.image(

@@ -140,9 +140,9 @@ class TorchAdapter:
         }
 
     def layer_table(self, model, input_shape: tuple[int, int, int]) -> pd.DataFrame:
-        """torchinfo's leaf layers (torchinfo is the maintained successor of torchsummary), on a copy of the model
-        on the CPU (torchinfo moves the model it is given)."""
-        info = torchinfo.summary(copy.deepcopy(model), input_size=(1, *input_shape), verbose=0, device="cpu")
+        """torchinfo's leaf layers (torchinfo is the maintained successor of torchsummary); it moves the model to
+        the CPU, as log_weights does after it."""
+        info = torchinfo.summary(model, input_size=(1, *input_shape), verbose=0, device="cpu")
         rows = [
             {
                 "layer": layer.var_name,

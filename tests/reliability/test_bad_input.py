@@ -18,7 +18,7 @@ def no_runs(store) -> bool:
     "args, message",
     [
         (["--model", "nope"], "--model: unknown model 'nope'; choose one of softmax-regression"),
-        (["--model", "nope.py:build"], "--model nope.py: no such file"),
+        (["--model", "nope.py:build"], "nope.py: no such file"),
         ([], "--model: required; expected one of softmax-regression"),
         (["--model", "tiny", "--epochs", "0"], "--epochs: 0 is not allowed; expected an integer > 0"),
         (["--model", "tiny", "--batch-size", "-1"], "--batch-size: -1 is not allowed; expected an integer > 0"),
