@@ -339,10 +339,11 @@ def start(
     run_name: str | None = None,
     tags: dict | None = None,
 ) -> Run:
-    """Open a run of your own loop. `config` (a dict) is logged as params: a name that is a run setting
-    (core.settings: lr, epochs, batch_size, seed, best_error, train_eval_size...) is checked as the runner checks
-    it, any other is logged as it is. `model` names the run's model (its class) and framework; `dataset` names
-    the data (a known dataset's name sets the best achievable error); `class_names` label every axis.
+    """Open a run of your own loop. `config` (a dict) is logged as params: a name that is a numeric run setting
+    (core.settings: lr, epochs, batch_size, seed, best_error, train_eval_size...) is checked for its type and range
+    as the runner checks it, any other is logged as it is. `model` names the run's model (its class) and
+    framework; `dataset` names the data (a known dataset's name sets the best achievable error, any other is
+    judged against 0 unless the config gives best_error); `class_names` label every axis.
     ConfigError before anything is logged when a setting is wrong; StoreError when the store cannot be used."""
     config = {name: value.item() if isinstance(value, np.generic) else value for name, value in (config or {}).items()}
     for name, value in config.items():
@@ -370,17 +371,21 @@ def start(
         **(tags or {}),
     }
     restore = interrupts.install_where_unset()  # SIGTERM as Ctrl-C, from before the run exists
-    run = Run.open(
-        params,
-        tags,
-        config,
-        class_names,
-        Yardstick(best_error),
-        experiment=experiment,
-        run_name=run_name or f"{described[Param.MODEL]}-{dataset_label(str(described[Param.DATASET]))}",
-        heartbeat_seconds=config.get("heartbeat", SETTINGS["heartbeat"].default),
-        retry_seconds=config.get("store_retry", SETTINGS["store_retry"].default),
-    )
+    try:
+        run = Run.open(
+            params,
+            tags,
+            config,
+            class_names,
+            Yardstick(best_error),
+            experiment=experiment,
+            run_name=run_name or f"{described[Param.MODEL]}-{dataset_label(str(described[Param.DATASET]))}",
+            heartbeat_seconds=config.get("heartbeat", SETTINGS["heartbeat"].default),
+            retry_seconds=config.get("store_retry", SETTINGS["store_retry"].default),
+        )
+    except BaseException:  # no run (the store cannot be used), or one ended KILLED as it was created
+        restore()
+        raise
     run.train_eval_size = config.get("train_eval_size", run.train_eval_size)
     run.restore_signals = restore
     end_whatever_happens(run)

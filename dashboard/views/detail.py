@@ -9,7 +9,7 @@ import streamlit as st
 from core import stats
 from core.datasets import images_sha256
 from core.diagnosis import GOOD_FIT, HIGH_BIAS, HIGH_VARIANCE, history_of
-from core.schema import Artifact, Metric, Param, Tag
+from core.schema import Artifact, Metric, Param, Tag, Value
 from dashboard import figures, formats, reader, state
 from dashboard.analysis import (
     STORY,
@@ -80,7 +80,7 @@ def chosen_cell(run_id: str) -> tuple[int, int] | None:
 
 def gallery_ui(run_id: str, run: RunRecord, class_names: list[str], source) -> None:
     """The images in the chosen cell of the matrix shown: the validation set's after an epoch, else the test set's
-    misclassified ones (best-val weights)."""
+    misclassified ones (with the weights it was tested with)."""
     cell = chosen_cell(run_id)
     if cell is None:
         st.caption(
@@ -96,7 +96,7 @@ def gallery_ui(run_id: str, run: RunRecord, class_names: list[str], source) -> N
             return
         st.caption(
             f"The matrix shows the validation set after epoch {source}, but {found[0].lower()}{found[1:]}: "
-            "the images below are the test set's in the same cell, with best-val weights."
+            f"the images below are the test set's in the same cell, with {tested_weights(run)}."
         )
     st.subheader(f"Test images of true {md(class_names[true])}, predicted {md(class_names[pred])}")
     wrong = artifact(run_id, Artifact.MISCLASSIFIED)
@@ -168,6 +168,12 @@ def val_gallery_ui(
     )
 
 
+def tested_weights(run: RunRecord) -> str:
+    """The weights the run's test set was evaluated with, in words (runs older than the tag: best-val)."""
+    handed = run.tags.get(Tag.TESTED_WEIGHTS) == Value.TESTED_AS_HANDED
+    return "the weights handed to finish()" if handed else "best-val weights"
+
+
 def confusion_section(run_id: str, run: RunRecord) -> list[str] | None:
     test = artifact(run_id, Artifact.CONFUSION_TEST)
     per_epoch = artifact(run_id, Artifact.CONFUSION_VAL_EPOCHS)
@@ -177,7 +183,7 @@ def confusion_section(run_id: str, run: RunRecord) -> list[str] | None:
     class_names = (test or per_epoch)["class_names"]
     source, normalize = confusion_source_ui(per_epoch["epochs"] if per_epoch else [], test is not None)
     matrix = test["matrix"] if source == "test" else per_epoch["matrices"][epoch_position(per_epoch["epochs"], source)]
-    st.caption("Test set, best-val weights" if source == "test" else f"Validation set after epoch {source}")
+    st.caption(f"Test set, {tested_weights(run)}" if source == "test" else f"Validation set after epoch {source}")
     cols = st.columns([3, 2])
     with cols[0]:
         st.plotly_chart(
