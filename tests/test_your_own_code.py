@@ -147,6 +147,23 @@ def test_a_keras_model_is_tracked_by_its_callback(store):
     assert run.data.params[Param.FRAMEWORK] == "keras" and run.data.metrics[Metric.TEST_ACC] > 0.7
 
 
+@pytest.mark.keras
+def test_a_keras_model_factory_trains_through_the_runner(store, tmp_path):
+    model_file = tmp_path / "keras_net.py"
+    model_file.write_text(
+        "import keras\nfrom keras import layers\n\n\n"
+        "def build(num_classes, input_shape):\n"
+        "    return keras.Sequential([\n"
+        "        keras.Input(shape=input_shape), layers.Conv2D(8, 3, activation='relu'),\n"
+        "        layers.GlobalAveragePooling2D(), layers.Dense(num_classes, activation='softmax')])\n"
+    )
+    data = shapes_npz(tmp_path / "shapes.npz", train_per_class=20, test_per_class=5)
+    result = execute(RunConfig.from_recipe(f"{model_file}:build", dataset=str(data), epochs=1, progress=False))
+    run = store.get_run(result.run_id)
+    assert run.info.status == "FINISHED" and run.data.params[Param.FRAMEWORK] == "keras"
+    assert run.data.params[Param.INPUT_SHAPE] == "3x24x24" and Artifact.RUN_IMAGES in artifacts(store, result.run_id)
+
+
 def test_logits_you_computed_make_an_epoch_and_a_diverged_loss_ends_the_run_failed(store):
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, 300)
