@@ -6,7 +6,7 @@
 
 digits: the 1,797 handwritten digits scikit-learn ships, as data/digits/<digit>/<n>.png (one folder per class:
 the runner carves a stratified test split). shapes: squares, discs and triangles in random colours, sizes
-(20 to 36 pixels) and places on a noisy background, as data/shapes/{train,test}/<shape>/<n>.png.
+(20 to 36 pixels) and places on a noisy background, as data/shapes/{train,test}/<shape>/<n>.png. (git ignores data/.)
 """
 
 import argparse

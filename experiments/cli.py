@@ -44,7 +44,7 @@ def list_models() -> None:
 
 def print_summary(config: RunConfig, result: RunResult) -> None:
     final = result.metrics
-    print(f"\n{config.run_name or config.model}  (run {result.run_id})")
+    print(f"\n{config.name()}  (run {result.run_id})")
     print(f"  test acc    {final[Metric.TEST_ACC]:.4f}   test loss {final[Metric.TEST_LOSS]:.4f}")
     print(f"  best val    {final[Metric.BEST_VAL_ACC]:.4f}   at epoch {final[Metric.BEST_EPOCH]}")
     print(f"  params      {final[Metric.PARAMS_TOTAL]:,}   time {final[Metric.TOTAL_SECONDS]:.1f} s")
