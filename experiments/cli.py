@@ -140,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def refuse(err: Exception) -> None:
+    """Input the command cannot use (a setting, a spec, data, the store): one line naming it, exit 2. Unlike
+    argparse's own errors, it is not a mistake in how the command was typed, so no usage block comes with it."""
+    print(f"python -m experiments: error: {err}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def fetch_command(names: list[str]) -> int:
     status = 0
     for name in names:
@@ -151,7 +158,7 @@ def fetch_command(names: list[str]) -> int:
     return status
 
 
-def train_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def train_command(args: argparse.Namespace) -> int:
     try:
         if args.resume:
             config, result = resume(args.resume, progress=args.progress is not False)
@@ -170,7 +177,7 @@ def train_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
                 )
             return 0
     except (ConfigError, DataError) as err:
-        parser.error(str(err))
+        refuse(err)
     except Diverged as err:
         print(f"run {err.run_id} FAILED, {err}: {ADVICE[DIVERGED]}", file=sys.stderr)
         return 1
@@ -178,11 +185,11 @@ def train_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     return 0
 
 
-def suite_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def suite_command(args: argparse.Namespace) -> int:
     try:
         configs = suite_configs(Spec.load(args.name))
     except ConfigError as err:
-        parser.error(str(err))
+        refuse(err)
     failures = []
     for i, config in enumerate(configs, start=1):
         print(f"[{i}/{len(configs)}] {config.run_name}", flush=True)
@@ -198,14 +205,14 @@ def suite_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     return 1 if failures else 0
 
 
-def sweep_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def sweep_command(args: argparse.Namespace) -> int:
     try:
         spec = Spec.load(args.spec)
         if args.heartbeat < 1:
             raise SweepError("--heartbeat: expected seconds >= 1")
         summary = run_worker(spec, args.storage, heartbeat_seconds=args.heartbeat)
     except (ConfigError, DataError) as err:
-        parser.error(str(err))
+        refuse(err)
     print(
         f"sweep {spec.name} done (parent run {summary['parent_run_id']}): "
         f"{summary[Metric.SWEEP_COMPLETE]} complete, {summary[Metric.SWEEP_PRUNED]} pruned, "
@@ -215,13 +222,13 @@ def sweep_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     return 0
 
 
-def compare_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def compare_command(args: argparse.Namespace) -> int:
     """Print the "Which is better?" panel for two runs or groups."""
     client = get_client()
     try:
         a, b = read_side(client, args.a), read_side(client, args.b)
     except ComparisonError as err:
-        parser.error(str(err))
+        refuse(err)
     print(report(a, b, which_is_better(a, b)))
     return 0
 
@@ -317,7 +324,7 @@ def dispatch(argv: list[str] | None) -> int:
         try:
             get_client()  # before any work: a store that cannot be used is one line and exit 2, within seconds
         except StoreError as err:
-            parser.error(str(err))
+            refuse(err)
     if args.command == "models":
         list_models()
         return 0
@@ -329,13 +336,13 @@ def dispatch(argv: list[str] | None) -> int:
     if args.command == "data":
         return fetch_command(args.names or list(DATASETS))
     if args.command == "train":
-        return train_command(parser, args)
+        return train_command(args)
     if args.command == "sweep":
-        return sweep_command(parser, args)
+        return sweep_command(args)
     if args.command == "server":
         return server_command(args)
     if args.command == "reap":
         return reap_command()
     if args.command == "compare":
-        return compare_command(parser, args)
-    return suite_command(parser, args)
+        return compare_command(args)
+    return suite_command(args)

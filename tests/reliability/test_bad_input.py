@@ -38,6 +38,7 @@ def test_bad_arguments_exit_2_with_one_line_and_no_run(store, capsys, args, mess
     result = cli_in_process(capsys, "train", *args)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr.strip().splitlines()[-1]
+    assert "usage:" not in result.stderr  # a value the command cannot use, not a mistyped command line
     assert no_runs(store)
 
 
@@ -139,4 +140,5 @@ def test_a_store_that_cannot_be_used_is_one_line_and_exit_2_before_any_work(
         assert result.returncode == 2, command
         last = result.stderr.strip().splitlines()[-1]
         assert "cannot read the tracking store at" in last and message in last and "secret" not in result.stderr
+        assert "usage:" not in result.stderr  # not a mistake in how the command was typed
     assert (tmp_path / "mlflow.db").read_text() == "not a database, a user's notes\n"  # left as it was
