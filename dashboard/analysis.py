@@ -32,6 +32,7 @@ def filter_runs(runs: pd.DataFrame, models=(), datasets=(), statuses=(), suites=
 
 
 SEARCH_TERM = re.compile(r"(?P<key>[^\s=<>!]+)\s*(?P<op>>=|<=|!=|=|>|<)\s*(?P<value>\S+)")
+INCOMPLETE_TERM = re.compile(r"[^\s=<>!]*(>=|<=|!=|=|>|<)")  # a key and an operator, or an operator alone
 COMPARISONS = {
     "=": operator.eq,
     "!=": operator.ne,
@@ -44,7 +45,17 @@ COMPARISONS = {
 
 def search_terms(text: str) -> list[tuple[str, str, str] | str]:
     """The Runs search, split into terms combined with AND: `key=value`, `key!=value`, `key>value`, `key<value`,
-    `key>=value`, `key<=value` on a param, or a bare word to find in the run's name or params."""
+    `key>=value`, `key<=value` on a param, or a bare word to find in the run's name or params. A comparison
+    without its value (`model=`, `lr>`, `=`) is left out (incomplete_terms names it)."""
+    return [term for term in parsed_terms(text) if not is_incomplete(term)]
+
+
+def incomplete_terms(text: str) -> list[str]:
+    """The comparisons of a search that have no value yet: left out of it, and said so on the page."""
+    return [term for term in parsed_terms(text) if is_incomplete(term)]
+
+
+def parsed_terms(text: str) -> list[tuple[str, str, str] | str]:
     terms, rest = [], text.strip()
     while rest:
         found = SEARCH_TERM.match(rest)
@@ -56,6 +67,10 @@ def search_terms(text: str) -> list[tuple[str, str, str] | str]:
             terms.append(word)
             rest = rest.lstrip()
     return terms
+
+
+def is_incomplete(term: tuple[str, str, str] | str) -> bool:
+    return isinstance(term, str) and INCOMPLETE_TERM.fullmatch(term) is not None
 
 
 def term_matches(runs: pd.DataFrame, term: tuple[str, str, str] | str) -> pd.Series:

@@ -215,6 +215,9 @@ def test_search_combines_comparisons_on_params_and_words_with_and_and_says_why_n
     assert names("lr<=0.02 optimizer!=sgd") == ["fast-adam", "slow-adam"] and names("batch_size>=64") == ["fast-adam"]
     assert names("adam") == ["fast-adam", "slow-adam"] and names("learning_rate") == ["foreign"]
     assert names("optimizer>adam") == []  # only = and != compare text
+    # a comparison without its value is left out, and named, however it is typed (it never matches every run)
+    assert names("model=") == names("=") == names("lr>") == names("") and names("sgd lr>") == ["sgd"]
+    assert analysis.incomplete_terms("lr>0.1 model=") == ["model="] and analysis.incomplete_terms("sgd =") == ["="]
     assert (
         analysis.search_hint(runs, "momentum=0.9") == "no run has a param 'momentum' (the Run detail page lists a "
         "run's params)."

@@ -12,6 +12,7 @@ from dashboard.analysis import (
     STORY,
     filter_runs,
     group_table,
+    incomplete_terms,
     partly_selected,
     run_labels,
     search_hint,
@@ -239,6 +240,11 @@ def page() -> None:
     story_ui(runs)
     filters = run_filters_ui(runs)
     shown = filter_runs(runs, **filters)
+    left_out = incomplete_terms(filters["text"])
+    if left_out:
+        st.caption(
+            md(f"Left out of the search, as it has no value yet: {', '.join(left_out)} (e.g. lr>0.001, model=lenet5).")
+        )
     if shown.empty and filters["text"]:
         st.info(
             md(
