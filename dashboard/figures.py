@@ -759,12 +759,20 @@ def reliability_diagram(table: dict, epoch: int) -> go.Figure:
     return fig
 
 
-def class_epoch_heatmap(frame: pd.DataFrame, value: str, title: str, diverging: bool) -> go.Figure:
+def heat_limit(frame: pd.DataFrame, values: list[str]) -> float:
+    """The largest size among `values` (fractions): heatmaps drawn side by side share it as their colour scale's
+    end, so the same red means the same number of points in each."""
+    sizes = np.abs(frame[values].to_numpy(dtype=float))
+    return float(np.nanmax(sizes)) if np.isfinite(sizes).any() and np.nanmax(sizes) > 0 else 1.0
+
+
+def class_epoch_heatmap(frame: pd.DataFrame, value: str, title: str, diverging: bool, limit: float) -> go.Figure:
     """One value per class and epoch (long frame with columns epoch, name and `value`, fractions) as a heatmap,
-    classes down, epochs across; diverging centres a red-blue scale on zero (for a gap), else white to red."""
+    classes down, epochs across; diverging is a red-blue scale from -limit to +limit centred on zero (for a gap),
+    else white to red from 0 to limit."""
     grid = frame.pivot_table(index="name", columns="epoch", values=value, sort=False)
-    limit = float(np.nanmax(np.abs(grid.to_numpy()))) if grid.notna().any().any() else 1.0
-    scale = {"colorscale": "RdBu_r", "zmid": 0.0} if diverging else {"colorscale": "Reds", "zmin": 0.0, "zmax": limit}
+    scale = {"colorscale": "RdBu_r", "zmin": -limit} if diverging else {"colorscale": "Reds", "zmin": 0.0}
+    scale["zmax"] = limit
     fig = go.Figure(
         go.Heatmap(
             z=grid.to_numpy() * 100,

@@ -475,11 +475,14 @@ def test_per_class_epochs_become_a_long_frame_and_heatmaps_of_gap_and_train_erro
     frame = analysis.per_class_frame(per_class)
     assert list(frame["name"]) == ["zero", "one", "zero", "one"]
     assert frame["gap"].iloc[:3].tolist() == pytest.approx([0.05, 0.0, 0.15]) and np.isnan(frame["gap"].iloc[3])
-    gap = figures.class_epoch_heatmap(frame, "gap", "gap", diverging=True).data[0]
+    limit = figures.heat_limit(frame, ["gap", "train_error"])
+    gap = figures.class_epoch_heatmap(frame, "gap", "gap", True, limit).data[0]
     assert list(gap.y) == ["zero", "one"] and list(gap.x) == [1, 2]
-    assert gap.z[0][1] == pytest.approx(15.0) and gap.zmid == 0  # in points, centred on no gap
-    bias = figures.class_epoch_heatmap(frame, "train_error", "bias", diverging=False).data[0]
+    assert gap.z[0][1] == pytest.approx(15.0) and gap.zmin == -gap.zmax  # in points, centred on no gap
+    bias = figures.class_epoch_heatmap(frame, "train_error", "bias", False, limit).data[0]
     assert bias.zmin == 0 and bias.zmax == pytest.approx(20.0)
+    # side by side, one scale: the gap's largest is 15 pp, yet its red ends where the bias's does, at 20
+    assert gap.zmax == bias.zmax == pytest.approx(20.0)
 
 
 def test_the_reliability_diagram_draws_a_bar_and_a_mean_confidence_marker_per_bin_and_the_diagonal():

@@ -182,13 +182,14 @@ def per_class_section(run_id: str, row) -> None:
         )
         return
     frame = per_class_frame(per_class)
+    limit = figures.heat_limit(frame, ["gap", "train_error"])  # one colour scale for both
     cols = st.columns(2)
     cols[0].plotly_chart(
-        figures.class_epoch_heatmap(frame, "gap", "Per-class gap: val error - train error", True),
+        figures.class_epoch_heatmap(frame, "gap", "Per-class gap: val error - train error", True, limit),
         key=Key.per_run("class_gap", run_id),
     )
     cols[1].plotly_chart(
-        figures.class_epoch_heatmap(frame, "train_error", "Per-class train error (bias)", False),
+        figures.class_epoch_heatmap(frame, "train_error", "Per-class train error (bias)", False, limit),
         key=Key.per_run("class_bias", run_id),
     )
     last = frame[frame["epoch"] == frame["epoch"].max()]
