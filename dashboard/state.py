@@ -125,11 +125,12 @@ def selection() -> list[str]:
     return list(st.session_state.get(Key.SELECTION, []))
 
 
-def selection_from_url(run_ids: list[str]) -> list[str]:
-    """The runs the address names, among run_ids (each by the start of its id; one that fits several is left out)."""
+def selection_from_url(run_ids: list[str]) -> tuple[list[str], list[str]]:
+    """The runs the address names, among run_ids (each by the start of its id), and the names that fit no run or
+    several (left out, so that the page can say so)."""
     named = [part for part in st.query_params.get(URL_RUNS, "").split(",") if part]
-    found = [[run_id for run_id in run_ids if run_id.startswith(part)] for part in named]
-    return [matches[0] for matches in found if len(matches) == 1]
+    found = {part: [run_id for run_id in run_ids if run_id.startswith(part)] for part in named}
+    return [m[0] for m in found.values() if len(m) == 1], [part for part, m in found.items() if len(m) != 1]
 
 
 def selection_to_url(run_ids: list[str]) -> None:

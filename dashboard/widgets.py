@@ -26,7 +26,16 @@ def selection_ui(runs: pd.DataFrame) -> list[str]:
     options = list(runs["run_id"])
     labels = run_labels(runs, options)
     if state.is_new_session():  # a new session: the address says (a reload, a shared link)
-        state.set_selection(state.selection_from_url(options))
+        found, unknown = state.selection_from_url(options)
+        state.set_selection(found)
+        if unknown:
+            st.warning(
+                md(
+                    f"The link names {len(unknown)} run{'s' * (len(unknown) > 1)} this store does not have (or "
+                    f"that fit several of its runs): {', '.join(unknown[:5])}{', ...' if len(unknown) > 5 else ''}. "
+                    + ("The page shows the runs it did find." if found else "Nothing from the link is selected.")
+                )
+            )
     else:  # re-assigned on every page, so that Streamlit keeps the widget's value across pages
         state.set_selection([r for r in state.selection() if r in labels])
     chosen = st.sidebar.multiselect(

@@ -12,6 +12,7 @@ import pytest
 import streamlit as st
 from mlflow.tracking import MlflowClient
 from sklearn.metrics import confusion_matrix
+from streamlit.testing.v1 import AppTest
 
 from core.comparison import read_predictions
 from core.diagnosis import early_stop
@@ -20,7 +21,7 @@ from dashboard import formats, reader
 from dashboard.state import URL_RUNS, Key, rows_key
 from dashboard.widgets import EACH_RUN
 from experiments.run import execute
-from tests.helpers import PAGES, chart_traces, go, open_app, plotly_charts, small_config, sqlite_uri, texts
+from tests.helpers import APP, PAGES, chart_traces, go, open_app, plotly_charts, small_config, sqlite_uri, texts
 
 
 @pytest.fixture(scope="module")
@@ -497,6 +498,16 @@ def test_the_address_keeps_the_selection_on_a_page_that_cannot_read_the_store(mo
     at = open_app(selection=["a" * 32, "b" * 32])
     assert at.error and not at.multiselect  # the page stopped before it drew the selection
     assert at.query_params[URL_RUNS] == "aaaaaaaa,bbbbbbbb"
+
+
+def test_a_link_to_runs_the_store_does_not_have_says_so(store):
+    _, ids = store
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params[URL_RUNS] = f"garbage,{ids['conv'][:8]}"
+    at.run()
+    warned = " ".join(w.value for w in at.warning).replace("\\", "")
+    assert "The link names 1 run this store does not have" in warned and "garbage" in warned
+    assert at.session_state[Key.SELECTION] == [ids["conv"]]  # the run it did find stays selected
 
 
 def test_live_refresh_paces_itself_by_how_long_the_store_takes_to_read(store, monkeypatch):
