@@ -500,6 +500,25 @@ def test_the_address_keeps_the_selection_on_a_page_that_cannot_read_the_store(mo
     assert at.query_params[URL_RUNS] == "aaaaaaaa,bbbbbbbb"
 
 
+def test_the_inspector_shows_the_validation_images_a_class_lost_on_the_set_it_judges_classes_on(store, tmp_path):
+    client, ids = store
+    run_id = ids["conv"]
+    val, predictions = (
+        json.loads(Path(client.download_artifacts(run_id, name, str(tmp_path))).read_text())
+        for name in (Artifact.VAL_IMAGES, Artifact.VAL_PREDICTIONS_EPOCHS)
+    )
+    last = predictions["predicted"][-1]
+    wrong = [t for t, p in zip(val["labels"], last, strict=True) if t != p]
+    label = max(set(wrong), key=wrong.count)  # the class with the most validation mistakes
+    at = go(open_app(selection=[run_id]), "overfitting")
+    choice = at.selectbox(key=Key.per_run("class_images", run_id))
+    assert choice.label.startswith("Misclassified validation images after the last epoch")
+    choice.set_value(label).run()
+    assert not at.exception
+    captions = at.get("image")[0].captions
+    assert len(captions) == min(wrong.count(label), 24) and all(" taken for " in c for c in captions)
+
+
 def test_a_link_to_runs_the_store_does_not_have_says_so(store):
     _, ids = store
     at = AppTest.from_file(APP, default_timeout=120)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.datasets import DATASETS
+from core.datasets import DATASETS, images_sha256
 from core.schema import Artifact, Param
 from dashboard import reader, state
 from dashboard.widgets import LIVE_SECONDS, live_seconds, md, selection_ui
@@ -51,6 +51,18 @@ def test_pictures(run_id: str, params: dict, rows: pd.DataFrame) -> list | None:
         return [images[i] for i in rows["index"]]
     kept = artifact(run_id, Artifact.MISCLASSIFIED_IMAGES)
     return None if kept is None else [kept["images"][row] for row in rows.index]
+
+
+def val_pictures(run_id: str, params: dict, val: dict) -> np.ndarray | None:
+    """The run's validation images, in val_images.json's order: those it kept (your own data), else this machine's
+    copy of its dataset when they are the very images it validated on (same SHA-256: an older run that logged no
+    hash shows none)."""
+    kept = run_images(run_id, params, "val")
+    if kept is not None:
+        return kept
+    images = reader.load_images(params.get(Param.DATASET, "mnist"), val["source"])
+    chosen = None if images is None else images[np.asarray(val["index"], dtype=int)]
+    return chosen if chosen is not None and images_sha256(chosen) == val.get("sha256") else None
 
 
 def why_no_images(params: dict) -> str:

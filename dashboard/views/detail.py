@@ -7,9 +7,8 @@ import pandas as pd
 import streamlit as st
 
 from core import stats
-from core.datasets import images_sha256
 from core.diagnosis import GOOD_FIT, HIGH_BIAS, HIGH_VARIANCE, history_of
-from core.schema import Artifact, Metric, Param, Tag, Value
+from core.schema import Artifact, Metric, Tag, Value
 from dashboard import figures, formats, reader, state
 from dashboard.analysis import (
     STORY,
@@ -28,9 +27,9 @@ from dashboard.views import (
     artifact_location_note,
     image_strip,
     read,
-    run_images,
     runs_or_message,
     test_pictures,
+    val_pictures,
     why_no_images,
 )
 from dashboard.widgets import confusion_source_ui, md, run_picker_ui
@@ -161,7 +160,7 @@ def val_gallery_ui(
         + " (captions: the image's index in its file)."
     )
     image_strip(
-        val_pictures(run_id, run, val),
+        val_pictures(run_id, run.params, val),
         shown,
         [f"#{val['index'][r]} {class_names[true]}→{class_names[pred]}" for r in shown],
         width=84,
@@ -259,7 +258,7 @@ def moved_ui(run_id: str, run: RunRecord, class_names: list[str], pair: tuple[in
     val, (before, after) = found
     true, pred = cell
     into, out_of = moved_images(val["labels"], before, after, true, pred)
-    pictures = val_pictures(run_id, run, val)
+    pictures = val_pictures(run_id, run.params, val)
     st.markdown(
         f"**True {md(class_names[true])}, predicted {md(class_names[pred])}**: {len(into)} moved in, "
         f"{len(out_of)} moved out between epoch {pair[0]} and epoch {pair[1]} (captions: the validation "
@@ -272,17 +271,6 @@ def moved_ui(run_id: str, run: RunRecord, class_names: list[str], pair: tuple[in
             image_strip(
                 pictures, shown, [f"#{val['index'][r]} {when} {class_names[other[r]]}" for r in shown], width=64
             )
-
-
-def val_pictures(run_id: str, run: RunRecord, val: dict) -> np.ndarray | None:
-    """The run's validation images: those it kept (your own data), else this machine's copy of its dataset when
-    they are the very images it validated on (same SHA-256: an older run that logged no hash shows none)."""
-    kept = run_images(run_id, run.params, "val")
-    if kept is not None:
-        return kept
-    images = reader.load_images(run.params.get(Param.DATASET, "mnist"), val["source"])
-    chosen = None if images is None else images[np.asarray(val["index"], dtype=int)]
-    return chosen if chosen is not None and images_sha256(chosen) == val.get("sha256") else None
 
 
 def difference_section(runs: pd.DataFrame, run_id: str, selection: list[str]) -> None:

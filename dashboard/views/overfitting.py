@@ -33,7 +33,15 @@ from dashboard.analysis import (
     with_bias_variance,
 )
 from dashboard.state import Key
-from dashboard.views import artifact, read, runs_or_message, selected_or_story, test_pictures
+from dashboard.views import (
+    artifact,
+    image_strip,
+    read,
+    runs_or_message,
+    selected_or_story,
+    test_pictures,
+    val_pictures,
+)
 from dashboard.widgets import md, patience_ui, run_picker_ui
 
 HISTORY = tuple(
@@ -212,9 +220,13 @@ def per_class_section(run_id: str, row) -> None:
 
 
 def class_images_ui(run_id: str, row, labels: list[int], class_names: list[str]) -> None:
-    """The misclassified test images of one class (widest gap first in the choice), with what they were taken for."""
+    """The misclassified images of one class (widest gap first in the choice), with what they were taken for: the
+    validation set's after the last epoch, the set the classes above are judged on; the test set's for a run that
+    logged no validation predictions."""
+    val, predictions = (artifact(run_id, name) for name in (Artifact.VAL_IMAGES, Artifact.VAL_PREDICTIONS_EPOCHS))
+    on_val = val is not None and predictions is not None and predictions["epochs"]
     label = st.selectbox(
-        "Misclassified test images of class",
+        f"Misclassified {'validation images after the last epoch' if on_val else 'test images'}, of class",
         labels,
         format_func=lambda k: class_names[k],
         index=None,
@@ -223,6 +235,24 @@ def class_images_ui(run_id: str, row, labels: list[int], class_names: list[str])
     )
     if label is None:
         return
+    if on_val:
+        val_class_images(run_id, row, val, predictions["predicted"][-1], label, class_names)
+    else:
+        test_class_images(run_id, row, label, class_names)
+
+
+def val_class_images(run_id: str, row, val: dict, predicted: list[int], label: int, class_names: list[str]) -> None:
+    wrong = [r for r, (true, said) in enumerate(zip(val["labels"], predicted, strict=True)) if true == label != said]
+    if not wrong:
+        st.caption("No validation image of this class was misclassified after the last epoch.")
+        return
+    shown = wrong[:CLASS_IMAGES]
+    captions = [f"#{val['index'][r]} taken for {class_names[predicted[r]]}" for r in shown]
+    st.caption(f"{len(wrong)} images" + (f", the first {len(shown)}" if len(shown) < len(wrong) else "") + ".")
+    image_strip(val_pictures(run_id, row["params"], val), shown, captions, width=84)
+
+
+def test_class_images(run_id: str, row, label: int, class_names: list[str]) -> None:
     wrong = artifact(run_id, Artifact.MISCLASSIFIED)
     rows = wrong[wrong["true"] == label].head(CLASS_IMAGES) if wrong is not None else None
     if rows is None or rows.empty:
