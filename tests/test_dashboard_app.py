@@ -519,6 +519,14 @@ def test_the_inspector_shows_the_validation_images_a_class_lost_on_the_set_it_ju
     assert len(captions) == min(wrong.count(label), 24) and all(" taken for " in c for c in captions)
 
 
+def test_a_data_size_series_of_another_model_says_it_is_not_the_inspected_ones(store):
+    _, ids = store
+    other = go(open_app(selection=[ids["conv"]]), "overfitting")  # the store's series is softmax-regression's
+    assert "Another model than the one inspected (conv-conv on mnist)" in texts(other).replace("\\", "")
+    same = texts(go(open_app(selection=[ids["size_small"]]), "overfitting")).replace("\\", "")
+    assert "**softmax-regression** on mnist, 2 runs" in same and "Another model than the one inspected" not in same
+
+
 def test_a_link_to_runs_the_store_does_not_have_says_so(store):
     _, ids = store
     at = AppTest.from_file(APP, default_timeout=120)

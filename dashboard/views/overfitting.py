@@ -292,14 +292,25 @@ def each_series(runs, setting: str, what: str, suite: str):
         )
 
 
-def data_size_section(runs) -> None:
-    """The learning curve over training-set size of every such series, its power law and what more data brings."""
+def data_size_section(runs, inspected: pd.DataFrame) -> None:
+    """The learning curve over training-set size of every such series, its power law and what more data brings;
+    a series of another model than the inspected runs' says so, as it answers "would more data help?" for that
+    model, not theirs."""
+    mine = set(zip(inspected["model"], inspected["dataset"], strict=True))
     for number, ids, first, metrics in each_series(runs, Param.TRAIN_SIZE, "training-set size", "data-size"):
         seed = f" of seed {md(first['config']['seed'])}" if "seed" in first["config"] else ""
+        other = (first["model"], first["dataset"]) not in mine
+        inspected_words = ", ".join(f"{md(m)} on {md(d)}" for m, d in sorted(mine))
         st.markdown(
             f"**{md(first['model'])}** on {md(first['dataset'])}, {len(ids)} runs{seed}: error against "
             "training-set size. A large gap that closes with more data means variance; two high curves that "
             "meet mean bias."
+            + (
+                f" Another model than the one inspected ({inspected_words}): this says what more data does for "
+                f"{md(first['model'])}, not for it (`python -m experiments suite data-size` makes a series)."
+                if other
+                else ""
+            )
         )
         points = series_points(runs, metrics, Param.TRAIN_SIZE)
         fit = fit_power_law(points[Param.TRAIN_SIZE], points["val_error"])
@@ -363,7 +374,7 @@ def page() -> None:
         st.subheader(md(rows.loc[run_id, "run_name"]))
         run_section(run_id, rows.loc[run_id], patience)
     st.subheader("Learning curve over training-set size")
-    data_size_section(runs)
+    data_size_section(runs, rows.loc[shown])
     st.subheader("Capacity: error against model size")
     capacity_section(runs)
 
