@@ -51,8 +51,8 @@ def search_terms(text: str) -> list[tuple[str, str, str] | str]:
 
 
 def incomplete_terms(text: str) -> list[str]:
-    """The comparisons of a search that have no value yet: left out of it, and said so on the page."""
-    return [term for term in parsed_terms(text) if is_incomplete(term)]
+    """The comparisons of a search that have no value yet (clipped for showing): left out of it, and said so."""
+    return [clipped(term) for term in parsed_terms(text) if is_incomplete(term)]
 
 
 def parsed_terms(text: str) -> list[tuple[str, str, str] | str]:
@@ -102,8 +102,8 @@ def search_hint(runs: pd.DataFrame, text: str) -> str:
         if term_matches(runs, term).any():
             continue
         if isinstance(term, str):
-            return f"no run's name or params contain {term!r}."
-        key, op, wanted = term
+            return f"no run's name or params contain {clipped(term)!r}."
+        key, op, wanted = clipped(term[0]), term[1], clipped(term[2])
         held = sorted({str(v) for params in runs["params"] for k, v in params.items() if k.lower() == key})
         if not held:
             return f"no run has a param {key!r} (the Run detail page lists a run's params)."
@@ -112,6 +112,11 @@ def search_hint(runs: pd.DataFrame, text: str) -> str:
         example = f", typed as written, e.g. {key}={typable[0]}" if typable else ""
         return f"{key}{op}{wanted} matches no run; {key} is one of {shown}{example}."
     return "each term matches some runs, but no run matches all of them (terms combine with AND)."
+
+
+def clipped(text: str, limit: int = 40) -> str:
+    """Text echoed back to the user, at most `limit` characters (a pasted paragraph is not repeated whole)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def run_labels(runs: pd.DataFrame, run_ids) -> dict[str, str]:

@@ -227,6 +227,9 @@ def test_search_combines_comparisons_on_params_and_words_with_and_and_says_why_n
     )
     assert analysis.search_hint(runs, "lr>0.05 optimizer=adam").startswith("each term matches some runs")
     assert analysis.search_hint(runs, "zebra") == "no run's name or params contain 'zebra'."
+    assert (
+        len(analysis.search_hint(runs, "z" * 3000)) < 100 and len(analysis.search_hint(runs, "lr>" + "9" * 3000)) < 200
+    )
     spaced = runs.assign(params=[{"note": "two words"}] * 4)
     assert analysis.search_hint(spaced, "note=x") == 'note=x matches no run; note is one of "two words".'  # no example
 
