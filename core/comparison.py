@@ -166,7 +166,7 @@ def report(a: Side, b: Side, answer: Answer) -> str:
         )
     if answer.difference is not None:
         d = answer.difference
-        lines.append(f"B - A  {d.estimate * 100:+.2f} points (95% CI {d.low * 100:+.2f} to {d.high * 100:+.2f})")
+        lines.append(f"B - A  {stats.points_text(d.estimate)} (95% CI {stats.points_bounds_text(d.low, d.high)})")
     lines.append(f"test   {answer.test}" + (f", {stats.p_text(answer.p_value)}" if answer.p_value is not None else ""))
     lines.append(answer.sentence)
     return "\n".join(lines)

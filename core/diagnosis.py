@@ -114,19 +114,20 @@ class Figure:
     settling: str = ""
 
     def words(self) -> str:
-        shown = f"{self.name} {self.value:.2%}"
+        """The figure against its threshold in percentage points: both are differences of two error rates."""
+        shown, limit = f"{self.name} {stats.points_text(self.value)}", f"{self.threshold * 100:.2f} pp"
         if self.interval is None:
-            return f"{shown} {'>' if self.high else '<='} {self.threshold:.2%}"
-        around = f"{shown} (95% CI {self.interval.bounds_text()})"
+            return f"{shown} {'>' if self.high else '<='} {limit}"
+        around = f"{shown} (95% CI {stats.points_bounds_text(self.interval.low, self.interval.high)})"
         if self.high is not None:
-            return f"{around} {'>' if self.high else '<='} {self.threshold:.2%}"
+            return f"{around} {'>' if self.high else '<='} {limit}"
         settle = (
             f"{self.settling} would settle it"
             if self.settling
             else f"no practical set size (up to {SETTLING_LIMIT:,} images) would settle it: the figure is too close "
             "to its threshold"
         )
-        return f"{around} straddles {self.threshold:.2%}: inconclusive at these set sizes; {settle}"
+        return f"{around} straddles {limit}: inconclusive at these set sizes; {settle}"
 
 
 def standing(interval: stats.Interval, threshold: float) -> bool | None:

@@ -46,6 +46,16 @@ def bounds_text(low: float, high: float) -> str:
     return "" if math.isnan(low) else f"{low:.2%} to {high:.2%}"
 
 
+def points_text(difference: float) -> str:
+    """A difference of two fractions in percentage points, as every page and the command line write it: '+0.31 pp'."""
+    return f"{difference * 100:+.2f} pp"
+
+
+def points_bounds_text(low: float, high: float) -> str:
+    """An interval of a difference in percentage points, "-1.20 to +3.40 pp"; empty when there is none (NaN)."""
+    return "" if math.isnan(low) else f"{low * 100:+.2f} to {high * 100:+.2f} pp"
+
+
 def accuracy_interval(correct: int, n: int, confidence: float = CONFIDENCE) -> Interval:
     """Wilson score interval of an accuracy of `correct` out of `n` (not Wald's, which fails near 100%)."""
     if n <= 0:

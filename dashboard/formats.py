@@ -11,6 +11,7 @@ import math
 import pandas as pd
 import streamlit as st  # column configs only: nothing here draws
 
+from core import stats
 from core.schema import Tag
 
 DECIMALS = 2
@@ -32,7 +33,7 @@ def percent(fraction) -> str:
 
 def points(difference) -> str:
     """A difference of two fractions in percentage points: 0.0031 -> '+0.31 pp'."""
-    return "" if missing(difference) else f"{difference * 100:+.{DECIMALS}f} pp"
+    return "" if missing(difference) else stats.points_text(difference)
 
 
 def count(number) -> str:

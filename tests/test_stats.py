@@ -116,7 +116,7 @@ def test_a_gap_whose_interval_straddles_the_threshold_is_inconclusive_with_the_s
     bias, variance = judged_figures(0.983, 0.966, Yardstick(0.002, train_eval_size=2400, val_size=600))
     assert bias.high is True and variance.high is None
     label, rule = diagnose(bias, variance)  # the firm part still speaks
-    assert label == HIGH_BIAS_VARIANCE_UNSURE and "straddles 1.00%" in rule and "would settle it" in rule
+    assert label == HIGH_BIAS_VARIANCE_UNSURE and "straddles 1.00 pp" in rule and "would settle it" in rule
     assert diagnose(*judged_figures(0.985, 0.98, Yardstick(0.002, 900, 100)))[0] == INCONCLUSIVE
     needed = int(variance.settling.split()[1].replace(",", ""))
     assert standing(stats.rate_difference_interval(0.017, 2400, 0.034, needed), 0.01) is not None
