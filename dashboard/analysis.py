@@ -114,6 +114,23 @@ def search_hint(runs: pd.DataFrame, text: str) -> str:
     return "each term matches some runs, but no run matches all of them (terms combine with AND)."
 
 
+VAL_ABOVE_TEST = 0.02  # a best validation accuracy this far above test gets its explanation on the page
+
+
+def val_above_test_note(best_val_acc: float, test_acc: float) -> str | None:
+    """Why a best validation accuracy reads above the test accuracy, when it does by VAL_ABOVE_TEST or more; None
+    otherwise (or when either is missing)."""
+    gap = best_val_acc - test_acc
+    if not gap >= VAL_ABOVE_TEST:  # also False for NaN
+        return None
+    return (
+        f"Best validation accuracy reads {gap * 100:.2f} pp above test. The best of several epochs, chosen on the "
+        "validation set, reads high; and the first images of a file (--train-size, --test-size) differ in difficulty "
+        "from the rest: on MNIST the test file's first half is about 7 pp harder than its second for a linear model "
+        "(docs/statistics.md, Why validation can read above test). Quote the full test set."
+    )
+
+
 def clipped(text: str, limit: int = 40) -> str:
     """Text echoed back to the user, at most `limit` characters (a pasted paragraph is not repeated whole)."""
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -234,6 +234,12 @@ def test_search_combines_comparisons_on_params_and_words_with_and_and_says_why_n
     assert analysis.search_hint(spaced, "note=x") == 'note=x matches no run; note is one of "two words".'  # no example
 
 
+def test_a_validation_accuracy_well_above_test_is_explained_and_a_close_one_is_not():
+    note = analysis.val_above_test_note(0.73, 0.6035)  # demo-04-lenet5 as the issue measured it
+    assert note.startswith("Best validation accuracy reads 12.65 pp above test") and "statistics.md" in note
+    assert analysis.val_above_test_note(0.90, 0.89) is None and analysis.val_above_test_note(float("nan"), 0.5) is None
+
+
 def test_off_diagonal_cells_most_frequent_first():
     cells = analysis.off_diagonal_cells(np.array([[5, 1, 0], [3, 4, 0], [0, 2, 6]]), ["a", "b", "c"])
     assert cells[["true", "predicted", "count"]].values.tolist() == [[1, 0, 3], [2, 1, 2], [0, 1, 1]]

@@ -19,6 +19,7 @@ from dashboard.analysis import (
     off_diagonal_cells,
     run_labels,
     story_runs,
+    val_above_test_note,
 )
 from dashboard.reader import RunRecord
 from dashboard.state import IN_URL, Key
@@ -373,6 +374,9 @@ def summary_header(row: pd.Series) -> None:
     )
     cols[3].metric("Duration", formats.duration(row["duration_s"]))
     cols[4].metric("Parameters", formats.count(row["params_total"]))
+    note = val_above_test_note(row["best_val_acc"], row["test_acc"])
+    if note:
+        st.caption(note)
     if isinstance(row["diagnosis"], str) and row["diagnosis"]:
         st.markdown(f"**Diagnosis:** {md(row['diagnosis'])} (the Overfitting inspector shows why)")
 
