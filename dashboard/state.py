@@ -162,9 +162,12 @@ def add_to_selection(run_id: str) -> None:
 
 def select(run_ids: list[str], **page_state) -> None:
     """Make these runs the selection, and set other pages' widgets (by key) as given: a button's callback, so it
-    runs before the next run draws the selection widget."""
+    runs before the next run draws the selection widget. A grouping set here is the user's choice: Compare forgets
+    the grouping it set for its story, not this one."""
     set_selection(run_ids)
     st.session_state.update(page_state)
+    if Key.COMPARE_GROUP_BY in page_state:
+        forget(Key.COMPARE_STORY_GROUPING)
 
 
 def open_in_detail(run_id: str) -> None:

@@ -491,6 +491,16 @@ def test_the_runs_page_opens_the_configurations_trained_over_seeds_in_compare(se
     assert at.selectbox(key=Key.COMPARE_GROUP_BY).value == "configuration"
 
 
+def test_compare_over_seeds_draws_bands_after_an_earlier_visit_to_compare(seeded_store):
+    """Compare opened with nothing selected draws its story as bands; the Runs page's button must still give bands
+    afterwards (it drew one line per run: the story's grouping was taken back as the button's)."""
+    at = go(open_app(), "compare")
+    assert at.selectbox(key=Key.COMPARE_GROUP_BY).value == "configuration"  # the story, as bands
+    at = go(at, "runs")
+    at.button(key=Key.STORY_COMPARE).click().run()
+    assert at.title[0].value == "Compare runs" and at.selectbox(key=Key.COMPARE_GROUP_BY).value == "configuration"
+
+
 def test_the_address_keeps_the_selection_on_a_page_that_cannot_read_the_store(monkeypatch):
     """A page switch from the sidebar drops the query: the selection goes back into the address before the page
     reads the store, so a reload after an outage (or during a slow read) opens the same runs."""
