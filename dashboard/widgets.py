@@ -154,14 +154,15 @@ EACH_RUN, CONFIGURATION = "each run", "configuration"
 
 def curves_grouping_ui(runs: pd.DataFrame, selection: list[str]) -> tuple[str | None, bool]:
     """How to draw the curves: one line per run (None), or per config group or per value of a setting that
-    differs among the selected runs, as bands; and whether to draw each run faintly behind its band."""
+    differs among the selected runs, as bands; and whether to draw each run faintly behind its band. Not per seed:
+    runs of one seed share nothing else, so such a band mixes configurations and says nothing."""
     configs = runs.set_index("run_id").loc[selection, "config"]
     varying = sorted(
         {
             name
             for config in configs
             for name in config
-            if configs.map(lambda c, n=name: c.get(n)).nunique(dropna=False) > 1
+            if name != "seed" and configs.map(lambda c, n=name: c.get(n)).nunique(dropna=False) > 1
         }
     )
     cols = st.columns([2, 1])

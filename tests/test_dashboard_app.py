@@ -499,6 +499,7 @@ def test_compare_over_seeds_draws_bands_after_an_earlier_visit_to_compare(seeded
     at = go(at, "runs")
     at.button(key=Key.STORY_COMPARE).click().run()
     assert at.title[0].value == "Compare runs" and at.selectbox(key=Key.COMPARE_GROUP_BY).value == "configuration"
+    assert "seed" not in at.selectbox(key=Key.COMPARE_GROUP_BY).options  # a band per seed mixes configurations
 
 
 def test_the_address_keeps_the_selection_on_a_page_that_cannot_read_the_store(monkeypatch):
