@@ -36,6 +36,12 @@ def points(difference) -> str:
     return "" if missing(difference) else stats.points_text(difference)
 
 
+def image_caption(index: int, true: str, predicted: str, confidence: float | None = None) -> str:
+    """One image of a gallery, captioned the same on every page: its index in its file, its true class, what the
+    model took it for and, when known, how sure it was: '#18 3→5 (99.99%)'."""
+    return f"#{index} {true}→{predicted}" + (f" ({percent(confidence)})" if confidence is not None else "")
+
+
 def count(number) -> str:
     """1199882 -> '1,199,882'."""
     return "" if missing(number) else f"{number:,.0f}"

@@ -527,14 +527,16 @@ def test_the_inspector_shows_the_validation_images_a_class_lost_on_the_set_it_ju
     choice.set_value(label).run()
     assert not at.exception
     captions = at.get("image")[0].captions
-    assert len(captions) == min(wrong.count(label), 24) and all(" taken for " in c for c in captions)
+    assert len(captions) == min(wrong.count(label), 24) and all(f" {label}→" in c for c in captions)
 
 
-def test_a_data_size_series_of_another_model_says_it_is_not_the_inspected_ones(store):
-    _, ids = store
-    other = go(open_app(selection=[ids["conv"]]), "overfitting")  # the store's series is softmax-regression's
-    assert "Another model than the one inspected (conv-conv on mnist)" in texts(other).replace("\\", "")
-    same = texts(go(open_app(selection=[ids["size_small"]]), "overfitting")).replace("\\", "")
+def test_a_data_size_series_of_another_model_says_it_is_not_the_inspected_ones(tmp_path, monkeypatch, mnist_dir):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", sqlite_uri(tmp_path))
+    sizes = [execute(small_config("softmax-regression", epochs=1, train_size=n)).run_id for n in (300, 600)]
+    other = execute(small_config("tiny", epochs=1, train_size=300)).run_id
+    shown = texts(go(open_app(selection=[other]), "overfitting")).replace("\\", "")
+    assert "Another model than the one inspected (tiny on mnist)" in shown
+    same = texts(go(open_app(selection=[sizes[0]]), "overfitting")).replace("\\", "")
     assert "**softmax-regression** on mnist, 2 runs" in same and "Another model than the one inspected" not in same
 
 

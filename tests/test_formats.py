@@ -51,3 +51,8 @@ def test_a_heartbeat_tag_reads_as_a_time_and_other_tags_as_logged():
     assert formats.tag_value("heartbeat", "1795737600000") == "2026-11-27 00:00:00 UTC"
     assert formats.tag_value("diagnosis", "good fit") == "good fit"
     assert [formats.tag_value("heartbeat", odd) for odd in ("9" * 30, "²", "soon")] == ["9" * 30, "²", "soon"]
+
+
+def test_every_gallery_captions_an_image_the_same_way():
+    assert formats.image_caption(18, "3", "5", 0.99994) == "#18 3→5 (99.99%)"
+    assert formats.image_caption(7, "cat", "dog") == "#7 cat→dog"

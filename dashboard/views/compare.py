@@ -212,12 +212,18 @@ def better_section(runs: pd.DataFrame, selection: list[str]) -> None:
         flipped_section(runs, singles, predictions, answer)
 
 
+def named(class_names: list[str], label: int) -> str:
+    """A class by its name, or its number where the run logged no names."""
+    return class_names[label] if 0 <= label < len(class_names) else str(label)
+
+
 def flipped_section(runs: pd.DataFrame, pair: list[str], predictions: dict, answer: Answer) -> None:
     """The test images one run got right and the other wrong, both ways, as galleries captioned with the true
     class and the wrong run's answer."""
     run = read(reader.load_run, pair[0])
     images = run_images(pair[0], run.params, "test")
     labels = run_labels(runs, pair)
+    class_names = (artifact(pair[0], Artifact.CONFUSION_TEST) or {}).get("class_names", [])
     cols = st.columns(2)
     for col, (right, wrong), flipped in zip(
         cols, ((pair[0], pair[1]), (pair[1], pair[0])), (answer.right_only_in_a, answer.right_only_in_b), strict=True
@@ -229,7 +235,8 @@ def flipped_section(runs: pd.DataFrame, pair: list[str], predictions: dict, answ
         )
         said = dict(zip(predictions[wrong]["index"].tolist(), predictions[wrong]["predicted"].tolist(), strict=True))
         truth = dict(zip(predictions[right]["index"].tolist(), predictions[right]["label"].tolist(), strict=True))
-        image_strip(images, shown, [f"#{i}: {truth[i]}, not {said[i]}" for i in shown], width=64, where=col)
+        captions = [formats.image_caption(i, named(class_names, truth[i]), named(class_names, said[i])) for i in shown]
+        image_strip(images, shown, captions, width=64, where=col)
 
 
 def final_section(runs: pd.DataFrame, selection: list[str], metrics: pd.DataFrame) -> str | None:

@@ -118,7 +118,7 @@ def gallery_ui(run_id: str, run: RunRecord, class_names: list[str], source) -> N
         pictures,
         width=84,
         caption=[
-            f"#{i} {class_names[true]}→{class_names[pred]} ({c:.0%})"
+            formats.image_caption(i, class_names[true], class_names[pred], c)
             for i, c in zip(cell_rows["index"], cell_rows["confidence"], strict=True)
         ],
     )
@@ -163,7 +163,7 @@ def val_gallery_ui(
     image_strip(
         val_pictures(run_id, run.params, val),
         shown,
-        [f"#{val['index'][r]} {class_names[true]}→{class_names[pred]}" for r in shown],
+        [formats.image_caption(val["index"][r], class_names[true], class_names[pred]) for r in shown],
         width=84,
     )
 

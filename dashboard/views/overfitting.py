@@ -247,7 +247,7 @@ def val_class_images(run_id: str, row, val: dict, predicted: list[int], label: i
         st.caption("No validation image of this class was misclassified after the last epoch.")
         return
     shown = wrong[:CLASS_IMAGES]
-    captions = [f"#{val['index'][r]} taken for {class_names[predicted[r]]}" for r in shown]
+    captions = [formats.image_caption(val["index"][r], class_names[label], class_names[predicted[r]]) for r in shown]
     st.caption(f"{len(wrong)} images" + (f", the first {len(shown)}" if len(shown) < len(wrong) else "") + ".")
     image_strip(val_pictures(run_id, row["params"], val), shown, captions, width=84)
 
@@ -266,7 +266,7 @@ def test_class_images(run_id: str, row, label: int, class_names: list[str]) -> N
         pictures,
         width=84,
         caption=[
-            f"#{i} taken for {class_names[p]} ({formats.percent(c)})"
+            formats.image_caption(i, class_names[label], class_names[p], c)
             for i, p, c in zip(rows["index"], rows["predicted"], rows["confidence"], strict=True)
         ],
     )
