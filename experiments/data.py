@@ -104,9 +104,6 @@ def fetched_split(name: str, split: str) -> Subset:
     return load_split(name, split, ensure_dataset(name))
 
 
-KEPT_IMAGES_LIMIT = 64 * 2**20  # bytes of images a run keeps of data that no other machine can find by name
-
-
 @dataclass
 class Splits:
     train: Subset
@@ -117,7 +114,7 @@ class Splits:
     test_sha256: str  # of the whole test file's images: finds the same images on another machine
     val_source: str  # the file the validation images come from: train or test
     dataset_sha256: str | None = None  # your own dataset's, of everything read
-    kept_images: dict[str, np.ndarray] | None = None  # what the run keeps of your own data (Artifact.RUN_IMAGES)
+    kept_images: dict[str, np.ndarray] | None = None  # your own data's images, for the run to keep (Run.keep_images)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -154,21 +151,12 @@ def make_splits(
         raise ValueError("exactly one of val_split and val_from_test must be > 0")
     if is_dataset_path(name):
         own = load_own(name, image_size)
-        train, test, class_names, folder, content = (
-            own.train,
-            own.test,
-            own.class_names,
-            Path(name).resolve(),
-            own.sha256,
-        )
+        train, test, class_names, content = own.train, own.test, own.class_names, own.sha256
+        folder = Path(name).resolve()
     else:
         folder = Path(data_dir) if data_dir else ensure_dataset(name)
-        train, test, class_names, content = (
-            load_split(name, "train", folder),
-            load_split(name, "test", folder),
-            None,
-            None,
-        )
+        train, test = load_split(name, "train", folder), load_split(name, "test", folder)
+        class_names, content = dataset_spec(name).class_names, None
     test_file = test.images
     for split, size, subset in (("train", train_size, train), ("test", test_size, test)):
         if size is not None and size > len(subset):
@@ -179,13 +167,11 @@ def make_splits(
     else:
         test, val = stratified_carve(test, val_from_test, seed)
     kept = {"test": test_file, "val": val.images} if content or data_dir else None
-    if kept and sum(a.nbytes for a in kept.values()) > KEPT_IMAGES_LIMIT:
-        kept = None
     return Splits(
         train,
         val,
         test,
-        class_names or dataset_spec(name).class_names,
+        class_names,
         folder,
         images_sha256(test_file),
         "train" if val_split > 0 else "test",

@@ -257,9 +257,10 @@ def resume(run_id: str, progress: bool = True) -> tuple[RunConfig, RunResult]:
             spooled["checkpoint"] if spooled else None,
         )
     with Run(logger, ready.splits.class_names, ready.yardstick) as run:
-        if not any(f.path == Artifact.VAL_IMAGES for f in client.list_artifacts(run_id)):  # logged by an older version
+        logged = {f.path for f in client.list_artifacts(run_id)}
+        if Artifact.VAL_IMAGES not in logged:  # logged by an older version
             run.describe_val(ready.splits.val_source, ready.splits.val)
-        if ready.splits.kept_images:
+        if ready.splits.kept_images and Artifact.RUN_IMAGES not in logged:  # not uploaded again on every resume
             run.keep_images(ready.splits.kept_images)
         if record:  # log the epoch the store missed, then forget the spool
             run.commit_epoch(record, checkpoint)

@@ -40,9 +40,8 @@ from core.diagnosis import ADVICE, DIVERGED, Yardstick, best_error_for, verdict
 from core.schema import Artifact, Metric, Param, Tag, Value
 from core.settings import DEFAULT_EXPERIMENT, SETTINGS, ConfigError, dataset_label, free_config_group
 from experiments import interrupts
-from experiments.adapters import ModelAdapter, adapter_for
+from experiments.adapters import LAYER_COLUMNS, ModelAdapter, adapter_for
 from experiments.adapters.keras_adapter import PROBABILITY_FLOOR
-from experiments.data import KEPT_IMAGES_LIMIT
 from experiments.run_logger import RunLogger
 from experiments.spool import StoreAway
 from experiments.train import (
@@ -59,6 +58,7 @@ from experiments.train import (
 # Params the Run logs from the sets it is handed (MLflow keeps a param's first value): your config's own values of
 # them (a --test-size of None, say) stay in its config.json, not in the params the dashboard reads.
 MEASURED = (Param.TRAIN_EVAL_SIZE, Param.VAL_SIZE, Param.TEST_SIZE, Param.TEST_IMAGES_SHA256, Param.INPUT_SHAPE)
+KEPT_IMAGES_LIMIT = 64 * 2**20  # bytes of images a run keeps when no other machine can find them by name
 EVAL_BATCH = SETTINGS["eval_batch_size"].default  # images per batch when evaluating arrays handed over
 MISCLASSIFIED_LIMIT = 1000  # most-confident mistakes kept per run
 
@@ -320,7 +320,7 @@ class NoModel:
     """finish() without a model (logits handed over): no layer table, sizes or weights to log."""
 
     def layer_table(self, model, input_shape) -> pd.DataFrame:
-        return pd.DataFrame(columns=["layer", "type", "output_shape", "activations", "params"])
+        return pd.DataFrame(columns=LAYER_COLUMNS)
 
     def size_figures(self, model, table) -> dict:
         return {}
