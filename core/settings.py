@@ -423,20 +423,27 @@ def config_group(params: dict) -> str:
     logs `epochs` and `batch_size` too) do not say what defines its experiment."""
     if "model" not in params:
         return ""
-    values = {name: str(params[name]) for name in GROUP_SETTINGS if name in params and not unset(name, params[name])}
-    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:10]
+    logged = {name: params[name] for name in GROUP_SETTINGS if name in params and not unset(name, params[name])}
+    return group_hash(logged)
 
 
 def free_config_group(config: dict) -> str:
     """The config group of a run of your own loop (experiments.track): a hash of its whole config but the seed and
     the settings that do not define the experiment (where and how it is recorded), so that its repeats over seeds
     group as the runner's do."""
-    kept = {
-        name: str(value)
-        for name, value in config.items()
-        if name != "seed" and (name not in SETTINGS or SETTINGS[name].defines_experiment)
-    }
-    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:10]
+    return group_hash(
+        {
+            name: value
+            for name, value in config.items()
+            if name != "seed" and (name not in SETTINGS or SETTINGS[name].defines_experiment)
+        }
+    )
+
+
+def group_hash(values: dict) -> str:
+    """A short, stable hash of settings by name, each as the string MLflow stores."""
+    strings = {name: str(value) for name, value in values.items()}
+    return hashlib.sha256(json.dumps(strings, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def unknown_keys(keys: Iterable[str], allowed: Iterable[str] = SETTINGS) -> list[str]:
