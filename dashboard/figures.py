@@ -389,21 +389,20 @@ def per_class_accuracy(per_class: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def parallel_coordinates(
-    params: pd.DataFrame,
-    score,
-    score_label: str = "test acc",
-    highlight: int | None = None,
-    highlight_color: str = BEST_COLOR,
-) -> go.Figure:
-    """Params (one column each; text values become categories) against a score, one line per run;
-    the line at position `highlight` (the best trial, a baseline) is drawn in `highlight_color`, last so it lies on
-    top, and the others in blues, darker for a higher score."""
-    score = np.asarray(score, dtype=float)
-    if highlight is not None:
-        order = [i for i in range(len(score)) if i != highlight] + [highlight]
-        params, score, highlight = params.iloc[order], score[order], len(order) - 1
-    dimensions = []
+@dataclass(frozen=True)
+class Axis:
+    """One axis of parallel coordinates: its title, each line's position on it, and its labelled ticks."""
+
+    title: str
+    values: np.ndarray  # positions: the values, their log10 for a log axis, or category codes
+    tickvals: tuple[float, ...]
+    ticktext: tuple[str, ...]
+
+
+def parallel_axes(params: pd.DataFrame, score, score_label: str) -> list[Axis]:
+    """Each param's axis (text values become categories; a span of 100x or more a log axis; a few whole numbers,
+    e.g. seeds, whole ticks), then the score's in percent."""
+    axes = []
     for name in params.columns:
         values = pd.to_numeric(params[name], errors="coerce")
         numeric = values.notna().all()
@@ -411,57 +410,106 @@ def parallel_coordinates(
             ticks = sorted(values.unique())
             if len(ticks) > 8:  # a search's many values: label the powers of ten instead
                 ticks = [10.0**p for p in range(math.floor(np.log10(ticks[0])), math.ceil(np.log10(ticks[-1])) + 1)]
-            dimensions.append(
-                {
-                    "label": f"{html.escape(name)} (log)",
-                    "values": np.log10(values),
-                    "tickvals": list(np.log10(ticks)),
-                    "ticktext": [f"{t:g}" for t in ticks],
-                }
+            axes.append(
+                Axis(
+                    f"{name} (log)", np.log10(values.to_numpy()), tuple(np.log10(ticks)), tuple(f"{t:g}" for t in ticks)
+                )
             )
         elif numeric and (values == values.round()).all() and values.nunique() <= 10:  # a seed: no 0.5 ticks
-            dimensions.append(
-                {
-                    "label": html.escape(name),
-                    "values": values,
-                    "tickvals": sorted(values.unique()),
-                    "ticktext": [f"{v:g}" for v in sorted(values.unique())],
-                }
-            )
+            ticks = sorted(values.unique())
+            axes.append(Axis(name, values.to_numpy(), tuple(ticks), tuple(f"{v:g}" for v in ticks)))
         elif numeric:
-            dimensions.append({"label": html.escape(name), "values": values})
+            ticks = sorted({values.min(), values.max()})
+            axes.append(Axis(name, values.to_numpy(), tuple(ticks), tuple(f"{v:.4g}" for v in ticks)))
         else:
             codes, names = pd.factorize(params[name].astype(str))
-            dimensions.append(
-                {
-                    "label": html.escape(name),
-                    "values": codes,
-                    "tickvals": list(range(len(names))),
-                    "ticktext": escaped(names),
-                }
+            axes.append(Axis(name, codes.astype(float), tuple(range(len(names))), tuple(names)))
+    score = np.asarray(score, dtype=float)
+    ticks = sorted({np.nanmin(score), np.nanmax(score)}) if np.isfinite(score).any() else []
+    axes.append(Axis(score_label, score, tuple(ticks), tuple(formats.percent(t) for t in ticks)))
+    return axes
+
+
+def on_axis(axis: Axis, values) -> np.ndarray:
+    """Positions on an axis scaled to 0..1 over its values and ticks (the middle when they are all one)."""
+    known = np.concatenate([axis.values[np.isfinite(axis.values)], np.asarray(axis.tickvals, dtype=float)])
+    low, high = (known.min(), known.max()) if len(known) else (0.0, 0.0)
+    return (np.asarray(values, dtype=float) - low) / (high - low) if high > low else np.full(len(values), 0.5)
+
+
+def polylines(axes: list[Axis], rows) -> tuple[list, list]:
+    """The x and y of one line per row across the axes, the lines separated by gaps (one trace draws them all)."""
+    scaled = np.column_stack([on_axis(axis, axis.values) for axis in axes])
+    x, y = [], []
+    for row in rows:
+        x += [*range(len(axes)), None]
+        y += [None if not np.isfinite(v) else float(v) for v in scaled[row]] + [None]
+    return x, y
+
+
+def parallel_coordinates(
+    params: pd.DataFrame,
+    score,
+    score_label: str = "test acc",
+    highlight: int | None = None,
+    highlight_color: str = BEST_COLOR,
+    highlight_name: str = "best trial",
+) -> go.Figure:
+    """Params (one axis each) against a score, one line per run in blues, darker for a higher score; the line at
+    position `highlight` (the best trial, a baseline) thick in `highlight_color`, on top.
+
+    Drawn as plain SVG lines rather than Plotly's Parcoords: Parcoords draws with WebGL, which costs a page about a
+    second in a browser without a GPU (benchmarks/page_times.py), labels each axis's range again beside its ticks,
+    and draws a highlighted line as thin as the others. Hovering a line's end on the score axis names the run's
+    values."""
+    axes = parallel_axes(params, score, score_label)
+    score = axes[-1].values
+    levels = on_axis(axes[-1], score)
+    bins = np.minimum((np.nan_to_num(levels, nan=0.0) * 6).astype(int), 5)
+    shades = px.colors.sample_colorscale("Blues", [0.35 + 0.13 * b for b in range(6)])
+    fig = go.Figure()
+    for shade in range(6):
+        rows = [i for i in range(len(score)) if bins[i] == shade and i != highlight]
+        if rows:
+            x, y = polylines(axes, rows)
+            fig.add_scatter(
+                x=x, y=y, mode="lines", line={"color": shades[shade], "width": 1.5}, hoverinfo="skip", showlegend=False
             )
-    dimensions.append({"label": html.escape(score_label), "values": score, "tickformat": formats.AXIS_PERCENT})
-    line = {
-        "color": score,
-        "colorscale": "Viridis",
-        "showscale": True,
-        "colorbar": {"tickformat": formats.AXIS_PERCENT, "title": {"text": html.escape(score_label)}},
-    }
-    if highlight is not None:  # one colour channel only: others 0..0.9 by score, the highlighted line 1
-        spread = np.nanmax(score) - np.nanmin(score) or 1.0
-        color = 0.9 * (score - np.nanmin(score)) / spread
-        color[highlight] = 1.0
-        line = {
-            "color": color,
-            "cmin": 0,
-            "cmax": 1,
-            "showscale": False,
-            "colorscale": [[0, "#c6dbef"], [0.9, "#08306b"], [0.95, "#08306b"], [1, highlight_color]],
-        }
-    fig = go.Figure(go.Parcoords(line=line, dimensions=dimensions, labelangle=-15, labelside="top"))
-    first_ticks = dimensions[0].get("ticktext", []) if len(dimensions) > 1 else []
-    widest = max((len(str(text)) for text in first_ticks), default=0)  # the first axis's labels sit left of it
-    fig.update_layout(height=420, margin={"l": max(60, 7 * widest + 20), "r": 60})
+    if highlight is not None:
+        x, y = polylines(axes, [highlight])
+        fig.add_scatter(
+            x=x, y=y, mode="lines", line={"color": highlight_color, "width": 4}, name=highlight_name, hoverinfo="skip"
+        )
+    hover = [
+        "<br>".join(f"{html.escape(str(name))}: {html.escape(str(value))}" for name, value in row.items())
+        + f"<br><b>{html.escape(score_label)}: {formats.percent(value)}</b>"
+        for (_, row), value in zip(params.iterrows(), score, strict=True)
+    ]
+    fig.add_scatter(
+        x=[len(axes) - 1] * len(score),
+        y=levels,
+        mode="markers",
+        marker={
+            "color": score,
+            "colorscale": [[0, shades[0]], [1, shades[-1]]],
+            "size": 7,
+            "showscale": True,
+            "colorbar": {"tickformat": formats.AXIS_PERCENT, "title": {"text": html.escape(score_label)}},
+        },
+        hovertext=hover,
+        hoverinfo="text",
+        showlegend=False,
+    )
+    for i, axis in enumerate(axes):
+        fig.add_shape(type="line", x0=i, x1=i, y0=0, y1=1, line={"color": "#888", "width": 1}, layer="below")
+        fig.add_annotation(x=i, y=1.08, text=f"<b>{html.escape(axis.title)}</b>", showarrow=False)
+        for position, text in zip(on_axis(axis, axis.tickvals), axis.ticktext, strict=True):
+            fig.add_annotation(
+                x=i, y=position, text=html.escape(text), showarrow=False, xanchor="left", xshift=4, font={"size": 11}
+            )
+    fig.update_xaxes(visible=False, range=[-0.2, len(axes) - 0.4])
+    fig.update_yaxes(visible=False, range=[-0.05, 1.14])
+    fig.update_layout(height=420, margin={"l": 20, "r": 20, "t": 30, "b": 20}, legend={"orientation": "h", "y": -0.05})
     return fig
 
 

@@ -31,6 +31,7 @@ class Key:
     )
     OVERFITTING_RUN = "overfitting_run"
     PATIENCE = "patience"  # the inspector's early-stopping patience, in epochs
+    INSPECTOR_SECTION = "section"  # the inspector's open tab (widgets.INSPECTOR_SECTIONS)
     DETAIL_RUN = "detail_run"
     DETAIL_CURVES = "detail_curves"
     DIFF_RUN = "diff_run"

@@ -14,6 +14,7 @@ from dashboard.state import IN_URL, Key
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 MAX_COMPARE = 50
 LIVE_SECONDS = 5  # live refresh of a store that reads quickly
+INSPECTOR_SECTIONS = ("Bias and variance", "Calibration", "Per class", "More data and capacity")
 
 
 def md(text) -> str:
@@ -242,3 +243,11 @@ def patience_ui() -> int:
         help="Stop once this many epochs pass without a better validation "
         "accuracy, as Keras's EarlyStopping and Lightning's do.",
     )
+
+
+def section_ui(labels: tuple[str, ...], key: str):
+    """Tabs of a page's sections, the open one in the address: its label and its container. Only that tab's
+    content is drawn (Streamlit's lazy tabs): a page of many charts opens in a fraction of the time
+    (benchmarks/page_times.py), and each tab is drawn when the user opens it."""
+    tabs = st.tabs(list(labels), key=key, bind=IN_URL, on_change="rerun")
+    return next(((label, tab) for label, tab in zip(labels, tabs, strict=True) if tab.open), (labels[0], tabs[0]))

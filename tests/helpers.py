@@ -19,6 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.store import REPO_ROOT
 from dashboard.state import Key
+from dashboard.widgets import INSPECTOR_SECTIONS
 from experiments import cli as command_line
 from experiments.config import RunConfig
 from experiments.tracking_server import free_port
@@ -107,6 +108,11 @@ def open_app(selection=(), **state) -> AppTest:
 
 def go(at: AppTest, page: str) -> AppTest:
     return at.switch_page(PAGES[page]).run()
+
+
+def inspector(selection, section: str = INSPECTOR_SECTIONS[0]) -> AppTest:
+    """The Overfitting inspector on the selection, `section` its open tab."""
+    return go(open_app(selection=selection, **{Key.INSPECTOR_SECTION: section}), "overfitting")
 
 
 def texts(at: AppTest) -> str:

@@ -17,11 +17,22 @@ from streamlit.testing.v1 import AppTest
 from core.comparison import read_predictions
 from core.diagnosis import early_stop
 from core.schema import Artifact
-from dashboard import formats, reader
+from dashboard import figures, formats, reader
 from dashboard.state import URL_RUNS, Key, rows_key
-from dashboard.widgets import EACH_RUN
+from dashboard.widgets import EACH_RUN, INSPECTOR_SECTIONS
 from experiments.run import execute
-from tests.helpers import APP, PAGES, chart_traces, go, open_app, plotly_charts, small_config, sqlite_uri, texts
+from tests.helpers import (
+    APP,
+    PAGES,
+    chart_traces,
+    go,
+    inspector,
+    open_app,
+    plotly_charts,
+    small_config,
+    sqlite_uri,
+    texts,
+)
 
 
 @pytest.fixture(scope="module")
@@ -196,9 +207,9 @@ def test_compare_draws_curves_against_training_time_and_measures_runs_against_a_
     final = next(frame.value for frame in at.dataframe if "test acc vs baseline" in frame.value)
     runs = {ids[k]: client.get_run(ids[k]).data.metrics["test_acc"] for k in ("lenet5", "conv")}
     assert list(final["test acc vs baseline"]) == pytest.approx([0.0, 100 * (runs[ids["conv"]] - runs[ids["lenet5"]])])
-    parallel = next(t for chart in plotly_charts(at) for t in chart_traces(chart) if t.get("type") == "parcoords")
-    assert parallel["line"]["color"][-1] == 1.0 > max(parallel["line"]["color"][:-1])  # the baseline: last, green
-    assert parallel["dimensions"][-1]["values"][-1] == pytest.approx(runs[ids["lenet5"]])
+    parallel = chart_traces(next(c for c in plotly_charts(at) if c.proto.id.endswith(Key.PARALLEL_CHART)))
+    assert parallel[-2]["name"] == "baseline" and parallel[-2]["line"]["color"] == figures.BASELINE_COLOR  # on top
+    assert runs[ids["lenet5"]] == pytest.approx(parallel[-1]["marker"]["color"][chosen.index(ids["lenet5"])])
     at.selectbox(key=Key.COMPARE_X).set_value("epoch").run()
     at.selectbox(key=Key.COMPARE_CURVES).set_value("calibration").run()  # the user picks the metric
     ece = next(
@@ -232,13 +243,15 @@ def test_compare_asks_for_two_runs(store):
 
 def test_overfitting_inspector_shows_gap_bias_variance_diagnosis_and_data_size(store):
     _, ids = store
-    at = go(open_app(selection=[ids["conv"], ids["foreign"]]), "overfitting")
-    assert not at.exception
-    body = texts(at)
-    assert "Rule: avoidable bias" in body and re.search(r"\d+ runs of seed \d+: error against training-set size", body)
-    # conv: gap, bias/variance, calibration, reliability and the two per-class heatmaps; the foreign run
-    # (bias/variance derived from its accuracies, no loss or artifacts): gap and bias/variance; the data-size curve
-    assert len(plotly_charts(at)) == 6 + 2 + 1
+    sections = {section: inspector([ids["conv"], ids["foreign"]], section) for section in INSPECTOR_SECTIONS}
+    assert not any(at.exception for at in sections.values())
+    body = texts(sections[INSPECTOR_SECTIONS[0]])
+    assert "Rule: avoidable bias" in body
+    assert re.search(r"\d+ runs of seed \d+: error against training-set size", texts(sections[INSPECTOR_SECTIONS[3]]))
+    # Each tab draws its own charts only. conv: gap and bias/variance, calibration and reliability, the two
+    # per-class heatmaps; the foreign run (bias/variance derived from its accuracies, no loss or artifacts): gap and
+    # bias/variance; the store's data-size curve.
+    assert [len(plotly_charts(at)) for at in sections.values()] == [2 + 2, 2, 2, 1]
     client, _ = store
     val = pd.Series({m.step: m.value for m in client.get_metric_history(ids["conv"], "val_acc")})
     seconds = pd.Series({m.step: m.value for m in client.get_metric_history(ids["conv"], "epoch_seconds")})
@@ -308,7 +321,7 @@ def test_a_running_runs_growing_artifacts_are_read_again(store, tmp_path, monkey
 
     client, ids = store
     run_id = ids["running"]
-    at = go(open_app(selection=[run_id]), "overfitting")
+    at = inspector([run_id], "Calibration")
     slider = at.select_slider(key=Key.per_run("reliability_epoch", run_id))
     assert slider.options == ["1", "2"]
     path = client.download_artifacts(run_id, Artifact.RELIABILITY_VAL_EPOCHS, str(tmp_path))
@@ -521,7 +534,7 @@ def test_the_inspector_shows_the_validation_images_a_class_lost_on_the_set_it_ju
     last = predictions["predicted"][-1]
     wrong = [t for t, p in zip(val["labels"], last, strict=True) if t != p]
     label = max(set(wrong), key=wrong.count)  # the class with the most validation mistakes
-    at = go(open_app(selection=[run_id]), "overfitting")
+    at = inspector([run_id], "Per class")
     choice = at.selectbox(key=Key.per_run("class_images", run_id))
     assert choice.label.startswith("Misclassified validation images after the last epoch")
     choice.set_value(label).run()
@@ -534,9 +547,9 @@ def test_a_data_size_series_of_another_model_says_it_is_not_the_inspected_ones(t
     monkeypatch.setenv("MLFLOW_TRACKING_URI", sqlite_uri(tmp_path))
     sizes = [execute(small_config("softmax-regression", epochs=1, train_size=n)).run_id for n in (300, 600)]
     other = execute(small_config("tiny", epochs=1, train_size=300)).run_id
-    shown = texts(go(open_app(selection=[other]), "overfitting")).replace("\\", "")
+    shown = texts(inspector([other], "More data and capacity")).replace("\\", "")
     assert "Another model than the one inspected (tiny on mnist)" in shown
-    same = texts(go(open_app(selection=[sizes[0]]), "overfitting")).replace("\\", "")
+    same = texts(inspector([sizes[0]], "More data and capacity")).replace("\\", "")
     assert "**softmax-regression** on mnist, 2 runs" in same and "Another model than the one inspected" not in same
 
 

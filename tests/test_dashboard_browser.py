@@ -99,15 +99,19 @@ def test_the_first_launch_trains_the_demo_and_every_page_shows_it(tmp_path, page
 def test_the_inspector_shows_calibration_and_per_class_views_of_a_run_from_a_link(server, page):
     url, _, ids = server
     page.set_viewport_size({"width": 1500, "height": 3000})  # Streamlit scrolls inside its own pane: a tall window
-    page.goto(f"{url}/overfitting?runs={ids['conv'][:8]}")
-    page.get_by_text("Classes that overfit").wait_for(timeout=60_000)
-    page.get_by_text("Reliability after epoch").wait_for(timeout=30_000)
+    page.goto(f"{url}/overfitting?runs={ids['conv'][:8]}&section=Calibration")  # the open tab is in the link
+    page.get_by_text("Reliability after epoch").wait_for(timeout=60_000)
     wait_idle(page)
-    # gap, bias/variance, calibration, reliability, per-class gap and bias; the store's data-size curve
-    expect(page.locator(".js-plotly-plot")).to_have_count(7, timeout=30_000)
+    expect(page.locator(".js-plotly-plot")).to_have_count(2, timeout=30_000)  # calibration, reliability: this tab's
+    shoot(page, "inspector-calibration")
+    page.get_by_role("tab", name="Per class").click()
+    page.get_by_text("Classes that overfit").wait_for(timeout=60_000)
+    wait_idle(page)
+    expect(page.locator(".js-plotly-plot")).to_have_count(2, timeout=30_000)  # the per-class gap and train error
+    assert "section=Per+class" in page.url or "section=Per%20class" in page.url
     assert page.locator('[data-testid="stException"]').count() == 0
     page.wait_for_timeout(1000)
-    shoot(page, "inspector-calibration-per-class")
+    shoot(page, "inspector-per-class")
 
 
 def selected_chips(page):

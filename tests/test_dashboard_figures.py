@@ -138,20 +138,12 @@ def test_error_gap_shades_between_train_and_val_error_and_marks_best_epoch():
     assert fig.layout.shapes[0].x0 == 2
 
 
-def test_parallel_coordinates_codes_text_params_as_categories():
-    params = pd.DataFrame({"lr": ["0.1", "0.01"], "optimizer": ["adam", "sgd"]})
-    fig = figures.parallel_coordinates(params, pd.Series([0.9, 0.8]).values)
-    dims = {d.label: d for d in fig.data[0].dimensions}
-    assert list(dims["lr"].values) == [0.1, 0.01] and list(dims["optimizer"].ticktext) == ["adam", "sgd"]
-    assert fig.data[0].line.colorbar.tickformat == dims["test acc"].tickformat  # both in percent
-
-
-def test_parallel_coordinates_leave_room_for_the_first_axis_labels_and_tick_seeds_whole():
+def test_parallel_axes_code_text_params_as_categories_and_tick_seeds_whole():
     params = pd.DataFrame({"model": ["softmax-regression", "tiny", "lenet5"], "seed": ["0", "1", "2"]})
-    fig = figures.parallel_coordinates(params, np.array([0.8, 0.9, 0.95]))
-    dims = {d.label: d for d in fig.data[0].dimensions}
-    assert list(dims["seed"].tickvals) == [0, 1, 2] and list(dims["seed"].ticktext) == ["0", "1", "2"]
-    assert fig.layout.margin.l >= 7 * len("softmax-regression")
+    model, seed, score = figures.parallel_axes(params, np.array([0.8, 0.9, 0.95]), "test acc")
+    assert list(model.values) == [0, 1, 2] and model.ticktext == ("softmax-regression", "tiny", "lenet5")
+    assert seed.tickvals == (0, 1, 2) and seed.ticktext == ("0", "1", "2")
+    assert score.ticktext == (formats.percent(0.8), formats.percent(0.95))  # percent, each range said once
 
 
 def test_verdict_finds_best_epoch_loss_after_it_and_diagnosis_of_the_last_epoch():
@@ -288,17 +280,21 @@ def test_the_data_size_curve_draws_the_fitted_power_law_to_twice_the_data_in_its
     assert min(band.y) <= fit.error_at(120_000) <= max(band.y)
 
 
-def test_parallel_coordinates_draws_the_highlighted_line_green_and_the_rest_by_score():
+def test_parallel_coordinates_draw_the_highlighted_line_thick_on_top_and_the_rest_by_score():
     params = pd.DataFrame({"lr": [0.1, 0.01, 0.001]})
     fig = figures.parallel_coordinates(params, np.array([0.5, 0.9, 0.7]), "best val acc", highlight=1)
-    color = np.asarray(fig.data[0].line.color)
-    assert color[-1] == 1.0 and fig.data[0].line.colorscale[-1][1] == figures.BEST_COLOR  # drawn last: on top
-    assert color[0] < color[1] < 0.95  # the others keep their order by score, away from green
-    assert fig.data[0].dimensions[-1].label == "best val acc"
-    assert list(fig.data[0].dimensions[-1].values) == [0.5, 0.7, 0.9]
-    lr = fig.data[0].dimensions[0]
-    assert lr.label == "lr (log)" and list(lr.values) == [-1, -3, -2]
-    assert list(lr.ticktext) == ["0.001", "0.01", "0.1"] and list(lr.tickvals) == [-3, -2, -1]  # values, not logs
+    *others, best, ends = fig.data
+    assert best.name == "best trial" and best.line.color == figures.BEST_COLOR
+    assert best.line.width > others[0].line.width
+    assert list(best.y) == [0.5, 1.0, None]  # lr 0.01 mid-way on the log axis, the best score at the top
+    assert sum(trace.y.count(None) for trace in others) == 2  # the two other runs, by their score's shade
+    assert others[0].line.color != others[-1].line.color
+    assert list(ends.marker.color) == [0.5, 0.9, 0.7] and "lr: 0.01" in ends.hovertext[1]
+    lr = figures.parallel_axes(params, [0.5, 0.9, 0.7], "best val acc")[0]
+    assert lr.title == "lr (log)" and list(lr.values) == [-1, -2, -3]
+    assert lr.ticktext == ("0.001", "0.01", "0.1") and lr.tickvals == (-3, -2, -1)  # values, not their logs
+    tick_labels = [a.text for a in fig.layout.annotations]
+    assert tick_labels.count("0.01") == 1 and tick_labels.count(formats.percent(0.9)) == 1  # no repeated ranges
 
 
 def sweep_trials(rng, n=40) -> pd.DataFrame:

@@ -23,6 +23,7 @@ from core.schema import Artifact, Metric, Param, Tag, Value
 from core.settings import ConfigError
 from core.store import REPO_ROOT
 from dashboard.state import Key
+from dashboard.widgets import INSPECTOR_SECTIONS
 from examples.make_datasets import digits_folder, shapes_folder, shapes_npz
 from experiments import track
 from experiments.config import RunConfig
@@ -36,6 +37,7 @@ from tests.helpers import (
     cli,
     cli_in_process,
     go,
+    inspector,
     needs_chromium,
     open_app,
     shoot,
@@ -330,8 +332,8 @@ def test_every_page_shows_your_runs_with_nothing_missing(own_store):
     assert set(table.loc[shapes, "model"]) == {"my_model.py:small_cnn"}
     assert table.loc[list(mine), ["best_val_acc", "gap", "diagnosis", "test_acc"]].notna().all().all()
     for name, run_id in mine.items():
-        for page in ("overfitting", "detail"):
-            at = go(open_app(selection=[run_id]), page)
+        pages = {section: inspector([run_id], section) for section in INSPECTOR_SECTIONS[:3]}
+        for page, at in {**pages, "detail": go(open_app(selection=[run_id]), "detail")}.items():
             assert not at.exception, (name, page)
             assert not at.warning, (name, page, [w.value for w in at.warning])
             shown = texts(at)

@@ -268,7 +268,11 @@ def params_section(runs: pd.DataFrame, selection: list[str], baseline: str | Non
         highlight = list(tracked.index).index(baseline) if baseline in tracked.index else None
         st.plotly_chart(
             figures.parallel_coordinates(
-                tracked, scores.values, highlight=highlight, highlight_color=figures.BASELINE_COLOR
+                tracked,
+                scores.values,
+                highlight=highlight,
+                highlight_color=figures.BASELINE_COLOR,
+                highlight_name="baseline",
             ),
             key=Key.PARALLEL_CHART,
         )

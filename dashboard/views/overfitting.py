@@ -42,7 +42,7 @@ from dashboard.views import (
     test_pictures,
     val_pictures,
 )
-from dashboard.widgets import md, patience_ui, run_picker_ui
+from dashboard.widgets import INSPECTOR_SECTIONS, md, patience_ui, run_picker_ui, section_ui
 
 HISTORY = tuple(
     map(
@@ -119,8 +119,8 @@ def early_stop_ui(history, patience: int) -> None:
     st.markdown(words)
 
 
-def run_section(run_id: str, row, patience: int) -> None:
-    """One run's verdict and curves; `row` is its line of the runs table."""
+def run_section(run_id: str, row, patience: int, section: str) -> None:
+    """One run's part of the open section; `row` is its line of the runs table."""
     history = history_of(read(reader.load_metrics, (run_id,), HISTORY), run_id)
     judged = verdict(history, row["yardstick"], row["diverged"])
     if row["diverged"]:
@@ -129,13 +129,16 @@ def run_section(run_id: str, row, patience: int) -> None:
         st.info(f"{md(row['run_name'])}: no epoch with train and validation accuracy logged yet.")
         return
     history = with_bias_variance(history, row["yardstick"].best_error)  # runs logged by other tools may lack them
-    diagnosis_ui(judged)
-    early_stop_ui(history, patience)
-    cols = st.columns(2)
-    cols[0].plotly_chart(figures.error_gap(history, judged.best_epoch), key=Key.per_run("gap", run_id))
-    cols[1].plotly_chart(figures.bias_variance(history), key=Key.per_run("bv", run_id))
-    calibration_section(run_id, history)
-    per_class_section(run_id, row)
+    if section == INSPECTOR_SECTIONS[1]:
+        calibration_section(run_id, history)
+    elif section == INSPECTOR_SECTIONS[2]:
+        per_class_section(run_id, row)
+    else:
+        diagnosis_ui(judged)
+        early_stop_ui(history, patience)
+        cols = st.columns(2)
+        cols[0].plotly_chart(figures.error_gap(history, judged.best_epoch), key=Key.per_run("gap", run_id))
+        cols[1].plotly_chart(figures.bias_variance(history), key=Key.per_run("bv", run_id))
 
 
 def calibration_section(run_id: str, history) -> None:
@@ -369,14 +372,23 @@ def page() -> None:
         "data, or the run's best_error), below 0 when the model fits its training images better than that. Above 1 "
         "point, the first says the model underfits and the second that it overfits."
     )
-    patience = patience_ui()
+    section, tab = section_ui(INSPECTOR_SECTIONS, Key.INSPECTOR_SECTION)
+    with tab:
+        sections_ui(runs, rows, shown, section)
+
+
+def sections_ui(runs: pd.DataFrame, rows: pd.DataFrame, shown: list[str], section: str) -> None:
+    """The open section: each inspected run's part of it, or the store's data-size and capacity series."""
+    if section == INSPECTOR_SECTIONS[3]:
+        st.subheader("Learning curve over training-set size")
+        data_size_section(runs, rows.loc[shown])
+        st.subheader("Capacity: error against model size")
+        capacity_section(runs)
+        return
+    patience = patience_ui() if section == INSPECTOR_SECTIONS[0] else 0
     for run_id in shown:
         st.subheader(md(rows.loc[run_id, "run_name"]))
-        run_section(run_id, rows.loc[run_id], patience)
-    st.subheader("Learning curve over training-set size")
-    data_size_section(runs, rows.loc[shown])
-    st.subheader("Capacity: error against model size")
-    capacity_section(runs)
+        run_section(run_id, rows.loc[run_id], patience, section)
 
 
 page()

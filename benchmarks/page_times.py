@@ -1,0 +1,248 @@
+"""How long each dashboard page makes its user wait, in headless Chromium, on the demo store and a 1,000-run store.
+
+    .venv/bin/python -m benchmarks.page_times [--stores demo 1000] [--repeats 3] [--profile]
+
+The demo store is what `scripts/start` trains (`suite demo`, `sweep demo-sweep`; about 3 minutes the first time);
+the 1,000-run store is a copy of it with synthetic runs added (benchmarks/dashboard_read.py's, straight into
+MLflow's tables), so that every page still has real runs, artifacts and a sweep to show. Both are kept under
+--folder and reused.
+
+A page's time is from the start of navigation (or the click, for a widget change) until the app is idle: the
+server has said its last script run finished, no run is in progress, and the page has not changed for half a
+second; the time reported is that of the page's last change (the charts drawn), not the half second after.
+- cold: the page's first load in a dashboard server just started (its imports and every read uncached);
+- warm: the median of --repeats loads of the same page in new browser sessions of that server;
+- widget changes: the median of --repeats changes of one widget (each a rerun of the page).
+--profile prints, for each page, where a warm script run spends its time (cProfile, in this process: the page run
+under Streamlit's AppTest, which runs the same script without a browser).
+"""
+
+import argparse
+import cProfile
+import io
+import itertools
+import os
+import pstats
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+from playwright.sync_api import Page, sync_playwright
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+from streamlit.runtime.scriptrunner.script_runner import ScriptRunner
+from streamlit.testing.v1 import AppTest
+
+from benchmarks.dashboard_read import build_store
+from core.store import REPO_ROOT
+from dashboard.reader import fetch_runs
+from dashboard.state import Key
+from tests.helpers import APP, CHROMIUM, CHROMIUM_ARGS, PAGES, start_server
+
+QUIET_SECONDS = 0.5  # the page has not changed for this long: idle
+RECORD_CHANGES = """
+window.__lastChange = 0;
+new MutationObserver(() => { window.__lastChange = performance.now(); })
+  .observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
+"""
+SCRIPT_STATE = '[data-testid="stApp"]'
+
+
+@dataclass
+class Watch:
+    """Counts the server's 'script finished' messages on a page's websocket."""
+
+    finished: int = 0
+
+    def attach(self, page: Page) -> None:
+        page.on("websocket", lambda socket: socket.on("framereceived", self.received))
+
+    def received(self, payload) -> None:
+        if isinstance(payload, bytes | bytearray):
+            message = ForwardMsg()
+            message.ParseFromString(bytes(payload))
+            self.finished += message.WhichOneof("type") == "script_finished"
+
+
+def idle_after(page: Page, watch: Watch, finished_before: int, started: float, timeout: float = 120) -> float:
+    """Seconds from `started` (the page's clock, ms) until the page's last change once the app is idle."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+        if watch.finished <= finished_before:
+            continue
+        running, last, now = page.evaluate(
+            f"""() => [document.querySelector('{SCRIPT_STATE}')?.dataset.testScriptState !== 'notRunning'
+                       || !!document.querySelector('[data-testid="stStatusWidget"]'),
+                       window.__lastChange, performance.now()]"""
+        )
+        if not running and now - last >= QUIET_SECONDS * 1000:
+            return (last - started) / 1000
+    raise TimeoutError(f"the page did not settle within {timeout} s")
+
+
+def load_seconds(page: Page, watch: Watch, url: str) -> float:
+    """A page load, from navigation start until idle (the page's own clock starts at navigation)."""
+    before = watch.finished
+    page.goto(url)
+    return idle_after(page, watch, before, 0.0)
+
+
+def change_seconds(page: Page, watch: Watch, change: Callable[[Page], None]) -> float:
+    before = watch.finished
+    started = page.evaluate("performance.now()")
+    change(page)
+    return idle_after(page, watch, before, started)
+
+
+def new_page(browser) -> tuple[Page, Watch]:
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.add_init_script(RECORD_CHANGES)
+    watch = Watch()
+    watch.attach(page)
+    return page, watch
+
+
+def toggle(key: str) -> Callable[[Page], None]:
+    return lambda page: page.locator(f".st-key-{key} label").first.click()
+
+
+def choose(key: str, options: tuple[str, str]) -> Callable[[Page], None]:
+    """A selectbox set to each of `options` in turn (the first differs from its default)."""
+    turns = itertools.cycle(options)
+
+    def change(page: Page) -> None:
+        page.locator(f".st-key-{key} input").first.click()
+        page.get_by_role("option", name=next(turns), exact=True).first.click()
+
+    return change
+
+
+def search(texts: tuple[str, str]) -> Callable[[Page], None]:
+    def change(page: Page) -> None:
+        box = page.locator(f".st-key-{Key.FILTER_TEXT} input").first
+        box.fill(texts[1] if box.input_value() == texts[0] else texts[0])
+        box.press("Enter")
+
+    return change
+
+
+WIDGET_CHANGES = {
+    "runs: group by configuration": ("runs", toggle(Key.GROUP_RUNS)),
+    "runs: search": ("runs", search(("lenet5", "conv"))),
+    "compare: curves of": ("compare", choose(Key.COMPARE_CURVES, ("bias and variance", "loss and accuracy"))),
+    "detail: row-normalised": ("detail", toggle(Key.CONFUSION_NORMALIZE)),
+}
+
+
+def page_times(uri: str, repeats: int) -> tuple[dict, dict]:
+    """Cold and warm load seconds of every page, and the widget changes' seconds, on the store at `uri`."""
+    loads, changes = {}, {}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        for name in PAGES:
+            with start_server(uri) as url:
+                page, watch = new_page(browser)
+                cold = load_seconds(page, watch, f"{url}/{name}")
+                page.close()
+                warm = []
+                for _ in range(repeats):
+                    page, watch = new_page(browser)
+                    warm.append(load_seconds(page, watch, f"{url}/{name}"))
+                    page.close()
+                loads[name] = (cold, statistics.median(warm), max(warm))
+                print(f"{name}: cold {cold:.2f} s, warm {warm}", flush=True)
+                for label, (where, change) in WIDGET_CHANGES.items():
+                    if where != name:
+                        continue
+                    page, watch = new_page(browser)
+                    load_seconds(page, watch, f"{url}/{name}")
+                    times = [change_seconds(page, watch, change) for _ in range(repeats)]
+                    changes[label] = (statistics.median(times), max(times))
+                    print(f"{label}: {times}", flush=True)
+                    page.close()
+        browser.close()
+    return loads, changes
+
+
+def profile(uri: str, top: int) -> None:
+    """Where a warm script run of each page spends its time: cProfile around the script run of Streamlit's AppTest
+    (the same script, no browser), on the runner's thread, after a first run filled the caches."""
+    profiler = cProfile.Profile()
+    run_script = ScriptRunner._run_script
+
+    def profiled(runner, rerun_data):
+        profiler.enable()
+        try:
+            run_script(runner, rerun_data)
+        finally:
+            profiler.disable()
+
+    ScriptRunner._run_script = profiled
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    for name, script in PAGES.items():
+        at = AppTest.from_file(APP, default_timeout=300).run()
+        at.switch_page(script).run()  # caches filled
+        profiler = cProfile.Profile()
+        at.run()
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(r"dashboard|core", top)
+        print(f"--- {name} (warm rerun) ---\n{out.getvalue()}")
+
+
+def demo_store(folder: Path) -> str:
+    """The store `scripts/start` trains, built once in `folder`."""
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    if not (folder / "mlflow.db").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+        for command in (["suite", "demo"], ["sweep", "demo-sweep"]):
+            subprocess.run([sys.executable, "-m", "experiments", *command], cwd=REPO_ROOT, env=env, check=True)
+    return uri
+
+
+def large_store(demo: Path, folder: Path, runs: int) -> str:
+    """The demo store copied, with synthetic runs added up to `runs` in all."""
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    if not (folder / "mlflow.db").exists():
+        shutil.copytree(demo, folder)
+        build_store(uri, runs - len(fetch_runs(MlflowClient(uri))), epochs=20)
+    return uri
+
+
+def print_table(title: str, loads: dict, changes: dict) -> None:
+    print(f"\n{title}\n{'page':<34} {'cold s':>7} {'warm s':>7} {'worst':>7}")
+    for name, (cold, warm, worst) in loads.items():
+        print(f"{name:<34} {cold:>7.2f} {warm:>7.2f} {worst:>7.2f}")
+    print(f"{'widget change':<34} {'':>7} {'median':>7} {'worst':>7}")
+    for label, (median, worst) in changes.items():
+        print(f"{label:<34} {'':>7} {median:>7.2f} {worst:>7.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--stores", nargs="+", choices=["demo", "1000"], default=["demo", "1000"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="print where each page's warm rerun spends its time")
+    parser.add_argument("--top", type=int, default=25, help="rows of each profile")
+    parser.add_argument("--folder", default=str(Path.home() / ".cache" / "cnn-dashboard" / "page-times"))
+    args = parser.parse_args()
+    folder = Path(args.folder)
+    uris = {"demo": demo_store(folder / "demo")}
+    if "1000" in args.stores:
+        uris["1000"] = large_store(folder / "demo", folder / "runs-1000", 1000)
+    for store in args.stores:
+        if args.profile:
+            profile(uris[store], args.top)
+            continue
+        loads, changes = page_times(uris[store], args.repeats)
+        print_table(f"{store} store ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores)", loads, changes)
+
+
+if __name__ == "__main__":
+    main()
