@@ -27,6 +27,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -140,6 +141,32 @@ WIDGET_CHANGES = {
 }
 
 
+FLOOR_PAGES = {  # what any Streamlit page costs here, side by side with the dashboard's
+    "floor: a title only": "import streamlit as st\nst.title('floor')\n",
+    "floor: a title and one Plotly chart": "import plotly.graph_objects as go\nimport streamlit as st\n"
+    "st.title('floor')\nst.plotly_chart(go.Figure(go.Scatter(x=[1, 2, 3], y=[3, 1, 2])))\n",
+}
+
+
+def floor_times(uri: str, repeats: int) -> dict:
+    """Warm load seconds of the two floor pages: the least a page of this dashboard could take in this browser."""
+    loads = {}
+    with tempfile.TemporaryDirectory() as folder, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        for name, source in FLOOR_PAGES.items():
+            script = Path(folder) / f"{len(loads)}.py"
+            script.write_text(source)
+            with start_server(uri, app=str(script)) as url:
+                times = []
+                for _ in range(repeats + 1):  # the first load is the server's cold start
+                    page, watch = new_page(browser)
+                    times.append(load_seconds(page, watch, url))
+                    page.close()
+                loads[name] = (times[0], statistics.median(times[1:]), max(times[1:]))
+        browser.close()
+    return loads
+
+
 def page_times(uri: str, repeats: int) -> tuple[dict, dict]:
     """Cold and warm load seconds of every page, and the widget changes' seconds, on the store at `uri`."""
     loads, changes = {}, {}
@@ -241,6 +268,7 @@ def main() -> None:
             profile(uris[store], args.top)
             continue
         loads, changes = page_times(uris[store], args.repeats)
+        loads.update(floor_times(uris[store], args.repeats))
         print_table(f"{store} store ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores)", loads, changes)
 
 

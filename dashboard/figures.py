@@ -17,6 +17,7 @@ from dashboard import formats
 TRAIN_DASH, VAL_DASH = "dash", "solid"
 BEST_COLOR = "#2ca02c"  # the best trial or run: green reads as good, red as failure
 BASELINE_COLOR = "#ff7f0e"  # the run others are measured against: marked, not judged
+MODEBAR_PX = 36  # the band at the top of a figure where Plotly's toolbar appears on hover
 
 
 @dataclass(frozen=True)
@@ -269,7 +270,7 @@ def cell_grid(
 ) -> go.Figure:
     """A class x class grid of square markers (rows true, columns predicted) coloured by `values`.
 
-    Markers rather than a heatmap because Plotly heatmaps emit no selection events: a box drawn around a cell
+    Markers rather than a heatmap because Plotly heatmaps emit no selection events: a click on a cell
     selects it (x = predicted, y = true). `hover` reads customdata: true, predicted, and the cell's count.
     """
     n = len(class_names)
@@ -302,9 +303,8 @@ def cell_grid(
         height=480,
         width=540,
         margin={"t": 60},
-        clickmode="event+select",
-        dragmode="select",
-    )
+    )  # no clickmode or dragmode of its own: a figure's clickmode="event+select" or dragmode="select" stops a plain
+    # click from selecting a cell under Streamlit's point selection
     return fig
 
 
@@ -332,7 +332,7 @@ def confusion_matrix(matrix: np.ndarray, class_names: list[str], normalize: bool
 
 def confusion_difference(a: np.ndarray, b: np.ndarray, class_names: list[str], labels: tuple[str, str]) -> go.Figure:
     """Row-normalised matrix of B minus A (two runs, or two epochs of one), in percentage points of each true
-    class's images: red where B puts more of them, blue where fewer; the title says so. A box around a cell
+    class's images: red where B puts more of them, blue where fewer; the title says so. A click on a cell
     selects it, as on the confusion matrix."""
 
     def normalised(m):
@@ -359,8 +359,9 @@ def confusion_difference(a: np.ndarray, b: np.ndarray, class_names: list[str], l
             "text": f"{b_name} minus {a_name}<br><sup>red: {b_name} puts more of the true class "
             f"here, blue: fewer (percentage points of the row)</sup>",
             "yref": "container",
-            "y": 0.97,
+            "y": 1,
             "yanchor": "top",
+            "pad": {"t": MODEBAR_PX},  # below Plotly's toolbar, which a hover shows over the figure's top edge
         },
         height=560,
         width=580,

@@ -33,6 +33,7 @@ class Key:
     PATIENCE = "patience"  # the inspector's early-stopping patience, in epochs
     INSPECTOR_SECTION = "section"  # the inspector's open tab (widgets.INSPECTOR_SECTIONS)
     DETAIL_RUN = "detail_run"
+    DETAIL_SECTION = "part"  # Run detail's open tab (widgets.DETAIL_SECTIONS)
     DETAIL_CURVES = "detail_curves"
     DIFF_RUN = "diff_run"
     CONFUSION_SOURCE, CONFUSION_NORMALIZE = "confusion_source", "confusion_normalize"
@@ -210,7 +211,7 @@ def selection_event(widget_key: str) -> dict:
 
 
 def chart_cell(chart_key: str) -> tuple[int, int] | None:
-    """The (row, column) of a heatmap's first selected point (a click or a box), or None: (true, predicted) on a
+    """The (row, column) of a heatmap's first selected point (a click), or None: (true, predicted) on a
     confusion matrix, whose x is the predicted class and y the true one."""
     points = selection_event(chart_key).get("selection", {}).get("points")
     return (int(points[0]["y"]), int(points[0]["x"])) if points else None

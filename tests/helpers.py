@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.store import REPO_ROOT
 from dashboard.state import Key
-from dashboard.widgets import INSPECTOR_SECTIONS
+from dashboard.widgets import DETAIL_SECTIONS, INSPECTOR_SECTIONS
 from experiments import cli as command_line
 from experiments.config import RunConfig
 from experiments.tracking_server import free_port
@@ -110,6 +110,11 @@ def go(at: AppTest, page: str) -> AppTest:
     return at.switch_page(PAGES[page]).run()
 
 
+def detail(selection, section: str = DETAIL_SECTIONS[0]) -> AppTest:
+    """Run detail of the selection's first run, `section` its open tab."""
+    return go(open_app(selection=selection, **{Key.DETAIL_SECTION: section}), "detail")
+
+
 def inspector(selection, section: str = INSPECTOR_SECTIONS[0]) -> AppTest:
     """The Overfitting inspector on the selection, `section` its open tab."""
     return go(open_app(selection=selection, **{Key.INSPECTOR_SECTION: section}), "overfitting")
@@ -169,8 +174,9 @@ def listening_addresses(port: int) -> set[str]:
 
 
 @contextmanager
-def start_server(uri: str, *extra: str):
-    """The real dashboard on a free localhost port over the store at `uri`; yields its URL."""
+def start_server(uri: str, *extra: str, app: str = APP):
+    """The real dashboard (or another Streamlit script) on a free localhost port over the store at `uri`; yields its
+    URL."""
     port = free_port()
     process = subprocess.Popen(
         [
@@ -178,7 +184,7 @@ def start_server(uri: str, *extra: str):
             "-m",
             "streamlit",
             "run",
-            APP,
+            app,
             "--server.port",
             str(port),
             "--server.headless",
@@ -217,9 +223,8 @@ def shoot(page, name):
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
-def box_select(page, chart_key: str, point: int) -> None:
-    """Drag a box around one marker of a chart. A plain click on a Plotly marker emits no selection in headless
-    Chromium; a box drawn around it (the chart's default drag mode) does, as it does for a user."""
+def point_center(page, chart_key: str, point: int) -> tuple[float, float]:
+    """The page coordinates of one marker of a chart, once the chart has settled."""
     marker = page.locator(f".st-key-{chart_key} .js-plotly-plot .scatterlayer .point").nth(point)
     for attempt in range(3):  # a rerun that redraws the chart detaches the marker found a moment before
         try:
@@ -231,8 +236,15 @@ def box_select(page, chart_key: str, point: int) -> None:
             if attempt == 2:
                 raise
             page.wait_for_timeout(1000)
-    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    page.mouse.move(x - 12, y - 12)
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def click_point(page, chart_key: str, point: int) -> None:
+    """Click one marker of a chart as a user does: the pointer comes to rest on it (Plotly finds the point under
+    it on hover), then a plain click."""
+    x, y = point_center(page, chart_key, point)
+    page.mouse.move(x - 4, y - 4)
+    page.mouse.move(x, y, steps=4)
+    page.wait_for_timeout(300)
     page.mouse.down()
-    page.mouse.move(x + 12, y + 12, steps=8)
     page.mouse.up()

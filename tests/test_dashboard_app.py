@@ -19,12 +19,13 @@ from core.diagnosis import early_stop
 from core.schema import Artifact
 from dashboard import figures, formats, reader
 from dashboard.state import URL_RUNS, Key, rows_key
-from dashboard.widgets import EACH_RUN, INSPECTOR_SECTIONS
+from dashboard.widgets import DETAIL_SECTIONS, EACH_RUN, INSPECTOR_SECTIONS
 from experiments.run import execute
 from tests.helpers import (
     APP,
     PAGES,
     chart_traces,
+    detail,
     go,
     inspector,
     open_app,
@@ -267,13 +268,16 @@ def test_overfitting_inspector_shows_gap_bias_variance_diagnosis_and_data_size(s
 
 def test_run_detail_shows_confusion_layers_per_class_and_download(store):
     _, ids = store
-    at = go(open_app(selection=[ids["conv"], ids["lenet5"]]), "detail")
-    assert not at.exception
-    assert at.select_slider(key=Key.CONFUSION_SOURCE).options[-1] == "test"
-    assert "Layers" in texts(at) and "Per-class test accuracy" in texts(at)
-    # its curves, confusion, difference between its first and last epoch and with the other run, per-class accuracy
-    assert len(plotly_charts(at)) == 5
-    assert at.get("download_button")
+    parts = {part: detail([ids["conv"], ids["lenet5"]], part) for part in DETAIL_SECTIONS}
+    assert not any(at.exception for at in parts.values())
+    assert "Layers" in texts(parts["Per class and layers"]) and "Per-class test accuracy" in texts(
+        parts["Per class and layers"]
+    )
+    # Each tab draws its own charts only: the curves and the confusion matrix; the difference between the first and
+    # last epoch; the difference with the other run; the per-class accuracy.
+    assert [len(plotly_charts(at)) for at in parts.values()] == [2, 1, 1, 1]
+    at = parts["Curves and confusion"]
+    assert at.select_slider(key=Key.CONFUSION_SOURCE).options[-1] == "test" and at.get("download_button")
     at.select_slider(key=Key.CONFUSION_SOURCE).set_value(1).run()
     assert not at.exception and "Validation set after epoch 1" in texts(at)
 
@@ -304,8 +308,9 @@ def test_a_cell_of_the_difference_between_two_epochs_shows_the_validation_images
         assert (confusion_matrix(labels, predicted, labels=range(10)) == matrices[epoch - 1]).all()
     true = int(np.argmax(np.bincount(labels[first != last], minlength=10)))  # the class whose predictions moved most
     pred = true  # the diagonal: images that became right, and images that became wrong
-    at = open_app(selection=[run_id])
-    at.session_state[Key.MOVED_CELL] = (run_id, true, pred)
+    at = open_app(
+        selection=[run_id], **{Key.MOVED_CELL: (run_id, true, pred), Key.DETAIL_SECTION: "Between two epochs"}
+    )
     at = go(at, "detail")
     assert not at.exception
     into = int(((labels == true) & (last == true) & (first != true)).sum())
@@ -358,7 +363,7 @@ def test_the_chosen_cell_belongs_to_its_run_and_the_gallery_shows_the_split_and_
     at = go(open_app(selection=[ids["conv"], ids["lenet5"]]), "detail")  # shows the first selected run
     at.session_state[Key.GALLERY_CELL] = (ids["lenet5"], 4, 9)  # chosen while another run was shown
     at.run()
-    assert not at.exception and not at.get("image") and "Drag a box around a cell of the matrix" in texts(at)
+    assert not at.exception and not at.get("image") and "Click a cell of the matrix" in texts(at)
     per_epoch = json.loads(
         Path(client.download_artifacts(ids["conv"], Artifact.CONFUSION_VAL_EPOCHS, str(tmp_path))).read_text()
     )

@@ -21,7 +21,7 @@ from dashboard.state import Key
 from experiments.tracking_server import free_port
 from tests.helpers import (
     answers_health,
-    box_select,
+    click_point,
     listening_addresses,
     needs_chromium,
     shoot,
@@ -51,8 +51,8 @@ EMPTY_STATES = (
 FIRST_LAUNCH = [  # the page's link, its heading, what it shows of the demo, the charts it draws at least
     ("Runs", "Runs", "What this store shows", 0),
     ("Compare", "Compare runs", "Which is better?", 2),
-    ("Overfitting inspector", "Overfitting inspector", "High variance", 8),  # the under-, over- and good fit
-    ("Run detail", "Run detail", "Between two epochs", 2),  # of the overfitting run
+    ("Overfitting inspector", "Overfitting inspector", "High variance", 6),  # the under-, over- and good fit
+    ("Run detail", "Run detail", "Most frequent confusions", 2),  # of the overfitting run
     ("Sweeps", "Sweeps", "Parameter importances", 2),
 ]
 
@@ -146,9 +146,10 @@ def test_the_selection_and_the_view_survive_every_page_a_reload_and_a_shared_lin
     page.locator('[data-testid="stSidebarNav"]').get_by_text("Run detail", exact=True).click()
     page.get_by_role("heading", name="Run detail").wait_for(timeout=60_000)
     choose_run(page, "conv-conv-small")
+    page.get_by_role("tab", name="Per class and layers").click()
     page.get_by_text("Layers").first.wait_for(timeout=60_000)
     shared = page.url
-    assert "/detail?" in shared and "detail_run=" in shared and "runs=" in shared
+    assert "/detail?" in shared and "detail_run=" in shared and "runs=" in shared and "part=" in shared
     elsewhere = browser.new_context(viewport={"width": 1500, "height": 1100}).new_page()  # another user's session
     elsewhere.goto(shared)
     elsewhere.get_by_role("heading", name="Run detail").wait_for(timeout=60_000)
@@ -303,7 +304,7 @@ def test_clicking_a_confusion_cell_opens_its_gallery(server, page, tmp_path):
     page.get_by_text("Test set, best-val weights").wait_for(timeout=30_000)
     wait_idle(page)  # the chart is drawn again once the run's artifacts are read: wait until it settles
     page.wait_for_timeout(1000)
-    box_select(page, Key.CONFUSION_CHART, true * 10 + pred)
+    click_point(page, Key.CONFUSION_CHART, true * 10 + pred)  # a plain click on the cell
     heading = page.get_by_text(f"Test images of true {true}, predicted {pred}")
     heading.wait_for(timeout=30_000)
     images = page.locator('img[src*="/media/"]')  # st.image serves each picture from /media/
@@ -318,7 +319,8 @@ def test_clicking_a_confusion_cell_opens_its_gallery(server, page, tmp_path):
     moved = [sum(a != b for a, b in zip(first, last, strict=True) if a == k or b == k) for k in range(10)]
     cls = moved.index(max(moved))  # the diagonal cell of the class whose predictions moved most
     wait_idle(page)
-    box_select(page, Key.EPOCH_DIFF_CHART, cls * 10 + cls)
+    page.get_by_role("tab", name="Between two epochs").click()
+    click_point(page, Key.EPOCH_DIFF_CHART, cls * 10 + cls)
     page.get_by_text("moved in,").wait_for(timeout=30_000)
     wait_idle(page)
     moves = page.get_by_text("Moved in", exact=True).or_(page.get_by_text("Moved out", exact=True))

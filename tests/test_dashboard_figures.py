@@ -128,6 +128,7 @@ def test_confusion_difference_is_b_minus_a_row_normalised():
     np.testing.assert_allclose(fig.data[0].marker.color, [10, -10, 0, 0])  # percentage points of the row, row by row
     assert [list(c) for c in fig.data[0].customdata] == [[0, 0, 1], [0, 1, -1], [1, 0, 0], [1, 1, 0]]  # images moved
     assert "red: B puts more of the true class here, blue: fewer" in fig.layout.title.text
+    assert fig.layout.title.y == 1 and fig.layout.title.pad.t >= figures.MODEBAR_PX  # not under the toolbar
 
 
 def test_error_gap_shades_between_train_and_val_error_and_marks_best_epoch():

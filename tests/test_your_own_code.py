@@ -33,9 +33,9 @@ from experiments.train import Diverged
 from experiments.user_models import model_spec
 from tests.helpers import (
     all_runs,
-    box_select,
     cli,
     cli_in_process,
+    click_point,
     go,
     inspector,
     needs_chromium,
@@ -372,13 +372,13 @@ def test_your_colour_run_in_chromium_names_its_classes_and_shows_its_images_in_c
         page.get_by_text("Test set, best-val weights").wait_for(timeout=60_000)
         wait_idle(page)
         page.wait_for_timeout(1000)
-        box_select(page, Key.CONFUSION_CHART, int(true) * 3 + int(pred))
+        click_point(page, Key.CONFUSION_CHART, int(true) * 3 + int(pred))
         names = ["disc", "square", "triangle"]
         page.get_by_text(f"Test images of true {names[true]}, predicted {names[pred]}").wait_for(timeout=30_000)
         page.locator('img[src*="/media/"]').first.wait_for(timeout=30_000)
         assert page.locator('[data-testid="stException"]').count() == 0
         shoot(page, "your-own-colour-run-detail")
-        page.goto(f"{url}/overfitting?runs={run.info.run_id[:8]}")
+        page.goto(f"{url}/overfitting?runs={run.info.run_id[:8]}&section=Calibration")
         page.get_by_text("Reliability after epoch").wait_for(timeout=60_000)
         wait_idle(page)
         assert page.locator('[data-testid="stException"]').count() == 0

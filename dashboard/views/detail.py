@@ -33,7 +33,7 @@ from dashboard.views import (
     val_pictures,
     why_no_images,
 )
-from dashboard.widgets import confusion_source_ui, md, run_picker_ui
+from dashboard.widgets import DETAIL_SECTIONS, confusion_source_ui, md, run_picker_ui, section_ui
 
 GALLERY_LIMIT = 40
 LAYER_COLUMNS = {
@@ -60,7 +60,7 @@ def status_message(run: RunRecord) -> None:
 
 
 def choose_cell_from_chart(run_id: str) -> None:
-    """A box or click on the matrix chooses its cell for run_id's gallery (x is the predicted class, y the true)."""
+    """A click on the matrix chooses its cell for run_id's gallery (x is the predicted class, y the true)."""
     cell = state.chart_cell(Key.CONFUSION_CHART)
     if cell:
         state.choose_cell(Key.GALLERY_CELL, run_id, cell)
@@ -84,8 +84,8 @@ def gallery_ui(run_id: str, run: RunRecord, class_names: list[str], source) -> N
     cell = chosen_cell(run_id)
     if cell is None:
         st.caption(
-            "Drag a box around a cell of the matrix, or tick a row of the table, to see its images (of the "
-            "split and epoch the matrix shows)."
+            "Click a cell of the matrix or tick a row of the table, to see its images "
+            "(of the split and epoch the matrix shows)."
         )
         return
     true, pred = cell
@@ -190,7 +190,7 @@ def confusion_section(run_id: str, run: RunRecord) -> list[str] | None:
             figures.confusion_matrix(np.array(matrix), class_names, normalize),
             key=Key.CONFUSION_CHART,
             on_select=functools.partial(choose_cell_from_chart, run_id),
-            selection_mode=("points", "box"),
+            selection_mode="points",  # a click on a cell; a drag zooms
         )
     with cols[1]:
         st.markdown("**Most frequent confusions**")
@@ -211,7 +211,7 @@ def confusion_section(run_id: str, run: RunRecord) -> list[str] | None:
 
 
 def choose_moved_cell(run_id: str) -> None:
-    """A box or click on the epoch difference chooses the cell whose moved images are shown."""
+    """A click on the epoch difference chooses the cell whose moved images are shown."""
     cell = state.chart_cell(Key.EPOCH_DIFF_CHART)
     if cell:
         state.choose_cell(Key.MOVED_CELL, run_id, cell)
@@ -221,8 +221,10 @@ def epoch_difference_section(run_id: str, run: RunRecord) -> None:
     """How the validation confusions moved between two epochs of the run, and the images that moved in a cell."""
     per_epoch = artifact(run_id, Artifact.CONFUSION_VAL_EPOCHS)
     if per_epoch is None or len(per_epoch["epochs"]) < 2:
+        st.info(
+            f"This needs the validation confusion matrices of two epochs or more ({Artifact.CONFUSION_VAL_EPOCHS})."
+        )
         return
-    st.subheader("Between two epochs")
     epochs, class_names = per_epoch["epochs"], per_epoch["class_names"]
     a, b = st.select_slider(
         "Validation matrices of epochs",
@@ -237,14 +239,13 @@ def epoch_difference_section(run_id: str, run: RunRecord) -> None:
             figures.confusion_difference(*matrices, class_names, (f"epoch {a}", f"epoch {b}")),
             key=Key.EPOCH_DIFF_CHART,
             on_select=functools.partial(choose_moved_cell, run_id),
-            selection_mode=("points", "box"),
+            selection_mode="points",  # a click on a cell; a drag zooms
         )
     chosen = state.chosen_cell(Key.MOVED_CELL, run_id)
     with cols[1]:
         if not chosen:
             st.caption(
-                "Drag a box around a cell to see the validation images that moved into it or out of it "
-                "between the two epochs."
+                "Click a cell to see the validation images that moved into it or out of it between the two epochs."
             )
             return
         moved_ui(run_id, run, class_names, (a, b), chosen)
@@ -277,8 +278,8 @@ def moved_ui(run_id: str, run: RunRecord, class_names: list[str], pair: tuple[in
 def difference_section(runs: pd.DataFrame, run_id: str, selection: list[str]) -> None:
     others = closest_runs(runs, run_id, [r for r in (selection or list(runs["run_id"])) if r != run_id])
     if not others:
+        st.info("There is no other run to compare this one with.")
         return
-    st.subheader("Difference with another run")
     other = st.selectbox(
         "Compare with (closest first: same configuration, then same data and model)",
         others,
@@ -400,20 +401,31 @@ def page() -> None:
     summary_header(row)
     origin_note(row)
     artifact_location_note(run_id)
+    section, tab = section_ui(DETAIL_SECTIONS, Key.DETAIL_SECTION)
+    with tab:
+        if section == DETAIL_SECTIONS[1]:
+            epoch_difference_section(run_id, run)
+        elif section == DETAIL_SECTIONS[2]:
+            difference_section(runs, run_id, selection)
+        elif section == DETAIL_SECTIONS[3]:
+            tables_section(run_id, run)
+        else:
+            curves_section(run_id, row, selection)
+            confusion_section(run_id, run)
+
+
+def curves_section(run_id: str, row: pd.Series, selection: list[str]) -> None:
+    """The run's learning curves (in its Compare colour when selected) and its per-epoch metrics as a CSV."""
     points = read(reader.load_metrics, (run_id,), tuple(map(str, Metric.PER_EPOCH)))
     history = history_of(points, run_id)
     if history.empty:
         st.info("This run has no metrics yet.")
-    else:
-        colors = figures.run_colors(selection) if run_id in selection else None  # its colour on Compare
-        st.plotly_chart(figures.learning_curves(points, {run_id: row["run_name"]}, colors), key=Key.DETAIL_CURVES)
-        st.download_button(
-            "Download per-epoch metrics (CSV)", history.to_csv(), file_name=f"{run_id}_metrics.csv", mime="text/csv"
-        )
-    confusion_section(run_id, run)
-    epoch_difference_section(run_id, run)
-    difference_section(runs, run_id, selection)
-    tables_section(run_id, run)
+        return
+    colors = figures.run_colors(selection) if run_id in selection else None
+    st.plotly_chart(figures.learning_curves(points, {run_id: row["run_name"]}, colors), key=Key.DETAIL_CURVES)
+    st.download_button(
+        "Download per-epoch metrics (CSV)", history.to_csv(), file_name=f"{run_id}_metrics.csv", mime="text/csv"
+    )
 
 
 page()
