@@ -46,6 +46,16 @@ HIGH_BIAS_VARIANCE_UNSURE, HIGH_VARIANCE_BIAS_UNSURE = (
     "high bias, variance inconclusive",
     "high variance, bias inconclusive",
 )
+VERDICT = {  # each diagnosis in the fewest words, for a table column beside its figures
+    DIVERGED: "diverged",
+    INCONCLUSIVE: "cannot tell yet",
+    HIGH_BIAS_VARIANCE_UNSURE: "underfits (gap unsure)",
+    HIGH_VARIANCE_BIAS_UNSURE: "overfits (bias unsure)",
+    HIGH_BIAS: "underfits",
+    HIGH_VARIANCE: "overfits",
+    BOTH: "underfits and overfits",
+    GOOD_FIT: "good fit",
+}
 ADVICE = {
     DIVERGED: "training blew up: lower the learning rate",
     INCONCLUSIVE: "the evaluation sets are too small to tell: validate on more images (the rule says how many), "

@@ -400,6 +400,50 @@ def with_test_intervals(runs: pd.DataFrame) -> pd.DataFrame:
     return runs.assign(test_acc_low=low, test_acc_high=high)
 
 
+def comparable_sets(runs: pd.DataFrame) -> pd.Series:
+    """Which runs' test accuracies can be ranked together: those scored on the same dataset's same test images
+    (the dataset and the test-set size)."""
+    return runs["dataset"].astype(str) + " | " + runs["test_size"].astype(str)
+
+
+def ranks(runs: pd.DataFrame) -> pd.Series:
+    """Each finished run's place by test accuracy among the runs of its comparable set, '★ 1 of 12' for the best;
+    empty for a run without a test accuracy (running, failed, or another tool's without one)."""
+    scored = runs["status"].eq("FINISHED") & runs["test_acc"].notna()
+    sets = comparable_sets(runs)
+    place = runs["test_acc"].where(scored).groupby(sets).rank(ascending=False, method="min")
+    size = scored.groupby(sets).transform("sum")
+    return pd.Series(
+        [
+            "" if pd.isna(p) else f"{'★ ' if p == 1 else ''}{int(p)} of {int(n)}"
+            for p, n in zip(place, size, strict=True)
+        ],
+        index=runs.index,
+    )
+
+
+def run_states(runs: pd.DataFrame) -> pd.Series:
+    """How each run stands, in a word where it has no rank: 'running 2/3' (epochs trained of those planned),
+    'failed', 'killed'..."""
+    epochs = runs["epochs"].fillna(0).astype(int).astype(str) + "/" + runs["params_epochs"].astype("Int64").astype(str)
+    words = runs["status"].str.lower()
+    return words.mask(runs["status"].eq("RUNNING") & runs["params_epochs"].notna(), words + " " + epochs)
+
+
+SORTS = {  # the Runs table's one-click orders: the column and whether its largest value comes first
+    "best first": ("test_acc", False),
+    "overfit first": ("gap", False),
+    "underfit first": ("avoidable_bias", False),
+    "newest first": ("start", False),
+}
+
+
+def sorted_runs(runs: pd.DataFrame, order: str) -> pd.DataFrame:
+    """The runs in one of SORTS' orders, runs without the value last."""
+    column, ascending = SORTS[order]
+    return runs.sort_values(column, ascending=ascending, na_position="last", kind="stable")
+
+
 UNGROUPED = "run:"  # the group key of a run without a config group: the run alone
 
 

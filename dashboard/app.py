@@ -14,10 +14,14 @@ from dashboard import state  # noqa: E402
 
 st.set_page_config(page_title="CNN experiments", layout="wide")
 # The sidebar's run chips wrap their label rather than cut it at about 18 characters, where three seeds of one run
-# name all read "demo-05-lenet5-se..." (Streamlit offers no setting for it).
+# name all read "demo-05-lenet5-se..." (Streamlit offers no setting for it), and the box grows to show every selected
+# run rather than the first two or three above a scroll bar.
 st.html(
     "<style>[data-testid='stSidebar'] [data-tag] {height: auto; white-space: normal; padding: 2px 8px}"
-    "[data-testid='stSidebar'] [data-tag] > span {white-space: normal; overflow-wrap: anywhere}</style>"
+    "[data-testid='stSidebar'] [data-tag] > span {white-space: normal; overflow-wrap: anywhere}"
+    "[data-testid='stSidebar'] [data-testid='stMultiSelect'] div:has(> [data-testid='stMultiSelectTagsContainer']),"
+    "[data-testid='stSidebar'] [data-testid='stMultiSelectTagsContainer'] {max-height: none; overflow: visible}"
+    "</style>"
 )
 RUNS = st.Page("views/runs.py", title="Runs", url_path="runs")
 

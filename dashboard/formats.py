@@ -58,16 +58,16 @@ def duration(seconds) -> str:
     return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
-def percent_column(label: str, help: str | None = None) -> dict:
-    return st.column_config.NumberColumn(label, format=PERCENT_FORMAT, help=help)
+def percent_column(label: str, help: str | None = None, width=None) -> dict:
+    return st.column_config.NumberColumn(label, format=PERCENT_FORMAT, help=help, width=width)
 
 
-def points_column(label: str, help: str | None = None) -> dict:
-    return st.column_config.NumberColumn(label, format=POINTS_FORMAT, help=help)
+def points_column(label: str, help: str | None = None, width=None) -> dict:
+    return st.column_config.NumberColumn(label, format=POINTS_FORMAT, help=help, width=width)
 
 
-def spread_column(label: str, help: str | None = None) -> dict:
-    return st.column_config.NumberColumn(label, format=SPREAD_FORMAT, help=help)
+def spread_column(label: str, help: str | None = None, width=None) -> dict:
+    return st.column_config.NumberColumn(label, format=SPREAD_FORMAT, help=help, width=width)
 
 
 def count_column(label: str, help: str | None = None) -> dict:

@@ -57,6 +57,7 @@ RUN_COLUMNS = [
     "best_val_acc",
     "best_epoch",
     "gap",
+    "avoidable_bias",
     "diagnosis",
     "params_total",
     "suite",
@@ -218,6 +219,7 @@ def run_row(run: StoredRun, experiments: dict, reading: Reading) -> dict:
         "best_epoch": metrics.get(Metric.BEST_EPOCH, np.nan),
         "test_acc": metrics.get(reading.convention.names(reading.logged).get(Metric.TEST_ACC), np.nan),
         "gap": metrics.get(Metric.VARIANCE, np.nan),
+        "avoidable_bias": metrics.get(Metric.AVOIDABLE_BIAS, np.nan),
         "diagnosis": tags.get(Tag.DIAGNOSIS, ""),
         "params_total": metrics.get(Metric.PARAMS_TOTAL, np.nan),
         "suite": tags.get(Tag.SUITE, ""),
@@ -265,6 +267,7 @@ def with_derived_verdicts(client: MlflowClient, table: pd.DataFrame) -> pd.DataF
             "best_epoch": v.best_epoch,
             "best_val_acc": v.best_val_acc,
             "gap": v.gap,
+            "avoidable_bias": v.avoidable_bias,
             "diagnosis": v.diagnosis,
         }
         for run_id, v in judged.items()
@@ -278,10 +281,11 @@ def with_derived_verdicts(client: MlflowClient, table: pd.DataFrame) -> pd.DataF
                 "best_epoch": epoch,
                 "best_val_acc": best,
                 "gap": np.nan,
+                "avoidable_bias": np.nan,
                 "diagnosis": "",
             }
     derived = pd.DataFrame.from_dict(
-        rows, orient="index", columns=["epochs", "best_epoch", "best_val_acc", "gap", "diagnosis"]
+        rows, orient="index", columns=["epochs", "best_epoch", "best_val_acc", "gap", "avoidable_bias", "diagnosis"]
     )
     table = table.copy()
     table.loc[derived.index, derived.columns] = derived

@@ -22,6 +22,7 @@ class Key:
     LIVE_SECONDS = "live_seconds"  # seconds between those reads: more for a store that reads slowly
     LAST_FULL_RUN = "last_full_run"
     RUNS_TABLE = "runs_table"
+    RUNS_ORDER, RUNS_COLUMNS = "order", "columns"  # the Runs table's sort and its columns beyond the first ones
     FILTER_MODEL, FILTER_DATASET, FILTER_STATUS, FILTER_SUITE, FILTER_TEXT = (
         "filter_model",
         "filter_dataset",

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import state
-from dashboard.analysis import X_AXES, run_labels
+from dashboard.analysis import SORTS, X_AXES, run_labels
 from dashboard.figures import CURVES, Panel
 from dashboard.state import IN_URL, Key
 
@@ -252,3 +252,21 @@ def section_ui(labels: tuple[str, ...], key: str):
     (benchmarks/page_times.py), and each tab is drawn when the user opens it."""
     tabs = st.tabs(list(labels), key=key, bind=IN_URL, on_change="rerun")
     return next(((label, tab) for label, tab in zip(labels, tabs, strict=True) if tab.open), (labels[0], tabs[0]))
+
+
+def table_view_ui(optional: list[str], config: dict) -> tuple[str, list[str]]:
+    """The Runs table's order (one click: analysis.SORTS) and the columns shown beyond the first ones, both in the
+    address."""
+    cols = st.columns([3, 2])
+    order = cols[0].segmented_control(
+        "Order", list(SORTS), default=next(iter(SORTS)), key=Key.RUNS_ORDER, bind=IN_URL, required=True
+    )
+    extra = cols[1].multiselect(
+        "More columns",
+        optional,
+        format_func=lambda name: config[name]["label"] if name in config else name.replace("_", " "),
+        key=Key.RUNS_COLUMNS,
+        bind=IN_URL,
+        placeholder="status, best val acc, best epoch, params, duration...",
+    )
+    return order or next(iter(SORTS)), extra

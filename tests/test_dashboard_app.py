@@ -15,7 +15,7 @@ from sklearn.metrics import confusion_matrix
 from streamlit.testing.v1 import AppTest
 
 from core.comparison import read_predictions
-from core.diagnosis import early_stop
+from core.diagnosis import VERDICT, early_stop
 from core.schema import Artifact
 from dashboard import figures, formats, reader
 from dashboard.state import URL_RUNS, Key, rows_key
@@ -43,7 +43,7 @@ def store(dashboard_store):
 
 def test_runs_page_lists_every_run_with_best_epoch_columns(store):
     client, ids = store
-    at = open_app()
+    at = open_app(**{Key.RUNS_COLUMNS: ["best_val_acc", "best_epoch", "diagnosis", "params_total", "status"]})
     assert not at.exception
     table = at.dataframe[0].value
     assert set(ids.values()) - {ids["deleted"]} <= set(at.session_state[rows_key(Key.RUNS_TABLE)]) | {ids["deleted"]}
@@ -58,9 +58,35 @@ def test_runs_page_lists_every_run_with_best_epoch_columns(store):
     assert set(table["status"]) >= {"FINISHED", "FAILED", "RUNNING", "DELETED"}
 
 
-def test_the_runs_table_lists_the_newest_run_first(store):
+def test_the_runs_table_opens_best_first_and_orders_by_one_click(store):
+    client, ids = store
     at = open_app()
-    assert at.dataframe[0].value["start"].is_monotonic_decreasing
+    table = at.dataframe[0].value
+    assert list(table.columns[:7]) == [
+        "run_name",
+        "rank",
+        "test_acc",
+        "test_acc_margin",
+        "verdict",
+        "avoidable_bias",
+        "gap",
+    ]
+    assert "params_total" not in table and "start" not in table  # behind the column choice
+    ranked = table[table["rank"].str.contains(" of ")]
+    assert ranked["rank"].iloc[0].startswith("★ 1 of ") and ranked["test_acc"].is_monotonic_decreasing
+    rows = table.set_index(pd.Index(at.session_state[rows_key(Key.RUNS_TABLE)]))
+    assert rows.loc[ids["running"], "rank"] == "running 2/3" and rows.loc[ids["failed"], "rank"] == "failed"
+    conv = client.get_run(ids["conv"])
+    assert rows.loc[ids["conv"], "verdict"] == VERDICT[conv.data.tags["diagnosis"]]  # the words, then the figures
+    assert rows.loc[ids["conv"], ["avoidable_bias", "gap"]].tolist() == pytest.approx(
+        [100 * conv.data.metrics["avoidable_bias"], 100 * conv.data.metrics["variance"]]
+    )
+    at.segmented_control(key=Key.RUNS_ORDER).set_value("newest first").run()
+    at.multiselect(key=Key.RUNS_COLUMNS).set_value(["start", "gap"]).run()
+    table = at.dataframe[0].value
+    assert table["start"].is_monotonic_decreasing and "gap" in table
+    at.segmented_control(key=Key.RUNS_ORDER).set_value("overfit first").run()
+    assert at.dataframe[0].value["gap"].dropna().is_monotonic_decreasing
 
 
 def percent_columns(at) -> dict[str, pd.Series]:
@@ -93,7 +119,7 @@ def test_runs_table_and_inspector_agree_on_every_run(store):
     """Finished, pruned, killed, running, failed, foreign, empty and deleted runs: the Runs table (logged or
     derived numbers) and the Overfitting inspector (derived from the history) say the same."""
     client, ids = store
-    at = open_app()
+    at = open_app(**{Key.RUNS_COLUMNS: ["best_epoch", "after_best", "diagnosis", "epochs", "progress"]})
     table = at.dataframe[0].value.set_index(pd.Index(at.session_state[rows_key(Key.RUNS_TABLE)]))
     assert {"pruned", "killed", "running", "foreign", "conv", "failed"} <= set(ids)
     for role, run_id in ids.items():

@@ -118,6 +118,31 @@ def selected_chips(page):
     return page.locator('[data-testid="stSidebar"] [data-testid="stMultiSelect"] [data-tag]')
 
 
+def rgb(color: str) -> list[int]:
+    return [int(part) for part in re.findall(r"\d+", color)[:3]]
+
+
+def test_the_first_screen_at_1400_px_shows_the_deciding_columns_and_every_selected_run(server, page):
+    """What a newcomer sees first: the Runs table's first columns without scrolling sideways, and six selected runs
+    all visible in the sidebar, as blue chips (red reads as an error)."""
+    url, _, ids = server
+    chosen = [ids[role] for role in ("conv", "lenet5", "numpy", "pruned", "killed", "foreign")]
+    page.set_viewport_size({"width": 1400, "height": 900})
+    page.goto(f"{url}/runs?runs={','.join(run_id[:8] for run_id in chosen)}")
+    page.get_by_text("runs shown").wait_for(timeout=60_000)
+    expect(selected_chips(page)).to_have_count(6, timeout=30_000)
+    wait_idle(page)
+    sizes = page.locator('[data-testid="stDataFrame"] .dvn-scroller').first.evaluate(
+        "e => [e.scrollWidth, e.clientWidth]"
+    )
+    assert sizes[0] <= sizes[1] + 1, sizes  # no sideways scrolling
+    box = page.locator('[data-testid="stSidebar"] [data-testid="stMultiSelectTagsContainer"]')
+    assert box.evaluate("e => e.scrollHeight <= e.clientHeight + 1")  # every chip shown, none behind a scroll bar
+    red, green, blue = rgb(selected_chips(page).first.evaluate("e => getComputedStyle(e).backgroundColor"))
+    assert blue > red
+    shoot(page, "runs-first-screen")
+
+
 def test_the_selection_and_the_view_survive_every_page_a_reload_and_a_shared_link(server, page, browser):
     url, _, _ = server
     page.goto(f"{url}/runs")  # the Runs page has an address of its own

@@ -621,3 +621,15 @@ def test_the_best_trials_lead_over_the_runner_up_has_newcombes_interval_on_their
     assert analysis.best_trial_lead(trials.iloc[:1], pd.Series({"a": 100})) is None
     unknown = analysis.best_trial_lead(trials, pd.Series({"a": 100, "d": 100}))  # the green trial's size unknown
     assert unknown is None  # rather than a lead of the runner-up over the third
+
+
+def test_runs_rank_within_their_comparable_set():
+    runs = pd.DataFrame(
+        {
+            "dataset": ["mnist", "mnist", "mnist", "fashion-mnist", "mnist"],
+            "test_size": [2000, 2000, 400, 2000, 2000],
+            "status": ["FINISHED", "FINISHED", "FINISHED", "FINISHED", "RUNNING"],
+            "test_acc": [0.97, 0.98, 0.99, 0.90, np.nan],
+        }
+    )
+    assert list(analysis.ranks(runs)) == ["2 of 2", "★ 1 of 2", "★ 1 of 1", "★ 1 of 1", ""]  # other test images

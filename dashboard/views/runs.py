@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from core import stats
+from core.diagnosis import VERDICT
 from dashboard import formats, state
 from dashboard.analysis import (
     STORY,
@@ -14,28 +15,45 @@ from dashboard.analysis import (
     group_table,
     incomplete_terms,
     partly_selected,
+    ranks,
     run_labels,
+    run_states,
     search_hint,
     seeded_groups,
+    sorted_runs,
     story_runs,
     with_test_intervals,
 )
 from dashboard.state import Key
 from dashboard.views import go_to, runs_or_message
-from dashboard.widgets import CONFIGURATION, LIVE_SECONDS, MAX_COMPARE, live_refresh_ui, md, run_filters_ui
+from dashboard.widgets import (
+    CONFIGURATION,
+    LIVE_SECONDS,
+    MAX_COMPARE,
+    live_refresh_ui,
+    md,
+    run_filters_ui,
+    table_view_ui,
+)
 
-SHOWN_COLUMNS = [
+FIRST_COLUMNS = [  # what answers "which run is best, which overfits, which underfits" at 1,400 px
     "run_name",
-    "model",
-    "status",
+    "rank",
     "test_acc",
-    "test_acc_ci",
-    "diagnosis",
+    "test_acc_margin",
+    "verdict",
+    "avoidable_bias",
     "gap",
+    "model",
+    "dataset",
+]
+MORE_COLUMNS = [  # one click away, in the column choice
+    "status",
+    "test_acc_ci",
     "best_val_acc",
+    "diagnosis",
     "best_epoch",
     "after_best",
-    "dataset",
     "train_size",
     "params_total",
     "epochs",
@@ -62,7 +80,38 @@ GROUP_SHOWN = [
     "group",
 ]
 COLUMN_CONFIG = {
-    "run_name": st.column_config.TextColumn("run", pinned=True),  # stays in view when the table scrolls sideways
+    "run_name": st.column_config.TextColumn("run", pinned=True, width=180),  # in view when the table scrolls
+    "rank": st.column_config.TextColumn(
+        "rank",
+        width=78,
+        help="place by test accuracy among the finished runs on the same test images (dataset and test-set size), "
+        "★ for the best of each; a run still training says how far it is (epochs trained of those planned), one "
+        "that did not finish how it ended",
+    ),
+    "test_acc": formats.percent_column("test acc", width=70),
+    "test_acc_margin": formats.spread_column(
+        "±", width=68, help="half the width of the test accuracy's 95% Wilson interval (exact bounds: More columns)"
+    ),
+    "verdict": st.column_config.TextColumn(
+        "verdict",
+        width=160,
+        help="underfits (high bias), overfits (high variance), good fit or cannot tell yet, from the run's last "
+        "epoch; 'unsure' where the evaluation sets are too small to settle the other figure. The Overfitting "
+        "inspector shows why",
+    ),
+    "avoidable_bias": formats.spread_column(
+        "bias",
+        width=72,
+        help="avoidable bias at the last epoch: the train error minus the best error achievable on the dataset "
+        "(above 1 pp: underfits)",
+    ),
+    "gap": formats.points_column(
+        "gap",
+        width=76,
+        help="variance at the last epoch: the validation error minus the train error (above 1 pp: overfits)",
+    ),
+    "model": st.column_config.TextColumn("model", width=110),
+    "dataset": st.column_config.TextColumn("dataset", width=82),
     "train_size": formats.count_column("train images", help="images trained on (validation carved out)"),
     "convention": st.column_config.TextColumn(
         "logged by",
@@ -77,7 +126,6 @@ COLUMN_CONFIG = {
         format="percent",
         help="epochs trained of those planned, while a run is training",
     ),
-    "test_acc": formats.percent_column("test acc"),
     "best_val_acc": formats.percent_column("best val acc"),
     "best_epoch": st.column_config.NumberColumn("best epoch", format="%d"),
     "epochs": st.column_config.NumberColumn("epochs trained", format="%d"),
@@ -88,16 +136,10 @@ COLUMN_CONFIG = {
         "would have saved, at the same test accuracy (scored with the best epoch's weights); the Overfitting "
         "inspector gives the seconds and a patience's effect",
     ),
-    "gap": formats.points_column(
-        "variance",
-        help="the train/validation gap: the last trained epoch's val error - train error, in percentage points",
-    ),
     "diagnosis": st.column_config.TextColumn(
         "diagnosis",
         width="large",
-        help="underfit (high bias), overfit (high "
-        "variance) or good fit, from the run's last epoch; the Overfitting "
-        "inspector shows why",
+        help="the diagnosis in full, as the runner logged it or as derived from the run's history",
     ),
     "params_total": formats.count_column("params"),
     "start": st.column_config.DatetimeColumn("start", format="YYYY-MM-DD HH:mm"),
@@ -178,20 +220,26 @@ def grouped_table_ui(shown: pd.DataFrame, selection: list[str]) -> None:
     )
 
 
-def runs_table_ui(shown: pd.DataFrame, total: int, selected: int) -> None:
-    shown = with_test_intervals(shown)
+def runs_table_ui(runs: pd.DataFrame, shown: pd.DataFrame, selected: int) -> None:
+    """Every shown run, ranked within its comparable set (ranks count every run, not only those the filters
+    show), in the order and with the columns the user chose."""
+    order, extra = table_view_ui(MORE_COLUMNS, COLUMN_CONFIG)
     running = shown["status"] == "RUNNING"
+    shown = sorted_runs(with_test_intervals(shown), order)
     shown = shown.assign(
+        rank=ranks(runs).reindex(shown.index).mask(~shown["status"].eq("FINISHED"), run_states(shown)),
+        verdict=shown["diagnosis"].map(lambda d: VERDICT.get(d, d)),
         test_acc_ci=interval_text(shown["test_acc_low"], shown["test_acc_high"]),
+        test_acc_margin=(shown["test_acc_high"] - shown["test_acc_low"]) / 2,
         progress=(shown["epochs"] / shown["params_epochs"]).clip(0, 1).where(running),
         after_best=shown["epochs"] - shown["best_epoch"],
     )
     selectable_table_ui(
-        shown[SHOWN_COLUMNS],
+        shown[FIRST_COLUMNS + extra],
         list(shown["run_id"]),
-        f"{len(shown)} of {total} runs shown, {selected} selected. Best epoch, variance and diagnosis are logged by "
-        "the runner, or derived from the run's history (running or foreign runs); click a header to sort; ticks "
-        "show the selection (tick to add, untick to remove).",
+        f"{len(shown)} of {len(runs)} runs shown, {selected} selected. The verdict is logged by the runner, or "
+        "derived from the run's history (running or foreign runs); ticks show the selection (tick to add, untick "
+        "to remove).",
         COLUMN_CONFIG,
         Key.RUNS_TABLE,
     )
@@ -255,7 +303,7 @@ def page() -> None:
     if st.toggle("Group by configuration (one row per config group, mean ± std over seeds)", key=Key.GROUP_RUNS):
         grouped_table_ui(shown, selection)
     else:
-        runs_table_ui(shown, len(runs), len(selection))
+        runs_table_ui(runs, shown, len(selection))
     if 2 <= len(selection) <= MAX_COMPARE and st.button(
         f"Compare selected ({len(selection)})", key=Key.COMPARE_SELECTED
     ):
