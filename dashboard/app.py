@@ -23,24 +23,29 @@ st.html(
     "[data-testid='stSidebar'] [data-testid='stMultiSelectTagsContainer'] {max-height: none; overflow: visible}"
     "</style>"
 )
-RUNS = st.Page("views/runs.py", title="Runs", url_path="runs")
+# The Runs page is the first page, at the address without a page: no redirect there, which would add a history entry
+# that Back returns to and leaves again. Streamlit serves the first page at "/" only, so /runs, an address older links
+# use, opens it through a redirect.
+RUNS = st.Page("views/runs.py", title="Runs", url_path="runs-table", default=True)
 
 
 def open_runs() -> None:
-    """The address without a page (Streamlit serves the default page there, whatever its url_path) opens /runs,
-    with the query it came with, so that /runs is an address of its own too."""
+    """/runs opens the Runs page, with the query it came with."""
     st.switch_page(RUNS, query_params={key: st.query_params.get_all(key) for key in st.query_params})
 
 
 page = st.navigation(
     [
-        st.Page(open_runs, title="Runs", url_path="start", default=True, visibility="hidden"),
         RUNS,
+        st.Page(open_runs, title="Runs", url_path="runs", visibility="hidden"),
         st.Page("views/compare.py", title="Compare", url_path="compare"),
         st.Page("views/overfitting.py", title="Overfitting inspector", url_path="overfitting"),
         st.Page("views/detail.py", title="Run detail", url_path="detail"),
         st.Page("views/sweeps.py", title="Sweeps", url_path="sweeps"),
     ]
 )
+opening = state.page_to_open()
+if opening:
+    st.switch_page(opening, query_params=state.selection_query())
 state.keep_selection_in_url()
 page.run()

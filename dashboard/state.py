@@ -18,6 +18,7 @@ SHORT_ID = 8
 
 class Key:
     SELECTION = "selection"  # the selected run ids, the sidebar multiselect's own key
+    OPEN_PAGE = "open_page"  # the page a button asked for, opened at the start of the next run
     LIVE = "live"  # whether some run is RUNNING: pages then re-read the store every few seconds
     LIVE_SECONDS = "live_seconds"  # seconds between those reads: more for a store that reads slowly
     LAST_FULL_RUN = "last_full_run"
@@ -136,10 +137,21 @@ def selection_from_url(run_ids: list[str]) -> tuple[list[str], list[str]]:
     return [m[0] for m in found.values() if len(m) == 1], [part for part, m in found.items() if len(m) != 1]
 
 
+def short_ids(run_ids: list[str]) -> str:
+    """Runs as the address writes them: the start of each run id, comma-separated."""
+    return ",".join(run_id[:SHORT_ID] for run_id in run_ids)
+
+
+def selection_query() -> dict[str, str]:
+    """The selection's part of a page's address (none when nothing is selected)."""
+    short = short_ids(selection())
+    return {URL_RUNS: short} if short else {}
+
+
 def selection_to_url(run_ids: list[str]) -> None:
     """Put the selection into the page's address. Done by hand on every run rather than with `bind=`: Streamlit
     drops a bound parameter from the address on the first page switch after the page was opened from a link."""
-    short = ",".join(run_id[:SHORT_ID] for run_id in run_ids)
+    short = short_ids(run_ids)
     if short and st.query_params.get(URL_RUNS) != short:
         st.query_params[URL_RUNS] = short
     elif not short and URL_RUNS in st.query_params:
@@ -163,20 +175,33 @@ def add_to_selection(run_id: str) -> None:
     set_selection([*selection(), run_id])
 
 
-def select(run_ids: list[str], **page_state) -> None:
-    """Make these runs the selection, and set other pages' widgets (by key) as given: a button's callback, so it
-    runs before the next run draws the selection widget. A grouping set here is the user's choice: Compare forgets
-    the grouping it set for its story, not this one."""
+def open_page(page: str) -> None:
+    """A button's callback: open `page` on the next run (app.py switches before any page draws)."""
+    st.session_state[Key.OPEN_PAGE] = page
+
+
+def page_to_open() -> str | None:
+    """The page a button asked for, once: app.py opens it with the selection in its address, in one history entry
+    (a page that first wrote the new selection into its own address would add a second one for Back)."""
+    return st.session_state.pop(Key.OPEN_PAGE, None)
+
+
+def select(run_ids: list[str], page: str, **page_state) -> None:
+    """A button's callback: make these runs the selection, set other pages' widgets (by key) as given, and open
+    `page`. A grouping set here is the user's choice: Compare forgets the grouping it set for its story, not this
+    one."""
     set_selection(run_ids)
     st.session_state.update(page_state)
     if Key.COMPARE_GROUP_BY in page_state:
         forget(Key.COMPARE_STORY_GROUPING)
+    open_page(page)
 
 
 def open_in_detail(run_id: str) -> None:
-    """Select the run and make it the Run detail page's run (before switching to that page)."""
+    """A button's callback: select the run, make it the Run detail page's run and open that page."""
     add_to_selection(run_id)
     st.session_state[Key.DETAIL_RUN] = run_id
+    open_page("views/detail.py")
 
 
 def value(key: str, default=None):

@@ -119,7 +119,9 @@ def test_runs_table_and_inspector_agree_on_every_run(store):
     """Finished, pruned, killed, running, failed, foreign, empty and deleted runs: the Runs table (logged or
     derived numbers) and the Overfitting inspector (derived from the history) say the same."""
     client, ids = store
-    at = open_app(**{Key.RUNS_COLUMNS: ["best_epoch", "after_best", "diagnosis", "epochs", "progress"]})
+    at = open_app(
+        **{Key.RUNS_COLUMNS: ["status", "best_val_acc", "best_epoch", "after_best", "diagnosis", "epochs", "progress"]}
+    )
     table = at.dataframe[0].value.set_index(pd.Index(at.session_state[rows_key(Key.RUNS_TABLE)]))
     assert {"pruned", "killed", "running", "foreign", "conv", "failed"} <= set(ids)
     for role, run_id in ids.items():

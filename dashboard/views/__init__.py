@@ -95,12 +95,6 @@ def artifact_location_note(run_id: str) -> None:
         st.warning(note)
 
 
-def go_to(page: str) -> None:
-    """Open another page. Its widgets bound to the URL put their values back into it; the switch itself starts
-    from an empty query, because Streamlit refuses to clear parameters bound to widgets."""
-    st.switch_page(page, query_params={})
-
-
 def runs_or_message() -> tuple[pd.DataFrame | None, list[str]]:
     """All runs and the current selection (drawn in the sidebar), or None after showing why there is nothing."""
     seconds = state.refresh_seconds(LIVE_SECONDS)

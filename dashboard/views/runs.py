@@ -24,8 +24,8 @@ from dashboard.analysis import (
     story_runs,
     with_test_intervals,
 )
-from dashboard.state import Key
-from dashboard.views import go_to, runs_or_message
+from dashboard.state import IN_URL, Key
+from dashboard.views import runs_or_message
 from dashboard.widgets import (
     CONFIGURATION,
     LIVE_SECONDS,
@@ -259,24 +259,24 @@ def story_ui(runs: pd.DataFrame) -> None:
         f"{len(groups)} configurations are trained over several seeds." if len(groups) >= 2 else "",
     ]
     cols[0].info(md("What this store shows: " + " ".join(part for part in parts if part)))
-    # The callbacks select before the sidebar's selection widget is drawn on the next run.
-    if len(story) >= 2 and cols[1].button(
-        "Inspect side by side",
-        key=Key.STORY_INSPECT,
-        help="replaces the selection with these runs",
-        on_click=state.select,
-        args=(list(story.values()),),
-    ):
-        go_to("views/overfitting.py")
-    if len(groups) >= 2 and cols[2].button(
-        "Compare over seeds",
-        key=Key.STORY_COMPARE,
-        help="replaces the selection with the two configurations' runs",
-        on_click=state.select,
-        args=(groups[0] + groups[1],),
-        kwargs={Key.COMPARE_GROUP_BY: CONFIGURATION},
-    ):
-        go_to("views/compare.py")
+    # The callbacks select, and ask for the page, before the next run draws anything.
+    if len(story) >= 2:
+        cols[1].button(
+            "Inspect side by side",
+            key=Key.STORY_INSPECT,
+            help="replaces the selection with these runs",
+            on_click=state.select,
+            args=(list(story.values()), "views/overfitting.py"),
+        )
+    if len(groups) >= 2:
+        cols[2].button(
+            "Compare over seeds",
+            key=Key.STORY_COMPARE,
+            help="replaces the selection with the two configurations' runs",
+            on_click=state.select,
+            args=(groups[0] + groups[1], "views/compare.py"),
+            kwargs={Key.COMPARE_GROUP_BY: CONFIGURATION},
+        )
 
 
 def page() -> None:
@@ -300,14 +300,19 @@ def page() -> None:
                 + search_hint(filter_runs(runs, **{**filters, "text": ""}), filters["text"])
             )
         )
-    if st.toggle("Group by configuration (one row per config group, mean ± std over seeds)", key=Key.GROUP_RUNS):
+    if st.toggle(
+        "Group by configuration (one row per config group, mean ± std over seeds)", key=Key.GROUP_RUNS, bind=IN_URL
+    ):
         grouped_table_ui(shown, selection)
     else:
         runs_table_ui(runs, shown, len(selection))
-    if 2 <= len(selection) <= MAX_COMPARE and st.button(
-        f"Compare selected ({len(selection)})", key=Key.COMPARE_SELECTED
-    ):
-        go_to("views/compare.py")
+    if 2 <= len(selection) <= MAX_COMPARE:
+        st.button(
+            f"Compare selected ({len(selection)})",
+            key=Key.COMPARE_SELECTED,
+            on_click=state.open_page,
+            args=("views/compare.py",),
+        )
 
 
 page()

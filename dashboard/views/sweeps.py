@@ -8,7 +8,7 @@ from core.schema import Artifact, Value
 from dashboard import figures, formats, reader, state
 from dashboard.analysis import best_trial_lead, best_trial_position, param_importances, trial_table
 from dashboard.state import Key
-from dashboard.views import artifact, go_to, read, runs_or_message
+from dashboard.views import artifact, read, runs_or_message
 from dashboard.widgets import md, sweep_picker_ui, trial_picker_ui
 
 RELIABLE_IMPORTANCES = 20  # complete trials below which importances are flagged as hints
@@ -105,9 +105,8 @@ def page() -> None:
     if best is not None:
         st.caption(f"Best trial (green): {md(table['run_name'].iloc[best])}." + lead_text(table, runs))
     run_id = trial_picker_ui(table, best)
-    # The callback selects the run before the sidebar's selection widget is drawn on the next run.
-    if st.button("Open in Run detail", key=Key.OPEN_TRIAL, on_click=state.open_in_detail, args=(run_id,)):
-        go_to("views/detail.py")
+    # The callback selects the run, and asks for Run detail, before the next run draws anything.
+    st.button("Open in Run detail", key=Key.OPEN_TRIAL, on_click=state.open_in_detail, args=(run_id,))
     measured = table[table["best_val_acc"].notna()]
     if len(measured) >= 2:
         st.subheader("Parallel coordinates")
