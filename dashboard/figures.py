@@ -320,8 +320,8 @@ def confusion_matrix(matrix: np.ndarray, class_names: list[str], normalize: bool
     fig = cell_grid(
         values,
         class_names,
-        [f"{v:.2f}" if normalize else f"{int(v)}" for v in values.ravel()],
-        {"colorscale": "Blues"},
+        [f"{v:.0%}" if normalize else f"{int(v)}" for v in values.ravel()],  # whole percent: a cell is small
+        {"colorscale": "Blues", **({"colorbar": {"tickformat": formats.AXIS_PERCENT}} if normalize else {})},
         "true %{customdata[0]} / predicted %{customdata[1]}: %{customdata[2]} images",
         counts,
     )

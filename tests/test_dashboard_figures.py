@@ -119,6 +119,8 @@ def test_confusion_matrix_normalises_rows_and_carries_cells_for_clicks():
     fig = figures.confusion_matrix(matrix, ["cat", "dog"], normalize=True)
     trace = fig.data[0]
     assert list(trace.marker.color) == [0.8, 0.2, 0.0, 0.0]  # an empty row stays 0, not NaN
+    assert list(trace.text) == ["80%", "20%", "0%", "0%"]  # rates in percent, as on every page (defect 11)
+    assert trace.marker.colorbar.tickformat == formats.AXIS_PERCENT
     assert [tuple(c) for c in trace.customdata] == [(0, 0, 8), (0, 1, 2), (1, 0, 0), (1, 1, 0)]
     assert list(fig.layout.xaxis.ticktext) == ["cat", "dog"]
 

@@ -151,7 +151,7 @@ COLUMN_CONFIG = {
     ),
 }
 GROUP_CONFIG = {
-    "model": st.column_config.TextColumn("model", pinned=True),
+    "model": st.column_config.TextColumn("model", pinned=True, width=140),
     "settings": st.column_config.TextColumn(
         "settings", help="what sets this group apart from the other groups of its model (seed aside)"
     ),
@@ -160,9 +160,13 @@ GROUP_CONFIG = {
     ),
     "seeds": st.column_config.NumberColumn("N", format="%d", help="finished runs with a test accuracy"),
     "test_acc_mean": formats.percent_column("test acc (mean)"),
-    "test_acc_std": formats.spread_column("± std", help="standard deviation over the seeds, in percentage points"),
+    "test_acc_std": formats.spread_column(
+        "± std", width=80, help="standard deviation over the seeds, in percentage points"
+    ),
     "best_val_acc_mean": formats.percent_column("best val acc (mean)"),
-    "best_val_acc_std": formats.spread_column("± std", help="standard deviation over the seeds, in percentage points"),
+    "best_val_acc_std": formats.spread_column(
+        "± std", width=80, help="standard deviation over the seeds, in percentage points"
+    ),
     "runs": st.column_config.NumberColumn("all runs", format="%d", help="every run of the group, whatever its status"),
     "group": st.column_config.TextColumn("config group", help="`python -m experiments compare group:HASH ...`"),
     "test_acc_ci": COLUMN_CONFIG["test_acc_ci"],
