@@ -503,8 +503,11 @@ def test_the_reliability_diagram_draws_a_bar_and_a_mean_confidence_marker_per_bi
     }
     entry = analysis.epoch_entry(series, 2)
     assert entry == {"edges": [0, 0.5, 1.0], "counts": [2, 18], "accuracy": [None, 0.8], "confidence": [None, 0.97]}
-    bars, means, diagonal = figures.reliability_diagram(entry, 2).data
+    fig = figures.reliability_diagram(entry, 2)
+    bars, means, diagonal = fig.data
     assert list(bars.x) == [0.25, 0.75] and np.isnan(bars.y[0]) and bars.y[1] == 0.8
+    assert list(bars.text) == ["2", "18"] and bars.textposition == "outside"
+    assert fig.layout.yaxis.range[1] > 1.05 >= max(fig.layout.yaxis.tickvals)  # a full bar's count has room inside
     assert means.x[1] == 0.97 and means.y[1] == 0.8  # read against the diagonal at the bin's mean confidence
     assert list(diagonal.x) == [0, 1] and list(diagonal.y) == [0, 1]
 
