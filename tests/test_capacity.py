@@ -9,9 +9,8 @@ from experiments.models import ConvConv, conv_conv_sequential
 from tests.helpers import (
     chart_traces,
     cli_in_process,
-    go,
+    inspector,
     needs_chromium,
-    open_app,
     plotly_charts,
     shoot,
     sqlite_uri,
@@ -55,7 +54,7 @@ def test_a_width_suite_draws_train_and_validation_error_against_parameters_with_
     params = [runs[name].data.metrics[Metric.PARAMS_TOTAL] for name in ("cc-x0.125", "cc-x0.5", "cc-x1")]
     assert params == [18_954, 300_426, 1_199_882]
 
-    at = go(open_app(), "overfitting")
+    at = inspector([], "More data and capacity")
     assert not at.exception and "3 widths: error against parameter count" in texts(at)
     capacity = next(chart_traces(c) for c in plotly_charts(at) if '"sweet spot"' in c.proto.spec)
     train, val, spot = capacity
@@ -71,7 +70,7 @@ def test_the_capacity_curve_in_chromium(widths, page):
     client, _ = widths
     with start_server(client.tracking_uri) as url:
         page.set_viewport_size({"width": 1500, "height": 2600})  # Streamlit scrolls inside its own pane
-        page.goto(f"{url}/overfitting")
+        page.goto(f"{url}/overfitting?section=More+data+and+capacity")
         page.get_by_text("3 widths: error against parameter count").wait_for(timeout=60_000)
         page.get_by_text("Lowest validation error").wait_for(timeout=30_000)
         wait_idle(page)

@@ -61,7 +61,7 @@ def runs_table(at):
 
 def test_the_runs_table_fills_best_epoch_gap_and_diagnosis_of_foreign_runs(foreign_store):
     client, ids, recorded = foreign_store
-    at = open_app(**{Key.RUNS_COLUMNS: ["best_epoch", "epochs", "gap", "diagnosis", "convention"]})
+    at = open_app(**{Key.RUNS_COLUMNS: ["best_val_acc", "best_epoch", "epochs", "diagnosis", "convention"]})
     assert not at.exception
     table = runs_table(at)
     val = recorded[:, 3] * 100  # the table shows percentages

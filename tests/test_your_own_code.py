@@ -326,7 +326,7 @@ def test_a_sweep_spec_trains_your_own_model_on_your_own_npz(store, tmp_path):
 def test_every_page_shows_your_runs_with_nothing_missing(own_store):
     client, _ = own_store
     mine = {r.info.run_name: r.info.run_id for r in all_runs(client)}
-    at = open_app(**{Key.RUNS_COLUMNS: ["gap", "diagnosis"]})
+    at = open_app(**{Key.RUNS_COLUMNS: ["best_val_acc", "diagnosis"]})
     table = at.dataframe[0].value.set_index("run_name")
     shapes = [name for name in mine if name.startswith("small_cnn-shapes")]
     assert set(table.loc[shapes, "model"]) == {"my_model.py:small_cnn"}

@@ -11,6 +11,7 @@ import torch
 
 from core.schema import Artifact, Metric, Tag
 from dashboard.reader import fetch_runs
+from dashboard.state import Key
 from experiments import interrupts
 from experiments import run as run_module
 from experiments.run import execute
@@ -143,7 +144,7 @@ def test_a_run_killed_with_sigkill_shows_lost_then_reap_fails_it_and_resume_fini
     while fetch_runs(store).set_index("run_id").loc[run_id, "status"] != "LOST":
         assert time.time() - killed_at < 3 * 1 + 15, "not LOST within three heartbeat intervals (and 15 s to read)"
         time.sleep(0.2)
-    table = open_app().dataframe[0].value
+    table = open_app(**{Key.RUNS_COLUMNS: ["status"]}).dataframe[0].value
     assert table.loc[table["run_name"] == "lost", "status"].tolist() == ["LOST"]
 
     reaped = cli_in_process(capsys, "reap")

@@ -133,7 +133,7 @@ def test_a_pruned_trial_stops_early_and_its_run_says_so(pruned_sweep):
 
 def test_the_sweeps_page_shows_trials_best_and_opens_a_trial_run(pruned_sweep):
     client, name, _ = pruned_sweep
-    at = open_app()
+    at = open_app(**{Key.RUNS_COLUMNS: ["epochs"]})
     runs_table = at.dataframe[0].value.set_index(pd.Index(at.session_state[rows_key(Key.RUNS_TABLE)]))
     hopeless = next(r for r in trial_runs(client, name) if r.data.tags[Tag.TRIAL] == "1")
     assert runs_table.loc[hopeless.info.run_id, "epochs"] == 1  # the stopped epoch, not the 3 planned
