@@ -263,7 +263,7 @@ def section_ui(labels: tuple[str, ...], key: str):
     """Tabs of a page's sections, the open one in the address: its label and its container. Only that tab's
     content is drawn (Streamlit's lazy tabs): a page of many charts opens in a fraction of the time
     (benchmarks/page_times.py), and each tab is drawn when the user opens it."""
-    tabs = st.tabs(list(labels), key=key, bind=IN_URL, on_change="rerun")
+    tabs = st.tabs(list(labels), key=key, bind=IN_URL)  # bound: it tracks the open tab and reruns on a switch
     return next(((label, tab) for label, tab in zip(labels, tabs, strict=True) if tab.open), (labels[0], tabs[0]))
 
 
