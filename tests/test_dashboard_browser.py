@@ -58,10 +58,6 @@ FIRST_LAUNCH = [  # the page's link, its heading, what it shows of the demo, the
 
 
 @pytest.mark.long
-# Never beside tests/test_capacity.py: with its training on the other worker, the freshly started dashboard stopped
-# answering on the inspector (CONNECTING, even after a reload) in every such run on 2 cores, and in none alone or
-# beside busy loops; the cause is not found (docs/benchmarks.md, Page times).
-@pytest.mark.xdist_group("capacity-module")
 def test_the_first_launch_trains_the_demo_and_every_page_shows_it(tmp_path, page):
     """scripts/start as a newcomer runs it, on an empty store: it trains the demo, serves the dashboard on
     localhost only, and every page, opened first with nothing selected, shows the demo's story."""
