@@ -260,8 +260,7 @@ def section_ui(labels: tuple[str, ...], key: str):
 
 
 def table_view_ui(optional: list[str], config: dict) -> tuple[str, list[str]]:
-    """The Runs table's order (one click: analysis.SORTS) and the columns shown beyond the first ones, both in the
-    address."""
+    """The Runs table's order (one click: analysis.SORTS) and the columns shown beyond the first ones."""
     cols = st.columns([3, 2])
     order = cols[0].segmented_control(
         "Order", list(SORTS), default=next(iter(SORTS)), key=Key.RUNS_ORDER, required=True
