@@ -674,6 +674,15 @@ def story_runs(runs: pd.DataFrame) -> dict[str, str]:
     return found
 
 
+def story_description(found: dict[str, str]) -> str:
+    """What the inspector's story shows, naming the kind of fit the store has no firm example of (a page that
+    promised a good fit and showed two runs would leave the user looking for the third)."""
+    shown = ", ".join(STORY[diagnosis] for diagnosis in STORY if diagnosis in found)
+    missing = " or ".join(STORY[diagnosis] for diagnosis in STORY if diagnosis not in found)
+    text = f"the store's newest finished run of each kind side by side: {shown}"
+    return f"{text} (no run {missing} by a firm diagnosis yet)" if missing else text
+
+
 def seeded_groups(runs: pd.DataFrame, count: int = 2) -> list[list[str]]:
     """The run ids of up to `count` config groups with the most finished seeds (at least two each)."""
     groups = group_table(runs)

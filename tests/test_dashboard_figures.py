@@ -357,7 +357,10 @@ def test_story_runs_are_the_newest_finished_run_of_each_diagnosis():
             "start": pd.to_datetime([1, 2, 3, 4, 5], unit="s"),
         }
     )
-    assert analysis.story_runs(runs) == {"high bias": "b", "high variance": "d"}  # c is still running
+    found = analysis.story_runs(runs)
+    assert found == {"high bias": "b", "high variance": "d"}  # c is still running
+    assert analysis.story_description(found).endswith("underfits, overfits (no run fits well by a firm diagnosis yet)")
+    assert "(no run" not in analysis.story_description({**found, "good fit": "e"})
 
 
 def test_comparability_warnings_name_different_datasets_test_and_validation_sizes_and_tools():

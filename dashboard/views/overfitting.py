@@ -28,6 +28,7 @@ from dashboard.analysis import (
     per_class_frame,
     series_over,
     series_points,
+    story_description,
     story_runs,
     sweet_spot,
     with_bias_variance,
@@ -358,9 +359,8 @@ def page() -> None:
     if runs is None:
         return
     rows = runs.set_index("run_id")
-    selection = selected_or_story(
-        selection, list(story_runs(runs).values()), "the store's newest under-, over- and good fit side by side"
-    )
+    story = story_runs(runs)
+    selection = selected_or_story(selection, list(story.values()), story_description(story))
     shown = selection[:MAX_INSPECTED] or [
         run_picker_ui(runs, [], "Run (select runs to inspect several)", key=Key.OVERFITTING_RUN)
     ]
