@@ -57,15 +57,18 @@ def run_filters_ui(runs: pd.DataFrame) -> dict:
     """Filters of the Runs table: model, dataset, status, suite and free text on params."""
     cols = st.columns([1, 1, 1, 1, 2])
     return {
-        "models": cols[0].multiselect("Model", sorted(runs["model"].unique()), key=Key.FILTER_MODEL),
-        "datasets": cols[1].multiselect("Dataset", sorted(runs["dataset"].unique()), key=Key.FILTER_DATASET),
-        "statuses": cols[2].multiselect("Status", sorted(runs["status"].unique()), key=Key.FILTER_STATUS),
+        "models": cols[0].multiselect("Model", sorted(runs["model"].unique()), key=Key.FILTER_MODEL, bind=IN_URL),
+        "datasets": cols[1].multiselect(
+            "Dataset", sorted(runs["dataset"].unique()), key=Key.FILTER_DATASET, bind=IN_URL
+        ),
+        "statuses": cols[2].multiselect("Status", sorted(runs["status"].unique()), key=Key.FILTER_STATUS, bind=IN_URL),
         "suites": cols[3].multiselect(
-            "Suite tag", sorted(s for s in runs["suite"].unique() if s), key=Key.FILTER_SUITE
+            "Suite tag", sorted(s for s in runs["suite"].unique() if s), key=Key.FILTER_SUITE, bind=IN_URL
         ),
         "text": cols[4].text_input(
             "Search params",
             key=Key.FILTER_TEXT,
+            bind=IN_URL,
             placeholder="e.g. lr>0.001 optimizer=adam",
             help="Terms combine with AND: key=value, key!=value, key>value, key<value, "
             "key>=value, key<=value on a param (numbers compare as numbers), or a word "
@@ -172,10 +175,11 @@ def curves_grouping_ui(runs: pd.DataFrame, selection: list[str]) -> tuple[str | 
         "Draw curves per",
         [EACH_RUN, CONFIGURATION, *varying],
         key=Key.COMPARE_GROUP_BY,
+        bind=IN_URL,
         help="configuration: runs that differ only in their seed (config_group) form one band; "
         "a setting: runs with the same value of it form one band",
     )
-    members = cols[1].toggle("Show each run", key=Key.COMPARE_MEMBERS, disabled=by == EACH_RUN)
+    members = cols[1].toggle("Show each run", key=Key.COMPARE_MEMBERS, bind=IN_URL, disabled=by == EACH_RUN)
     return (None if by == EACH_RUN else by), members
 
 
@@ -185,6 +189,7 @@ def curves_choice_ui() -> tuple[Panel, ...]:
         "Curves of",
         list(CURVES),
         key=Key.COMPARE_CURVES,
+        bind=IN_URL,
         help="bias: train error; variance: validation error minus train error; calibration: "
         "validation loss and expected calibration error; speed: each epoch's training time",
     )
@@ -199,10 +204,11 @@ def curves_axes_ui(has_loss: bool) -> tuple[str, bool]:
         "Curves against",
         list(X_AXES),
         key=Key.COMPARE_X,
+        bind=IN_URL,
         help="training time: the seconds of training (evaluation excluded) by the end of each "
         "epoch; images seen: epochs times the training-set size",
     )
-    return x, cols[1].toggle("Log-scale loss", key=Key.COMPARE_LOG_LOSS, disabled=not has_loss)
+    return x, cols[1].toggle("Log-scale loss", key=Key.COMPARE_LOG_LOSS, bind=IN_URL, disabled=not has_loss)
 
 
 def baseline_ui(labels: dict[str, str]) -> str | None:
@@ -224,6 +230,7 @@ def smoothing_ui() -> float:
         0.6,
         0.01,
         key=Key.COMPARE_SMOOTHING,
+        bind=IN_URL,
     )
 
 
@@ -246,6 +253,7 @@ def patience_ui() -> int:
         value=3,
         step=1,
         key=Key.PATIENCE,
+        bind=IN_URL,
         help="Stop once this many epochs pass without a better validation "
         "accuracy, as Keras's EarlyStopping and Lightning's do.",
     )
@@ -260,16 +268,18 @@ def section_ui(labels: tuple[str, ...], key: str):
 
 
 def table_view_ui(optional: list[str], config: dict) -> tuple[str, list[str]]:
-    """The Runs table's order (one click: analysis.SORTS) and the columns shown beyond the first ones."""
+    """The Runs table's order (one click: analysis.SORTS) and the columns shown beyond the first ones, both in the
+    address."""
     cols = st.columns([3, 2])
     order = cols[0].segmented_control(
-        "Order", list(SORTS), default=next(iter(SORTS)), key=Key.RUNS_ORDER, required=True
+        "Order", list(SORTS), default=next(iter(SORTS)), key=Key.RUNS_ORDER, bind=IN_URL, required=True
     )
     extra = cols[1].multiselect(
         "More columns",
         optional,
         format_func=lambda name: config[name]["label"] if name in config else name.replace("_", " "),
         key=Key.RUNS_COLUMNS,
+        bind=IN_URL,
         placeholder="status, best val acc, best epoch, params, duration...",
     )
     return order or next(iter(SORTS)), extra

@@ -166,6 +166,25 @@ def test_back_returns_to_the_page_before_in_one_press_and_can_leave_the_first_pa
     page.get_by_text("runs shown").wait_for(timeout=60_000)
 
 
+def test_a_link_keeps_the_views_settings(server, page, browser):
+    """Defect 7: what a page shows is in its address, not only the selection: Compare's curves, the Runs search."""
+    url, _, ids = server
+    page.goto(f"{url}/compare?runs={ids['lenet5'][:8]},{ids['conv'][:8]}")
+    page.get_by_role("heading", name="Compare runs").wait_for(timeout=60_000)
+    wait_idle(page)
+    page.locator(f".st-key-{Key.COMPARE_CURVES} input").first.click()
+    page.get_by_role("option", name="calibration", exact=True).click()
+    page.wait_for_url(re.compile(f"{Key.COMPARE_CURVES}=calibration"), timeout=30_000)
+    wait_idle(page)
+    elsewhere = browser.new_context(viewport={"width": 1500, "height": 1100}).new_page()  # another user's session
+    elsewhere.goto(page.url)
+    elsewhere.get_by_role("heading", name="Compare runs").wait_for(timeout=60_000)
+    expect(elsewhere.locator(f".st-key-{Key.COMPARE_CURVES} input").first).to_have_value("calibration", timeout=30_000)
+    elsewhere.goto(f"{url}/?{Key.FILTER_TEXT}=lenet5")
+    expect(elsewhere.get_by_text(re.compile(r"^1 of \d+ runs shown"))).to_be_visible(timeout=60_000)
+    elsewhere.context.close()
+
+
 def test_the_selection_and_the_view_survive_every_page_a_reload_and_a_shared_link(server, page, browser):
     url, _, _ = server
     page.goto(f"{url}/runs")  # a link to the Runs page opens it

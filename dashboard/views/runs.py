@@ -24,7 +24,7 @@ from dashboard.analysis import (
     story_runs,
     with_test_intervals,
 )
-from dashboard.state import Key
+from dashboard.state import IN_URL, Key
 from dashboard.views import runs_or_message
 from dashboard.widgets import (
     CONFIGURATION,
@@ -304,7 +304,9 @@ def page() -> None:
                 + search_hint(filter_runs(runs, **{**filters, "text": ""}), filters["text"])
             )
         )
-    if st.toggle("Group by configuration (one row per config group, mean ± std over seeds)", key=Key.GROUP_RUNS):
+    if st.toggle(
+        "Group by configuration (one row per config group, mean ± std over seeds)", key=Key.GROUP_RUNS, bind=IN_URL
+    ):
         grouped_table_ui(shown, selection)
     else:
         runs_table_ui(runs, shown, len(selection))
