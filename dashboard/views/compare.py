@@ -64,6 +64,7 @@ FINAL_COLUMNS = {
 SIDES_COLUMNS = {"test acc": formats.percent_column("test acc")}
 
 
+@st.fragment  # its choices redraw the curves only, not the page's tests and tables
 def curves_section(runs: pd.DataFrame, selection: list[str], metrics: pd.DataFrame) -> None:
     """Learning curves per run, or per group (config group or a setting's value) as mean lines in 95% bands."""
     panels = curves_choice_ui()

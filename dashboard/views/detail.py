@@ -174,12 +174,14 @@ def tested_weights(run: RunRecord) -> str:
     return "the weights handed to finish()" if handed else "best-val weights"
 
 
-def confusion_section(run_id: str, run: RunRecord) -> list[str] | None:
+@st.fragment  # the epoch, the normalisation and a clicked cell redraw this section only
+def confusion_section(run_id: str, run: RunRecord) -> None:
+    """The test or an epoch's validation confusion matrix, its most frequent confusions and a cell's gallery."""
     test = artifact(run_id, Artifact.CONFUSION_TEST)
     per_epoch = artifact(run_id, Artifact.CONFUSION_VAL_EPOCHS)
     if test is None and per_epoch is None:
         st.info("This run has no confusion matrix artifacts (yet).")
-        return None
+        return
     class_names = (test or per_epoch)["class_names"]
     source, normalize = confusion_source_ui(per_epoch["epochs"] if per_epoch else [], test is not None)
     matrix = test["matrix"] if source == "test" else per_epoch["matrices"][epoch_position(per_epoch["epochs"], source)]
@@ -207,7 +209,6 @@ def confusion_section(run_id: str, run: RunRecord) -> list[str] | None:
             height=380,
         )
     gallery_ui(run_id, run, class_names, source)
-    return class_names
 
 
 def choose_moved_cell(run_id: str) -> None:

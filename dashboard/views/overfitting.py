@@ -142,6 +142,7 @@ def run_section(run_id: str, row, patience: int, section: str) -> None:
         cols[1].plotly_chart(figures.bias_variance(history), key=Key.per_run("bv", run_id))
 
 
+@st.fragment  # the reliability epoch redraws this run's calibration only
 def calibration_section(run_id: str, history) -> None:
     """Validation loss and calibration error per epoch, the epoch the loss starts rising while accuracy holds, and
     the reliability diagram of any epoch."""
