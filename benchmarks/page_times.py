@@ -12,6 +12,9 @@ server has said its last script run finished, no run is in progress, and the pag
 second; the time reported is that of the page's last change (the charts drawn), not the half second after.
 - cold: the page's first load in a dashboard server just started (its imports and every read uncached);
 - warm: the median of --repeats loads of the same page in new browser sessions of that server;
+- from the sidebar: the median of --repeats clicks on the page's link in the sidebar, from the page a user comes
+  from (Runs; Compare for Runs itself): what moving between pages costs once the dashboard is open, without
+  loading Streamlit's and Plotly's bundles again;
 - widget changes: the median of --repeats changes of one widget (each a rerun of the page).
 --profile prints, for each page, where a warm script run spends its time (cProfile, in this process: the page run
 under Streamlit's AppTest, which runs the same script without a browser).
@@ -101,6 +104,25 @@ def change_seconds(page: Page, watch: Watch, change: Callable[[Page], None]) -> 
     return idle_after(page, watch, before, started)
 
 
+SIDEBAR_LINKS = {
+    "runs": "Runs",
+    "compare": "Compare",
+    "overfitting": "Overfitting inspector",
+    "detail": "Run detail",
+    "sweeps": "Sweeps",
+}
+
+
+def switch_seconds(browser, url: str, name: str) -> float:
+    """From the page a user comes from, loaded and idle, a click on `name`'s sidebar link until idle."""
+    page, watch = new_page(browser)
+    load_seconds(page, watch, f"{url}/{'compare' if name == 'runs' else 'runs'}")
+    link = page.locator('[data-testid="stSidebarNav"]').get_by_text(SIDEBAR_LINKS[name], exact=True)
+    seconds = change_seconds(page, watch, lambda _: link.click())
+    page.close()
+    return seconds
+
+
 def new_page(browser) -> tuple[Page, Watch]:
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.add_init_script(RECORD_CHANGES)
@@ -145,6 +167,8 @@ FLOOR_PAGES = {  # what any Streamlit page costs here, side by side with the das
     "floor: a title only": "import streamlit as st\nst.title('floor')\n",
     "floor: a title and one Plotly chart": "import plotly.graph_objects as go\nimport streamlit as st\n"
     "st.title('floor')\nst.plotly_chart(go.Figure(go.Scatter(x=[1, 2, 3], y=[3, 1, 2])))\n",
+    "floor: a title and one table": "import pandas as pd\nimport streamlit as st\n"
+    "st.title('floor')\nst.dataframe(pd.DataFrame({'a': [1, 2, 3]}))\n",
 }
 
 
@@ -162,7 +186,7 @@ def floor_times(uri: str, repeats: int) -> dict:
                     page, watch = new_page(browser)
                     times.append(load_seconds(page, watch, url))
                     page.close()
-                loads[name] = (times[0], statistics.median(times[1:]), max(times[1:]))
+                loads[name] = (times[0], statistics.median(times[1:]), max(times[1:]), None)
         browser.close()
     return loads
 
@@ -182,8 +206,9 @@ def page_times(uri: str, repeats: int) -> tuple[dict, dict]:
                     page, watch = new_page(browser)
                     warm.append(load_seconds(page, watch, f"{url}/{name}"))
                     page.close()
-                loads[name] = (cold, statistics.median(warm), max(warm))
-                print(f"{name}: cold {cold:.2f} s, warm {warm}", flush=True)
+                switches = [switch_seconds(browser, url, name) for _ in range(repeats)]
+                loads[name] = (cold, statistics.median(warm), max(warm), statistics.median(switches))
+                print(f"{name}: cold {cold:.2f} s, warm {warm}, from the sidebar {switches}", flush=True)
                 for label, (where, change) in WIDGET_CHANGES.items():
                     if where != name:
                         continue
@@ -243,9 +268,9 @@ def large_store(demo: Path, folder: Path, runs: int) -> str:
 
 
 def print_table(title: str, loads: dict, changes: dict) -> None:
-    print(f"\n{title}\n{'page':<34} {'cold s':>7} {'warm s':>7} {'worst':>7}")
-    for name, (cold, warm, worst) in loads.items():
-        print(f"{name:<34} {cold:>7.2f} {warm:>7.2f} {worst:>7.2f}")
+    print(f"\n{title}\n{'page':<34} {'cold s':>7} {'warm s':>7} {'worst':>7} {'sidebar s':>9}")
+    for name, (cold, warm, worst, switch) in loads.items():
+        print(f"{name:<34} {cold:>7.2f} {warm:>7.2f} {worst:>7.2f} {'' if switch is None else f'{switch:.2f}':>9}")
     print(f"{'widget change':<34} {'':>7} {'median':>7} {'worst':>7}")
     for label, (median, worst) in changes.items():
         print(f"{label:<34} {'':>7} {median:>7.2f} {worst:>7.2f}")

@@ -280,6 +280,6 @@ def table_view_ui(optional: list[str], config: dict) -> tuple[str, list[str]]:
         format_func=lambda name: config[name]["label"] if name in config else name.replace("_", " "),
         key=Key.RUNS_COLUMNS,
         bind=IN_URL,
-        placeholder="status, best val acc, best epoch, params, duration...",
+        placeholder="Add columns: status, best val acc, best epoch, params...",
     )
     return order or next(iter(SORTS)), extra

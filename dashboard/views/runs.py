@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from core import stats
-from core.diagnosis import VERDICT
+from core.diagnosis import BEST_ERROR, BIAS_THRESHOLD, VARIANCE_THRESHOLD, VERDICT
 from dashboard import formats, state
 from dashboard.analysis import (
     STORY,
@@ -36,6 +36,7 @@ from dashboard.widgets import (
     table_view_ui,
 )
 
+BEST_ERRORS = ", ".join(f"{name} {error:.1%}" for name, error in BEST_ERROR.items())
 FIRST_COLUMNS = [  # what answers "which run is best, which overfits, which underfits" at 1,400 px
     "run_name",
     "rank",
@@ -90,25 +91,32 @@ COLUMN_CONFIG = {
     ),
     "test_acc": formats.percent_column("test acc", width=70),
     "test_acc_margin": formats.spread_column(
-        "±", width=68, help="half the width of the test accuracy's 95% Wilson interval (exact bounds: More columns)"
+        "±95%",
+        width=68,
+        help="half the width of the test accuracy's 95% Wilson interval, in percentage points (pp): how far the "
+        "accuracy on this many test images may be from the model's true accuracy; not a spread over seeds (exact "
+        "bounds: More columns)",
     ),
     "verdict": st.column_config.TextColumn(
         "verdict",
         width=160,
-        help="underfits (high bias), overfits (high variance), good fit or cannot tell yet, from the run's last "
-        "epoch; 'unsure' where the evaluation sets are too small to settle the other figure. The Overfitting "
-        "inspector shows why",
+        help="underfits (high bias), overfits (high variance), underfits and overfits, good fit, or cannot tell "
+        f"yet, from the run's last epoch. A figure counts as above its {BIAS_THRESHOLD * 100:.0f} pp threshold "
+        "only when its whole 95% interval is: 'gap unsure' (or 'bias unsure') where the validation set is too "
+        "small for that, so a gap of several pp can still be unsure. The Overfitting inspector shows each interval",
     ),
     "avoidable_bias": formats.spread_column(
         "bias",
         width=72,
-        help="avoidable bias at the last epoch: the train error minus the best error achievable on the dataset "
-        "(above 1 pp: underfits)",
+        help="avoidable bias at the last epoch, in percentage points (pp): the train error minus the best error "
+        f"reached on the dataset ({BEST_ERRORS}); above {BIAS_THRESHOLD * 100:.0f} pp, with its whole 95% interval: "
+        "underfits; below 0: the model fits its training images better than that best error",
     ),
     "gap": formats.points_column(
         "gap",
         width=76,
-        help="variance at the last epoch: the validation error minus the train error (above 1 pp: overfits)",
+        help="variance at the last epoch, in percentage points (pp): the validation error minus the train error; "
+        f"above {VARIANCE_THRESHOLD * 100:.0f} pp, with its whole 95% interval: overfits",
     ),
     "model": st.column_config.TextColumn("model", width=110),
     "dataset": st.column_config.TextColumn("dataset", width=82),
@@ -241,9 +249,9 @@ def runs_table_ui(runs: pd.DataFrame, shown: pd.DataFrame, selected: int) -> Non
     selectable_table_ui(
         shown[FIRST_COLUMNS + extra],
         list(shown["run_id"]),
-        f"{len(shown)} of {len(runs)} runs shown, {selected} selected. The verdict is logged by the runner, or "
-        "derived from the run's history (running or foreign runs); ticks show the selection (tick to add, untick "
-        "to remove).",
+        f"{len(shown)} of {len(runs)} runs shown, {selected} selected. A rank counts the runs scored on the same "
+        "test images (dataset and test-set size), so each such set has its ★. pp: percentage points. Hover a "
+        "column's header for what it means; ticks show the selection (tick to add, untick to remove).",
         COLUMN_CONFIG,
         Key.RUNS_TABLE,
     )
@@ -268,7 +276,7 @@ def story_ui(runs: pd.DataFrame) -> None:
         cols[1].button(
             "Inspect side by side",
             key=Key.STORY_INSPECT,
-            help="replaces the selection with these runs",
+            help=f"opens the Overfitting inspector on {', '.join(names.values())}, in place of the selection",
             on_click=state.select,
             args=(list(story.values()), "views/overfitting.py"),
         )
@@ -276,7 +284,8 @@ def story_ui(runs: pd.DataFrame) -> None:
         cols[2].button(
             "Compare over seeds",
             key=Key.STORY_COMPARE,
-            help="replaces the selection with the two configurations' runs",
+            help=f"opens Compare on the {len(groups[0]) + len(groups[1])} runs of the two configurations trained "
+            "over the most seeds, in place of the selection",
             on_click=state.select,
             args=(groups[0] + groups[1], "views/compare.py"),
             kwargs={Key.COMPARE_GROUP_BY: CONFIGURATION},
