@@ -103,7 +103,11 @@ def page() -> None:
         width="stretch",
     )
     if best is not None:
-        st.caption(f"Best trial (green): {md(table['run_name'].iloc[best])}." + lead_text(table, runs))
+        st.caption(
+            f"Best trial (green): {md(table['run_name'].iloc[best])}, by best validation accuracy, what the sweep "
+            "chose on (its test images stay unseen; the Runs page ranks runs by test accuracy)."
+            + lead_text(table, runs)
+        )
     run_id = trial_picker_ui(table, best)
     # The callback selects the run, and asks for Run detail, before the next run draws anything.
     st.button("Open in Run detail", key=Key.OPEN_TRIAL, on_click=state.open_in_detail, args=(run_id,))
