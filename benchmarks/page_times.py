@@ -23,7 +23,6 @@ under Streamlit's AppTest, which runs the same script without a browser).
 import argparse
 import cProfile
 import io
-import itertools
 import os
 import pstats
 import shutil
@@ -136,12 +135,13 @@ def toggle(key: str) -> Callable[[Page], None]:
 
 
 def choose(key: str, options: tuple[str, str]) -> Callable[[Page], None]:
-    """A selectbox set to each of `options` in turn (the first differs from its default)."""
-    turns = itertools.cycle(options)
+    """A selectbox set to whichever of `options` it does not show now (the same value again would not rerun)."""
 
     def change(page: Page) -> None:
-        page.locator(f".st-key-{key} input").first.click()
-        page.get_by_role("option", name=next(turns), exact=True).first.click()
+        box = page.locator(f".st-key-{key} input").first
+        other = options[1] if box.input_value() == options[0] else options[0]
+        box.click()
+        page.get_by_role("option", name=other, exact=True).first.click()
 
     return change
 
