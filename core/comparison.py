@@ -17,6 +17,7 @@ from scipy import stats as scipy_stats
 
 from core import stats
 from core.schema import Artifact, Metric, Param, Tag
+from core.store import search_all
 
 GROUP_PREFIX = "group:"
 RESOLVE_DEFAULT = 0.001  # the difference "would resolve" speaks of when none was observed: 0.1 points
@@ -176,15 +177,17 @@ class ComparisonError(ValueError):
     """A run id or group that cannot be compared; one line."""
 
 
+def finished_group_runs(client, group: str) -> list:
+    """The FINISHED runs of a config group, in every experiment."""
+    return search_all(client, f"tags.{Tag.CONFIG_GROUP} = '{group}' and attributes.status = 'FINISHED'")
+
+
 def read_side(client, ref: str) -> Side:
     """A side from the store: `group:HASH` (its FINISHED runs) or a run id."""
 
     if ref.startswith(GROUP_PREFIX):
         group = ref[len(GROUP_PREFIX) :]
-        experiments = [e.experiment_id for e in client.search_experiments()]
-        wanted = f"tags.{Tag.CONFIG_GROUP} = '{group}' and attributes.status = 'FINISHED'"
-        runs = client.search_runs(experiments, wanted, max_results=5000) if experiments else []
-        runs = [r for r in runs if Metric.TEST_ACC in r.data.metrics]
+        runs = [r for r in finished_group_runs(client, group) if Metric.TEST_ACC in r.data.metrics]
         if not runs:
             raise ComparisonError(f"{ref}: no FINISHED run with a test accuracy carries config_group {group!r}")
         label = f"{runs[0].data.params.get(Param.MODEL, '?')} ({ref})"

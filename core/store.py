@@ -141,7 +141,11 @@ def get_client(uri: str | None = None) -> MlflowClient:
     return client
 
 
-def store_has_runs() -> bool:
-    client = get_client()
+def search_all(client: MlflowClient, filter_string: str = "", max_results: int = 5000) -> list:
+    """Runs of every experiment of the store matching an MLflow filter (MLflow searches named experiments only)."""
     experiments = [e.experiment_id for e in client.search_experiments()]
-    return bool(experiments and client.search_runs(experiments, max_results=1))
+    return client.search_runs(experiments, filter_string, max_results=max_results) if experiments else []
+
+
+def store_has_runs() -> bool:
+    return bool(search_all(get_client(), max_results=1))

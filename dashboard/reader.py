@@ -25,7 +25,7 @@ from core.diagnosis import Yardstick, best_epoch, best_error_for, verdicts
 from core.liveness import lost_since, now_ms
 from core.schema import Metric, Param, Tag, Value
 from core.settings import EXPERIMENT_SETTINGS, config_group, dataset_label, model_label, unset
-from core.store import StoreError, artifact_root, probe_server, sqlite_path, store_problem, tracking_uri
+from core.store import StoreError, artifact_root, probe_server, search_all, sqlite_path, store_problem, tracking_uri
 from dashboard.bulk import POINT_COLUMNS, StoredRun, experiment_names, metric_names, metric_points, stored_runs
 from dashboard.conventions import (
     Convention,
@@ -329,9 +329,8 @@ def fetch_runs(client: MlflowClient) -> pd.DataFrame:
 
 def search_tagged(client: MlflowClient, filter_string: str) -> list:
     """Active runs of every experiment matching an MLflow filter (sweep parents, a sweep's trials)."""
-    experiments = [e.experiment_id for e in client.search_experiments()]
     try:
-        return client.search_runs(experiments, filter_string, max_results=5000) if experiments else []
+        return search_all(client, filter_string)
     except Exception as err:
         raise store_problem(client.tracking_uri, err) from err
 
