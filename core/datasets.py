@@ -30,6 +30,7 @@ class DatasetSpec:
     class_names: tuple[str, ...]
     sha256: dict[str, str]  # file name -> SHA-256 of its raw bytes
     source: str
+    train_images: int = 60_000  # images in the training file (both catalogue datasets hold 60,000)
 
 
 DATASETS = {

@@ -122,6 +122,7 @@ class Figure:
     interval: stats.Interval | None
     high: bool | None
     settling: str = ""
+    settling_factor: float | None = None  # how many times larger the sets must be to settle it (None: firm, or never)
 
     def words(self) -> str:
         """The figure against its threshold in percentage points: both are differences of two error rates."""
@@ -197,19 +198,23 @@ def judged_figures(
     bias_interval, variance_interval = bias_at(1), variance_at(1)
     bias_high, variance_high = standing(bias_interval, bias_threshold), standing(variance_interval, variance_threshold)
     bias_settling = variance_settling = ""
+    bias_k = variance_k = None
     if bias_high is None:
-        k = settling_factor(bias_at, bias_threshold, n_train)
-        bias_settling = images(k, n_train, "train-eval") if k else ""
+        bias_k = settling_factor(bias_at, bias_threshold, n_train)
+        bias_settling = images(bias_k, n_train, "train-eval") if bias_k else ""
     if variance_high is None:
-        k = settling_factor(variance_at, variance_threshold, n_val)
-        if k:
-            variance_settling = images(k, n_val, "validation")
+        variance_k = settling_factor(variance_at, variance_threshold, n_val)
+        if variance_k:
+            variance_settling = images(variance_k, n_val, "validation")
         else:
             k = settling_factor(lambda k: variance_at(k, k), variance_threshold, max(n_val, n_train))
             variance_settling = f"{images(k, n_val, 'validation')} with {images(k, n_train, 'train-eval')}" if k else ""
+            variance_k = k
     return (
-        Figure("avoidable bias", bias, bias_threshold, bias_interval, bias_high, bias_settling),
-        Figure("variance", variance, variance_threshold, variance_interval, variance_high, variance_settling),
+        Figure("avoidable bias", bias, bias_threshold, bias_interval, bias_high, bias_settling, bias_k),
+        Figure(
+            "variance", variance, variance_threshold, variance_interval, variance_high, variance_settling, variance_k
+        ),
     )
 
 

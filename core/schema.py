@@ -172,6 +172,11 @@ class Tag:
         "share it",
     )
     SUITE = Name("suite", "the suite that started the run, if any")
+    ADVICE_OF = Name(
+        "advice_of",
+        "the run id, or group:HASH, whose diagnosis the run follows up (`python -m experiments advise`)",
+    )
+    ADVICE_RULE = Name("advice_rule", "the rule of core.advice that proposed the run")
     ERROR = Name("error", "why the run failed or was killed, if it was")
     DIVERGED_AT_STEP = Name(
         "diverged_at_step",

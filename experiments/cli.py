@@ -4,6 +4,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from core.advice import AdviceError, propose
 from core.comparison import ComparisonError, read_side, report, which_is_better
 from core.datasets import DATASETS, DataError
 from core.diagnosis import ADVICE, DIVERGED
@@ -13,6 +14,7 @@ from core.settings import REQUIRED, SETTINGS, ConfigError, Setting
 from core.store import StoreError, get_client, store_has_runs
 from experiments import interrupts
 from experiments.adapters import adapter_for
+from experiments.advise import followed, planned_runs, spec_text, train_follow_ups, trained_before, verdict_lines
 from experiments.config import RunConfig
 from experiments.data import ensure_dataset
 from experiments.heartbeat import reap
@@ -114,6 +116,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("a", metavar="A", help="a run id, or group:HASH (the config_group tag)")
     compare.add_argument("b", metavar="B", help="a run id, or group:HASH")
+    advise = commands.add_parser(
+        "advise",
+        help="follow-up experiments for a run's or config group's diagnosis (core.advice), printed as a suite spec; "
+        "--run trains them over seeds and compares each with the original configuration",
+    )
+    advise.add_argument("target", metavar="RUN_OR_GROUP", help="a run id, or group:HASH (the config_group tag)")
+    advise.add_argument(
+        "--run", action="store_true", help="train the follow-ups, tagged advice_of and advice_rule (default: False)"
+    )
+    advise.add_argument(
+        "--seeds", type=int, default=3, help="seeds of each follow-up and of the original configuration (default: 3)"
+    )
+    advise.add_argument(
+        "--max-runs", type=int, default=24, help="refuse a --run that would train more runs than this (default: 24)"
+    )
     commands.add_parser(
         "reap",
         help="end every lost run (RUNNING, its heartbeat silent for 3 intervals) FAILED, "
@@ -233,6 +250,42 @@ def compare_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def advise_command(args: argparse.Namespace) -> int:
+    """Print the follow-ups as a spec; with --run, train what is missing and compare each with the original."""
+    client = get_client()
+    try:
+        if args.seeds < 1 or args.max_runs < 1:
+            raise AdviceError("--seeds and --max-runs: expected integers >= 1")
+        follow = followed(client, args.target)
+        proposals = propose(follow.situation)
+        if not proposals:
+            print(f"# {follow.label}: {follow.situation.diagnosis}; no rule of core.advice applies, nothing to advise")
+            return 0
+        print(spec_text(follow, proposals, args.seeds))
+        if not args.run:
+            return 0
+        plan = planned_runs(follow, proposals, args.seeds)
+        if len(plan) > args.max_runs:
+            raise AdviceError(
+                f"--max-runs: this advice trains {len(plan)} runs (--seeds {args.seeds}), more than {args.max_runs}; "
+                "raise --max-runs or lower --seeds"
+            )
+        done = trained_before(client, follow)
+        missing = sum((item.rule, item.config.seed) not in done for item in plan)
+        print(f"# training {missing} of the advice's {len(plan)} runs (the others were trained before)", flush=True)
+        groups = train_follow_ups(
+            follow,
+            plan,
+            done,
+            lambda item, result: print_summary(item.config, result),
+            lambda item, err: print(f"run {err.run_id} ({item.rule}) FAILED, {err}", file=sys.stderr),
+        )
+        print("\n".join(verdict_lines(client, groups, plan)))
+    except (AdviceError, ConfigError, DataError, ComparisonError) as err:
+        refuse(err)
+    return 0
+
+
 def reap_command() -> int:
     """Print one line per reaped run, with the command that continues it."""
     reaped = reap(get_client(), now_ms())
@@ -314,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-STORE_COMMANDS = ("has-runs", "train", "suite", "sweep", "reap", "compare")
+STORE_COMMANDS = ("has-runs", "train", "suite", "sweep", "reap", "compare", "advise")
 
 
 def dispatch(argv: list[str] | None) -> int:
@@ -345,4 +398,6 @@ def dispatch(argv: list[str] | None) -> int:
         return reap_command()
     if args.command == "compare":
         return compare_command(args)
+    if args.command == "advise":
+        return advise_command(args)
     return suite_command(args)
