@@ -6,6 +6,7 @@ what its model can honour) and returns the settings of the runs it proposes, or 
 cannot honour it. docs/advice.md gives the evidence each rule rests on.
 """
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,7 +40,7 @@ class Situation:
     best_epoch: int
     epochs_trained: int
     train_pool: int | None  # images the dataset's training file holds (None: unknown)
-    dropout_layers: bool  # the model has dropout layers, which the setting `dropout` sets
+    dropout_rate: float | None  # the highest rate of the model's dropout layers as trained (None: it has none)
     scalable: bool  # the setting `width` scales the model
     bigger_model: str | None  # the next model of the registry by parameter count, in the same framework
     val_settling: float | None = None  # how many times more validation images would settle an unsure variance
@@ -69,11 +70,11 @@ class Rule:
 
 
 def dropout_up(s: Situation) -> list[dict]:
-    if not s.dropout_layers:
+    """One rate for every dropout layer above the highest the model trained with (conv-conv's own are 0.25 and
+    0.5: nothing below 0.5 would be more)."""
+    if s.dropout_rate is None or s.dropout_rate >= 0.5:
         return []
-    rate = s.settings.get("dropout")
-    rate = 0.0 if rate is None else float(rate)
-    return [{"dropout": 0.3 if rate < 0.3 else 0.5}] if rate < 0.5 else []
+    return [{"dropout": 0.3 if s.dropout_rate < 0.3 else 0.5}]
 
 
 def more_data(s: Situation) -> list[dict]:
@@ -118,8 +119,8 @@ def more_validation(s: Situation) -> list[dict]:
         return []
     split = "val_split" if float(s.settings.get("val_split") or 0) > 0 else "val_from_test"
     now = float(s.settings.get(split) or 0)
-    wanted = min(MAX_VAL_SPLIT, now * s.val_settling)
-    return [{split: round(wanted, 2)}] if now > 0 and wanted > 1.1 * now else []
+    wanted = math.ceil(round(now * s.val_settling * 100, 6)) / 100  # rounded up: at least the images that settle it
+    return [{split: wanted}] if now > 0 and 1.1 * now < wanted <= MAX_VAL_SPLIT else []
 
 
 RULES = (

@@ -122,7 +122,7 @@ class Figure:
     interval: stats.Interval | None
     high: bool | None
     settling: str = ""
-    settling_factor: float | None = None  # how many times larger the sets must be to settle it (None: firm, or never)
+    settling_factor: float | None = None  # times larger its own set (train-eval or validation) must be to settle it
 
     def words(self) -> str:
         """The figure against its threshold in percentage points: both are differences of two error rates."""
@@ -209,7 +209,6 @@ def judged_figures(
         else:
             k = settling_factor(lambda k: variance_at(k, k), variance_threshold, max(n_val, n_train))
             variance_settling = f"{images(k, n_val, 'validation')} with {images(k, n_train, 'train-eval')}" if k else ""
-            variance_k = k
     return (
         Figure("avoidable bias", bias, bias_threshold, bias_interval, bias_high, bias_settling, bias_k),
         Figure(

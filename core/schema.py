@@ -177,6 +177,7 @@ class Tag:
         "the run id, or group:HASH, whose diagnosis the run follows up (`python -m experiments advise`)",
     )
     ADVICE_RULE = Name("advice_rule", "the rule of core.advice that proposed the run")
+    ADVICE_CHANGES = Name("advice_changes", 'JSON of the settings the rule changed, e.g. {"lr": 0.003}')
     ERROR = Name("error", "why the run failed or was killed, if it was")
     DIVERGED_AT_STEP = Name(
         "diverged_at_step",

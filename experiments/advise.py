@@ -1,9 +1,9 @@
 """`python -m experiments advise RUN_OR_GROUP`: the follow-up experiments core.advice proposes for a run's or a
 config group's diagnosis, printed as a suite spec; with --run, trained over seeds, tagged with what they follow
-(advice_of, advice_rule), then each compared with the original configuration over the same seeds.
+(advice_of, advice_rule, advice_changes), then each compared with the original configuration's group.
 
 A single run is judged against a group of seeds only once its own configuration has them too, so --run first trains
-the original configuration's missing seeds (rule "baseline").
+the original configuration's missing seeds (rule "baseline"), unless it diverged.
 """
 
 import json
@@ -17,16 +17,18 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 
 from core.advice import AdviceError, Proposal, Situation
-from core.comparison import GROUP_PREFIX, finished_group_runs, read_side, report, which_is_better
+from core.comparison import GROUP_PREFIX, ComparisonError, finished_group_runs, read_side, report, which_is_better
 from core.datasets import DATASETS
-from core.diagnosis import Verdict, Yardstick, best_error_for, verdict
+from core.diagnosis import DIVERGED, Verdict, Yardstick, best_error_for, verdict
 from core.schema import Artifact, Metric, Param, Tag
-from core.settings import SETTINGS, SWEEPABLE, ConfigError, is_model_reference
+from core.settings import SETTINGS, SWEEPABLE, ConfigError
 from core.store import search_all
 from experiments.config import RunConfig
 from experiments.models import MODELS, REGISTRY_DATA
 from experiments.run import check, execute
+from experiments.specs import toml_inline
 from experiments.train import Diverged
+from experiments.user_models import model_spec
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no download bar for one small file
 BASELINE = "baseline"  # the rule tag of the original configuration's own missing seeds
@@ -34,21 +36,52 @@ BASELINE = "baseline"  # the rule tag of the original configuration's own missin
 
 @dataclass(frozen=True)
 class Followed:
-    """The run or group advice follows: its configuration (the first run's, any seed) and its situation."""
+    """The run or group advice follows: its configuration (the first run's, any seed), the seeds its config group
+    has FINISHED, and its situation."""
 
     target: str
     label: str
     group: str
-    seeds: tuple[int, ...]  # the seeds of its FINISHED runs
+    seeds: tuple[int, ...]
     base: RunConfig
     situation: Situation
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One configuration a follow-up trains: the rule and the settings it changes (none for the baseline)."""
+
+    rule: str
+    changes: tuple[tuple[str, object], ...] = ()  # (setting, value) pairs: hashable, one variant one key
+
+    @property
+    def key(self) -> str:
+        return json.dumps(dict(self.changes), sort_keys=True)
+
+    def words(self) -> str:
+        return ", ".join(f"{name} {value}" for name, value in self.changes) or "the original configuration"
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One follow-up run to train."""
+
+    config: RunConfig
+    variant: Variant
+
+    @property
+    def done_key(self) -> tuple[str, str, int]:
+        return self.variant.rule, self.variant.key, self.config.seed
+
+
 def target_runs(client, target: str) -> list:
-    """The FINISHED runs of `group:HASH`, or the one run `target` names."""
+    """The runs advice judges: a config group's FINISHED runs not trained by advice itself (so a second --run
+    judges what the first did), or the one run `target` names (FINISHED, or FAILED by diverging)."""
     if target.startswith(GROUP_PREFIX):
         group = target[len(GROUP_PREFIX) :]
-        runs = finished_group_runs(client, group)
+        if not re.fullmatch(r"[0-9a-f]+", group):
+            raise AdviceError(f"{target}: a config group is a hexadecimal hash (the config_group tag)")
+        runs = [run for run in finished_group_runs(client, group) if Tag.ADVICE_OF not in run.data.tags]
         if not runs:
             raise AdviceError(f"{target}: no FINISHED run carries config_group {group!r}")
         return runs
@@ -61,8 +94,9 @@ def target_runs(client, target: str) -> list:
     return [run]
 
 
-def run_verdict(client, run) -> Verdict:
-    """The run's diagnosis as the dashboard derives it: its last epoch's bias and variance with their intervals."""
+def run_verdict(client, run) -> Verdict | None:
+    """The run's diagnosis as the dashboard derives it (its last epoch's bias and variance with their intervals);
+    None for a run that diverged before any epoch was judged."""
     params = run.data.params
     history = {
         name: {point.step: point.value for point in client.get_metric_history(run.info.run_id, name)}
@@ -73,21 +107,25 @@ def run_verdict(client, run) -> Verdict:
         int(params.get(Param.TRAIN_EVAL_SIZE) or 0) or None,
         int(params.get(Param.VAL_SIZE) or 0) or None,
     )
-    found = verdict(pd.DataFrame(history), yardstick, diverged=Tag.DIVERGED_AT_STEP in run.data.tags)
-    if found is None:
+    diverged = Tag.DIVERGED_AT_STEP in run.data.tags
+    found = verdict(pd.DataFrame(history), yardstick, diverged=diverged)
+    if found is None and not diverged:
         raise AdviceError(f"run {run.info.run_id}: no epoch with both a train and a validation accuracy to judge")
     return found
 
 
 def stored_config(client, run) -> RunConfig:
+    """The run's whole configuration as the runner stored it; refused for a run the runner did not train."""
+    not_ours = f"run {run.info.run_id} was not trained by `python -m experiments`, so its settings are unknown"
     with tempfile.TemporaryDirectory() as tmp:
         try:
             stored = json.loads(Path(client.download_artifacts(run.info.run_id, Artifact.CONFIG, tmp)).read_text())
-        except (MlflowException, OSError) as err:
-            raise AdviceError(
-                f"run {run.info.run_id}: no {Artifact.CONFIG} (logged by another tool?), so its settings are unknown"
-            ) from err
-    return RunConfig.from_dict(stored, f"run {run.info.run_id}'s {Artifact.CONFIG}")
+        except (MlflowException, OSError, ValueError) as err:
+            raise AdviceError(f"{not_ours} (no {Artifact.CONFIG})") from err
+    try:
+        return RunConfig.from_dict(stored, f"run {run.info.run_id}'s {Artifact.CONFIG}")
+    except (TypeError, ConfigError) as err:
+        raise AdviceError(f"{not_ours} ({err})") from err
 
 
 def pytorch_params(name: str) -> int:
@@ -97,8 +135,8 @@ def pytorch_params(name: str) -> int:
 def bigger_model(config: RunConfig, params_total: float | None) -> str | None:
     """The registry's PyTorch model with the fewest parameters above this run's, for a registry PyTorch model on
     a registry dataset (28x28 grey images); None otherwise."""
-    if is_model_reference(config.model) or config.dataset not in DATASETS or not params_total:
-        return None
+    if config.model not in MODELS or config.dataset not in DATASETS or not params_total:
+        return None  # your own model, or your own data: the registry's models may not take it
     if MODELS[config.model].framework_of(config.framework) != "pytorch":
         return None
     larger = {
@@ -111,40 +149,48 @@ def bigger_model(config: RunConfig, params_total: float | None) -> str | None:
     return min(larger, key=larger.get) if larger else None
 
 
+def dropout_rate(logged: str | None, framework: str | None) -> float | None:
+    """The highest rate of the model's dropout layers as logged ('0.25,0.5'), where the setting `dropout` can
+    change them; None for a model without any."""
+    if framework not in SETTINGS["dropout"].frameworks:
+        return None
+    try:
+        rates = [float(rate) for rate in str(logged).split(",")]
+    except ValueError:  # 'none': the model has no dropout layers
+        return None
+    return max(rates)
+
+
 def followed(client, target: str) -> Followed:
     """What advice follows: the target's runs, their shared diagnosis and what their model can honour."""
     runs = target_runs(client, target)
     verdicts = [run_verdict(client, run) for run in runs]
-    diagnoses = sorted({v.diagnosis for v in verdicts})
+    diagnoses = sorted({v.diagnosis if v else DIVERGED for v in verdicts})
     if len(diagnoses) > 1:
-        counts = ", ".join(f"{sum(v.diagnosis == d for v in verdicts)} {d}" for d in diagnoses)
+        counts = ", ".join(f"{sum((v.diagnosis if v else DIVERGED) == d for v in verdicts)} {d}" for d in diagnoses)
         raise AdviceError(f"{target}: its runs' diagnoses differ ({counts}); advise one of its runs instead")
+    judged = [v for v in verdicts if v]
     first = runs[0]
     base = stored_config(client, first)
-    spec = MODELS.get(base.model)
-    framework = spec.framework_of(base.framework) if spec else None
-    logged_dropout = first.data.params.get(Param.DROPOUT, "none")
-    variance = [v.figures[1].settling_factor for v in verdicts if v.figures[1].settling_factor]
+    spec = model_spec(base.model)
+    framework = spec.framework_of(base.framework)
+    settling = [v.figures[1].settling_factor for v in judged if v.figures[1].settling_factor]
     situation = Situation(
         settings=base.as_dict(),
         diagnosis=diagnoses[0],
-        best_epoch=round(sum(v.best_epoch for v in verdicts) / len(verdicts)),
-        epochs_trained=max(v.epochs_trained for v in verdicts),
+        best_epoch=round(sum(v.best_epoch for v in judged) / len(judged)) if judged else 0,
+        epochs_trained=max((v.epochs_trained for v in judged), default=0),
         train_pool=DATASETS[base.dataset].train_images if base.dataset in DATASETS else None,
-        dropout_layers=framework in SETTINGS["dropout"].frameworks and logged_dropout not in ("none", "None", ""),
-        scalable=bool(spec) and framework in spec.scalable,
-        bigger_model=bigger_model(base, first.data.metrics.get(Metric.PARAMS_TOTAL)) if spec else None,
-        val_settling=min(variance) if variance else None,
+        dropout_rate=dropout_rate(first.data.params.get(Param.DROPOUT), framework),
+        scalable=framework in spec.scalable,
+        bigger_model=bigger_model(base, first.data.metrics.get(Metric.PARAMS_TOTAL)),
+        val_settling=max(settling) if settling else None,  # what settles every run's figure
     )
+    group = first.data.tags.get(Tag.CONFIG_GROUP, "")
+    seeds = {int(run.data.params.get(Param.SEED, 0)) for run in [*runs, *finished_group_runs(client, group)]}
     name = first.info.run_name if len(runs) == 1 else f"{seedless_name(base)} over {len(runs)} seeds"
-    return Followed(
-        target,
-        f"{name} ({target if target.startswith(GROUP_PREFIX) else target[:8]})",
-        first.data.tags.get(Tag.CONFIG_GROUP, ""),
-        tuple(sorted(int(run.data.params.get(Param.SEED, 0)) for run in runs)),
-        base,
-        situation,
-    )
+    shown = target if target.startswith(GROUP_PREFIX) else target[:8]
+    return Followed(target, f"{name} ({shown})".replace("\n", " "), group, tuple(sorted(seeds)), base, situation)
 
 
 def seedless_name(config: RunConfig) -> str:
@@ -152,30 +198,16 @@ def seedless_name(config: RunConfig) -> str:
     return re.sub(r"-seed\d+$", "", config.name())
 
 
-def toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return json.dumps(str(value))
-
-
-def inline_table(values: dict) -> str:
-    return "{ " + ", ".join(f"{key} = {toml_value(value)}" for key, value in values.items()) + " }"
-
-
 def fixed_settings(base: RunConfig) -> dict:
-    """What every follow-up keeps: the configuration's sweepable settings, seed aside, where they differ from the
-    model's recipe (both validation splits always: either replaces the recipe's kind), for its framework."""
-    recipe = RunConfig.from_recipe(base.model).as_dict()
-    framework = MODELS[base.model].framework_of(base.framework) if base.model in MODELS else "pytorch"
+    """What every follow-up keeps: every sweepable setting of the configuration that is set, seed aside, for its
+    framework. All of them, not only those off the recipe: a follow-up of another model keeps them too."""
+    framework = model_spec(base.model).framework_of(base.framework)
     return {
         name: value
         for name, value in base.as_dict().items()
         if name in SWEEPABLE
         and name != "seed"
         and value is not None
-        and (value != recipe[name] or name in ("model", "val_split", "val_from_test"))
         and (not SETTINGS[name].frameworks or framework in SETTINGS[name].frameworks)
     }
 
@@ -189,91 +221,98 @@ def spec_text(follow: Followed, proposals: list[Proposal], seeds: int) -> str:
         'method = "list"',
         f'name = "advice-{follow.target.removeprefix(GROUP_PREFIX)[:8]}"',
         'run_name = "{name}-{index:02d}"',
-        f"fixed = {inline_table({**fixed_settings(follow.base), 'seed': min(follow.seeds), 'repeats': seeds})}",
+        f"fixed = {toml_inline({**fixed_settings(follow.base), 'seed': min(follow.seeds), 'repeats': seeds})}",
         "runs = [",
     ]
     for proposal in proposals:
         lines.append(f"  # {proposal.rule}: expects {proposal.expects}")
-        lines.extend(f"  {inline_table(run)}," for run in proposal.runs)
+        lines.extend(f"  {toml_inline(run)}," for run in proposal.runs)
     return "\n".join([*lines, "]"]) + "\n"
 
 
-@dataclass(frozen=True)
-class Planned:
-    """One follow-up run to train: its configuration and the rule it answers."""
-
-    config: RunConfig
-    rule: str
-    changes: str = ""  # the settings changed, in words ("lr 0.003")
-
-
 def planned_runs(follow: Followed, proposals: list[Proposal], seeds: int) -> list[Planned]:
-    """The original configuration's missing seeds, then each proposal's runs over the same seeds, checked."""
+    """The original configuration's missing seeds (not for one that diverged), then each proposal's runs over the
+    same seeds, each checked before anything trains."""
     first = min(follow.seeds)
     name = seedless_name(follow.base)
     base = replace(follow.base, suite=None, repeats=1)
-
     wanted = range(first, first + seeds)
+    original = Variant(BASELINE)
     plan = [
-        Planned(replace(base, seed=seed, run_name=f"{name}-seed{seed}"), BASELINE)
+        Planned(replace(base, seed=seed, run_name=f"{name}-seed{seed}"), original)
         for seed in wanted
-        if seed not in follow.seeds
+        if seed not in follow.seeds and follow.situation.diagnosis != DIVERGED
     ]
     for proposal in proposals:
         for number, changes in enumerate(proposal.runs, start=1):
-            variant = f"{proposal.rule}{number if len(proposal.runs) > 1 else ''}"
+            variant = Variant(proposal.rule, tuple(changes.items()))
+            label = f"{proposal.rule}{number if len(proposal.runs) > 1 else ''}"
             for seed in wanted:
-                config = replace(base, **changes, seed=seed, run_name=f"{name}-{variant}-seed{seed}")
+                config = replace(base, **changes, seed=seed, run_name=f"{name}-{label}-seed{seed}")
                 try:
                     check(config)
                 except ConfigError as err:
                     raise AdviceError(f"rule {proposal.rule}: {err}") from err
-                plan.append(Planned(config, variant, ", ".join(f"{k} {v}" for k, v in changes.items())))
+                plan.append(Planned(config, variant))
     return plan
 
 
-def trained_before(client, follow: Followed) -> dict[tuple[str, int], str]:
-    """The follow-ups of this target already FINISHED: (rule, seed) -> their config group, so a second --run trains
-    only what is missing."""
+def trained_before(client, follow: Followed) -> dict[tuple[str, str, int], str]:
+    """The follow-ups of this target already FINISHED, (rule, changes, seed) -> config group: a second --run
+    trains only what is missing."""
     runs = search_all(client, f"tags.{Tag.ADVICE_OF} = '{follow.target}' and attributes.status = 'FINISHED'")
     return {
-        (run.data.tags[Tag.ADVICE_RULE], int(run.data.params.get(Param.SEED, 0))): run.data.tags[Tag.CONFIG_GROUP]
+        (tags[Tag.ADVICE_RULE], tags.get(Tag.ADVICE_CHANGES, "{}"), int(run.data.params.get(Param.SEED, 0))): tags[
+            Tag.CONFIG_GROUP
+        ]
         for run in runs
-        if Tag.ADVICE_RULE in run.data.tags and Tag.CONFIG_GROUP in run.data.tags
+        if Tag.ADVICE_RULE in (tags := run.data.tags) and Tag.CONFIG_GROUP in tags
     }
 
 
 def train_follow_ups(
-    follow: Followed, plan: list[Planned], done: dict[tuple[str, int], str], on_result, on_diverged
-) -> dict[str, str]:
-    """Train every planned run not in `done` (trained_before); returns each rule's config group. A run that
+    follow: Followed, plan: list[Planned], done: dict[tuple[str, str, int], str], on_result, on_diverged
+) -> dict[Variant, str]:
+    """Train every planned run not in `done` (trained_before); returns each variant's config group. A run that
     diverges is logged FAILED and the others go on."""
-    groups = {BASELINE: follow.group}
+    groups = {}
     for item in plan:
-        key = (item.rule, item.config.seed)
-        if key in done:
-            groups[item.rule] = done[key]
+        if item.done_key in done:
+            groups[item.variant] = done[item.done_key]
             continue
-        tags = {Tag.ADVICE_OF: follow.target, Tag.ADVICE_RULE: item.rule}
+        tags = {Tag.ADVICE_OF: follow.target, Tag.ADVICE_RULE: item.variant.rule, Tag.ADVICE_CHANGES: item.variant.key}
         try:
             result = execute(item.config, tags=tags)
         except Diverged as err:
             on_diverged(item, err)
             continue
         on_result(item, result)
-        groups[item.rule] = result.group
+        groups[item.variant] = result.group
     return groups
 
 
-def verdict_lines(client, groups: dict[str, str], plan: list[Planned]) -> list[str]:
-    """Each follow-up against the original configuration over the same seeds, with the product's test."""
-    original = read_side(client, f"{GROUP_PREFIX}{groups[BASELINE]}")
-    changes = {item.rule: item.changes for item in plan}
-    lines = []
-    for rule, group in groups.items():
-        if rule == BASELINE:
+def verdict_lines(client, follow: Followed, groups: dict[Variant, str]) -> list[str]:
+    """Each follow-up against the original configuration's group, with compare's own test."""
+    try:
+        original = read_side(client, f"{GROUP_PREFIX}{follow.group}")
+    except ComparisonError as err:  # the original diverged at every seed: each follow-up stands alone
+        original = None
+        lines = [f"\nThe original cannot be compared with: {err}"]
+    else:
+        lines = []
+    for variant, group in groups.items():
+        if variant.rule == BASELINE:
             continue
-        side = read_side(client, f"{GROUP_PREFIX}{group}")
-        lines.append(f"\n{rule}, {changes[rule]} (group:{group}), against the original (group:{groups[BASELINE]}):")
+        try:
+            side = read_side(client, f"{GROUP_PREFIX}{group}")
+        except ComparisonError as err:
+            lines.append(f"{variant.rule}, {variant.words()}: {err}")
+            continue
+        if original is None:
+            interval = side.interval()
+            lines.append(f"{variant.rule}, {variant.words()} (group:{group}): test acc {interval.estimate:.2%}")
+            continue
+        heading = f"{variant.rule}, {variant.words()} (group:{group})"
+        lines.append(f"\n{heading}, against the original (group:{follow.group}):")
         lines.append(report(original, side, which_is_better(original, side)))
     return lines

@@ -265,22 +265,22 @@ def advise_command(args: argparse.Namespace) -> int:
         if not args.run:
             return 0
         plan = planned_runs(follow, proposals, args.seeds)
-        if len(plan) > args.max_runs:
+        done = trained_before(client, follow)
+        missing = sum(item.done_key not in done for item in plan)
+        if missing > args.max_runs:
             raise AdviceError(
-                f"--max-runs: this advice trains {len(plan)} runs (--seeds {args.seeds}), more than {args.max_runs}; "
+                f"--max-runs: this advice trains {missing} runs (--seeds {args.seeds}), more than {args.max_runs}; "
                 "raise --max-runs or lower --seeds"
             )
-        done = trained_before(client, follow)
-        missing = sum((item.rule, item.config.seed) not in done for item in plan)
         print(f"# training {missing} of the advice's {len(plan)} runs (the others were trained before)", flush=True)
         groups = train_follow_ups(
             follow,
             plan,
             done,
             lambda item, result: print_summary(item.config, result),
-            lambda item, err: print(f"run {err.run_id} ({item.rule}) FAILED, {err}", file=sys.stderr),
+            lambda item, err: print(f"run {err.run_id} ({item.variant.rule}) FAILED, {err}", file=sys.stderr),
         )
-        print("\n".join(verdict_lines(client, groups, plan)))
+        print("\n".join(verdict_lines(client, follow, groups)))
     except (AdviceError, ConfigError, DataError, ComparisonError) as err:
         refuse(err)
     return 0

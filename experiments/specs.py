@@ -9,6 +9,7 @@ A spec says which run settings are `fixed` and which vary, in one of four ways (
 (experiments.sweeps). Every key is checked against core.settings before any run starts.
 """
 
+import json
 import re
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -187,6 +188,17 @@ class Spec:
             check(config)
         except ConfigError as err:
             raise self.fail(str(err)) from err
+
+
+def toml_inline(values: dict) -> str:
+    """A TOML inline table of settings (strings, numbers, booleans), for specs written out (`advise`)."""
+
+    def value(v) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return repr(v) if isinstance(v, int | float) else json.dumps(str(v), ensure_ascii=False)
+
+    return "{ " + ", ".join(f"{key} = {value(v)}" for key, v in values.items()) + " }"
 
 
 SPEC_TYPE_WORDS = {**TYPE_WORDS, dict: "a table", list: "a list"}

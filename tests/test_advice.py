@@ -3,6 +3,7 @@
 agrees with `compare`, a second --run that trains nothing, and a bound on the runs."""
 
 import re
+import tomllib
 
 import pytest
 
@@ -11,7 +12,8 @@ from core.diagnosis import BOTH, DIVERGED, GOOD_FIT, HIGH_BIAS, HIGH_VARIANCE, I
 from core.schema import Tag
 from core.settings import SWEEPABLE
 from core.store import search_all
-from experiments.specs import Spec, suite_configs
+from experiments.advise import dropout_rate
+from experiments.specs import Spec, suite_configs, toml_inline
 from tests.helpers import cli_in_process
 
 
@@ -23,7 +25,7 @@ def situation(diagnosis: str, **changes) -> Situation:
         best_epoch=18,
         epochs_trained=30,
         train_pool=60_000,
-        dropout_layers=True,
+        dropout_rate=0.0,
         scalable=True,
         bigger_model=None,
     )
@@ -44,12 +46,12 @@ def advised(found) -> dict[str, list[dict]]:
         ),
         (  # no dropout layers to set, every training image taken, best at the last epoch: nothing it can honour
             situation(
-                HIGH_VARIANCE, dropout_layers=False, settings={"train_size": None}, best_epoch=30, epochs_trained=30
+                HIGH_VARIANCE, dropout_rate=None, settings={"train_size": None}, best_epoch=30, epochs_trained=30
             ),
             {},
         ),
-        (  # dropout already at 0.5; a dataset whose size is unknown (your own) cannot be doubled
-            situation(HIGH_VARIANCE, settings={"dropout": 0.5}, train_pool=None),
+        (  # a layer at 0.5 already (conv-conv's own 0.25 and 0.5); your own data, of unknown size, cannot be doubled
+            situation(HIGH_VARIANCE, dropout_rate=0.5, train_pool=None),
             {"stop-at-best": [{"epochs": 18}]},
         ),
         (  # all but 1.1x of MNIST's training images taken: too little more to learn from
@@ -73,9 +75,13 @@ def advised(found) -> dict[str, list[dict]]:
             situation(INCONCLUSIVE, val_settling=1.5),
             {"more-validation": [{"val_split": 0.3}]},
         ),
-        (  # carved from test: the same split grows, to half of the test images at most
+        (  # carved from test: the same split grows
+            situation(INCONCLUSIVE, settings={"val_split": 0.0, "val_from_test": 0.2}, val_settling=2.0),
+            {"more-validation": [{"val_from_test": 0.4}]},
+        ),
+        (  # 40 times the images: more than half of the test images, so no split would settle it
             situation(INCONCLUSIVE, settings={"val_split": 0.0, "val_from_test": 0.2}, val_settling=40.0),
-            {"more-validation": [{"val_from_test": 0.5}]},
+            {},
         ),
         (  # no set size would settle it (the figure sits on its threshold): nothing to run
             situation(INCONCLUSIVE, val_settling=None),
@@ -131,9 +137,9 @@ def test_advise_prints_a_suite_spec_then_trains_tags_and_judges_the_follow_ups_a
     follow_ups = run_ids(store, **{Tag.ADVICE_OF: target})
     rules = sorted(r.data.tags[Tag.ADVICE_RULE] for r in follow_ups)
     assert rules.count("baseline") == 1  # the original configuration's second seed
-    assert rules.count("lr-search2") == 2 and all(r.info.status == "FINISHED" for r in follow_ups)
+    assert rules.count("lr-search") == 4 and all(r.info.status == "FINISHED" for r in follow_ups)  # 2 rates x 2 seeds
 
-    header = re.search(r"lr-search2, lr 0.003 \(group:(\w+)\), against the original \(group:(\w+)\)", ran.stdout)
+    header = re.search(r"lr-search, lr 0.003 \(group:(\w+)\), against the original \(group:(\w+)\)", ran.stdout)
     new, original = header.groups()
     compared = cli_in_process(capsys, "compare", f"group:{original}", f"group:{new}")
     assert compared.stdout.strip() in ran.stdout  # the same difference, interval and p-value as `compare`
@@ -141,6 +147,17 @@ def test_advise_prints_a_suite_spec_then_trains_tags_and_judges_the_follow_ups_a
     again = cli_in_process(capsys, "advise", target, "--run", "--seeds", "2")
     assert "# training 0 of the advice's" in again.stdout
     assert len(run_ids(store, **{Tag.ADVICE_OF: target})) == len(follow_ups)
+
+
+def test_the_dropout_rate_is_the_highest_of_the_model_layers_where_the_setting_can_change_it():
+    assert dropout_rate("0.25,0.5", "pytorch") == 0.5  # conv-conv's own
+    assert dropout_rate("none", "pytorch") is None  # no dropout layers
+    assert dropout_rate("0.3", "numpy") is None  # the numpy model takes no dropout setting
+
+
+def test_a_written_spec_reads_back_whatever_its_strings_hold():
+    values = {"dataset": 'data/my "😀" set\\x', "lr": 1e-05, "channels_last": True, "epochs": 3}
+    assert tomllib.loads(f"fixed = {toml_inline(values)}")["fixed"] == values
 
 
 def test_advise_refuses_an_unknown_run_in_one_line(store, capsys):
