@@ -23,6 +23,7 @@ from core.diagnosis import (
 MAX_PROPOSALS = 4
 OVERFITS = frozenset({HIGH_VARIANCE, HIGH_VARIANCE_BIAS_UNSURE, BOTH})
 UNDERFITS = frozenset({HIGH_BIAS, HIGH_BIAS_VARIANCE_UNSURE, BOTH})
+MAX_WEIGHT_DECAY = 0.01  # beyond it the penalty outweighs the loss of a small CNN: it underfits instead
 MAX_VAL_SPLIT = 0.5  # more than half of the images held out for validation leaves too few to train or test on
 
 
@@ -41,6 +42,7 @@ class Situation:
     epochs_trained: int
     train_pool: int | None  # images the dataset's training file holds (None: unknown)
     dropout_rate: float | None  # the highest rate of the model's dropout layers as trained (None: it has none)
+    takes_weight_decay: bool  # the setting `weight_decay` reaches the model's optimizer
     scalable: bool  # the setting `width` scales the model
     bigger_model: str | None  # the next model of the registry by parameter count, in the same framework
     val_settling: float | None = None  # how many times more validation images would settle an unsure variance
@@ -75,6 +77,15 @@ def dropout_up(s: Situation) -> list[dict]:
     if s.dropout_rate is None or s.dropout_rate >= 0.5:
         return []
     return [{"dropout": 0.3 if s.dropout_rate < 0.3 else 0.5}]
+
+
+def weight_decay_up(s: Situation) -> list[dict]:
+    """A first L2 penalty (5e-4, the usual first value for small CNNs), or ten times the one trained with."""
+    if not s.takes_weight_decay:
+        return []
+    now = float(s.settings.get("weight_decay") or 0)
+    more = 5e-4 if now == 0 else float(f"{10 * now:.3g}")
+    return [{"weight_decay": more}] if more <= MAX_WEIGHT_DECAY else []
 
 
 def more_data(s: Situation) -> list[dict]:
@@ -130,6 +141,13 @@ RULES = (
         dropout_up,
         "a smaller gap (variance), at a similar or better validation accuracy.",
         "dropout keeps units from co-adapting to the training images; the model has dropout layers to set.",
+    ),
+    Rule(
+        "weight-decay",
+        OVERFITS,
+        weight_decay_up,
+        "a smaller gap: smaller weights fit the training images' noise less.",
+        "an L2 penalty keeps the weights small, which limits how closely the model can follow its training images.",
     ),
     Rule(
         "more-data",

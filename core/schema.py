@@ -126,6 +126,7 @@ class Param:
     FLUSH_DENORMAL = setting_param("flush_denormal")
     KEEP_FREED_MEMORY = setting_param("keep_freed_memory")
     DROPOUT = setting_param("dropout")
+    WEIGHT_DECAY = setting_param("weight_decay")
     WIDTH = setting_param("width")
     HEARTBEAT = setting_param("heartbeat")
 

@@ -308,6 +308,17 @@ SETTINGS: dict[str, Setting] = {
             param_doc="rates of the model's dropout layers, comma-separated, or 'none'",
         ),
         Setting(
+            "weight_decay",
+            float,
+            None,
+            "L2 penalty on the weights, added to each gradient by the optimizer (torch.optim's weight_decay; "
+            "default: none)",
+            optional=True,
+            check=fraction,
+            expected="a number in [0, 1)",
+            frameworks=("pytorch",),
+        ),
+        Setting(
             "width",
             float,
             None,

@@ -182,6 +182,7 @@ def followed(client, target: str) -> Followed:
         epochs_trained=max((v.epochs_trained for v in judged), default=0),
         train_pool=DATASETS[base.dataset].train_images if base.dataset in DATASETS else None,
         dropout_rate=dropout_rate(first.data.params.get(Param.DROPOUT), framework),
+        takes_weight_decay=framework in SETTINGS["weight_decay"].frameworks,
         scalable=framework in spec.scalable,
         bigger_model=bigger_model(base, first.data.metrics.get(Metric.PARAMS_TOTAL)),
         val_settling=max(settling) if settling else None,  # what settles every run's figure

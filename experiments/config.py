@@ -60,6 +60,7 @@ class RunConfig:
     flush_denormal: bool = True
     keep_freed_memory: bool = True
     dropout: float | None = None
+    weight_decay: float | None = None
     width: float | None = None
     heartbeat: int = 30
     store_retry: int = 120

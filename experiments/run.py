@@ -62,6 +62,22 @@ def check(config: RunConfig) -> tuple[ModelSpec, ModelAdapter]:
     if config.width is not None and framework not in spec.scalable:
         scaling = ", ".join(f"{m.name} in {' or '.join(m.scalable)}" for m in MODELS.values() if m.scalable)
         raise ConfigError(f"--width: {config.model} in {framework} has a fixed width (scalable: {scaling})")
+    ignored = next(  # an optional setting given to a framework that would ignore it
+        (
+            name
+            for name, setting in SETTINGS.items()
+            if setting.optional
+            and getattr(config, name) is not None
+            and setting.frameworks
+            and framework not in setting.frameworks
+        ),
+        None,
+    )
+    if ignored:
+        frameworks = " and ".join(SETTINGS[ignored].frameworks)
+        raise ConfigError(
+            f"--{ignored.replace('_', '-')}: {config.model} in {framework} does not take it ({frameworks} models only)"
+        )
     adapter.check(config, spec)
     return spec, adapter
 

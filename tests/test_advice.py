@@ -10,10 +10,14 @@ import pytest
 from core.advice import RULES, Situation, propose
 from core.diagnosis import BOTH, DIVERGED, GOOD_FIT, HIGH_BIAS, HIGH_VARIANCE, INCONCLUSIVE
 from core.schema import Tag
-from core.settings import SWEEPABLE
+from core.settings import SWEEPABLE, ConfigError
 from core.store import search_all
+from experiments.adapters.torch_adapter import TorchAdapter
 from experiments.advise import dropout_rate
+from experiments.config import RunConfig
+from experiments.run import check
 from experiments.specs import Spec, suite_configs, toml_inline
+from experiments.user_models import model_spec
 from tests.helpers import cli_in_process
 
 
@@ -26,6 +30,7 @@ def situation(diagnosis: str, **changes) -> Situation:
         epochs_trained=30,
         train_pool=60_000,
         dropout_rate=0.0,
+        takes_weight_decay=True,
         scalable=True,
         bigger_model=None,
     )
@@ -40,22 +45,40 @@ def advised(found) -> dict[str, list[dict]]:
 @pytest.mark.parametrize(
     "case, expected",
     [
-        (  # an overfit model with dropout layers, trained on part of the data, past its best epoch: all three
+        (  # overfit, with dropout layers, no weight decay, part of the data, past its best epoch: all four
             situation(HIGH_VARIANCE),
-            {"dropout-up": [{"dropout": 0.3}], "more-data": [{"train_size": 2000}], "stop-at-best": [{"epochs": 18}]},
+            {
+                "dropout-up": [{"dropout": 0.3}],
+                "weight-decay": [{"weight_decay": 5e-4}],
+                "more-data": [{"train_size": 2000}],
+                "stop-at-best": [{"epochs": 18}],
+            },
+        ),
+        (  # weight decay at 5e-3 already: ten times more would pass 0.01, so none
+            situation(HIGH_VARIANCE, settings={"weight_decay": 5e-3}, dropout_rate=None, best_epoch=30),
+            {"more-data": [{"train_size": 2000}]},
+        ),
+        (  # weight decay at 5e-4: ten times more
+            situation(HIGH_VARIANCE, settings={"weight_decay": 5e-4}, dropout_rate=None, best_epoch=30),
+            {"weight-decay": [{"weight_decay": 0.005}], "more-data": [{"train_size": 2000}]},
         ),
         (  # no dropout layers to set, every training image taken, best at the last epoch: nothing it can honour
             situation(
-                HIGH_VARIANCE, dropout_rate=None, settings={"train_size": None}, best_epoch=30, epochs_trained=30
+                HIGH_VARIANCE,
+                dropout_rate=None,
+                takes_weight_decay=False,
+                settings={"train_size": None},
+                best_epoch=30,
+                epochs_trained=30,
             ),
             {},
         ),
         (  # a layer at 0.5 already (conv-conv's own 0.25 and 0.5); your own data, of unknown size, cannot be doubled
-            situation(HIGH_VARIANCE, dropout_rate=0.5, train_pool=None),
+            situation(HIGH_VARIANCE, dropout_rate=0.5, takes_weight_decay=False, train_pool=None),
             {"stop-at-best": [{"epochs": 18}]},
         ),
         (  # all but 1.1x of MNIST's training images taken: too little more to learn from
-            situation(HIGH_VARIANCE, settings={"train_size": 55_000}),
+            situation(HIGH_VARIANCE, settings={"train_size": 55_000}, takes_weight_decay=False),
             {"dropout-up": [{"dropout": 0.3}], "stop-at-best": [{"epochs": 18}]},
         ),
         (  # an underfit model that scales, still improving at its last epoch
@@ -96,7 +119,7 @@ def test_each_rule_proposes_what_the_model_and_data_can_honour(case, expected):
 
 def test_both_diagnoses_get_at_most_four_proposals_overfitting_first():
     found = propose(situation(BOTH, best_epoch=30))
-    assert [p.rule for p in found] == ["dropout-up", "more-data", "wider", "longer"]
+    assert [p.rule for p in found] == ["dropout-up", "weight-decay", "more-data", "wider"]
     assert all(p.expects and p.why for p in found)
 
 
@@ -153,6 +176,13 @@ def test_the_dropout_rate_is_the_highest_of_the_model_layers_where_the_setting_c
     assert dropout_rate("0.25,0.5", "pytorch") == 0.5  # conv-conv's own
     assert dropout_rate("none", "pytorch") is None  # no dropout layers
     assert dropout_rate("0.3", "numpy") is None  # the numpy model takes no dropout setting
+
+
+def test_weight_decay_reaches_the_pytorch_optimizer_and_is_refused_where_it_would_be_ignored():
+    learner = TorchAdapter().build(model_spec("tiny"), RunConfig.from_recipe("tiny", weight_decay=5e-4), "cpu")[1]
+    assert learner.optimizer.param_groups[0]["weight_decay"] == 5e-4
+    with pytest.raises(ConfigError, match=r"^--weight-decay: tiny-numpy in numpy does not take it \(pytorch models"):
+        check(RunConfig.from_recipe("tiny-numpy", weight_decay=5e-4))
 
 
 def test_a_written_spec_reads_back_whatever_its_strings_hold():

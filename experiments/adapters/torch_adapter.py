@@ -56,13 +56,14 @@ class TorchLearner:
         device: str,
         precision: str = "fp32",
         channels_last: bool = False,
+        weight_decay: float = 0.0,
     ):
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         self.device = torch.device(device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=self.memory_format)
-        self.optimizer = OPTIMIZERS[optimizer](self.model.parameters(), lr=lr)
+        self.optimizer = OPTIMIZERS[optimizer](self.model.parameters(), lr=lr, weight_decay=weight_decay)
         self.autocast = dict(device_type=self.device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
     def to_inputs(self, images: np.ndarray) -> torch.Tensor:
@@ -129,6 +130,7 @@ class TorchAdapter:
             device,
             resolve_precision(config.precision, device),
             config.channels_last,
+            config.weight_decay or 0.0,
         )
 
     def resolved_params(self, config, model, device: str) -> dict:
