@@ -57,10 +57,6 @@ class Proposal:
     expects: str
     why: str
 
-    def words(self) -> str:
-        changes = "; ".join(", ".join(f"{name} {value}" for name, value in run.items()) for run in self.runs)
-        return f"{self.rule}: {changes}. Expects: {self.expects} Why: {self.why}"
-
 
 @dataclass(frozen=True)
 class Rule:

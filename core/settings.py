@@ -54,6 +54,10 @@ class Setting:
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
+    def applies_to(self, framework: str | None) -> bool:
+        """Whether models of `framework` use this setting (and log it)."""
+        return not self.frameworks or framework in self.frameworks
+
     def expectation(self) -> str:
         return f"one of {', '.join(map(str, self.choices))}" if self.choices else self.expected
 

@@ -152,7 +152,7 @@ def bigger_model(config: RunConfig, params_total: float | None) -> str | None:
 def dropout_rate(logged: str | None, framework: str | None) -> float | None:
     """The highest rate of the model's dropout layers as logged ('0.25,0.5'), where the setting `dropout` can
     change them; None for a model without any."""
-    if framework not in SETTINGS["dropout"].frameworks:
+    if not SETTINGS["dropout"].applies_to(framework):
         return None
     try:
         rates = [float(rate) for rate in str(logged).split(",")]
@@ -182,7 +182,7 @@ def followed(client, target: str) -> Followed:
         epochs_trained=max((v.epochs_trained for v in judged), default=0),
         train_pool=DATASETS[base.dataset].train_images if base.dataset in DATASETS else None,
         dropout_rate=dropout_rate(first.data.params.get(Param.DROPOUT), framework),
-        takes_weight_decay=framework in SETTINGS["weight_decay"].frameworks,
+        takes_weight_decay=SETTINGS["weight_decay"].applies_to(framework),
         scalable=framework in spec.scalable,
         bigger_model=bigger_model(base, first.data.metrics.get(Metric.PARAMS_TOTAL)),
         val_settling=max(settling) if settling else None,  # what settles every run's figure
@@ -206,10 +206,7 @@ def fixed_settings(base: RunConfig) -> dict:
     return {
         name: value
         for name, value in base.as_dict().items()
-        if name in SWEEPABLE
-        and name != "seed"
-        and value is not None
-        and (not SETTINGS[name].frameworks or framework in SETTINGS[name].frameworks)
+        if name in SWEEPABLE and name != "seed" and value is not None and SETTINGS[name].applies_to(framework)
     }
 
 

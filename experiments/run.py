@@ -64,20 +64,15 @@ def check(config: RunConfig) -> tuple[ModelSpec, ModelAdapter]:
         raise ConfigError(f"--width: {config.model} in {framework} has a fixed width (scalable: {scaling})")
     ignored = next(  # an optional setting given to a framework that would ignore it
         (
-            name
+            setting
             for name, setting in SETTINGS.items()
-            if setting.optional
-            and getattr(config, name) is not None
-            and setting.frameworks
-            and framework not in setting.frameworks
+            if setting.optional and getattr(config, name) is not None and not setting.applies_to(framework)
         ),
         None,
     )
     if ignored:
-        frameworks = " and ".join(SETTINGS[ignored].frameworks)
-        raise ConfigError(
-            f"--{ignored.replace('_', '-')}: {config.model} in {framework} does not take it ({frameworks} models only)"
-        )
+        frameworks = " and ".join(ignored.frameworks)
+        raise ConfigError(f"{ignored.flag}: {config.model} in {framework} does not take it ({frameworks} models only)")
     adapter.check(config, spec)
     return spec, adapter
 
@@ -165,7 +160,7 @@ def run_params(config: RunConfig, ready: Prepared) -> dict:
     settings = {
         name: getattr(config, name)
         for name, setting in SETTINGS.items()
-        if setting.logged and (not setting.frameworks or ready.adapter.framework in setting.frameworks)
+        if setting.logged and setting.applies_to(ready.adapter.framework)
     }
     return {
         **settings,
