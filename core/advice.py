@@ -19,6 +19,7 @@ from core.diagnosis import (
     HIGH_VARIANCE_BIAS_UNSURE,
     INCONCLUSIVE,
 )
+from core.schema import Metric
 
 MAX_PROPOSALS = 4
 OVERFITS = frozenset({HIGH_VARIANCE, HIGH_VARIANCE_BIAS_UNSURE, BOTH})
@@ -65,6 +66,7 @@ class Rule:
     runs: Callable[[Situation], list[dict]]
     expects: str
     why: str
+    measures: str | None = None  # the metric the rule sets out to lower, judged after (None: test accuracy alone)
 
 
 def dropout_up(s: Situation) -> list[dict]:
@@ -137,6 +139,7 @@ RULES = (
         dropout_up,
         "a smaller gap (variance), at a similar or better validation accuracy.",
         "dropout keeps units from co-adapting to the training images; the model has dropout layers to set.",
+        Metric.VARIANCE,
     ),
     Rule(
         "weight-decay",
@@ -144,6 +147,7 @@ RULES = (
         weight_decay_up,
         "a smaller gap: smaller weights fit the training images' noise less.",
         "an L2 penalty keeps the weights small, which limits how closely the model can follow its training images.",
+        Metric.VARIANCE,
     ),
     Rule(
         "more-data",
@@ -151,6 +155,7 @@ RULES = (
         more_data,
         "a smaller gap: the model cannot memorise twice the images as easily.",
         "variance falls as the training set grows (the inspector's data-size curve measures it per model).",
+        Metric.VARIANCE,
     ),
     Rule(
         "stop-at-best",
@@ -165,6 +170,7 @@ RULES = (
         wider,
         "a lower training error (avoidable bias) with twice the filters and hidden units.",
         "a model that cannot fit its training images needs more capacity; this one scales with `width`.",
+        Metric.AVOIDABLE_BIAS,
     ),
     Rule(
         "bigger-model",
@@ -172,6 +178,7 @@ RULES = (
         bigger_model,
         "a lower training error from a model of more parameters.",
         "a model that cannot fit its training images needs more capacity; this one has a fixed width.",
+        Metric.AVOIDABLE_BIAS,
     ),
     Rule(
         "longer",
@@ -179,6 +186,7 @@ RULES = (
         longer,
         "a lower training error: the best epoch was the last, so training had not levelled off.",
         "validation accuracy was still rising at the last epoch.",
+        Metric.AVOIDABLE_BIAS,
     ),
     Rule(
         "lr-search",
@@ -186,6 +194,7 @@ RULES = (
         lr_search,
         "one of the two learning rates fits the training images faster.",
         "a learning rate off by a factor of a few slows training more than any other single setting.",
+        Metric.AVOIDABLE_BIAS,
     ),
     Rule(
         "lr-down",
@@ -202,6 +211,11 @@ RULES = (
         "the rule's interval is too wide on this few validation images; this many settle it, the rates held.",
     ),
 )
+
+
+def changes_words(changes: dict) -> str:
+    """A follow-up's changes as every report writes them: 'dropout 0.3, lr 0.003'."""
+    return ", ".join(f"{name} {value}" for name, value in changes.items()) or "the original configuration"
 
 
 def propose(situation: Situation) -> list[Proposal]:

@@ -74,6 +74,14 @@ def outcome(a: Side, b: Side, difference: float, p: float, where: str, margin: s
     return f"{winner.label} beats {loser.label} by {points(difference)}{margin} points {where} ({stats.p_text(p)})"
 
 
+def seeds_to_resolve(a: Side, b: Side) -> tuple[float, int | None]:
+    """The difference of two groups' mean test accuracies (RESOLVE_DEFAULT where none was seen) and the seeds per
+    side that would resolve it (None: no practical number)."""
+    target = abs(float(np.mean(b.test_accs) - np.mean(a.test_accs))) or RESOLVE_DEFAULT
+    spread = float(np.sqrt((np.var(a.test_accs, ddof=1) + np.var(b.test_accs, ddof=1)) / 2))
+    return target, stats.seeds_to_resolve(target, spread)
+
+
 def compare_groups(a: Side, b: Side) -> Answer:
     found = stats.compare_groups(a.test_accs, b.test_accs)
     seeds = f"over {a.n} seeds" if a.n == b.n else f"over {a.n} and {b.n} seeds"
@@ -81,9 +89,7 @@ def compare_groups(a: Side, b: Side) -> Answer:
         a, b, found.difference.estimate, found.p_value, seeds, margin=f" ± {points(found.difference.half_width)}"
     )
     if not found.p_value < stats.ALPHA:
-        target = abs(found.difference.estimate) or RESOLVE_DEFAULT
-        spread = float(np.sqrt((np.var(a.test_accs, ddof=1) + np.var(b.test_accs, ddof=1)) / 2))
-        needed = stats.seeds_to_resolve(target, spread)
+        target, needed = seeds_to_resolve(a, b)
         sentence += (
             f"; about {needed} seeds per side would resolve {points(target)} points"
             if needed
@@ -186,19 +192,26 @@ def read_side(client, ref: str) -> Side:
     """A side from the store: `group:HASH` (its FINISHED runs) or a run id."""
 
     if ref.startswith(GROUP_PREFIX):
-        group = ref[len(GROUP_PREFIX) :]
-        runs = [r for r in finished_group_runs(client, group) if Metric.TEST_ACC in r.data.metrics]
-        if not runs:
-            raise ComparisonError(f"{ref}: no FINISHED run with a test accuracy carries config_group {group!r}")
-        label = f"{runs[0].data.params.get(Param.MODEL, '?')} ({ref})"
-    else:
-        try:
-            runs = [client.get_run(ref)]
-        except MlflowException as err:
-            raise ComparisonError(f"{ref}: no such run in the tracking store ({err.message.splitlines()[0]})") from err
-        if Metric.TEST_ACC not in runs[0].data.metrics:
-            raise ComparisonError(f"{ref}: the run has no test accuracy (status {runs[0].info.status})")
-        label = f"{runs[0].info.run_name} ({ref[:8]})"
+        return group_side(client, ref[len(GROUP_PREFIX) :])[0]
+    try:
+        run = client.get_run(ref)
+    except MlflowException as err:
+        raise ComparisonError(f"{ref}: no such run in the tracking store ({err.message.splitlines()[0]})") from err
+    if Metric.TEST_ACC not in run.data.metrics:
+        raise ComparisonError(f"{ref}: the run has no test accuracy (status {run.info.status})")
+    return side_of(client, f"{run.info.run_name} ({ref[:8]})", [run])
+
+
+def group_side(client, group: str) -> tuple[Side, list]:
+    """A config group's side and the runs it is made of (its FINISHED runs with a test accuracy)."""
+    runs = [r for r in finished_group_runs(client, group) if Metric.TEST_ACC in r.data.metrics]
+    if not runs:
+        ref = f"{GROUP_PREFIX}{group}"
+        raise ComparisonError(f"{ref}: no FINISHED run with a test accuracy carries config_group {group!r}")
+    return side_of(client, f"{runs[0].data.params.get(Param.MODEL, '?')} ({GROUP_PREFIX}{group})", runs), runs
+
+
+def side_of(client, label: str, runs: list) -> Side:
     return Side(
         label,
         tuple(r.info.run_id for r in runs),

@@ -179,6 +179,7 @@ class Tag:
     )
     ADVICE_RULE = Name("advice_rule", "the rule of core.advice that proposed the run")
     ADVICE_CHANGES = Name("advice_changes", 'JSON of the settings the rule changed, e.g. {"lr": 0.003}')
+    ADVICE_DIAGNOSIS = Name("advice_diagnosis", "the diagnosis of what the run follows, when advice was given")
     ERROR = Name("error", "why the run failed or was killed, if it was")
     DIVERGED_AT_STEP = Name(
         "diverged_at_step",

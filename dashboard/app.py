@@ -42,6 +42,7 @@ page = st.navigation(
         st.Page("views/overfitting.py", title="Overfitting inspector", url_path="overfitting"),
         st.Page("views/detail.py", title="Run detail", url_path="detail"),
         st.Page("views/sweeps.py", title="Sweeps", url_path="sweeps"),
+        st.Page("views/advice.py", title="Advice record", url_path="advice"),
     ]
 )
 opening = state.page_to_open()

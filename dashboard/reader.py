@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from core.datasets import images_sha256, load_split
 from core.diagnosis import Yardstick, best_epoch, best_error_for, verdicts
+from core.follow_ups import Judgement, judgements
 from core.liveness import lost_since, now_ms
 from core.schema import Metric, Param, Tag, Value
 from core.settings import EXPERIMENT_SETTINGS, config_group, dataset_label, model_label, unset
@@ -37,6 +38,7 @@ from dashboard.conventions import (
     user_conventions_path,
     with_derived,
 )
+from dashboard.launcher import Advice, read_advice
 
 READ_SECONDS = "read_seconds"  # load_runs' attrs: how long the read behind a (cached) frame took
 CACHE_SECONDS = 30  # runs change while training; pages that show running runs refresh sooner
@@ -66,6 +68,7 @@ RUN_COLUMNS = [
     "yardstick",
     "config",
     "config_group",
+    "advice_of",
     "train_size",
     "test_size",
     "val_size",
@@ -235,6 +238,7 @@ def run_row(run: StoredRun, experiments: dict, reading: Reading) -> dict:
             name: params[name] for name in EXPERIMENT_SETTINGS if name in params and not unset(name, params[name])
         },
         "config_group": tags.get(Tag.CONFIG_GROUP) or config_group(params),
+        "advice_of": tags.get(Tag.ADVICE_OF, ""),
         "train_size": count(params.get(Param.TRAIN_SIZE)),
         "test_size": count(params.get(Param.TEST_SIZE)),
         "val_size": count(params.get(Param.VAL_SIZE)),
@@ -467,6 +471,7 @@ class RunRecord:
     metrics: dict
     status: str
     lifecycle_stage: str
+    experiment_id: str
 
 
 def fetch_run(client: MlflowClient, run_id: str) -> RunRecord:
@@ -477,6 +482,7 @@ def fetch_run(client: MlflowClient, run_id: str) -> RunRecord:
         dict(run.data.metrics),
         status_of(run.info.status, run.info.lifecycle_stage, run.data.tags),
         run.info.lifecycle_stage,
+        run.info.experiment_id,
     )
 
 
@@ -550,6 +556,20 @@ def load_location_note(store: Store, run_id: str) -> str | None:
 def load_artifact(store: Store, run_id: str, path: str, tick: int = 0) -> ArtifactRead:
     """A run's artifact, kept for good: a new `tick` reads it again (a running run's, as it grows)."""
     return fetch_artifact(client_for(store), run_id, path)
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+@store_errors
+def load_judgements(store: Store, target: str | None = None, version: str = "") -> list[Judgement]:
+    """The follow-ups of `target` (or of every target in the store), each judged against its original; read
+    afresh for a new `version` (a launch started or ended)."""
+    return judgements(client_for(store), target)
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def load_advice(store: Store, target: str, seeds: int, version: str = "") -> Advice | str:
+    """What `advise` proposes for `target` (the runner's own answer, a few seconds to start), or why nothing."""
+    return read_advice(store.uri, target, seeds)
 
 
 def load_images(dataset: str, split: str, sha256: str | None = None) -> np.ndarray | None:

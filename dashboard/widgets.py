@@ -14,7 +14,7 @@ from dashboard.state import IN_URL, Key
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 MAX_COMPARE = 50
 LIVE_SECONDS = 5  # live refresh of a store that reads quickly
-INSPECTOR_SECTIONS = ("Bias and variance", "Calibration", "Per class", "More data and capacity")
+INSPECTOR_SECTIONS = ("Bias and variance", "Calibration", "Per class", "More data and capacity", "Next experiments")
 DETAIL_SECTIONS = ("Curves and confusion", "Between two epochs", "Against another run", "Per class and layers")
 
 

@@ -16,22 +16,22 @@ from pathlib import Path
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from core.advice import AdviceError, Proposal, Situation
-from core.comparison import GROUP_PREFIX, ComparisonError, finished_group_runs, read_side, report, which_is_better
+from core.advice import AdviceError, Proposal, Situation, changes_words
+from core.comparison import GROUP_PREFIX, finished_group_runs, report
 from core.datasets import DATASETS
 from core.diagnosis import DIVERGED, Verdict, Yardstick, best_error_for, verdict
+from core.follow_ups import BASELINE, PENDING, judgements
 from core.schema import Artifact, Metric, Param, Tag
 from core.settings import SETTINGS, SWEEPABLE, ConfigError
 from core.store import search_all
 from experiments.config import RunConfig
 from experiments.models import MODELS, REGISTRY_DATA
-from experiments.run import check, execute
+from experiments.run import check, execute, resume
 from experiments.specs import toml_inline
 from experiments.train import Diverged
 from experiments.user_models import model_spec
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no download bar for one small file
-BASELINE = "baseline"  # the rule tag of the original configuration's own missing seeds
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class Variant:
         return json.dumps(dict(self.changes), sort_keys=True)
 
     def words(self) -> str:
-        return ", ".join(f"{name} {value}" for name, value in self.changes) or "the original configuration"
+        return changes_words(dict(self.changes))
 
 
 @dataclass(frozen=True)
@@ -255,62 +255,95 @@ def planned_runs(follow: Followed, proposals: list[Proposal], seeds: int) -> lis
     return plan
 
 
-def trained_before(client, follow: Followed) -> dict[tuple[str, str, int], str]:
-    """The follow-ups of this target already FINISHED, (rule, changes, seed) -> config group: a second --run
-    trains only what is missing."""
-    runs = search_all(client, f"tags.{Tag.ADVICE_OF} = '{follow.target}' and attributes.status = 'FINISHED'")
-    return {
-        (tags[Tag.ADVICE_RULE], tags.get(Tag.ADVICE_CHANGES, "{}"), int(run.data.params.get(Param.SEED, 0))): tags[
-            Tag.CONFIG_GROUP
-        ]
-        for run in runs
-        if Tag.ADVICE_RULE in (tags := run.data.tags) and Tag.CONFIG_GROUP in tags
+def trained_before(client, follow: Followed) -> tuple[dict[tuple[str, str, int], str], dict[tuple[str, str, int], str]]:
+    """The follow-ups of this target already trained, (rule, changes, seed) -> config group (FINISHED, or FAILED by
+    diverging: it would again), and those stopped on the way, (rule, changes, seed) -> run id (KILLED, or FAILED
+    otherwise): a second --run trains only what is missing and resumes what was stopped."""
+    done, stopped = {}, {}
+    for run in search_all(client, f"tags.{Tag.ADVICE_OF} = '{follow.target}'"):
+        tags = run.data.tags
+        if Tag.ADVICE_RULE not in tags or Tag.CONFIG_GROUP not in tags:
+            continue
+        key = (tags[Tag.ADVICE_RULE], tags.get(Tag.ADVICE_CHANGES, "{}"), int(run.data.params.get(Param.SEED, 0)))
+        if run.info.status == "FINISHED" or Tag.DIVERGED_AT_STEP in tags:
+            done[key] = tags[Tag.CONFIG_GROUP]
+        elif run.info.status in ("KILLED", "FAILED"):
+            stopped[key] = run.info.run_id
+    return done, {key: run_id for key, run_id in stopped.items() if key not in done}
+
+
+def train_one(item: Planned, follow: Followed, stopped: dict[tuple[str, str, int], str]):
+    """A follow-up run: the stopped one of the same rule, changes and seed resumed from its checkpoint, else a new
+    run tagged with what it follows."""
+    if item.done_key in stopped:
+        try:
+            return resume(stopped[item.done_key], progress=item.config.progress)[1]
+        except ConfigError as err:  # stopped before its first checkpoint: a new run instead
+            print(f"# {err}; training it afresh", flush=True)
+    tags = {
+        Tag.ADVICE_OF: follow.target,
+        Tag.ADVICE_RULE: item.variant.rule,
+        Tag.ADVICE_CHANGES: item.variant.key,
+        Tag.ADVICE_DIAGNOSIS: follow.situation.diagnosis,
     }
+    return execute(item.config, tags=tags)
 
 
 def train_follow_ups(
-    follow: Followed, plan: list[Planned], done: dict[tuple[str, str, int], str], on_result, on_diverged
-) -> dict[Variant, str]:
-    """Train every planned run not in `done` (trained_before); returns each variant's config group. A run that
+    follow: Followed,
+    plan: list[Planned],
+    trained: tuple[dict[tuple[str, str, int], str], dict[tuple[str, str, int], str]],
+    on_result,
+    on_diverged,
+) -> None:
+    """Train every planned run not done before (trained_before), resuming those stopped on the way. A run that
     diverges is logged FAILED and the others go on."""
-    groups = {}
+    done, stopped = trained
     for item in plan:
         if item.done_key in done:
-            groups[item.variant] = done[item.done_key]
             continue
-        tags = {Tag.ADVICE_OF: follow.target, Tag.ADVICE_RULE: item.variant.rule, Tag.ADVICE_CHANGES: item.variant.key}
         try:
-            result = execute(item.config, tags=tags)
+            result = train_one(item, follow, stopped)
         except Diverged as err:
             on_diverged(item, err)
             continue
         on_result(item, result)
-        groups[item.variant] = result.group
-    return groups
 
 
-def verdict_lines(client, follow: Followed, groups: dict[Variant, str]) -> list[str]:
-    """Each follow-up against the original configuration's group, with compare's own test."""
-    try:
-        original = read_side(client, f"{GROUP_PREFIX}{follow.group}")
-    except ComparisonError as err:  # the original diverged at every seed: each follow-up stands alone
-        original = None
-        lines = [f"\nThe original cannot be compared with: {err}"]
-    else:
-        lines = []
-    for variant, group in groups.items():
-        if variant.rule == BASELINE:
+def verdict_lines(client, follow: Followed) -> list[str]:
+    """Each follow-up of the target in the store against the original configuration's group: compare's own report
+    on test accuracy, the figure its rule set out to lower, and the outcome (core.follow_ups)."""
+    lines = []
+    for judged in judgements(client, follow.target):
+        fu = judged.follow_up
+        if judged.outcome == PENDING or judged.accuracy is None:
+            lines.append(f"\n{judged.sentence()}")
             continue
-        try:
-            side = read_side(client, f"{GROUP_PREFIX}{group}")
-        except ComparisonError as err:
-            lines.append(f"{variant.rule}, {variant.words()}: {err}")
-            continue
-        if original is None:
-            interval = side.interval()
-            lines.append(f"{variant.rule}, {variant.words()} (group:{group}): test acc {interval.estimate:.2%}")
-            continue
-        heading = f"{variant.rule}, {variant.words()} (group:{group})"
-        lines.append(f"\n{heading}, against the original (group:{follow.group}):")
-        lines.append(report(original, side, which_is_better(original, side)))
+        original = f"group:{judged.original_group}"
+        lines.append(f"\n{fu.rule}, {fu.words} (group:{fu.group}), against the original ({original}):")
+        lines.append(report(judged.original, judged.side, judged.accuracy))
+        if judged.effect:
+            lines.append(judged.effect.words())
+        lines.append(f"verdict: {judged.outcome}{judged.seeds_needed()}")
     return lines
+
+
+def advice_record(
+    follow: Followed, proposals: list[Proposal], plan: list[Planned], trained: tuple[dict, dict], seeds: int
+) -> dict:
+    """The advice as the dashboard shows it (advise --json): what it follows, the proposals, the spec, and how
+    many runs a --run would train now."""
+    done, stopped = trained
+    return {
+        "target": follow.target,
+        "label": follow.label,
+        "diagnosis": follow.situation.diagnosis,
+        "proposals": [
+            {"rule": p.rule, "runs": [changes_words(run) for run in p.runs], "expects": p.expects, "why": p.why}
+            for p in proposals
+        ],
+        "spec": spec_text(follow, proposals, seeds) if proposals else "",
+        "runs": len(plan),
+        "missing": sum(item.done_key not in done for item in plan),
+        "resumed": sum(item.done_key in stopped for item in plan if item.done_key not in done),
+    }

@@ -1,6 +1,7 @@
-"""Command line: `python -m experiments {models,schema,has-runs,data,train,suite,sweep,compare,reap,server}`."""
+"""Command line: `python -m experiments {models,schema,has-runs,data,train,suite,sweep,compare,advise,reap,server}`."""
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -8,13 +9,22 @@ from core.advice import AdviceError, propose
 from core.comparison import ComparisonError, read_side, report, which_is_better
 from core.datasets import DATASETS, DataError
 from core.diagnosis import ADVICE, DIVERGED
+from core.launches import Launch, LaunchBusy, holding
 from core.liveness import now_ms
 from core.schema import Metric, schema_markdown
 from core.settings import REQUIRED, SETTINGS, ConfigError, Setting
-from core.store import StoreError, get_client, store_has_runs
+from core.store import StoreError, get_client, store_has_runs, tracking_uri
 from experiments import interrupts
 from experiments.adapters import adapter_for
-from experiments.advise import followed, planned_runs, spec_text, train_follow_ups, trained_before, verdict_lines
+from experiments.advise import (
+    advice_record,
+    followed,
+    planned_runs,
+    spec_text,
+    train_follow_ups,
+    trained_before,
+    verdict_lines,
+)
 from experiments.config import RunConfig
 from experiments.data import ensure_dataset
 from experiments.heartbeat import reap
@@ -127,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     advise.add_argument(
         "--seeds", type=int, default=3, help="seeds of each follow-up and of the original configuration (default: 3)"
+    )
+    advise.add_argument(
+        "--json",
+        action="store_true",
+        help="print the advice as JSON (proposals, spec, runs a --run would train), as the dashboard reads it",
     )
     advise.add_argument(
         "--max-runs", type=int, default=24, help="refuse a --run that would train more runs than this (default: 24)"
@@ -251,39 +266,49 @@ def compare_command(args: argparse.Namespace) -> int:
 
 
 def advise_command(args: argparse.Namespace) -> int:
-    """Print the follow-ups as a spec; with --run, train what is missing and compare each with the original."""
+    """Print the follow-ups as a spec (or, with --json, as the dashboard reads them); with --run, train what is
+    missing, one training of a target's advice at a time, and compare each with the original."""
     client = get_client()
     try:
         if args.seeds < 1 or args.max_runs < 1:
             raise AdviceError("--seeds and --max-runs: expected integers >= 1")
         follow = followed(client, args.target)
         proposals = propose(follow.situation)
+        plan = planned_runs(follow, proposals, args.seeds) if proposals else []
+        trained = trained_before(client, follow)
+        if args.json:
+            print(json.dumps(advice_record(follow, proposals, plan, trained, args.seeds)))
+            return 0
         if not proposals:
             print(f"# {follow.label}: {follow.situation.diagnosis}; no rule of core.advice applies, nothing to advise")
             return 0
         print(spec_text(follow, proposals, args.seeds))
         if not args.run:
             return 0
-        plan = planned_runs(follow, proposals, args.seeds)
-        done = trained_before(client, follow)
-        missing = sum(item.done_key not in done for item in plan)
-        if missing > args.max_runs:
-            raise AdviceError(
-                f"--max-runs: this advice trains {missing} runs (--seeds {args.seeds}), more than {args.max_runs}; "
-                "raise --max-runs or lower --seeds"
-            )
-        print(f"# training {missing} of the advice's {len(plan)} runs (the others were trained before)", flush=True)
-        groups = train_follow_ups(
-            follow,
-            plan,
-            done,
-            lambda item, result: print_summary(item.config, result),
-            lambda item, err: print(f"run {err.run_id} ({item.variant.rule}) FAILED, {err}", file=sys.stderr),
-        )
-        print("\n".join(verdict_lines(client, follow, groups)))
-    except (AdviceError, ConfigError, DataError, ComparisonError) as err:
+        with holding(Launch(tracking_uri(), follow.target)):
+            train_advice(client, follow, plan, trained_before(client, follow), args)
+    except (AdviceError, ConfigError, DataError, ComparisonError, LaunchBusy) as err:
         refuse(err)
     return 0
+
+
+def train_advice(client, follow, plan, trained, args: argparse.Namespace) -> None:
+    """Train the advice's missing runs within --max-runs, then print each follow-up's verdict."""
+    missing = sum(item.done_key not in trained[0] for item in plan)
+    if missing > args.max_runs:
+        raise AdviceError(
+            f"--max-runs: this advice trains {missing} runs (--seeds {args.seeds}), more than {args.max_runs}; "
+            "raise --max-runs or lower --seeds"
+        )
+    print(f"# training {missing} of the advice's {len(plan)} runs (the others were trained before)", flush=True)
+    train_follow_ups(
+        follow,
+        plan,
+        trained,
+        lambda item, result: print_summary(item.config, result),
+        lambda item, err: print(f"run {err.run_id} ({item.variant.rule}) FAILED, {err}", file=sys.stderr),
+    )
+    print("\n".join(verdict_lines(client, follow)))
 
 
 def reap_command() -> int:

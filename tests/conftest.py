@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import sync_playwright
 
+from core.launches import LAUNCH_DIR_ENV
 from experiments.config import RunConfig
 from experiments.data import ensure_dataset
 from experiments.run import execute
@@ -29,6 +30,7 @@ SHARED_FIXTURES = {
     "dashboard_store": "trained-store",
     "seeded_store": "trained-store",
     "conv_conv_run": "trained-store",
+    "advised": "advised-store",
     "postgres": "postgres",
     "tracking_server": "postgres",
 }
@@ -111,6 +113,7 @@ def store(tmp_path, monkeypatch, migrated_database):
     shutil.copy(migrated_database, tmp_path / "store" / "mlflow.db")
     uri = sqlite_uri(tmp_path / "store")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv(LAUNCH_DIR_ENV, str(tmp_path / "launches"))  # advice launched here, not in ~/.cache
     return MlflowClient(uri)
 
 

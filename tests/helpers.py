@@ -31,6 +31,7 @@ PAGES = {
     "overfitting": "views/overfitting.py",
     "detail": "views/detail.py",
     "sweeps": "views/sweeps.py",
+    "advice": "views/advice.py",
 }
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -8,6 +8,8 @@ from core import stats
 from core.comparison import Answer, which_is_better
 from core.schema import Artifact, Metric
 from dashboard import figures, formats, reader, state
+from dashboard.advice_tables import touching
+from dashboard.advice_ui import verdict_sentences_ui
 from dashboard.analysis import (
     BASELINE_DIFFERENCES,
     X_AXES,
@@ -287,6 +289,15 @@ def params_section(runs: pd.DataFrame, selection: list[str], baseline: str | Non
         )
 
 
+def advice_section(runs: pd.DataFrame, selection: list[str]) -> None:
+    """Whether the advice the selected runs take part in helped (as follow-ups, or as the original)."""
+    groups = set(runs.set_index("run_id").loc[selection, "config_group"])
+    judged = touching(read(reader.load_judgements, None), selection, groups)
+    if judged:
+        st.subheader("Did the advice help?")
+        verdict_sentences_ui(judged)
+
+
 def story_grouping_ui(shown_story: bool) -> None:
     """Draw the story's two configurations as bands (set before the grouping widget is drawn); once the user
     selects runs, the grouping goes back to one line per run unless the user chose it meanwhile."""
@@ -321,6 +332,7 @@ def page() -> None:
         st.warning(md(warning))
     curves_section(runs, selection, metrics)
     better_section(runs, selection)
+    advice_section(runs, selection)
     step_loss_section(runs, selection)
     baseline = final_section(runs, selection, metrics)
     params_section(runs, selection, baseline)

@@ -11,6 +11,7 @@ from core.data_scaling import fit_power_law, more_data_sentence
 from core.diagnosis import (
     ADVICE,
     DIVERGED,
+    GOOD_FIT,
     VARIANCE_THRESHOLD,
     ClassGap,
     EarlyStop,
@@ -22,6 +23,7 @@ from core.diagnosis import (
 )
 from core.schema import Artifact, Metric, Param
 from dashboard import figures, formats, reader
+from dashboard.advice_ui import next_experiments_ui
 from dashboard.analysis import (
     capacity_points,
     epoch_entry,
@@ -80,7 +82,8 @@ def diagnosis_ui(judged: Verdict) -> None:
         formats.percent(judged.final_val_acc),
         delta=f"{formats.points(-judged.lost_after_best)} after best" if judged.lost_after_best else None,
     )
-    st.markdown(f"**{judged.diagnosis.capitalize()}** at epoch {judged.epochs_trained}: {judged.advice}.")
+    more = f" The {INSPECTOR_SECTIONS[4]} tab proposes follow-ups to launch." if judged.diagnosis != GOOD_FIT else ""
+    st.markdown(f"**{judged.diagnosis.capitalize()}** at epoch {judged.epochs_trained}: {judged.advice}.{more}")
     st.caption(
         f"Rule: {judged.rule}. A figure is above or below its threshold only when its whole 95% interval is "
         "(thresholds in core/diagnosis.py)."
@@ -385,6 +388,11 @@ def sections_ui(runs: pd.DataFrame, rows: pd.DataFrame, shown: list[str], sectio
         data_size_section(runs, rows.loc[shown])
         st.subheader("Capacity: error against model size")
         capacity_section(runs)
+        return
+    if section == INSPECTOR_SECTIONS[4]:
+        for run_id in shown:
+            st.subheader(md(rows.loc[run_id, "run_name"]))
+            next_experiments_ui(run_id, rows.loc[run_id], runs)
         return
     patience = patience_ui() if section == INSPECTOR_SECTIONS[0] else 0
     for run_id in shown:

@@ -1,0 +1,146 @@
+"""Advice from the dashboard: `python -m experiments advise TARGET` run as a command, never imported (the dashboard
+only reads the store): --json for the proposals, --run in the background for a launch, SIGTERM to stop it.
+
+A launch outlives the dashboard (its own session of processes) and is found again by its lock and record
+(core.launches) and its runs by their tags. Who may launch: anyone on an embedded store, a user with edit permission
+on the experiment on a team server, nobody on a dashboard opened read-only.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from core.launches import LOCK_FD_ENV, Launch
+from core.store import STORE_TIMEOUT_SECONDS
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+READ_ONLY_ENV = "CNN_DASHBOARD_READ_ONLY"  # set (to anything but 0) to open a dashboard that launches nothing
+DEFAULT_SEEDS, DEFAULT_MAX_RUNS = 3, 24  # as `advise --seeds` and `--max-runs` default
+ADVICE_SECONDS = 120  # the runner's import, the store's reads and the follow-ups' checks
+
+
+@dataclass(frozen=True)
+class Advice:
+    """The proposals for a target as `advise --json` prints them."""
+
+    target: str
+    label: str
+    diagnosis: str
+    proposals: tuple[dict, ...]  # rule, runs (each its changes in words), expects, why
+    spec: str
+    runs: int  # runs a launch trains in all (the original's missing seeds and each proposal's seeds)
+    missing: int  # of them, those not trained yet
+    resumed: int  # of those, the ones stopped earlier that a launch resumes
+
+
+def advise_args(target: str, seeds: int, *extra: str) -> list[str]:
+    return ["-m", "experiments", "advise", target, "--seeds", str(seeds), *extra]
+
+
+def shown_command(target: str, seeds: int, max_runs: int) -> str:
+    """The command a terminal runs to train the advice, as the page shows it."""
+    return "python " + " ".join(advise_args(target, seeds, "--run", "--max-runs", str(max_runs)))
+
+
+def runner_env(uri: str) -> dict:
+    return {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1"}
+
+
+def read_advice(uri: str, target: str, seeds: int) -> Advice | str:
+    """The advice for `target`, or the runner's one line saying why there is none."""
+    done = subprocess.run(
+        [sys.executable, *advise_args(target, seeds, "--json")],
+        cwd=REPO_ROOT,
+        env=runner_env(uri),
+        capture_output=True,
+        text=True,
+        timeout=ADVICE_SECONDS,
+    )
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines() or [f"advise exited with {done.returncode}"]
+        return lines[-1].removeprefix("python -m experiments: error: ")
+    return Advice(**{**json.loads(done.stdout), "proposals": tuple(json.loads(done.stdout)["proposals"])})
+
+
+def start(uri: str, target: str, seeds: int, max_runs: int, runs: int) -> bool:
+    """Start `advise --run` in the background, unless a training of this advice holds its lock (then False). The
+    lock is taken here and handed to the runner, so a second click never starts a second batch."""
+    launch = Launch(uri, target)
+    fd = launch.try_lock()
+    if fd is None:
+        return False
+    started = time.time()
+    try:
+        with launch.log_path.open("w") as log:
+            process = subprocess.Popen(
+                [sys.executable, *advise_args(target, seeds, "--run", "--max-runs", str(max_runs))],
+                cwd=REPO_ROOT,
+                env={**runner_env(uri), LOCK_FD_ENV: str(fd)},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=(fd,),
+                start_new_session=True,  # it outlives the dashboard, and is stopped as one group
+            )
+        launch.write_record(pid=process.pid, started=started, seeds=seeds, max_runs=max_runs, missing=runs)
+    finally:
+        os.close(fd)
+    threading.Thread(target=process.wait, daemon=True).start()  # reaped when it ends, no zombie left
+    return True
+
+
+def stop(uri: str, target: str) -> bool:
+    """Stop the training of this advice: SIGTERM to its processes, whose run in progress ends KILLED with its
+    checkpoint (a next launch resumes it). False when nothing was training it."""
+    launch = Launch(uri, target)
+    pid = launch.record().get("pid")
+    if not pid or not launch.training():
+        return False
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def why_cannot_launch(uri: str, experiment_id: str) -> str | None:
+    """None when this dashboard may train runs into the experiment; otherwise why not, in one line."""
+    if os.environ.get(READ_ONLY_ENV, "0") not in ("", "0"):
+        return f"this dashboard is opened read-only ({READ_ONLY_ENV})"
+    if not uri.startswith(("http://", "https://")):
+        return None
+    return server_permission_problem(uri, experiment_id, os.environ.get("MLFLOW_TRACKING_USERNAME"))
+
+
+def server_permission_problem(uri: str, experiment_id: str, user: str | None) -> str | None:
+    """On a server with MLflow's basic-auth app, None only for an admin or a user with EDIT or MANAGE on the
+    experiment; a server without it lets anyone write."""
+    auth = (user, os.environ.get("MLFLOW_TRACKING_PASSWORD", "")) if user else None
+    base = uri.rstrip("/")
+    got = requests.get(
+        f"{base}/api/2.0/mlflow/users/get", params={"username": user or ""}, auth=auth, timeout=STORE_TIMEOUT_SECONDS
+    )
+    if got.status_code == 404 and "json" not in got.headers.get("content-type", ""):
+        return None  # no auth app: the endpoint does not exist
+    if not user or got.status_code in (401, 403):
+        return "the server needs a signed-in user with edit permission on the experiment"
+    if got.ok and got.json().get("user", {}).get("is_admin"):
+        return None
+    permission = requests.get(
+        f"{base}/api/3.0/mlflow/users/permissions/get",
+        params={"username": user, "resource_type": "experiment", "resource_id": experiment_id},
+        auth=auth,
+        timeout=STORE_TIMEOUT_SECONDS,
+    )
+    name = permission.json().get("permission", "unknown") if permission.ok else "unknown"
+    if name in ("EDIT", "MANAGE"):
+        return None
+    return f"{user} has {name} permission on this experiment; launching needs EDIT or MANAGE"
