@@ -10,8 +10,11 @@ import requests
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from core.launches import LAUNCH_DIR_ENV
+from dashboard.launcher import why_cannot_launch
+from dashboard.widgets import INSPECTOR_SECTIONS
 from experiments.tracking_server import ADMIN_USER, DB_USER, Auth, free_port, start_mlflow_server
-from tests.helpers import cli_in_process, open_app
+from tests.helpers import cli_in_process, inspector, open_app, texts
 
 ADMIN_PASSWORD = "admin-secret-for-tests"
 
@@ -108,3 +111,48 @@ def test_a_user_without_permission_does_not_see_another_users_experiment(auth_se
         at = open_app()
         shown = [name for frame in at.dataframe for name in frame.value.get("run_name", [])]
         assert not at.exception and ("alice-run" in shown) == sees, user
+
+
+def create_user(url: str, user: str) -> None:
+    created = requests.post(
+        f"{url}/api/2.0/mlflow/users/create",
+        timeout=10,
+        json={"username": user, "password": f"{user}-password-123"},
+        auth=(ADMIN_USER, ADMIN_PASSWORD),
+    )
+    assert created.status_code == 200 or "already exists" in created.text, created.text
+
+
+def test_only_a_user_who_may_edit_the_experiment_can_launch_advice_from_the_dashboard(
+    auth_server, monkeypatch, capsys, mnist_dir, tmp_path
+):
+    monkeypatch.setenv(LAUNCH_DIR_ENV, str(tmp_path / "launches"))
+    for user in ("carol", "dave"):
+        create_user(auth_server, user)
+    carol = signed_in(monkeypatch, auth_server, "carol", "carol-password-123")
+    trained = cli_in_process(
+        capsys, "train", "--model", "softmax-regression", "--train-size", "1000", "--test-size", "300",
+        "--epochs", "1", "--val-split", "0.2", "--no-progress", "--experiment", "carol-advice",
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    experiment = carol.get_experiment_by_name("carol-advice").experiment_id
+    (run,) = carol.search_runs([experiment])
+    granted = requests.post(
+        f"{auth_server}/api/3.0/mlflow/users/permissions/grant",
+        timeout=10,
+        json={"username": "dave", "resource_type": "experiment", "resource_id": experiment, "permission": "READ"},
+        auth=(ADMIN_USER, ADMIN_PASSWORD),
+    )
+    assert granted.status_code == 200, granted.text
+    for user, password, refusal in (
+        ("carol", "carol-password-123", None),  # she created it: MANAGE
+        (ADMIN_USER, ADMIN_PASSWORD, None),
+        ("dave", "dave-password-123", "dave has READ permission on this experiment; launching needs EDIT or MANAGE"),
+    ):
+        signed_in(monkeypatch, auth_server, user, password)
+        assert why_cannot_launch(auth_server, experiment) == refusal, user
+    at = inspector([run.info.run_id], INSPECTOR_SECTIONS[4])  # as dave: the spec and the command, no button (the
+    # button for a user who may launch: tests/test_advice.py)
+    shown = texts(at).replace("\\", "")
+    assert not at.exception and not at.button and "**bigger-model**" in shown and refusal in shown
+    assert f"advise {run.info.run_id} --seeds 3 --run" in " ".join(code.value for code in at.code)
