@@ -385,8 +385,10 @@ def test_a_launch_from_the_inspector_trains_once_in_the_background_and_stops_on_
 
 @needs_chromium
 def test_the_advice_launched_from_the_inspector_in_a_browser_ends_in_verdicts_that_match_compare(advised, page, capsys):
-    """After the stop above, the rest of the launch: the stopped run resumed, every follow-up over three seeds."""
-    with start_server(os.environ["MLFLOW_TRACKING_URI"]) as url:
+    """After the stop above, the rest of the launch: the stopped run resumed, every follow-up over three seeds. The
+    dashboard is stopped while it trains and started again: the launch goes on, and the new one finds it."""
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    with start_server(uri) as url:
         page.goto(f"{url}/overfitting?runs={advised.target}")
         wait_idle(page)
         page.get_by_role("tab", name=INSPECTOR_SECTIONS[4]).click()
@@ -395,6 +397,11 @@ def test_the_advice_launched_from_the_inspector_in_a_browser_ends_in_verdicts_th
         page.get_by_role("button", name=re.compile(r"^Launch \d+ runs$")).click()
         page.get_by_text("Training this advice").wait_for(timeout=30_000)
         shoot(page, "advice-training")
+    assert Launch(uri, advised.target).training()  # the dashboard has stopped, its launch has not
+    with start_server(uri) as url:
+        page.goto(f"{url}/overfitting?runs={advised.target}")
+        wait_idle(page)
+        page.get_by_role("tab", name=INSPECTOR_SECTIONS[4]).click()
         page.get_by_text(re.compile(r"All \d+ runs of this advice are trained")).wait_for(timeout=180_000)
         wait_idle(page)
         shoot(page, "advice-verdicts")
