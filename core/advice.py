@@ -22,6 +22,7 @@ from core.diagnosis import (
 from core.schema import Metric
 
 MAX_PROPOSALS = 4
+SEEDS, MAX_RUNS = 3, 24  # seeds of each follow-up, and runs one launch may train, unless asked otherwise
 OVERFITS = frozenset({HIGH_VARIANCE, HIGH_VARIANCE_BIAS_UNSURE, BOTH})
 UNDERFITS = frozenset({HIGH_BIAS, HIGH_BIAS_VARIANCE_UNSURE, BOTH})
 MAX_WEIGHT_DECAY = 0.01  # beyond it the penalty outweighs the loss of a small CNN: it underfits instead

@@ -22,6 +22,7 @@ from core.store import search_all
 BASELINE = "baseline"  # the rule tag of the original configuration's own missing seeds
 MEASURES = {rule.name: rule.measures for rule in RULES}
 HELPED, HURT, NO_EFFECT, PENDING = "helped", "hurt", "no detectable effect", "not judged yet"
+UNTESTED = "cannot be tested"  # one run against a group of seeds: compare's sentence says what to train
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class Effect:
         """'variance 7.10 → 2.30 pp (p = 0.004)'."""
         before, after = np.mean(self.before) * 100, np.mean(self.after) * 100
         found = self.test
-        p = f" ({stats.p_text(found.p_value)})" if found else " (one run a side: no test)"
+        p = f" ({stats.p_text(found.p_value)})" if found else " (a side of one run: no test)"
         return f"{self.metric.replace('_', ' ')} {before:.2f} → {after:.2f} pp{p}"
 
 
@@ -104,11 +105,13 @@ class Judgement:
         return f"{self.follow_up.rule}, {self.follow_up.words} (group:{self.follow_up.group})"
 
     def findings(self) -> str:
-        """The rule's figure and test accuracy, then the outcome; or why it is not judged yet."""
+        """The rule's figure and test accuracy, then the outcome (and why, for an outcome without a test); or why it
+        is not judged yet."""
         if self.outcome == PENDING:
             return f"{PENDING} ({self.why_not})"
         figures = "; ".join(part for part in (self.effect and self.effect.words(), self.accuracy_words()) if part)
-        return f"{figures}: {self.outcome}{self.seeds_needed()}"
+        why = f" ({self.why_not})" if self.why_not else ""
+        return f"{figures + ': ' if figures else ''}{self.outcome}{why}{self.seeds_needed()}"
 
     def sentence(self) -> str:
         return f"{self.heading}: {self.findings()}"
@@ -128,8 +131,13 @@ def follow_ups(client, target: str | None = None) -> list[FollowUp]:
     for run in sorted(search_all(client, where), key=lambda run: run.info.start_time):
         tags = run.data.tags
         key = (tags[Tag.ADVICE_OF], tags.get(Tag.ADVICE_RULE, "?"), tags.get(Tag.ADVICE_CHANGES, "{}"))
-        found.setdefault((*key, tags.get(Tag.ADVICE_DIAGNOSIS, "")), []).append(run)
-    return [FollowUp(*key, tuple(runs)) for key, runs in found.items()]
+        found.setdefault(key, []).append(run)
+    return [FollowUp(*key, diagnosis_of(runs), tuple(runs)) for key, runs in found.items()]
+
+
+def diagnosis_of(runs: list) -> str:
+    """The diagnosis the follow-up's runs were tagged with ('' for runs tagged before advice_diagnosis)."""
+    return next((d for run in runs if (d := run.data.tags.get(Tag.ADVICE_DIAGNOSIS))), "")
 
 
 def original_group(client, target: str) -> str:
@@ -150,26 +158,36 @@ def final_values(runs: list, metric: str | None) -> tuple[float, ...]:
 
 
 def judge(client, follow_up: FollowUp, original: str) -> Judgement:
-    """The follow-up against the original configuration's group `original`, once none of its runs is RUNNING."""
+    """The follow-up against the original configuration's group `original`, once none of its runs is RUNNING. An
+    original that diverged at every seed, or a follow-up that did, has no test accuracy: that the other trains is
+    the answer."""
     if follow_up.count("RUNNING"):
         return Judgement(follow_up, original, PENDING, why_not=f"{follow_up.count('RUNNING')} runs still training")
     try:
-        before_side, before_runs = group_side(client, original)
         after_side, after_runs = group_side(client, follow_up.group)
     except ComparisonError as err:
+        if all(Tag.DIVERGED_AT_STEP in run.data.tags for run in follow_up.runs):
+            return Judgement(follow_up, original, HURT, why_not="it diverged at every seed")
         return Judgement(follow_up, original, PENDING, why_not=str(err))
+    try:
+        before_side, before_runs = group_side(client, original)
+    except ComparisonError:
+        return Judgement(follow_up, original, HELPED, side=after_side, why_not="it trains where the original diverged")
     answer = which_is_better(before_side, after_side)
     metric = MEASURES.get(follow_up.rule)
     effect = Effect(metric, final_values(before_runs, metric), final_values(after_runs, metric)) if metric else None
     if effect is not None and not (effect.before and effect.after):
         effect = None  # runs logged without the figure
-    return Judgement(follow_up, original, outcome_of(answer, effect), answer, before_side, after_side, effect)
+    outcome = outcome_of(answer, effect, before_side, after_side)
+    return Judgement(follow_up, original, outcome, answer, before_side, after_side, effect)
 
 
-def outcome_of(accuracy: Answer, effect: Effect | None) -> str:
+def outcome_of(accuracy: Answer, effect: Effect | None, before: Side, after: Side) -> str:
     """HURT when test accuracy fell beyond chance; HELPED when it rose, or the rule's figure fell, beyond chance;
-    else NO_EFFECT."""
-    difference = accuracy.difference.estimate if accuracy.difference else 0.0
+    UNTESTED where the sides allow no test (one run against a group); else NO_EFFECT."""
+    if accuracy.p_value is None:
+        return HELPED if effect is not None and effect.lowered else UNTESTED
+    difference = float(np.mean(after.test_accs) - np.mean(before.test_accs))  # McNemar gives no interval
     if accuracy.significant and difference < 0:
         return HURT
     if (accuracy.significant and difference > 0) or (effect is not None and effect.lowered):

@@ -11,6 +11,8 @@ import fcntl
 import hashlib
 import json
 import os
+import re
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,57 +58,80 @@ class Launch:
         self.lock_path.parent.mkdir(parents=True, exist_ok=True)
         return os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
 
-    def try_lock(self) -> int | None:
-        """The lock's descriptor, locked, or None when a training holds it."""
+    def try_lock(self, wait: float = 0.0) -> int | None:
+        """The lock's descriptor, locked, or None when a training holds it (after `wait` seconds of trying: a
+        dashboard looking whether it is held takes it for a moment)."""
         fd = self.open_lock()
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        return fd
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    return None
+                time.sleep(0.05)
 
     def training(self) -> bool:
-        """Whether some process is training this advice now."""
-        fd = self.try_lock()
+        """Whether some process holds the lock: this advice is being trained now."""
+        try:
+            fd = self.try_lock()
+        except OSError:  # no cache folder to write (a read-only home): nothing was launched from here
+            return False
         if fd is None:
             return True
         os.close(fd)
         return False
 
-    def version(self) -> str:
-        """Changes when a launch starts or ends: what the dashboard keys its reads of this advice by."""
-        return f"{self.record().get('started', 0)}:{self.training()}"
-
     def record(self) -> dict:
-        """The last launch the dashboard made of this advice (pid, command, seeds, max_runs), or {}."""
+        """What the last launch of this advice wrote: its process (pid, pgid), when it started, and from the
+        dashboard the seeds, the cap, the runs it trains and how its process exited; {} for none."""
         try:
             return json.loads(self.record_path.read_text())
         except (OSError, ValueError):
             return {}
 
-    def write_record(self, **fields) -> None:
-        self.record_path.write_text(json.dumps(fields))
+    def write_record(self, fresh: bool = False, **fields) -> None:
+        """Add fields to the record (a new one when `fresh`)."""
+        self.record_path.parent.mkdir(parents=True, exist_ok=True)
+        self.record_path.write_text(json.dumps({**({} if fresh else self.record()), **fields}))
 
     def log_tail(self, lines: int = 8) -> list[str]:
+        """The log's last lines; a progress bar's carriage returns end lines too."""
         try:
-            return self.log_path.read_text(errors="replace").splitlines()[-lines:]
+            text = self.log_path.read_text(errors="replace")
         except OSError:
             return []
+        return [line for line in re.split(r"[\r\n]+", text) if line.strip()][-lines:]
+
+
+def same_file(fd: int, path: Path) -> bool:
+    try:
+        found, expected = os.fstat(fd), path.stat()
+    except OSError:
+        return False
+    return (found.st_dev, found.st_ino) == (expected.st_dev, expected.st_ino)
 
 
 @contextmanager
 def holding(launch: Launch):
-    """The block that trains `launch`'s advice, holding its lock: the one the dashboard handed over, or taken here;
-    LaunchBusy when another process holds it."""
+    """The block that trains `launch`'s advice, holding its lock (the one the dashboard handed over, or taken
+    here) and recording this process in the launch's record; LaunchBusy when another process holds it."""
     handed = os.environ.pop(LOCK_FD_ENV, None)
-    fd = int(handed) if handed else launch.try_lock()
+    if handed and not same_file(int(handed), launch.lock_path):
+        handed = None  # a descriptor meant for another launch's lock
+    fd = int(handed) if handed else launch.try_lock(wait=2.0)
     if fd is None:
         pid = launch.record().get("pid")
         by = f" (process {pid})" if pid else ""
         raise LaunchBusy(f"{launch.target}: its advice is being trained already{by}; wait for it or stop it first")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a no-op on the handed lock, which this process holds
+        os.set_inheritable(fd, False)  # a process this one starts must not keep the lock after it ends
+        if not handed:  # started from a terminal: a record of its own
+            launch.write_record(fresh=True, started=time.time())
+        launch.write_record(pid=os.getpid(), pgid=os.getpgid(0))
         yield
     finally:
         os.close(fd)

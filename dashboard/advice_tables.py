@@ -6,13 +6,13 @@ import pandas as pd
 from core.comparison import GROUP_PREFIX
 from core.follow_ups import HELPED, HURT, NO_EFFECT, PENDING, Judgement
 
-OUTCOMES = (HELPED, NO_EFFECT, HURT, PENDING)
+OUTCOMES = (HELPED, NO_EFFECT, HURT)  # those a rule's record counts: judged with a test
 
 
-def runs_words(judged: Judgement) -> str:
-    """'3 finished', '2 finished, 1 running'."""
-    counts = {status: judged.follow_up.count(status) for status in ("FINISHED", "RUNNING", "KILLED", "FAILED")}
-    return ", ".join(f"{n} {status.lower()}" for status, n in counts.items() if n) or "none"
+def status_words(statuses: list[str]) -> str:
+    """'3 finished', '2 finished, 1 running', in the order runs go through them; empty for none."""
+    order = ("FINISHED", "RUNNING", "KILLED", "FAILED")
+    return ", ".join(f"{statuses.count(status)} {status.lower()}" for status in order if status in statuses)
 
 
 def target_words(target: str, names: dict[str, str]) -> str:
@@ -33,7 +33,7 @@ def verdict_frame(judgements: list[Judgement], names: dict[str, str]) -> pd.Data
             "followed": target_words(follow_up.target, names),
             "diagnosis": follow_up.diagnosis,
             "follow-up": f"{follow_up.rule}: {follow_up.words}",
-            "runs": runs_words(judged),
+            "runs": status_words([run.info.status for run in follow_up.runs]),
             "rule's figure": judged.effect.words() if judged.effect else "",
             "test accuracy": judged.accuracy_words().removeprefix("test accuracy "),
             "verdict": verdict if judged.outcome != PENDING else f"{PENDING}: {judged.why_not}",
@@ -44,13 +44,13 @@ def verdict_frame(judgements: list[Judgement], names: dict[str, str]) -> pd.Data
 
 
 def rule_record(judgements: list[Judgement]) -> pd.DataFrame:
-    """Per rule: how often it was tried (follow-ups judged) and how often it helped, made no detectable
-    difference or hurt, most helpful first."""
-    judged = [j for j in judgements if j.outcome != PENDING]
+    """Per rule: how often it was tried (follow-ups judged with a test) and how often it helped, made no
+    detectable difference or hurt; the rules that helped most often first."""
+    judged = [j for j in judgements if j.outcome in OUTCOMES]
     if not judged:
-        return pd.DataFrame(columns=["rule", "tried", *OUTCOMES[:3]])
+        return pd.DataFrame(columns=["rule", "tried", *OUTCOMES])
     frame = pd.DataFrame({"rule": [j.follow_up.rule for j in judged], "outcome": [j.outcome for j in judged]})
-    table = pd.crosstab(frame["rule"], frame["outcome"]).reindex(columns=list(OUTCOMES[:3]), fill_value=0)
+    table = pd.crosstab(frame["rule"], frame["outcome"]).reindex(columns=list(OUTCOMES), fill_value=0)
     table.insert(0, "tried", table.sum(axis=1))
     return table.sort_values([HELPED, "tried"], ascending=False).reset_index()
 

@@ -1,17 +1,19 @@
-"""Advice on the pages: the inspector's next experiments (proposals, spec, launch, progress, stop) and the verdict
-tables the inspector, Compare and the advice record share."""
+"""Advice on the pages: the inspector's next experiments (proposals, spec, launch, progress, stop) and the verdicts
+the inspector, Compare and the advice record share."""
 
 import time
 
 import pandas as pd
 import streamlit as st
 
+from core import advice as rules
 from core.comparison import GROUP_PREFIX
 from core.follow_ups import follow_ups
 from core.launches import Launch
 from dashboard import launcher, reader
-from dashboard.advice_tables import touching, verdict_frame
+from dashboard.advice_tables import status_words, touching, verdict_frame
 from dashboard.state import Key
+from dashboard.views import read
 from dashboard.widgets import md
 
 PROGRESS_SECONDS = 3
@@ -74,25 +76,47 @@ def proposals_ui(advice: launcher.Advice) -> None:
         st.markdown(f"- **{proposal['rule']}** ({runs}): expects {md(proposal['expects'])}", help=proposal["why"])
 
 
+def budget_ui(run_id: str, training: bool) -> tuple[int, int]:
+    """Seeds per follow-up and the cap on runs per launch; drawn during a launch too (disabled), so that the
+    choices survive it."""
+    seeds_box, cap_box, _ = st.columns([1, 1, 2])
+    seeds = seeds_box.number_input(
+        "Seeds per follow-up", 1, MAX_SEEDS, rules.SEEDS, disabled=training, key=Key.per_run("advice_seeds", run_id)
+    )
+    cap = cap_box.number_input(
+        "At most runs per launch", 1, MAX_RUNS, rules.MAX_RUNS, disabled=training, key=Key.per_run("advice_cap", run_id)
+    )
+    return int(seeds), int(cap)
+
+
+def last_launch_ui(launch: Launch) -> None:
+    """A launch that failed (a store refusing, a bad setting): how it exited and its log's last lines."""
+    exit_code = launch.record().get("exit")
+    if exit_code not in (None, 0):
+        stopped = exit_code in (130, -15)
+        st.warning(f"The last launch {'was stopped' if stopped else f'failed (exit {exit_code})'}; its log ends:")
+        st.code("\n".join(launch.log_tail()), language=None)
+
+
 def next_experiments_ui(run_id: str, row, runs: pd.DataFrame) -> None:
     """The inspector's next experiments for one run: verdicts of what was tried, the proposals, and their launch."""
     target = target_ui(run_id, row, runs)
     store = reader.current_store()
     launch = Launch(store.uri, target)
-    version = launch.version()
-    tried = touching(reader.load_judgements(store, None, version), [run_id], {row["config_group"]})
+    training = launch.training()
+    version = f"{launch.record().get('started', 0)}:{training}"  # a launch started or ended: read afresh
+    tried = touching(read(reader.load_judgements, None, version), [run_id], {row["config_group"]})
     if tried:
         st.markdown("**Follow-ups trained so far**, each against the original configuration:")
         verdict_sentences_ui(tried)
-    if launch.training():
-        progress_ui(store, target)
+    proposals_box = st.container()
+    seeds, cap = budget_ui(run_id, training)
+    if training:
+        progress_ui(store, target, run_id)
         return
-    proposals_box, (seeds_box, cap_box, _) = st.container(), st.columns([1, 1, 2])
-    seeds = seeds_box.number_input(
-        "Seeds per follow-up", 1, MAX_SEEDS, launcher.DEFAULT_SEEDS, key=Key.per_run("advice_seeds", run_id)
-    )
+    last_launch_ui(launch)
     with proposals_box, st.spinner("Asking `python -m experiments advise` for its proposals..."):
-        advice = reader.load_advice(store, target, seeds, version)
+        advice = read(reader.load_advice, target, seeds, version)
     if isinstance(advice, str):
         proposals_box.info(f"No advice: {md(advice)}")
         return
@@ -101,67 +125,62 @@ def next_experiments_ui(run_id: str, row, runs: pd.DataFrame) -> None:
         return
     with proposals_box:
         proposals_ui(advice)
-    launch_ui(store, run_id, advice, seeds, cap_box)
+    launch_ui(store, run_id, advice, seeds, cap)
 
 
-def launch_ui(store: reader.Store, run_id: str, advice: launcher.Advice, seeds: int, cap_box) -> None:
+def launch_ui(store: reader.Store, run_id: str, advice: launcher.Advice, seeds: int, cap: int) -> None:
     """The launch button with its bound, or, where this dashboard may not launch, the spec and the command."""
-    experiment = reader.load_run(store, run_id).experiment_id
+    experiment = read(reader.load_experiment_id, advice.experiment)
     problem = launcher.why_cannot_launch(store.uri, experiment)
-    max_runs = launcher.DEFAULT_MAX_RUNS
-    if not problem:
-        max_runs = cap_box.number_input(
-            "At most runs per launch", 1, MAX_RUNS, launcher.DEFAULT_MAX_RUNS, key=Key.per_run("advice_cap", run_id)
-        )
-    command = launcher.shown_command(advice.target, seeds, max_runs)
     with st.expander("The spec and the command"):
         st.code(advice.spec, language="toml")
-        st.code(command, language="bash")
-    if problem:
-        st.info(f"Launching is off here: {md(problem)}. Train the advice from a terminal with the command above.")
-        return
+        st.code(launcher.shown_command(advice.target, seeds, cap), language="bash")
     if advice.missing == 0:
         st.caption(f"All {advice.runs} runs of this advice are trained: the verdicts above are its answer.")
+        return
+    over = advice.missing > cap
+    if over:
+        st.warning(f"{advice.missing} runs is more than the {cap} allowed per launch: raise it, or fewer seeds.")
+    if problem:
+        st.info(f"Launching is off here: {md(problem)}. Train the advice from a terminal with the command above.")
         return
     resumed = f", {advice.resumed} of them resumed from where they were stopped" if advice.resumed else ""
     st.caption(
         f"A launch trains {advice.missing} of the advice's {advice.runs} runs{resumed}, in the background: it goes "
         "on if this page or the dashboard closes, and can be stopped here."
     )
-    over = advice.missing > max_runs
-    if over:
-        st.warning(f"{advice.missing} runs is more than the {max_runs} allowed per launch: raise it, or fewer seeds.")
     if st.button(
         f"Launch {advice.missing} runs", type="primary", disabled=over, key=Key.per_run("advice_launch", run_id)
     ):
-        if not launcher.start(store.uri, advice.target, seeds, max_runs, advice.missing):
-            st.warning("This advice is being trained already: its progress is shown instead.")
+        launcher.start(store.uri, advice.target, seeds, cap, advice.missing)  # False: already training, shown next
         st.rerun()
 
 
 @st.fragment(run_every=PROGRESS_SECONDS)
-def progress_ui(store: reader.Store, target: str) -> None:
+def progress_ui(store: reader.Store, target: str, run_id: str) -> None:
     """The launch in progress: its runs by status, its log's last lines and a stop button; when it ends, the page
-    reads the store again and shows the verdicts."""
+    runs again (its reads are keyed by the launch) and shows the verdicts."""
     launch = Launch(store.uri, target)
     if not launch.training():
-        st.rerun()  # the whole page: its reads are keyed by the launch's version, which has changed
+        st.rerun()
     record = launch.record()
-    started_ms = record.get("started", 0) * 1000
-    ours = [
-        run
-        for fu in follow_ups(reader.client_for(store), target)
-        for run in fu.runs
-        if run.info.start_time >= started_ms
-    ]
-    counts = pd.Series([run.info.status.lower() for run in ours], dtype=str).value_counts()
-    so_far = ", ".join(f"{n} {status}" for status, n in counts.items()) or "none started yet"
-    since = time.strftime("%H:%M:%S", time.localtime(record.get("started", time.time())))
+    started = record.get("started", time.time())
+    try:
+        trained = [run for fu in follow_ups(reader.client_for(store), target) for run in fu.runs]
+    except Exception as err:  # noqa: BLE001 - a store that does not answer now may on the next poll
+        trained, so_far = [], f"the store cannot be read now ({type(err).__name__})"
+    else:
+        ours = [r for r in trained if max(r.info.start_time, r.info.end_time or 0) >= 1000 * started]
+        so_far = status_words([r.info.status for r in ours]) or "none started yet"
     st.markdown(
-        f"**Training this advice**: {record.get('missing', '?')} runs, started {since} (process "
-        f"{record.get('pid', '?')}); so far {so_far}."
+        f"**Training this advice**: {record.get('missing', '?')} runs, started "
+        f"{time.strftime('%H:%M:%S', time.localtime(started))} (process {record.get('pid', '?')}); so far {so_far}."
     )
     st.code("\n".join(launch.log_tail()) or "(starting)", language=None)
-    if st.button("Stop the launch", key=f"advice_stop_{launch.stem.name}"):
-        launcher.stop(store.uri, target)
-        st.caption("Stopping: the run in progress ends KILLED with its checkpoint; a next launch resumes it.")
+    if st.button("Stop the launch", key=Key.per_run("advice_stop", run_id)):
+        stopping = launcher.stop(store.uri, target)
+        st.caption(
+            "Stopping: the run in progress ends KILLED with its checkpoint; a next launch resumes it."
+            if stopping
+            else "Not stopped: the process training it is not one this dashboard can signal (another machine?)."
+        )

@@ -23,7 +23,6 @@ from core.store import STORE_TIMEOUT_SECONDS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 READ_ONLY_ENV = "CNN_DASHBOARD_READ_ONLY"  # set (to anything but 0) to open a dashboard that launches nothing
-DEFAULT_SEEDS, DEFAULT_MAX_RUNS = 3, 24  # as `advise --seeds` and `--max-runs` default
 ADVICE_SECONDS = 120  # the runner's import, the store's reads and the follow-ups' checks
 
 
@@ -33,6 +32,7 @@ class Advice:
 
     target: str
     label: str
+    experiment: str  # where its runs are logged (the name)
     diagnosis: str
     proposals: tuple[dict, ...]  # rule, runs (each its changes in words), expects, why
     spec: str
@@ -56,29 +56,36 @@ def runner_env(uri: str) -> dict:
 
 def read_advice(uri: str, target: str, seeds: int) -> Advice | str:
     """The advice for `target`, or the runner's one line saying why there is none."""
-    done = subprocess.run(
-        [sys.executable, *advise_args(target, seeds, "--json")],
-        cwd=REPO_ROOT,
-        env=runner_env(uri),
-        capture_output=True,
-        text=True,
-        timeout=ADVICE_SECONDS,
-    )
+    try:
+        done = subprocess.run(
+            [sys.executable, *advise_args(target, seeds, "--json")],
+            cwd=REPO_ROOT,
+            env=runner_env(uri),
+            capture_output=True,
+            text=True,
+            timeout=ADVICE_SECONDS,
+        )
+    except subprocess.TimeoutExpired:
+        return f"`advise` did not answer within {ADVICE_SECONDS} s"
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines() or [f"advise exited with {done.returncode}"]
         return lines[-1].removeprefix("python -m experiments: error: ")
-    return Advice(**{**json.loads(done.stdout), "proposals": tuple(json.loads(done.stdout)["proposals"])})
+    try:
+        found = json.loads(done.stdout)
+        return Advice(**{**found, "proposals": tuple(found["proposals"])})
+    except (ValueError, TypeError, KeyError) as err:
+        return f"`advise --json` printed what this dashboard cannot read ({err}): is the runner of another version?"
 
 
 def start(uri: str, target: str, seeds: int, max_runs: int, runs: int) -> bool:
     """Start `advise --run` in the background, unless a training of this advice holds its lock (then False). The
     lock is taken here and handed to the runner, so a second click never starts a second batch."""
     launch = Launch(uri, target)
-    fd = launch.try_lock()
+    fd = launch.try_lock(wait=1.0)
     if fd is None:
         return False
-    started = time.time()
     try:
+        launch.write_record(fresh=True, started=time.time(), seeds=seeds, max_runs=max_runs, missing=runs)
         with launch.log_path.open("w") as log:
             process = subprocess.Popen(
                 [sys.executable, *advise_args(target, seeds, "--run", "--max-runs", str(max_runs))],
@@ -90,32 +97,47 @@ def start(uri: str, target: str, seeds: int, max_runs: int, runs: int) -> bool:
                 pass_fds=(fd,),
                 start_new_session=True,  # it outlives the dashboard, and is stopped as one group
             )
-        launch.write_record(pid=process.pid, started=started, seeds=seeds, max_runs=max_runs, missing=runs)
+        launch.write_record(pid=process.pid, pgid=process.pid)
     finally:
         os.close(fd)
-    threading.Thread(target=process.wait, daemon=True).start()  # reaped when it ends, no zombie left
+    threading.Thread(target=record_exit, args=(launch, process), daemon=True).start()
     return True
+
+
+def record_exit(launch: Launch, process: subprocess.Popen) -> None:
+    """Reap the runner when it ends (no zombie left) and record how it exited, for the page to show a failure."""
+    launch.write_record(exit=process.wait())
+
+
+def is_advise(pid: int) -> bool:
+    """Whether process `pid` is a runner of `advise` (not another process that got its number since)."""
+    try:
+        return b"advise" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def stop(uri: str, target: str) -> bool:
     """Stop the training of this advice: SIGTERM to its processes, whose run in progress ends KILLED with its
-    checkpoint (a next launch resumes it). False when nothing was training it."""
+    checkpoint (a next launch resumes it). False when nothing is training it, or not a process this can stop."""
     launch = Launch(uri, target)
-    pid = launch.record().get("pid")
-    if not pid or not launch.training():
+    record = launch.record()
+    pid = record.get("pid")
+    if not pid or not launch.training() or not is_advise(pid):
         return False
     try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
+        os.killpg(record.get("pgid", pid), signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
         return False
     return True
 
 
-def why_cannot_launch(uri: str, experiment_id: str) -> str | None:
-    """None when this dashboard may train runs into the experiment; otherwise why not, in one line."""
+def why_cannot_launch(uri: str, experiment_id: str | None) -> str | None:
+    """None when this dashboard may train runs into the experiment (None: one that does not exist yet, which
+    the runner creates); otherwise why not, in one line."""
     if os.environ.get(READ_ONLY_ENV, "0") not in ("", "0"):
         return f"this dashboard is opened read-only ({READ_ONLY_ENV})"
-    if not uri.startswith(("http://", "https://")):
+    if not uri.startswith(("http://", "https://")) or experiment_id is None:
         return None
     return server_permission_problem(uri, experiment_id, os.environ.get("MLFLOW_TRACKING_USERNAME"))
 
@@ -123,8 +145,14 @@ def why_cannot_launch(uri: str, experiment_id: str) -> str | None:
 def server_permission_problem(uri: str, experiment_id: str, user: str | None) -> str | None:
     """On a server with MLflow's basic-auth app, None only for an admin or a user with EDIT or MANAGE on the
     experiment; a server without it lets anyone write."""
+    try:
+        return permission_problem(uri.rstrip("/"), experiment_id, user)
+    except (requests.RequestException, ValueError) as err:
+        return f"the server's permissions could not be read ({type(err).__name__})"
+
+
+def permission_problem(base: str, experiment_id: str, user: str | None) -> str | None:
     auth = (user, os.environ.get("MLFLOW_TRACKING_PASSWORD", "")) if user else None
-    base = uri.rstrip("/")
     got = requests.get(
         f"{base}/api/2.0/mlflow/users/get", params={"username": user or ""}, auth=auth, timeout=STORE_TIMEOUT_SECONDS
     )

@@ -567,6 +567,14 @@ def load_judgements(store: Store, target: str | None = None, version: str = "") 
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+@store_errors
+def load_experiment_id(store: Store, name: str) -> str | None:
+    """The id of the experiment of that name, None where there is none (yet)."""
+    found = client_for(store).get_experiment_by_name(name)
+    return found.experiment_id if found else None
+
+
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 def load_advice(store: Store, target: str, seeds: int, version: str = "") -> Advice | str:
     """What `advise` proposes for `target` (the runner's own answer, a few seconds to start), or why nothing."""
     return read_advice(store.uri, target, seeds)

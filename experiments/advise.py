@@ -260,7 +260,8 @@ def trained_before(client, follow: Followed) -> tuple[dict[tuple[str, str, int],
     diverging: it would again), and those stopped on the way, (rule, changes, seed) -> run id (KILLED, or FAILED
     otherwise): a second --run trains only what is missing and resumes what was stopped."""
     done, stopped = {}, {}
-    for run in search_all(client, f"tags.{Tag.ADVICE_OF} = '{follow.target}'"):
+    runs = search_all(client, f"tags.{Tag.ADVICE_OF} = '{follow.target}'")
+    for run in sorted(runs, key=lambda run: run.info.start_time):  # the newest stopped run of a key is resumed
         tags = run.data.tags
         if Tag.ADVICE_RULE not in tags or Tag.CONFIG_GROUP not in tags:
             continue
@@ -337,6 +338,7 @@ def advice_record(
     return {
         "target": follow.target,
         "label": follow.label,
+        "experiment": follow.base.experiment,
         "diagnosis": follow.situation.diagnosis,
         "proposals": [
             {"rule": p.rule, "runs": [changes_words(run) for run in p.runs], "expects": p.expects, "why": p.why}

@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+from core import advice
 from core.advice import AdviceError, propose
 from core.comparison import ComparisonError, read_side, report, which_is_better
 from core.datasets import DATASETS, DataError
@@ -136,7 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--run", action="store_true", help="train the follow-ups, tagged advice_of and advice_rule (default: False)"
     )
     advise.add_argument(
-        "--seeds", type=int, default=3, help="seeds of each follow-up and of the original configuration (default: 3)"
+        "--seeds",
+        type=int,
+        default=advice.SEEDS,
+        help=f"seeds of each follow-up and of the original configuration (default: {advice.SEEDS})",
     )
     advise.add_argument(
         "--json",
@@ -144,7 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the advice as JSON (proposals, spec, runs a --run would train), as the dashboard reads it",
     )
     advise.add_argument(
-        "--max-runs", type=int, default=24, help="refuse a --run that would train more runs than this (default: 24)"
+        "--max-runs",
+        type=int,
+        default=advice.MAX_RUNS,
+        help=f"refuse a --run that would train more runs than this (default: {advice.MAX_RUNS})",
     )
     commands.add_parser(
         "reap",

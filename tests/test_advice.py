@@ -18,9 +18,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from core.advice import RULES, Situation, propose
-from core.comparison import Answer
+from core.comparison import Answer, Side
 from core.diagnosis import BOTH, DIVERGED, GOOD_FIT, HIGH_BIAS, HIGH_VARIANCE, INCONCLUSIVE
-from core.follow_ups import HELPED, HURT, NO_EFFECT, PENDING, Effect, FollowUp, Judgement, outcome_of
+from core.follow_ups import HELPED, HURT, NO_EFFECT, PENDING, UNTESTED, Effect, FollowUp, Judgement, outcome_of
 from core.launches import LAUNCH_DIR_ENV, Launch
 from core.schema import Metric, Tag
 from core.settings import SWEEPABLE, ConfigError
@@ -211,6 +211,7 @@ def advised(tmp_path_factory, migrated_database, mnist_dir):
         ran = command("advise", target, "--run", "--seeds", "2")
         assert ran.returncode == 0, ran.stderr
         yield Advised(client, target, printed, refused, ran)
+        launcher.stop(sqlite_uri(folder), target)  # a launch a failed test left training
 
 
 def test_advise_prints_a_suite_spec_then_trains_tags_and_judges_the_follow_ups_as_compare_does(
@@ -333,7 +334,8 @@ def test_the_inspector_shows_each_verdict_as_compare_finds_it_and_the_proposals_
         assert said == difference and abs(float(margin) - (float(high) - float(low)) / 2) <= 0.01  # as rounded
     shown = texts(at)
     assert "**lr-search** (lr 0.000333; lr 0.003)" in shown.replace("\\", "")
-    assert [b.label for b in at.button] == ["Launch 5 runs"]  # seed 2 of the original and of the four follow-ups
+    missing = json.loads(cli_in_process(capsys, "advise", advised.target, "--json").stdout)["missing"]
+    assert missing > 0 and [b.label for b in at.button] == [f"Launch {missing} runs"]
 
     monkeypatch.setenv(READ_ONLY_ENV, "1")
     at = inspector([advised.target], INSPECTOR_SECTIONS[4])
@@ -407,7 +409,12 @@ def test_the_advice_launched_from_the_inspector_in_a_browser_ends_in_verdicts_th
         shoot(page, "advice-verdicts")
         lines = page.get_by_test_id("stMarkdownContainer").all_inner_texts()
     follow_ups = run_ids(advised.client, **{Tag.ADVICE_OF: advised.target})
-    assert {r.info.status for r in follow_ups} == {"FINISHED"} and len(follow_ups) == 3 * 5 - 1
+    finished = [r for r in follow_ups if r.info.status == "FINISHED"]
+    keys = {(r.data.tags[Tag.ADVICE_RULE], r.data.tags[Tag.ADVICE_CHANGES], r.data.params["seed"]) for r in finished}
+    assert "RUNNING" not in {
+        r.info.status for r in follow_ups
+    }  # a run stopped before its first checkpoint stays KILLED
+    assert len(keys) == len(finished) == 3 * 5 - 1  # every (rule, change, seed) once; the original's seed 0 is its own
     shown = dict(re.findall(r"\(group:(\w+)\): (.*)", "\n".join(lines)))
     original = advised.client.get_run(advised.target).data.tags[Tag.CONFIG_GROUP]
     assert len(shown) == 4
@@ -418,23 +425,34 @@ def test_the_advice_launched_from_the_inspector_in_a_browser_ends_in_verdicts_th
         assert f"test accuracy {difference} ± " in verdict and f"({p}): " in verdict
 
 
-def answer(difference: float, p: float) -> Answer:
-    return Answer("Welch's t test over seeds", Interval(difference, difference - 0.01, difference + 0.01, 6), p, "")
+def answer(difference: float | None, p: float | None, test: str = "Welch's t test over seeds") -> Answer:
+    interval = None if difference is None else Interval(difference, difference - 0.01, difference + 0.01, 6)
+    return Answer(test, interval, p, "")
+
+
+def side(*accs: float) -> Side:
+    return Side("s", tuple(f"r{i}" for i in range(len(accs))), accs, (1000,) * len(accs))
+
+
+WELCH = (side(0.90, 0.91), side(0.92, 0.93))
 
 
 @pytest.mark.parametrize(
-    "accuracy, effect, expected",
+    "accuracy, effect, sides, expected",
     [
-        (answer(-0.02, 0.01), Effect(Metric.VARIANCE, (0.07, 0.08), (0.02, 0.03)), HURT),  # a lower gap, bought dear
-        (answer(0.02, 0.01), None, HELPED),
-        (answer(0.0, 0.9), Effect(Metric.VARIANCE, (0.07, 0.071, 0.069), (0.02, 0.021, 0.019)), HELPED),
-        (answer(0.0, 0.9), Effect(Metric.VARIANCE, (0.07, 0.02, 0.12), (0.02, 0.09, 0.01)), NO_EFFECT),  # noise
-        (answer(0.0, 0.9), Effect(Metric.VARIANCE, (0.02, 0.021, 0.019), (0.07, 0.071, 0.069)), NO_EFFECT),  # rose
-        (answer(0.03, 0.2), Effect(Metric.AVOIDABLE_BIAS, (0.1,), (0.01,)), NO_EFFECT),  # one run a side: no test
+        (answer(-0.02, 0.01), Effect(Metric.VARIANCE, (0.07, 0.08), (0.02, 0.03)), WELCH[::-1], HURT),  # bought dear
+        (answer(0.02, 0.01), None, WELCH, HELPED),
+        (answer(0.0, 0.9), Effect(Metric.VARIANCE, (0.07, 0.071, 0.069), (0.02, 0.021, 0.019)), WELCH, HELPED),
+        (answer(0.0, 0.9), Effect(Metric.VARIANCE, (0.07, 0.02, 0.12), (0.02, 0.09, 0.01)), WELCH, NO_EFFECT),  # noise
+        (answer(0.0, 0.9), Effect(Metric.VARIANCE, (0.02, 0.021, 0.019), (0.07, 0.071, 0.069)), WELCH, NO_EFFECT),
+        (answer(None, 0.001, "exact McNemar test"), None, (side(0.90), side(0.95)), HELPED),  # no interval, a sign
+        (answer(None, 0.001, "exact McNemar test"), None, (side(0.95), side(0.90)), HURT),
+        (answer(None, None, "none"), Effect(Metric.AVOIDABLE_BIAS, (0.1, 0.2), (0.01,)), (side(0.9, 0.8), side(0.9)),
+         UNTESTED),  # one run against a group: compare says what to train
     ],
-)
-def test_a_follow_up_helped_when_its_figure_fell_or_test_accuracy_rose_beyond_chance(accuracy, effect, expected):
-    assert outcome_of(accuracy, effect) == expected
+)  # fmt: skip
+def test_a_follow_up_helped_when_its_figure_fell_or_test_accuracy_rose_beyond_chance(accuracy, effect, sides, expected):
+    assert outcome_of(accuracy, effect, *sides) == expected
 
 
 def judged(rule: str, outcome: str, run_ids: tuple[str, ...], target: str = "r0", original: str = "g0") -> Judgement:
