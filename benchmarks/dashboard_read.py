@@ -31,7 +31,7 @@ from sqlalchemy import insert
 from core.schema import Metric, Param, Tag
 from core.store import artifact_root
 from dashboard.bulk import sql_store
-from dashboard.reader import fetch_runs, metric_frame
+from dashboard.reader import RunsSource, Store, fetch_runs, metric_frame
 from experiments.tracking_server import free_port, start_mlflow_server, start_postgres
 from tests.helpers import CHROMIUM, CHROMIUM_ARGS, start_server
 
@@ -154,6 +154,7 @@ def read_times(uri: str, runs: int, repeats: int, naive: bool) -> list[tuple[str
     path once: it takes minutes at 10,000 runs), each with a new client."""
     fresh = lambda: MlflowClient(uri)  # noqa: E731  a new client per timing: nothing cached
     table = fetch_runs(fresh())
+    table = table[table["experiment"] == "benchmark"]  # not the runs refresh_times adds
     assert len(table) == runs and table["best_epoch"].notna().all()
     ids = list(table["run_id"])
     reads = [(f"Runs table, {runs:,} runs", lambda: fetch_runs(fresh()), lambda: naive_runs_table(fresh()))]
@@ -166,6 +167,29 @@ def read_times(uri: str, runs: int, repeats: int, naive: bool) -> list[tuple[str
             )
         )
     return [(label, best_of(repeats, ours), best_of(1, slow) if naive else None) for label, ours, slow in reads]
+
+
+def refresh_times(uri: str, repeats: int) -> list[tuple[str, float]]:
+    """The Runs table as the dashboard keeps it (reader.RunsSource, shared by its sessions): its first read, then
+    each refresh after a new run has finished (reading what changed), the median of `repeats`."""
+    source, client = RunsSource(Store(uri, None)), MlflowClient(uri)
+    start = time.perf_counter()
+    source.read()
+    first = time.perf_counter() - start
+    experiment = client.get_experiment_by_name("refresh") or client.get_experiment(client.create_experiment("refresh"))
+    times = []
+    for _ in range(repeats):
+        run_id = client.create_run(experiment.experiment_id, run_name="refresh").info.run_id
+        client.log_metric(run_id, Metric.VAL_ACC, 0.9, step=1)
+        client.set_terminated(run_id)
+        start = time.perf_counter()
+        table = source.read()
+        times.append(time.perf_counter() - start)
+        assert run_id in set(table["run_id"])
+    return [
+        ("first read of a new dashboard", first),
+        (f"refresh after a run ends (median of {repeats})", float(np.median(times))),
+    ]
 
 
 def browser_seconds(uri: str) -> float:
@@ -212,19 +236,7 @@ def postgres_server(folder: Path, runs: int, epochs: int):
         server.stop()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--runs", type=int, default=10_000)
-    parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--no-naive", action="store_true", help="skip MLflow's naive path (minutes at 10,000 runs)")
-    parser.add_argument("--browser", action="store_true", help="also time the Runs page in headless Chromium")
-    parser.add_argument(
-        "--server", action="store_true", help="also read the same kind of store through `mlflow server` on PostgreSQL"
-    )
-    parser.add_argument("--store", default=str(Path.home() / ".cache" / "cnn-dashboard" / "benchmark-store"))
-    args = parser.parse_args()
-    folder = Path(args.store) / f"{args.runs}x{args.epochs}"
+def embedded_reads(folder: Path, args: argparse.Namespace) -> None:
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     if not (folder / "mlflow.db").exists():
         folder.mkdir(parents=True, exist_ok=True)
@@ -236,10 +248,34 @@ def main() -> None:
     )
     if args.browser:
         print(f"Runs page in Chromium, embedded SQLite: {browser_seconds(uri):.1f} s")
-    if args.server:
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--runs", type=int, default=10_000)
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-naive", action="store_true", help="skip MLflow's naive path (minutes at 10,000 runs)")
+    parser.add_argument("--browser", action="store_true", help="also time the Runs page in headless Chromium")
+    parser.add_argument(
+        "--server", action="store_true", help="also read the same kind of store through `mlflow server` on PostgreSQL"
+    )
+    parser.add_argument(
+        "--refresh-only", action="store_true", help="only the server's Runs table: its first read and refreshes"
+    )
+    parser.add_argument("--store", default=str(Path.home() / ".cache" / "cnn-dashboard" / "benchmark-store"))
+    args = parser.parse_args()
+    folder = Path(args.store) / f"{args.runs}x{args.epochs}"
+    if not args.refresh_only:
+        embedded_reads(folder, args)
+    if args.server or args.refresh_only:
         # Under the temporary folder: PostgreSQL runs as its own user, who may not reach a home folder.
         pg_folder = Path(tempfile.gettempdir()) / f"cnn-benchmark-postgres-{folder.name}"
         with postgres_server(pg_folder, args.runs, args.epochs) as url:
+            for label, seconds in refresh_times(url, args.repeats):
+                print(f"mlflow server + PostgreSQL, Runs table: {label}: {seconds:.2f} s")
+            if args.refresh_only:
+                return
             print_reads(
                 f"mlflow server + PostgreSQL (best of {args.repeats})",
                 read_times(url, args.runs, args.repeats, not args.no_naive),

@@ -28,18 +28,19 @@ def verdict_frame(judgements: list[Judgement], names: dict[str, str]) -> pd.Data
     rows = []
     for judged in judgements:
         follow_up = judged.follow_up
-        verdict = judged.outcome + judged.seeds_needed()
-        row = {
-            "followed": target_words(follow_up.target, names),
-            "diagnosis": follow_up.diagnosis,
-            "follow-up": f"{follow_up.rule}: {follow_up.words}",
-            "runs": status_words([run.info.status for run in follow_up.runs]),
-            "rule's figure": judged.effect.words() if judged.effect else "",
-            "test accuracy": judged.accuracy_words().removeprefix("test accuracy "),
-            "verdict": verdict if judged.outcome != PENDING else f"{PENDING}: {judged.why_not}",
-            "group": follow_up.group,
-        }
-        rows.append(row)
+        rows.append(
+            {
+                "followed": target_words(follow_up.target, names),
+                "diagnosis": follow_up.diagnosis,
+                "follow-up": f"{follow_up.rule}: {follow_up.words}",
+                "verdict": judged.outcome if judged.outcome != PENDING else f"{PENDING}: {judged.why_not}",
+                "rule's figure": judged.effect.words() if judged.effect else "",
+                "test accuracy": judged.accuracy_words().removeprefix("test accuracy "),
+                "to resolve": judged.seeds_needed().strip(" ()"),
+                "runs": status_words([run.info.status for run in follow_up.runs]),
+                "group": follow_up.group,
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -38,7 +38,11 @@ def verdicts_ui(judgements: list, names: dict[str, str]) -> None:
             ),
             "verdict": st.column_config.TextColumn(
                 help="helped: the figure fell or test accuracy rose, beyond chance (p < 0.05); hurt: test accuracy "
-                "fell beyond chance; otherwise no detectable effect, with the seeds that would resolve it"
+                "fell beyond chance; otherwise no detectable effect"
+            ),
+            "to resolve": st.column_config.TextColumn(
+                help="for no detectable effect: the seeds per side at which Welch's test would find the difference "
+                "seen, 80% of the time"
             ),
             "group": st.column_config.TextColumn(help="the follow-up's config group: compare group:HASH"),
         },

@@ -90,14 +90,7 @@ def stored_runs(client: MlflowClient) -> list[StoredRun]:
     store = sql_store(client)
     if store is not None:
         return sql_runs(store)
-    experiments, runs, token = list(experiment_names(client)), [], None
-    while experiments:
-        page = client.search_runs(experiments, max_results=5000, page_token=token, run_view_type=ViewType.ALL)
-        runs += [StoredRun.of(run) for run in page]
-        token = page.token
-        if not token:
-            break
-    return runs
+    return searched(client, list(experiment_names(client)), "", ViewType.ALL)
 
 
 def by_run(rows) -> defaultdict:
@@ -243,3 +236,66 @@ def sql_points(store: SqlAlchemyStore, run_ids: list[str], names: list[str]) -> 
                 for run_id, key, step, value, is_nan in session.connection().execute(query)
             ]
     return rows
+
+
+# ---------------------------------------------------------------- reading only what changed
+
+RECENT_MS = 10 * 60 * 1000  # new runs are looked for from this long before the newest start seen (clock skew)
+IDS_PER_SEARCH = 100  # run ids in one `attributes.run_id IN (...)` filter
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Every run of a store as last read, and the newest start time among them (ms)."""
+
+    runs: dict[str, StoredRun]
+    newest_start: int
+
+    @classmethod
+    def of(cls, runs: list[StoredRun]) -> "Snapshot":
+        return cls({run.run_id: run for run in runs}, max((run.start_time or 0 for run in runs), default=0))
+
+
+def searched(client: MlflowClient, experiments: list[str], where: str, view: int) -> list[StoredRun]:
+    """Every run of `experiments` matching `where`, all pages."""
+    runs, token = [], None
+    while experiments:
+        page = client.search_runs(experiments, where, run_view_type=view, max_results=5000, page_token=token)
+        runs += [StoredRun.of(run) for run in page]
+        token = page.token
+        if not token:
+            break
+    return runs
+
+
+def runs_by_id(client: MlflowClient, experiments: list[str], run_ids: list[str]) -> list[StoredRun]:
+    found = []
+    for some in chunks(run_ids, IDS_PER_SEARCH):
+        quoted = ", ".join(f"'{run_id}'" for run_id in some)
+        found += searched(client, experiments, f"attributes.run_id IN ({quoted})", ViewType.ALL)
+    return found
+
+
+def read_changes(client: MlflowClient, before: Snapshot) -> Snapshot:
+    """`before` brought up to date by reading only what can have changed since: runs started since (a margin for
+    clocks that disagree), runs RUNNING now or then (ended, killed, their heartbeat and metrics), and runs
+    deleted now or then (deleted, restored, or removed for good). A finished run's params, metrics and tags do
+    not change as this project and the trainers it reads write them; a full read (stored_runs) takes any other
+    edit."""
+    experiments = list(experiment_names(client))
+    since = before.newest_start - RECENT_MS
+    changed = searched(client, experiments, f"attributes.start_time >= {since}", ViewType.ALL)
+    changed += searched(client, experiments, "attributes.status = 'RUNNING'", ViewType.ACTIVE_ONLY)
+    deleted = searched(client, experiments, "", ViewType.DELETED_ONLY)
+    seen = {run.run_id for run in [*changed, *deleted]}
+    was = [
+        run.run_id
+        for run in before.runs.values()
+        if (run.status == "RUNNING" or run.lifecycle_stage == "deleted") and run.run_id not in seen
+    ]
+    again = runs_by_id(client, experiments, was)
+    runs = dict(before.runs)
+    for run_id in set(was) - {run.run_id for run in again}:  # removed for good (mlflow gc), or its experiment
+        runs.pop(run_id, None)
+    runs.update({run.run_id: run for run in [*changed, *deleted, *again]})
+    return Snapshot.of(list(runs.values()))

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,17 @@ from core.liveness import lost_since, now_ms
 from core.schema import Metric, Param, Tag, Value
 from core.settings import EXPERIMENT_SETTINGS, config_group, dataset_label, model_label, unset
 from core.store import StoreError, artifact_root, probe_server, search_all, sqlite_path, store_problem, tracking_uri
-from dashboard.bulk import POINT_COLUMNS, StoredRun, experiment_names, metric_names, metric_points, stored_runs
+from dashboard.bulk import (
+    POINT_COLUMNS,
+    Snapshot,
+    StoredRun,
+    experiment_names,
+    metric_names,
+    metric_points,
+    read_changes,
+    sql_store,
+    stored_runs,
+)
 from dashboard.conventions import (
     Convention,
     ConventionError,
@@ -234,6 +245,7 @@ def run_row(run: StoredRun, experiments: dict, reading: Reading) -> dict:
             count(params.get(Param.VAL_SIZE)),
         ),
         "derive": not logged,
+        "metrics_key": hash((run.status, *((k, repr(v)) for k, v in sorted(metrics.items())))),  # moves as it logs
         "config": {
             name: params[name] for name in EXPERIMENT_SETTINGS if name in params and not unset(name, params[name])
         },
@@ -254,71 +266,93 @@ def with_times(table: pd.DataFrame) -> pd.DataFrame:
     ).drop(columns="end")
 
 
-def with_derived_verdicts(client: MlflowClient, table: pd.DataFrame) -> pd.DataFrame:
+DERIVED = ["epochs", "best_epoch", "best_val_acc", "gap", "avoidable_bias", "diagnosis"]
+
+
+def with_derived_verdicts(client: MlflowClient, table: pd.DataFrame, known: dict | None = None) -> pd.DataFrame:
     """Fill epochs, best epoch, best val acc, gap and diagnosis of the runs that did not log them, from their
-    train/val accuracy histories, through core.diagnosis.verdict, as the runner does."""
-    unknown = table.loc[table["derive"], "yardstick"].to_dict()
-    if not unknown:
+    train/val accuracy histories, through core.diagnosis.verdict, as the runner does. `known` keeps what was
+    derived, by run and its latest metrics: a run whose metrics have not moved is not read again."""
+    known = {} if known is None else known
+    wanted = table.loc[table["derive"], "metrics_key"].to_dict()
+    rows = {run_id: known[run_id][1] for run_id, key in wanted.items() if known.get(run_id, (None,))[0] == key}
+    unknown = table.loc[[run_id for run_id in wanted if run_id not in rows], "yardstick"].to_dict()
+    if unknown:
+        rows |= derived_rows(client, table, unknown)
+        known.update({run_id: (wanted[run_id], rows[run_id]) for run_id in unknown if run_id in rows})
+    if not rows:
         return table
+    derived = pd.DataFrame.from_dict(rows, orient="index", columns=DERIVED)
+    table = table.copy()
+    table.loc[derived.index, derived.columns] = derived
+    return table
+
+
+def derived_rows(client: MlflowClient, table: pd.DataFrame, unknown: dict) -> dict[str, dict]:
+    """The derived columns of the `unknown` runs (run id -> yardstick) that logged an accuracy history."""
     diverged = set(table.index[table["diverged"]])
     points = metric_frame(
         client, list(unknown), [Metric.TRAIN_ACC, Metric.VAL_ACC], table.loc[list(unknown), "reading"].to_dict()
     )
     judged = verdicts(points, unknown, diverged)
     rows = {
-        run_id: {
-            "epochs": v.epochs_trained,
-            "best_epoch": v.best_epoch,
-            "best_val_acc": v.best_val_acc,
-            "gap": v.gap,
-            "avoidable_bias": v.avoidable_bias,
-            "diagnosis": v.diagnosis,
-        }
+        run_id: dict(
+            zip(
+                DERIVED,
+                (v.epochs_trained, v.best_epoch, v.best_val_acc, v.gap, v.avoidable_bias, v.diagnosis),
+                strict=True,
+            )
+        )
         for run_id, v in judged.items()
     }
     val = points[points["metric"] == Metric.VAL_ACC]
     for run_id, history in val.groupby("run_id"):  # no train accuracy (e.g. Hugging Face): no gap or diagnosis
         if run_id not in rows:
             epoch, best = best_epoch(history.set_index("step")["value"])
-            rows[run_id] = {
-                "epochs": int(history["step"].max()),
-                "best_epoch": epoch,
-                "best_val_acc": best,
-                "gap": np.nan,
-                "avoidable_bias": np.nan,
-                "diagnosis": "",
-            }
-    derived = pd.DataFrame.from_dict(
-        rows, orient="index", columns=["epochs", "best_epoch", "best_val_acc", "gap", "avoidable_bias", "diagnosis"]
-    )
-    table = table.copy()
-    table.loc[derived.index, derived.columns] = derived
-    return table
+            rows[run_id] = dict(
+                zip(DERIVED, (int(history["step"].max()), epoch, best, np.nan, np.nan, ""), strict=True)
+            )
+    return rows
 
 
 KERAS_SUMMARY = "model_summary.txt"  # what Keras autolog writes: its first line names the model
 SUMMARIES_READ = 200  # at most this many runs' summaries are read for their model's name
 
 
-def with_keras_model_names(client: MlflowClient, table: pd.DataFrame) -> pd.DataFrame:
-    """Runs that logged no model name but a Keras summary get the name the summary gives (`Model: "NAME"`)."""
+def with_keras_model_names(client: MlflowClient, table: pd.DataFrame, known: dict | None = None) -> pd.DataFrame:
+    """Runs that logged no model name but a Keras summary get the name the summary gives (`Model: "NAME"`);
+    `known` keeps the names found, by run (a summary does not change)."""
+    known = {} if known is None else known
     nameless = table.index[(table["model"] == UNKNOWN) & (table["convention"] == "Keras autolog")][:SUMMARIES_READ]
     if not len(nameless):
         return table
     table = table.copy()
     for run_id in nameless:
-        summary = fetch_artifact(client, run_id, KERAS_SUMMARY).value
-        found = re.search(r'Model: "([^"]+)"', summary or "")
-        if found:
-            table.loc[run_id, "model"] = f"{found.group(1)} (Keras)"
+        if run_id not in known:
+            summary = fetch_artifact(client, run_id, KERAS_SUMMARY).value
+            found = re.search(r'Model: "([^"]+)"', summary or "")
+            known[run_id] = f"{found.group(1)} (Keras)" if found else None
+        if known[run_id]:
+            table.loc[run_id, "model"] = known[run_id]
     return table
 
 
 def fetch_runs(client: MlflowClient) -> pd.DataFrame:
     """One row per training run of every experiment (sweep parents left out), with its verdict."""
     try:
-        experiments, runs = experiment_names(client), stored_runs(client)
+        runs = stored_runs(client)
     except Exception as err:  # an unreachable, unreadable or foreign store: say so, never a traceback
+        raise store_problem(client.tracking_uri, err) from err
+    return runs_table(client, runs)
+
+
+def runs_table(client: MlflowClient, runs: list[StoredRun], known: dict | None = None) -> pd.DataFrame:
+    """The Runs table of these runs (sweep parents left out), newest first; `known` keeps what was derived or
+    read for them beyond their columns, between reads of the same store."""
+    known = {} if known is None else known
+    try:
+        experiments = experiment_names(client)
+    except Exception as err:
         raise store_problem(client.tracking_uri, err) from err
     runs = [run for run in runs if run.tags.get(Tag.RUN_KIND) != Value.RUN_KIND_SWEEP]
     if not runs:
@@ -326,9 +360,43 @@ def fetch_runs(client: MlflowClient) -> pd.DataFrame:
     user = user_conventions(client.tracking_uri)
     reading = functools.lru_cache(maxsize=None)(lambda names: Reading.of(names, user))  # runs share their names
     table = pd.DataFrame([run_row(run, experiments, reading(frozenset(run.metrics))) for run in runs])
-    table = with_keras_model_names(client, with_times(table).set_index("run_id"))
-    table = with_derived_verdicts(client, table).reset_index()[RUN_COLUMNS]
+    table = with_keras_model_names(client, with_times(table).set_index("run_id"), known.setdefault("keras", {}))
+    table = with_derived_verdicts(client, table, known.setdefault("derived", {})).reset_index()[RUN_COLUMNS]
     return table.sort_values("start", ascending=False, ignore_index=True)  # newest first, as MLflow lists them
+
+
+def read_snapshot(client: MlflowClient, before: Snapshot | None) -> Snapshot:
+    """Every run of the store: all of them the first time, then only what changed since `before`."""
+    return Snapshot.of(stored_runs(client)) if before is None else read_changes(client, before)
+
+
+FULL_READ_SECONDS = 600  # a full read now and then takes what read_changes cannot see (a finished run's tag edited)
+
+
+class RunsSource:
+    """The Runs table of one store as one identity reads it, kept between reads and shared by every session
+    that reads as that identity: after the first read of a tracking server, each refresh reads only what
+    changed (benchmarks/dashboard_read.py). MLflow's SQL store is read whole each time: its column queries
+    take about a second for 10,000 runs."""
+
+    def __init__(self, store: "Store"):
+        self.store, self.lock = store, threading.Lock()
+        self.snapshot: Snapshot | None = None
+        self.full_at = 0.0
+        self.known: dict = {}
+
+    def read(self) -> pd.DataFrame:
+        with self.lock:
+            client = client_for(self.store)
+            if time.monotonic() - self.full_at > FULL_READ_SECONDS:
+                self.snapshot, self.known, self.full_at = None, {}, time.monotonic()
+            if sql_store(client) is not None:  # its five column queries read every run faster than a search
+                self.snapshot = None
+            try:
+                self.snapshot = read_snapshot(client, self.snapshot)
+            except Exception as err:
+                raise store_problem(client.tracking_uri, err) from err
+            return runs_table(client, list(self.snapshot.runs.values()), self.known)
 
 
 def search_tagged(client: MlflowClient, filter_string: str) -> list:
@@ -504,13 +572,18 @@ def store_errors(fetch):
 # ---------------------------------------------------------------- cached wrappers used by the pages
 
 
+@st.cache_resource(show_spinner=False)
+def runs_source(store: Store) -> RunsSource:
+    return RunsSource(store)
+
+
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 @store_errors
 def load_runs(store: Store, tick: int = 0) -> pd.DataFrame:
     """All runs, with the seconds their read took in attrs[READ_SECONDS] (live refresh paces itself by them); a
-    new `tick` forces a fresh read (live refresh while runs are training)."""
+    new `tick` forces a fresh read (live refresh while runs are training): of what changed only."""
     started = time.perf_counter()
-    runs = fetch_runs(client_for(store))
+    runs = runs_source(store).read()
     runs.attrs[READ_SECONDS] = time.perf_counter() - started
     return runs
 

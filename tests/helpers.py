@@ -2,6 +2,7 @@
 small real run configurations, the dashboard under AppTest, and the real dashboard server."""
 
 import base64
+import dataclasses
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ from playwright.sync_api import Error as PlaywrightError
 from streamlit.testing.v1 import AppTest
 
 from core.store import REPO_ROOT
+from dashboard import bulk
 from dashboard.state import Key
 from dashboard.widgets import DETAIL_SECTIONS, INSPECTOR_SECTIONS
 from experiments import cli as command_line
@@ -249,3 +251,28 @@ def click_point(page, chart_key: str, point: int) -> None:
     page.wait_for_timeout(300)
     page.mouse.down()
     page.mouse.up()
+
+
+def incremental_and_full_reads(client) -> tuple[list, list]:
+    """On a store (any kind): every run read, then runs added (in a new experiment too), a RUNNING one ended with a
+    new metric, one deleted, one restored; the runs read incrementally since the first read and read in full,
+    each sorted by run id with NaN metrics spelled out."""
+    experiment = client.create_experiment(f"incremental-{time.time_ns()}")
+    running, done, to_delete, deleted = (client.create_run(experiment, run_name=n).info.run_id for n in "abcd")
+    for run_id in (done, to_delete, deleted):
+        client.set_terminated(run_id)
+    client.delete_run(deleted)
+    before = bulk.Snapshot.of(bulk.stored_runs(client))
+    client.log_metric(running, "val_acc", 0.7, step=1)
+    client.set_tag(running, "heartbeat", "1")
+    client.set_terminated(running, "KILLED")
+    client.delete_run(to_delete)
+    client.restore_run(deleted)
+    client.log_param(client.create_run(experiment, run_name="new").info.run_id, "lr", "0.1")
+    client.create_run(client.create_experiment(f"later-{time.time_ns()}"), run_name="elsewhere")
+
+    def comparable(runs):
+        nan_spelled = (dataclasses.replace(r, metrics={k: repr(v) for k, v in r.metrics.items()}) for r in runs)
+        return sorted(nan_spelled, key=lambda run: run.run_id)
+
+    return comparable(bulk.read_changes(client, before).runs.values()), comparable(bulk.stored_runs(client))

@@ -12,6 +12,7 @@ from mlflow.entities import Param as MlflowParam
 from mlflow.tracking import MlflowClient
 
 from dashboard import bulk
+from tests.helpers import incremental_and_full_reads
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +85,8 @@ def test_a_step_logged_twice_keeps_both_points_in_logging_order(store):
     client, ids = store
     points = bulk.metric_points(client, ids[:1], ["val_acc"])
     assert list(points["step"]) == [1, 2, 3, 2] and points["value"].iloc[-1] == 0.99
+
+
+def test_a_read_of_what_changed_equals_a_full_read(tmp_path):
+    incremental, full = incremental_and_full_reads(MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}"))
+    assert len(full) == 6 and incremental == full

@@ -11,7 +11,7 @@ from core.schema import Artifact, Metric, Param, Tag
 from dashboard import bulk
 from dashboard.state import Key
 from experiments.run import execute
-from tests.helpers import open_app, small_config
+from tests.helpers import incremental_and_full_reads, open_app, small_config
 
 TIMINGS = {Metric.EPOCH_SECONDS, Metric.SAMPLES_PER_S, Metric.TOTAL_SECONDS}
 
@@ -103,3 +103,8 @@ def test_histories_come_from_the_server_in_bulk_exactly_as_run_by_run(server_sto
     assert by_run(bulk.metric_points(server_store, ids, names).values.tolist()) == one_by_one
     monkeypatch.setattr(bulk, "SERVER_POINTS", 4)  # every answer "full": halved down to single runs
     assert by_run(bulk.metric_points(server_store, ids, names).values.tolist()) == one_by_one
+
+
+def test_a_read_of_what_changed_through_the_server_equals_a_full_read(server_store):
+    incremental, full = incremental_and_full_reads(server_store)
+    assert incremental == full and {"a", "b", "c", "d", "new", "elsewhere"} <= {run.name for run in full}
