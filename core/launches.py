@@ -1,10 +1,11 @@
 """One training of a piece of advice at a time: a lock per (store, target) that `advise --run` holds while it trains,
 and the record and log of a launch the dashboard started, in this machine's cache folder.
 
-A second click, a second page or the command line finds the lock held and trains nothing twice. The dashboard takes
-the lock before it starts the runner and hands it over (the runner inherits the locked file, named by LOCK_FD_ENV),
-so no second launch can slip in while the runner starts. The record keeps the runner's process id, so that a
-dashboard started again finds the launch, follows its log and can stop it.
+A second click, a second page or the command line on this machine finds the lock held and trains nothing twice
+(two machines advising the same target at once are not kept apart: the lock lives in each one's cache folder).
+The dashboard takes the lock before it starts the runner and hands it over (the runner inherits the locked file,
+named by LOCK_FD_ENV), so no second launch can slip in while the runner starts. The record keeps the runner's
+process id, so that a dashboard started again finds the launch, follows its log and can stop it.
 """
 
 import fcntl
