@@ -95,9 +95,8 @@ class Judgement:
         if answer is None or answer.difference is None:
             return answer.sentence if answer else ""
         d = answer.difference
-        margin = "" if math.isnan(d.half_width) else f" ± {d.half_width * 100:.2f}"
-        p = f" ({stats.p_text(answer.p_value)})" if answer.p_value is not None else ""
-        return f"test accuracy {d.estimate * 100:+.2f}{margin} pp{p}"
+        margin = "" if math.isnan(d.half_width) else f"95% CI ± {d.half_width * 100:.2f} pp, "
+        return f"test accuracy {d.estimate * 100:+.2f} pp ({margin}{stats.p_text(answer.p_value)})"
 
     @property
     def heading(self) -> str:
@@ -111,7 +110,14 @@ class Judgement:
             return f"{PENDING} ({self.why_not})"
         figures = "; ".join(part for part in (self.effect and self.effect.words(), self.accuracy_words()) if part)
         why = f" ({self.why_not})" if self.why_not else ""
-        return f"{figures + ': ' if figures else ''}{self.outcome}{why}{self.seeds_needed()}"
+        return f"{self.seeds_words()}{figures + ': ' if figures else ''}{self.outcome}{why}{self.seeds_needed()}"
+
+    def seeds_words(self) -> str:
+        """'3 seeds against the original's 2: ', what the means and the test rest on."""
+        if not self.side:
+            return ""
+        against = f" against the original's {self.original.n}" if self.original else ""
+        return f"{self.side.n} seed{'s' * (self.side.n != 1)}{against}: "
 
     def sentence(self) -> str:
         return f"{self.heading}: {self.findings()}"

@@ -144,15 +144,20 @@ def launch_ui(store: reader.Store, run_id: str, advice: launcher.Advice, seeds: 
         return
     over = advice.missing > cap
     if over:
-        st.warning(f"{advice.missing} runs is more than the {cap} allowed per launch: raise it, or fewer seeds.")
+        st.warning(
+            f"This advice needs {advice.missing} more runs, more than the {cap} allowed per launch: raise the cap, "
+            "or fewer seeds. Nothing is launched in part."
+        )
     if problem:
         st.info(f"Launching is off here: {md(problem)}. Train the advice from a terminal with the command above.")
         return
-    resumed = f", {advice.resumed} of them resumed from where they were stopped" if advice.resumed else ""
-    st.caption(
-        f"A launch trains {advice.missing} of the advice's {advice.runs} runs{resumed}, in the background: it goes "
-        "on if this page or the dashboard closes, and can be stopped here."
-    )
+    if not over:
+        resumed = f", {advice.resumed} of them resumed from where they were stopped" if advice.resumed else ""
+        st.caption(
+            f"The advice is {advice.runs} runs: the seeds the original configuration lacks, then each follow-up over "
+            f"{seeds} seeds. A launch trains the {advice.missing} not trained yet{resumed}, in the background: it "
+            "goes on if this page or the dashboard closes, and can be stopped here."
+        )
     if st.button(
         f"Launch {advice.missing} runs", type="primary", disabled=over, key=Key.per_run("advice_launch", run_id)
     ):

@@ -664,8 +664,11 @@ STORY = {HIGH_BIAS: "underfits", HIGH_VARIANCE: "overfits", GOOD_FIT: "fits well
 
 def story_runs(runs: pd.DataFrame) -> dict[str, str]:
     """The newest finished run diagnosed high bias, high variance and good fit: {diagnosis: run id}, for the
-    diagnoses some run has; what the dashboard exists to show side by side."""
-    finished = runs[runs["status"] == "FINISHED"].sort_values("start", ascending=False)
+    diagnoses some run has; what the dashboard exists to show side by side. A run advice trained comes after the
+    others: the story is of the runs it follows."""
+    finished = runs[runs["status"] == "FINISHED"]
+    follow_up = finished["advice_of"].astype(bool) if "advice_of" in finished else False
+    finished = finished.assign(follow_up=follow_up).sort_values(["follow_up", "start"], ascending=[True, False])
     found = {}
     for diagnosis in STORY:
         matching = finished[finished["diagnosis"] == diagnosis]

@@ -330,7 +330,7 @@ def test_the_inspector_shows_each_verdict_as_compare_finds_it_and_the_proposals_
         compared = cli_in_process(capsys, "compare", f"group:{original}", f"group:{group}").stdout
         difference, low, high = re.search(r"B - A  (\S+) pp \(95% CI (\S+) to (\S+) pp\)", compared).groups()
         p = re.search(r"Welch's t test over seeds, (p [=<] \S+)", compared).group(1)
-        said, margin = re.search(rf"test accuracy (\S+) ± (\S+) pp \({p}\): ", verdict).groups()
+        said, margin = re.search(rf"test accuracy (\S+) pp \(95% CI ± (\S+) pp, {p}\): ", verdict).groups()
         assert said == difference and abs(float(margin) - (float(high) - float(low)) / 2) <= 0.01  # as rounded
     shown = texts(at)
     assert "**lr-search** (lr 0.000333; lr 0.003)" in shown.replace("\\", "")
@@ -422,7 +422,10 @@ def test_the_advice_launched_from_the_inspector_in_a_browser_ends_in_verdicts_th
         compared = cli_in_process(capsys, "compare", f"group:{original}", f"group:{group}").stdout
         assert "over 3 seeds" in compared
         difference, p = re.search(r"B - A  (\S+) pp .*\n.*Welch's t test over seeds, (p [=<] \S+)", compared).groups()
-        assert f"test accuracy {difference} ± " in verdict and f"({p}): " in verdict
+        assert (
+            "3 seeds against the original's 3: " in verdict and f"test accuracy {difference} pp (95% CI ± " in verdict
+        )
+        assert f", {p}): " in verdict
 
 
 def answer(difference: float | None, p: float | None, test: str = "Welch's t test over seeds") -> Answer:

@@ -295,6 +295,11 @@ def advice_section(runs: pd.DataFrame, selection: list[str]) -> None:
     judged = touching(read(reader.load_judgements, None), selection, groups)
     if judged:
         st.subheader("Did the advice help?")
+        st.caption(
+            "Each follow-up over its seeds against the original configuration's seeds (Welch's test), which says "
+            'whether the change helps the configuration; "Which is better?" above compares the runs it was given, '
+            "which may be one seed each."
+        )
         verdict_sentences_ui(judged)
 
 
