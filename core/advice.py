@@ -164,6 +164,7 @@ RULES = (
         stop_at_best,
         "the same test accuracy in fewer epochs (the runner tests the best epoch's weights already).",
         "validation accuracy peaked before the last epoch: the epochs after it only fit the training images more.",
+        Metric.TOTAL_SECONDS,
     ),
     Rule(
         "wider",

@@ -16,11 +16,12 @@ from mlflow.exceptions import MlflowException
 from core import stats
 from core.advice import RULES, changes_words
 from core.comparison import GROUP_PREFIX, Answer, ComparisonError, Side, group_side, seeds_to_resolve, which_is_better
-from core.schema import Tag
+from core.schema import Metric, Tag
 from core.store import search_all
 
 BASELINE = "baseline"  # the rule tag of the original configuration's own missing seeds
 MEASURES = {rule.name: rule.measures for rule in RULES}
+FIGURE_WORDS = {Metric.TOTAL_SECONDS: ("training time", 1, "s")}  # (name, scale, unit); fractions are in pp
 HELPED, HURT, NO_EFFECT, PENDING = "helped", "hurt", "no detectable effect", "not judged yet"
 UNTESTED = "cannot be tested"  # one run against a group of seeds: compare's sentence says what to train
 
@@ -68,11 +69,12 @@ class Effect:
         return found is not None and found.p_value < stats.ALPHA and found.difference.estimate < 0
 
     def words(self) -> str:
-        """'variance 7.10 → 2.30 pp (p = 0.004)'."""
-        before, after = np.mean(self.before) * 100, np.mean(self.after) * 100
+        """'variance 7.10 → 2.30 pp (p = 0.004)', 'training time 61.2 → 35.0 s (p = 0.01)'."""
+        name, scale, unit = FIGURE_WORDS.get(self.metric, (self.metric.replace("_", " "), 100, "pp"))
+        before, after = np.mean(self.before) * scale, np.mean(self.after) * scale
         found = self.test
         p = f" ({stats.p_text(found.p_value)})" if found else " (a side of one run: no test)"
-        return f"{self.metric.replace('_', ' ')} {before:.2f} → {after:.2f} pp{p}"
+        return f"{name} {before:.2f} → {after:.2f} {unit}{p}"
 
 
 @dataclass(frozen=True)

@@ -354,6 +354,9 @@ def test_compare_and_the_advice_record_say_whether_the_advice_helped(advised):
     assert by_rule["tried"].sum() == 4 and set(by_rule["rule"]) == {"bigger-model", "longer", "lr-search"}
     (every,) = [frame.value for frame in at.dataframe if "verdict" in frame.value.columns]
     assert set(every["followed"]) == {"softmax-regression-mnist"} and len(every) == 4
+    at = open_app(**{Key.RUNS_COLUMNS: ["advice_of"]})  # the Runs table says which runs follow which
+    table = next(frame.value for frame in at.dataframe if "advice_of" in frame.value.columns)
+    assert not at.exception and set(table["advice_of"]) == {"", advised.target}
 
 
 def new_follow_ups(advised, known: set[str]) -> list:
@@ -452,10 +455,13 @@ WELCH = (side(0.90, 0.91), side(0.92, 0.93))
         (answer(None, 0.001, "exact McNemar test"), None, (side(0.95), side(0.90)), HURT),
         (answer(None, None, "none"), Effect(Metric.AVOIDABLE_BIAS, (0.1, 0.2), (0.01,)), (side(0.9, 0.8), side(0.9)),
          UNTESTED),  # one run against a group: compare says what to train
+        (answer(0.0, 1.0), Effect(Metric.TOTAL_SECONDS, (61.0, 62.0, 60.5), (35.0, 36.1, 34.8)), WELCH, HELPED),
     ],
 )  # fmt: skip
 def test_a_follow_up_helped_when_its_figure_fell_or_test_accuracy_rose_beyond_chance(accuracy, effect, sides, expected):
     assert outcome_of(accuracy, effect, *sides) == expected
+    if effect is not None and effect.metric == Metric.TOTAL_SECONDS:  # stop-at-best's promise: the same, sooner
+        assert effect.words().startswith("training time 61.17 → 35.30 s (p = ")
 
 
 def judged(rule: str, outcome: str, run_ids: tuple[str, ...], target: str = "r0", original: str = "g0") -> Judgement:

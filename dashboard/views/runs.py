@@ -65,6 +65,7 @@ MORE_COLUMNS = [  # one click away, in the column choice
     "experiment",
     "suite",
     "sweep",
+    "advice_of",
 ]
 GROUP_SHOWN = [
     "model",
@@ -88,6 +89,11 @@ COLUMN_CONFIG = {
         help="place by test accuracy among the finished runs on the same test images (dataset and test-set size), "
         "★ for the best of each; a run still training says how far it is (epochs trained of those planned), one "
         "that did not finish how it ended",
+    ),
+    "advice_of": st.column_config.TextColumn(
+        "follows",
+        help="for a run that advice trained: the run (or config group:HASH) whose advice it follows (python -m "
+        "experiments advise; the Advice record page lists them all)",
     ),
     "test_acc": formats.percent_column("test acc", width=70),
     "test_acc_margin": formats.spread_column(
