@@ -30,6 +30,7 @@ from experiments.config import RunConfig
 from experiments.data import ensure_dataset
 from experiments.heartbeat import reap
 from experiments.models import MODELS, REGISTRY_DATA
+from experiments.ray_engine import ray_sweep
 from experiments.run import RunResult, execute, resume
 from experiments.specs import SUITE_METHODS, Spec, spec_names, suite_configs
 from experiments.spool import StoreAway
@@ -119,6 +120,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=30,
         metavar="SECONDS",
         help="a trial whose worker is silent for 2 heartbeats + 10 s is failed and queued again",
+    )
+    sweep.add_argument(
+        "--ray",
+        nargs="?",
+        const="auto",
+        metavar="ADDRESS",
+        help="start the workers as tasks on a Ray cluster (its address, default: the one this machine is part "
+        "of); Ray restarts a worker whose process or node dies (docs/scaling.md)",
+    )
+    sweep.add_argument("--workers", type=int, default=2, help="with --ray: how many workers (default: 2)")
+    sweep.add_argument(
+        "--gpus-per-run",
+        type=float,
+        help="with --ray: GPUs each worker asks for (default: 1 where the cluster has GPUs, else 0)",
     )
     compare = commands.add_parser(
         "compare",
@@ -249,7 +264,13 @@ def sweep_command(args: argparse.Namespace) -> int:
         spec = Spec.load(args.spec)
         if args.heartbeat < 1:
             raise SweepError("--heartbeat: expected seconds >= 1")
-        summary = run_worker(spec, args.storage, heartbeat_seconds=args.heartbeat)
+        if args.workers < 1 or (args.gpus_per_run is not None and args.gpus_per_run < 0):
+            raise SweepError("--workers: expected an integer >= 1; --gpus-per-run: expected a number >= 0")
+        if args.ray:
+            summary = ray_sweep(args.spec, args.storage, args.ray, args.workers, args.gpus_per_run, args.heartbeat)
+            print(f"sweep {spec.name}: {args.workers} workers on the Ray cluster at {args.ray} are done")
+        else:
+            summary = run_worker(spec, args.storage, heartbeat_seconds=args.heartbeat)
     except (ConfigError, DataError) as err:
         refuse(err)
     print(

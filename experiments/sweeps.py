@@ -369,11 +369,19 @@ def summarize(study: optuna.Study) -> dict:
 def finish_parent_run(study: optuna.Study) -> dict:
     """Log the sweep's summary to its parent run and end it; the first worker to see the sweep done does this,
     the others only read the summary."""
-    summary = summarize(study)
     client = get_client()
     parent = study.user_attrs[PARENT_ATTR]
-    if client.get_run(parent).info.status != "FINISHED":
-        now = int(time.time() * 1000)
-        client.log_batch(parent, metrics=[MlflowMetric(k, float(v), now, 0) for k, v in summary.items()])
-        client.set_terminated(parent, status="FINISHED")
+    if client.get_run(parent).info.status == "FINISHED":
+        return {"parent_run_id": parent, **summarize(study)}
+    return record_summary(study)
+
+
+def record_summary(study: optuna.Study) -> dict:
+    """Log the sweep's summary as it stands to its parent run, and end the run. Also called once every worker of a
+    Ray sweep has ended: a worker may see the sweep done in the moment between a dead worker's trial failing and its
+    retry being queued, and log a summary the retry then changes."""
+    summary, client, parent = summarize(study), get_client(), study.user_attrs[PARENT_ATTR]
+    now = int(time.time() * 1000)
+    client.log_batch(parent, metrics=[MlflowMetric(k, float(v), now, 0) for k, v in summary.items()])
+    client.set_terminated(parent, status="FINISHED")
     return {"parent_run_id": parent, **summary}

@@ -1,0 +1,96 @@
+"""Sweeps on a real local Ray cluster started by the test (`ray start --head` on loopback, 2 CPUs): two workers as
+Ray tasks train every grid point once, and a worker killed with SIGKILL mid-trial is started again by Ray while the
+sweep still trains every point; without --ray, Ray is never imported."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+
+from core.store import REPO_ROOT
+from experiments.sweeps import sweep_trials
+from experiments.tracking_server import free_port
+from tests.helpers import cli, cli_in_process, cli_process
+from tests.scaling.test_sweeps import TINY, trial_runs, write_spec
+
+RAY = os.path.join(os.path.dirname(sys.executable), "ray")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory):
+    """A one-node Ray cluster on loopback with 2 CPUs; yields its address, stopped after the module's tests."""
+    port = free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    started = subprocess.run(
+        [RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2", "--num-gpus=0",
+         "--include-dashboard=false", "--disable-usage-stats"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr[-2000:]
+    yield f"127.0.0.1:{port}"
+    subprocess.run([RAY, "stop", "--force"], capture_output=True, env=env, timeout=120)
+
+
+def ray_sweep(spec_path: str, storage: str, address: str) -> list:
+    return ["sweep", spec_path, "--storage", storage, "--heartbeat", "1", "--ray", address, "--workers", "2"]
+
+
+def grid(lrs: str, epochs: int, train_size: int) -> str:
+    fixed = f"{{ {TINY}, epochs = {epochs}, train_size = {train_size} }}"
+    return f'method = "grid"\nfixed = {fixed}\nspace = {{ lr = {lrs} }}\n'
+
+
+def test_two_ray_workers_train_every_grid_point_once(tmp_path, postgres, server_store, tracking_server, ray_cluster):
+    path, name = write_spec(tmp_path, grid("[0.005, 0.01, 0.02, 0.04]", 1, 1000))
+    done = cli(
+        *ray_sweep(path, postgres.url("optuna"), ray_cluster), timeout=600, env={"MLFLOW_TRACKING_URI": tracking_server}
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"2 workers on the Ray cluster at {ray_cluster} are done" in done.stdout
+    trials = sweep_trials(optuna.load_study(study_name=name, storage=postgres.url("optuna")))
+    assert sorted(t.params["lr"] for t in trials if t.state == optuna.trial.TrialState.COMPLETE) == [
+        0.005, 0.01, 0.02, 0.04
+    ]  # fmt: skip
+    runs = trial_runs(server_store, name)
+    assert sorted(r.info.status for r in runs) == ["FINISHED"] * 4
+
+
+def test_a_ray_worker_killed_mid_trial_is_started_again_and_the_sweep_finishes(
+    tmp_path, postgres, server_store, tracking_server, ray_cluster
+):
+    path, name = write_spec(tmp_path, grid("[0.005, 0.01, 0.02]", 3, 3000))
+    driver = cli_process(
+        *ray_sweep(path, postgres.url("optuna"), ray_cluster),
+        env={"MLFLOW_TRACKING_URI": tracking_server},
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 180
+    while len([r for r in trial_runs(server_store, name) if r.info.status == "RUNNING"]) < 2:  # both mid-trial
+        assert time.monotonic() < deadline and driver.poll() is None, "the two workers never trained at once"
+        time.sleep(0.2)
+    workers = subprocess.run(["pgrep", "-f", "ray::sweep_worker"], capture_output=True, text=True).stdout.split()
+    assert len(workers) == 2, workers
+    os.kill(int(workers[0]), signal.SIGKILL)  # no handler runs: its trial and run stay RUNNING until noticed
+    output = driver.communicate(timeout=600)[0]
+    assert driver.returncode == 0, output[-3000:]
+    assert "task will be retried" in output  # Ray 2.60's words: it started the lost worker again
+    assert ": 3 complete, 0 pruned, 1 failed;" in output  # the sweep's summary once every worker has ended
+    trials = sweep_trials(optuna.load_study(study_name=name, storage=postgres.url("optuna")))
+    complete = sorted(t.params["lr"] for t in trials if t.state == optuna.trial.TrialState.COMPLETE)
+    assert complete == [0.005, 0.01, 0.02]  # every point trained once, the killed one again
+    assert [t.state for t in trials].count(optuna.trial.TrialState.FAIL) == 1  # the killed worker's
+
+
+def test_a_sweep_without_ray_never_imports_it():
+    code = "import sys, experiments.cli; sys.exit('ray' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT).returncode == 0
+
+
+def test_a_ray_address_where_no_cluster_answers_is_one_line(store, capsys):
+    refused = cli_in_process(capsys, "sweep", "smoke", "--ray", f"127.0.0.1:{free_port()}")
+    assert refused.returncode == 2
+    assert "no Ray cluster answers there" in refused.stderr.strip().splitlines()[-1]
