@@ -103,7 +103,7 @@ class Judgement:
     @property
     def heading(self) -> str:
         """'dropout-up, dropout 0.3 (group:HASH)': the follow-up's rule, its change and its config group."""
-        return f"{self.follow_up.rule}, {self.follow_up.words} (group:{self.follow_up.group})"
+        return f"{self.follow_up.rule}, {self.follow_up.words} ({GROUP_PREFIX}{self.follow_up.group})"
 
     def findings(self) -> str:
         """The rule's figure and test accuracy, then the outcome (and why, for an outcome without a test); or why it
@@ -158,10 +158,8 @@ def original_group(client, target: str) -> str:
         return ""
 
 
-def final_values(runs: list, metric: str | None) -> tuple[float, ...]:
+def final_values(runs: list, metric: str) -> tuple[float, ...]:
     """Each run's last logged value of `metric` (the last epoch's), where it has one."""
-    if metric is None:
-        return ()
     return tuple(run.data.metrics[metric] for run in runs if metric in run.data.metrics)
 
 

@@ -109,7 +109,7 @@ def next_experiments_ui(run_id: str, row, runs: pd.DataFrame) -> None:
     launch = Launch(store.uri, target)
     training = launch.training()
     version = f"{launch.record().get('started', 0)}:{training}"  # a launch started or ended: read afresh
-    tried = touching(read(reader.load_judgements, None, version), [run_id], {row["config_group"]})
+    tried = touching(read(reader.load_judgements, version), [run_id], {row["config_group"]})
     if tried:
         st.markdown("**Follow-ups trained so far**, each against the original configuration:")
         verdict_sentences_ui(tried)

@@ -165,14 +165,7 @@ def metric_names(client: MlflowClient, run_ids: list[str]) -> dict[str, frozense
                 ):
                     found[run_id].add(key)
         return {run_id: frozenset(names) for run_id, names in found.items()}
-    experiments = list(experiment_names(client))
-    for i in range(0, len(run_ids), 100):
-        quoted = ", ".join(f"'{r}'" for r in run_ids[i : i + 100])
-        for run in client.search_runs(
-            experiments, f"attributes.run_id IN ({quoted})", run_view_type=ViewType.ALL, max_results=100
-        ):
-            found[run.info.run_id] = set(run.data.metrics)
-    return {run_id: frozenset(names) for run_id, names in found.items()}
+    return {run.run_id: frozenset(run.metrics) for run in runs_by_id(client, list(experiment_names(client)), run_ids)}
 
 
 def metric_points(client: MlflowClient, run_ids: list[str], names: list[str]) -> pd.DataFrame:
@@ -269,6 +262,7 @@ def searched(client: MlflowClient, experiments: list[str], where: str, view: int
 
 
 def runs_by_id(client: MlflowClient, experiments: list[str], run_ids: list[str]) -> list[StoredRun]:
+    """These runs (those still in the store), whatever their lifecycle, IDS_PER_SEARCH to a search."""
     found = []
     for some in chunks(run_ids, IDS_PER_SEARCH):
         quoted = ", ".join(f"'{run_id}'" for run_id in some)

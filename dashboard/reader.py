@@ -633,10 +633,10 @@ def load_artifact(store: Store, run_id: str, path: str, tick: int = 0) -> Artifa
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
 @store_errors
-def load_judgements(store: Store, target: str | None = None, version: str = "") -> list[Judgement]:
-    """The follow-ups of `target` (or of every target in the store), each judged against its original; read
-    afresh for a new `version` (a launch started or ended)."""
-    return judgements(client_for(store), target)
+def load_judgements(store: Store, version: str = "") -> list[Judgement]:
+    """Every follow-up in the store, each judged against its original; read afresh for a new `version` (a launch
+    started or ended)."""
+    return judgements(client_for(store))
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)

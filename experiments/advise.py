@@ -316,17 +316,20 @@ def verdict_lines(client, follow: Followed) -> list[str]:
     on test accuracy, the figure its rule set out to lower, and the outcome (core.follow_ups)."""
     lines = []
     for judged in judgements(client, follow.target):
-        fu = judged.follow_up
         if judged.outcome == PENDING or judged.accuracy is None:
             lines.append(f"\n{judged.sentence()}")
             continue
-        original = f"group:{judged.original_group}"
-        lines.append(f"\n{fu.rule}, {fu.words} (group:{fu.group}), against the original ({original}):")
+        lines.append(f"\n{judged.heading}, against the original ({GROUP_PREFIX}{judged.original_group}):")
         lines.append(report(judged.original, judged.side, judged.accuracy))
         if judged.effect:
             lines.append(judged.effect.words())
         lines.append(f"verdict: {judged.outcome}{judged.seeds_needed()}")
     return lines
+
+
+def missing_runs(plan: list[Planned], trained: tuple[dict, dict]) -> int:
+    """How many planned runs are not trained yet (those stopped on the way count: they are resumed)."""
+    return sum(item.done_key not in trained[0] for item in plan)
 
 
 def advice_record(
@@ -346,6 +349,6 @@ def advice_record(
         ],
         "spec": spec_text(follow, proposals, seeds) if proposals else "",
         "runs": len(plan),
-        "missing": sum(item.done_key not in done for item in plan),
+        "missing": missing_runs(plan, trained),
         "resumed": sum(item.done_key in stopped for item in plan if item.done_key not in done),
     }

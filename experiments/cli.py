@@ -20,6 +20,7 @@ from experiments.adapters import adapter_for
 from experiments.advise import (
     advice_record,
     followed,
+    missing_runs,
     planned_runs,
     spec_text,
     train_follow_ups,
@@ -303,9 +304,8 @@ def advise_command(args: argparse.Namespace) -> int:
         follow = followed(client, args.target)
         proposals = propose(follow.situation)
         plan = planned_runs(follow, proposals, args.seeds) if proposals else []
-        trained = trained_before(client, follow)
         if args.json:
-            print(json.dumps(advice_record(follow, proposals, plan, trained, args.seeds)))
+            print(json.dumps(advice_record(follow, proposals, plan, trained_before(client, follow), args.seeds)))
             return 0
         if not proposals:
             print(f"# {follow.label}: {follow.situation.diagnosis}; no rule of core.advice applies, nothing to advise")
@@ -322,7 +322,7 @@ def advise_command(args: argparse.Namespace) -> int:
 
 def train_advice(client, follow, plan, trained, args: argparse.Namespace) -> None:
     """Train the advice's missing runs within --max-runs, then print each follow-up's verdict."""
-    missing = sum(item.done_key not in trained[0] for item in plan)
+    missing = missing_runs(plan, trained)
     if missing > args.max_runs:
         raise AdviceError(
             f"--max-runs: this advice trains {missing} runs (--seeds {args.seeds}), more than {args.max_runs}; "

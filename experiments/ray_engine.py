@@ -18,7 +18,7 @@ from pathlib import Path
 import optuna
 
 from core.store import REPO_ROOT, tracking_uri
-from experiments.specs import SPEC_DIR, Spec
+from experiments.specs import Spec, spec_path
 from experiments.sweeps import SweepError, default_storage, open_storage, record_summary, run_worker
 
 PASSED_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "CNN_DATA_DIR")
@@ -31,11 +31,6 @@ def sweep_worker(spec_name: str, spec_text: str, storage_url: str, heartbeat_sec
         path.write_text(spec_text)
         spec = Spec.load(str(path))
     return run_worker(spec, storage_url, heartbeat_seconds=heartbeat_seconds)
-
-
-def spec_file(spec: str) -> Path:
-    """The file Spec.load reads for `spec`: a path, or the name of one in specs/."""
-    return Path(spec) if Path(spec).exists() else SPEC_DIR / f"{spec}.toml"
 
 
 def worker_env() -> dict[str, str]:
@@ -56,13 +51,13 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
 
 
 def ray_sweep(
-    spec_path: str, storage_url: str | None, address: str, workers: int, gpus_per_run: float | None, heartbeat: int
+    spec_file: str, storage_url: str | None, address: str, workers: int, gpus_per_run: float | None, heartbeat: int
 ) -> dict:
     """Run `workers` sweep workers on the Ray cluster at `address` until the sweep is done; the sweep's summary.
     Ctrl-C cancels them: the run in progress ends KILLED, its trial is handed back."""
     import ray  # noqa: PLC0415 - a sweep without --ray never pays for Ray's import
 
-    spec = Spec.load(spec_path)
+    spec, storage_url = Spec.load(spec_file), storage_url or default_storage()
     check_reachable(address)
     try:
         ray.init(address=address, runtime_env={"env_vars": worker_env()}, log_to_driver=True)
@@ -71,8 +66,8 @@ def ray_sweep(
     try:
         gpus = gpus_per_run if gpus_per_run is not None else (1 if ray.cluster_resources().get("GPU") else 0)
         task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=3)(sweep_worker)  # 3: a worker lost thrice fails
-        text = spec_file(spec_path).read_text()
-        refs = [task.remote(spec.name, text, storage_url or default_storage(), heartbeat) for _ in range(workers)]
+        text = spec_path(spec_file).read_text()
+        refs = [task.remote(spec.name, text, storage_url, heartbeat) for _ in range(workers)]
         try:
             ray.get(refs)
         except ray.exceptions.RayError as err:  # a worker's own error, or one lost more often than retried
@@ -83,5 +78,5 @@ def ray_sweep(
             raise
     finally:
         ray.shutdown()
-    storage = open_storage(storage_url or default_storage(), heartbeat, spec.retries)
+    storage = open_storage(storage_url, heartbeat, spec.retries)
     return record_summary(optuna.load_study(study_name=spec.name, storage=storage))

@@ -56,9 +56,7 @@ class Spec:
     @classmethod
     def load(cls, spec: str) -> "Spec":
         """A spec from a TOML file path, or the name of one in specs/ (`specs/NAME.toml`)."""
-        path = Path(spec)
-        if not path.exists() and (SPEC_DIR / f"{spec}.toml").exists():
-            path = SPEC_DIR / f"{spec}.toml"
+        path = spec_path(spec)
         if not path.exists():
             raise SpecError(f"spec {spec!r}: no such file, and not one of specs/: {', '.join(spec_names())}")
         try:
@@ -188,6 +186,12 @@ class Spec:
             check(config)
         except ConfigError as err:
             raise self.fail(str(err)) from err
+
+
+def spec_path(spec: str) -> Path:
+    """A spec's file: the path given, or the file of that name in specs/ (`specs/NAME.toml`) where there is one."""
+    path = Path(spec)
+    return SPEC_DIR / f"{spec}.toml" if not path.exists() and (SPEC_DIR / f"{spec}.toml").exists() else path
 
 
 def toml_inline(values: dict) -> str:

@@ -15,7 +15,7 @@ def page() -> None:
     runs, _ = runs_or_message()
     if runs is None:
         return
-    judged = read(reader.load_judgements, None)
+    judged = read(reader.load_judgements)
     if not judged:
         st.info(
             f"No advice trained yet. The Overfitting inspector's {INSPECTOR_SECTIONS[4]} tab proposes follow-ups "

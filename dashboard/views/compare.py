@@ -292,7 +292,7 @@ def params_section(runs: pd.DataFrame, selection: list[str], baseline: str | Non
 def advice_section(runs: pd.DataFrame, selection: list[str]) -> None:
     """Whether the advice the selected runs take part in helped (as follow-ups, or as the original)."""
     groups = set(runs.set_index("run_id").loc[selection, "config_group"])
-    judged = touching(read(reader.load_judgements, None), selection, groups)
+    judged = touching(read(reader.load_judgements), selection, groups)
     if judged:
         st.subheader("Did the advice help?")
         st.caption(
