@@ -86,7 +86,9 @@ def start(uri: str, target: str, seeds: int, max_runs: int, runs: int) -> bool:
         return False
     try:
         launch.write_record(fresh=True, started=time.time(), seeds=seeds, max_runs=max_runs, missing=runs)
-        with launch.log_path.open("w") as log:
+        with launch.log_path.open("a") as log:  # every launch's log kept, the newest last (its tail on the page)
+            log.write(f"\n# launch of {time.strftime('%Y-%m-%d %H:%M:%S')}, {runs} runs\n")
+            log.flush()
             process = subprocess.Popen(
                 [sys.executable, *advise_args(target, seeds, "--run", "--max-runs", str(max_runs))],
                 cwd=REPO_ROOT,
