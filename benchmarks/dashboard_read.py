@@ -172,9 +172,9 @@ def read_times(uri: str, runs: int, repeats: int, naive: bool) -> list[tuple[str
 def refresh_times(uri: str, repeats: int) -> list[tuple[str, float]]:
     """The Runs table as the dashboard keeps it (reader.RunsSource, shared by its sessions): its first read, then
     each refresh after a new run has finished (reading what changed), the median of `repeats`."""
-    source, client = RunsSource(Store(uri, None)), MlflowClient(uri)
+    store, source, client = Store(uri, None), RunsSource(), MlflowClient(uri)
     start = time.perf_counter()
-    source.read()
+    source.read(store)
     first = time.perf_counter() - start
     experiment = client.get_experiment_by_name("refresh") or client.get_experiment(client.create_experiment("refresh"))
     times = []
@@ -183,7 +183,7 @@ def refresh_times(uri: str, repeats: int) -> list[tuple[str, float]]:
         client.log_metric(run_id, Metric.VAL_ACC, 0.9, step=1)
         client.set_terminated(run_id)
         start = time.perf_counter()
-        table = source.read()
+        table = source.read(store)
         times.append(time.perf_counter() - start)
         assert run_id in set(table["run_id"])
     return [

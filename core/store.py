@@ -10,6 +10,7 @@ import fcntl
 import os
 import re
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -74,9 +75,24 @@ def shown_uri(uri: str) -> str:
     return uri
 
 
-def probe_server(uri: str, timeout: float = STORE_TIMEOUT_SECONDS) -> None:
+@dataclass(frozen=True)
+class Credentials:
+    """A tracking server's user name and password (the password is never printed)."""
+
+    user: str
+    password: str = field(repr=False)
+
+
+def env_credentials() -> Credentials | None:
+    """MLflow's standard MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD, if a user is set."""
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    return Credentials(user, os.environ.get("MLFLOW_TRACKING_PASSWORD", "")) if user else None
+
+
+def probe_server(uri: str, timeout: float = STORE_TIMEOUT_SECONDS, signed_in: Credentials | None = None) -> None:
     """Fail within `timeout` seconds, in one line, when an HTTP tracking server does not answer its health
-    check: MLflow's own client retries with back-off for minutes before it gives up."""
+    check: MLflow's own client retries with back-off for minutes before it gives up. Then the credentials are
+    checked: a dashboard session's own (`signed_in`), else the environment's."""
     try:
         answer = requests.get(uri.rstrip("/") + "/health", timeout=timeout)
     except requests.RequestException as err:
@@ -93,26 +109,42 @@ def probe_server(uri: str, timeout: float = STORE_TIMEOUT_SECONDS) -> None:
         raise StoreError(
             f"cannot read the tracking store at {shown_uri(uri)}: its /health answered HTTP {answer.status_code}"
         )
+    if signed_in is not None:
+        if refused(uri, signed_in, timeout):
+            raise StoreError(
+                f"cannot read the tracking store at {shown_uri(uri)}: the server no longer accepts the password "
+                f"{signed_in.user} signed in with; sign in again"
+            )
+        return
     check_credentials(uri, timeout)
+
+
+def refused(uri: str, credentials: Credentials | None, timeout: float = STORE_TIMEOUT_SECONDS) -> bool:
+    """Whether a server behind MLflow's auth app refuses these credentials (None: no user at all) with 401."""
+    answer = requests.post(
+        uri.rstrip("/") + "/api/2.0/mlflow/experiments/search",
+        json={"max_results": 1},
+        auth=(credentials.user, credentials.password) if credentials else None,
+        timeout=timeout,
+    )
+    return answer.status_code == 401
 
 
 def check_credentials(uri: str, timeout: float) -> None:
     """One line, without a traceback, when a server behind MLflow's auth app refuses our (missing or wrong)
     MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD."""
-    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
-    answer = requests.post(
-        uri.rstrip("/") + "/api/2.0/mlflow/experiments/search",
-        json={"max_results": 1},
-        auth=(user, password) if user else None,
-        timeout=timeout,
-    )
-    if answer.status_code == 401:
+    credentials = env_credentials()
+    if refused(uri, credentials, timeout):
         what = (
             "refused the user name and password in MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD"
-            if user
+            if credentials
             else "needs a user: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
         )
         raise StoreError(f"cannot read the tracking store at {shown_uri(uri)}: the server {what}")
+
+
+def is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
 
 
 def store_problem(uri: str, err: Exception) -> StoreError:
@@ -130,7 +162,7 @@ def get_client(uri: str | None = None) -> MlflowClient:
     """A client on the store, checked first (a server must answer within seconds), its schema created or
     migrated under the store lock; StoreError in one line when the store cannot be used."""
     uri = uri or tracking_uri()
-    if uri.startswith(("http://", "https://")):
+    if is_server(uri):
         probe_server(uri)
     try:
         with store_lock(uri):

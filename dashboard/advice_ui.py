@@ -135,7 +135,7 @@ def next_experiments_ui(run_id: str, row, runs: pd.DataFrame) -> None:
 def launch_ui(store: reader.Store, run_id: str, advice: launcher.Advice, seeds: int, cap: int) -> None:
     """The launch button with its bound, or, where this dashboard may not launch, the spec and the command."""
     experiment = read(reader.load_experiment_id, advice.experiment)
-    problem = launcher.why_cannot_launch(store.uri, experiment)
+    problem = launcher.why_cannot_launch(store.uri, experiment, store.signed_in)
     with st.expander("The spec and the command"):
         st.code(advice.spec, language="toml")
         st.code(launcher.shown_command(advice.target, seeds, cap), language="bash")
@@ -161,7 +161,8 @@ def launch_ui(store: reader.Store, run_id: str, advice: launcher.Advice, seeds: 
     if st.button(
         f"Launch {advice.missing} runs", type="primary", disabled=over, key=Key.per_run("advice_launch", run_id)
     ):
-        launcher.start(store.uri, advice.target, seeds, cap, advice.missing)  # False: already training, shown next
+        # False when already training: shown next
+        launcher.start(store.uri, advice.target, seeds, cap, advice.missing, store.signed_in)
         st.rerun()
 
 

@@ -10,7 +10,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # streamlit puts o
 
 import streamlit as st  # noqa: E402
 
+from core.store import tracking_uri  # noqa: E402
 from dashboard import state  # noqa: E402
+from dashboard.sign_in import sign_in_ui  # noqa: E402
 
 st.set_page_config(page_title="CNN experiments", layout="wide")
 # The sidebar's run chips wrap their label rather than cut it at about 18 characters, where three seeds of one run
@@ -23,6 +25,7 @@ st.html(
     "[data-testid='stSidebar'] [data-testid='stMultiSelectTagsContainer'] {max-height: none; overflow: visible}"
     "</style>"
 )
+sign_in_ui(tracking_uri())  # a team dashboard shows nothing before the session signs in
 # The Runs page is the first page, at the address without a page: no redirect there, which would add a history entry
 # that Back returns to and leaves again. Streamlit serves the first page at "/" only, so /runs, an address older links
 # use, opens it through a redirect.

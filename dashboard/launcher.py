@@ -19,7 +19,7 @@ from pathlib import Path
 import requests
 
 from core.launches import LOCK_FD_ENV, Launch
-from core.store import STORE_TIMEOUT_SECONDS
+from core.store import STORE_TIMEOUT_SECONDS, Credentials, env_credentials, is_server
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 READ_ONLY_ENV = "CNN_DASHBOARD_READ_ONLY"  # set (to anything but 0) to open a dashboard that launches nothing
@@ -50,17 +50,23 @@ def shown_command(target: str, seeds: int, max_runs: int) -> str:
     return "python " + " ".join(advise_args(target, seeds, "--run", "--max-runs", str(max_runs)))
 
 
-def runner_env(uri: str) -> dict:
-    return {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1"}
+def runner_env(uri: str, signed_in: Credentials | None) -> dict:
+    """The runner's environment: the dashboard's, its store, and a signed-in session's user (in the environment,
+    where MLflow reads it, never on the command line where `ps` shows it)."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1"}
+    if signed_in is not None:
+        env.update(MLFLOW_TRACKING_USERNAME=signed_in.user, MLFLOW_TRACKING_PASSWORD=signed_in.password)
+    return env
 
 
-def read_advice(uri: str, target: str, seeds: int) -> Advice | str:
-    """The advice for `target`, or the runner's one line saying why there is none."""
+def read_advice(uri: str, target: str, seeds: int, signed_in: Credentials | None = None) -> Advice | str:
+    """The advice for `target`, or the runner's one line saying why there is none (as `signed_in`'s user, else the
+    environment's)."""
     try:
         done = subprocess.run(
             [sys.executable, *advise_args(target, seeds, "--json")],
             cwd=REPO_ROOT,
-            env=runner_env(uri),
+            env=runner_env(uri, signed_in),
             capture_output=True,
             text=True,
             timeout=ADVICE_SECONDS,
@@ -77,7 +83,7 @@ def read_advice(uri: str, target: str, seeds: int) -> Advice | str:
         return f"`advise --json` printed what this dashboard cannot read ({err}): is the runner of another version?"
 
 
-def start(uri: str, target: str, seeds: int, max_runs: int, runs: int) -> bool:
+def start(uri: str, target: str, seeds: int, max_runs: int, runs: int, signed_in: Credentials | None = None) -> bool:
     """Start `advise --run` in the background, unless a training of this advice holds its lock (then False). The
     lock is taken here and handed to the runner, so a second click never starts a second batch."""
     launch = Launch(uri, target)
@@ -92,7 +98,7 @@ def start(uri: str, target: str, seeds: int, max_runs: int, runs: int) -> bool:
             process = subprocess.Popen(
                 [sys.executable, *advise_args(target, seeds, "--run", "--max-runs", str(max_runs))],
                 cwd=REPO_ROOT,
-                env={**runner_env(uri), LOCK_FD_ENV: str(fd)},
+                env={**runner_env(uri, signed_in), LOCK_FD_ENV: str(fd)},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -134,27 +140,28 @@ def stop(uri: str, target: str) -> bool:
     return True
 
 
-def why_cannot_launch(uri: str, experiment_id: str | None) -> str | None:
+def why_cannot_launch(uri: str, experiment_id: str | None, signed_in: Credentials | None = None) -> str | None:
     """None when this dashboard may train runs into the experiment (None: one that does not exist yet, which
-    the runner creates); otherwise why not, in one line."""
+    the runner creates) as `signed_in`'s user, else the environment's; otherwise why not, in one line."""
     if os.environ.get(READ_ONLY_ENV, "0") not in ("", "0"):
         return f"this dashboard is opened read-only ({READ_ONLY_ENV})"
-    if not uri.startswith(("http://", "https://")) or experiment_id is None:
+    if not is_server(uri) or experiment_id is None:
         return None
-    return server_permission_problem(uri, experiment_id, os.environ.get("MLFLOW_TRACKING_USERNAME"))
+    return server_permission_problem(uri, experiment_id, signed_in or env_credentials())
 
 
-def server_permission_problem(uri: str, experiment_id: str, user: str | None) -> str | None:
+def server_permission_problem(uri: str, experiment_id: str, credentials: Credentials | None) -> str | None:
     """On a server with MLflow's basic-auth app, None only for an admin or a user with EDIT or MANAGE on the
     experiment; a server without it lets anyone write."""
     try:
-        return permission_problem(uri.rstrip("/"), experiment_id, user)
+        return permission_problem(uri.rstrip("/"), experiment_id, credentials)
     except (requests.RequestException, ValueError) as err:
         return f"the server's permissions could not be read ({type(err).__name__})"
 
 
-def permission_problem(base: str, experiment_id: str, user: str | None) -> str | None:
-    auth = (user, os.environ.get("MLFLOW_TRACKING_PASSWORD", "")) if user else None
+def permission_problem(base: str, experiment_id: str, credentials: Credentials | None) -> str | None:
+    user = credentials.user if credentials else None
+    auth = (credentials.user, credentials.password) if credentials else None
     got = requests.get(
         f"{base}/api/2.0/mlflow/users/get", params={"username": user or ""}, auth=auth, timeout=STORE_TIMEOUT_SECONDS
     )

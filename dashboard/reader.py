@@ -6,12 +6,11 @@ each `load_*` wrapper caches it per tracking URI. Nothing here writes to the sto
 
 import functools
 import json
-import os
 import re
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -27,7 +26,19 @@ from core.follow_ups import Judgement, judgements
 from core.liveness import lost_since, now_ms
 from core.schema import Metric, Param, Tag, Value
 from core.settings import EXPERIMENT_SETTINGS, config_group, dataset_label, model_label, unset
-from core.store import StoreError, artifact_root, probe_server, search_all, sqlite_path, store_problem, tracking_uri
+from core.store import (
+    Credentials,
+    StoreError,
+    artifact_root,
+    env_credentials,
+    is_server,
+    probe_server,
+    search_all,
+    sqlite_path,
+    store_problem,
+    tracking_uri,
+)
+from dashboard import state
 from dashboard.bulk import (
     POINT_COLUMNS,
     Snapshot,
@@ -49,6 +60,7 @@ from dashboard.conventions import (
     user_conventions_path,
     with_derived,
 )
+from dashboard.identity import signed_in_client
 from dashboard.launcher import Advice, read_advice
 
 READ_SECONDS = "read_seconds"  # load_runs' attrs: how long the read behind a (cached) frame took
@@ -102,18 +114,26 @@ TRIAL_COLUMNS = [
 @dataclass(frozen=True)
 class Store:
     """What the cached reads are keyed by: the store and who reads it (a server shows each user their own
-    experiments, so one user's cached answer must never serve another)."""
+    experiments, so one user's cached answer must never serve another). A signed-in session's credentials ride
+    along, out of every cache key (BY_IDENTITY) and never printed; without them MLflow reads the environment's."""
 
     uri: str
     user: str | None
+    signed_in: Credentials | None = field(default=None, repr=False, compare=False)
+
+    def identity(self) -> tuple[str, str | None]:
+        return self.uri, self.user
+
+
+BY_IDENTITY = {Store: Store.identity}  # hash_funcs of every cache keyed by a Store: no password in any key
 
 
 def client_for(store: Store) -> MlflowClient:
-    """A client on the store; a server is probed first (and the user's credentials checked), so an unreachable
-    one fails in seconds."""
-    if store.uri.startswith(("http://", "https://")):
-        probe_server(store.uri)
-    return MlflowClient(store.uri)
+    """A client on the store as its user; a server is probed first (and the user's credentials checked), so an
+    unreachable one fails in seconds."""
+    if is_server(store.uri):
+        probe_server(store.uri, signed_in=store.signed_in)
+    return MlflowClient(store.uri) if store.signed_in is None else signed_in_client(store.uri, store.signed_in)
 
 
 @dataclass(frozen=True)
@@ -379,15 +399,16 @@ class RunsSource:
     changed (benchmarks/dashboard_read.py). MLflow's SQL store is read whole each time: its column queries
     take about a second for 10,000 runs."""
 
-    def __init__(self, store: "Store"):
-        self.store, self.lock = store, threading.Lock()
+    def __init__(self):
+        self.lock = threading.Lock()
         self.snapshot: Snapshot | None = None
         self.full_at = 0.0
         self.known: dict = {}
 
-    def read(self) -> pd.DataFrame:
+    def read(self, store: Store) -> pd.DataFrame:
+        """The runs as `store`'s user sees them (the one this source is kept for: runs_source)."""
         with self.lock:
-            client = client_for(self.store)
+            client = client_for(store)
             if time.monotonic() - self.full_at > FULL_READ_SECONDS:
                 self.snapshot, self.known, self.full_at = None, {}, time.monotonic()
             if sql_store(client) is not None:  # its five column queries read every run faster than a search
@@ -572,66 +593,66 @@ def store_errors(fetch):
 # ---------------------------------------------------------------- cached wrappers used by the pages
 
 
-@st.cache_resource(show_spinner=False)
+@st.cache_resource(show_spinner=False, hash_funcs=BY_IDENTITY)
 def runs_source(store: Store) -> RunsSource:
-    return RunsSource(store)
+    return RunsSource()
 
 
-@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, hash_funcs=BY_IDENTITY)
 @store_errors
 def load_runs(store: Store, tick: int = 0) -> pd.DataFrame:
     """All runs, with the seconds their read took in attrs[READ_SECONDS] (live refresh paces itself by them); a
     new `tick` forces a fresh read (live refresh while runs are training): of what changed only."""
     started = time.perf_counter()
-    runs = runs_source(store).read()
+    runs = runs_source(store).read(store)
     runs.attrs[READ_SECONDS] = time.perf_counter() - started
     return runs
 
 
-@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, hash_funcs=BY_IDENTITY)
 @store_errors
 def load_metrics(store: Store, run_ids: tuple[str, ...], names: tuple[str, ...]) -> pd.DataFrame:
     return metric_frame(client_for(store), list(run_ids), list(names))
 
 
-@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, hash_funcs=BY_IDENTITY)
 @store_errors
 def load_params(store: Store, run_ids: tuple[str, ...]) -> pd.DataFrame:
     return fetch_params(client_for(store), list(run_ids))
 
 
-@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, hash_funcs=BY_IDENTITY)
 @store_errors
 def load_run(store: Store, run_id: str) -> RunRecord:
     return fetch_run(client_for(store), run_id)
 
 
-@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, hash_funcs=BY_IDENTITY)
 @store_errors
 def load_sweeps(store: Store) -> pd.DataFrame:
     return fetch_sweeps(client_for(store))
 
 
-@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, hash_funcs=BY_IDENTITY)
 @store_errors
 def load_sweep_trials(store: Store, parent_run_id: str) -> pd.DataFrame:
     return fetch_sweep_trials(client_for(store), parent_run_id)
 
 
-@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, hash_funcs=BY_IDENTITY)
 @store_errors
 def load_location_note(store: Store, run_id: str) -> str | None:
     return fetch_location_note(client_for(store), run_id)
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, hash_funcs=BY_IDENTITY)
 @store_errors
 def load_artifact(store: Store, run_id: str, path: str, tick: int = 0) -> ArtifactRead:
     """A run's artifact, kept for good: a new `tick` reads it again (a running run's, as it grows)."""
     return fetch_artifact(client_for(store), run_id, path)
 
 
-@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, hash_funcs=BY_IDENTITY)
 @store_errors
 def load_judgements(store: Store, version: str = "") -> list[Judgement]:
     """Every follow-up in the store, each judged against its original; read afresh for a new `version` (a launch
@@ -639,7 +660,7 @@ def load_judgements(store: Store, version: str = "") -> list[Judgement]:
     return judgements(client_for(store))
 
 
-@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, hash_funcs=BY_IDENTITY)
 @store_errors
 def load_experiment_id(store: Store, name: str) -> str | None:
     """The id of the experiment of that name, None where there is none (yet)."""
@@ -647,10 +668,10 @@ def load_experiment_id(store: Store, name: str) -> str | None:
     return found.experiment_id if found else None
 
 
-@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, hash_funcs=BY_IDENTITY)
 def load_advice(store: Store, target: str, seeds: int, version: str = "") -> Advice | str:
     """What `advise` proposes for `target` (the runner's own answer, a few seconds to start), or why nothing."""
-    return read_advice(store.uri, target, seeds)
+    return read_advice(store.uri, target, seeds, store.signed_in)
 
 
 def load_images(dataset: str, split: str, sha256: str | None = None) -> np.ndarray | None:
@@ -673,4 +694,10 @@ def cached_images(dataset: str, split: str) -> tuple[np.ndarray, str]:
 
 
 def current_store() -> Store:
-    return Store(tracking_uri(), os.environ.get("MLFLOW_TRACKING_USERNAME"))
+    """The store and who this session reads it as: its signed-in user on a team dashboard (sign_in.py), else the
+    user of the dashboard's environment."""
+    signed_in = state.signed_in()
+    if signed_in is not None:
+        return Store(tracking_uri(), signed_in.user, signed_in)
+    environment = env_credentials()
+    return Store(tracking_uri(), environment.user if environment else None)

@@ -18,6 +18,8 @@ SHORT_ID = 8
 
 class Key:
     SELECTION = "selection"  # the selected run ids, the sidebar multiselect's own key
+    SIGNED_IN = "signed_in"  # a team dashboard's session: the core.store.Credentials it reads the server with
+    SIGN_IN_FORM = "sign_in"
     OPEN_PAGE = "open_page"  # the page a button asked for, opened at the start of the next run
     LIVE = "live"  # whether some run is RUNNING: pages then re-read the store every few seconds
     LIVE_SECONDS = "live_seconds"  # seconds between those reads: more for a store that reads slowly
@@ -252,6 +254,21 @@ def chosen_cell(cell_key: str, run_id: str) -> tuple[int, int] | None:
     """The cell last chosen under cell_key, if it was chosen for this run (not for another)."""
     chosen = st.session_state.get(cell_key)
     return tuple(chosen[1:]) if chosen and chosen[0] == run_id else None
+
+
+def signed_in():
+    """The credentials this session signed in with (core.store.Credentials), or None: kept in the session's memory
+    only, never in the URL or a cache key."""
+    return st.session_state.get(Key.SIGNED_IN)
+
+
+def sign_in(credentials) -> None:
+    st.session_state[Key.SIGNED_IN] = credentials
+
+
+def sign_out() -> None:
+    """Forget the session's credentials and everything it chose while signed in."""
+    st.session_state.clear()
 
 
 def live() -> bool:

@@ -177,10 +177,11 @@ def listening_addresses(port: int) -> set[str]:
 
 
 @contextmanager
-def start_server(uri: str, *extra: str, app: str = APP):
+def start_server(uri: str, *extra: str, app: str = APP, log: Path | None = None):
     """The real dashboard (or another Streamlit script) on a free localhost port over the store at `uri`; yields its
-    URL."""
+    URL. What it prints goes to `log` if given."""
     port = free_port()
+    output = open(log, "w") if log else subprocess.PIPE  # noqa: SIM115 (closed with the process, below)
     process = subprocess.Popen(
         [
             sys.executable,
@@ -198,18 +199,21 @@ def start_server(uri: str, *extra: str, app: str = APP):
         ],
         cwd=REPO_ROOT,
         env={**os.environ, "MLFLOW_TRACKING_URI": uri},
-        stdout=subprocess.PIPE,
+        stdout=output,
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
         if not answers_health(url, 60):
             process.kill()
-            pytest.fail(f"streamlit did not start: {process.stdout.read().decode()[-2000:]}")
+            printed = log.read_text() if log else process.stdout.read().decode()
+            pytest.fail(f"streamlit did not start: {printed[-2000:]}")
         yield url
     finally:
         process.terminate()
         process.wait(timeout=10)
+        if log:
+            output.close()
 
 
 def wait_idle(page, timeout=60_000):
