@@ -3,6 +3,7 @@
 import argparse
 import json
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from core import advice
@@ -14,7 +15,7 @@ from core.launches import Launch, LaunchBusy, holding
 from core.liveness import now_ms
 from core.schema import Metric, schema_markdown
 from core.settings import REQUIRED, SETTINGS, ConfigError, Setting
-from core.store import StoreError, get_client, store_has_runs, tracking_uri
+from core.store import StoreError, get_client, shown_uri, store_has_runs, tracking_uri
 from experiments import interrupts
 from experiments.adapters import adapter_for
 from experiments.advise import (
@@ -31,7 +32,7 @@ from experiments.config import RunConfig
 from experiments.data import ensure_dataset
 from experiments.heartbeat import reap
 from experiments.models import MODELS, REGISTRY_DATA
-from experiments.ray_engine import ray_sweep
+from experiments.ray_engine import Stopped, ray_runs, ray_sweep
 from experiments.run import RunResult, execute, resume
 from experiments.specs import SUITE_METHODS, Spec, spec_names, suite_configs
 from experiments.spool import StoreAway
@@ -93,6 +94,23 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(setting.flag, **options)
 
 
+def add_ray_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """--ray [ADDRESS] and --gpus-per-run, the same for every command that can run on a Ray cluster."""
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="auto",
+        metavar="ADDRESS",
+        help=f"run {what} as tasks on a Ray cluster (its address, default: the one this machine is part of), as "
+        "many at once as it has room for; Ray starts again a task whose process or node dies (docs/scaling.md)",
+    )
+    parser.add_argument(
+        "--gpus-per-run",
+        type=float,
+        help="with --ray: GPUs each task asks for (default: 1 where the cluster has GPUs, else 0)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -101,10 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("has-runs", help="exit 0 if the tracking store holds any run, else 1")
     data = commands.add_parser("data", help="fetch and verify datasets into the cache (once)")
     data.add_argument("names", nargs="*", help=f"any of {', '.join(DATASETS)} (default: all)")
-    add_run_arguments(commands.add_parser("train", help="train one model and log it to MLflow"))
-    suite = commands.add_parser("suite", help="run every run of a list or grid spec, one after another")
+    train = commands.add_parser("train", help="train one model and log it to MLflow")
+    add_run_arguments(train)
+    add_ray_arguments(train, "the runs (one per seed with --repeats)")
+    suite = commands.add_parser(
+        "suite", help="run every run of a list or grid spec, one after another (or on a Ray cluster with --ray)"
+    )
     suite.add_argument("name", help=f"a spec file, or one of specs/: {', '.join(spec_names(SUITE_METHODS))}")
     suite.add_argument("--list", action="store_true", help="only print the runs the suite would make")
+    add_ray_arguments(suite, "the suite's runs")
     sweep = commands.add_parser(
         "sweep", help="run trials of a sweep until it is done; start as many workers as you like"
     )
@@ -122,20 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="a trial whose worker is silent for 2 heartbeats + 10 s is failed and queued again",
     )
-    sweep.add_argument(
-        "--ray",
-        nargs="?",
-        const="auto",
-        metavar="ADDRESS",
-        help="start the workers as tasks on a Ray cluster (its address, default: the one this machine is part "
-        "of); Ray restarts a worker whose process or node dies (docs/scaling.md)",
-    )
+    add_ray_arguments(sweep, "the sweep's workers")
     sweep.add_argument("--workers", type=int, default=2, help="with --ray: how many workers (default: 2)")
-    sweep.add_argument(
-        "--gpus-per-run",
-        type=float,
-        help="with --ray: GPUs each worker asks for (default: 1 where the cluster has GPUs, else 0)",
-    )
     compare = commands.add_parser(
         "compare",
         help="which is better: two runs (exact McNemar test on the same test "
@@ -216,12 +227,16 @@ def fetch_command(names: list[str]) -> int:
 def train_command(args: argparse.Namespace) -> int:
     try:
         if args.resume:
+            if args.ray:
+                raise ConfigError("--ray: not with --resume (a run resumes on the machine that resumes it)")
             config, result = resume(args.resume, progress=args.progress is not False)
         else:
             if not args.model:
                 raise ConfigError("--model: required; expected one of " + ", ".join(MODELS))
             overrides = {k: v for k, v in vars(args).items() if k in SETTINGS and k != "model"}
             replicas = RunConfig.from_recipe(args.model, **overrides).replicas()
+            if args.ray:
+                return 1 if reported(replicas, on_ray(replicas, args)) else 0
             for config in replicas:
                 result = execute(config)
                 print_summary(config, result)
@@ -243,21 +258,45 @@ def train_command(args: argparse.Namespace) -> int:
 def suite_command(args: argparse.Namespace) -> int:
     try:
         configs = suite_configs(Spec.load(args.name))
+        if args.list:
+            for i, config in enumerate(configs, start=1):
+                print(f"[{i}/{len(configs)}] {config.run_name}")
+            return 0
+        trained = on_ray(configs, args) if args.ray else one_after_another(configs)
+        return 1 if reported(configs, trained) else 0
     except ConfigError as err:
         refuse(err)
-    failures = []
-    for i, config in enumerate(configs, start=1):
-        print(f"[{i}/{len(configs)}] {config.run_name}", flush=True)
-        if args.list:
-            continue
+
+
+def on_ray(configs: list[RunConfig], args: argparse.Namespace) -> Iterator[tuple[int, RunResult | Exception]]:
+    """The configurations trained on the Ray cluster of --ray, said where first."""
+    print(f"{len(configs)} runs on the Ray cluster at {args.ray}, logged to {shown_uri(tracking_uri())}", flush=True)
+    return ray_runs(configs, args.ray, args.gpus_per_run)
+
+
+def one_after_another(configs: list[RunConfig]) -> Iterator[tuple[int, RunResult | Exception]]:
+    """Each configuration trained on this machine in turn: its position and result, or the error it failed with
+    (the run is logged FAILED with the reason, and the next one starts)."""
+    for i, config in enumerate(configs):
+        print(f"[{i + 1}/{len(configs)}] {config.run_name}", flush=True)
         try:
-            print_summary(config, execute(config))
-        except Exception as err:  # the run is logged FAILED with the reason; go on with the next one
-            print(f"run {config.run_name} failed: {err}", file=sys.stderr)
-            failures.append(config.run_name)
+            yield i, execute(config)
+        except Exception as err:  # noqa: BLE001 - whatever one run failed with, the others still train
+            yield i, err
+
+
+def reported(configs: list[RunConfig], trained: Iterable[tuple[int, object]]) -> list[str]:
+    """Print each run's summary, or why it failed, as it ends; the names of those that failed, also printed."""
+    failures = []
+    for i, outcome in trained:
+        if isinstance(outcome, BaseException):
+            print(f"run {configs[i].run_name} failed: {outcome}", file=sys.stderr)
+            failures.append(configs[i].run_name)
+        else:
+            print_summary(configs[i], outcome)
     if failures:
         print(f"{len(failures)} of {len(configs)} runs failed: {', '.join(failures)}", file=sys.stderr)
-    return 1 if failures else 0
+    return failures
 
 
 def sweep_command(args: argparse.Namespace) -> int:
@@ -405,6 +444,13 @@ def main(argv: list[str] | None = None) -> int:
     except StoreAway as away:
         print(str(away), file=sys.stderr)
         return 75  # EX_TEMPFAIL: try again later
+    except Stopped:
+        print(
+            "interrupted: the runs in progress on the Ray cluster are marked KILLED and keep their last checkpoints; "
+            "continue each with `python -m experiments train --resume RUN_ID`",
+            file=sys.stderr,
+        )
+        return 130
     except RunInterrupted as stopped:
         if stopped.status == "KILLED":
             print(
