@@ -38,7 +38,9 @@ from tests.helpers import CHROMIUM, CHROMIUM_ARGS, start_server
 CURVES = [Metric.TRAIN_LOSS, Metric.VAL_LOSS, Metric.TRAIN_ACC, Metric.VAL_ACC]
 
 
-def run_rows(i: int, run_id: str, experiment: str, epochs: int, rng: np.random.Generator, start: int) -> dict:
+def run_rows(
+    i: int, run_id: str, experiment: str, epochs: int, rng: np.random.Generator, start: int, name: str
+) -> dict:
     """One synthetic run's rows in MLflow's tables, shaped as the runner logs it (a tenth still RUNNING, without
     final metrics, so their verdicts are derived from their histories)."""
     running = i % 10 == 0
@@ -49,7 +51,7 @@ def run_rows(i: int, run_id: str, experiment: str, epochs: int, rng: np.random.G
         Param.EPOCHS: str(epochs),
         Param.BATCH_SIZE: str(2 ** rng.integers(5, 9)),
     }
-    tags = {"mlflow.runName": f"run-{i}", Tag.SUITE: "benchmark", **({} if running else {Tag.DIAGNOSIS: "good fit"})}
+    tags = {"mlflow.runName": name, Tag.SUITE: "benchmark", **({} if running else {Tag.DIAGNOSIS: "good fit"})}
     rate, history, val_accs = rng.uniform(0.05, 0.3), [], []
     for epoch in range(1, epochs + 1):
         train = 1 - 0.5 * np.exp(-rate * epoch)
@@ -84,7 +86,7 @@ def run_rows(i: int, run_id: str, experiment: str, epochs: int, rng: np.random.G
         SqlRun: [
             dict(
                 run_uuid=run_id,
-                name=f"run-{i}",
+                name=name,
                 source_type="LOCAL",
                 source_name="",
                 entry_point_name="",
@@ -105,16 +107,19 @@ def run_rows(i: int, run_id: str, experiment: str, epochs: int, rng: np.random.G
     }
 
 
-def build_store(uri: str, runs: int, epochs: int) -> None:
+def build_store(uri: str, runs: int, epochs: int, experiments: tuple[str, ...] = ("benchmark",)) -> None:
     """Writes the runs straight into MLflow's tables through its own models, a thousand runs a transaction:
-    logging 10,000 runs x 50 epochs through the client takes about an hour here, this about a minute."""
+    logging 10,000 runs x 50 epochs through the client takes about an hour here, this about a minute. Run i goes to
+    the i-th experiment in turn; with several, its name says which (EXPERIMENT-run-i)."""
     client = MlflowClient(uri)
-    experiment = client.create_experiment("benchmark", artifact_location=f"{artifact_root(uri)}/benchmark")
+    ids = [client.create_experiment(name, artifact_location=f"{artifact_root(uri)}/{name}") for name in experiments]
     store, rng, start = sql_store(client), np.random.default_rng(0), int(time.time() * 1000) - 10**9
     for first in range(0, runs, 1000):
         batch = defaultdict(list)
         for i in range(first, min(first + 1000, runs)):
-            for model, rows in run_rows(i, uuid.uuid4().hex, experiment, epochs, rng, start + i).items():
+            which = i % len(ids)
+            name = f"{experiments[which]}-run-{i}" if len(ids) > 1 else f"run-{i}"
+            for model, rows in run_rows(i, uuid.uuid4().hex, ids[which], epochs, rng, start + i, name).items():
                 batch[model] += rows
         with store.ManagedSessionMaker() as session:
             for model in (SqlRun, SqlParam, SqlTag, SqlMetric, SqlLatestMetric):

@@ -10,6 +10,7 @@ server's metric histories come a hundred runs per request from the endpoint MLfl
 
 import math
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -173,10 +174,10 @@ def metric_points(client: MlflowClient, run_ids: list[str], names: list[str]) ->
     value, ordered as MLflow orders a history (by run, then time), so the last of a step logged twice is last."""
     if sql_store(client) is not None:
         rows = sql_points(sql_store(client), run_ids, names)
-    elif isinstance(store_of(client), RestStore):
-        rows = [
-            row for name in names for some in chunks(run_ids, SERVER_RUNS) for row in server_points(client, some, name)
-        ]
+    elif isinstance(store_of(client), RestStore):  # requests side by side: the server answers them on its workers
+        asks = [(some, name) for name in names for some in chunks(run_ids, SERVER_RUNS)]
+        with ThreadPoolExecutor(max_workers=SERVER_REQUESTS) as pool:
+            rows = [row for got in pool.map(lambda ask: server_points(client, *ask), asks) for row in got]
     else:
         rows = [row for name in names for run_id in run_ids for row in history_points(client, run_id, name)]
     return pd.DataFrame(rows, columns=POINT_COLUMNS)
@@ -189,6 +190,7 @@ def history_points(client: MlflowClient, run_id: str, name: str) -> list[tuple]:
 
 SERVER_HISTORIES = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"  # what MLflow's own UI draws its charts from
 SERVER_RUNS, SERVER_POINTS = 100, 25_000  # that endpoint's limits per request: run ids, points returned
+SERVER_REQUESTS = 4  # history requests in flight at once
 
 
 def server_points(client: MlflowClient, run_ids: list[str], name: str) -> list[tuple]:
@@ -273,9 +275,9 @@ def runs_by_id(client: MlflowClient, experiments: list[str], run_ids: list[str])
 def read_changes(client: MlflowClient, before: Snapshot) -> Snapshot:
     """`before` brought up to date by reading only what can have changed since: runs started since (a margin for
     clocks that disagree), runs RUNNING now or then (ended, killed, their heartbeat and metrics), and runs
-    deleted now or then (deleted, restored, or removed for good). A finished run's params, metrics and tags do
-    not change as this project and the trainers it reads write them; a full read (stored_runs) takes any other
-    edit."""
+    deleted now or then (deleted, restored, or removed for good); runs of an experiment the reader may no longer
+    see are dropped. A finished run's params, metrics and tags do not change as this project and the trainers it
+    reads write them; a full read (stored_runs) takes any other edit."""
     experiments = list(experiment_names(client))
     since = before.newest_start - RECENT_MS
     changed = searched(client, experiments, f"attributes.start_time >= {since}", ViewType.ALL)
@@ -292,4 +294,5 @@ def read_changes(client: MlflowClient, before: Snapshot) -> Snapshot:
     for run_id in set(was) - {run.run_id for run in again}:  # removed for good (mlflow gc), or its experiment
         runs.pop(run_id, None)
     runs.update({run.run_id: run for run in [*changed, *deleted, *again]})
-    return Snapshot.of(list(runs.values()))
+    visible = set(experiments)  # a server shows a user the experiments they may read now: a revoked one's runs go
+    return Snapshot.of([run for run in runs.values() if run.experiment_id in visible])

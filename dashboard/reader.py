@@ -47,6 +47,7 @@ from dashboard.bulk import (
     metric_names,
     metric_points,
     read_changes,
+    runs_by_id,
     sql_store,
     stored_runs,
 )
@@ -97,6 +98,7 @@ RUN_COLUMNS = [
     "val_size",
     "diverged",
 ]
+SIZE_COLUMNS = ["train_size", "test_size", "val_size"]  # image counts (floats: NaN where a run did not log one)
 SWEEP_COLUMNS = ["run_id", "sweep", "status", "start", "method", "pruner", "planned", "best_value"]
 TRIAL_COLUMNS = [
     "run_id",
@@ -128,11 +130,18 @@ class Store:
 BY_IDENTITY = {Store: Store.identity}  # hash_funcs of every cache keyed by a Store: no password in any key
 
 
+PROBE_SECONDS = 30  # a server that answered, and took the user's password, is not asked again for this long
+probed: dict[tuple[str, int], float] = {}  # when each store and user was last probed (time.monotonic)
+
+
 def client_for(store: Store) -> MlflowClient:
     """A client on the store as its user; a server is probed first (and the user's credentials checked), so an
-    unreachable one fails in seconds."""
-    if is_server(store.uri):
+    unreachable one fails in seconds. Not before every read: behind MLflow's auth app each request pays for a
+    password hash (about 0.3 s here), and a page makes several reads."""
+    who = (store.uri, hash(store.signed_in or env_credentials()))  # a password changed is probed again
+    if is_server(store.uri) and time.monotonic() - probed.get(who, -PROBE_SECONDS) >= PROBE_SECONDS:
         probe_server(store.uri, signed_in=store.signed_in)
+        probed[who] = time.monotonic()
     return MlflowClient(store.uri) if store.signed_in is None else signed_in_client(store.uri, store.signed_in)
 
 
@@ -380,6 +389,7 @@ def runs_table(client: MlflowClient, runs: list[StoredRun], known: dict | None =
     user = user_conventions(client.tracking_uri)
     reading = functools.lru_cache(maxsize=None)(lambda names: Reading.of(names, user))  # runs share their names
     table = pd.DataFrame([run_row(run, experiments, reading(frozenset(run.metrics))) for run in runs])
+    table[SIZE_COLUMNS] = table[SIZE_COLUMNS].astype(float)  # NaN, never None, where no run of them logged a size
     table = with_keras_model_names(client, with_times(table).set_index("run_id"), known.setdefault("keras", {}))
     table = with_derived_verdicts(client, table, known.setdefault("derived", {})).reset_index()[RUN_COLUMNS]
     return table.sort_values("start", ascending=False, ignore_index=True)  # newest first, as MLflow lists them
@@ -471,8 +481,10 @@ def fetch_sweep_trials(client: MlflowClient, parent_run_id: str) -> pd.DataFrame
 
 
 def fetch_params(client: MlflowClient, run_ids: list[str]) -> pd.DataFrame:
-    """Params of the runs, one row per run (index run_id), one column per param name."""
-    return pd.DataFrame({run_id: client.get_run(run_id).data.params for run_id in run_ids}).T
+    """Params of the runs, one row per run (index run_id, in the order given), one column per param name; one
+    search for them all (a request per run pays for a password hash each behind MLflow's auth app)."""
+    found = {run.run_id: run.params for run in runs_by_id(client, list(experiment_names(client)), run_ids)}
+    return pd.DataFrame({run_id: found.get(run_id, {}) for run_id in run_ids}).T
 
 
 @dataclass(frozen=True)
@@ -612,7 +624,18 @@ def load_runs(store: Store, tick: int = 0) -> pd.DataFrame:
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, hash_funcs=BY_IDENTITY)
 @store_errors
 def load_metrics(store: Store, run_ids: tuple[str, ...], names: tuple[str, ...]) -> pd.DataFrame:
-    return metric_frame(client_for(store), list(run_ids), list(names))
+    client = client_for(store)
+    return metric_frame(client, list(run_ids), list(names), kept_readings(store, client, list(run_ids)))
+
+
+def kept_readings(store: Store, client: MlflowClient, run_ids: list[str]) -> dict[str, Reading]:
+    """How to read each run: from the metric names the kept Runs table read for it (no request to the store), else
+    asked of the store."""
+    snapshot, user = runs_source(store).snapshot, user_conventions(store.uri)
+    runs = snapshot.runs if snapshot else {}
+    kept = {r: Reading.of(frozenset(runs[r].metrics), user) for r in run_ids if r in runs}
+    missing = [r for r in run_ids if r not in kept]
+    return kept | (readings_of(client, missing) if missing else {})
 
 
 @st.cache_data(ttl=CACHE_SECONDS, show_spinner=False, hash_funcs=BY_IDENTITY)

@@ -465,3 +465,14 @@ BAD_DATA = {
     f.__name__: f
     for f in (one_class, unreadable, truncated, mixed_sizes, labels_out_of_range, empty_split, train_and_val_folders)
 }
+
+
+def test_run_detail_of_a_store_where_no_run_logged_its_test_size(store):
+    """Another tool's runs may log a test accuracy and no test_size param (the load test's synthetic runs did):
+    the page shows the accuracy without an interval instead of failing."""
+    experiment = store.create_experiment("theirs")
+    run_id = store.create_run(experiment, run_name="their-run").info.run_id
+    store.log_metric(run_id, Metric.TEST_ACC, 0.9)
+    store.set_terminated(run_id)
+    at = go(open_app(selection=[run_id]), "detail")
+    assert not at.exception and "90.00%" in [m.value for m in at.metric]

@@ -16,6 +16,7 @@ from core.launches import LAUNCH_DIR_ENV
 from core.store import Credentials
 from dashboard.identity import signed_in_client
 from dashboard.launcher import why_cannot_launch
+from dashboard.reader import RunsSource, Store
 from dashboard.widgets import INSPECTOR_SECTIONS
 from experiments.tracking_server import ADMIN_USER, DB_USER, Auth, free_port, start_mlflow_server
 from tests.helpers import (
@@ -173,6 +174,27 @@ def test_a_team_dashboard_shows_nothing_before_sign_in_and_then_reads_as_the_ses
     assert "bob-run" in shown_runs(bob) and "alice-run" not in shown_runs(bob)
     at = at.sidebar.button[0].click().run()  # Sign out
     assert not at.dataframe and [t.value for t in at.title] == ["Sign in"]
+
+
+def test_a_kept_runs_table_drops_an_experiment_as_soon_as_its_permission_is_revoked(auth_server, alice_and_bob):
+    """The team dashboard keeps each user's runs and reads only what changed (reader.RunsSource): a revoked grant
+    must not leave the experiment's runs on show until the next full read."""
+    alice = signed_in_client(auth_server, Credentials("alice", PASSWORDS["alice"]))
+    private = alice.get_experiment_by_name("alice-private").experiment_id
+    bob, source = Store(auth_server, "bob", Credentials("bob", PASSWORDS["bob"])), RunsSource()
+    permission = {"username": "bob", "resource_type": "experiment", "resource_id": private}
+    admin = (ADMIN_USER, ADMIN_PASSWORD)
+    granted = requests.post(
+        f"{auth_server}/api/3.0/mlflow/users/permissions/grant", json={**permission, "permission": "READ"},
+        auth=admin, timeout=10,
+    )  # fmt: skip
+    assert granted.ok, granted.text
+    assert "alice-run" in set(source.read(bob)["run_name"])  # the full read
+    revoked = requests.post(
+        f"{auth_server}/api/3.0/mlflow/users/permissions/revoke", json=permission, auth=admin, timeout=10
+    )
+    assert revoked.ok, revoked.text
+    assert source.snapshot is not None and "alice-run" not in set(source.read(bob)["run_name"])  # a refresh
 
 
 def test_a_signed_in_session_reads_artifacts_as_its_user(auth_server, alice_and_bob, monkeypatch, tmp_path):
