@@ -36,6 +36,7 @@ from experiments.tracking_server import free_port, start_mlflow_server, start_po
 from tests.helpers import CHROMIUM, CHROMIUM_ARGS, start_server
 
 CURVES = [Metric.TRAIN_LOSS, Metric.VAL_LOSS, Metric.TRAIN_ACC, Metric.VAL_ACC]
+RUN_SPACING_MS = 60_000  # runs start a minute apart, as a team's do over days (a refresh then reads the new ones)
 
 
 def run_rows(
@@ -119,7 +120,8 @@ def build_store(uri: str, runs: int, epochs: int, experiments: tuple[str, ...] =
         for i in range(first, min(first + 1000, runs)):
             which = i % len(ids)
             name = f"{experiments[which]}-run-{i}" if len(ids) > 1 else f"run-{i}"
-            for model, rows in run_rows(i, uuid.uuid4().hex, ids[which], epochs, rng, start + i, name).items():
+            started = start + i * RUN_SPACING_MS
+            for model, rows in run_rows(i, uuid.uuid4().hex, ids[which], epochs, rng, started, name).items():
                 batch[model] += rows
         with store.ManagedSessionMaker() as session:
             for model in (SqlRun, SqlParam, SqlTag, SqlMetric, SqlLatestMetric):

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import os
 import re
+import shutil
 import signal
 import statistics
 import tempfile
@@ -41,6 +42,8 @@ EXPERIMENTS = tuple(f"team-{k}" for k in range(8))
 RUN_NAME = re.compile(r"\bteam-(\d)-run-\d+\b")
 ADMIN_PASSWORD = "load-test-admin-password"
 SETTLE_SECONDS = 300  # a page that has not settled by then counts as an error
+CHECK_MS = 10_000  # an idle page's element looked for that long at most
+SHOTS = Path("test-output/load-test")  # a screenshot of each failure
 
 
 def readable(user: int, users: int) -> set[int]:
@@ -56,8 +59,10 @@ def readable(user: int, users: int) -> set[int]:
 class Session:
     """One browser session's measurements and what it saw that it should not have."""
 
+    number: int
     user: int
     allowed: set[int]  # the experiments its user may read
+    readable_runs: int  # how many runs they hold
     times: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: list[str] = field(default_factory=list)
     leaks: set[str] = field(default_factory=set)
@@ -146,30 +151,44 @@ async def idle_seconds(page: Page, watch: Watch, finished_before: int, started: 
     raise TimeoutError(f"the page did not settle within {SETTLE_SECONDS} s")
 
 
-async def looked_at(page: Page, session: Session, allowed: set[int], name: str) -> None:
-    """Any run of an experiment the session's user may not read, or an exception box, on the page now."""
+async def looked_at(page: Page, session: Session, name: str) -> None:
+    """Any run of an experiment the session's user may not read, or an exception box, on the page now; on Runs, the
+    caption's count against what the user may read."""
     content = await page.content()
-    session.leaks |= {m.group(0) for m in RUN_NAME.finditer(content) if int(m.group(1)) not in allowed}
-    if await page.locator('[data-testid="stException"]').count():
-        session.errors.append(f"{name}: an exception box")
+    session.leaks |= {m.group(0) for m in RUN_NAME.finditer(content) if int(m.group(1)) not in session.allowed}
+    if await page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]').count():
+        await failed(page, session, name, "an error box")
+    if name == SIDEBAR_LINKS["runs"]:
+        caption = await page.get_by_text("runs shown").first.text_content(timeout=CHECK_MS)
+        shown = int(re.search(r"of ([\d,]+) runs shown", caption).group(1).replace(",", ""))
+        if shown != session.readable_runs:
+            await failed(page, session, name, f"{shown} runs shown, the user may read {session.readable_runs}")
+
+
+async def failed(page: Page, session: Session, name: str, what: str) -> None:
+    """Count a failure, with a screenshot of the page as it was."""
+    session.errors.append(f"{name}: {what}")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / f"session-{session.number}-{len(session.errors)}-{name}.png"))
 
 
 async def timed(page: Page, watch: Watch, session: Session, name: str, action) -> None:
+    """Do `action` (a click, a sign-in) and time it until the page is idle; then look at what the page shows."""
     before, started = watch.finished, await page.evaluate("performance.now()")
     try:
         await action()
         session.times[name].append(await idle_seconds(page, watch, before, started))
+        await looked_at(page, session, name)
     except Exception as err:  # noqa: BLE001 - every failure of a session is counted and named, then it goes on
-        session.errors.append(f"{name}: {type(err).__name__}: {str(err).splitlines()[0][:200]}")
+        await failed(page, session, name, f"{type(err).__name__}: {str(err).splitlines()[0][:200]}")
 
 
-async def one_session(browser, url: str, session: Session, runs: list[str], allowed_runs: int, rounds: int) -> None:
+async def one_session(browser, url: str, session: Session, runs: list[str], rounds: int) -> None:
     context = await browser.new_context(viewport={"width": 1400, "height": 900})
     page = await context.new_page()
     await page.add_init_script(RECORD_CHANGES)
     watch = Watch()
     page.on("websocket", lambda socket: socket.on("framereceived", watch.received))
-    allowed = session.allowed
     await page.goto(f"{url}/compare?runs={','.join(run_id[:8] for run_id in runs[:5])}")
     await page.get_by_label("User name").wait_for(timeout=SETTLE_SECONDS * 1000)
 
@@ -179,39 +198,85 @@ async def one_session(browser, url: str, session: Session, runs: list[str], allo
         await page.get_by_role("button", name="Sign in").click()
 
     await timed(page, watch, session, "sign in, then Compare (5 runs)", sign_in)
-    await looked_at(page, session, allowed, "compare")
+    if not await page.get_by_text("Signed in as").count():  # counted above; nothing more to measure
+        await context.close()
+        return
     for _ in range(rounds):
         for name in ("runs", "compare", "detail"):
             link = page.locator('[data-testid="stSidebarNav"]').get_by_text(SIDEBAR_LINKS[name], exact=True)
             await timed(page, watch, session, SIDEBAR_LINKS[name], link.click)
-            await looked_at(page, session, allowed, name)
-            if name == "runs":
-                caption = await page.get_by_text("runs shown").first.text_content()
-                shown = int(re.search(r"of ([\d,]+) runs shown", caption).group(1).replace(",", ""))
-                if shown != allowed_runs:
-                    session.errors.append(f"runs: {shown} runs shown, the user may read {allowed_runs}")
     await context.close()
 
 
-async def load(url: str, runs_of: dict[int, list[str]], sessions: int, users: int, rounds: int) -> list[Session]:
-    everyone = [Session(i % users, readable(i % users, users)) for i in range(sessions)]
+# A process is of the first kind whose word is in its command line or its nearest ancestor's that has one (the
+# server's workers are its children; its own command line names PostgreSQL, so it is matched first).
+CATEGORIES = (("mlflow server", "server"), ("streamlit", "dashboard"), ("postgres", "PostgreSQL"),
+              ("chrom", "Chromium"), ("playwright", "Playwright's driver"))  # fmt: skip
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def kind_of(pid: int, parent: dict[int, int], command: dict[int, str]) -> str:
+    """The kind of process `pid` is (CATEGORIES), from its command line or its ancestors'."""
+    while pid in command:
+        kind = next((name for word, name in CATEGORIES if word in command[pid]), None)
+        if kind:
+            return kind
+        pid = parent[pid]
+    return "other"
+
+
+class CpuMeter:
+    """CPU seconds per kind of process on this machine while the sessions run, from /proc sampled every second (so
+    the figures say where the two cores went: the browsers, the dashboard, the server or PostgreSQL)."""
+
+    def __init__(self):
+        self.seen: dict[int, float] = {}  # each process's CPU seconds at the last sample
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.sample(count=False)
+
+    def sample(self, count: bool = True) -> None:
+        used, parent, command = {}, {}, {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                line = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:  # ended meanwhile: its last second is not counted
+                continue
+            pid = int(stat.parent.name)
+            used[pid], parent[pid], command[pid] = (int(fields[11]) + int(fields[12])) / TICKS, int(fields[1]), line
+        for pid, seconds in used.items():
+            if count:
+                self.seconds[kind_of(pid, parent, command)] += seconds - self.seen.get(pid, 0.0)
+            self.seen[pid] = seconds
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(1)
+            self.sample()
+
+
+async def load(
+    url: str, runs_of: dict[int, list[str]], sessions: int, users: int, rounds: int
+) -> tuple[list[Session], dict[str, float]]:
+    allowed = {user: readable(user, users) for user in range(users)}
+    everyone = [
+        Session(i, i % users, allowed[i % users], sum(len(runs_of[k]) for k in allowed[i % users]))
+        for i in range(sessions)
+    ]
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        meter = CpuMeter()
+        sampling = asyncio.create_task(meter.run())
         await asyncio.gather(
             *(
-                one_session(
-                    browser,
-                    url,
-                    session,
-                    [run for k in sorted(session.allowed) for run in runs_of[k]],
-                    sum(len(runs_of[k]) for k in session.allowed),
-                    rounds,
-                )
+                one_session(browser, url, session, [run for k in sorted(session.allowed) for run in runs_of[k]], rounds)
                 for session in everyone
             )
         )
+        sampling.cancel()
+        meter.sample()
         await browser.close()
-    return everyone
+    return everyone, meter.seconds
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -222,7 +287,7 @@ def row(name: str, times: list[float]) -> str:
     return f"{name:<34} {len(times):>6} {percentile(times, 50):>7.2f} {percentile(times, 95):>7.2f} {max(times):>7.2f}"
 
 
-def report(everyone: list[Session], wall: float) -> None:
+def report(everyone: list[Session], cpu: dict[str, float], wall: float) -> None:
     pages = defaultdict(list)
     for session in everyone:
         for name, times in session.times.items():
@@ -237,6 +302,8 @@ def report(everyone: list[Session], wall: float) -> None:
     print(f"them: {len(leaks)}")
     for line in errors[:20] + leaks[:20]:
         print("  " + line)
+    spent = ", ".join(f"{kind} {seconds:.0f}" for kind, seconds in sorted(cpu.items(), key=lambda kv: -kv[1]))
+    print(f"CPU seconds meanwhile ({os.cpu_count()} cores x {wall:.0f} s = {os.cpu_count() * wall:.0f}): {spent}")
 
 
 def main() -> None:
@@ -252,8 +319,9 @@ def main() -> None:
     args = parser.parse_args()
     with team_stack(Path(args.folder), args.runs, args.epochs, args.users) as (url, runs_of):
         started = time.monotonic()
-        everyone = asyncio.run(load(url, runs_of, args.sessions, args.users, args.rounds))
-        report(everyone, time.monotonic() - started)
+        shutil.rmtree(SHOTS, ignore_errors=True)
+        everyone, cpu = asyncio.run(load(url, runs_of, args.sessions, args.users, args.rounds))
+        report(everyone, cpu, time.monotonic() - started)
 
 
 if __name__ == "__main__":

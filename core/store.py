@@ -22,6 +22,10 @@ from core.settings import ConfigError
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STORE = REPO_ROOT / "mlruns"
 STORE_TIMEOUT_SECONDS = float(os.environ.get("CNN_STORE_TIMEOUT_SECONDS", "5"))  # to answer a health check
+# To answer a request that checks a password: a server that answered its health check is up, but behind MLflow's
+# auth app each such request hashes the password (about 0.3 s of its CPU), and twenty people signing in at once
+# queue for it (benchmarks/load_test.py).
+CREDENTIALS_TIMEOUT_SECONDS = 60
 
 
 def tracking_uri() -> str:
@@ -110,16 +114,16 @@ def probe_server(uri: str, timeout: float = STORE_TIMEOUT_SECONDS, signed_in: Cr
             f"cannot read the tracking store at {shown_uri(uri)}: its /health answered HTTP {answer.status_code}"
         )
     if signed_in is not None:
-        if refused(uri, signed_in, timeout):
+        if refused(uri, signed_in):
             raise StoreError(
                 f"cannot read the tracking store at {shown_uri(uri)}: the server no longer accepts the password "
                 f"{signed_in.user} signed in with; sign in again"
             )
         return
-    check_credentials(uri, timeout)
+    check_credentials(uri)
 
 
-def refused(uri: str, credentials: Credentials | None, timeout: float = STORE_TIMEOUT_SECONDS) -> bool:
+def refused(uri: str, credentials: Credentials | None, timeout: float = CREDENTIALS_TIMEOUT_SECONDS) -> bool:
     """Whether a server behind MLflow's auth app refuses these credentials (None: no user at all) with 401."""
     answer = requests.post(
         uri.rstrip("/") + "/api/2.0/mlflow/experiments/search",
@@ -130,11 +134,11 @@ def refused(uri: str, credentials: Credentials | None, timeout: float = STORE_TI
     return answer.status_code == 401
 
 
-def check_credentials(uri: str, timeout: float) -> None:
+def check_credentials(uri: str) -> None:
     """One line, without a traceback, when a server behind MLflow's auth app refuses our (missing or wrong)
     MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD."""
     credentials = env_credentials()
-    if refused(uri, credentials, timeout):
+    if refused(uri, credentials):
         what = (
             "refused the user name and password in MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD"
             if credentials

@@ -86,12 +86,12 @@ def experiment_names(client: MlflowClient) -> dict[str, str]:
     return {e.experiment_id: e.name for e in client.search_experiments(view_type=ViewType.ALL)}
 
 
-def stored_runs(client: MlflowClient) -> list[StoredRun]:
-    """Every run of every experiment, deleted ones included."""
+def stored_runs(client: MlflowClient, experiments: dict[str, str] | None = None) -> list[StoredRun]:
+    """Every run of every experiment, deleted ones included (`experiments`: their names by id, if read already)."""
     store = sql_store(client)
     if store is not None:
         return sql_runs(store)
-    return searched(client, list(experiment_names(client)), "", ViewType.ALL)
+    return searched(client, list(experiment_names(client) if experiments is None else experiments), "", ViewType.ALL)
 
 
 def by_run(rows) -> defaultdict:
@@ -272,13 +272,14 @@ def runs_by_id(client: MlflowClient, experiments: list[str], run_ids: list[str])
     return found
 
 
-def read_changes(client: MlflowClient, before: Snapshot) -> Snapshot:
+def read_changes(client: MlflowClient, before: Snapshot, experiments: dict[str, str] | None = None) -> Snapshot:
     """`before` brought up to date by reading only what can have changed since: runs started since (a margin for
     clocks that disagree), runs RUNNING now or then (ended, killed, their heartbeat and metrics), and runs
     deleted now or then (deleted, restored, or removed for good); runs of an experiment the reader may no longer
-    see are dropped. A finished run's params, metrics and tags do not change as this project and the trainers it
-    reads write them; a full read (stored_runs) takes any other edit."""
-    experiments = list(experiment_names(client))
+    see are dropped (`experiments`: those it sees, if read already). A finished run's params, metrics and tags do
+    not change as this project and the trainers it reads write them; a full read (stored_runs) takes any other
+    edit."""
+    experiments = list(experiment_names(client) if experiments is None else experiments)
     since = before.newest_start - RECENT_MS
     changed = searched(client, experiments, f"attributes.start_time >= {since}", ViewType.ALL)
     changed += searched(client, experiments, "attributes.status = 'RUNNING'", ViewType.ACTIVE_ONLY)

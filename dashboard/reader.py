@@ -375,12 +375,14 @@ def fetch_runs(client: MlflowClient) -> pd.DataFrame:
     return runs_table(client, runs)
 
 
-def runs_table(client: MlflowClient, runs: list[StoredRun], known: dict | None = None) -> pd.DataFrame:
+def runs_table(
+    client: MlflowClient, runs: list[StoredRun], known: dict | None = None, experiments: dict | None = None
+) -> pd.DataFrame:
     """The Runs table of these runs (sweep parents left out), newest first; `known` keeps what was derived or
-    read for them beyond their columns, between reads of the same store."""
+    read for them beyond their columns, between reads of the same store; `experiments`: names by id, if read."""
     known = {} if known is None else known
     try:
-        experiments = experiment_names(client)
+        experiments = experiment_names(client) if experiments is None else experiments
     except Exception as err:
         raise store_problem(client.tracking_uri, err) from err
     runs = [run for run in runs if run.tags.get(Tag.RUN_KIND) != Value.RUN_KIND_SWEEP]
@@ -395,9 +397,11 @@ def runs_table(client: MlflowClient, runs: list[StoredRun], known: dict | None =
     return table.sort_values("start", ascending=False, ignore_index=True)  # newest first, as MLflow lists them
 
 
-def read_snapshot(client: MlflowClient, before: Snapshot | None) -> Snapshot:
-    """Every run of the store: all of them the first time, then only what changed since `before`."""
-    return Snapshot.of(stored_runs(client)) if before is None else read_changes(client, before)
+def read_snapshot(client: MlflowClient, before: Snapshot | None, experiments: dict[str, str]) -> Snapshot:
+    """Every run of the store's `experiments`: all of them the first time, then only what changed since `before`."""
+    return (
+        Snapshot.of(stored_runs(client, experiments)) if before is None else read_changes(client, before, experiments)
+    )
 
 
 FULL_READ_SECONDS = 600  # a full read now and then takes what read_changes cannot see (a finished run's tag edited)
@@ -424,10 +428,11 @@ class RunsSource:
             if sql_store(client) is not None:  # its five column queries read every run faster than a search
                 self.snapshot = None
             try:
-                self.snapshot = read_snapshot(client, self.snapshot)
+                experiments = experiment_names(client)  # one request each refresh, for the read and the table
+                self.snapshot = read_snapshot(client, self.snapshot, experiments)
             except Exception as err:
                 raise store_problem(client.tracking_uri, err) from err
-            return runs_table(client, list(self.snapshot.runs.values()), self.known)
+            return runs_table(client, list(self.snapshot.runs.values()), self.known, experiments)
 
 
 def search_tagged(client: MlflowClient, filter_string: str) -> list:

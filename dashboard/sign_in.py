@@ -9,7 +9,7 @@ as that user for everyone, as before.
 import requests
 import streamlit as st
 
-from core.store import Credentials, env_credentials, is_server, refused, shown_uri
+from core.store import STORE_TIMEOUT_SECONDS, Credentials, env_credentials, is_server, refused, shown_uri
 from dashboard import state
 from dashboard.widgets import md
 
@@ -26,7 +26,7 @@ def wants_a_user(uri: str) -> bool:
     """Whether the server refuses a request without a user. An unreachable one is not asked for: its pages say in
     one line what is wrong."""
     try:
-        return refused(uri, None)
+        return refused(uri, None, STORE_TIMEOUT_SECONDS)  # refused without a password to check: at once
     except requests.RequestException:
         return False
 

@@ -609,9 +609,9 @@ def test_live_refresh_paces_itself_by_how_long_the_store_takes_to_read(store, mo
     quick = refresh_seconds(open_app())  # 5, unless this small store took over 1.7 s to read on a loaded machine
     read = reader.read_snapshot
 
-    def slow_read(client, before):
+    def slow_read(client, before, experiments):
         time.sleep(3)
-        return read(client, before)
+        return read(client, before, experiments)
 
     monkeypatch.setattr(reader, "read_snapshot", slow_read)
     st.cache_data.clear()
