@@ -33,7 +33,7 @@ from playwright.async_api import Page, async_playwright
 from sqlalchemy import create_engine, text
 
 from benchmarks.dashboard_read import build_store
-from benchmarks.page_times import QUIET_SECONDS, RECORD_CHANGES, SCRIPT_STATE, SIDEBAR_LINKS, Watch
+from benchmarks.page_times import PAGE_STATE, QUIET_SECONDS, RECORD_CHANGES, SIDEBAR_LINKS, Watch
 from core.store import search_all
 from experiments.tracking_server import ADMIN_USER, Auth, free_port, start_mlflow_server, start_postgres
 from tests.helpers import CHROMIUM, CHROMIUM_ARGS, start_server
@@ -141,11 +141,7 @@ async def idle_seconds(page: Page, watch: Watch, finished_before: int, started: 
         await page.wait_for_timeout(100)
         if watch.finished <= finished_before:
             continue
-        running, last, now = await page.evaluate(
-            f"""() => [document.querySelector('{SCRIPT_STATE}')?.dataset.testScriptState !== 'notRunning'
-                       || !!document.querySelector('[data-testid="stStatusWidget"]'),
-                       window.__lastChange, performance.now()]"""
-        )
+        running, last, now = await page.evaluate(PAGE_STATE)
         if not running and now - last >= QUIET_SECONDS * 1000:
             return (last - started) / 1000
     raise TimeoutError(f"the page did not settle within {SETTLE_SECONDS} s")

@@ -54,6 +54,9 @@ new MutationObserver(() => { window.__lastChange = performance.now(); })
   .observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
 """
 SCRIPT_STATE = '[data-testid="stApp"]'
+PAGE_STATE = f"""() => [document.querySelector('{SCRIPT_STATE}')?.dataset.testScriptState !== 'notRunning'
+                        || !!document.querySelector('[data-testid="stStatusWidget"]'),
+                        window.__lastChange, performance.now()]"""  # running?, last change, now (ms)
 
 
 @dataclass
@@ -79,11 +82,7 @@ def idle_after(page: Page, watch: Watch, finished_before: int, started: float, t
         page.wait_for_timeout(50)
         if watch.finished <= finished_before:
             continue
-        running, last, now = page.evaluate(
-            f"""() => [document.querySelector('{SCRIPT_STATE}')?.dataset.testScriptState !== 'notRunning'
-                       || !!document.querySelector('[data-testid="stStatusWidget"]'),
-                       window.__lastChange, performance.now()]"""
-        )
+        running, last, now = page.evaluate(PAGE_STATE)
         if not running and now - last >= QUIET_SECONDS * 1000:
             return (last - started) / 1000
     raise TimeoutError(f"the page did not settle within {timeout} s")
