@@ -114,24 +114,32 @@ def probe_server(uri: str, timeout: float = STORE_TIMEOUT_SECONDS, signed_in: Cr
             f"cannot read the tracking store at {shown_uri(uri)}: its /health answered HTTP {answer.status_code}"
         )
     if signed_in is not None:
-        if refused(uri, signed_in):
+        status = answer_to(uri, signed_in)
+        if status != 200:  # only an answer that read the store counts: a 5xx has checked nothing
+            what = "no longer accepts the password" if status == 401 else f"answered HTTP {status} for the user"
             raise StoreError(
-                f"cannot read the tracking store at {shown_uri(uri)}: the server no longer accepts the password "
-                f"{signed_in.user} signed in with; sign in again"
+                f"cannot read the tracking store at {shown_uri(uri)}: the server {what} {signed_in.user} signed in "
+                "with; sign in again"
             )
         return
     check_credentials(uri)
 
 
-def refused(uri: str, credentials: Credentials | None, timeout: float = CREDENTIALS_TIMEOUT_SECONDS) -> bool:
-    """Whether a server behind MLflow's auth app refuses these credentials (None: no user at all) with 401."""
+def answer_to(uri: str, credentials: Credentials | None, timeout: float = CREDENTIALS_TIMEOUT_SECONDS) -> int:
+    """The HTTP status a server gives a one-experiment search made with these credentials (None: no user): 200
+    read, 401 refused by MLflow's auth app, anything else checked nothing."""
     answer = requests.post(
         uri.rstrip("/") + "/api/2.0/mlflow/experiments/search",
         json={"max_results": 1},
         auth=(credentials.user, credentials.password) if credentials else None,
         timeout=timeout,
     )
-    return answer.status_code == 401
+    return answer.status_code
+
+
+def refused(uri: str, credentials: Credentials | None, timeout: float = CREDENTIALS_TIMEOUT_SECONDS) -> bool:
+    """Whether a server behind MLflow's auth app refuses these credentials (None: no user at all) with 401."""
+    return answer_to(uri, credentials, timeout) == 401
 
 
 def check_credentials(uri: str) -> None:

@@ -187,7 +187,10 @@ def progress_ui(store: reader.Store, target: str, run_id: str) -> None:
         f"{time.strftime('%H:%M:%S', time.localtime(started))} (process {record.get('pid', '?')}); so far {so_far}."
     )
     st.code("\n".join(launch.log_tail()) or "(starting)", language=None)
-    if st.button("Stop the launch", key=Key.per_run("advice_stop", run_id)):
+    refusal = launcher.why_cannot_stop(store.uri, record, store.user)
+    if refusal:
+        st.caption(f"No Stop button here: {md(refusal)}.")
+    elif st.button("Stop the launch", key=Key.per_run("advice_stop", run_id)):
         stopping = launcher.stop(store.uri, target)
         st.caption(
             "Stopping: the run in progress ends KILLED with its checkpoint; a next launch resumes it."

@@ -9,6 +9,7 @@ swaps in its own tracking client (a private attribute, as bulk.store_of reads it
 
 import tempfile
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import requests
 from mlflow.exceptions import MlflowException
@@ -42,18 +43,20 @@ class SignedInTracking(TrackingServiceClient):
         artifact_uri = self.get_run(run_id).info.artifact_uri
         if not artifact_uri.startswith("mlflow-artifacts:"):
             return super().download_artifacts(run_id, path, dst_path)
-        url = f"{MlflowArtifactsRepository.resolve_uri(artifact_uri, self.tracking_uri)}/{path}"
-        answer = requests.get(
-            url, auth=(self.credentials.user, self.credentials.password), stream=True, timeout=DOWNLOAD_SECONDS
-        )
-        if answer.status_code == 404:
-            raise MlflowException(f"run {run_id} has no artifact {path}", RESOURCE_DOES_NOT_EXIST)
-        answer.raise_for_status()
-        local = Path(dst_path or tempfile.mkdtemp()) / path
-        local.parent.mkdir(parents=True, exist_ok=True)
-        with open(local, "wb") as out:
-            for chunk in answer.iter_content(chunk_size=1 << 20):
-                out.write(chunk)
+        url = f"{MlflowArtifactsRepository.resolve_uri(artifact_uri, self.tracking_uri)}/{quote(path)}"
+        if urlsplit(url)[:2] != urlsplit(self.tracking_uri)[:2]:  # mlflow-artifacts://other.host/...: any owner of
+            # an experiment may set it, and the password goes to the tracking server only
+            raise MlflowException(f"run {run_id}'s artifacts are not on the tracking server", RESOURCE_DOES_NOT_EXIST)
+        auth = (self.credentials.user, self.credentials.password)
+        with requests.get(url, auth=auth, stream=True, timeout=DOWNLOAD_SECONDS) as answer:
+            if answer.status_code == 404:
+                raise MlflowException(f"run {run_id} has no artifact {path}", RESOURCE_DOES_NOT_EXIST)
+            answer.raise_for_status()
+            local = Path(dst_path or tempfile.mkdtemp()) / path
+            local.parent.mkdir(parents=True, exist_ok=True)
+            with open(local, "wb") as out:
+                for chunk in answer.iter_content(chunk_size=1 << 20):
+                    out.write(chunk)
         return str(local)
 
 

@@ -91,7 +91,15 @@ def start(uri: str, target: str, seeds: int, max_runs: int, runs: int, signed_in
     if fd is None:
         return False
     try:
-        launch.write_record(fresh=True, started=time.time(), seeds=seeds, max_runs=max_runs, missing=runs)
+        who = signed_in or env_credentials()
+        launch.write_record(
+            fresh=True,
+            started=time.time(),
+            seeds=seeds,
+            max_runs=max_runs,
+            missing=runs,
+            user=who.user if who else None,
+        )
         with launch.log_path.open("a") as log:  # every launch's log kept, the newest last (its tail on the page)
             log.write(f"\n# launch of {time.strftime('%Y-%m-%d %H:%M:%S')}, {runs} runs\n")
             log.flush()
@@ -148,6 +156,16 @@ def why_cannot_launch(uri: str, experiment_id: str | None, signed_in: Credential
     if not is_server(uri) or experiment_id is None:
         return None
     return server_permission_problem(uri, experiment_id, signed_in or env_credentials())
+
+
+def why_cannot_stop(uri: str, record: dict, user: str | None) -> str | None:
+    """None when this session may stop the launch of `record`: on an embedded store anyone who may launch, on a
+    server only the user who launched it (another who may only read its runs must not end their training)."""
+    if os.environ.get(READ_ONLY_ENV, "0") not in ("", "0"):
+        return f"this dashboard is opened read-only ({READ_ONLY_ENV})"
+    if is_server(uri) and record.get("user") != user:
+        return f"{record.get('user') or 'another user'} launched it; only they can stop it"
+    return None
 
 
 def server_permission_problem(uri: str, experiment_id: str, credentials: Credentials | None) -> str | None:

@@ -9,7 +9,15 @@ as that user for everyone, as before.
 import requests
 import streamlit as st
 
-from core.store import STORE_TIMEOUT_SECONDS, Credentials, env_credentials, is_server, refused, shown_uri
+from core.store import (
+    STORE_TIMEOUT_SECONDS,
+    Credentials,
+    answer_to,
+    env_credentials,
+    is_server,
+    refused,
+    shown_uri,
+)
 from dashboard import state
 from dashboard.widgets import md
 
@@ -60,10 +68,12 @@ def signed_in_or_why(uri: str, credentials: Credentials) -> str:
     if not credentials.user:
         return "Enter your MLflow user name."
     try:
-        refused_now = refused(uri, credentials)
+        status = answer_to(uri, credentials)
     except requests.RequestException as err:
         return f"The tracking server at {md(shown_uri(uri))} did not answer ({type(err).__name__}); try again."
-    if refused_now:
+    if status == 401:
         return f"The server refused the user name {md(credentials.user)} with that password."
+    if status != 200:  # a server error has checked nothing: no sign-in on it
+        return f"The tracking server could not check the password (HTTP {status}); try again."
     state.sign_in(credentials)
     st.rerun()

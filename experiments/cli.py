@@ -269,9 +269,10 @@ def suite_command(args: argparse.Namespace) -> int:
 
 
 def on_ray(configs: list[RunConfig], args: argparse.Namespace) -> Iterator[tuple[int, RunResult | Exception]]:
-    """The configurations trained on the Ray cluster of --ray, said where first."""
+    """The configurations trained on the Ray cluster of --ray (checked first), said where."""
+    trained = ray_runs(configs, args.ray, args.gpus_per_run)
     print(f"{len(configs)} runs on the Ray cluster at {args.ray}, logged to {shown_uri(tracking_uri())}", flush=True)
-    return ray_runs(configs, args.ray, args.gpus_per_run)
+    return trained
 
 
 def one_after_another(configs: list[RunConfig]) -> Iterator[tuple[int, RunResult | Exception]]:

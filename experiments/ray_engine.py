@@ -25,6 +25,7 @@ import optuna
 
 from core.settings import ConfigError
 from core.store import REPO_ROOT, tracking_uri
+from experiments import interrupts
 from experiments.config import RunConfig
 from experiments.run import RunResult, check, execute
 from experiments.specs import Spec, spec_path
@@ -35,6 +36,7 @@ PASSED_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "CNN_DATA_
 
 def sweep_worker(spec_name: str, spec_text: str, storage_url: str, heartbeat_seconds: int) -> dict:
     """One sweep worker in a Ray task: the spec as the driver read it, then trials until the sweep is done."""
+    interrupts.install_where_unset()  # Ray's cancel is a KeyboardInterrupt: held back while an epoch is committed
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"{spec_name}.toml"
         path.write_text(spec_text)
@@ -90,8 +92,8 @@ def cluster(address: str, gpus_per_run: float | None) -> Iterator[Callable]:
 
 
 def outcomes(refs: list) -> Iterator[tuple[int, object]]:
-    """Each task's position and result (or the exception it ended with), as they finish; Ctrl-C cancels them all,
-    waits for their runs to end KILLED, and raises Stopped."""
+    """Each task's position and result (or the exception it ended with), as they finish. Ctrl-C cancels them all,
+    waits for their runs to end KILLED, and raises Stopped; a caller that stops early cancels what is left too."""
     import ray  # noqa: PLC0415
 
     waiting = {ref: i for i, ref in enumerate(refs)}
@@ -106,23 +108,40 @@ def outcomes(refs: list) -> Iterator[tuple[int, object]]:
             except ray.exceptions.RayError as err:  # its process or node lost more often than retried
                 yield position, RayError(str(err).strip().splitlines()[-1])
     except KeyboardInterrupt:
-        for ref in waiting:
-            ray.cancel(ref)  # a KeyboardInterrupt in each task: its run ends KILLED with its checkpoint
-        ray.wait(list(waiting), num_returns=len(waiting), timeout=STOP_SECONDS)
+        cancel(waiting)
         raise Stopped from None
+    finally:
+        cancel(waiting)
+
+
+def cancel(waiting: dict) -> None:
+    """Cancel the tasks still running (a KeyboardInterrupt in each: its run ends KILLED with its checkpoint) and
+    give them STOP_SECONDS to end."""
+    import ray  # noqa: PLC0415
+
+    for ref in waiting:
+        ray.cancel(ref)
+    if waiting:
+        ray.wait(list(waiting), num_returns=len(waiting), timeout=STOP_SECONDS)
+    waiting.clear()
 
 
 def train_one(config: RunConfig) -> RunResult:
     """One run in a Ray task: what `train` does for it on this machine."""
+    interrupts.install_where_unset()  # Ray's cancel is a KeyboardInterrupt: held back while an epoch is committed
     return execute(config)
 
 
 def ray_runs(configs: list[RunConfig], address: str, gpus_per_run: float | None) -> Iterator[tuple[int, object]]:
     """Train every configuration as a Ray task on the cluster at `address`, as many at once as it has room for;
     yields each one's position in `configs` and its RunResult (or the exception it failed with) as they finish.
-    Every configuration is checked here first, so a bad setting is one line before anything starts."""
+    Every configuration is checked now, before the cluster is joined, so a bad setting is one line."""
     for config in configs:
         check(config)
+    return trained_on(configs, address, gpus_per_run)
+
+
+def trained_on(configs: list[RunConfig], address: str, gpus_per_run: float | None) -> Iterator[tuple[int, object]]:
     with cluster(address, gpus_per_run) as task:
         train = task(train_one)
         yield from outcomes([train.remote(config) for config in configs])
