@@ -82,8 +82,14 @@ def sql_store(client: MlflowClient) -> SqlAlchemyStore | None:
 
 
 def experiment_names(client: MlflowClient) -> dict[str, str]:
-    """Every experiment's name by id, deleted ones included."""
-    return {e.experiment_id: e.name for e in client.search_experiments(view_type=ViewType.ALL)}
+    """Every experiment's name by id, deleted ones included: all pages (MLflow answers 1,000 at most per page)."""
+    names, token = {}, None
+    while True:
+        page = client.search_experiments(view_type=ViewType.ALL, max_results=1000, page_token=token)
+        names.update({e.experiment_id: e.name for e in page})
+        token = page.token
+        if not token:
+            return names
 
 
 def stored_runs(client: MlflowClient, experiments: dict[str, str] | None = None) -> list[StoredRun]:

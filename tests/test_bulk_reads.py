@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+from types import SimpleNamespace
 
 import mlflow
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 from mlflow.entities import DatasetInput, RunTag
 from mlflow.entities import Metric as MlflowMetric
 from mlflow.entities import Param as MlflowParam
+from mlflow.store.entities.paged_list import PagedList
 from mlflow.tracking import MlflowClient
 
 from dashboard import bulk
@@ -90,3 +92,14 @@ def test_a_step_logged_twice_keeps_both_points_in_logging_order(store):
 def test_a_read_of_what_changed_equals_a_full_read(tmp_path):
     incremental, full = incremental_and_full_reads(MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}"))
     assert len(full) == 6 and incremental == full
+
+
+def test_experiment_names_reads_every_page_of_experiments():
+    """MLflow answers 1,000 experiments per page at most; a store with more must not lose the rest (read_changes
+    drops the runs of experiments it does not see)."""
+    pages = {
+        None: PagedList([SimpleNamespace(experiment_id="0", name="a")], "page-2"),
+        "page-2": PagedList([SimpleNamespace(experiment_id="1", name="b")], None),
+    }
+    client = SimpleNamespace(search_experiments=lambda view_type, max_results, page_token: pages[page_token])
+    assert bulk.experiment_names(client) == {"0": "a", "1": "b"}
