@@ -86,6 +86,10 @@ class Credentials:
     user: str
     password: str = field(repr=False)
 
+    def basic_auth(self) -> tuple[str, str]:
+        """As `requests` takes HTTP basic auth."""
+        return self.user, self.password
+
 
 def env_credentials() -> Credentials | None:
     """MLflow's standard MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD, if a user is set."""
@@ -131,7 +135,7 @@ def answer_to(uri: str, credentials: Credentials | None, timeout: float = CREDEN
     answer = requests.post(
         uri.rstrip("/") + "/api/2.0/mlflow/experiments/search",
         json={"max_results": 1},
-        auth=(credentials.user, credentials.password) if credentials else None,
+        auth=credentials.basic_auth() if credentials else None,
         timeout=timeout,
     )
     return answer.status_code

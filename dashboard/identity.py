@@ -47,8 +47,7 @@ class SignedInTracking(TrackingServiceClient):
         if urlsplit(url)[:2] != urlsplit(self.tracking_uri)[:2]:  # mlflow-artifacts://other.host/...: any owner of
             # an experiment may set it, and the password goes to the tracking server only
             raise MlflowException(f"run {run_id}'s artifacts are not on the tracking server", RESOURCE_DOES_NOT_EXIST)
-        auth = (self.credentials.user, self.credentials.password)
-        with requests.get(url, auth=auth, stream=True, timeout=DOWNLOAD_SECONDS) as answer:
+        with requests.get(url, auth=self.credentials.basic_auth(), stream=True, timeout=DOWNLOAD_SECONDS) as answer:
             if answer.status_code == 404:
                 raise MlflowException(f"run {run_id} has no artifact {path}", RESOURCE_DOES_NOT_EXIST)
             answer.raise_for_status()

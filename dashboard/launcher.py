@@ -148,11 +148,19 @@ def stop(uri: str, target: str) -> bool:
     return True
 
 
+def read_only_problem() -> str | None:
+    """Why nothing may be launched or stopped here, when the dashboard was started with CNN_DASHBOARD_READ_ONLY
+    (set to anything but 0)."""
+    if os.environ.get(READ_ONLY_ENV, "0") not in ("", "0"):
+        return f"this dashboard is opened read-only ({READ_ONLY_ENV})"
+    return None
+
+
 def why_cannot_launch(uri: str, experiment_id: str | None, signed_in: Credentials | None = None) -> str | None:
     """None when this dashboard may train runs into the experiment (None: one that does not exist yet, which
     the runner creates) as `signed_in`'s user, else the environment's; otherwise why not, in one line."""
-    if os.environ.get(READ_ONLY_ENV, "0") not in ("", "0"):
-        return f"this dashboard is opened read-only ({READ_ONLY_ENV})"
+    if problem := read_only_problem():
+        return problem
     if not is_server(uri) or experiment_id is None:
         return None
     return server_permission_problem(uri, experiment_id, signed_in or env_credentials())
@@ -161,8 +169,8 @@ def why_cannot_launch(uri: str, experiment_id: str | None, signed_in: Credential
 def why_cannot_stop(uri: str, record: dict, user: str | None) -> str | None:
     """None when this session may stop the launch of `record`: on an embedded store anyone who may launch, on a
     server only the user who launched it (another who may only read its runs must not end their training)."""
-    if os.environ.get(READ_ONLY_ENV, "0") not in ("", "0"):
-        return f"this dashboard is opened read-only ({READ_ONLY_ENV})"
+    if problem := read_only_problem():
+        return problem
     if is_server(uri) and record.get("user") != user:
         return f"{record.get('user') or 'another user'} launched it; only they can stop it"
     return None
@@ -179,7 +187,7 @@ def server_permission_problem(uri: str, experiment_id: str, credentials: Credent
 
 def permission_problem(base: str, experiment_id: str, credentials: Credentials | None) -> str | None:
     user = credentials.user if credentials else None
-    auth = (credentials.user, credentials.password) if credentials else None
+    auth = credentials.basic_auth() if credentials else None
     got = requests.get(
         f"{base}/api/2.0/mlflow/users/get", params={"username": user or ""}, auth=auth, timeout=STORE_TIMEOUT_SECONDS
     )
