@@ -38,7 +38,14 @@ from experiments.specs import SUITE_METHODS, Spec, spec_names, suite_configs
 from experiments.spool import StoreAway
 from experiments.sweeps import OBJECTIVE, SweepError, run_worker
 from experiments.track import RunInterrupted
-from experiments.tracking_server import ADMIN_USER, Auth, admin_password, start_mlflow_server, start_postgres
+from experiments.tracking_server import (
+    ADMIN_USER,
+    SERVER_WORKERS,
+    Auth,
+    admin_password,
+    start_mlflow_server,
+    start_postgres,
+)
 from experiments.train import Diverged
 
 
@@ -195,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=5433,
         help="PostgreSQL port (default 5433: 5432 is left to a system-wide PostgreSQL)",
     )
-    server.add_argument("--workers", type=int, default=4, help="MLflow server worker processes")
+    server.add_argument("--workers", type=int, default=SERVER_WORKERS, help="MLflow server worker processes")
     server.add_argument(
         "--auth",
         action=argparse.BooleanOptionalAction,

@@ -191,6 +191,9 @@ def admin_password() -> tuple[str, bool]:
     return (given, False) if given else (secrets.token_urlsafe(12), True)
 
 
+SERVER_WORKERS = 4  # a team server's worker processes: a split search answers on several at once (bulk.py)
+
+
 def start_mlflow_server(
     backend_uri: str,
     artifacts_dir: Path,

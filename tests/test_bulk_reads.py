@@ -103,3 +103,39 @@ def test_experiment_names_reads_every_page_of_experiments():
     }
     client = SimpleNamespace(search_experiments=lambda view_type, max_results, page_token: pages[page_token])
     assert bulk.experiment_names(client) == {"0": "a", "1": "b"}
+
+
+def pages_of(starts: list[int], size: int):
+    """A server's search over runs with these start times, as MLflow pages it: newest first, then by run id,
+    `size` runs a page, the next page token an offset; with the spans it was asked."""
+    runs = [bulk.StoredRun(f"run-{i:03d}", "0", "", "FINISHED", "active", t, None) for i, t in enumerate(starts)]
+    asked = []
+
+    def read(span: bulk.Span):
+        asked.append(span)
+        found = sorted(
+            (run for run in runs if span.first <= run.start_time <= span.last),
+            key=lambda run: (-run.start_time, run.run_id),
+        )
+        offset = int(span.token or 0)
+        return found[offset : offset + size], str(offset + size) if offset + size < len(found) else None
+
+    return runs, read, asked
+
+
+@pytest.mark.parametrize(
+    "starts",
+    [
+        list(range(100)),  # evenly spread
+        [0, *range(10_000, 10_090), 10**9],  # a sweep's afternoon between two lone runs
+        [5] * 23 + [6] * 3 + [7],  # many runs in one millisecond: read on by the page token
+        [42],
+    ],
+    ids=["even", "one-burst", "same-millisecond", "one-run"],
+)
+def test_spans_read_every_run_once_however_the_runs_are_spread_in_time(starts):
+    runs, read, asked = pages_of(starts, size=4)
+    found = bulk.read_in_spans(read, lambda: min(starts), at_once=3)
+    assert sorted(found, key=lambda run: run.run_id) == runs
+    assert len(asked) <= 2 * math.ceil(len(runs) / 4) + 4  # mostly full pages: splits that find nothing are few
+    assert (len(asked) == 1) == (len(runs) <= 4)  # a store of one page is one request, as before

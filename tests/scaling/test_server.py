@@ -1,9 +1,14 @@
 """Runs logged through a real MLflow server on PostgreSQL are complete and identical to embedded ones,
 and the dashboard reads them through the server."""
 
+import dataclasses
 import filecmp
+import math
 import tempfile
 
+import mlflow
+import numpy as np
+from mlflow.entities import DatasetInput, ViewType
 from mlflow.entities import Metric as MlflowMetric
 from mlflow.tracking import MlflowClient
 
@@ -108,3 +113,29 @@ def test_histories_come_from_the_server_in_bulk_exactly_as_run_by_run(server_sto
 def test_a_read_of_what_changed_through_the_server_equals_a_full_read(server_store):
     incremental, full = incremental_and_full_reads(server_store)
     assert incremental == full and {"a", "b", "c", "d", "new", "elsewhere"} <= {run.name for run in full}
+
+
+def test_a_server_read_in_spans_of_start_time_equals_mlflows_own_client(server_store, monkeypatch):
+    """The first read splits the search over start times and parses the server's JSON itself: it must find every
+    run exactly as MLflow's client reads it (NaN, dataset inputs, deleted and running runs, runs started in one
+    millisecond), here with pages of two runs so that every span splits."""
+    experiment = server_store.create_experiment(f"spans-{tempfile.mktemp(dir='')}")
+    ids = [server_store.create_run(experiment, start_time=1_700_000_000_000).info.run_id for _ in range(5)]
+    ids += [server_store.create_run(experiment, run_name=f"later-{i}").info.run_id for i in range(3)]
+    server_store.log_metric(ids[0], Metric.VAL_ACC, math.nan, step=1)
+    server_store.log_param(ids[1], Param.LR, "0.01")
+    digits = mlflow.data.from_numpy(np.zeros((2, 2)), name="digits")
+    server_store.log_inputs(ids[2], datasets=[DatasetInput(digits._to_mlflow_entity())])
+    server_store.set_terminated(ids[3])
+    server_store.delete_run(ids[4])
+    monkeypatch.setattr(bulk, "SERVER_PAGE", 2)
+
+    def comparable(runs):
+        spelled = (dataclasses.replace(r, metrics={k: repr(v) for k, v in r.metrics.items()}) for r in runs)
+        return sorted(spelled, key=lambda run: run.run_id)
+
+    experiments = list(bulk.experiment_names(server_store))
+    searched = server_store.search_runs(experiments, run_view_type=ViewType.ALL, max_results=10_000)
+    mlflows = [bulk.StoredRun.of(run) for run in searched]
+    spans = comparable(bulk.stored_runs(server_store))
+    assert spans == comparable(mlflows) and set(ids) <= {run.run_id for run in spans}
