@@ -78,7 +78,7 @@ class StoredRun:
         absent field is its protobuf default, an end time of 0 none), without the client's protobuf round trip."""
         info, data = run["info"], run.get("data", {})
         return cls(
-            info["run_id"],
+            info.get("run_id") or info["run_uuid"],  # an old server names it run_uuid only
             info.get("experiment_id", ""),
             info.get("run_name", ""),
             info.get("status", "RUNNING"),
@@ -310,16 +310,15 @@ def server_page(
     view: int,
     token: str | None = None,
     size: int = SERVER_PAGE,
-    oldest_first: bool = False,
 ) -> tuple[list[StoredRun], str | None]:
-    """One page of a tracking server's runs search, newest first (or oldest), read from its JSON: MLflow's client
-    would turn 10,000 runs into protobuf messages and Run entities first, a second and more of the first read."""
+    """One page of a tracking server's runs search, newest first, read from its JSON: MLflow's client would turn
+    10,000 runs into protobuf messages and Run entities first, about a second of the first read."""
     body = {
         "experiment_ids": experiments,
         "filter": where,
         "run_view_type": ViewTypeProto.Name(ViewType.to_proto(view)),
         "max_results": size,
-        "order_by": [f"attributes.start_time {'ASC' if oldest_first else 'DESC'}"],  # then run id: MLflow's tie
+        "order_by": ["attributes.start_time DESC"],  # then by run id: MLflow's tie-break
         **({"page_token": token} if token else {}),
     }
     response = http_request(store_of(client).get_host_creds(), SERVER_SEARCH, "POST", json=body)
@@ -327,59 +326,68 @@ def server_page(
     return [StoredRun.of_json(run) for run in answer.get("runs", [])], answer.get("next_page_token")
 
 
-LATEST = 2**63 - 1  # the latest start time a span can reach (MLflow keeps it as a 64-bit integer)
+EARLIEST, LATEST = -(2**63), 2**63 - 1  # the start times a span can reach (MLflow keeps them as 64-bit integers)
 
 
 @dataclass(frozen=True)
 class Span:
     """The runs started from `first` to `last` (ms since the epoch, both included), read on from `token`."""
 
-    first: int
+    first: int = EARLIEST
     last: int = LATEST
     token: str | None = None
 
     def where(self) -> str:
-        return f"attributes.start_time >= {self.first} AND attributes.start_time <= {self.last}"
+        """The span as a search filter; none for the whole store (a run without a start time is in no range)."""
+        bounds = []
+        if self.first > EARLIEST:
+            bounds.append(f"attributes.start_time >= {self.first}")
+        if self.last < LATEST:
+            bounds.append(f"attributes.start_time <= {self.last}")
+        return " AND ".join(bounds)
 
 
-def equal_spans(first: int, last: int, parts: int) -> list[Span]:
-    """[first, last] cut into `parts` spans of (nearly) equal length, none empty."""
-    edges = [first + (last + 1 - first) * i // parts for i in range(parts)] + [last + 1]
-    return [Span(a, b - 1) for a, b in zip(edges, edges[1:], strict=False) if a < b]
-
-
-def rest_of(span: Span, page: list[StoredRun], token: str | None, parts: int = 2) -> list[Span]:
-    """What is left of `span` after a page of it (newest first): nothing without a next page; else the runs no
-    newer than the page's oldest, cut in `parts` spans to read at once (those that started in that very
-    millisecond may come twice); where the whole page started in one millisecond, the span's next page."""
+def rest_of(span: Span, page: list[StoredRun], token: str | None, parts: int) -> list[Span]:
+    """What is left of `span` after a page of it (newest first): nothing without a next page; where the whole page
+    started in one millisecond, the span's next page; else the runs no newer than the page's oldest, in `parts`
+    spans to read at once. Each is as long as the page's oldest three quarters took to start (a few runs far newer
+    do not stretch it), so it likely holds under a page wherever runs are dense; the last reaches back to the
+    span's start. Runs that started in the page's oldest millisecond may come twice."""
     if token is None:
         return []
-    starts = [run.start_time or 0 for run in page]
-    oldest = min(starts)
-    if oldest == max(starts):
+    starts = sorted((run.start_time or 0 for run in page), reverse=True)
+    oldest = starts[-1]
+    if oldest == starts[0]:
         return [Span(span.first, span.last, token)]
-    return equal_spans(span.first, oldest, parts)
+    length = max(1, starts[len(starts) // 4] - oldest)
+    spans, last = [], oldest
+    for _ in range(parts - 1):
+        if last - length < span.first:
+            break
+        spans.append(Span(last - length + 1, last))
+        last -= length
+    return [*spans, Span(span.first, last)]
 
 
-def read_in_spans(
-    read: Callable[[Span], tuple[list[StoredRun], str | None]], first_start: Callable[[], int], at_once: int
-) -> list[StoredRun]:
-    """Every run, newest first a page at a time as one search would, except that once the first page comes back
-    full the rest is cut into spans of start time (from `first_start()`, the oldest run's) read `at_once` at a
-    time, and a span whose page comes back full has the rest of it cut in two again: the requests stay side by
-    side however the runs are spread in time (a team's sweep puts thousands in one afternoon). A server answers
-    a search on one of its workers; split, on several. A store of one page is one request, as before."""
-    newest, token = read(Span(0))
-    found = {run.run_id: run for run in newest}
-    # No run started before first_start(), so Span(first) holds what Span(0) does and may read on with its token.
+def read_in_spans(read: Callable[[Span], tuple[list[StoredRun], str | None]], at_once: int) -> list[StoredRun]:
+    """Every run, read newest first a page at a time as one search would, except that a page that comes back full
+    has the rest of its span cut into spans of start time (rest_of) read `at_once` at a time: a server answers a
+    search on one of its workers; split, on several, whether the runs are spread over months or a sweep put
+    thousands in one afternoon. A store of one page is one request, as before."""
+    found: dict[str, StoredRun] = {}
     with ThreadPoolExecutor(max_workers=at_once) as pool:
-        pending = {pool.submit(read, rest): rest for rest in rest_of(Span(first_start()), newest, token, at_once)}
-        while pending:
-            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-            for future in done:
-                page, token = future.result()
-                found.update((run.run_id, run) for run in page)
-                pending.update({pool.submit(read, rest): rest for rest in rest_of(pending.pop(future), page, token)})
+        pending = {pool.submit(read, Span()): Span()}
+        try:
+            while pending:
+                done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                for future in done:
+                    page, token = future.result()
+                    found.update((run.run_id, run) for run in page)
+                    rest = rest_of(pending.pop(future), page, token, at_once)
+                    pending.update({pool.submit(read, span): span for span in rest})
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # a refused or failed search: the spans not yet asked never are
+            raise
     return list(found.values())
 
 
@@ -393,11 +401,7 @@ def server_runs_in_spans(client: MlflowClient, experiments: list[str]) -> list[S
     def read(span: Span) -> tuple[list[StoredRun], str | None]:
         return server_page(client, experiments, span.where(), ViewType.ALL, span.token)
 
-    def first_start() -> int:
-        oldest, _ = server_page(client, experiments, "", ViewType.ALL, size=1, oldest_first=True)
-        return oldest[0].start_time if oldest else 0
-
-    return read_in_spans(read, first_start, SERVER_REQUESTS)
+    return read_in_spans(read, SERVER_REQUESTS)
 
 
 def runs_by_id(client: MlflowClient, experiments: list[str], run_ids: list[str]) -> list[StoredRun]:

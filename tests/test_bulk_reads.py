@@ -128,14 +128,15 @@ def pages_of(starts: list[int], size: int):
     [
         list(range(100)),  # evenly spread
         [0, *range(10_000, 10_090), 10**9],  # a sweep's afternoon between two lone runs
+        [-5, *range(-3, 2)],  # start times before 1970 (MLflow takes any integer)
         [5] * 23 + [6] * 3 + [7],  # many runs in one millisecond: read on by the page token
         [42],
     ],
-    ids=["even", "one-burst", "same-millisecond", "one-run"],
+    ids=["even", "one-burst", "same-millisecond", "one-run", "negative"],
 )
 def test_spans_read_every_run_once_however_the_runs_are_spread_in_time(starts):
     runs, read, asked = pages_of(starts, size=4)
-    found = bulk.read_in_spans(read, lambda: min(starts), at_once=3)
+    found = bulk.read_in_spans(read, at_once=3)
     assert sorted(found, key=lambda run: run.run_id) == runs
     assert len(asked) <= 2 * math.ceil(len(runs) / 4) + 4  # mostly full pages: splits that find nothing are few
     assert (len(asked) == 1) == (len(runs) <= 4)  # a store of one page is one request, as before
