@@ -3,7 +3,7 @@
 import argparse
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from core import advice
@@ -293,15 +293,21 @@ def one_after_another(configs: list[RunConfig]) -> Iterator[tuple[int, RunResult
             yield i, err
 
 
-def reported(configs: list[RunConfig], trained: Iterable[tuple[int, object]]) -> list[str]:
-    """Print each run's summary, or why it failed, as it ends; the names of those that failed, also printed."""
+def reported(configs: list[RunConfig], trained: Iterator[tuple[int, object]]) -> list[str]:
+    """Print each run's summary, or why it failed, as it ends; the names of those that failed, also printed.
+    Ctrl-C while a summary prints is handed to what trains the runs, as if it had come while it waited: on Ray it
+    cancels the tasks still running and says so (Stopped)."""
     failures = []
-    for i, outcome in trained:
-        if isinstance(outcome, BaseException):
-            print(f"run {configs[i].run_name} failed: {outcome}", file=sys.stderr)
-            failures.append(configs[i].run_name)
-        else:
-            print_summary(configs[i], outcome)
+    try:
+        for i, outcome in trained:
+            if isinstance(outcome, BaseException):
+                print(f"run {configs[i].run_name} failed: {outcome}", file=sys.stderr)
+                failures.append(configs[i].run_name)
+            else:
+                print_summary(configs[i], outcome)
+    except KeyboardInterrupt as stop:
+        trained.throw(stop)
+        raise
     if failures:
         print(f"{len(failures)} of {len(configs)} runs failed: {', '.join(failures)}", file=sys.stderr)
     return failures
@@ -470,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"interrupted: run {stopped.run_id} had just ended {stopped.status}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
-        print("interrupted before any run started", file=sys.stderr)
+        print("interrupted: no run was in progress", file=sys.stderr)
         return 130
 
 

@@ -15,9 +15,11 @@ import pytest
 
 from core.schema import Artifact, Metric, Tag
 from core.store import REPO_ROOT, search_all
+from experiments.cli import reported
+from experiments.ray_engine import Stopped
 from experiments.sweeps import sweep_trials
 from experiments.tracking_server import free_port
-from tests.helpers import cli, cli_in_process, cli_process
+from tests.helpers import cli, cli_in_process, cli_process, small_config
 from tests.scaling.test_sweeps import TINY, trial_runs, write_spec
 
 RAY = os.path.join(os.path.dirname(sys.executable), "ray")
@@ -172,3 +174,26 @@ def test_a_ray_address_where_no_cluster_answers_is_one_line(store, capsys):
     refused = cli_in_process(capsys, "sweep", "smoke", "--ray", f"127.0.0.1:{free_port()}")
     assert refused.returncode == 2
     assert "no Ray cluster answers there" in refused.stderr.strip().splitlines()[-1]
+
+
+def test_ctrl_c_while_a_summary_prints_reaches_the_engine_that_trains_the_runs(monkeypatch):
+    """Ctrl-C lands where it lands: while a finished run's summary prints, the tasks still running on Ray must be
+    cancelled and the command say so (Stopped), as when it comes while the driver waits (ray_engine.outcomes)."""
+    cancelled = []
+
+    def engine():  # what outcomes() does on Ctrl-C at its yield: cancel what runs, raise Stopped
+        try:
+            yield 0, object()
+            yield 1, object()
+        except KeyboardInterrupt:
+            cancelled.append(True)
+            raise Stopped from None
+
+    def summary(config, result):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("experiments.cli.print_summary", summary)
+    configs = [small_config("tiny", run_name=f"run-{i}") for i in range(2)]
+    with pytest.raises(Stopped):
+        reported(configs, engine())
+    assert cancelled == [True]
