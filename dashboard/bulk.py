@@ -309,7 +309,6 @@ def server_page(
     where: str,
     view: int,
     token: str | None = None,
-    size: int = SERVER_PAGE,
 ) -> tuple[list[StoredRun], str | None]:
     """One page of a tracking server's runs search, newest first, read from its JSON: MLflow's client would turn
     10,000 runs into protobuf messages and Run entities first, about a second of the first read."""
@@ -317,7 +316,7 @@ def server_page(
         "experiment_ids": experiments,
         "filter": where,
         "run_view_type": ViewTypeProto.Name(ViewType.to_proto(view)),
-        "max_results": size,
+        "max_results": SERVER_PAGE,
         "order_by": ["attributes.start_time DESC"],  # then by run id: MLflow's tie-break
         **({"page_token": token} if token else {}),
     }
