@@ -12,7 +12,10 @@ server has said its last script run finished, no run is in progress, and the pag
 second; the time reported is that of the page's last change (the charts drawn), not the half second after. Changes
 inside a <canvas> (fallback content, never drawn) are not counted.
 - cold: the page's first load in a dashboard server just started (its imports and every read uncached);
-- warm: the median of --repeats loads of the same page in new browser sessions of that server;
+- warm: the median of --repeats loads of the same page in new browser sessions of that server (nothing cached:
+  a user's first visit in this browser);
+- again: the median of --repeats loads in new tabs of one browser session that has opened the page once (its HTTP
+  cache and compiled scripts kept: a user who comes back to the dashboard);
 - from the sidebar: the median of --repeats clicks on the page's link in the sidebar, from the page a user comes
   from (Runs; Compare for Runs itself): what moving between pages costs once the dashboard is open, without
   loading Streamlit's and Plotly's bundles again;
@@ -49,6 +52,7 @@ from dashboard.state import Key
 from tests.helpers import APP, CHROMIUM, CHROMIUM_ARGS, PAGES, start_server
 
 QUIET_SECONDS = 0.5  # the page has not changed for this long: idle
+VIEWPORT = {"width": 1400, "height": 900}
 # A change inside a <canvas> is not counted: a canvas's children are fallback content, never drawn. The table grid
 # rewrites the accessibility table it keeps there about 0.3 s after it has drawn the table, so counting it measured
 # that timer, not what the user sees (docs/benchmarks.md, 2026-12-04).
@@ -65,6 +69,18 @@ SCRIPT_STATE = '[data-testid="stApp"]'
 PAGE_STATE = f"""() => [document.querySelector('{SCRIPT_STATE}')?.dataset.testScriptState !== 'notRunning'
                         || !!document.querySelector('[data-testid="stStatusWidget"]'),
                         window.__lastChange, performance.now()]"""  # running?, last change, now (ms)
+
+
+@dataclass
+class Loads:
+    """One page's load seconds: cold (a server just started), the median and worst of new browser sessions, the
+    median loaded again in the same browser session, and from the sidebar (None for a floor page)."""
+
+    cold: float
+    warm: float
+    worst: float
+    again: float
+    sidebar: float | None = None
 
 
 @dataclass
@@ -120,6 +136,19 @@ SIDEBAR_LINKS = {
 }
 
 
+def again_seconds(browser, url: str, repeats: int) -> list[float]:
+    """Loads of `url` in new tabs of one browser session that has opened it once: its HTTP cache and compiled
+    scripts kept, as for a user who comes back to the dashboard in the same browser."""
+    context = browser.new_context(viewport=VIEWPORT)
+    times = []
+    for _ in range(repeats + 1):
+        page, watch = new_page(browser, context)
+        times.append(load_seconds(page, watch, url))
+        page.close()
+    context.close()
+    return times[1:]
+
+
 def switch_seconds(browser, url: str, name: str) -> float:
     """From the page a user comes from, loaded and idle, a click on `name`'s sidebar link until idle."""
     page, watch = new_page(browser)
@@ -130,8 +159,9 @@ def switch_seconds(browser, url: str, name: str) -> float:
     return seconds
 
 
-def new_page(browser) -> tuple[Page, Watch]:
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
+def new_page(browser, context=None) -> tuple[Page, Watch]:
+    """A page in a new browser session, or a new tab of `context` (a session whose cache is kept)."""
+    page = context.new_page() if context else browser.new_page(viewport=VIEWPORT)
     page.add_init_script(RECORD_CHANGES)
     watch = Watch()
     watch.attach(page)
@@ -177,11 +207,16 @@ FLOOR_PAGES = {  # what any Streamlit page costs here, side by side with the das
     "st.title('floor')\nst.plotly_chart(go.Figure(go.Scatter(x=[1, 2, 3], y=[3, 1, 2])))\n",
     "floor: a title and one table": "import pandas as pd\nimport streamlit as st\n"
     "st.title('floor')\nst.dataframe(pd.DataFrame({'a': [1, 2, 3]}))\n",
+    "floor: Compare's kinds of element": "import pandas as pd\nimport plotly.graph_objects as go\n"
+    "import streamlit as st\nst.title('floor')\nst.selectbox('a', ['x', 'y'])\nst.selectbox('b', ['x', 'y'])\n"
+    "st.checkbox('c')\nst.slider('d', 0, 10)\nfor i in range(3):\n"
+    "    st.plotly_chart(go.Figure(go.Scatter(x=[1, 2, 3], y=[3, 1, i])), key=f'chart{i}')\n"
+    "    st.dataframe(pd.DataFrame({'a': [1.0, 2.0, 3.0], 'b': ['x', 'y', 'z']}), key=f'table{i}')\n",
 }
 
 
 def floor_times(uri: str, repeats: int, options: tuple[str, ...] = ()) -> dict:
-    """Warm load seconds of the two floor pages: the least a page of this dashboard could take in this browser."""
+    """Load seconds of the floor pages: the least a page of this dashboard could take in this browser."""
     loads = {}
     with tempfile.TemporaryDirectory() as folder, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
@@ -194,12 +229,13 @@ def floor_times(uri: str, repeats: int, options: tuple[str, ...] = ()) -> dict:
                     page, watch = new_page(browser)
                     times.append(load_seconds(page, watch, url))
                     page.close()
-                loads[name] = (times[0], statistics.median(times[1:]), max(times[1:]), None)
+                again = again_seconds(browser, url, repeats)
+                loads[name] = Loads(times[0], statistics.median(times[1:]), max(times[1:]), statistics.median(again))
         browser.close()
     return loads
 
 
-def page_times(uri: str, repeats: int, options: tuple[str, ...] = ()) -> tuple[dict, dict]:
+def page_times(uri: str, repeats: int, options: tuple[str, ...] = ()) -> tuple[dict[str, Loads], dict]:
     """Cold and warm load seconds of every page, and the widget changes' seconds, on the store at `uri`, served
     with the Streamlit `options` (e.g. ("--runner.postScriptGC", "true")) on top of .streamlit/config.toml."""
     loads, changes = {}, {}
@@ -215,9 +251,12 @@ def page_times(uri: str, repeats: int, options: tuple[str, ...] = ()) -> tuple[d
                     page, watch = new_page(browser)
                     warm.append(load_seconds(page, watch, f"{url}/{name}"))
                     page.close()
+                again = again_seconds(browser, f"{url}/{name}", repeats)
                 switches = [switch_seconds(browser, url, name) for _ in range(repeats)]
-                loads[name] = (cold, statistics.median(warm), max(warm), statistics.median(switches))
-                print(f"{name}: cold {cold:.2f} s, warm {warm}, from the sidebar {switches}", flush=True)
+                loads[name] = Loads(
+                    cold, statistics.median(warm), max(warm), statistics.median(again), statistics.median(switches)
+                )
+                print(f"{name}: cold {cold:.2f} s, warm {warm}, again {again}, from the sidebar {switches}", flush=True)
                 for label, (where, change) in WIDGET_CHANGES.items():
                     if where != name:
                         continue
@@ -276,13 +315,14 @@ def large_store(demo: Path, folder: Path, runs: int) -> str:
     return uri
 
 
-def print_table(title: str, loads: dict, changes: dict) -> None:
-    print(f"\n{title}\n{'page':<34} {'cold s':>7} {'warm s':>7} {'worst':>7} {'sidebar s':>9}")
-    for name, (cold, warm, worst, switch) in loads.items():
-        print(f"{name:<34} {cold:>7.2f} {warm:>7.2f} {worst:>7.2f} {'' if switch is None else f'{switch:.2f}':>9}")
-    print(f"{'widget change':<34} {'':>7} {'median':>7} {'worst':>7}")
+def print_table(title: str, loads: dict[str, Loads], changes: dict) -> None:
+    print(f"\n{title}\n{'page':<36} {'cold s':>7} {'warm s':>7} {'worst':>7} {'again s':>7} {'sidebar s':>9}")
+    for name, t in loads.items():
+        sidebar = "" if t.sidebar is None else f"{t.sidebar:.2f}"
+        print(f"{name:<36} {t.cold:>7.2f} {t.warm:>7.2f} {t.worst:>7.2f} {t.again:>7.2f} {sidebar:>9}")
+    print(f"{'widget change':<36} {'':>7} {'median':>7} {'worst':>7}")
     for label, (median, worst) in changes.items():
-        print(f"{label:<34} {'':>7} {median:>7.2f} {worst:>7.2f}")
+        print(f"{label:<36} {'':>7} {median:>7.2f} {worst:>7.2f}")
 
 
 def main() -> None:
