@@ -15,6 +15,8 @@ import torch
 from mlflow.entities import Metric as MlflowMetric
 from mlflow.entities import Param as MlflowParam
 from mlflow.entities import RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 
@@ -36,13 +38,19 @@ RUNNER_HTTP_RETRIES = {
 
 
 def experiment_id(client: MlflowClient, name: str) -> str:
-    """The id of experiment `name`, created (with its artifact location) if missing."""
+    """The id of experiment `name`, created (with its artifact location) if missing. On a tracking server no lock
+    spans runners, so another runner may create it between our look and our create: then it is read back."""
     with store_lock(client.tracking_uri):
         experiment = client.get_experiment_by_name(name)
         if experiment is not None:
             return experiment.experiment_id
         root = artifact_root(client.tracking_uri)
-        return client.create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
+        try:
+            return client.create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
+        except MlflowException as error:
+            if error.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+                raise
+            return client.get_experiment_by_name(name).experiment_id
 
 
 def grown(series: dict, epoch: int, entry: dict) -> dict:

@@ -2,7 +2,10 @@
 
 import math
 
+from mlflow.tracking import MlflowClient
+
 from core.schema import Metric, Param
+from experiments.run_logger import experiment_id
 from tests.helpers import cli_process
 
 RUNNERS, EPOCHS, TRAIN, BATCH, LOG_EVERY = 4, 3, 1600, 32, 10
@@ -50,3 +53,20 @@ def test_four_concurrent_runners_log_every_point_into_their_own_run(store):
         assert set(Metric.FINAL) <= set(run.data.metrics)
     test_accs = {run.data.metrics[Metric.TEST_ACC] for run in runs}
     assert len(test_accs) > 1  # four different seeds really trained four different runs
+
+
+class LosesTheRace(MlflowClient):
+    """A client that looks for an experiment just before another runner creates it (as two Ray tasks on a new
+    tracking server did), so its own create then finds the name taken."""
+
+    def get_experiment_by_name(self, name):
+        if not getattr(self, "looked", False):
+            self.looked = True
+            MlflowClient(self.tracking_uri).create_experiment(name)
+            return None
+        return super().get_experiment_by_name(name)
+
+
+def test_a_runner_that_loses_the_race_to_create_the_experiment_logs_into_the_one_the_other_created(store):
+    client = LosesTheRace(store.tracking_uri)
+    assert experiment_id(client, "raced") == store.get_experiment_by_name("raced").experiment_id
