@@ -26,6 +26,7 @@ under Streamlit's AppTest, which runs the same script without a browser).
 
 import argparse
 import cProfile
+import dataclasses
 import io
 import os
 import pstats
@@ -36,7 +37,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
@@ -71,7 +71,7 @@ PAGE_STATE = f"""() => [document.querySelector('{SCRIPT_STATE}')?.dataset.testSc
                         window.__lastChange, performance.now()]"""  # running?, last change, now (ms)
 
 
-@dataclass
+@dataclasses.dataclass
 class Loads:
     """One page's load seconds: cold (a server just started), the median and worst of new browser sessions, the
     median loaded again in the same browser session, and from the sidebar (None for a floor page)."""
@@ -83,7 +83,7 @@ class Loads:
     sidebar: float | None = None
 
 
-@dataclass
+@dataclasses.dataclass
 class Watch:
     """Counts the server's 'script finished' messages on a page's websocket."""
 
@@ -147,6 +147,18 @@ def again_seconds(browser, url: str, repeats: int) -> list[float]:
         page.close()
     context.close()
     return times[1:]
+
+
+def load_times(browser, url: str, repeats: int) -> Loads:
+    """Loads of `url` in new browser sessions (the first is the server's cold start, then --repeats warm ones), and
+    again in one session that keeps its cache; no sidebar time."""
+    fresh = []
+    for _ in range(repeats + 1):
+        page, watch = new_page(browser)
+        fresh.append(load_seconds(page, watch, url))
+        page.close()
+    again = again_seconds(browser, url, repeats)
+    return Loads(fresh[0], statistics.median(fresh[1:]), max(fresh[1:]), statistics.median(again))
 
 
 def switch_seconds(browser, url: str, name: str) -> float:
@@ -224,13 +236,7 @@ def floor_times(uri: str, repeats: int, options: tuple[str, ...] = ()) -> dict:
             script = Path(folder) / f"{len(loads)}.py"
             script.write_text(source)
             with start_server(uri, *options, app=str(script)) as url:
-                times = []
-                for _ in range(repeats + 1):  # the first load is the server's cold start
-                    page, watch = new_page(browser)
-                    times.append(load_seconds(page, watch, url))
-                    page.close()
-                again = again_seconds(browser, url, repeats)
-                loads[name] = Loads(times[0], statistics.median(times[1:]), max(times[1:]), statistics.median(again))
+                loads[name] = load_times(browser, url, repeats)
         browser.close()
     return loads
 
@@ -243,20 +249,10 @@ def page_times(uri: str, repeats: int, options: tuple[str, ...] = ()) -> tuple[d
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         for name in PAGES:
             with start_server(uri, *options) as url:
-                page, watch = new_page(browser)
-                cold = load_seconds(page, watch, f"{url}/{name}")
-                page.close()
-                warm = []
-                for _ in range(repeats):
-                    page, watch = new_page(browser)
-                    warm.append(load_seconds(page, watch, f"{url}/{name}"))
-                    page.close()
-                again = again_seconds(browser, f"{url}/{name}", repeats)
+                opened = load_times(browser, f"{url}/{name}", repeats)
                 switches = [switch_seconds(browser, url, name) for _ in range(repeats)]
-                loads[name] = Loads(
-                    cold, statistics.median(warm), max(warm), statistics.median(again), statistics.median(switches)
-                )
-                print(f"{name}: cold {cold:.2f} s, warm {warm}, again {again}, from the sidebar {switches}", flush=True)
+                loads[name] = dataclasses.replace(opened, sidebar=statistics.median(switches))
+                print(f"{name}: {loads[name]}, from the sidebar {switches}", flush=True)
                 for label, (where, change) in WIDGET_CHANGES.items():
                     if where != name:
                         continue
