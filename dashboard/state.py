@@ -53,6 +53,7 @@ class Key:
     COMPARE_GROUP_BY, COMPARE_MEMBERS, COMPARE_SMOOTHING = "compare_group_by", "compare_members", "compare_smoothing"
     COMPARE_X, COMPARE_LOG_LOSS, COMPARE_BASELINE = "compare_x", "compare_log_loss", "compare_baseline"
     COMPARE_CURVES = "compare_curves"  # which curves Compare draws (figures.CURVES)
+    COMPARE_SECTION = "compare_tab"  # Compare's open tab below "Which is better?" (widgets.COMPARE_SECTIONS)
     COMPARE_STORY_GROUPING = "compare_story_grouping"  # the grouping Compare set itself to draw its story
     BETTER_A, BETTER_B = "better_a", "better_b"
     BETTER_OPTIONS = "better_options"  # the options A and B were chosen among: new ones start on the defaults

@@ -15,6 +15,7 @@ MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 MAX_COMPARE = 50
 LIVE_SECONDS = 5  # live refresh of a store that reads quickly
 INSPECTOR_SECTIONS = ("Bias and variance", "Calibration", "Per class", "More data and capacity", "Next experiments")
+COMPARE_SECTIONS = ("Final and best metrics", "Params that differ", "Training loss per step")
 DETAIL_SECTIONS = ("Curves and confusion", "Between two epochs", "Against another run", "Per class and layers")
 
 

@@ -21,7 +21,7 @@ from streamlit.testing.v1 import AppTest
 from core.store import REPO_ROOT
 from dashboard import bulk
 from dashboard.state import Key
-from dashboard.widgets import DETAIL_SECTIONS, INSPECTOR_SECTIONS
+from dashboard.widgets import COMPARE_SECTIONS, DETAIL_SECTIONS, INSPECTOR_SECTIONS
 from experiments import cli as command_line
 from experiments.config import RunConfig
 from experiments.tracking_server import free_port
@@ -111,6 +111,11 @@ def open_app(selection=(), **state) -> AppTest:
 
 def go(at: AppTest, page: str) -> AppTest:
     return at.switch_page(PAGES[page]).run()
+
+
+def compare(selection, section: str = COMPARE_SECTIONS[0]) -> AppTest:
+    """Compare on the selection, `section` its open tab."""
+    return go(open_app(selection=selection, **{Key.COMPARE_SECTION: section}), "compare")
 
 
 def detail(selection, section: str = DETAIL_SECTIONS[0]) -> AppTest:

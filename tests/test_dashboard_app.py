@@ -19,12 +19,13 @@ from core.diagnosis import VERDICT, early_stop
 from core.schema import Artifact
 from dashboard import figures, formats, reader
 from dashboard.state import URL_RUNS, Key, rows_key
-from dashboard.widgets import DETAIL_SECTIONS, EACH_RUN, INSPECTOR_SECTIONS
+from dashboard.widgets import COMPARE_SECTIONS, DETAIL_SECTIONS, EACH_RUN, INSPECTOR_SECTIONS
 from experiments.run import execute
 from tests.helpers import (
     APP,
     PAGES,
     chart_traces,
+    compare,
     detail,
     go,
     inspector,
@@ -202,8 +203,13 @@ def test_selection_carries_across_pages_into_compare(store):
     assert at.multiselect(key=Key.SELECTION).value == chosen
     names = {t["name"] for t in json.loads(plotly_charts(at)[0].proto.spec)["data"]}
     assert any("tiny-numpy-small" in n for n in names) and any("conv-conv-small" in n for n in names)
-    assert "Params that differ" in texts(at)
-    assert len(plotly_charts(at)) == 3  # curves, step losses and parallel coordinates
+    assert len(plotly_charts(at)) == 1  # the curves: the tabs below draw only the open one's
+    params = compare(chosen, COMPARE_SECTIONS[1])
+    varying = " ".join(map(str, params.dataframe[-1].value.index))  # the params table, one row per run
+    assert "conv-conv-small" in varying and "tiny-numpy-small" in varying
+    assert [c.proto.id.endswith(Key.PARALLEL_CHART) for c in plotly_charts(params)] == [False, True]
+    steps = compare(chosen, COMPARE_SECTIONS[2])
+    assert {t["legendgroup"] for t in chart_traces(plotly_charts(steps)[1])} == set(chosen)
 
 
 def test_the_runs_page_opens_compare_on_the_selection(store):
@@ -236,6 +242,8 @@ def test_compare_draws_curves_against_training_time_and_measures_runs_against_a_
     final = next(frame.value for frame in at.dataframe if "test acc vs baseline" in frame.value)
     runs = {ids[k]: client.get_run(ids[k]).data.metrics["test_acc"] for k in ("lenet5", "conv")}
     assert list(final["test acc vs baseline"]) == pytest.approx([0.0, 100 * (runs[ids["conv"]] - runs[ids["lenet5"]])])
+    at.session_state[Key.COMPARE_SECTION] = COMPARE_SECTIONS[1]  # the params tab: the baseline there too
+    at.run()
     parallel = chart_traces(next(c for c in plotly_charts(at) if c.proto.id.endswith(Key.PARALLEL_CHART)))
     assert parallel[-2]["name"] == "baseline" and parallel[-2]["line"]["color"] == figures.BASELINE_COLOR  # on top
     assert runs[ids["lenet5"]] == pytest.approx(parallel[-1]["marker"]["color"][chosen.index(ids["lenet5"])])

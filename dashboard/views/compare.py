@@ -32,6 +32,7 @@ from dashboard.analysis import (
 from dashboard.state import Key
 from dashboard.views import artifact, image_strip, read, run_images, runs_or_message, selected_or_story
 from dashboard.widgets import (
+    COMPARE_SECTIONS,
     CONFIGURATION,
     MAX_COMPARE,
     baseline_ui,
@@ -40,6 +41,7 @@ from dashboard.widgets import (
     curves_choice_ui,
     curves_grouping_ui,
     md,
+    section_ui,
     smoothing_ui,
 )
 
@@ -126,10 +128,11 @@ def said_not_drawn(labels: dict[str, str], points: pd.DataFrame, why: str) -> di
 
 
 def step_loss_section(runs: pd.DataFrame, selection: list[str]) -> None:
+    """The training loss at each logged step, raw and smoothed, one line per run."""
     steps = read(reader.load_metrics, tuple(selection), (str(Metric.TRAIN_LOSS_STEP),))
     if steps.empty:
+        st.caption(md(f"None of the selected runs logged {Metric.TRAIN_LOSS_STEP}."))
         return
-    st.subheader("Training loss per step")
     weight = smoothing_ui()
     labels = run_labels(runs, selection)
     drawn = said_not_drawn(
@@ -242,24 +245,18 @@ def flipped_section(runs: pd.DataFrame, pair: list[str], predictions: dict, answ
         image_strip(images, shown, captions, width=64, where=col)
 
 
-def final_section(runs: pd.DataFrame, selection: list[str], metrics: pd.DataFrame) -> str | None:
-    """Final and best metrics side by side, each run's best columns named, and differences from a baseline, which
-    is returned (None: no baseline)."""
-    st.subheader("Final and best metrics")
-    labels = run_labels(runs, selection)
-    baseline = baseline_ui(labels)
+def final_section(runs: pd.DataFrame, selection: list[str], metrics: pd.DataFrame, baseline: str | None) -> None:
+    """Final and best metrics side by side, each run's best columns named, and differences from the baseline."""
     table = marked_best(
         final_and_best(runs, metrics, selection), selection.index(baseline) if baseline in selection else None
     )
     st.dataframe(formats.shown(table, FINAL_COLUMNS), hide_index=True, column_config=FINAL_COLUMNS)
-    return baseline
 
 
 def params_section(runs: pd.DataFrame, selection: list[str], baseline: str | None) -> None:
     """The params that differ, and their parallel coordinates against test accuracy, the baseline run in orange."""
     labels = run_labels(runs, selection)
     varying = differing_params(read(reader.load_params, tuple(selection)))  # index: run id, in selection order
-    st.subheader("Params that differ")
     if varying.empty:
         st.caption("Every param is the same in the selected runs.")
         return
@@ -303,6 +300,20 @@ def advice_section(runs: pd.DataFrame, selection: list[str]) -> None:
         verdict_sentences_ui(judged)
 
 
+def details_section(runs: pd.DataFrame, selection: list[str], metrics: pd.DataFrame) -> None:
+    """The baseline, then the open tab: the metrics side by side, the params that differ, or the step losses. Only
+    the open tab is drawn, so the page opens with one chart rather than three."""
+    baseline = baseline_ui(run_labels(runs, selection))
+    section, tab = section_ui(COMPARE_SECTIONS, Key.COMPARE_SECTION)
+    with tab:
+        if section == COMPARE_SECTIONS[1]:
+            params_section(runs, selection, baseline)
+        elif section == COMPARE_SECTIONS[2]:
+            step_loss_section(runs, selection)
+        else:
+            final_section(runs, selection, metrics, baseline)
+
+
 def story_grouping_ui(shown_story: bool) -> None:
     """Draw the story's two configurations as bands (set before the grouping widget is drawn); once the user
     selects runs, the grouping goes back to one line per run unless the user chose it meanwhile."""
@@ -338,9 +349,7 @@ def page() -> None:
     curves_section(runs, selection, metrics)
     better_section(runs, selection)
     advice_section(runs, selection)
-    step_loss_section(runs, selection)
-    baseline = final_section(runs, selection, metrics)
-    params_section(runs, selection, baseline)
+    details_section(runs, selection, metrics)
 
 
 page()
