@@ -50,7 +50,7 @@ EMPTY_STATES = (
 )
 FIRST_LAUNCH = [  # the page's link, its heading, what it shows of the demo, the charts it draws at least
     ("Runs", "Runs", "What this store shows", 0),
-    ("Compare", "Compare runs", "Which is better?", 2),
+    ("Compare", "Compare runs", "Which is better?", 1),  # the curves; the tabs below draw the open one's
     # the under- and overfit runs' two charts each: whether a demo run is a firm good fit as well depends on the
     # machine's float sums (not with one thread per process, as the tests run)
     ("Overfitting inspector", "Overfitting inspector", "High variance", 4),
