@@ -21,7 +21,6 @@ from streamlit.testing.v1 import AppTest
 from core.store import REPO_ROOT
 from dashboard import bulk
 from dashboard.state import Key
-from dashboard.widgets import COMPARE_SECTIONS, DETAIL_SECTIONS, INSPECTOR_SECTIONS
 from experiments import cli as command_line
 from experiments.config import RunConfig
 from experiments.tracking_server import free_port
@@ -113,19 +112,12 @@ def go(at: AppTest, page: str) -> AppTest:
     return at.switch_page(PAGES[page]).run()
 
 
-def compare(selection, section: str = COMPARE_SECTIONS[0]) -> AppTest:
-    """Compare on the selection, `section` its open tab."""
-    return go(open_app(selection=selection, **{Key.COMPARE_SECTION: section}), "compare")
+TAB_KEYS = {"compare": Key.COMPARE_SECTION, "overfitting": Key.INSPECTOR_SECTION, "detail": Key.DETAIL_SECTION}
 
 
-def detail(selection, section: str = DETAIL_SECTIONS[0]) -> AppTest:
-    """Run detail of the selection's first run, `section` its open tab."""
-    return go(open_app(selection=selection, **{Key.DETAIL_SECTION: section}), "detail")
-
-
-def inspector(selection, section: str = INSPECTOR_SECTIONS[0]) -> AppTest:
-    """The Overfitting inspector on the selection, `section` its open tab."""
-    return go(open_app(selection=selection, **{Key.INSPECTOR_SECTION: section}), "overfitting")
+def on_tab(page: str, selection, section: str) -> AppTest:
+    """A page with tabs (Compare, the inspector, Run detail) on the selection, `section` its open tab."""
+    return go(open_app(selection=selection, **{TAB_KEYS[page]: section}), page)
 
 
 def texts(at: AppTest) -> str:

@@ -44,8 +44,8 @@ from tests.helpers import (
     all_runs,
     cli_in_process,
     go,
-    inspector,
     needs_chromium,
+    on_tab,
     open_app,
     shoot,
     sqlite_uri,
@@ -321,7 +321,7 @@ def verdicts(at) -> dict[str, str]:
 def test_the_inspector_shows_each_verdict_as_compare_finds_it_and_the_proposals_with_their_launch(
     advised, capsys, monkeypatch
 ):
-    at = inspector([advised.target], INSPECTOR_SECTIONS[4])
+    at = on_tab("overfitting", [advised.target], INSPECTOR_SECTIONS[4])
     assert not at.exception
     shown = verdicts(at)
     assert len(shown) == 4  # a bigger model, longer, two learning rates
@@ -338,7 +338,7 @@ def test_the_inspector_shows_each_verdict_as_compare_finds_it_and_the_proposals_
     assert missing > 0 and [b.label for b in at.button] == [f"Launch {missing} runs"]
 
     monkeypatch.setenv(READ_ONLY_ENV, "1")
-    at = inspector([advised.target], INSPECTOR_SECTIONS[4])
+    at = on_tab("overfitting", [advised.target], INSPECTOR_SECTIONS[4])
     assert not at.button and "Launching is off here: this dashboard is opened read-only" in texts(at).replace("\\", "")
     assert f"advise {advised.target} --seeds 3 --run --max-runs 24" in " ".join(c.value for c in at.code)
 
@@ -372,7 +372,7 @@ def wait_for(condition, what: str, seconds: float = 120) -> None:
 
 def test_a_launch_from_the_inspector_trains_once_in_the_background_and_stops_on_request(advised):
     known = {r.info.run_id for r in new_follow_ups(advised, set())}
-    at = inspector([advised.target], INSPECTOR_SECTIONS[4])
+    at = on_tab("overfitting", [advised.target], INSPECTOR_SECTIONS[4])
     at.button(key=Key.per_run("advice_launch", advised.target)).click().run()
     uri = os.environ["MLFLOW_TRACKING_URI"]
     launch = Launch(uri, advised.target)

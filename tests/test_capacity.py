@@ -9,8 +9,8 @@ from experiments.models import ConvConv, conv_conv_sequential
 from tests.helpers import (
     chart_traces,
     cli_in_process,
-    inspector,
     needs_chromium,
+    on_tab,
     plotly_charts,
     shoot,
     sqlite_uri,
@@ -54,7 +54,7 @@ def test_a_width_suite_draws_train_and_validation_error_against_parameters_with_
     params = [runs[name].data.metrics[Metric.PARAMS_TOTAL] for name in ("cc-x0.125", "cc-x0.5", "cc-x1")]
     assert params == [18_954, 300_426, 1_199_882]
 
-    at = inspector([], "More data and capacity")
+    at = on_tab("overfitting", [], "More data and capacity")
     assert not at.exception and "3 widths: error against parameter count" in texts(at)
     capacity = next(chart_traces(c) for c in plotly_charts(at) if '"sweet spot"' in c.proto.spec)
     train, val, spot = capacity

@@ -21,20 +21,7 @@ from dashboard import figures, formats, reader
 from dashboard.state import URL_RUNS, Key, rows_key
 from dashboard.widgets import COMPARE_SECTIONS, DETAIL_SECTIONS, EACH_RUN, INSPECTOR_SECTIONS
 from experiments.run import execute
-from tests.helpers import (
-    APP,
-    PAGES,
-    chart_traces,
-    compare,
-    detail,
-    go,
-    inspector,
-    open_app,
-    plotly_charts,
-    small_config,
-    sqlite_uri,
-    texts,
-)
+from tests.helpers import APP, PAGES, chart_traces, go, on_tab, open_app, plotly_charts, small_config, sqlite_uri, texts
 
 
 @pytest.fixture(scope="module")
@@ -204,11 +191,11 @@ def test_selection_carries_across_pages_into_compare(store):
     names = {t["name"] for t in json.loads(plotly_charts(at)[0].proto.spec)["data"]}
     assert any("tiny-numpy-small" in n for n in names) and any("conv-conv-small" in n for n in names)
     assert len(plotly_charts(at)) == 1  # the curves: the tabs below draw only the open one's
-    params = compare(chosen, COMPARE_SECTIONS[1])
+    params = on_tab("compare", chosen, COMPARE_SECTIONS[1])
     varying = " ".join(map(str, params.dataframe[-1].value.index))  # the params table, one row per run
     assert "conv-conv-small" in varying and "tiny-numpy-small" in varying
     assert [c.proto.id.endswith(Key.PARALLEL_CHART) for c in plotly_charts(params)] == [False, True]
-    steps = compare(chosen, COMPARE_SECTIONS[2])
+    steps = on_tab("compare", chosen, COMPARE_SECTIONS[2])
     assert {t["legendgroup"] for t in chart_traces(plotly_charts(steps)[1])} == set(chosen)
 
 
@@ -281,7 +268,7 @@ def test_compare_asks_for_two_runs(store):
 def test_overfitting_inspector_shows_gap_bias_variance_diagnosis_and_data_size(store):
     _, ids = store
     charted = INSPECTOR_SECTIONS[:4]  # Next experiments: tests/test_advice.py
-    sections = {section: inspector([ids["conv"], ids["foreign"]], section) for section in charted}
+    sections = {section: on_tab("overfitting", [ids["conv"], ids["foreign"]], section) for section in charted}
     assert not any(at.exception for at in sections.values())
     body = texts(sections[INSPECTOR_SECTIONS[0]])
     assert "Rule: avoidable bias" in body
@@ -305,7 +292,7 @@ def test_overfitting_inspector_shows_gap_bias_variance_diagnosis_and_data_size(s
 
 def test_run_detail_shows_confusion_layers_per_class_and_download(store):
     _, ids = store
-    parts = {part: detail([ids["conv"], ids["lenet5"]], part) for part in DETAIL_SECTIONS}
+    parts = {part: on_tab("detail", [ids["conv"], ids["lenet5"]], part) for part in DETAIL_SECTIONS}
     assert not any(at.exception for at in parts.values())
     assert "Layers" in texts(parts["Per class and layers"]) and "Per-class test accuracy" in texts(
         parts["Per class and layers"]
@@ -363,7 +350,7 @@ def test_a_running_runs_growing_artifacts_are_read_again(store, tmp_path, monkey
 
     client, ids = store
     run_id = ids["running"]
-    at = inspector([run_id], "Calibration")
+    at = on_tab("overfitting", [run_id], "Calibration")
     slider = at.select_slider(key=Key.per_run("reliability_epoch", run_id))
     assert slider.options == ["1", "2"]
     path = client.download_artifacts(run_id, Artifact.RELIABILITY_VAL_EPOCHS, str(tmp_path))
@@ -576,7 +563,7 @@ def test_the_inspector_shows_the_validation_images_a_class_lost_on_the_set_it_ju
     last = predictions["predicted"][-1]
     wrong = [t for t, p in zip(val["labels"], last, strict=True) if t != p]
     label = max(set(wrong), key=wrong.count)  # the class with the most validation mistakes
-    at = inspector([run_id], "Per class")
+    at = on_tab("overfitting", [run_id], "Per class")
     choice = at.selectbox(key=Key.per_run("class_images", run_id))
     assert choice.label.startswith("Misclassified validation images after the last epoch")
     choice.set_value(label).run()
@@ -589,9 +576,9 @@ def test_a_data_size_series_of_another_model_says_it_is_not_the_inspected_ones(t
     monkeypatch.setenv("MLFLOW_TRACKING_URI", sqlite_uri(tmp_path))
     sizes = [execute(small_config("softmax-regression", epochs=1, train_size=n)).run_id for n in (300, 600)]
     other = execute(small_config("tiny", epochs=1, train_size=300)).run_id
-    shown = texts(inspector([other], "More data and capacity")).replace("\\", "")
+    shown = texts(on_tab("overfitting", [other], "More data and capacity")).replace("\\", "")
     assert "Another model than the one inspected (tiny on mnist)" in shown
-    same = texts(inspector([sizes[0]], "More data and capacity")).replace("\\", "")
+    same = texts(on_tab("overfitting", [sizes[0]], "More data and capacity")).replace("\\", "")
     assert "**softmax-regression** on mnist, 2 runs" in same and "Another model than the one inspected" not in same
 
 

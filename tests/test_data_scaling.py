@@ -5,7 +5,7 @@ import pytest
 
 from core.data_scaling import fit_power_law, more_data_sentence, power_law
 from experiments.run import execute
-from tests.helpers import inspector, small_config, texts
+from tests.helpers import on_tab, small_config, texts
 
 
 def test_the_fit_recovers_a_known_power_law_and_its_extrapolation():
@@ -52,7 +52,7 @@ def test_the_inspector_fits_a_real_data_size_series_and_says_what_doubling_would
 
     for size in (250, 500, 1000, 2000):
         execute(small_config("softmax-regression", epochs=1, train_size=size, run_name=f"sr-{size}"))
-    at = inspector([], "More data and capacity")
+    at = on_tab("overfitting", [], "More data and capacity")
     assert not at.exception
     said = texts(at).replace("\\", "")
     assert "Doubling the data (1,600 to 3,200 training images) would bring validation error to about" in said

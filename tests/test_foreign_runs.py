@@ -11,7 +11,7 @@ from dashboard.state import Key, rows_key
 from dashboard.widgets import COMPARE_SECTIONS
 from experiments.run import execute
 from tests.foreign import history_of_keras_run, hugging_face_style_run, keras_autolog_run, lightning_style_run
-from tests.helpers import chart_traces, compare, go, open_app, plotly_charts, small_config, sqlite_uri, texts
+from tests.helpers import chart_traces, go, on_tab, open_app, plotly_charts, small_config, sqlite_uri, texts
 
 pytestmark = pytest.mark.keras
 
@@ -101,7 +101,7 @@ def test_the_inspector_diagnoses_the_keras_run_that_overfits(foreign_store):
 
 def test_compare_overlays_a_foreign_run_with_a_native_one_and_detail_says_what_is_missing(foreign_store):
     _, ids, recorded = foreign_store
-    at = compare([ids["keras"], ids["native"]], COMPARE_SECTIONS[2])  # the step losses' tab
+    at = on_tab("compare", [ids["keras"], ids["native"]], COMPARE_SECTIONS[2])  # the step losses' tab
     assert not at.exception
     curves = chart_traces(plotly_charts(at)[0])
     assert {t["legendgroup"] for t in curves} == {ids["keras"], ids["native"]}

@@ -14,7 +14,7 @@ from core.diagnosis import class_gaps
 from core.schema import Artifact, Metric
 from experiments.run import execute, prepare
 from experiments.train import evaluate
-from tests.helpers import inspector, small_config, sqlite_uri
+from tests.helpers import on_tab, small_config, sqlite_uri
 
 EPOCHS = 15
 
@@ -98,13 +98,13 @@ def test_the_overfitting_run_shows_rising_loss_growing_ece_and_classes_that_over
     overfitting = [g.name for g in class_gaps(**last, names=per_class["class_names"]) if g.overfits]
     assert overfitting
 
-    at = inspector([run_id], "Calibration")
+    at = on_tab("overfitting", [run_id], "Calibration")
     assert not at.exception
     assert any(f"Validation loss rises after epoch {rising}" in w.value for w in at.warning)
     charts = [c.proto.spec for c in at.get("plotly_chart")]
     assert any('"val ECE"' in spec for spec in charts)
     assert any("Reliability, validation set after epoch" in spec for spec in charts)
-    at = inspector([run_id], "Per class")
+    at = on_tab("overfitting", [run_id], "Per class")
     flagged = next(m.value for m in at.markdown if m.value.startswith("**Classes that overfit**"))
     listed = flagged.rstrip(".").split("together): ")[1]  # "class 3" or "classes 3, 5", widest gap first
     assert listed.split(" ", 1) == ["class" if len(overfitting) == 1 else "classes", ", ".join(overfitting)]

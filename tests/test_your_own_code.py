@@ -37,8 +37,8 @@ from tests.helpers import (
     cli_in_process,
     click_point,
     go,
-    inspector,
     needs_chromium,
+    on_tab,
     open_app,
     shoot,
     sqlite_uri,
@@ -332,7 +332,7 @@ def test_every_page_shows_your_runs_with_nothing_missing(own_store):
     assert set(table.loc[shapes, "model"]) == {"my_model.py:small_cnn"}
     assert table.loc[list(mine), ["best_val_acc", "gap", "diagnosis", "test_acc"]].notna().all().all()
     for name, run_id in mine.items():
-        pages = {section: inspector([run_id], section) for section in INSPECTOR_SECTIONS[:3]}
+        pages = {section: on_tab("overfitting", [run_id], section) for section in INSPECTOR_SECTIONS[:3]}
         for page, at in {**pages, "detail": go(open_app(selection=[run_id]), "detail")}.items():
             assert not at.exception, (name, page)
             assert not at.warning, (name, page, [w.value for w in at.warning])

@@ -19,16 +19,7 @@ from dashboard.launcher import why_cannot_launch
 from dashboard.reader import RunsSource, Store
 from dashboard.widgets import INSPECTOR_SECTIONS
 from experiments.tracking_server import ADMIN_USER, DB_USER, Auth, free_port, start_mlflow_server
-from tests.helpers import (
-    cli_in_process,
-    inspector,
-    needs_chromium,
-    open_app,
-    shoot,
-    start_server,
-    texts,
-    wait_idle,
-)
+from tests.helpers import cli_in_process, needs_chromium, on_tab, open_app, shoot, start_server, texts, wait_idle
 
 ADMIN_PASSWORD = "admin-secret-for-tests"
 
@@ -296,8 +287,8 @@ def test_only_a_user_who_may_edit_the_experiment_can_launch_advice_from_the_dash
         monkeypatch.delenv("MLFLOW_TRACKING_USERNAME")  # a team dashboard's session, signed in as the user
         assert why_cannot_launch(auth_server, experiment, Credentials(user, password)) == refusal, user
     signed_in(monkeypatch, auth_server, "dave", "dave-password-123")
-    at = inspector([run.info.run_id], INSPECTOR_SECTIONS[4])  # as dave: the spec and the command, no button (the
-    # button for a user who may launch: tests/test_advice.py)
+    # as dave: the spec and the command, no button (the button for a user who may launch: tests/test_advice.py)
+    at = on_tab("overfitting", [run.info.run_id], INSPECTOR_SECTIONS[4])
     shown = texts(at).replace("\\", "")
     assert not at.exception and not at.button and "**bigger-model**" in shown and refusal in shown
     assert f"advise {run.info.run_id} --seeds 3 --run" in " ".join(code.value for code in at.code)
