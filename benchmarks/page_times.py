@@ -219,7 +219,14 @@ FLOOR_PAGES = {  # what any Streamlit page costs here, side by side with the das
     "st.title('floor')\nst.plotly_chart(go.Figure(go.Scatter(x=[1, 2, 3], y=[3, 1, 2])))\n",
     "floor: a title and one table": "import pandas as pd\nimport streamlit as st\n"
     "st.title('floor')\nst.dataframe(pd.DataFrame({'a': [1, 2, 3]}))\n",
-    "floor: Compare's kinds of element": "import pandas as pd\nimport plotly.graph_objects as go\n"
+    "floor: Compare's first screen, no data": "import pandas as pd\nimport plotly.graph_objects as go\n"
+    "import streamlit as st\nst.title('floor')\nst.selectbox('curves', ['x', 'y'])\nst.selectbox('per', ['x', 'y'])\n"
+    "st.toggle('each')\nst.plotly_chart(go.Figure(go.Scatter(x=[1, 2, 3], y=[3, 1, 2])))\na, b = st.columns(2)\n"
+    "a.selectbox('A', ['x', 'y'])\nb.selectbox('B', ['x', 'y'])\n"
+    "st.dataframe(pd.DataFrame({'a': [1.0, 2.0], 'b': ['x', 'y']}), key='sides')\nst.success('B beats A')\n"
+    "st.selectbox('baseline', ['x', 'y'])\ntab = st.tabs(['one', 'two', 'three'])[0]\n"
+    "tab.dataframe(pd.DataFrame({'a': [1.0, 2.0, 3.0], 'b': ['x', 'y', 'z']}), key='final')\n",
+    "floor: four widgets, three charts, three tables": "import pandas as pd\nimport plotly.graph_objects as go\n"
     "import streamlit as st\nst.title('floor')\nst.selectbox('a', ['x', 'y'])\nst.selectbox('b', ['x', 'y'])\n"
     "st.checkbox('c')\nst.slider('d', 0, 10)\nfor i in range(3):\n"
     "    st.plotly_chart(go.Figure(go.Scatter(x=[1, 2, 3], y=[3, 1, i])), key=f'chart{i}')\n"

@@ -213,9 +213,10 @@ def curves_axes_ui(has_loss: bool) -> tuple[str, bool]:
 
 
 def baseline_ui(labels: dict[str, str]) -> str | None:
-    """The run the others are measured against in the final-metrics table (None: no baseline)."""
+    """The run the others are measured against: their accuracies as differences from it in the final-metrics
+    table, its line orange in the params' parallel coordinates (None: no baseline)."""
     return st.selectbox(
-        "Baseline (the other runs' accuracies shown as differences from it)",
+        "Baseline (the others' accuracies as differences from it; its line orange among the params)",
         [None, *labels],
         format_func=lambda run_id: "none" if run_id is None else labels[run_id],
         key=Key.COMPARE_BASELINE,

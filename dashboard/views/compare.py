@@ -1,5 +1,5 @@
-"""Compare: 2 to 50 selected runs: learning curves per run or as bands over seeds, step losses, which run or
-group is better (and whether that is real), the params that differ and the metrics side by side."""
+"""Compare: 2 to 50 selected runs: learning curves per run or as bands over seeds, which run or group is better
+(and whether that is real), then in tabs the metrics side by side, the params that differ and the step losses."""
 
 import pandas as pd
 import streamlit as st
@@ -303,6 +303,7 @@ def advice_section(runs: pd.DataFrame, selection: list[str]) -> None:
 def details_section(runs: pd.DataFrame, selection: list[str], metrics: pd.DataFrame) -> None:
     """The baseline, then the open tab: the metrics side by side, the params that differ, or the step losses. Only
     the open tab is drawn, so the page opens with one chart rather than three."""
+    st.subheader("The runs side by side")
     baseline = baseline_ui(run_labels(runs, selection))
     section, tab = section_ui(COMPARE_SECTIONS, Key.COMPARE_SECTION)
     with tab:
