@@ -18,7 +18,7 @@ inside a <canvas> (fallback content, never drawn) are not counted.
   cache and compiled scripts kept: a user who comes back to the dashboard);
 - from the sidebar: the median of --repeats clicks on the page's link in the sidebar, from the page a user comes
   from (Runs; Compare for Runs itself): what moving between pages costs once the dashboard is open, without
-  loading Streamlit's and Plotly's bundles again;
+  loading Streamlit's and ECharts' bundles again;
 - widget changes: the median of --repeats changes of one widget (each a rerun of the page).
 --profile prints, for each page, where a warm script run spends its time (cProfile, in this process: the page run
 under Streamlit's AppTest, which runs the same script without a browser).
@@ -213,24 +213,34 @@ WIDGET_CHANGES = {
 }
 
 
+def one_chart(last: str, key: str) -> str:
+    """The source line of an ECharts line of three points, drawn as the dashboard draws its charts."""
+    return (
+        "st.echarts_chart({'animation': False, 'xAxis': {}, 'yAxis': {}, "
+        f"'series': [{{'type': 'line', 'data': [[1, 3], [2, 1], [3, {last}]]}}]}}, key={key})\n"
+    )
+
+
 FLOOR_PAGES = {  # what any Streamlit page costs here, side by side with the dashboard's
     "floor: a title only": "import streamlit as st\nst.title('floor')\n",
-    "floor: a title and one Plotly chart": "import plotly.graph_objects as go\nimport streamlit as st\n"
-    "st.title('floor')\nst.plotly_chart(go.Figure(go.Scatter(x=[1, 2, 3], y=[3, 1, 2])))\n",
+    "floor: a title and one chart": "import streamlit as st\nst.title('floor')\n" + one_chart("2", "'chart'"),
+    "floor: a title and one Vega-Lite chart": "import pandas as pd\nimport streamlit as st\n"
+    "st.title('floor')\nst.line_chart(pd.DataFrame({'y': [3, 1, 2]}))\n",
     "floor: a title and one table": "import pandas as pd\nimport streamlit as st\n"
     "st.title('floor')\nst.dataframe(pd.DataFrame({'a': [1, 2, 3]}))\n",
-    "floor: Compare's first screen, no data": "import pandas as pd\nimport plotly.graph_objects as go\n"
-    "import streamlit as st\nst.title('floor')\nst.selectbox('curves', ['x', 'y'])\nst.selectbox('per', ['x', 'y'])\n"
-    "st.toggle('each')\nst.plotly_chart(go.Figure(go.Scatter(x=[1, 2, 3], y=[3, 1, 2])))\na, b = st.columns(2)\n"
-    "a.selectbox('A', ['x', 'y'])\nb.selectbox('B', ['x', 'y'])\n"
+    "floor: Compare's first screen, no data": "import pandas as pd\nimport streamlit as st\n"
+    "st.title('floor')\nst.selectbox('curves', ['x', 'y'])\nst.selectbox('per', ['x', 'y'])\nst.toggle('each')\n"
+    + one_chart("2", "'chart'")
+    + "a, b = st.columns(2)\na.selectbox('A', ['x', 'y'])\nb.selectbox('B', ['x', 'y'])\n"
     "st.dataframe(pd.DataFrame({'a': [1.0, 2.0], 'b': ['x', 'y']}), key='sides')\nst.success('B beats A')\n"
     "st.selectbox('baseline', ['x', 'y'])\ntab = st.tabs(['one', 'two', 'three'])[0]\n"
     "tab.dataframe(pd.DataFrame({'a': [1.0, 2.0, 3.0], 'b': ['x', 'y', 'z']}), key='final')\n",
-    "floor: four widgets, three charts, three tables": "import pandas as pd\nimport plotly.graph_objects as go\n"
-    "import streamlit as st\nst.title('floor')\nst.selectbox('a', ['x', 'y'])\nst.selectbox('b', ['x', 'y'])\n"
+    "floor: four widgets, three charts, three tables": "import pandas as pd\nimport streamlit as st\n"
+    "st.title('floor')\nst.selectbox('a', ['x', 'y'])\nst.selectbox('b', ['x', 'y'])\n"
     "st.checkbox('c')\nst.slider('d', 0, 10)\nfor i in range(3):\n"
-    "    st.plotly_chart(go.Figure(go.Scatter(x=[1, 2, 3], y=[3, 1, i])), key=f'chart{i}')\n"
-    "    st.dataframe(pd.DataFrame({'a': [1.0, 2.0, 3.0], 'b': ['x', 'y', 'z']}), key=f'table{i}')\n",
+    "    "
+    + one_chart("i", "f'chart{i}'")
+    + "    st.dataframe(pd.DataFrame({'a': [1.0, 2.0, 3.0], 'b': ['x', 'y', 'z']}), key=f'table{i}')\n",
 }
 
 

@@ -1,23 +1,41 @@
-"""Pure figure builders: DataFrames in, Plotly figures out. No Streamlit calls, so each is unit-tested."""
+"""Pure figure builders: DataFrames in, ECharts options out (drawn by st.echarts_chart). No Streamlit calls, so each
+is unit-tested.
 
-import html
+ECharts rather than Plotly: a page loads its chart library's script with its first chart, and on two cores Plotly's
+(4.7 MB) cost a first visit about 0.5 s more than ECharts' (1.2 MB), side by side in benchmarks/page_times.py.
+An option is plain JSON, with no JavaScript callbacks, so values are drawn already scaled (rates in percent) and
+rounded to what a tooltip shows.
+"""
+
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
+from matplotlib import colormaps
+from matplotlib.colors import to_hex
 
 from core.data_scaling import PowerLaw
 from core.schema import Metric
 from dashboard import formats
 
-TRAIN_DASH, VAL_DASH = "dash", "solid"
+TRAIN_DASH, VAL_DASH = "dashed", "solid"
 BEST_COLOR = "#2ca02c"  # the best trial or run: green reads as good, red as failure
 BASELINE_COLOR = "#ff7f0e"  # the run others are measured against: marked, not judged
-MODEBAR_PX = 36  # the band at the top of a figure where Plotly's toolbar appears on hover
+GAP_COLOR = "#ef553b"  # the gap between train and validation error
+PERCENT_AXIS = {"formatter": "{value}%"}  # rates are drawn in percent: the option has no number formatter
+HOVER_PERCENT = f"%.{formats.DECIMALS}f%%"  # a tooltip's percentage, as the tables write it
+# px around a class grid's cells, exactly: Streamlit's theme would otherwise fit the axis labels inside these margins
+MATRIX_GRID = {"left": 90, "right": 90, "top": 80, "bottom": 20, "outerBoundsMode": "none"}
+
+
+@dataclass(frozen=True)
+class Figure:
+    """An ECharts option and the size to draw it at (width None: the page's width)."""
+
+    option: dict
+    height: int
+    width: int | None = None
 
 
 @dataclass(frozen=True)
@@ -31,15 +49,24 @@ class Line:
     def dash(self) -> str:
         return TRAIN_DASH if self.split == "train" else VAL_DASH
 
+    @property
+    def split_name(self) -> str:
+        return {"train": "train ", "val": "validation "}.get(self.split, "")
+
 
 @dataclass(frozen=True)
 class Panel:
-    """One panel of curves side by side: its title and its lines."""
+    """One panel of curves side by side: its title, its lines, and how a tooltip writes their values."""
 
     title: str
     lines: tuple[Line, ...]
-    percent: bool = False  # accuracies and errors: axis and hover in percent
+    percent: bool = False  # accuracies and errors: drawn, labelled and read in percent
     loss: bool = False  # the panel the "log-scale loss" choice makes logarithmic
+    value_format: str = "%.4g"  # printf format of a tooltip's value (a percentage's is HOVER_PERCENT)
+
+    @property
+    def hover(self) -> str:
+        return HOVER_PERCENT if self.percent else self.value_format
 
 
 CURVES = {  # what curves of runs can show, one choice each: its panels, drawn side by side
@@ -56,8 +83,8 @@ CURVES = {  # what curves of runs can show, one choice each: its panels, drawn s
         Panel("validation ECE", (Line(Metric.VAL_ECE),), percent=True),
     ),
     "speed": (
-        Panel("seconds per epoch", (Line(Metric.EPOCH_SECONDS),)),
-        Panel("training images per second", (Line(Metric.SAMPLES_PER_S),)),
+        Panel("seconds per epoch", (Line(Metric.EPOCH_SECONDS),), value_format="%.2f s"),
+        Panel("training images per second", (Line(Metric.SAMPLES_PER_S),), value_format="%,.0f images/s"),
     ),
 }
 LEARNING_CURVES = CURVES["loss and accuracy"]
@@ -69,75 +96,137 @@ def curve_metrics(panels: tuple[Panel, ...] | None = None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(str(line.metric) for panel in chosen for line in panel.lines))
 
 
-def panels_layout(
-    fig: go.Figure, panels: tuple[Panel, ...], log_loss: bool = False, metrics: pd.DataFrame | None = None
-) -> None:
-    """Each panel's y axis: percent for accuracies and errors, logarithmic for a loss when asked (ticks placed
-    from the panel's values in `metrics`)."""
-    for col, panel in enumerate(panels, start=1):
-        if panel.percent:
-            fig.update_yaxes(tickformat=formats.AXIS_PERCENT, row=1, col=col)
-        if panel.loss and log_loss:
-            drawn = metrics[metrics["metric"].isin([str(line.metric) for line in panel.lines])]["value"]
-            fig.update_yaxes(**log_axis(drawn), row=1, col=col)
+def drawn(values, percent: bool = False) -> list:
+    """Values as an option carries them: a rate in percent, rounded to 4 decimals (what is read is 2), None
+    where missing."""
+    return [
+        None if v is None or not math.isfinite(v) else (round(v * 100, 4) if percent else v)
+        for v in np.asarray(values, dtype=float).tolist()
+    ]
 
 
-def log_axis(values) -> dict:
-    """A logarithmic axis labelled at 1, 2 and 5 times the powers of ten within the values, each label written
-    whole ("0.2", "0.5", "1"): Plotly's own minor labels are bare digits, where 0.9 reads like 9."""
+def pairs(x, y, percent: bool = False, *more) -> list[list]:
+    """Points [x, y, ...] of a series on value axes (y, and any further columns, as `drawn`)."""
+    columns = [drawn(x), drawn(y, percent), *(drawn(m, percent) for m in more)]
+    return [list(point) for point in zip(*columns, strict=True)]
+
+
+def log_ticks(values) -> tuple[list[float], tuple[float, float] | None]:
+    """Ticks of a logarithmic axis at 1, 2 and 5 times the powers of ten within the values (the powers alone over
+    three decades), and the axis's range where it must widen to the 1-2-5 values around a narrow one."""
     values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values) & (values > 0)]
     if not len(values):
-        return {"type": "log"}
+        return [], None
     low, high = values.min(), values.max()
-    multiples = (1, 2, 5) if high / low <= 1e3 else (1,)  # over three decades, the powers of ten alone
+    multiples = (1, 2, 5) if high / low <= 1e3 else (1,)
     ticks = [
         m * 10.0**k for k in range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1) for m in multiples
     ]
-    inside = [t for t in ticks if low <= t <= high]
-    axis = {"type": "log", "tickmode": "array"}
-    if len(inside) < 2:  # a narrow range: widen it to the 1-2-5 values on either side, so that two are labelled
-        below, above = max(t for t in ticks if t < low), min(t for t in ticks if t > high)
-        inside = sorted({below, *inside, above})
-        axis["range"] = [math.log10(below), math.log10(above)]
-    return {**axis, "tickvals": inside, "ticktext": [f"{t:g}" for t in inside]}
+    inside = [float(f"{t:.6g}") for t in ticks if low <= t <= high]
+    if len(inside) >= 2:
+        return inside, None
+    below, above = max(t for t in ticks if t < low), min(t for t in ticks if t > high)
+    inside = sorted({float(f"{below:.6g}"), *inside, float(f"{above:.6g}")})
+    return inside, (inside[0], inside[-1])
 
 
-def legend_title(panels: tuple[Panel, ...], drawn: str) -> str:
-    """What the line styles mean, where a panel has both a train and a validation line."""
-    both = any({line.split for line in panel.lines} == {"train", "val"} for panel in panels)
-    return drawn + ("; solid: validation, dashed: train" if both else "")
-
-
-def epoch_axis(last_epoch) -> dict:
-    """An epoch axis with whole-number ticks only (never 1.5), at most about a dozen of them, none past the last
-    epoch (the axis's padding would otherwise show epoch 31 of a 30-epoch run)."""
-    last = int(last_epoch) if pd.notna(last_epoch) else 1
+def log_axis(values, **axis) -> dict:
+    """A logarithmic value axis labelled at log_ticks of the values, each label written whole ("0.2", not 2e-1)."""
+    ticks, widened = log_ticks(values)
+    if not ticks:
+        return {"type": "log", **axis}
+    low, high = widened or (float(np.nanmin(values)), float(np.nanmax(values)))
     return {
-        "title": {"text": "epoch"},
-        "tickmode": "array",
-        "tickformat": "d",
-        "tickvals": list(range(1, last + 1, max(1, math.ceil(last / 12)))),
+        "type": "log",
+        "min": min(low, ticks[0]),
+        "max": max(high, ticks[-1]),
+        "axisLabel": {"customValues": ticks},
+        "axisTick": {"customValues": ticks},
+        **axis,
     }
 
 
-def value_format(panel: Panel) -> str:
-    """The hover format of a panel's values: a percentage, or four significant digits."""
-    return formats.HOVER_PERCENT if panel.percent else ",.4~r"  # 12,350 images/s, not 1.235e+4
+def legend_title(panels: tuple[Panel, ...], shown: str) -> str:
+    """What the legend and the line styles mean, where a panel has both a train and a validation line."""
+    both = any({line.split for line in panel.lines} == {"train", "val"} for panel in panels)
+    return shown + ("; solid: validation, dashed: train" if both else "")
 
 
-def escaped(texts) -> list[str]:
-    """Labels from run data, with HTML escaped: Plotly renders tags such as <a> and <b> in text."""
-    return [html.escape(str(t)) for t in texts]
+def epoch_axis(last_epoch, grid: int = 0) -> dict:
+    """An epoch axis with whole-number ticks only (never 1.5), none past the last epoch."""
+    last = int(last_epoch) if pd.notna(last_epoch) else 1
+    return {**axis_name("epoch"), "type": "value", "gridIndex": grid, "minInterval": 1, "min": "dataMin", "max": last}
+
+
+def axis_name(name: str, gap: int = 30) -> dict:
+    """An axis's title, centred along it (a y axis's `gap` px left of it, clear of its labels)."""
+    return {"name": name, "nameLocation": "middle", "nameGap": gap}
+
+
+def value_axis(percent: bool = False, grid: int = 0, values=(), name: str = "", **axis) -> dict:
+    """A y axis fitted to its values (not from zero), labelled in percent for a rate; one whose rates (fractions)
+    reach 95% ends at 100% (a rounded end would read 102% of an accuracy)."""
+    rate = {"axisLabel": PERCENT_AXIS} if percent else {}
+    if percent and len(values) and np.nanmax(np.asarray(values, dtype=float)) > 0.95:
+        rate["max"] = 100
+    return {"type": "value", "gridIndex": grid, "scale": True, **rate, **(axis_name(name, 45) if name else {}), **axis}
 
 
 def run_colors(run_ids: list[str]) -> dict[str, str]:
-    """One distinct colour per run: the qualitative palette up to 10 runs, a sampled scale beyond."""
+    """One distinct colour per run: a qualitative palette up to 10 runs, a sampled scale beyond."""
     if len(run_ids) <= 10:
-        palette = px.colors.qualitative.Plotly
+        palette = [to_hex(c) for c in colormaps["tab10"].colors]
     else:
-        palette = px.colors.sample_colorscale("Turbo", list(np.linspace(0.05, 0.95, len(run_ids))))
+        palette = sampled("turbo", np.linspace(0.05, 0.95, len(run_ids)))
     return {run_id: palette[i % len(palette)] for i, run_id in enumerate(run_ids)}
+
+
+def sampled(colormap: str, at) -> list[str]:
+    """Colours of a matplotlib colour map at positions 0..1."""
+    return [to_hex(colormaps[colormap](float(x))) for x in at]
+
+
+def translucent(color: str, alpha: float) -> str:
+    """A '#rrggbb' colour with the given opacity."""
+    r, g, b = (int(color[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def line(name: str, points: list, color: str | None = None, **style) -> dict:
+    """A line series with markers, in `color`; `style` adds or overrides series options."""
+    series = {"type": "line", "name": name, "data": points, "symbolSize": 4, "connectNulls": False}
+    if color:
+        series["itemStyle"] = {"color": color}
+        series["lineStyle"] = {"color": color}
+    for key, value in style.items():
+        series[key] = {**series[key], **value} if isinstance(series.get(key), dict) else value
+    return series
+
+
+def panel_grids(panels: tuple[Panel, ...], top: int = 70) -> tuple[list[dict], list[dict]]:
+    """The grids of panels drawn side by side, and their titles."""
+    share = 100 / len(panels)
+    grids = [
+        {"left": f"{i * share + 2}%", "width": f"{share - 6}%", "top": top, "bottom": 55, "containLabel": True}
+        for i in range(len(panels))
+    ]
+    titles = [
+        {
+            "text": title,
+            "left": f"{(i + 0.5) * share}%",
+            "top": top - 28,
+            "textAlign": "center",
+            "textStyle": {"fontSize": 13},
+        }
+        for i, title in enumerate(panel.title for panel in panels)
+    ]
+    return grids, titles
+
+
+def caption(text: str) -> dict:
+    """A line of small text under a figure (what its line styles mean)."""
+    return {"subtext": text, "left": "center", "bottom": 0, "subtextStyle": {"fontSize": 11}}
 
 
 def learning_curves(
@@ -147,190 +236,350 @@ def learning_curves(
     x_title: str = "epoch",
     log_loss: bool = False,
     panels: tuple[Panel, ...] = LEARNING_CURVES,
-) -> go.Figure:
+) -> Figure:
     """The panels' curves per epoch (or along another x, as analysis.along puts it in `step`) for every run: train
-    dashed, validation solid, one colour per run (run_colors of the labels' order unless given).
+    dashed, validation solid, one colour per run (run_colors of the labels' order unless given). A run's lines share
+    its name, so its legend entry shows or hides all of them; `id` is "run_id/metric".
 
     `metrics` is long (run_id, metric, step, value); every logged point is drawn.
     """
-    fig = make_subplots(
-        rows=1,
-        cols=len(panels),
-        subplot_titles=[panel.title + " (log scale)" * (panel.loss and log_loss) for panel in panels],
-    )
     colors = colors or run_colors(list(labels))
-    for run_id, label in labels.items():
-        label = html.escape(label)
-        legend_entry(fig, label, run_id, colors[run_id])
-        for col, panel in enumerate(panels, start=1):
-            for line in panel.lines:
-                points = metrics[(metrics["run_id"] == run_id) & (metrics["metric"] == line.metric)]
+    grids, titles = panel_grids(panels)
+    x_axes, y_axes, series = [], [], []
+    last = metrics["step"].max() if len(metrics) else 1
+    for col, panel in enumerate(panels):
+        x_axes.append(
+            epoch_axis(last, col)
+            if x_title == "epoch"
+            else {**axis_name(x_title), "type": "value", "gridIndex": col, "scale": True}
+        )
+        values = metrics[metrics["metric"].isin([str(line.metric) for line in panel.lines])]["value"]
+        log = panel.loss and log_loss
+        y_axes.append(log_axis(values, gridIndex=col) if log else value_axis(panel.percent, col, values))
+        if log:
+            titles[col]["text"] += " (log scale)"
+        for run_id, label in labels.items():
+            for each in panel.lines:
+                points = metrics[(metrics["run_id"] == run_id) & (metrics["metric"] == each.metric)]
                 if points.empty:
                     continue
-                fig.add_trace(
-                    go.Scatter(
-                        x=points["step"],
-                        y=points["value"],
-                        mode="lines+markers",
-                        name=f"{label} ({line.split})" if line.split else label,
-                        legendgroup=run_id,
-                        showlegend=False,
-                        line={"color": colors[run_id], "dash": line.dash},
-                        marker={"size": 4},
-                        hovertemplate=f"{line.metric} %{{y:{value_format(panel)}}}<extra>{label}</extra>",
-                    ),
-                    row=1,
-                    col=col,
+                series.append(
+                    line(
+                        label,
+                        pairs(points["step"], points["value"], panel.percent),
+                        colors[run_id],
+                        id=f"{run_id}/{each.metric}",
+                        xAxisIndex=col,
+                        yAxisIndex=col,
+                        lineStyle={"type": each.dash},
+                        tooltip={"valueFormatter": f"{each.split_name}{each.metric} {panel.hover}"},
+                    )
                 )
-    if x_title == "epoch":
-        fig.update_xaxes(**epoch_axis(metrics["step"].max() if len(metrics) else 1))
-    else:
-        fig.update_xaxes(title_text=x_title, tickformat=",~r")
-    panels_layout(fig, panels, log_loss, metrics)
-    fig.update_layout(
+    return Figure(
+        {
+            "title": [*titles, caption(legend_title(panels, "legend: runs"))],
+            "legend": {"type": "scroll", "top": 0},
+            "tooltip": {"trigger": "axis"},
+            "grid": grids,
+            "xAxis": x_axes,
+            "yAxis": y_axes,
+            "series": series,
+        },
         height=440,
-        margin={"t": 40},
-        hovermode="x unified",
-        legend={"font": {"size": 10}, "title": {"text": legend_title(panels, "runs")}},
     )
-    return fig
 
 
-def legend_entry(fig: go.Figure, label: str, group: str, color: str) -> None:
-    """One legend entry for a run or group whose traces (train and validation, two panels) carry none: a click
-    on it shows or hides all of them."""
-    fig.add_trace(
-        go.Scatter(
-            x=[None],
-            y=[None],
-            mode="lines",
-            name=label,
-            legendgroup=group,
-            showlegend=True,
-            line={"color": color},
-            hoverinfo="skip",
+def band(name: str, x, low, high, color: str, stack: str, **axes) -> list[dict]:
+    """A shaded band between `low` and `high`: the low line unseen, the width stacked on it and filled."""
+    hidden = {"type": "line", "name": name, "stack": stack, "stackStrategy": "all", "symbol": "none", "silent": True}
+    hidden |= {"lineStyle": {"opacity": 0}, "tooltip": {"show": False}, **axes}
+    width = np.asarray(high, dtype=float) - np.asarray(low, dtype=float)
+    return [
+        {**hidden, "data": pairs(x, low)},
+        {**hidden, "data": pairs(x, width), "areaStyle": {"color": color}},
+    ]
+
+
+def banded_curves(
+    band_frame: pd.DataFrame,
+    members: pd.DataFrame | None = None,
+    member_group: dict[str, str] | None = None,
+    panels: tuple[Panel, ...] = LEARNING_CURVES,
+) -> Figure:
+    """The panels' curves per epoch for every group of runs: the mean over its runs as a line (train dashed,
+    validation solid) inside its shaded 95% interval, N in the legend; `members` (long points, with
+    member_group mapping each run to its group) draws each run faintly behind. A group's series share its legend
+    name; a mean line's `id` is "group/metric"."""
+    colors = run_colors(list(dict.fromkeys(band_frame["group"])))
+    grids, titles = panel_grids(panels)
+    last = band_frame["step"].max() if len(band_frame) else 1
+    x_axes = [epoch_axis(last, col) for col in range(len(panels))]
+    y_axes = [
+        value_axis(
+            panel.percent,
+            col,
+            band_frame[band_frame["metric"].isin([str(x.metric) for x in panel.lines])]["high"].dropna(),
         )
+        for col, panel in enumerate(panels)
+    ]
+    series = []
+    for group, color in colors.items():
+        rows = band_frame[band_frame["group"] == group]
+        label = f"{group} (N={int(rows['n'].max())})"
+        for col, panel in enumerate(panels):
+            on = {"xAxisIndex": col, "yAxisIndex": col}
+            for each in panel.lines:
+                name, scale = each.metric, 100 if panel.percent else 1
+                stats = rows[rows["metric"] == name].sort_values("step")
+                if stats.empty:
+                    continue
+                for run_id in [r for r, g in (member_group or {}).items() if g == group and members is not None]:
+                    own = members[(members["run_id"] == run_id) & (members["metric"] == name)]
+                    faint = {"color": translucent(color, 0.35), "width": 1, "type": each.dash}
+                    series.append(
+                        line(
+                            label,
+                            pairs(own["step"], own["value"], panel.percent),
+                            symbol="none",
+                            silent=True,
+                            lineStyle=faint,
+                            tooltip={"show": False},
+                            **on,
+                        )
+                    )
+                banded = stats.dropna(subset=["low", "high"])
+                if not banded.empty:
+                    series += band(
+                        label,
+                        banded["step"],
+                        banded["low"] * scale,
+                        banded["high"] * scale,
+                        translucent(color, 0.18),
+                        f"{group}/{name}",
+                        **on,
+                    )
+                series.append(
+                    line(
+                        label,
+                        pairs(stats["step"], stats["mean"], panel.percent, stats["low"], stats["high"]),
+                        color,
+                        id=f"{group}/{name}",
+                        lineStyle={"type": each.dash},
+                        tooltip={
+                            "formatter": f"{escaped(label)}<br>{each.split_name}{name}: mean {{@[1]}} (95% CI "
+                            f"{{@[2]}} to {{@[3]}}){'%' * panel.percent} at epoch {{@[0]}}"
+                        },
+                        **on,
+                    )
+                )
+    return Figure(
+        {
+            "title": [*titles, caption(legend_title(panels, "legend: mean of each group, in its 95% band"))],
+            "legend": {"type": "scroll", "top": 0},
+            "tooltip": {"trigger": "item"},
+            "grid": grids,
+            "xAxis": x_axes,
+            "yAxis": y_axes,
+            "series": series,
+        },
+        height=420,
     )
 
 
-def error_gap(history: pd.DataFrame, best_epoch: int | None = None) -> go.Figure:
+def escaped(text) -> str:
+    """Run data made inert in a tooltip, whose templates ECharts renders as HTML."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("{", "(").replace("}", ")")
+
+
+def errors(history: pd.DataFrame) -> tuple[list, list]:
+    """Train and validation error per epoch, as points in percent."""
+    return (
+        pairs(history.index, 1 - history[Metric.TRAIN_ACC], True),
+        pairs(history.index, 1 - history[Metric.VAL_ACC], True),
+    )
+
+
+def single_plot(series: list[dict], x_axis: dict, y_axis: dict, height: int = 360, **option) -> Figure:
+    """One plot: its series, axes and a legend above."""
+    return Figure(
+        {
+            "legend": {"top": 0},
+            "tooltip": {"trigger": "axis"},
+            "grid": {"left": 20, "right": 30, "top": 40, "bottom": 40, "containLabel": True},
+            "xAxis": x_axis,
+            "yAxis": y_axis,
+            "series": series,
+            **option,
+        },
+        height=height,
+    )
+
+
+def best_epoch_line(epoch: int, text: str, color: str = "#555") -> dict:
+    """A dotted vertical line at an epoch, labelled."""
+    return {
+        "symbol": "none",
+        "silent": True,
+        "lineStyle": {"type": "dotted", "color": color},
+        "label": {"formatter": text, "position": "insideEndTop"},
+        "data": [{"xAxis": int(epoch)}],
+    }
+
+
+def error_gap(history: pd.DataFrame, best_epoch: int | None = None) -> Figure:
     """Train and validation error per epoch with the gap between them shaded and the best epoch marked.
 
     `history` is wide: index epoch, columns train_acc and val_acc.
     """
-    fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(
-            x=history.index,
-            y=1 - history[Metric.TRAIN_ACC],
-            name="train error",
-            mode="lines+markers",
-            line={"dash": TRAIN_DASH},
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=history.index,
-            y=1 - history[Metric.VAL_ACC],
-            name="validation error",
-            mode="lines+markers",
-            fill="tonexty",
-            fillcolor="rgba(239,85,59,0.2)",
-        )
+    train_error, val_error = 1 - history[Metric.TRAIN_ACC], 1 - history[Metric.VAL_ACC]
+    validation = line(
+        "validation error", pairs(history.index, val_error, True), GAP_COLOR, tooltip={"valueFormatter": HOVER_PERCENT}
     )
     if best_epoch:
-        fig.add_vline(x=best_epoch, line_dash="dot", annotation_text=f"best epoch {best_epoch}")
-    fig.update_layout(
-        xaxis=epoch_axis(history.index.max()),
-        yaxis_title="error",
-        yaxis_tickformat=formats.AXIS_PERCENT,
-        height=360,
-        margin={"t": 30},
+        validation["markLine"] = best_epoch_line(best_epoch, f"best epoch {best_epoch}")
+    series = [
+        line(
+            "train error",
+            pairs(history.index, train_error, True),
+            "#636efa",
+            lineStyle={"type": TRAIN_DASH},
+            tooltip={"valueFormatter": HOVER_PERCENT},
+        ),
+        validation,
+        *band(
+            "gap",
+            history.index,
+            np.minimum(train_error, val_error) * 100,
+            np.maximum(train_error, val_error) * 100,
+            translucent(GAP_COLOR, 0.2),
+            "gap",
+        ),
+    ]
+    return single_plot(
+        series,
+        epoch_axis(history.index.max()),
+        value_axis(True, values=np.maximum(train_error, val_error), name="error"),
     )
-    return fig
 
 
-def bias_variance(history: pd.DataFrame) -> go.Figure:
-    """Bias, variance and avoidable bias per epoch (wide history indexed by epoch)."""
-    fig = go.Figure()
-    for name in (Metric.BIAS, Metric.VARIANCE, Metric.AVOIDABLE_BIAS):
-        if name in history:
-            fig.add_trace(
-                go.Scatter(x=history.index, y=history[name], name=str(name).replace("_", " "), mode="lines+markers")
-            )
-    fig.add_hline(y=0, line_color="gray", line_width=1)
-    fig.update_layout(
-        xaxis=epoch_axis(history.index.max()), yaxis_tickformat=formats.AXIS_PERCENT, height=360, margin={"t": 30}
-    )
-    return fig
+def bias_variance(history: pd.DataFrame) -> Figure:
+    """Bias, variance and avoidable bias per epoch (wide history indexed by epoch), zero marked."""
+    series = [
+        line(
+            str(name).replace("_", " "),
+            pairs(history.index, history[name], True),
+            tooltip={"valueFormatter": HOVER_PERCENT},
+        )
+        for name in (Metric.BIAS, Metric.VARIANCE, Metric.AVOIDABLE_BIAS)
+        if name in history
+    ]
+    if series:
+        series[0]["markLine"] = {
+            "symbol": "none",
+            "silent": True,
+            "label": {"show": False},
+            "lineStyle": {"color": "gray", "type": "solid", "width": 1},
+            "data": [{"yAxis": 0}],
+        }
+    return single_plot(series, epoch_axis(history.index.max()), value_axis(True))
 
 
 def cell_grid(
-    values: np.ndarray, class_names: list[str], text: list[str], marker: dict, hover: str, counts: np.ndarray
-) -> go.Figure:
-    """A class x class grid of square markers (rows true, columns predicted) coloured by `values`.
-
-    Markers rather than a heatmap because Plotly heatmaps emit no selection events: a click on a cell
-    selects it (x = predicted, y = true). `hover` reads customdata: true, predicted, and the cell's count.
-    """
+    values: np.ndarray,
+    class_names: list[str],
+    text: list[str],
+    scale: dict,
+    tooltips: list[str],
+    text_colors: list[str],
+    title: dict | None = None,
+) -> Figure:
+    """A class x class heatmap (rows true, columns predicted) coloured by `values` on the `scale` (a visualMap),
+    each cell labelled with its text. A click selects a cell: data item k is true k // n, predicted k % n."""
     n = len(class_names)
-    true, pred = np.meshgrid(range(n), range(n), indexing="ij")
-    fig = go.Figure(
-        go.Scatter(
-            x=pred.ravel(),
-            y=true.ravel(),
-            mode="markers+text",
-            text=text,
-            textfont={"size": 11, "color": "#222"},
-            marker={
-                "symbol": "square",
-                "size": 34,
-                "color": values.ravel(),
-                "showscale": True,
-                "line": {"width": 0},
-                **marker,
+    cells = [
+        {
+            "name": f"{true},{pred}",  # its own name: ECharts selects every item of a clicked item's name
+            "value": [pred, true, drawn([values[true, pred]])[0]],
+            "label": {"formatter": text[true * n + pred], "color": text_colors[true * n + pred]},
+            "tooltip": {"formatter": tooltips[true * n + pred]},
+        }
+        for true in range(n)
+        for pred in range(n)
+    ]
+    names = [str(name) for name in class_names]
+    side = 44 * n if n > 3 else 140  # square cells, big enough for their numbers
+    return Figure(
+        {
+            **({"title": title} if title else {}),
+            "tooltip": {"trigger": "item"},
+            "grid": MATRIX_GRID,
+            "xAxis": {
+                "type": "category",
+                "data": names,
+                "position": "top",
+                "name": "predicted",
+                "nameLocation": "middle",
+                "nameGap": 28,
+                "splitArea": {"show": True},
             },
-            selected={"marker": {"opacity": 1}},
-            unselected={"marker": {"opacity": 1}},
-            customdata=np.stack([true.ravel(), pred.ravel(), np.asarray(counts).ravel()], axis=1),
-            hovertemplate=hover + "<extra></extra>",
-        )
+            "yAxis": {
+                "type": "category",
+                "data": names,
+                "inverse": True,
+                "name": "true",
+                "nameLocation": "middle",
+                "nameGap": 40,
+                "splitArea": {"show": True},
+            },
+            "visualMap": {
+                "calculable": False,
+                "orient": "vertical",
+                "right": 0,
+                "top": "middle",
+                "itemHeight": min(side, 200),
+                **scale,
+            },
+            "series": [
+                {
+                    "type": "heatmap",
+                    "data": cells,
+                    "label": {"show": True, "fontSize": 11},
+                    "selectedMode": "single",
+                    "select": {"itemStyle": {"borderColor": "#222", "borderWidth": 3}},
+                    "emphasis": {"itemStyle": {"borderColor": "#555", "borderWidth": 1}},
+                }
+            ],
+        },
+        height=side + MATRIX_GRID["top"] + MATRIX_GRID["bottom"],
+        width=side + MATRIX_GRID["left"] + MATRIX_GRID["right"],
     )
-    ticks = {"tickmode": "array", "tickvals": list(range(n)), "ticktext": escaped(class_names)}
-    fig.update_layout(
-        xaxis={**ticks, "title": "predicted", "side": "top"},
-        yaxis={**ticks, "title": "true", "autorange": "reversed"},
-        height=480,
-        width=540,
-        margin={"t": 60},
-    )  # no clickmode or dragmode of its own: a figure's clickmode="event+select" or dragmode="select" stops a plain
-    # click from selecting a cell under Streamlit's point selection
-    return fig
 
 
-def confusion_matrix(matrix: np.ndarray, class_names: list[str], normalize: bool = False) -> go.Figure:
-    """The confusion matrix (rows true, columns predicted), counts or row-normalised; text white on dark cells."""
+def confusion_matrix(matrix: np.ndarray, class_names: list[str], normalize: bool = False) -> Figure:
+    """The confusion matrix (rows true, columns predicted), counts or row-normalised in percent; text white on
+    dark cells."""
     counts = np.asarray(matrix)
     rows = counts.sum(axis=1, keepdims=True)
     values = (
-        np.divide(counts, rows, out=np.zeros(counts.shape, dtype=float), where=rows > 0)
+        np.divide(counts, rows, out=np.zeros(counts.shape, dtype=float), where=rows > 0) * 100
         if normalize
         else counts.astype(float)
     )
-    fig = cell_grid(
-        values,
-        class_names,
-        [f"{v:.0%}" if normalize else f"{int(v)}" for v in values.ravel()],  # whole percent: a cell is small
-        {"colorscale": "Blues", **({"colorbar": {"tickformat": formats.AXIS_PERCENT}} if normalize else {})},
-        "true %{customdata[0]} / predicted %{customdata[1]}: %{customdata[2]} images",
-        counts,
-    )
-    dark = values.ravel() > 0.5 * max(values.max(), 1e-9)
-    fig.update_traces(textfont_color=np.where(dark, "white", "#222"))
-    return fig
+    top = max(values.max(), 1e-9)
+    text = [f"{v:.0f}%" if normalize else f"{int(v)}" for v in values.ravel()]  # whole percent: a cell is small
+    tooltips = [
+        f"true {escaped(class_names[t])} / predicted {escaped(class_names[p])}: {counts[t, p]:,} images"
+        + (f" ({values[t, p]:.2f}% of the true class)" if normalize else "")
+        for t in range(len(class_names))
+        for p in range(len(class_names))
+    ]
+    scale = {"min": 0, "max": float(top), "inRange": {"color": sampled("Blues", np.linspace(0.05, 1, 6))}}
+    scale["text"] = [f"{top:.0f}%" if normalize else f"{int(top):,}", "0"]
+    colors = ["white" if v > 0.5 * top else "#222" for v in values.ravel()]
+    return cell_grid(values, class_names, text, scale, tooltips, colors)
 
 
-def confusion_difference(a: np.ndarray, b: np.ndarray, class_names: list[str], labels: tuple[str, str]) -> go.Figure:
+def confusion_difference(a: np.ndarray, b: np.ndarray, class_names: list[str], labels: tuple[str, str]) -> Figure:
     """Row-normalised matrix of B minus A (two runs, or two epochs of one), in percentage points of each true
     class's images: red where B puts more of them, blue where fewer; the title says so. A click on a cell
     selects it, as on the confusion matrix."""
@@ -340,112 +589,86 @@ def confusion_difference(a: np.ndarray, b: np.ndarray, class_names: list[str], l
         return m / np.maximum(m.sum(axis=1, keepdims=True), 1)
 
     diff = (normalised(b) - normalised(a)) * 100
-    limit = max(abs(diff).max(), 1e-9)
-    a_name, b_name = escaped(labels)
+    limit = float(max(abs(diff).max(), 1e-9))
+    a_name, b_name = labels
     change = np.asarray(b) - np.asarray(a)
-    fig = cell_grid(
+    n = len(class_names)
+    tooltips = [
+        f"true {escaped(class_names[t])} / predicted {escaped(class_names[p])}: {escaped(b_name)} {diff[t, p]:+.1f} pp "
+        f"of the true class's images ({change[t, p]:+d} images) against {escaped(a_name)}"
+        for t in range(n)
+        for p in range(n)
+    ]
+    scale = {
+        "min": -limit,
+        "max": limit,
+        "text": ["+pp", "-pp"],
+        "inRange": {"color": sampled("RdBu_r", np.linspace(0, 1, 9))},
+    }
+    return cell_grid(
         diff,
         class_names,
         [f"{v:+.1f}" if round(v, 1) else "" for v in diff.ravel()],
-        {"colorscale": "RdBu_r", "cmin": -limit, "cmax": limit, "colorbar": {"title": {"text": "pp"}}},
-        f"true %{{customdata[0]}} / predicted %{{customdata[1]}}: {b_name} %{{marker.color:+.1f}} pp of "
-        f"the true class's images (%{{customdata[2]:+d}} images) against {a_name}",
-        change,
-    )
-    text_color = np.where(abs(diff.ravel()) > 0.6 * limit, "white", "#222")
-    fig.update_traces(textfont_color=text_color, selected_textfont_color="#222", unselected_textfont_color="#222")
-    fig.update_layout(
+        scale,
+        tooltips,
+        ["white" if abs(v) > 0.6 * limit else "#222" for v in diff.ravel()],
         title={
-            "text": f"{b_name} minus {a_name}<br><sup>red: {b_name} puts more of the true class "
-            f"here, blue: fewer (percentage points of the row)</sup>",
-            "yref": "container",
-            "y": 1,
-            "yanchor": "top",
-            "pad": {"t": MODEBAR_PX},  # below Plotly's toolbar, which a hover shows over the figure's top edge
+            "text": f"{b_name} minus {a_name}",
+            "subtext": f"red: {b_name} puts more of the true class here, blue: fewer (percentage points of the row)",
+            "left": "center",
+            "top": 0,
+            "textStyle": {"fontSize": 14},
         },
-        height=560,
-        width=580,
-        margin={"t": 150},
     )
-    return fig
 
 
-def per_class_accuracy(per_class: pd.DataFrame) -> go.Figure:
-    fig = go.Figure(
-        go.Bar(
-            x=escaped(per_class["name"]),
-            y=per_class["accuracy"],
-            text=[formats.percent(a) for a in per_class["accuracy"]],
-            textposition="outside",
-        )
+def per_class_accuracy(per_class: pd.DataFrame) -> Figure:
+    """Test accuracy of each class as a bar labelled with it, on an axis from 0 to 100%."""
+    return single_plot(
+        [
+            {
+                "type": "bar",
+                "name": "test accuracy",
+                "data": drawn(per_class["accuracy"], True),
+                "label": {"show": True, "position": "top", "formatter": "{c}%"},
+                "tooltip": {"valueFormatter": HOVER_PERCENT},
+            }
+        ],
+        {"type": "category", "data": [str(name) for name in per_class["name"]], **axis_name("class")},
+        {"type": "value", "min": 0, "max": 100, "axisLabel": PERCENT_AXIS, **axis_name("test accuracy", 45)},
     )
-    fig.update_layout(
-        yaxis_tickformat=".0%",
-        yaxis_range=[0, 1.08],
-        xaxis={"title": "class", "type": "category"},
-        yaxis_title="test accuracy",
-        height=360,
-        margin={"t": 30},
-    )
-    return fig
 
 
 @dataclass(frozen=True)
 class Axis:
-    """One axis of parallel coordinates: its title, each line's position on it, and its labelled ticks."""
+    """One axis of parallel coordinates: ECharts' parallelAxis and the values of the lines on it."""
 
-    title: str
-    values: np.ndarray  # positions: the values, their log10 for a log axis, or category codes
-    tickvals: tuple[float, ...]
-    ticktext: tuple[str, ...]
+    spec: dict
+    values: list
 
 
 def parallel_axes(params: pd.DataFrame, score, score_label: str) -> list[Axis]:
     """Each param's axis (text values become categories; a span of 100x or more a log axis; a few whole numbers,
     e.g. seeds, whole ticks), then the score's in percent."""
     axes = []
-    for name in params.columns:
+    for dim, name in enumerate(params.columns):
         values = pd.to_numeric(params[name], errors="coerce")
         numeric = values.notna().all()
-        if numeric and (values > 0).all() and values.max() >= 100 * values.min():  # e.g. lr: a log axis, as values
-            ticks = sorted(values.unique())
-            if len(ticks) > 8:  # a search's many values: label the powers of ten instead
-                ticks = [10.0**p for p in range(math.floor(np.log10(ticks[0])), math.ceil(np.log10(ticks[-1])) + 1)]
-            axes.append(
-                Axis(
-                    f"{name} (log)", np.log10(values.to_numpy()), tuple(np.log10(ticks)), tuple(f"{t:g}" for t in ticks)
-                )
-            )
+        spec = {"dim": dim, "name": str(name)}
+        if numeric and (values > 0).all() and values.max() >= 100 * values.min():  # e.g. lr
+            axes.append(Axis({**spec, "name": f"{name} (log)", "type": "log"}, drawn(values)))
         elif numeric and (values == values.round()).all() and values.nunique() <= 10:  # a seed: no 0.5 ticks
-            ticks = sorted(values.unique())
-            axes.append(Axis(name, values.to_numpy(), tuple(ticks), tuple(f"{v:g}" for v in ticks)))
+            axes.append(Axis({**spec, "type": "value", "minInterval": 1, "scale": True}, drawn(values)))
         elif numeric:
-            ticks = sorted({values.min(), values.max()})
-            axes.append(Axis(name, values.to_numpy(), tuple(ticks), tuple(f"{v:.4g}" for v in ticks)))
+            axes.append(Axis({**spec, "type": "value", "scale": True}, drawn(values)))
         else:
-            codes, names = pd.factorize(params[name].astype(str))
-            axes.append(Axis(name, codes.astype(float), tuple(range(len(names))), tuple(names)))
-    score = np.asarray(score, dtype=float)
-    ticks = sorted({np.nanmin(score), np.nanmax(score)}) if np.isfinite(score).any() else []
-    axes.append(Axis(score_label, score, tuple(ticks), tuple(formats.percent(t) for t in ticks)))
+            texts = params[name].map(lambda v: "(not set)" if pd.isna(v) else str(v))  # a run without the param
+            axes.append(Axis({**spec, "type": "category", "data": list(dict.fromkeys(texts))}, list(texts)))
+    scores = drawn(score, True)
+    axes.append(
+        Axis({"dim": len(axes), "name": score_label, "type": "value", "scale": True, "axisLabel": PERCENT_AXIS}, scores)
+    )
     return axes
-
-
-def on_axis(axis: Axis, values) -> np.ndarray:
-    """Positions on an axis scaled to 0..1 over its values and ticks (the middle when they are all one)."""
-    known = np.concatenate([axis.values[np.isfinite(axis.values)], np.asarray(axis.tickvals, dtype=float)])
-    low, high = (known.min(), known.max()) if len(known) else (0.0, 0.0)
-    return (np.asarray(values, dtype=float) - low) / (high - low) if high > low else np.full(len(values), 0.5)
-
-
-def polylines(axes: list[Axis], rows) -> tuple[list, list]:
-    """The x and y of one line per row across the axes, the lines separated by gaps (one trace draws them all)."""
-    scaled = np.column_stack([on_axis(axis, axis.values) for axis in axes])
-    x, y = [], []
-    for row in rows:
-        x += [*range(len(axes)), None]
-        y += [None if not np.isfinite(v) else float(v) for v in scaled[row]] + [None]
-    return x, y
 
 
 def parallel_coordinates(
@@ -455,362 +678,279 @@ def parallel_coordinates(
     highlight: int | None = None,
     highlight_color: str = BEST_COLOR,
     highlight_name: str = "best trial",
-) -> go.Figure:
+) -> Figure:
     """Params (one axis each) against a score, one line per run in blues, darker for a higher score; the line at
-    position `highlight` (the best trial, a baseline) thick in `highlight_color`, on top.
-
-    Drawn as plain SVG lines rather than Plotly's Parcoords: Parcoords draws with WebGL, which costs a page about a
-    second in a browser without a GPU (benchmarks/page_times.py), labels each axis's range again beside its ticks,
-    and draws a highlighted line as thin as the others. Hovering a line's end on the score axis names the run's
-    values."""
+    position `highlight` (the best trial, a baseline) thick in `highlight_color`, on top. Hovering a line names
+    its values."""
     axes = parallel_axes(params, score, score_label)
-    score = axes[-1].values
-    levels = on_axis(axes[-1], score)
-    bins = np.minimum((np.nan_to_num(levels, nan=0.0) * 6).astype(int), 5)
-    shades = px.colors.sample_colorscale("Blues", [0.35 + 0.13 * b for b in range(6)])
-    fig = go.Figure()
-    for shade in range(6):
-        rows = [i for i in range(len(score)) if bins[i] == shade and i != highlight]
-        if rows:
-            x, y = polylines(axes, rows)
-            fig.add_scatter(
-                x=x, y=y, mode="lines", line={"color": shades[shade], "width": 1.5}, hoverinfo="skip", showlegend=False
-            )
-    if highlight is not None:
-        x, y = polylines(axes, [highlight])
-        fig.add_scatter(
-            x=x, y=y, mode="lines", line={"color": highlight_color, "width": 4}, name=highlight_name, hoverinfo="skip"
-        )
-    hover = [
-        "<br>".join(f"{html.escape(str(name))}: {html.escape(str(value))}" for name, value in row.items())
-        + f"<br><b>{html.escape(score_label)}: {formats.percent(value)}</b>"
-        for (_, row), value in zip(params.iterrows(), score, strict=True)
+    rows = [list(values) for values in zip(*(axis.values for axis in axes), strict=True)]
+    names = [axis.spec["name"] for axis in axes]
+    tooltip = {"formatter": "<br>".join(f"{escaped(name)}: {{@[{i}]}}" for i, name in enumerate(names)) + "%"}
+    scores = [s for s in axes[-1].values if s is not None]
+    others = [row for i, row in enumerate(rows) if i != highlight]
+    series = [
+        {
+            "type": "parallel",
+            "name": "runs",
+            "data": others,
+            "lineStyle": {"width": 1.5, "opacity": 0.9},
+            "tooltip": tooltip,
+        }
     ]
-    fig.add_scatter(
-        x=[len(axes) - 1] * len(score),
-        y=levels,
-        mode="markers",
-        marker={
-            "color": score,
-            "colorscale": [[0, shades[0]], [1, shades[-1]]],
-            "size": 7,
-            "showscale": True,
-            "colorbar": {"tickformat": formats.AXIS_PERCENT, "title": {"text": html.escape(score_label)}},
+    if highlight is not None:
+        series.append(
+            {
+                "type": "parallel",
+                "name": highlight_name,
+                "data": [rows[highlight]],
+                "lineStyle": {"width": 4, "color": highlight_color, "opacity": 1},
+                "z": 3,
+                "tooltip": tooltip,
+            }
+        )
+    return Figure(
+        {
+            "legend": {"top": 0, "data": [highlight_name] if highlight is not None else []},
+            "tooltip": {"trigger": "item"},
+            "parallel": {"left": 60, "right": 110, "top": 70, "bottom": 30},
+            "parallelAxis": [{**axis.spec, "nameTextStyle": {"fontWeight": "bold"}} for axis in axes],
+            "visualMap": {
+                "dimension": len(axes) - 1,
+                "seriesIndex": 0,
+                "min": min(scores, default=0),
+                "max": max(scores, default=1),
+                "inRange": {"color": sampled("Blues", np.linspace(0.35, 1.0, 6))},
+                "text": [score_label, ""],
+                "formatter": "{value}%",
+                "right": 0,
+                "top": "middle",
+                "calculable": False,
+            },
+            "series": series,
         },
-        hovertext=hover,
-        hoverinfo="text",
-        showlegend=False,
+        height=420,
     )
-    for i, axis in enumerate(axes):
-        fig.add_shape(type="line", x0=i, x1=i, y0=0, y1=1, line={"color": "#888", "width": 1}, layer="below")
-        fig.add_annotation(x=i, y=1.08, text=f"<b>{html.escape(axis.title)}</b>", showarrow=False)
-        for position, text in zip(on_axis(axis, axis.tickvals), axis.ticktext, strict=True):
-            fig.add_annotation(
-                x=i, y=position, text=html.escape(text), showarrow=False, xanchor="left", xshift=4, font={"size": 11}
-            )
-    fig.update_xaxes(visible=False, range=[-0.2, len(axes) - 0.4])
-    fig.update_yaxes(visible=False, range=[-0.05, 1.14])
-    fig.update_layout(height=420, margin={"l": 20, "r": 20, "t": 30, "b": 20}, legend={"orientation": "h", "y": -0.05})
-    return fig
 
 
-def param_importances(importances: dict[str, float]) -> go.Figure:
+def param_importances(importances: dict[str, float]) -> Figure:
     """Optuna's importance of each searched parameter for the objective, largest on top."""
     ordered = sorted(importances.items(), key=lambda kv: kv[1])
-    fig = go.Figure(
-        go.Bar(
-            x=[v for _, v in ordered],
-            y=escaped(k for k, _ in ordered),
-            orientation="h",
-            text=[f"{v:.0%}" for _, v in ordered],
-            textposition="outside",
-        )
+    return single_plot(
+        [
+            {
+                "type": "bar",
+                "name": "importance",
+                "data": [round(v * 100) for _, v in ordered],
+                "label": {"show": True, "position": "right", "formatter": "{c}%"},
+                "tooltip": {"valueFormatter": "%d%%"},
+            }
+        ],
+        {
+            "type": "value",
+            "min": 0,
+            "max": 100,
+            "axisLabel": PERCENT_AXIS,
+            **axis_name("importance (fANOVA, share of objective variance)"),
+        },
+        {"type": "category", "data": [str(k) for k, _ in ordered]},
+        height=90 + 40 * len(ordered),
+        legend={"show": False},
     )
-    fig.update_layout(
-        xaxis_title="importance (fANOVA, share of objective variance)",
-        xaxis_tickformat=".0%",
-        xaxis_range=[0, 1.1],
-        height=80 + 40 * len(ordered),
-        margin={"t": 20},
-    )
-    return fig
 
 
-def data_size_curve(points: pd.DataFrame, fit: PowerLaw | None = None) -> go.Figure:
+def log_x(values, name: str, labels=None) -> dict:
+    """A logarithmic x axis labelled at the given values (default: log_ticks of them)."""
+    axis = log_axis(values, **axis_name(name))
+    if labels is not None:
+        ticks = drawn(labels)
+        axis |= {
+            "min": min(ticks),
+            "max": max(ticks),
+            "axisLabel": {"customValues": ticks},
+            "axisTick": {"customValues": ticks},
+        }
+    return axis
+
+
+def data_size_curve(points: pd.DataFrame, fit: PowerLaw | None = None) -> Figure:
     """Train and validation error against training-set size (columns train_size, train_error, val_error), and the
     validation error's fitted power law up to twice the largest size, in its 95% band where it has one."""
     points = points.sort_values("train_size")
-    fig = go.Figure()
+    series = []
     if fit is not None:
         grid = np.geomspace(min(fit.sizes), 2 * max(fit.sizes), 60)
         bounds = [fit.interval_at(n) for n in grid]
         if all(bounds):
-            fig.add_trace(
-                go.Scatter(
-                    x=list(grid) + list(grid[::-1]),
-                    y=[high for _, high in bounds] + [low for low, _ in bounds[::-1]],
-                    fill="toself",
-                    fillcolor="rgba(239,85,59,0.12)",
-                    line={"width": 0},
-                    hoverinfo="skip",
-                    name="fit's 95% band",
-                )
-            )
-        fig.add_trace(
-            go.Scatter(
-                x=grid,
-                y=[fit.error_at(n) for n in grid],
-                mode="lines",
-                name="fitted a·n^-b + c",
-                line={"dash": "dot", "color": "rgb(239,85,59)"},
-                hovertemplate=f"%{{x:,.0f}} images: %{{y:{formats.HOVER_PERCENT}}}<extra>fit</extra>",
+            low, high = (np.array([b[i] for b in bounds]) * 100 for i in (0, 1))
+            series += band("fit's 95% band", grid, low, high, translucent(GAP_COLOR, 0.12), "fit")
+        fitted = [fit.error_at(n) for n in grid]
+        series.append(
+            line(
+                "fitted a·n^-b + c",
+                pairs(grid, fitted, True),
+                GAP_COLOR,
+                symbol="none",
+                lineStyle={"type": "dotted"},
+                tooltip={"valueFormatter": HOVER_PERCENT},
             )
         )
-    fig.add_trace(
-        go.Scatter(
-            x=points["train_size"],
-            y=points["train_error"],
-            name="train error",
-            mode="lines+markers",
-            line={"dash": TRAIN_DASH},
-        )
-    )
-    fig.add_trace(
-        go.Scatter(x=points["train_size"], y=points["val_error"], name="validation error", mode="lines+markers")
-    )
+    series += [
+        line(
+            "train error",
+            pairs(points["train_size"], points["train_error"], True),
+            "#636efa",
+            lineStyle={"type": TRAIN_DASH},
+            tooltip={"valueFormatter": HOVER_PERCENT},
+        ),
+        line(
+            "validation error",
+            pairs(points["train_size"], points["val_error"], True),
+            GAP_COLOR,
+            tooltip={"valueFormatter": HOVER_PERCENT},
+        ),
+    ]
     sizes = list(points["train_size"]) + ([2 * max(fit.sizes)] if fit is not None else [])
-    fig.update_layout(
-        xaxis={
-            "type": "log",
-            "title": "training images",
-            "tickmode": "array",
-            "tickvals": sizes,
-            "ticktext": [formats.count(n) for n in sizes],
-        },
-        yaxis_title="error",
-        yaxis_tickformat=formats.AXIS_PERCENT,
-        height=360,
-        margin={"t": 30},
-    )
-    return fig
-
-
-def translucent(color: str, alpha: float) -> str:
-    """A Plotly colour ('#rrggbb' or 'rgb(r, g, b)') with the given opacity."""
-    if color.startswith("#"):
-        r, g, b = (int(color[i : i + 2], 16) for i in (1, 3, 5))
-    else:
-        r, g, b = (int(float(v)) for v in color[color.index("(") + 1 : color.index(")")].split(",")[:3])
-    return f"rgba({r},{g},{b},{alpha})"
-
-
-def banded_curves(
-    band_frame: pd.DataFrame,
-    members: pd.DataFrame | None = None,
-    member_group: dict[str, str] | None = None,
-    panels: tuple[Panel, ...] = LEARNING_CURVES,
-) -> go.Figure:
-    """The panels' curves per epoch for every group of runs: the mean over its runs as a line (train dashed,
-    validation solid) inside its shaded 95% interval, N in the legend; `members` (long points, with
-    member_group mapping each run to its group) draws each run faintly behind."""
-    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[panel.title for panel in panels])
-    colors = run_colors(list(dict.fromkeys(band_frame["group"])))
-    for group, color in colors.items():
-        rows = band_frame[band_frame["group"] == group]
-        label = html.escape(f"{group} (N={int(rows['n'].max())})")
-        shown_in_legend = False
-        for col, panel in enumerate(panels, start=1):
-            for line in panel.lines:
-                name, dash = line.metric, line.dash
-                band = rows[rows["metric"] == name].sort_values("step")
-                if band.empty:
-                    continue
-                if members is not None:
-                    for run_id in [r for r, g in (member_group or {}).items() if g == group]:
-                        own = members[(members["run_id"] == run_id) & (members["metric"] == name)]
-                        fig.add_trace(
-                            go.Scatter(
-                                x=own["step"],
-                                y=own["value"],
-                                mode="lines",
-                                showlegend=False,
-                                legendgroup=group,
-                                hoverinfo="skip",
-                                line={"color": translucent(color, 0.35), "width": 1, "dash": dash},
-                            ),
-                            row=1,
-                            col=col,
-                        )
-                banded = band.dropna(subset=["low", "high"])
-                if not banded.empty:
-                    fig.add_trace(
-                        go.Scatter(
-                            x=list(banded["step"]) + list(banded["step"])[::-1],
-                            y=list(banded["high"]) + list(banded["low"])[::-1],
-                            fill="toself",
-                            mode="lines",
-                            fillcolor=translucent(color, 0.18),
-                            line={"width": 0},
-                            hoverinfo="skip",
-                            showlegend=False,
-                            legendgroup=group,
-                        ),
-                        row=1,
-                        col=col,
-                    )
-                shown = value_format(panel)
-                fig.add_trace(
-                    go.Scatter(
-                        x=band["step"],
-                        y=band["mean"],
-                        mode="lines+markers",
-                        name=label,
-                        legendgroup=group,
-                        showlegend=not shown_in_legend,
-                        line={"color": color, "dash": dash},
-                        marker={"size": 4},
-                        customdata=np.stack([band["low"], band["high"], band["n"]], axis=1),
-                        hovertemplate=f"{label}<br>{name}: mean %{{y:{shown}}} (95% CI %{{customdata[0]:{shown}}} to "
-                        f"%{{customdata[1]:{shown}}}, N=%{{customdata[2]}}) at epoch %{{x}}<extra></extra>",
-                    ),
-                    row=1,
-                    col=col,
-                )
-                shown_in_legend = True
-    fig.update_xaxes(**epoch_axis(band_frame["step"].max() if len(band_frame) else 1))
-    panels_layout(fig, panels)
-    fig.update_layout(
-        height=420,
-        margin={"t": 40},
-        hovermode="x unified",
-        legend={"font": {"size": 10}, "title": {"text": legend_title(panels, "mean, 95% band")}},
-    )
-    return fig
+    return single_plot(series, log_x(sizes, "training images", sizes), value_axis(True, name="error"))
 
 
 def step_losses(
     raw: pd.DataFrame, smooth: pd.DataFrame, labels: dict[str, str], colors: dict[str, str] | None = None
-) -> go.Figure:
+) -> Figure:
     """Training loss per optimisation step for every run: the smoothed curve bold, the raw one faint behind; one
-    colour per run (run_colors of the labels' order unless given)."""
-    fig = go.Figure()
+    colour per run (run_colors of the labels' order unless given); a smoothed line's `id` is its run's."""
     colors = colors or run_colors(list(labels))
+    series = []
     for run_id, label in labels.items():
-        label = html.escape(label)
-        for frame, width, alpha, shown in ((raw, 1, 0.3, False), (smooth, 2, 1.0, True)):
-            points = frame[frame["run_id"] == run_id]
-            fig.add_trace(
-                go.Scatter(
-                    x=points["step"],
-                    y=points["value"],
-                    mode="lines",
-                    name=label,
-                    legendgroup=run_id,
-                    showlegend=shown,
-                    hoverinfo="skip" if not shown else None,
-                    line={"color": translucent(colors[run_id], alpha), "width": width},
-                    hovertemplate=f"{label}<br>loss %{{y:.4f}} at step %{{x}}<extra></extra>",
-                )
+        faint, bold = raw[raw["run_id"] == run_id], smooth[smooth["run_id"] == run_id]
+        series.append(
+            line(
+                label,
+                pairs(faint["step"], faint["value"]),
+                translucent(colors[run_id], 0.3),
+                symbol="none",
+                silent=True,
+                lineStyle={"width": 1},
+                tooltip={"show": False},
             )
-    fig.update_layout(
-        xaxis_title="optimisation step",
-        yaxis={"title": "training loss", **log_axis(raw["value"])},
-        height=360,
-        margin={"t": 30},
-        legend={"font": {"size": 10}},
+        )
+        series.append(
+            line(
+                label,
+                pairs(bold["step"], bold["value"]),
+                colors[run_id],
+                id=run_id,
+                symbol="none",
+                lineStyle={"width": 2},
+                tooltip={"valueFormatter": "loss %.4f"},
+            )
+        )
+    return single_plot(
+        series,
+        {"type": "value", "scale": True, **axis_name("optimisation step")},
+        log_axis(raw["value"], **axis_name("training loss", 45)),
+        legend={"type": "scroll", "top": 0},
     )
-    return fig
 
 
-def calibration_curves(history: pd.DataFrame, rising_from: int | None) -> go.Figure:
+def calibration_curves(history: pd.DataFrame, rising_from: int | None) -> Figure:
     """Validation loss (left axis) and expected calibration error (right axis) per epoch, with the epoch from which
     the loss rises while accuracy holds marked. `history` is wide: index epoch, columns val_loss and val_ece."""
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(
-        go.Scatter(
-            x=history.index, y=history[Metric.VAL_LOSS], name="val loss", mode="lines+markers", hovertemplate="%{y:.4f}"
-        ),
-        secondary_y=False,
+    loss = line(
+        "val loss", pairs(history.index, history[Metric.VAL_LOSS]), "#636efa", tooltip={"valueFormatter": "%.4f"}
     )
-    if Metric.VAL_ECE in history:
-        fig.add_trace(
-            go.Scatter(
-                x=history.index,
-                y=history[Metric.VAL_ECE],
-                name="val ECE",
-                mode="lines+markers",
-                line={"dash": TRAIN_DASH, "color": "#ff7f0e"},
-                hovertemplate=f"%{{y:{formats.HOVER_PERCENT}}}",
-            ),
-            secondary_y=True,
-        )
     if rising_from is not None:
-        fig.add_vline(
-            x=rising_from,
-            line_dash="dot",
-            line_color="#d62728",
-            annotation_text=f"loss rises after epoch {rising_from}",
+        loss["markLine"] = best_epoch_line(rising_from, f"loss rises after epoch {rising_from}", "#d62728")
+    series = [loss]
+    if Metric.VAL_ECE in history:
+        series.append(
+            line(
+                "val ECE",
+                pairs(history.index, history[Metric.VAL_ECE], True),
+                BASELINE_COLOR,
+                yAxisIndex=1,
+                lineStyle={"type": TRAIN_DASH},
+                tooltip={"valueFormatter": HOVER_PERCENT},
+            )
         )
-    fig.update_xaxes(**epoch_axis(history.index.max()))
-    fig.update_yaxes(title_text="val loss (cross-entropy)", secondary_y=False, rangemode="tozero")
-    fig.update_yaxes(title_text="val ECE", tickformat=formats.AXIS_PERCENT, secondary_y=True, rangemode="tozero")
-    fig.update_layout(height=360, margin={"t": 30}, hovermode="x unified", legend={"orientation": "h", "y": 1.12})
-    return fig
+    return single_plot(
+        series,
+        epoch_axis(history.index.max()),
+        [
+            {"type": "value", "min": 0, **axis_name("val loss (cross-entropy)", 45)},
+            {
+                "type": "value",
+                "min": 0,
+                **axis_name("val ECE", 45),
+                "axisLabel": PERCENT_AXIS,
+                "splitLine": {"show": False},
+            },
+        ],
+    )
 
 
-def reliability_diagram(table: dict, epoch: int) -> go.Figure:
+def reliability_diagram(table: dict, epoch: int) -> Figure:
     """One epoch's reliability table ({edges, counts, accuracy, confidence}) as bars of accuracy per confidence bin,
     each labelled with its image count (a bin of 3 images says little), a marker at each bin's mean confidence and
     accuracy, and the diagonal of perfect calibration: a marker below it is an overconfident bin."""
     edges = np.asarray(table["edges"], dtype=float)
     accuracy, confidence = (np.asarray(table[k], dtype=float) for k in ("accuracy", "confidence"))
     counts = np.asarray(table["counts"])
-    fig = go.Figure()
-    fig.add_trace(
-        go.Bar(
-            x=(edges[:-1] + edges[1:]) / 2,
-            y=accuracy,
-            width=np.diff(edges) * 0.95,
-            name="accuracy",
-            customdata=np.c_[counts, confidence],
-            text=[f"{n:,}" if n else "" for n in counts],
-            textposition="outside",
-            textfont={"size": 10},
-            hovertemplate=f"mean confidence %{{customdata[1]:{formats.HOVER_PERCENT}}}: accuracy "
-            f"%{{y:{formats.HOVER_PERCENT}}} of %{{customdata[0]:,}} images<extra></extra>",
+    centres = (edges[:-1] + edges[1:]) / 2
+    bins = [
+        {
+            "value": point,
+            "label": {"formatter": f"{n:,}" if n else ""},
+            "tooltip": {"formatter": f"mean confidence {conf:.2f}%: accuracy {acc:.2f}% of {n:,} images"},
+        }
+        for point, n, conf, acc in zip(
+            pairs(centres * 100, accuracy, True), counts, confidence * 100, accuracy * 100, strict=True
         )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=confidence,
-            y=accuracy,
-            mode="markers",
-            name="at the bin's mean confidence",
-            marker={"color": "#d62728", "size": 7},
-            hoverinfo="skip",
-        )
-    )
-    fig.add_trace(
-        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated", line={"dash": "dot", "color": "gray"})
-    )
-    fig.update_layout(
-        xaxis={
-            "title": {"text": "confidence (top class probability)"},
-            "range": [0, 1],
-            "tickformat": formats.AXIS_PERCENT,
+    ]
+    series = [
+        {
+            "type": "bar",
+            "name": "accuracy",
+            "data": bins,
+            "barWidth": "95%",
+            "label": {"show": True, "position": "top", "fontSize": 10},
         },
-        yaxis={  # up to 112%: the counts of full bars sit inside the plot, under the title, not over it
-            "title": {"text": "accuracy"},
-            "range": [0, 1.12],
-            "tickvals": [0, 0.2, 0.4, 0.6, 0.8, 1],
-            "tickformat": formats.AXIS_PERCENT,
+        {
+            "type": "scatter",
+            "name": "at the bin's mean confidence",
+            "data": pairs(confidence * 100, accuracy, True),
+            "itemStyle": {"color": "#d62728"},
+            "symbolSize": 7,
+            "silent": True,
         },
-        title={"text": f"Reliability, validation set after epoch {epoch}", "font": {"size": 14}},
-        height=360,
-        margin={"t": 60, "r": 40},
-        legend={"orientation": "h", "y": -0.25},
+        line(
+            "perfectly calibrated",
+            [[0, 0], [100, 100]],
+            "gray",
+            symbol="none",
+            silent=True,
+            lineStyle={"type": "dotted"},
+        ),
+    ]
+    percent_axis = {"type": "value", "min": 0, "max": 100, "axisLabel": PERCENT_AXIS}
+    return single_plot(
+        series,
+        {**percent_axis, **axis_name("confidence (top class probability)")},
+        {
+            **percent_axis,
+            "max": 112,
+            "interval": 20,
+            **axis_name("accuracy", 45),
+        },  # room above full bars for their counts
+        title={
+            "text": f"Reliability, validation set after epoch {epoch}",
+            "textStyle": {"fontSize": 14},
+            "left": "center",
+            "top": 0,
+        },
+        legend={"bottom": 0},
+        tooltip={"trigger": "item"},
+        grid={"left": 20, "right": 40, "top": 50, "bottom": 60, "containLabel": True},
     )
-    return fig
 
 
 def heat_limit(frame: pd.DataFrame, values: list[str]) -> float:
@@ -820,85 +960,73 @@ def heat_limit(frame: pd.DataFrame, values: list[str]) -> float:
     return float(np.nanmax(sizes)) if np.isfinite(sizes).any() and np.nanmax(sizes) > 0 else 1.0
 
 
-def class_epoch_heatmap(frame: pd.DataFrame, value: str, title: str, diverging: bool, limit: float) -> go.Figure:
+def class_epoch_heatmap(frame: pd.DataFrame, value: str, title: str, diverging: bool, limit: float) -> Figure:
     """One value per class and epoch (long frame with columns epoch, name and `value`, fractions) as a heatmap,
     classes down, epochs across; diverging is a red-blue scale from -limit to +limit centred on zero (for a gap),
     else white to red from 0 to limit."""
     grid = frame.pivot_table(index="name", columns="epoch", values=value, sort=False)
-    scale = {"colorscale": "RdBu_r", "zmin": -limit} if diverging else {"colorscale": "Reds", "zmin": 0.0}
-    scale["zmax"] = limit
-    fig = go.Figure(
-        go.Heatmap(
-            z=grid.to_numpy() * 100,
-            x=grid.columns,
-            y=escaped(grid.index),
-            colorbar={"title": {"text": "pp" if diverging else "%"}},
-            hovertemplate="class %{y}, epoch %{x}: %{z:.1f}" + (" pp" if diverging else "%") + "<extra></extra>",
-            **{k: v * 100 if k.startswith("z") else v for k, v in scale.items()},
-        )
-    )
-    fig.update_layout(
-        title={"text": title, "font": {"size": 14}},
-        xaxis=epoch_axis(grid.columns.max()),
-        yaxis={"type": "category", "autorange": "reversed"},
+    unit = " pp" if diverging else "%"
+    cells = [
+        {
+            "value": [col, row, drawn([grid.iat[row, col]], True)[0]],
+            "tooltip": {"formatter": f"class {escaped(name)}, epoch {epoch}: {grid.iat[row, col] * 100:.1f}{unit}"},
+        }
+        for row, name in enumerate(grid.index)
+        for col, epoch in enumerate(grid.columns)
+        if pd.notna(grid.iat[row, col])
+    ]
+    colors = sampled("RdBu_r", np.linspace(0, 1, 9)) if diverging else sampled("Reds", np.linspace(0, 1, 6))
+    return Figure(
+        {
+            "title": {"text": title, "textStyle": {"fontSize": 14}, "left": "center", "top": 0},
+            "tooltip": {"trigger": "item"},
+            "grid": {"left": 20, "right": 90, "top": 40, "bottom": 40, "containLabel": True},
+            "xAxis": {"type": "category", "data": [str(e) for e in grid.columns], **axis_name("epoch")},
+            "yAxis": {"type": "category", "data": [str(n) for n in grid.index], "inverse": True},
+            "visualMap": {
+                "min": -limit * 100 if diverging else 0,
+                "max": limit * 100,
+                "inRange": {"color": colors},
+                "text": [unit.strip(), ""],
+                "right": 0,
+                "top": "middle",
+                "calculable": False,
+                "precision": 1,
+            },
+            "series": [{"type": "heatmap", "name": title, "data": cells}],
+        },
         height=360,
-        margin={"t": 40},
     )
-    return fig
 
 
-def capacity_curve(points: pd.DataFrame, sweet_spot: int) -> go.Figure:
+def capacity_curve(points: pd.DataFrame, sweet_spot: int) -> Figure:
     """Train and validation error against parameter count (columns params_total, width, train_error, val_error;
     rows in order of parameters, log x), the lowest validation error (row position `sweet_spot`) marked: left of it
     the model underfits, right of it the extra capacity buys nothing or overfits."""
-    hover = "width %{customdata:g}, %{x:,} params: %{y:" + formats.HOVER_PERCENT + "}"
-    fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(
-            x=points["params_total"],
-            y=points["train_error"],
-            name="train error",
-            mode="lines+markers",
-            line={"dash": TRAIN_DASH},
-            customdata=points["width"],
-            hovertemplate=hover,
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=points["params_total"],
-            y=points["val_error"],
-            name="validation error",
-            mode="lines+markers",
-            customdata=points["width"],
-            hovertemplate=hover,
-        )
-    )
+    hover = {"formatter": "{a}: width ×{@[2]}, {@[0]} params: {@[1]}%"}
     best = points.iloc[sweet_spot]
-    fig.add_trace(
-        go.Scatter(
-            x=[best["params_total"]],
-            y=[best["val_error"]],
-            mode="markers",
-            name="sweet spot",
-            marker={"symbol": "star", "size": 16, "color": BEST_COLOR},
-            hoverinfo="skip",
-        )
-    )
-    fig.update_layout(
-        xaxis={
-            "type": "log",
-            "title": "parameters",
-            "tickmode": "array",
-            "tickvals": list(points["params_total"]),
-            "ticktext": [
-                f"{formats.count(n)}<br>×{w:g}" for n, w in zip(points["params_total"], points["width"], strict=True)
-            ],
+    widths = drawn(points["width"])
+
+    def at_width(errors) -> list[list]:
+        return [[*point, w] for point, w in zip(pairs(points["params_total"], errors, True), widths, strict=True)]
+
+    series = [
+        line("train error", at_width(points["train_error"]), "#636efa", lineStyle={"type": TRAIN_DASH}, tooltip=hover),
+        line("validation error", at_width(points["val_error"]), GAP_COLOR, tooltip=hover),
+        {
+            "type": "scatter",
+            "name": "sweet spot",
+            "data": pairs([best["params_total"]], [best["val_error"]], True),
+            "symbol": "diamond",
+            "symbolSize": 16,
+            "itemStyle": {"color": BEST_COLOR},
+            "silent": True,
         },
-        yaxis_title="error",
-        yaxis_tickformat=formats.AXIS_PERCENT,
-        yaxis_rangemode="tozero",
+    ]
+    return single_plot(
+        series,
+        log_x(points["params_total"], "parameters", points["params_total"]),
+        value_axis(True, name="error", min=0),
         height=380,
-        margin={"t": 30},
+        tooltip={"trigger": "item"},
     )
-    return fig

@@ -18,8 +18,6 @@ DECIMALS = 2
 PERCENT_FORMAT = f"%.{DECIMALS}f%%"
 POINTS_FORMAT = f"%+.{DECIMALS}f pp"  # a signed difference
 SPREAD_FORMAT = f"%.{DECIMALS}f pp"  # a standard deviation
-AXIS_PERCENT = ".1%"  # Plotly tick format of an accuracy or error axis (1 decimal: ticks, not readings)
-HOVER_PERCENT = f".{DECIMALS}%"  # Plotly (d3) hover format of a fraction
 
 
 def missing(value) -> bool:

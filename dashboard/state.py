@@ -239,11 +239,12 @@ def selection_event(widget_key: str) -> dict:
     return st.session_state.get(widget_key) or {}
 
 
-def chart_cell(chart_key: str) -> tuple[int, int] | None:
-    """The (row, column) of a heatmap's first selected point (a click), or None: (true, predicted) on a
-    confusion matrix, whose x is the predicted class and y the true one."""
-    points = selection_event(chart_key).get("selection", {}).get("points")
-    return (int(points[0]["y"]), int(points[0]["x"])) if points else None
+def chart_cell(chart_key: str, classes: int) -> tuple[int, int] | None:
+    """The (true, predicted) cell of a class grid (figures.cell_grid, `classes` classes) that a click selected, or
+    None."""
+    chosen = selection_event(chart_key).get("selection", {}).get("selected") or []
+    indices = [i for group in chosen for i in group.get("data_indices", [])]
+    return divmod(int(indices[0]), classes) if indices else None
 
 
 def choose_cell(cell_key: str, run_id: str, cell: tuple[int, int]) -> None:

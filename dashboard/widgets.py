@@ -8,7 +8,7 @@ import streamlit as st
 
 from dashboard import state
 from dashboard.analysis import SORTS, X_AXES, run_labels
-from dashboard.figures import CURVES, Panel
+from dashboard.figures import CURVES, Figure, Panel
 from dashboard.state import IN_URL, Key
 
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
@@ -285,3 +285,13 @@ def table_view_ui(optional: list[str], config: dict) -> tuple[str, list[str]]:
         placeholder="Add columns: status, best val acc, best epoch, params...",
     )
     return order or next(iter(SORTS)), extra
+
+
+def chart(figure: Figure, key: str, where=None, **selection):
+    """Draw a figure at its size, in `where` (a column; default the page); `selection` (on_select=...) makes a
+    click on it an event, whose state chart_cell reads."""
+    # Drawn at once: ECharts' entry animation would keep every page moving for a second after its data arrived.
+    option = {**figure.option, "animation": False}
+    return (where or st).echarts_chart(
+        option, height=figure.height, width=figure.width or "stretch", key=key, **selection
+    )

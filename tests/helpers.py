@@ -1,7 +1,6 @@
 """Helpers shared by the tests (fixtures live in tests/conftest.py): the command line in a subprocess,
 small real run configurations, the dashboard under AppTest, and the real dashboard server."""
 
-import base64
 import dataclasses
 import json
 import os
@@ -13,13 +12,12 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 from streamlit.testing.v1 import AppTest
 
 from core.store import REPO_ROOT
-from dashboard import bulk
+from dashboard import bulk, figures
 from dashboard.state import Key
 from experiments import cli as command_line
 from experiments.config import RunConfig
@@ -129,24 +127,29 @@ def texts(at: AppTest) -> str:
     return "\n".join(map(str, parts))
 
 
-def plotly_charts(at: AppTest) -> list:
-    return at.get("plotly_chart")
+CHART = '[data-testid="stEChartsChart"]'  # a drawn chart in the browser
 
 
-def chart_traces(chart) -> list[dict]:
-    """A drawn Plotly chart's traces as dicts, numeric arrays decoded at any depth (Plotly sends them as base64
-    `bdata`: a trace's x and y, a line's colours, a dimension's values)."""
+def charts(at: AppTest) -> list:
+    """The charts a script run drew (st.echarts_chart), in page order."""
+    return at.get("echarts_chart")
 
-    def decoded(value):
-        if isinstance(value, dict) and "bdata" in value:
-            return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()
-        if isinstance(value, dict):
-            return {key: decoded(item) for key, item in value.items()}
-        if isinstance(value, list):
-            return [decoded(item) for item in value]
-        return value
 
-    return [decoded(trace) for trace in json.loads(chart.proto.spec)["data"]]
+def chart_option(chart) -> dict:
+    return json.loads(chart.proto.spec)
+
+
+def chart_series(chart) -> list[dict]:
+    return chart_option(chart)["series"]
+
+
+def drawn_ids(chart) -> set[str]:
+    """The runs (or groups) a chart draws lines of: its series' ids up to the metric ("run_id/val_acc": run_id)."""
+    return {s["id"].split("/")[0] for s in chart_series(chart) if s.get("id")}
+
+
+def ys(series: dict) -> list:
+    return [point[1] for point in series["data"]]
 
 
 def answers_health(url: str, seconds: float) -> bool:
@@ -227,26 +230,25 @@ def shoot(page, name):
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
-def point_center(page, chart_key: str, point: int) -> tuple[float, float]:
-    """The page coordinates of one marker of a chart, once the chart has settled."""
-    marker = page.locator(f".st-key-{chart_key} .js-plotly-plot .scatterlayer .point").nth(point)
-    for attempt in range(3):  # a rerun that redraws the chart detaches the marker found a moment before
+def click_cell(page, chart_key: str, true: int, predicted: int, classes: int) -> None:
+    """Click one cell of a class grid (figures.cell_grid) as a user does: the pointer comes to rest on it, then a
+    plain click. The cell's place follows from the chart's size and the grid's margins (figures.MATRIX_GRID)."""
+    canvas = page.locator(f".st-key-{chart_key} canvas").first
+    for attempt in range(3):  # a rerun that redraws the chart detaches the canvas found a moment before
         try:
             wait_idle(page)
-            marker.scroll_into_view_if_needed(timeout=10_000)
-            box = marker.bounding_box(timeout=10_000)
+            canvas.scroll_into_view_if_needed(timeout=10_000)
+            box = canvas.bounding_box(timeout=10_000)
             break
         except PlaywrightError:
             if attempt == 2:
                 raise
             page.wait_for_timeout(1000)
-    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-
-
-def click_point(page, chart_key: str, point: int) -> None:
-    """Click one marker of a chart as a user does: the pointer comes to rest on it (Plotly finds the point under
-    it on hover), then a plain click."""
-    x, y = point_center(page, chart_key, point)
+    grid = figures.MATRIX_GRID
+    width = (box["width"] - grid["left"] - grid["right"]) / classes
+    height = (box["height"] - grid["top"] - grid["bottom"]) / classes
+    x = box["x"] + grid["left"] + (predicted + 0.5) * width
+    y = box["y"] + grid["top"] + (true + 0.5) * height
     page.mouse.move(x - 4, y - 4)
     page.mouse.move(x, y, steps=4)
     page.wait_for_timeout(300)

@@ -7,16 +7,18 @@ from core.schema import Metric
 from experiments import cli as command_line
 from experiments.models import ConvConv, conv_conv_sequential
 from tests.helpers import (
-    chart_traces,
+    CHART,
+    chart_series,
+    charts,
     cli_in_process,
     needs_chromium,
     on_tab,
-    plotly_charts,
     shoot,
     sqlite_uri,
     start_server,
     texts,
     wait_idle,
+    ys,
 )
 
 
@@ -56,13 +58,13 @@ def test_a_width_suite_draws_train_and_validation_error_against_parameters_with_
 
     at = on_tab("overfitting", [], "More data and capacity")
     assert not at.exception and "3 widths: error against parameter count" in texts(at)
-    capacity = next(chart_traces(c) for c in plotly_charts(at) if '"sweet spot"' in c.proto.spec)
+    capacity = next(chart_series(c) for c in charts(at) if '"sweet spot"' in c.proto.spec)
     train, val, spot = capacity
-    assert list(train["x"]) == params
+    assert [point[0] for point in train["data"]] == params
     expected_val = [1 - runs[name].data.metrics[Metric.VAL_ACC] for name in ("cc-x0.125", "cc-x0.5", "cc-x1")]
-    assert list(val["y"]) == pytest.approx(expected_val)
-    assert spot["y"][0] == pytest.approx(min(expected_val))
-    assert train["y"][0] > train["y"][-1]  # the widest net fits its training images better than the narrowest
+    assert ys(val) == pytest.approx([100 * e for e in expected_val], abs=1e-3)  # in percent
+    assert ys(spot)[0] == pytest.approx(100 * min(expected_val), abs=1e-3)
+    assert ys(train)[0] > ys(train)[-1]  # the widest net fits its training images better than the narrowest
 
 
 @needs_chromium
@@ -75,7 +77,7 @@ def test_the_capacity_curve_in_chromium(widths, page):
         page.get_by_text("Lowest validation error").wait_for(timeout=30_000)
         wait_idle(page)
         assert page.locator('[data-testid="stException"]').count() == 0
-        page.locator(".js-plotly-plot").last.scroll_into_view_if_needed()
+        page.locator(CHART).last.scroll_into_view_if_needed()
         page.wait_for_timeout(1000)
         shoot(page, "inspector-capacity")
 

@@ -21,7 +21,21 @@ from dashboard import figures, formats, reader
 from dashboard.state import URL_RUNS, Key, rows_key
 from dashboard.widgets import COMPARE_SECTIONS, DETAIL_SECTIONS, EACH_RUN, INSPECTOR_SECTIONS
 from experiments.run import execute
-from tests.helpers import APP, PAGES, chart_traces, go, on_tab, open_app, plotly_charts, small_config, sqlite_uri, texts
+from tests.helpers import (
+    APP,
+    PAGES,
+    chart_option,
+    chart_series,
+    charts,
+    drawn_ids,
+    go,
+    on_tab,
+    open_app,
+    small_config,
+    sqlite_uri,
+    texts,
+    ys,
+)
 
 
 @pytest.fixture(scope="module")
@@ -188,15 +202,15 @@ def test_selection_carries_across_pages_into_compare(store):
     at = go(at, "compare")
     assert not at.exception
     assert at.multiselect(key=Key.SELECTION).value == chosen
-    names = {t["name"] for t in json.loads(plotly_charts(at)[0].proto.spec)["data"]}
+    names = {s["name"] for s in chart_series(charts(at)[0])}
     assert any("tiny-numpy-small" in n for n in names) and any("conv-conv-small" in n for n in names)
-    assert len(plotly_charts(at)) == 1  # the curves: the tabs below draw only the open one's
+    assert len(charts(at)) == 1  # the curves: the tabs below draw only the open one's
     params = on_tab("compare", chosen, COMPARE_SECTIONS[1])
     varying = " ".join(map(str, params.dataframe[-1].value.index))  # the params table, one row per run
     assert "conv-conv-small" in varying and "tiny-numpy-small" in varying
-    assert [c.proto.id.endswith(Key.PARALLEL_CHART) for c in plotly_charts(params)] == [False, True]
+    assert [c.proto.id.endswith(Key.PARALLEL_CHART) for c in charts(params)] == [False, True]
     steps = on_tab("compare", chosen, COMPARE_SECTIONS[2])
-    assert {t["legendgroup"] for t in chart_traces(plotly_charts(steps)[1])} == set(chosen)
+    assert drawn_ids(charts(steps)[1]) == set(chosen)
 
 
 def test_the_runs_page_opens_compare_on_the_selection(store):
@@ -217,40 +231,33 @@ def test_compare_draws_curves_against_training_time_and_measures_runs_against_a_
     at.toggle(key=Key.COMPARE_LOG_LOSS).set_value(True).run()
     at.selectbox(key=Key.COMPARE_BASELINE).set_value(ids["lenet5"]).run()
     assert not at.exception
-    spec = json.loads(plotly_charts(at)[0].proto.spec)
-    assert spec["layout"]["xaxis"]["title"]["text"] == "training time (s)" and spec["layout"]["yaxis"]["type"] == "log"
+    option = chart_option(charts(at)[0])
+    assert option["xAxis"][0]["name"] == "training time (s)" and option["yAxis"][0]["type"] == "log"
     seconds = np.cumsum([m.value for m in client.get_metric_history(ids["conv"], "epoch_seconds")])
-    val_acc = next(
-        t
-        for t in chart_traces(plotly_charts(at)[0])
-        if t.get("xaxis") == "x2" and t.get("name", "").startswith("conv-conv-small") and t["name"].endswith("(val)")
-    )
-    assert list(val_acc["x"]) == pytest.approx(list(seconds))
+    val_acc = next(s for s in option["series"] if s.get("id") == f"{ids['conv']}/val_acc")
+    assert [point[0] for point in val_acc["data"]] == pytest.approx(list(seconds))
     final = next(frame.value for frame in at.dataframe if "test acc vs baseline" in frame.value)
     runs = {ids[k]: client.get_run(ids[k]).data.metrics["test_acc"] for k in ("lenet5", "conv")}
     assert list(final["test acc vs baseline"]) == pytest.approx([0.0, 100 * (runs[ids["conv"]] - runs[ids["lenet5"]])])
     at.session_state[Key.COMPARE_SECTION] = COMPARE_SECTIONS[1]  # the params tab: the baseline there too
     at.run()
-    parallel = chart_traces(next(c for c in plotly_charts(at) if c.proto.id.endswith(Key.PARALLEL_CHART)))
-    assert parallel[-2]["name"] == "baseline" and parallel[-2]["line"]["color"] == figures.BASELINE_COLOR  # on top
-    assert runs[ids["lenet5"]] == pytest.approx(parallel[-1]["marker"]["color"][chosen.index(ids["lenet5"])])
+    parallel = chart_series(next(c for c in charts(at) if c.proto.id.endswith(Key.PARALLEL_CHART)))
+    assert parallel[-1]["name"] == "baseline" and parallel[-1]["lineStyle"]["color"] == figures.BASELINE_COLOR
+    assert parallel[-1]["z"] > parallel[0].get("z", 2)  # on top
+    assert 100 * runs[ids["lenet5"]] == pytest.approx(parallel[-1]["data"][0][-1])  # its test accuracy, in percent
     at.selectbox(key=Key.COMPARE_X).set_value("epoch").run()
     at.selectbox(key=Key.COMPARE_CURVES).set_value("calibration").run()  # the user picks the metric
-    ece = next(
-        t
-        for t in chart_traces(plotly_charts(at)[0])
-        if t.get("xaxis") == "x2" and t.get("name", "").startswith("conv-conv-small")
-    )
-    assert "val_ece" in ece["hovertemplate"]
-    assert list(ece["y"]) == pytest.approx([m.value for m in client.get_metric_history(ids["conv"], "val_ece")])
+    ece = next(s for s in chart_series(charts(at)[0]) if s.get("id") == f"{ids['conv']}/val_ece")
+    assert "val_ece" in ece["tooltip"]["valueFormatter"] and ece["yAxisIndex"] == 1
+    expected = [100 * m.value for m in client.get_metric_history(ids["conv"], "val_ece")]
+    assert ys(ece) == pytest.approx(expected, abs=1e-3)  # in percent, to 4 decimals
 
 
 def test_compare_opened_with_nothing_selected_compares_the_configurations_trained_over_seeds(seeded_store):
     _, groups = seeded_store
     at = go(open_app(), "compare")
     assert not at.exception and "Nothing is selected" in texts(at) and "Select 2 to" not in texts(at)
-    drawn = {t["legendgroup"] for t in chart_traces(plotly_charts(at)[0]) if t.get("legendgroup")}
-    assert len(drawn) == 2  # two bands, one per configuration
+    assert len(drawn_ids(charts(at)[0])) == 2  # two bands, one per configuration
     assert {at.selectbox(key=Key.BETTER_A).value, at.selectbox(key=Key.BETTER_B).value} == {
         option for option in at.selectbox(key=Key.BETTER_A).options if "runs over seeds" in option
     }
@@ -276,7 +283,7 @@ def test_overfitting_inspector_shows_gap_bias_variance_diagnosis_and_data_size(s
     # Each tab draws its own charts only. conv: gap and bias/variance, calibration and reliability, the two
     # per-class heatmaps; the foreign run (bias/variance derived from its accuracies, no loss or artifacts): gap and
     # bias/variance; the store's data-size curve.
-    assert [len(plotly_charts(at)) for at in sections.values()] == [2 + 2, 2, 2, 1]
+    assert [len(charts(at)) for at in sections.values()] == [2 + 2, 2, 2, 1]
     client, _ = store
     val = pd.Series({m.step: m.value for m in client.get_metric_history(ids["conv"], "val_acc")})
     seconds = pd.Series({m.step: m.value for m in client.get_metric_history(ids["conv"], "epoch_seconds")})
@@ -299,7 +306,7 @@ def test_run_detail_shows_confusion_layers_per_class_and_download(store):
     )
     # Each tab draws its own charts only: the curves and the confusion matrix; the difference between the first and
     # last epoch; the difference with the other run; the per-class accuracy.
-    assert [len(plotly_charts(at)) for at in parts.values()] == [2, 1, 1, 1]
+    assert [len(charts(at)) for at in parts.values()] == [2, 1, 1, 1]
     at = parts["Curves and confusion"]
     assert at.select_slider(key=Key.CONFUSION_SOURCE).options[-1] == "test" and at.get("download_button")
     at.select_slider(key=Key.CONFUSION_SOURCE).set_value(1).run()
@@ -314,9 +321,9 @@ def test_run_detail_opens_with_the_runs_summary_and_its_own_curves(store):
     assert tiles["Status"] == "FINISHED" and tiles["Test accuracy"] == f"{run.data.metrics['test_acc']:.2%}"
     assert tiles["Parameters"] == f"{int(run.data.metrics['params_total']):,}"
     assert f"**Diagnosis:** {run.data.tags['diagnosis']}" in texts(at).replace("\\", "")
-    curves = chart_traces(plotly_charts(at)[0])
-    val_acc = [m.value for m in client.get_metric_history(ids["conv"], "val_acc")]
-    assert any(list(trace["y"]) == val_acc for trace in curves)  # every logged epoch, as logged
+    curves = chart_series(charts(at)[0])
+    val_acc = [100 * m.value for m in client.get_metric_history(ids["conv"], "val_acc")]
+    assert any(ys(line) == pytest.approx(val_acc, abs=1e-3) for line in curves)  # every logged epoch, as logged
 
 
 def test_a_cell_of_the_difference_between_two_epochs_shows_the_validation_images_that_moved(store, tmp_path):
@@ -481,10 +488,10 @@ def test_compare_draws_bands_over_seeds_and_says_which_group_is_better(seeded_st
     at.selectbox(key=Key.COMPARE_GROUP_BY).set_value("configuration").run()
     at.toggle(key=Key.COMPARE_MEMBERS).set_value(True).run()
     assert not at.exception
-    curves = json.loads(plotly_charts(at)[0].proto.spec)["data"]
-    legend = [t["name"] for t in curves if t.get("showlegend", True) and t.get("name")]
+    curves = chart_series(charts(at)[0])
+    legend = {s["name"] for s in curves}
     assert any("softmax-regression" in n and "N=3" in n for n in legend) and any("N=2" in n for n in legend)
-    assert any(t.get("fill") == "toself" for t in curves)  # the 95% bands
+    assert any("areaStyle" in s for s in curves)  # the 95% bands
     options = at.selectbox(key=Key.BETTER_A).options
     assert options[0].startswith("softmax-regression [") and "3 runs over seeds" in options[0]
     assert options[1].startswith("tiny [") and "2 runs over seeds" in options[1]

@@ -20,8 +20,9 @@ from core.store import REPO_ROOT
 from dashboard.state import Key
 from experiments.tracking_server import free_port
 from tests.helpers import (
+    CHART,
     answers_health,
-    click_point,
+    click_cell,
     listening_addresses,
     needs_chromium,
     shoot,
@@ -83,7 +84,7 @@ def test_the_first_launch_trains_the_demo_and_every_page_shows_it(tmp_path, page
             page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
             page.get_by_text(shown).first.wait_for(timeout=60_000)
             if charts:
-                page.locator(".js-plotly-plot").nth(charts - 1).wait_for(timeout=60_000)
+                page.locator(CHART).nth(charts - 1).wait_for(timeout=60_000)
             wait_idle(page)
             body = page.locator('[data-testid="stMain"]').inner_text()
             assert not [said for said in EMPTY_STATES if said in body], link
@@ -104,12 +105,12 @@ def test_the_inspector_shows_calibration_and_per_class_views_of_a_run_from_a_lin
     page.goto(f"{url}/overfitting?runs={ids['conv'][:8]}&section=Calibration")  # the open tab is in the link
     page.get_by_text("Reliability after epoch").wait_for(timeout=60_000)
     wait_idle(page)
-    expect(page.locator(".js-plotly-plot")).to_have_count(2, timeout=30_000)  # calibration, reliability: this tab's
+    expect(page.locator(CHART)).to_have_count(2, timeout=30_000)  # calibration, reliability: this tab's
     shoot(page, "inspector-calibration")
     page.get_by_role("tab", name="Per class").click()
     page.get_by_text("Classes that overfit").wait_for(timeout=60_000)
     wait_idle(page)
-    expect(page.locator(".js-plotly-plot")).to_have_count(2, timeout=30_000)  # the per-class gap and train error
+    expect(page.locator(CHART)).to_have_count(2, timeout=30_000)  # the per-class gap and train error
     assert "section=Per+class" in page.url or "section=Per%20class" in page.url
     assert page.locator('[data-testid="stException"]').count() == 0
     page.wait_for_timeout(1000)
@@ -344,7 +345,7 @@ def test_groups_over_seeds_bands_and_which_is_better(server, seeded_store, page)
     page.get_by_text("Each line is the mean over the group's selected runs").wait_for(timeout=30_000)
     page.get_by_text("Welch's t test over seeds").first.wait_for(timeout=30_000)
     assert page.locator('[data-testid="stException"]').count() == 0
-    assert page.locator(".js-plotly-plot .legendtext", has_text="N=3").count() >= 1
+    assert page.locator(f'{CHART}[aria-label*="N=3"]').count() >= 1  # ECharts describes its series for readers
     shoot(page, "compare-bands")
     choose_run(page, "sr-seeds-seed0", box="A")
     choose_run(page, "tiny-seeds-seed0", box="B")
@@ -371,7 +372,7 @@ def test_clicking_a_confusion_cell_opens_its_gallery(server, page, tmp_path):
     page.get_by_text("Test set, best-val weights").wait_for(timeout=30_000)
     wait_idle(page)  # the chart is drawn again once the run's artifacts are read: wait until it settles
     page.wait_for_timeout(1000)
-    click_point(page, Key.CONFUSION_CHART, true * 10 + pred)  # a plain click on the cell
+    click_cell(page, Key.CONFUSION_CHART, true, pred, 10)  # a plain click on the cell
     heading = page.get_by_text(f"Test images of true {true}, predicted {pred}")
     heading.wait_for(timeout=30_000)
     images = page.locator('img[src*="/media/"]')  # st.image serves each picture from /media/
@@ -387,7 +388,7 @@ def test_clicking_a_confusion_cell_opens_its_gallery(server, page, tmp_path):
     cls = moved.index(max(moved))  # the diagonal cell of the class whose predictions moved most
     wait_idle(page)
     page.get_by_role("tab", name="Between two epochs").click()
-    click_point(page, Key.EPOCH_DIFF_CHART, cls * 10 + cls)
+    click_cell(page, Key.EPOCH_DIFF_CHART, cls, cls, 10)
     page.get_by_text("moved in,").wait_for(timeout=30_000)
     wait_idle(page)
     moves = page.get_by_text("Moved in", exact=True).or_(page.get_by_text("Moved out", exact=True))

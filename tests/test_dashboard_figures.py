@@ -9,7 +9,7 @@ from core import diagnosis, stats
 from core.data_scaling import fit_power_law, power_law
 from core.diagnosis import Yardstick, verdict
 from core.schema import Metric
-from dashboard import analysis, figures, formats
+from dashboard import analysis, figures
 
 
 def long_metrics(run_id, train_acc, val_acc, train_loss=None, val_loss=None):
@@ -24,6 +24,15 @@ def long_metrics(run_id, train_acc, val_acc, train_loss=None, val_loss=None):
     return pd.DataFrame(rows, columns=["run_id", "metric", "step", "value"])
 
 
+def series(fig, name=None) -> list[dict]:
+    """The figure's series (of that legend name)."""
+    return [s for s in fig.option["series"] if name is None or s.get("name") == name]
+
+
+def ys(line) -> list:
+    return [point[1] for point in line["data"]]
+
+
 def test_learning_curves_draw_every_point_train_dashed_val_solid_one_colour_per_run():
     metrics = pd.concat(
         [
@@ -32,12 +41,17 @@ def test_learning_curves_draw_every_point_train_dashed_val_solid_one_colour_per_
         ]
     )
     fig = figures.learning_curves(metrics, {"a": "run A", "b": "run B"})
-    by_name = {t.name: t for t in fig.data}
-    assert len(by_name["run B (val)"].x) == 40  # no downsampling
-    assert by_name["run A (train)"].line.dash == "dash" and by_name["run A (val)"].line.dash == "solid"
-    assert by_name["run A (train)"].line.color == by_name["run A (val)"].line.color != by_name["run B (val)"].line.color
-    assert len(fig.data) == 2 + 6  # a legend entry per run; run A: loss and accuracy, train and val; B: accuracy
-    assert [t.name for t in fig.data if t.showlegend] == ["run A", "run B"]  # one legend entry per run
+    by_id = {s["id"]: s for s in series(fig)}
+    assert len(by_id[f"b/{Metric.VAL_ACC}"]["data"]) == 40  # no downsampling
+    train, val = by_id[f"a/{Metric.TRAIN_ACC}"], by_id[f"a/{Metric.VAL_ACC}"]
+    assert train["lineStyle"]["type"] == "dashed" and val["lineStyle"]["type"] == "solid"
+    assert (
+        train["lineStyle"]["color"] == val["lineStyle"]["color"] != by_id[f"b/{Metric.VAL_ACC}"]["lineStyle"]["color"]
+    )
+    assert ys(val) == [78.0, 85.0, 84.0]  # accuracies drawn in percent
+    assert len(series(fig)) == 6  # run A: loss and accuracy, train and val; B: accuracy
+    assert {s["name"] for s in series(fig)} == {"run A", "run B"}  # one legend entry per run, for all its lines
+    assert "validation val_acc" in val["tooltip"]["valueFormatter"] and "train" in train["tooltip"]["valueFormatter"]
 
 
 def test_every_choice_of_curves_draws_its_metrics_in_its_panels_with_percent_where_it_is_a_rate():
@@ -56,18 +70,24 @@ def test_every_choice_of_curves_draws_its_metrics_in_its_panels_with_percent_whe
     assert set(figures.curve_metrics()) >= {str(m) for m in per_epoch}
     for choice, panels in figures.CURVES.items():
         fig = figures.learning_curves(metrics, {"a": "run A"}, panels=panels, log_loss=True)
-        drawn = [t for t in fig.data if t.x[0] is not None]
-        axes = [fig.layout[f"yaxis{'' if col == 1 else col}"] for col in range(1, len(panels) + 1)]
-        for col, (panel, axis) in enumerate(zip(panels, axes, strict=True), start=1):
-            lines = [t for t in drawn if t.yaxis == ("y" if col == 1 else f"y{col}")]
-            expected = [per_epoch[line.metric] for line in panel.lines if line.metric in per_epoch]
-            assert [list(t.y) for t in lines] == expected, (choice, panel.title)
-            assert (axis.tickformat == formats.AXIS_PERCENT) == panel.percent, (choice, panel.title)
-            assert (axis.type == "log") == panel.loss, (choice, panel.title)
+        for col, panel in enumerate(panels):
+            axis = fig.option["yAxis"][col]
+            lines = [s for s in series(fig) if s["yAxisIndex"] == col]
+            expected = [
+                [v * 100 if panel.percent else v for v in per_epoch[line.metric]]
+                for line in panel.lines
+                if line.metric in per_epoch
+            ]
+            assert [pytest.approx(ys(s)) for s in lines] == expected, (choice, panel.title)
+            assert (axis.get("axisLabel") == figures.PERCENT_AXIS) == panel.percent, (choice, panel.title)
+            assert (axis["type"] == "log") == panel.loss, (choice, panel.title)
     bias = figures.learning_curves(metrics, {"a": "run A"}, panels=figures.CURVES["bias and variance"])
-    assert "dashed" not in bias.layout.legend.title.text  # one line per panel: no line styles to explain
+    assert "dashed" not in bias.option["title"][-1]["subtext"]  # one line per panel: no line styles to explain
     speed = figures.learning_curves(metrics, {"a": "run A"}, panels=figures.CURVES["speed"])
-    assert all(",.4~r" in t.hovertemplate for t in speed.data if t.hovertemplate)  # 12,350, not 1.235e+4
+    assert [s["tooltip"]["valueFormatter"] for s in series(speed)] == [
+        "epoch_seconds %.2f s",
+        "samples_per_s %,.0f images/s",  # 12,350 images/s, not 1.235e+4
+    ]
     band_frame = pd.DataFrame(
         {
             "group": "g",
@@ -80,12 +100,14 @@ def test_every_choice_of_curves_draws_its_metrics_in_its_panels_with_percent_whe
         }
     )
     banded = figures.banded_curves(band_frame, panels=figures.CURVES["bias and variance"])
-    means = [t for t in banded.data if t.mode == "lines+markers"]
-    assert [(t.yaxis, list(t.y)) for t in means] == [("y2", [0.01, 0.03])]  # the variance panel, second
+    means = [s for s in series(banded) if s.get("id")]
+    assert [(s["yAxisIndex"], ys(s)) for s in means] == [(1, [1.0, 3.0])]  # the variance panel, second
+    low, width = [s for s in series(banded) if s.get("stack")]
+    assert ys(low) == [0.0, 2.0] and ys(width) == pytest.approx([2.0, 2.0]) and "areaStyle" in width  # the band
 
 
-@pytest.mark.parametrize("epochs, step", [(2, 1), (3, 1), (30, 3), (100, 9)])
-def test_epoch_axes_have_whole_number_ticks_only(epochs, step):
+@pytest.mark.parametrize("epochs", [2, 3, 30, 100])
+def test_epoch_axes_have_whole_number_ticks_only(epochs):
     history = pd.DataFrame(
         {
             Metric.TRAIN_ACC: np.linspace(0.5, 0.9, epochs),
@@ -98,15 +120,16 @@ def test_epoch_axes_have_whole_number_ticks_only(epochs, step):
     metrics = long_metrics("a", list(history[Metric.TRAIN_ACC]), list(history[Metric.VAL_ACC]))
     drawn = figures.learning_curves(metrics, {"a": "A"}), figures.error_gap(history), figures.bias_variance(history)
     for fig in drawn:
-        axis = fig.layout.xaxis
-        assert axis.tickformat == "d" and list(axis.tickvals) == list(range(1, epochs + 1, step))  # none past the last
+        axes = fig.option["xAxis"] if isinstance(fig.option["xAxis"], list) else [fig.option["xAxis"]]
+        for axis in axes:
+            assert axis["minInterval"] == 1 and axis["max"] == epochs  # none past the last
 
 
 def test_per_class_accuracy_labels_every_class_on_an_axis_from_zero():
     per_class = pd.DataFrame({"name": [str(i) for i in range(10)], "accuracy": np.linspace(0.9, 0.99, 10)})
     fig = figures.per_class_accuracy(per_class)
-    assert fig.layout.xaxis.type == "category" and list(fig.data[0].x) == [str(i) for i in range(10)]
-    assert fig.layout.yaxis.range[0] == 0
+    assert fig.option["xAxis"]["type"] == "category" and fig.option["xAxis"]["data"] == [str(i) for i in range(10)]
+    assert fig.option["yAxis"]["min"] == 0 and series(fig)[0]["data"][-1] == 99.0
 
 
 def test_fifty_runs_get_distinct_colours():
@@ -117,36 +140,40 @@ def test_fifty_runs_get_distinct_colours():
 def test_confusion_matrix_normalises_rows_and_carries_cells_for_clicks():
     matrix = np.array([[8, 2], [0, 0]])
     fig = figures.confusion_matrix(matrix, ["cat", "dog"], normalize=True)
-    trace = fig.data[0]
-    assert list(trace.marker.color) == [0.8, 0.2, 0.0, 0.0]  # an empty row stays 0, not NaN
-    assert list(trace.text) == ["80%", "20%", "0%", "0%"]  # rates in percent, as on every page (defect 11)
-    assert trace.marker.colorbar.tickformat == formats.AXIS_PERCENT
-    assert [tuple(c) for c in trace.customdata] == [(0, 0, 8), (0, 1, 2), (1, 0, 0), (1, 1, 0)]
-    assert list(fig.layout.xaxis.ticktext) == ["cat", "dog"]
+    heatmap = series(fig)[0]
+    cells = heatmap["data"]
+    assert [c["value"] for c in cells] == [[0, 0, 80.0], [1, 0, 20.0], [0, 1, 0.0], [1, 1, 0.0]]  # x pred, y true
+    assert [c["label"]["formatter"] for c in cells] == ["80%", "20%", "0%", "0%"]  # an empty row stays 0, not NaN
+    assert "true cat / predicted dog: 2 images" in cells[1]["tooltip"]["formatter"]
+    assert heatmap["selectedMode"] == "single"  # a click selects a cell: item k is true k // 2, predicted k % 2
+    assert fig.option["xAxis"]["data"] == ["cat", "dog"] and fig.option["yAxis"]["inverse"]
 
 
 def test_confusion_difference_is_b_minus_a_row_normalised():
     fig = figures.confusion_difference(np.array([[9, 1], [5, 5]]), np.array([[10, 0], [5, 5]]), ["x", "y"], ("A", "B"))
-    np.testing.assert_allclose(fig.data[0].marker.color, [10, -10, 0, 0])  # percentage points of the row, row by row
-    assert [list(c) for c in fig.data[0].customdata] == [[0, 0, 1], [0, 1, -1], [1, 0, 0], [1, 1, 0]]  # images moved
-    assert "red: B puts more of the true class here, blue: fewer" in fig.layout.title.text
-    assert fig.layout.title.y == 1 and fig.layout.title.pad.t >= figures.MODEBAR_PX  # not under the toolbar
+    cells = series(fig)[0]["data"]
+    assert [c["value"][2] for c in cells] == pytest.approx([10, -10, 0, 0])  # points of the row, row by row
+    assert "(-1 images) against A" in cells[1]["tooltip"]["formatter"]  # images moved
+    assert "red: B puts more of the true class here, blue: fewer" in fig.option["title"]["subtext"]
+    assert fig.option["visualMap"]["min"] == -fig.option["visualMap"]["max"]  # centred on no change
 
 
 def test_error_gap_shades_between_train_and_val_error_and_marks_best_epoch():
     history = pd.DataFrame({Metric.TRAIN_ACC: [0.9, 0.99], Metric.VAL_ACC: [0.88, 0.9]}, index=[1, 2])
     fig = figures.error_gap(history, best_epoch=2)
-    np.testing.assert_allclose(fig.data[1].y, [0.12, 0.1])
-    assert fig.data[1].fill == "tonexty"
-    assert fig.layout.shapes[0].x0 == 2
+    (validation,) = series(fig, "validation error")
+    assert ys(validation) == pytest.approx([12.0, 10.0])
+    low, width = series(fig, "gap")
+    assert ys(low) == pytest.approx([10.0, 1.0]) and ys(width) == pytest.approx([2.0, 9.0])  # from train to val
+    assert validation["markLine"]["data"] == [{"xAxis": 2}]
 
 
 def test_parallel_axes_code_text_params_as_categories_and_tick_seeds_whole():
     params = pd.DataFrame({"model": ["softmax-regression", "tiny", "lenet5"], "seed": ["0", "1", "2"]})
     model, seed, score = figures.parallel_axes(params, np.array([0.8, 0.9, 0.95]), "test acc")
-    assert list(model.values) == [0, 1, 2] and model.ticktext == ("softmax-regression", "tiny", "lenet5")
-    assert seed.tickvals == (0, 1, 2) and seed.ticktext == ("0", "1", "2")
-    assert score.ticktext == (formats.percent(0.8), formats.percent(0.95))  # percent, each range said once
+    assert model.spec["type"] == "category" and model.spec["data"] == ["softmax-regression", "tiny", "lenet5"]
+    assert seed.spec["minInterval"] == 1 and seed.values == [0, 1, 2]
+    assert score.values == [80.0, 90.0, 95.0] and score.spec["axisLabel"] == figures.PERCENT_AXIS  # in percent
 
 
 def test_verdict_finds_best_epoch_loss_after_it_and_diagnosis_of_the_last_epoch():
@@ -264,11 +291,11 @@ def test_series_points_take_final_epoch_errors():
     points = analysis.series_points(runs, metrics, "train_size")
     np.testing.assert_allclose(points["val_error"], [0.15, 0.05])
     fig = figures.data_size_curve(points)
-    assert list(fig.data[0].x) == [1000, 5000] and fig.layout.xaxis.type == "log"
+    (train,) = series(fig, "train error")
+    assert [p[0] for p in train["data"]] == [1000, 5000] and fig.option["xAxis"]["type"] == "log"
 
 
 def test_the_data_size_curve_draws_the_fitted_power_law_to_twice_the_data_in_its_band():
-
     sizes = np.array([1000, 5000, 20000, 60000])
     points = pd.DataFrame(
         {
@@ -278,26 +305,26 @@ def test_the_data_size_curve_draws_the_fitted_power_law_to_twice_the_data_in_its
         }
     )
     fit = fit_power_law(points["train_size"], points["val_error"])
-    band, curve = figures.data_size_curve(points, fit).data[:2]
-    assert band.fill == "toself" and curve.x[-1] == 120_000 and curve.y[-1] == pytest.approx(fit.error_at(120_000))
-    assert min(band.y) <= fit.error_at(120_000) <= max(band.y)
+    fig = figures.data_size_curve(points, fit)
+    low, width = series(fig, "fit's 95% band")
+    (curve,) = series(fig, "fitted a·n^-b + c")
+    assert curve["data"][-1][0] == 120_000
+    assert curve["data"][-1][1] == pytest.approx(fit.error_at(120_000) * 100, abs=1e-4)
+    assert low["data"][-1][1] <= fit.error_at(120_000) * 100 <= low["data"][-1][1] + width["data"][-1][1]
+    assert fig.option["xAxis"]["type"] == "log" and fig.option["xAxis"]["axisLabel"]["customValues"][-1] == 120_000
 
 
 def test_parallel_coordinates_draw_the_highlighted_line_thick_on_top_and_the_rest_by_score():
     params = pd.DataFrame({"lr": [0.1, 0.01, 0.001]})
     fig = figures.parallel_coordinates(params, np.array([0.5, 0.9, 0.7]), "best val acc", highlight=1)
-    *others, best, ends = fig.data
-    assert best.name == "best trial" and best.line.color == figures.BEST_COLOR
-    assert best.line.width > others[0].line.width
-    assert list(best.y) == [0.5, 1.0, None]  # lr 0.01 mid-way on the log axis, the best score at the top
-    assert sum(trace.y.count(None) for trace in others) == 2  # the two other runs, by their score's shade
-    assert others[0].line.color != others[-1].line.color
-    assert list(ends.marker.color) == [0.5, 0.9, 0.7] and "lr: 0.01" in ends.hovertext[1]
-    lr = figures.parallel_axes(params, [0.5, 0.9, 0.7], "best val acc")[0]
-    assert lr.title == "lr (log)" and list(lr.values) == [-1, -2, -3]
-    assert lr.ticktext == ("0.001", "0.01", "0.1") and lr.tickvals == (-3, -2, -1)  # values, not their logs
-    tick_labels = [a.text for a in fig.layout.annotations]
-    assert tick_labels.count("0.01") == 1 and tick_labels.count(formats.percent(0.9)) == 1  # no repeated ranges
+    others, best = series(fig)
+    assert best["name"] == "best trial" and best["lineStyle"]["color"] == figures.BEST_COLOR
+    assert best["lineStyle"]["width"] > others["lineStyle"]["width"] and best["z"] > others.get("z", 2)
+    assert best["data"] == [[0.01, 90.0]] and others["data"] == [[0.1, 50.0], [0.001, 70.0]]
+    scale = fig.option["visualMap"]
+    assert scale["seriesIndex"] == 0 and scale["dimension"] == 1 and (scale["min"], scale["max"]) == (50.0, 90.0)
+    assert fig.option["parallelAxis"][0]["type"] == "log" and fig.option["parallelAxis"][0]["name"] == "lr (log)"
+    assert "lr (log): {@[0]}" in others["tooltip"]["formatter"]  # hovering a line names its values
 
 
 def sweep_trials(rng, n=40) -> pd.DataFrame:
@@ -325,7 +352,7 @@ def test_param_importances_rank_the_parameter_that_decides_the_objective_first(r
     assert set(importances) == {"lr", "optimizer"}
     assert importances["lr"] > 0.9 > importances["optimizer"]
     fig = figures.param_importances(importances)
-    assert list(fig.data[0].y) == ["optimizer", "lr"]  # largest on top
+    assert fig.option["yAxis"]["data"] == ["optimizer", "lr"]  # largest on top (a category axis goes up)
 
 
 def test_param_importances_need_two_complete_trials_that_differ(rng):
@@ -487,32 +514,34 @@ def test_per_class_epochs_become_a_long_frame_and_heatmaps_of_gap_and_train_erro
     assert list(frame["name"]) == ["zero", "one", "zero", "one"]
     assert frame["gap"].iloc[:3].tolist() == pytest.approx([0.05, 0.0, 0.15]) and np.isnan(frame["gap"].iloc[3])
     limit = figures.heat_limit(frame, ["gap", "train_error"])
-    gap = figures.class_epoch_heatmap(frame, "gap", "gap", True, limit).data[0]
-    assert list(gap.y) == ["zero", "one"] and list(gap.x) == [1, 2]
-    assert gap.z[0][1] == pytest.approx(15.0) and gap.zmin == -gap.zmax  # in points, centred on no gap
-    bias = figures.class_epoch_heatmap(frame, "train_error", "bias", False, limit).data[0]
-    assert bias.zmin == 0 and bias.zmax == pytest.approx(20.0)
+    gap = figures.class_epoch_heatmap(frame, "gap", "gap", True, limit).option
+    assert gap["yAxis"]["data"] == ["zero", "one"] and gap["xAxis"]["data"] == ["1", "2"]
+    cells = {tuple(c["value"][:2]): c["value"][2] for c in gap["series"][0]["data"]}
+    assert cells[(1, 0)] == pytest.approx(15.0) and (0, 1) in cells and (1, 1) not in cells  # in points; no NaN cell
+    assert gap["visualMap"]["min"] == -gap["visualMap"]["max"]  # centred on no gap
+    bias = figures.class_epoch_heatmap(frame, "train_error", "bias", False, limit).option
+    assert bias["visualMap"]["min"] == 0 and bias["visualMap"]["max"] == pytest.approx(20.0)
     # side by side, one scale: the gap's largest is 15 pp, yet its red ends where the bias's does, at 20
-    assert gap.zmax == bias.zmax == pytest.approx(20.0)
+    assert gap["visualMap"]["max"] == bias["visualMap"]["max"] == pytest.approx(20.0)
 
 
 def test_the_reliability_diagram_draws_a_bar_and_a_mean_confidence_marker_per_bin_and_the_diagonal():
-    series = {
+    table = {
         "epochs": [1, 2],
         "edges": [[0, 0.5, 1.0]] * 2,
         "counts": [[5, 15], [2, 18]],
         "accuracy": [[0.4, 0.9], [None, 0.8]],
         "confidence": [[0.3, 0.95], [None, 0.97]],
     }
-    entry = analysis.epoch_entry(series, 2)
+    entry = analysis.epoch_entry(table, 2)
     assert entry == {"edges": [0, 0.5, 1.0], "counts": [2, 18], "accuracy": [None, 0.8], "confidence": [None, 0.97]}
     fig = figures.reliability_diagram(entry, 2)
-    bars, means, diagonal = fig.data
-    assert list(bars.x) == [0.25, 0.75] and np.isnan(bars.y[0]) and bars.y[1] == 0.8
-    assert list(bars.text) == ["2", "18"] and bars.textposition == "outside"
-    assert fig.layout.yaxis.range[1] > 1.05 >= max(fig.layout.yaxis.tickvals)  # a full bar's count has room inside
-    assert means.x[1] == 0.97 and means.y[1] == 0.8  # read against the diagonal at the bin's mean confidence
-    assert list(diagonal.x) == [0, 1] and list(diagonal.y) == [0, 1]
+    bars, means, diagonal = series(fig)
+    assert [b["value"] for b in bars["data"]] == [[25.0, None], [75.0, 80.0]]
+    assert [b["label"]["formatter"] for b in bars["data"]] == ["2", "18"]
+    assert fig.option["yAxis"]["max"] > 105 >= 100  # a full bar's count has room inside
+    assert means["data"][1] == [97.0, 80.0]  # read against the diagonal at the bin's mean confidence
+    assert diagonal["data"] == [[0, 0], [100, 100]]
 
 
 def test_calibration_curves_put_loss_and_ece_on_two_axes_and_mark_the_rising_epoch():
@@ -520,9 +549,10 @@ def test_calibration_curves_put_loss_and_ece_on_two_axes_and_mark_the_rising_epo
         {Metric.VAL_LOSS: [0.5, 0.4, 0.45, 0.5], Metric.VAL_ECE: [0.02, 0.03, 0.05, 0.06]}, index=range(1, 5)
     )
     fig = figures.calibration_curves(history, rising_from=2)
-    loss, ece = fig.data
-    assert list(loss.y) == [0.5, 0.4, 0.45, 0.5] and loss.yaxis == "y" and ece.yaxis == "y2"
-    assert [shape.x0 for shape in fig.layout.shapes] == [2]
+    loss, ece = series(fig)
+    assert ys(loss) == [0.5, 0.4, 0.45, 0.5] and "yAxisIndex" not in loss and ece["yAxisIndex"] == 1
+    assert ys(ece) == pytest.approx([2.0, 3.0, 5.0, 6.0])
+    assert loss["markLine"]["data"] == [{"xAxis": 2}]
 
 
 def test_the_capacity_curve_marks_the_lowest_validation_error_against_parameters_on_a_log_axis():
@@ -536,10 +566,12 @@ def test_the_capacity_curve_marks_the_lowest_validation_error_against_parameters
     )
     spot = analysis.sweet_spot(points)
     assert spot == 1
-    train, val, star = figures.capacity_curve(points, spot).data
-    assert list(train.x) == [75_338, 1_199_882, 19_176_458] and list(val.y) == [0.10, 0.05, 0.06]
-    assert (star.x[0], star.y[0]) == (1_199_882, 0.05)
-    assert figures.capacity_curve(points, spot).layout.xaxis.type == "log"
+    fig = figures.capacity_curve(points, spot)
+    train, val, star = series(fig)
+    assert [p[0] for p in train["data"]] == [75_338, 1_199_882, 19_176_458] and ys(val) == pytest.approx([10, 5, 6])
+    assert val["data"][0][2] == 0.25  # the width, for the tooltip
+    assert star["data"] == [[1_199_882, 5.0]] and star["name"] == "sweet spot"
+    assert fig.option["xAxis"]["type"] == "log"
 
 
 def test_each_run_is_marked_best_where_it_is_and_measured_against_a_baseline():
@@ -598,17 +630,16 @@ def test_bands_over_two_seeds_stay_where_each_metric_can_be():
 @pytest.mark.parametrize(
     "values, labels",
     [
-        ([0.05, 0.9, 2.3], ["0.05", "0.1", "0.2", "0.5", "1", "2"]),
-        ([0.3, 0.45], ["0.2", "0.5"]),  # narrow: widened to two labels
-        ([1e-4, 3.0], ["0.0001", "0.001", "0.01", "0.1", "1"]),
+        ([0.05, 0.9, 2.3], [0.05, 0.1, 0.2, 0.5, 1, 2]),
+        ([0.3, 0.45], [0.2, 0.5]),  # narrow: widened to two labels
+        ([1e-4, 3.0], [0.0001, 0.001, 0.01, 0.1, 1]),
     ],
 )
 def test_a_log_axis_writes_each_label_whole(values, labels):
     axis = figures.log_axis(values)
-    assert axis["type"] == "log" and axis["ticktext"] == labels
-    assert axis["tickvals"] == pytest.approx([float(label) for label in labels])
-    shown = 10 ** np.array(axis.get("range", np.log10([min(values), max(values)])))
-    assert shown[0] <= min(axis["tickvals"]) and max(axis["tickvals"]) <= shown[1] * (1 + 1e-9)
+    assert axis["type"] == "log" and axis["axisLabel"]["customValues"] == labels  # exact values: written whole
+    assert axis["min"] <= min(labels) and max(labels) <= axis["max"]
+    assert axis["min"] <= min(values) and max(values) <= axis["max"]
 
 
 def test_the_best_trials_lead_over_the_runner_up_has_newcombes_interval_on_their_validation_images():

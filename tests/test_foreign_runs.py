@@ -11,7 +11,7 @@ from dashboard.state import Key, rows_key
 from dashboard.widgets import COMPARE_SECTIONS
 from experiments.run import execute
 from tests.foreign import history_of_keras_run, hugging_face_style_run, keras_autolog_run, lightning_style_run
-from tests.helpers import chart_traces, go, on_tab, open_app, plotly_charts, small_config, sqlite_uri, texts
+from tests.helpers import chart_series, charts, drawn_ids, go, on_tab, open_app, small_config, sqlite_uri, texts, ys
 
 pytestmark = pytest.mark.keras
 
@@ -96,31 +96,28 @@ def test_the_inspector_diagnoses_the_keras_run_that_overfits(foreign_store):
     at = go(open_app(selection=[ids["overfit"]]), "overfitting")
     assert not at.exception
     assert "**High variance** at epoch" in texts(at) and "point estimates judged" in texts(at)
-    assert len(plotly_charts(at)) >= 2  # the gap and the bias / variance charts
+    assert len(charts(at)) >= 2  # the gap and the bias / variance charts
 
 
 def test_compare_overlays_a_foreign_run_with_a_native_one_and_detail_says_what_is_missing(foreign_store):
     _, ids, recorded = foreign_store
     at = on_tab("compare", [ids["keras"], ids["native"]], COMPARE_SECTIONS[2])  # the step losses' tab
     assert not at.exception
-    curves = chart_traces(plotly_charts(at)[0])
-    assert {t["legendgroup"] for t in curves} == {ids["keras"], ids["native"]}
-    keras_val = next(
-        t for t in curves if t["legendgroup"] == ids["keras"] and t["name"].endswith("(val)") and t["xaxis"] == "x2"
-    )
-    assert keras_val["x"] == [1, 2, 3, 4]  # autolog's steps 0-3 are epochs 1-4
+    assert drawn_ids(charts(at)[0]) == {ids["keras"], ids["native"]}
+    keras_val = next(s for s in chart_series(charts(at)[0]) if s["id"] == f"{ids['keras']}/val_acc")
+    assert [point[0] for point in keras_val["data"]] == [1, 2, 3, 4]  # autolog's steps 0-3 are epochs 1-4
     steps = next(c.value for c in at.caption if c.value.startswith("Not drawn"))  # autolog logs no step losses
     assert "mlp" in steps and "train\\_loss\\_step" in steps
-    assert {t["legendgroup"] for t in chart_traces(plotly_charts(at)[1])} == {ids["native"]}
+    assert drawn_ids(charts(at)[1]) == {ids["native"]}
     at.selectbox(key=Key.COMPARE_CURVES).set_value("bias and variance").run()  # derived from autolog's accuracies
-    keras = [t for t in chart_traces(plotly_charts(at)[0]) if t["legendgroup"] == ids["keras"]]
-    bias, variance = (next(t for t in keras if t.get("xaxis") == axis) for axis in ("x", "x2"))  # not the legend's
-    assert bias["x"] == variance["x"] == [1, 2, 3, 4]
-    assert bias["y"] == pytest.approx(1 - recorded[:, 1])
-    assert variance["y"] == pytest.approx(recorded[:, 1] - recorded[:, 3])
+    keras = {s["id"]: s for s in chart_series(charts(at)[0]) if s["id"].startswith(ids["keras"])}
+    bias, variance = keras[f"{ids['keras']}/bias"], keras[f"{ids['keras']}/variance"]
+    assert [p[0] for p in bias["data"]] == [p[0] for p in variance["data"]] == [1, 2, 3, 4]
+    assert ys(bias) == pytest.approx(list(100 * (1 - recorded[:, 1])), abs=1e-3)  # in percent, to 4 decimals
+    assert ys(variance) == pytest.approx(list(100 * (recorded[:, 1] - recorded[:, 3])), abs=1e-3)
     at.selectbox(key=Key.COMPARE_CURVES).set_value("speed").run()  # autolog logs no epoch timing
     assert "mlp" in next(c.value for c in at.caption if c.value.startswith("Not drawn"))
-    assert {t["legendgroup"] for t in chart_traces(plotly_charts(at)[0])} == {ids["native"]}
+    assert drawn_ids(charts(at)[0]) == {ids["native"]}
     detail = go(open_app(selection=[ids["keras"]]), "detail")
     assert not detail.exception
     body = texts(detail)

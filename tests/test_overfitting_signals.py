@@ -101,11 +101,11 @@ def test_the_overfitting_run_shows_rising_loss_growing_ece_and_classes_that_over
     at = on_tab("overfitting", [run_id], "Calibration")
     assert not at.exception
     assert any(f"Validation loss rises after epoch {rising}" in w.value for w in at.warning)
-    charts = [c.proto.spec for c in at.get("plotly_chart")]
+    charts = [c.proto.spec for c in at.get("echarts_chart")]
     assert any('"val ECE"' in spec for spec in charts)
     assert any("Reliability, validation set after epoch" in spec for spec in charts)
     at = on_tab("overfitting", [run_id], "Per class")
     flagged = next(m.value for m in at.markdown if m.value.startswith("**Classes that overfit**"))
     listed = flagged.rstrip(".").split("together): ")[1]  # "class 3" or "classes 3, 5", widest gap first
     assert listed.split(" ", 1) == ["class" if len(overfitting) == 1 else "classes", ", ".join(overfitting)]
-    assert any("Per-class gap" in c.proto.spec for c in at.get("plotly_chart"))
+    assert any("Per-class gap" in c.proto.spec for c in at.get("echarts_chart"))

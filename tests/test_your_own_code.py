@@ -35,7 +35,7 @@ from tests.helpers import (
     all_runs,
     cli,
     cli_in_process,
-    click_point,
+    click_cell,
     go,
     needs_chromium,
     on_tab,
@@ -372,7 +372,7 @@ def test_your_colour_run_in_chromium_names_its_classes_and_shows_its_images_in_c
         page.get_by_text("Test set, best-val weights").wait_for(timeout=60_000)
         wait_idle(page)
         page.wait_for_timeout(1000)
-        click_point(page, Key.CONFUSION_CHART, int(true) * 3 + int(pred))
+        click_cell(page, Key.CONFUSION_CHART, int(true), int(pred), 3)
         names = ["disc", "square", "triangle"]
         page.get_by_text(f"Test images of true {names[true]}, predicted {names[pred]}").wait_for(timeout=30_000)
         page.locator('img[src*="/media/"]').first.wait_for(timeout=30_000)

@@ -36,6 +36,7 @@ from dashboard.widgets import (
     CONFIGURATION,
     MAX_COMPARE,
     baseline_ui,
+    chart,
     compare_sides_ui,
     curves_axes_ui,
     curves_choice_ui,
@@ -84,7 +85,7 @@ def curves_section(runs: pd.DataFrame, selection: list[str], metrics: pd.DataFra
             "nothing logged for these curves"
             + (f", or no epoch_seconds or training-set size to place them along {x}" if x != "epoch" else ""),
         )
-        st.plotly_chart(
+        chart(
             figures.learning_curves(
                 placed,
                 drawn,
@@ -93,15 +94,15 @@ def curves_section(runs: pd.DataFrame, selection: list[str], metrics: pd.DataFra
                 log_loss=log_loss,
                 panels=panels,
             ),
-            key=Key.CURVES_CHART,
+            Key.CURVES_CHART,
         )
         return
     metrics = metrics[metrics["metric"].isin(figures.curve_metrics(panels))]
     groups = groups_by(runs, selection, by)
     member_group = {run_id: label for label, ids in groups.items() for run_id in ids}
-    st.plotly_chart(
+    chart(
         figures.banded_curves(bands(metrics, groups), metrics if members else None, member_group, panels),
-        key=Key.CURVES_CHART,
+        Key.CURVES_CHART,
     )
     st.caption(
         "Each line is the mean over the group's selected runs; the band is its 95% t interval (none for a "
@@ -141,9 +142,7 @@ def step_loss_section(runs: pd.DataFrame, selection: list[str]) -> None:
         f"no {Metric.TRAIN_LOSS_STEP} logged: another tool's run, or one trained "
         "before an epoch shorter than log_every steps made a point",
     )
-    st.plotly_chart(
-        figures.step_losses(steps, smoothed(steps, weight), drawn, figures.run_colors(list(labels))), key=Key.STEP_CHART
-    )
+    chart(figures.step_losses(steps, smoothed(steps, weight), drawn, figures.run_colors(list(labels))), Key.STEP_CHART)
 
 
 def side_groups(runs: pd.DataFrame, selection: list[str]) -> tuple[dict[str, tuple[str, list[str]]], tuple[int, int]]:
@@ -266,7 +265,7 @@ def params_section(runs: pd.DataFrame, selection: list[str], baseline: str | Non
     if scores.notna().any() and not tracked.empty:
         st.subheader("Params against test accuracy")
         highlight = list(tracked.index).index(baseline) if baseline in tracked.index else None
-        st.plotly_chart(
+        chart(
             figures.parallel_coordinates(
                 tracked,
                 scores.values,
@@ -274,7 +273,7 @@ def params_section(runs: pd.DataFrame, selection: list[str], baseline: str | Non
                 highlight_color=figures.BASELINE_COLOR,
                 highlight_name="baseline",
             ),
-            key=Key.PARALLEL_CHART,
+            Key.PARALLEL_CHART,
         )
         st.caption(
             "One line per run"

@@ -33,7 +33,7 @@ from dashboard.views import (
     val_pictures,
     why_no_images,
 )
-from dashboard.widgets import DETAIL_SECTIONS, confusion_source_ui, md, run_picker_ui, section_ui
+from dashboard.widgets import DETAIL_SECTIONS, chart, confusion_source_ui, md, run_picker_ui, section_ui
 
 GALLERY_LIMIT = 40
 LAYER_COLUMNS = {
@@ -59,9 +59,9 @@ def status_message(run: RunRecord) -> None:
         st.info("This run is still training; what it has logged so far is shown.")
 
 
-def choose_cell_from_chart(run_id: str) -> None:
-    """A click on the matrix chooses its cell for run_id's gallery (x is the predicted class, y the true)."""
-    cell = state.chart_cell(Key.CONFUSION_CHART)
+def choose_cell_from_chart(run_id: str, classes: int) -> None:
+    """A click on the matrix (of `classes` classes) chooses its cell for run_id's gallery."""
+    cell = state.chart_cell(Key.CONFUSION_CHART, classes)
     if cell:
         state.choose_cell(Key.GALLERY_CELL, run_id, cell)
 
@@ -188,11 +188,10 @@ def confusion_section(run_id: str, run: RunRecord) -> None:
     st.caption(f"Test set, {tested_weights(run)}" if source == "test" else f"Validation set after epoch {source}")
     cols = st.columns([3, 2])
     with cols[0]:
-        st.plotly_chart(
+        chart(
             figures.confusion_matrix(np.array(matrix), class_names, normalize),
-            key=Key.CONFUSION_CHART,
-            on_select=functools.partial(choose_cell_from_chart, run_id),
-            selection_mode="points",  # a click on a cell; a drag zooms
+            Key.CONFUSION_CHART,
+            on_select=functools.partial(choose_cell_from_chart, run_id, len(class_names)),
         )
     with cols[1]:
         st.markdown("**Most frequent confusions**")
@@ -211,9 +210,9 @@ def confusion_section(run_id: str, run: RunRecord) -> None:
     gallery_ui(run_id, run, class_names, source)
 
 
-def choose_moved_cell(run_id: str) -> None:
-    """A click on the epoch difference chooses the cell whose moved images are shown."""
-    cell = state.chart_cell(Key.EPOCH_DIFF_CHART)
+def choose_moved_cell(run_id: str, classes: int) -> None:
+    """A click on the epoch difference (of `classes` classes) chooses the cell whose moved images are shown."""
+    cell = state.chart_cell(Key.EPOCH_DIFF_CHART, classes)
     if cell:
         state.choose_cell(Key.MOVED_CELL, run_id, cell)
 
@@ -236,11 +235,10 @@ def epoch_difference_section(run_id: str, run: RunRecord) -> None:
     matrices = [np.array(per_epoch["matrices"][epoch_position(epochs, e)]) for e in (a, b)]
     cols = st.columns([3, 2])
     with cols[0]:
-        st.plotly_chart(
+        chart(
             figures.confusion_difference(*matrices, class_names, (f"epoch {a}", f"epoch {b}")),
-            key=Key.EPOCH_DIFF_CHART,
-            on_select=functools.partial(choose_moved_cell, run_id),
-            selection_mode="points",  # a click on a cell; a drag zooms
+            Key.EPOCH_DIFF_CHART,
+            on_select=functools.partial(choose_moved_cell, run_id, len(class_names)),
         )
     chosen = state.chosen_cell(Key.MOVED_CELL, run_id)
     with cols[1]:
@@ -293,11 +291,11 @@ def difference_section(runs: pd.DataFrame, run_id: str, selection: list[str]) ->
         st.info("Both runs need a test confusion matrix.")
         return
     labels = run_labels(runs, [run_id, other])
-    st.plotly_chart(
+    chart(
         figures.confusion_difference(
             np.array(a["matrix"]), np.array(b["matrix"]), a["class_names"], (labels[run_id], labels[other])
         ),
-        key=Key.DIFF_CHART,
+        Key.DIFF_CHART,
     )
 
 
@@ -305,7 +303,7 @@ def tables_section(run_id: str, run: RunRecord) -> None:
     per_class = artifact(run_id, Artifact.PER_CLASS)
     if per_class is not None:
         st.subheader("Per-class test accuracy")
-        st.plotly_chart(figures.per_class_accuracy(per_class), key=Key.PER_CLASS_CHART)
+        chart(figures.per_class_accuracy(per_class), Key.PER_CLASS_CHART)
     layers = artifact(run_id, Artifact.LAYERS)
     st.subheader("Layers")
     if layers is None:
@@ -423,7 +421,7 @@ def curves_section(run_id: str, row: pd.Series, selection: list[str]) -> None:
         st.info("This run has no metrics yet.")
         return
     colors = figures.run_colors(selection) if run_id in selection else None
-    st.plotly_chart(figures.learning_curves(points, {run_id: row["run_name"]}, colors), key=Key.DETAIL_CURVES)
+    chart(figures.learning_curves(points, {run_id: row["run_name"]}, colors), Key.DETAIL_CURVES)
     st.download_button(
         "Download per-epoch metrics (CSV)", history.to_csv(), file_name=f"{run_id}_metrics.csv", mime="text/csv"
     )

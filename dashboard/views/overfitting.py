@@ -45,7 +45,7 @@ from dashboard.views import (
     test_pictures,
     val_pictures,
 )
-from dashboard.widgets import INSPECTOR_SECTIONS, md, patience_ui, run_picker_ui, section_ui
+from dashboard.widgets import INSPECTOR_SECTIONS, chart, md, patience_ui, run_picker_ui, section_ui
 
 HISTORY = tuple(
     map(
@@ -141,8 +141,8 @@ def run_section(run_id: str, row, patience: int, section: str) -> None:
         diagnosis_ui(judged)
         early_stop_ui(history, patience)
         cols = st.columns(2)
-        cols[0].plotly_chart(figures.error_gap(history, judged.best_epoch), key=Key.per_run("gap", run_id))
-        cols[1].plotly_chart(figures.bias_variance(history), key=Key.per_run("bv", run_id))
+        chart(figures.error_gap(history, judged.best_epoch), Key.per_run("gap", run_id), cols[0])
+        chart(figures.bias_variance(history), Key.per_run("bv", run_id), cols[1])
 
 
 @st.fragment  # the reliability epoch redraws this run's calibration only
@@ -158,7 +158,7 @@ def calibration_section(run_id: str, history) -> None:
             "the model grows confident on the images it gets wrong, often the first sign of overfitting."
         )
     cols = st.columns(2)
-    cols[0].plotly_chart(figures.calibration_curves(history, rising), key=Key.per_run("calibration", run_id))
+    chart(figures.calibration_curves(history, rising), Key.per_run("calibration", run_id), cols[0])
     table = artifact(run_id, Artifact.RELIABILITY_VAL_EPOCHS)
     if table is None:
         cols[1].caption(
@@ -170,9 +170,7 @@ def calibration_section(run_id: str, history) -> None:
     epoch = cols[1].select_slider(
         "Reliability after epoch", epochs, value=epochs[-1], key=Key.per_run("reliability_epoch", run_id)
     )
-    cols[1].plotly_chart(
-        figures.reliability_diagram(epoch_entry(table, epoch), epoch), key=Key.per_run("reliability", run_id)
-    )
+    chart(figures.reliability_diagram(epoch_entry(table, epoch), epoch), Key.per_run("reliability", run_id), cols[1])
 
 
 def gap_row(gap: ClassGap) -> dict:
@@ -200,13 +198,15 @@ def per_class_section(run_id: str, row) -> None:
     frame = per_class_frame(per_class)
     limit = figures.heat_limit(frame, ["gap", "train_error"])  # one colour scale for both
     cols = st.columns(2)
-    cols[0].plotly_chart(
+    chart(
         figures.class_epoch_heatmap(frame, "gap", "Per-class gap: val error - train error", True, limit),
-        key=Key.per_run("class_gap", run_id),
+        Key.per_run("class_gap", run_id),
+        cols[0],
     )
-    cols[1].plotly_chart(
+    chart(
         figures.class_epoch_heatmap(frame, "train_error", "Per-class train error (bias)", False, limit),
-        key=Key.per_run("class_bias", run_id),
+        Key.per_run("class_bias", run_id),
+        cols[1],
     )
     last = frame[frame["epoch"] == frame["epoch"].max()]
     gaps = class_gaps(
@@ -322,7 +322,7 @@ def data_size_section(runs, inspected: pd.DataFrame) -> None:
         )
         points = series_points(runs, metrics, Param.TRAIN_SIZE)
         fit = fit_power_law(points[Param.TRAIN_SIZE], points["val_error"])
-        st.plotly_chart(figures.data_size_curve(points, fit), key=Key.per_series("datasize", number))
+        chart(figures.data_size_curve(points, fit), Key.per_series("datasize", number))
         if fit is not None:
             st.caption(more_data_sentence(fit))
 
@@ -353,7 +353,7 @@ def capacity_section(runs) -> None:
             f"training images, {len(ids)} widths: error against parameter count. Train error falls as "
             "capacity grows; validation error stops following it where capacity stops helping."
         )
-        st.plotly_chart(figures.capacity_curve(points, spot), key=Key.per_series("capacity", number))
+        chart(figures.capacity_curve(points, spot), Key.per_series("capacity", number))
         st.caption(capacity_words(points, spot))
 
 

@@ -9,7 +9,7 @@ from dashboard import figures, formats, reader, state
 from dashboard.analysis import best_trial_lead, best_trial_position, param_importances, trial_table
 from dashboard.state import Key
 from dashboard.views import artifact, read, runs_or_message
-from dashboard.widgets import md, sweep_picker_ui, trial_picker_ui
+from dashboard.widgets import chart, md, sweep_picker_ui, trial_picker_ui
 
 RELIABLE_IMPORTANCES = 20  # complete trials below which importances are flagged as hints
 TRIAL_COLUMN_CONFIG = {
@@ -117,12 +117,12 @@ def page() -> None:
         figure = figures.parallel_coordinates(
             measured[searched], measured["best_val_acc"].values, "best val acc", best_trial_position(measured)
         )
-        st.plotly_chart(figure, key=Key.SWEEP_PARALLEL_CHART)
+        chart(figure, Key.SWEEP_PARALLEL_CHART)
     spec = artifact(sweep["run_id"], Artifact.SWEEP_SPEC)
     importances = param_importances(trials, spec["distributions"]) if spec else {}
     st.subheader("Parameter importances")
     if importances:
-        st.plotly_chart(figures.param_importances(importances), key=Key.SWEEP_IMPORTANCES_CHART)
+        chart(figures.param_importances(importances), Key.SWEEP_IMPORTANCES_CHART)
         complete = int((trials["state"] == Value.TRIAL_COMPLETE).sum())
         if complete < RELIABLE_IMPORTANCES:
             st.caption(

@@ -115,7 +115,7 @@ def test_a_moved_store_a_deleted_artifacts_folder_and_a_corrupt_artifact_are_eac
     shutil.move(tmp_path / "here", tmp_path / "there")
     at, warned = detail_page(tmp_path / "there")
     assert f"recorded at {tmp_path / 'here'}" in warned and f"they are read from {tmp_path / 'there'}" in warned
-    assert at.get("plotly_chart"), "the confusion matrix, read from where the store is now"
+    assert at.get("echarts_chart"), "the confusion matrix, read from where the store is now"
 
     confusion = next((tmp_path / "there" / "artifacts").rglob("confusion_test.json"))
     confusion.write_text('{"class_names": [0, 1], "matr')

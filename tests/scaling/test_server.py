@@ -83,7 +83,7 @@ def test_the_dashboard_reads_runs_and_artifacts_through_the_server(server_store,
     at.session_state[Key.SELECTION] = [run_id]
     at.switch_page("views/detail.py").run()
     assert not at.exception
-    assert at.get("plotly_chart"), "the confusion matrix, read through the server's artifact proxy"
+    assert at.get("echarts_chart"), "the confusion matrix, read through the server's artifact proxy"
     assert server_store.get_run(run_id).data.params[Param.MODEL] == "softmax-regression"
 
 

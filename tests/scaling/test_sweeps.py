@@ -16,7 +16,7 @@ from dashboard.state import Key, rows_key
 from dashboard.widgets import md
 from experiments.specs import Spec, SpecError
 from experiments.sweeps import run_worker, sweep_trials
-from tests.helpers import cli_process, needs_chromium, open_app, shoot, start_server
+from tests.helpers import CHART, cli_process, needs_chromium, open_app, shoot, start_server
 
 TINY = 'model = "tiny", batch_size = 32, test_size = 300'
 
@@ -146,7 +146,7 @@ def test_the_sweeps_page_shows_trials_best_and_opens_a_trial_run(pruned_sweep):
     # the best trial is named (and highlighted in the table)
     assert f"Best trial (green): {md(best.info.run_name)}" in " ".join(c.value for c in at.caption)
     assert at.session_state[Key.TRIAL_PICK] == best.info.run_id
-    assert at.get("plotly_chart"), "parallel coordinates"
+    assert at.get("echarts_chart"), "parallel coordinates"
     at.button(key=Key.OPEN_TRIAL).click().run()
     assert not at.exception
     assert at.title[0].value == "Run detail" and at.session_state[Key.DETAIL_RUN] == best.info.run_id
@@ -190,7 +190,7 @@ def test_the_sweeps_page_renders_in_a_browser(pruned_sweep, page):
         page.goto(f"{url}/sweeps")
         page.get_by_role("heading", name="Sweeps").wait_for(timeout=60_000)
         page.get_by_text("Parallel coordinates").wait_for(timeout=60_000)
-        page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
+        page.locator(CHART).first.wait_for(timeout=30_000)
         page.get_by_text(f"Best trial (green): {name}-000").wait_for(timeout=30_000)
         assert page.locator('[data-testid="stException"]').count() == 0
         shoot(page, "sweeps")
