@@ -1,10 +1,10 @@
-"""Pure figure builders: DataFrames in, ECharts options out (drawn by st.echarts_chart). No Streamlit calls, so each
+"""Pure figure builders: DataFrames in, ECharts options out (drawn by widgets.chart). No Streamlit calls, so each
 is unit-tested.
 
 ECharts rather than Plotly: a page loads its chart library's script with its first chart, and on two cores Plotly's
-(4.7 MB) cost a first visit about 0.5 s more than ECharts' (1.2 MB), side by side in benchmarks/page_times.py.
-An option is plain JSON, with no JavaScript callbacks, so values are drawn already scaled (rates in percent) and
-rounded to what a tooltip shows.
+(4.7 MB) cost a first visit about 0.5 s more than ECharts' (1.2 MB), side by side (docs/benchmarks.md, 2026-12-04,
+night). An option is plain JSON, with no JavaScript callbacks, so rates are drawn already in percent, rounded as
+the tables write them, and a tooltip's words are written here.
 """
 
 import math
@@ -20,13 +20,17 @@ from core.schema import Metric
 from dashboard import formats
 
 TRAIN_DASH, VAL_DASH = "dashed", "solid"
+TRAIN_COLOR = "#636efa"  # train error, where one chart has a train and a validation line
+GAP_COLOR = "#ef553b"  # validation error, and the gap between it and train error
 BEST_COLOR = "#2ca02c"  # the best trial or run: green reads as good, red as failure
 BASELINE_COLOR = "#ff7f0e"  # the run others are measured against: marked, not judged
-GAP_COLOR = "#ef553b"  # the gap between train and validation error
-PERCENT_AXIS = {"formatter": "{value}%"}  # rates are drawn in percent: the option has no number formatter
-HOVER_PERCENT = f"%.{formats.DECIMALS}f%%"  # a tooltip's percentage, as the tables write it
+STAR = "path://M50,0L61,35L98,35L68,57L79,91L50,70L21,91L32,57L2,35L39,35Z"  # ECharts has no star symbol of its own
+PERCENT_LABEL = {"formatter": "{value}%"}  # an axis of rates, drawn in percent
+PERCENT_TOOLTIP = {"valueFormatter": formats.PERCENT_FORMAT}  # a rate in a tooltip, as the tables write it
 # px around a class grid's cells, exactly: Streamlit's theme would otherwise fit the axis labels inside these margins
 MATRIX_GRID = {"left": 90, "right": 90, "top": 80, "bottom": 20, "outerBoundsMode": "none"}
+MATRIX_SIDE = 600  # px: the most a class grid's cells take, however many classes
+LABELLED_CLASSES = 20  # above this many classes a grid's cells are too small for their numbers
 
 
 @dataclass(frozen=True)
@@ -49,10 +53,6 @@ class Line:
     def dash(self) -> str:
         return TRAIN_DASH if self.split == "train" else VAL_DASH
 
-    @property
-    def split_name(self) -> str:
-        return {"train": "train ", "val": "validation "}.get(self.split, "")
-
 
 @dataclass(frozen=True)
 class Panel:
@@ -62,11 +62,11 @@ class Panel:
     lines: tuple[Line, ...]
     percent: bool = False  # accuracies and errors: drawn, labelled and read in percent
     loss: bool = False  # the panel the "log-scale loss" choice makes logarithmic
-    value_format: str = "%.4g"  # printf format of a tooltip's value (a percentage's is HOVER_PERCENT)
+    value_format: str = "%.4g"  # printf format of a tooltip's value (a rate's is formats.PERCENT_FORMAT)
 
     @property
     def hover(self) -> str:
-        return HOVER_PERCENT if self.percent else self.value_format
+        return formats.PERCENT_FORMAT if self.percent else self.value_format
 
 
 CURVES = {  # what curves of runs can show, one choice each: its panels, drawn side by side
@@ -97,53 +97,75 @@ def curve_metrics(panels: tuple[Panel, ...] | None = None) -> tuple[str, ...]:
 
 
 def drawn(values, percent: bool = False) -> list:
-    """Values as an option carries them: a rate in percent, rounded to 4 decimals (what is read is 2), None
-    where missing."""
-    return [
-        None if v is None or not math.isfinite(v) else (round(v * 100, 4) if percent else v)
-        for v in np.asarray(values, dtype=float).tolist()
-    ]
+    """Values as an option carries them: None where missing or infinite (JSON has neither), a rate in percent
+    rounded as the tables write it."""
+    finite = [None if not math.isfinite(v) else v for v in np.asarray(values, dtype=float).tolist()]
+    return [round(v * 100, formats.DECIMALS) if percent and v is not None else v for v in finite]
 
 
-def pairs(x, y, percent: bool = False, *more) -> list[list]:
-    """Points [x, y, ...] of a series on value axes (y, and any further columns, as `drawn`)."""
-    columns = [drawn(x), drawn(y, percent), *(drawn(m, percent) for m in more)]
+def pairs(x, y, *more, percent: bool = False) -> list[list]:
+    """Points [x, y, ...] of a series on value axes, y and any further columns `drawn`."""
+    columns = [drawn(x), *(drawn(column, percent) for column in (y, *more))]
     return [list(point) for point in zip(*columns, strict=True)]
 
 
+def escaped(text) -> str:
+    """Run data made inert in a tooltip, whose templates ECharts renders as HTML and fills at braces."""
+    for char, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("{", "&#123;"), ("}", "&#125;")):
+        text = str(text).replace(char, entity)
+    return text
+
+
 def log_ticks(values) -> tuple[list[float], tuple[float, float] | None]:
-    """Ticks of a logarithmic axis at 1, 2 and 5 times the powers of ten within the values (the powers alone over
-    three decades), and the axis's range where it must widen to the 1-2-5 values around a narrow one."""
+    """Ticks of a logarithmic axis at 1, 2 and 5 times the powers of ten within the positive finite values (the
+    powers alone over three decades), and the range of those values, widened to the 1-2-5 values around a narrow
+    one (None when no value can be drawn on a log axis)."""
     values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values) & (values > 0)]
     if not len(values):
         return [], None
-    low, high = values.min(), values.max()
+    low, high = float(values.min()), float(values.max())
     multiples = (1, 2, 5) if high / low <= 1e3 else (1,)
     ticks = [
-        m * 10.0**k for k in range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1) for m in multiples
+        float(f"{m * 10.0**k:.6g}")
+        for k in range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1)
+        for m in multiples
     ]
-    inside = [float(f"{t:.6g}") for t in ticks if low <= t <= high]
+    inside = [t for t in ticks if low <= t <= high]
     if len(inside) >= 2:
-        return inside, None
-    below, above = max(t for t in ticks if t < low), min(t for t in ticks if t > high)
-    inside = sorted({float(f"{below:.6g}"), *inside, float(f"{above:.6g}")})
+        return inside, (low, high)
+    inside = sorted({max(t for t in ticks if t < low), *inside, min(t for t in ticks if t > high)})
     return inside, (inside[0], inside[-1])
 
 
 def log_axis(values, **axis) -> dict:
-    """A logarithmic value axis labelled at log_ticks of the values, each label written whole ("0.2", not 2e-1)."""
-    ticks, widened = log_ticks(values)
-    if not ticks:
+    """A logarithmic axis over the values it can draw (positive, finite), labelled at their log_ticks, each label
+    written whole ("0.2", not 2e-1)."""
+    ticks, span = log_ticks(values)
+    if span is None:
         return {"type": "log", **axis}
-    low, high = widened or (float(np.nanmin(values)), float(np.nanmax(values)))
     return {
         "type": "log",
-        "min": min(low, ticks[0]),
-        "max": max(high, ticks[-1]),
+        "min": span[0],
+        "max": span[1],
         "axisLabel": {"customValues": ticks},
         "axisTick": {"customValues": ticks},
         **axis,
+    }
+
+
+def log_x(values, name: str) -> dict:
+    """A logarithmic x axis labelled at each of the values (sizes, parameter counts), with room for the end
+    markers."""
+    ticks = sorted({v for v in drawn(values) if v is not None and v > 0})
+    labelled = {"customValues": ticks, "hideOverlap": True}
+    return {
+        **axis_name(name),
+        "type": "log",
+        "min": ticks[0] / 1.3 if ticks else None,
+        "max": ticks[-1] * 1.3 if ticks else None,
+        "axisLabel": labelled,
+        "axisTick": {"customValues": ticks},
     }
 
 
@@ -153,24 +175,40 @@ def legend_title(panels: tuple[Panel, ...], shown: str) -> str:
     return shown + ("; solid: validation, dashed: train" if both else "")
 
 
-def epoch_axis(last_epoch, grid: int = 0) -> dict:
-    """An epoch axis with whole-number ticks only (never 1.5), none past the last epoch."""
-    last = int(last_epoch) if pd.notna(last_epoch) else 1
-    return {**axis_name("epoch"), "type": "value", "gridIndex": grid, "minInterval": 1, "min": "dataMin", "max": last}
-
-
 def axis_name(name: str, gap: int = 30) -> dict:
     """An axis's title, centred along it (a y axis's `gap` px left of it, clear of its labels)."""
     return {"name": name, "nameLocation": "middle", "nameGap": gap}
 
 
+def epoch_axis(last_epoch, grid: int = 0) -> dict:
+    """An epoch axis with whole-number ticks only (never 1.5), none past the last epoch."""
+    last = int(last_epoch) if pd.notna(last_epoch) else 1
+    return {
+        **axis_name("epoch"),
+        "type": "value",
+        "gridIndex": grid,
+        "minInterval": 1,
+        "min": "dataMin",
+        "max": last,
+        "axisPointer": {"label": {"formatter": "epoch {value}", "precision": 0}},  # a tooltip's heading
+    }
+
+
 def value_axis(percent: bool = False, grid: int = 0, values=(), name: str = "", **axis) -> dict:
     """A y axis fitted to its values (not from zero), labelled in percent for a rate; one whose rates (fractions)
     reach 95% ends at 100% (a rounded end would read 102% of an accuracy)."""
-    rate = {"axisLabel": PERCENT_AXIS} if percent else {}
-    if percent and len(values) and np.nanmax(np.asarray(values, dtype=float)) > 0.95:
+    rate = {"axisLabel": PERCENT_LABEL} if percent else {}
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if percent and len(finite) and finite.max() > 0.95:
         rate["max"] = 100
     return {"type": "value", "gridIndex": grid, "scale": True, **rate, **(axis_name(name, 45) if name else {}), **axis}
+
+
+def percent_axis(name: str, top: float = 100, **axis) -> dict:
+    """An axis of rates from 0% to `top` (above 100% only to make room for labels over full bars, unlabelled)."""
+    label = {**PERCENT_LABEL, "showMaxLabel": top <= 100}
+    return {"type": "value", "min": 0, "max": top, "interval": 20, "axisLabel": label, **axis_name(name, 45), **axis}
 
 
 def run_colors(run_ids: list[str]) -> dict[str, str]:
@@ -193,6 +231,29 @@ def translucent(color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
+def color_scale(low: float, high: float, colors: list[str], ends: tuple[str, str]) -> dict:
+    """A continuous colour scale (visualMap) beside a chart, its two ends labelled (`ends`: high, low)."""
+    return {
+        "min": low,
+        "max": high,
+        "inRange": {"color": colors},
+        "text": list(ends),
+        "calculable": False,
+        "orient": "vertical",
+        "right": 0,
+        "top": "middle",
+    }
+
+
+def centred_title(text: str, subtext: str = "") -> dict:
+    return {"text": text, "subtext": subtext, "left": "center", "top": 0, "textStyle": {"fontSize": 14}}
+
+
+def caption(text: str) -> dict:
+    """A line of small text under a figure (what its legend and line styles mean)."""
+    return {"subtext": text, "left": "center", "bottom": 0, "subtextStyle": {"fontSize": 11}}
+
+
 def line(name: str, points: list, color: str | None = None, **style) -> dict:
     """A line series with markers, in `color`; `style` adds or overrides series options."""
     series = {"type": "line", "name": name, "data": points, "symbolSize": 4, "connectNulls": False}
@@ -204,6 +265,32 @@ def line(name: str, points: list, color: str | None = None, **style) -> dict:
     return series
 
 
+def error_lines(x, train, val, **style) -> list[dict]:
+    """Train error (dashed) and validation error (solid) against x, in percent."""
+    return [
+        line("train error", pairs(x, train, percent=True), TRAIN_COLOR, lineStyle={"type": TRAIN_DASH}, **style),
+        line("validation error", pairs(x, val, percent=True), GAP_COLOR, **style),
+    ]
+
+
+def band(name: str, x, low, high, color: str, alpha: float, stack: str, **axes) -> list[dict]:
+    """A band between `low` and `high` (as drawn) shaded in `color` at `alpha`: the low line unseen, the width
+    stacked on it and filled. Drawn under the lines of its name, and after them, so that their legend entry shows
+    the line."""
+    hidden = {"type": "line", "name": name, "stack": stack, "stackStrategy": "all", "symbol": "none", "silent": True}
+    hidden |= {"z": 1, "itemStyle": {"color": color}, "lineStyle": {"opacity": 0}, "tooltip": {"show": False}, **axes}
+    width = np.asarray(high, dtype=float) - np.asarray(low, dtype=float)
+    return [
+        {**hidden, "data": pairs(x, low)},
+        {**hidden, "data": pairs(x, width), "areaStyle": {"color": translucent(color, alpha)}},
+    ]
+
+
+def band_legend(name: str, color: str, alpha: float) -> dict:
+    """A legend entry for a band that has a name of its own: a square of its shade."""
+    return {"name": name, "icon": "rect", "itemStyle": {"color": translucent(color, min(1.0, 2 * alpha))}}
+
+
 def panel_grids(panels: tuple[Panel, ...], top: int = 70) -> tuple[list[dict], list[dict]]:
     """The grids of panels drawn side by side, and their titles."""
     share = 100 / len(panels)
@@ -213,20 +300,31 @@ def panel_grids(panels: tuple[Panel, ...], top: int = 70) -> tuple[list[dict], l
     ]
     titles = [
         {
-            "text": title,
+            "text": panel.title,
             "left": f"{(i + 0.5) * share}%",
             "top": top - 28,
             "textAlign": "center",
             "textStyle": {"fontSize": 13},
         }
-        for i, title in enumerate(panel.title for panel in panels)
+        for i, panel in enumerate(panels)
     ]
     return grids, titles
 
 
-def caption(text: str) -> dict:
-    """A line of small text under a figure (what its line styles mean)."""
-    return {"subtext": text, "left": "center", "bottom": 0, "subtextStyle": {"fontSize": 11}}
+def panels_figure(panels, titles, grids, x_axes, y_axes, series, legend: str, height: int) -> Figure:
+    """Panels side by side under one legend, one axis tooltip per panel."""
+    return Figure(
+        {
+            "title": [*titles, caption(legend_title(panels, legend))],
+            "legend": {"type": "scroll", "top": 0},
+            "tooltip": {"trigger": "axis"},
+            "grid": grids,
+            "xAxis": x_axes,
+            "yAxis": y_axes,
+            "series": series,
+        },
+        height=height,
+    )
 
 
 def learning_curves(
@@ -248,16 +346,12 @@ def learning_curves(
     x_axes, y_axes, series = [], [], []
     last = metrics["step"].max() if len(metrics) else 1
     for col, panel in enumerate(panels):
-        x_axes.append(
-            epoch_axis(last, col)
-            if x_title == "epoch"
-            else {**axis_name(x_title), "type": "value", "gridIndex": col, "scale": True}
-        )
+        along = {**axis_name(x_title), "type": "value", "gridIndex": col, "scale": True}
+        x_axes.append(epoch_axis(last, col) if x_title == "epoch" else along)
         values = metrics[metrics["metric"].isin([str(line.metric) for line in panel.lines])]["value"]
         log = panel.loss and log_loss
         y_axes.append(log_axis(values, gridIndex=col) if log else value_axis(panel.percent, col, values))
-        if log:
-            titles[col]["text"] += " (log scale)"
+        titles[col]["text"] += " (log scale)" * log
         for run_id, label in labels.items():
             for each in panel.lines:
                 points = metrics[(metrics["run_id"] == run_id) & (metrics["metric"] == each.metric)]
@@ -266,38 +360,16 @@ def learning_curves(
                 series.append(
                     line(
                         label,
-                        pairs(points["step"], points["value"], panel.percent),
+                        pairs(points["step"], points["value"], percent=panel.percent),
                         colors[run_id],
                         id=f"{run_id}/{each.metric}",
                         xAxisIndex=col,
                         yAxisIndex=col,
                         lineStyle={"type": each.dash},
-                        tooltip={"valueFormatter": f"{each.split_name}{each.metric} {panel.hover}"},
+                        tooltip={"valueFormatter": f"{each.metric} {panel.hover}"},
                     )
                 )
-    return Figure(
-        {
-            "title": [*titles, caption(legend_title(panels, "legend: runs"))],
-            "legend": {"type": "scroll", "top": 0},
-            "tooltip": {"trigger": "axis"},
-            "grid": grids,
-            "xAxis": x_axes,
-            "yAxis": y_axes,
-            "series": series,
-        },
-        height=440,
-    )
-
-
-def band(name: str, x, low, high, color: str, stack: str, **axes) -> list[dict]:
-    """A shaded band between `low` and `high`: the low line unseen, the width stacked on it and filled."""
-    hidden = {"type": "line", "name": name, "stack": stack, "stackStrategy": "all", "symbol": "none", "silent": True}
-    hidden |= {"lineStyle": {"opacity": 0}, "tooltip": {"show": False}, **axes}
-    width = np.asarray(high, dtype=float) - np.asarray(low, dtype=float)
-    return [
-        {**hidden, "data": pairs(x, low)},
-        {**hidden, "data": pairs(x, width), "areaStyle": {"color": color}},
-    ]
+    return panels_figure(panels, titles, grids, x_axes, y_axes, series, "legend: runs", 440)
 
 
 def banded_curves(
@@ -307,105 +379,65 @@ def banded_curves(
     panels: tuple[Panel, ...] = LEARNING_CURVES,
 ) -> Figure:
     """The panels' curves per epoch for every group of runs: the mean over its runs as a line (train dashed,
-    validation solid) inside its shaded 95% interval, N in the legend; `members` (long points, with
-    member_group mapping each run to its group) draws each run faintly behind. A group's series share its legend
-    name; a mean line's `id` is "group/metric"."""
+    validation solid) inside its shaded 95% interval, which the tooltip reads too, N in the legend; `members` (long
+    points, with member_group mapping each run to its group) draws each run faintly behind. A group's series share
+    its legend name, its mean lines first; a mean line's `id` is "group/metric"."""
     colors = run_colors(list(dict.fromkeys(band_frame["group"])))
     grids, titles = panel_grids(panels)
     last = band_frame["step"].max() if len(band_frame) else 1
     x_axes = [epoch_axis(last, col) for col in range(len(panels))]
-    y_axes = [
-        value_axis(
-            panel.percent,
-            col,
-            band_frame[band_frame["metric"].isin([str(x.metric) for x in panel.lines])]["high"].dropna(),
-        )
-        for col, panel in enumerate(panels)
-    ]
-    series = []
-    for group, color in colors.items():
-        rows = band_frame[band_frame["group"] == group]
-        label = f"{group} (N={int(rows['n'].max())})"
-        for col, panel in enumerate(panels):
-            on = {"xAxisIndex": col, "yAxisIndex": col}
+    y_axes = []
+    means, behind = [], []
+    for col, panel in enumerate(panels):
+        on = {"xAxisIndex": col, "yAxisIndex": col}
+        drawn_here = band_frame[band_frame["metric"].isin([str(line.metric) for line in panel.lines])]
+        y_axes.append(value_axis(panel.percent, col, drawn_here["high"].dropna()))
+        for group, color in colors.items():
+            rows = band_frame[band_frame["group"] == group]
+            label = f"{group} (N={int(rows['n'].max())})"
             for each in panel.lines:
-                name, scale = each.metric, 100 if panel.percent else 1
+                name = each.metric
                 stats = rows[rows["metric"] == name].sort_values("step")
                 if stats.empty:
                     continue
-                for run_id in [r for r, g in (member_group or {}).items() if g == group and members is not None]:
-                    own = members[(members["run_id"] == run_id) & (members["metric"] == name)]
-                    faint = {"color": translucent(color, 0.35), "width": 1, "type": each.dash}
-                    series.append(
-                        line(
-                            label,
-                            pairs(own["step"], own["value"], panel.percent),
-                            symbol="none",
-                            silent=True,
-                            lineStyle=faint,
-                            tooltip={"show": False},
-                            **on,
-                        )
-                    )
-                banded = stats.dropna(subset=["low", "high"])
-                if not banded.empty:
-                    series += band(
-                        label,
-                        banded["step"],
-                        banded["low"] * scale,
-                        banded["high"] * scale,
-                        translucent(color, 0.18),
-                        f"{group}/{name}",
-                        **on,
-                    )
-                series.append(
+                means.append(
                     line(
                         label,
-                        pairs(stats["step"], stats["mean"], panel.percent, stats["low"], stats["high"]),
+                        pairs(stats["step"], stats["mean"], stats["low"], stats["high"], percent=panel.percent),
                         color,
                         id=f"{group}/{name}",
+                        z=3,
                         lineStyle={"type": each.dash},
-                        tooltip={
-                            "formatter": f"{escaped(label)}<br>{each.split_name}{name}: mean {{@[1]}} (95% CI "
-                            f"{{@[2]}} to {{@[3]}}){'%' * panel.percent} at epoch {{@[0]}}"
-                        },
+                        dimensions=["epoch", f"{name} mean", "95% CI from", "to"],
+                        encode={"x": 0, "y": 1, "tooltip": [1, 2, 3]},
+                        tooltip={"valueFormatter": panel.hover},
                         **on,
                     )
                 )
-    return Figure(
-        {
-            "title": [*titles, caption(legend_title(panels, "legend: mean of each group, in its 95% band"))],
-            "legend": {"type": "scroll", "top": 0},
-            "tooltip": {"trigger": "item"},
-            "grid": grids,
-            "xAxis": x_axes,
-            "yAxis": y_axes,
-            "series": series,
-        },
-        height=420,
-    )
+                shown = stats.dropna(subset=["low", "high"])
+                if not shown.empty:
+                    scale = 100 if panel.percent else 1
+                    low, high = shown["low"] * scale, shown["high"] * scale
+                    behind += band(label, shown["step"], low, high, color, 0.18, f"{group}/{name}", **on)
+                for run_id in [r for r, g in (member_group or {}).items() if g == group and members is not None]:
+                    own = members[(members["run_id"] == run_id) & (members["metric"] == name)]
+                    faint = {"color": translucent(color, 0.35), "width": 1, "type": each.dash}
+                    points = pairs(own["step"], own["value"], percent=panel.percent)
+                    behind.append(
+                        line(label, points, color, symbol="none", silent=True, z=1, lineStyle=faint, **on)
+                        | {"tooltip": {"show": False}}
+                    )
+    legend = "legend: mean of each group, in its 95% band"
+    return panels_figure(panels, titles, grids, x_axes, y_axes, means + behind, legend, 420)
 
 
-def escaped(text) -> str:
-    """Run data made inert in a tooltip, whose templates ECharts renders as HTML."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("{", "(").replace("}", ")")
-
-
-def errors(history: pd.DataFrame) -> tuple[list, list]:
-    """Train and validation error per epoch, as points in percent."""
-    return (
-        pairs(history.index, 1 - history[Metric.TRAIN_ACC], True),
-        pairs(history.index, 1 - history[Metric.VAL_ACC], True),
-    )
-
-
-def single_plot(series: list[dict], x_axis: dict, y_axis: dict, height: int = 360, **option) -> Figure:
-    """One plot: its series, axes and a legend above."""
+def single_plot(series: list[dict], x_axis: dict, y_axis, height: int = 360, **option) -> Figure:
+    """One plot: its series, axes and a legend above, an axis tooltip unless `option` says otherwise."""
     return Figure(
         {
             "legend": {"top": 0},
             "tooltip": {"trigger": "axis"},
-            "grid": {"left": 20, "right": 30, "top": 40, "bottom": 40, "containLabel": True},
+            "grid": {"left": 45, "right": 30, "top": 40, "bottom": 40, "containLabel": True},  # y axis titles fit
             "xAxis": x_axis,
             "yAxis": y_axis,
             "series": series,
@@ -415,8 +447,8 @@ def single_plot(series: list[dict], x_axis: dict, y_axis: dict, height: int = 36
     )
 
 
-def best_epoch_line(epoch: int, text: str, color: str = "#555") -> dict:
-    """A dotted vertical line at an epoch, labelled."""
+def epoch_line(epoch: int, text: str, color: str = "#555") -> dict:
+    """A dotted vertical line at an epoch, labelled (a series' markLine)."""
     return {
         "symbol": "none",
         "silent": True,
@@ -432,55 +464,30 @@ def error_gap(history: pd.DataFrame, best_epoch: int | None = None) -> Figure:
     `history` is wide: index epoch, columns train_acc and val_acc.
     """
     train_error, val_error = 1 - history[Metric.TRAIN_ACC], 1 - history[Metric.VAL_ACC]
-    validation = line(
-        "validation error", pairs(history.index, val_error, True), GAP_COLOR, tooltip={"valueFormatter": HOVER_PERCENT}
-    )
+    train, validation = error_lines(history.index, train_error, val_error, tooltip=PERCENT_TOOLTIP)
     if best_epoch:
-        validation["markLine"] = best_epoch_line(best_epoch, f"best epoch {best_epoch}")
-    series = [
-        line(
-            "train error",
-            pairs(history.index, train_error, True),
-            "#636efa",
-            lineStyle={"type": TRAIN_DASH},
-            tooltip={"valueFormatter": HOVER_PERCENT},
-        ),
-        validation,
-        *band(
-            "gap",
-            history.index,
-            np.minimum(train_error, val_error) * 100,
-            np.maximum(train_error, val_error) * 100,
-            translucent(GAP_COLOR, 0.2),
-            "gap",
-        ),
-    ]
+        validation["markLine"] = epoch_line(best_epoch, f"best epoch {best_epoch}")
+    low, high = (np.minimum(train_error, val_error) * 100, np.maximum(train_error, val_error) * 100)
+    series = [train, validation, *band("gap", history.index, low, high, GAP_COLOR, 0.2, "gap")]
     return single_plot(
         series,
         epoch_axis(history.index.max()),
         value_axis(True, values=np.maximum(train_error, val_error), name="error"),
+        legend={"top": 0, "data": ["train error", "validation error", band_legend("gap", GAP_COLOR, 0.2)]},
     )
 
 
 def bias_variance(history: pd.DataFrame) -> Figure:
     """Bias, variance and avoidable bias per epoch (wide history indexed by epoch), zero marked."""
     series = [
-        line(
-            str(name).replace("_", " "),
-            pairs(history.index, history[name], True),
-            tooltip={"valueFormatter": HOVER_PERCENT},
-        )
+        line(str(name).replace("_", " "), pairs(history.index, history[name], percent=True), tooltip=PERCENT_TOOLTIP)
         for name in (Metric.BIAS, Metric.VARIANCE, Metric.AVOIDABLE_BIAS)
         if name in history
     ]
     if series:
-        series[0]["markLine"] = {
-            "symbol": "none",
-            "silent": True,
-            "label": {"show": False},
-            "lineStyle": {"color": "gray", "type": "solid", "width": 1},
-            "data": [{"yAxis": 0}],
-        }
+        zero = {"color": "gray", "type": "solid", "width": 1}
+        series[0]["markLine"] = {"symbol": "none", "silent": True, "label": {"show": False}, "lineStyle": zero}
+        series[0]["markLine"]["data"] = [{"yAxis": 0}]
     return single_plot(series, epoch_axis(history.index.max()), value_axis(True))
 
 
@@ -492,9 +499,11 @@ def cell_grid(
     tooltips: list[str],
     text_colors: list[str],
     title: dict | None = None,
+    selectable: bool = True,
 ) -> Figure:
     """A class x class heatmap (rows true, columns predicted) coloured by `values` on the `scale` (a visualMap),
-    each cell labelled with its text. A click selects a cell: data item k is true k // n, predicted k % n."""
+    each cell labelled with its text while they fit. Selectable: a click selects a cell, data item k being true
+    k // n, predicted k % n."""
     n = len(class_names)
     cells = [
         {
@@ -507,48 +516,21 @@ def cell_grid(
         for pred in range(n)
     ]
     names = [str(name) for name in class_names]
-    side = 44 * n if n > 3 else 140  # square cells, big enough for their numbers
+    side = min(44 * n, MATRIX_SIDE) if n > 3 else 140  # square cells, big enough for their numbers while they fit
+    heatmap = {"type": "heatmap", "data": cells, "label": {"show": n <= LABELLED_CLASSES, "fontSize": 11}}
+    heatmap["emphasis"] = {"itemStyle": {"borderColor": "#555", "borderWidth": 1}}
+    if selectable:
+        heatmap |= {"selectedMode": "single", "select": {"itemStyle": {"borderColor": "#222", "borderWidth": 3}}}
+    axis = {"type": "category", "data": names, "splitArea": {"show": True}}
     return Figure(
         {
             **({"title": title} if title else {}),
             "tooltip": {"trigger": "item"},
             "grid": MATRIX_GRID,
-            "xAxis": {
-                "type": "category",
-                "data": names,
-                "position": "top",
-                "name": "predicted",
-                "nameLocation": "middle",
-                "nameGap": 28,
-                "splitArea": {"show": True},
-            },
-            "yAxis": {
-                "type": "category",
-                "data": names,
-                "inverse": True,
-                "name": "true",
-                "nameLocation": "middle",
-                "nameGap": 40,
-                "splitArea": {"show": True},
-            },
-            "visualMap": {
-                "calculable": False,
-                "orient": "vertical",
-                "right": 0,
-                "top": "middle",
-                "itemHeight": min(side, 200),
-                **scale,
-            },
-            "series": [
-                {
-                    "type": "heatmap",
-                    "data": cells,
-                    "label": {"show": True, "fontSize": 11},
-                    "selectedMode": "single",
-                    "select": {"itemStyle": {"borderColor": "#222", "borderWidth": 3}},
-                    "emphasis": {"itemStyle": {"borderColor": "#555", "borderWidth": 1}},
-                }
-            ],
+            "xAxis": {**axis, **axis_name("predicted", 28), "position": "top"},
+            "yAxis": {**axis, **axis_name("true", 40), "inverse": True},
+            "visualMap": {**scale, "itemHeight": min(side, 200)},
+            "series": [heatmap],
         },
         height=side + MATRIX_GRID["top"] + MATRIX_GRID["bottom"],
         width=side + MATRIX_GRID["left"] + MATRIX_GRID["right"],
@@ -573,16 +555,18 @@ def confusion_matrix(matrix: np.ndarray, class_names: list[str], normalize: bool
         for t in range(len(class_names))
         for p in range(len(class_names))
     ]
-    scale = {"min": 0, "max": float(top), "inRange": {"color": sampled("Blues", np.linspace(0.05, 1, 6))}}
-    scale["text"] = [f"{top:.0f}%" if normalize else f"{int(top):,}", "0"]
+    ends = (f"{top:.0f}%" if normalize else f"{int(top):,}", "0%" if normalize else "0")
+    scale = color_scale(0, float(top), sampled("Blues", np.linspace(0.05, 1, 6)), ends)
     colors = ["white" if v > 0.5 * top else "#222" for v in values.ravel()]
     return cell_grid(values, class_names, text, scale, tooltips, colors)
 
 
-def confusion_difference(a: np.ndarray, b: np.ndarray, class_names: list[str], labels: tuple[str, str]) -> Figure:
+def confusion_difference(
+    a: np.ndarray, b: np.ndarray, class_names: list[str], labels: tuple[str, str], selectable: bool = True
+) -> Figure:
     """Row-normalised matrix of B minus A (two runs, or two epochs of one), in percentage points of each true
-    class's images: red where B puts more of them, blue where fewer; the title says so. A click on a cell
-    selects it, as on the confusion matrix."""
+    class's images: red where B puts more of them, blue where fewer; the title says so. Selectable: a click on a
+    cell selects it, as on the confusion matrix."""
 
     def normalised(m):
         m = np.asarray(m, dtype=float)
@@ -595,16 +579,14 @@ def confusion_difference(a: np.ndarray, b: np.ndarray, class_names: list[str], l
     n = len(class_names)
     tooltips = [
         f"true {escaped(class_names[t])} / predicted {escaped(class_names[p])}: {escaped(b_name)} {diff[t, p]:+.1f} pp "
-        f"of the true class's images ({change[t, p]:+d} images) against {escaped(a_name)}"
+        f"of the true class's images ({round(change[t, p]):+d} images) against {escaped(a_name)}"
         for t in range(n)
         for p in range(n)
     ]
-    scale = {
-        "min": -limit,
-        "max": limit,
-        "text": ["+pp", "-pp"],
-        "inRange": {"color": sampled("RdBu_r", np.linspace(0, 1, 9))},
-    }
+    scale = color_scale(
+        -limit, limit, sampled("RdBu_r", np.linspace(0, 1, 9)), (f"+{limit:.1f} pp", f"-{limit:.1f} pp")
+    )
+    subtext = f"red: {b_name} puts more of the true class here, blue: fewer (percentage points of the row)"
     return cell_grid(
         diff,
         class_names,
@@ -612,30 +594,24 @@ def confusion_difference(a: np.ndarray, b: np.ndarray, class_names: list[str], l
         scale,
         tooltips,
         ["white" if abs(v) > 0.6 * limit else "#222" for v in diff.ravel()],
-        title={
-            "text": f"{b_name} minus {a_name}",
-            "subtext": f"red: {b_name} puts more of the true class here, blue: fewer (percentage points of the row)",
-            "left": "center",
-            "top": 0,
-            "textStyle": {"fontSize": 14},
-        },
+        title=centred_title(f"{b_name} minus {a_name}", subtext),
+        selectable=selectable,
     )
+
+
+def labelled_bars(values, percent: bool = True, **series) -> dict:
+    """A bar series, each bar labelled with its value as the tables write it."""
+    texts = [formats.percent(v) if percent else f"{v:.4g}" for v in np.asarray(values, dtype=float)]
+    bars = [{"value": v, "label": {"formatter": t}} for v, t in zip(drawn(values, percent), texts, strict=True)]
+    return {"type": "bar", "data": bars, "label": {"show": True}, "tooltip": PERCENT_TOOLTIP, **series}
 
 
 def per_class_accuracy(per_class: pd.DataFrame) -> Figure:
     """Test accuracy of each class as a bar labelled with it, on an axis from 0 to 100%."""
     return single_plot(
-        [
-            {
-                "type": "bar",
-                "name": "test accuracy",
-                "data": drawn(per_class["accuracy"], True),
-                "label": {"show": True, "position": "top", "formatter": "{c}%"},
-                "tooltip": {"valueFormatter": HOVER_PERCENT},
-            }
-        ],
+        [labelled_bars(per_class["accuracy"], name="test accuracy", label={"show": True, "position": "top"})],
         {"type": "category", "data": [str(name) for name in per_class["name"]], **axis_name("class")},
-        {"type": "value", "min": 0, "max": 100, "axisLabel": PERCENT_AXIS, **axis_name("test accuracy", 45)},
+        percent_axis("test accuracy", top=108),  # room above a full bar for its label
     )
 
 
@@ -664,10 +640,9 @@ def parallel_axes(params: pd.DataFrame, score, score_label: str) -> list[Axis]:
         else:
             texts = params[name].map(lambda v: "(not set)" if pd.isna(v) else str(v))  # a run without the param
             axes.append(Axis({**spec, "type": "category", "data": list(dict.fromkeys(texts))}, list(texts)))
-    scores = drawn(score, True)
-    axes.append(
-        Axis({"dim": len(axes), "name": score_label, "type": "value", "scale": True, "axisLabel": PERCENT_AXIS}, scores)
-    )
+    scores = drawn(score, percent=True)
+    axes.append(Axis({"dim": len(axes), "name": score_label, "type": "value", "scale": True}, scores))
+    axes[-1].spec["axisLabel"] = PERCENT_LABEL
     return axes
 
 
@@ -686,46 +661,26 @@ def parallel_coordinates(
     rows = [list(values) for values in zip(*(axis.values for axis in axes), strict=True)]
     names = [axis.spec["name"] for axis in axes]
     tooltip = {"formatter": "<br>".join(f"{escaped(name)}: {{@[{i}]}}" for i, name in enumerate(names)) + "%"}
-    scores = [s for s in axes[-1].values if s is not None]
+    scores = [s for s in axes[-1].values if s is not None] or [0.0]
     others = [row for i, row in enumerate(rows) if i != highlight]
-    series = [
-        {
-            "type": "parallel",
-            "name": "runs",
-            "data": others,
-            "lineStyle": {"width": 1.5, "opacity": 0.9},
-            "tooltip": tooltip,
-        }
-    ]
+    runs = {"type": "parallel", "name": "runs", "data": others, "lineStyle": {"width": 1.5, "opacity": 0.9}}
+    series = [runs | {"tooltip": tooltip}]
     if highlight is not None:
+        thick = {"width": 4, "color": highlight_color, "opacity": 1}
         series.append(
-            {
-                "type": "parallel",
-                "name": highlight_name,
-                "data": [rows[highlight]],
-                "lineStyle": {"width": 4, "color": highlight_color, "opacity": 1},
-                "z": 3,
-                "tooltip": tooltip,
-            }
+            {"type": "parallel", "name": highlight_name, "data": [rows[highlight]], "lineStyle": thick, "z": 3}
+            | {"tooltip": tooltip}
         )
+    blues = sampled("Blues", np.linspace(0.35, 1.0, 6))
+    low, high = min(scores), max(scores)
     return Figure(
         {
             "legend": {"top": 0, "data": [highlight_name] if highlight is not None else []},
             "tooltip": {"trigger": "item"},
             "parallel": {"left": 60, "right": 110, "top": 70, "bottom": 30},
             "parallelAxis": [{**axis.spec, "nameTextStyle": {"fontWeight": "bold"}} for axis in axes],
-            "visualMap": {
-                "dimension": len(axes) - 1,
-                "seriesIndex": 0,
-                "min": min(scores, default=0),
-                "max": max(scores, default=1),
-                "inRange": {"color": sampled("Blues", np.linspace(0.35, 1.0, 6))},
-                "text": [score_label, ""],
-                "formatter": "{value}%",
-                "right": 0,
-                "top": "middle",
-                "calculable": False,
-            },
+            "visualMap": color_scale(low, high, blues, (f"{high:.2f}%", f"{low:.2f}%"))
+            | {"dimension": len(axes) - 1, "seriesIndex": 0},
             "series": series,
         },
         height=420,
@@ -736,116 +691,69 @@ def param_importances(importances: dict[str, float]) -> Figure:
     """Optuna's importance of each searched parameter for the objective, largest on top."""
     ordered = sorted(importances.items(), key=lambda kv: kv[1])
     return single_plot(
-        [
-            {
-                "type": "bar",
-                "name": "importance",
-                "data": [round(v * 100) for _, v in ordered],
-                "label": {"show": True, "position": "right", "formatter": "{c}%"},
-                "tooltip": {"valueFormatter": "%d%%"},
-            }
-        ],
-        {
-            "type": "value",
-            "min": 0,
-            "max": 100,
-            "axisLabel": PERCENT_AXIS,
-            **axis_name("importance (fANOVA, share of objective variance)"),
-        },
+        [labelled_bars([v for _, v in ordered], name="importance", label={"show": True, "position": "right"})],
+        percent_axis("importance (fANOVA, share of objective variance)", top=112),
         {"type": "category", "data": [str(k) for k, _ in ordered]},
         height=90 + 40 * len(ordered),
         legend={"show": False},
+        grid={"left": 20, "right": 50, "top": 20, "bottom": 40, "containLabel": True},
     )
-
-
-def log_x(values, name: str, labels=None) -> dict:
-    """A logarithmic x axis labelled at the given values (default: log_ticks of them)."""
-    axis = log_axis(values, **axis_name(name))
-    if labels is not None:
-        ticks = drawn(labels)
-        axis |= {
-            "min": min(ticks),
-            "max": max(ticks),
-            "axisLabel": {"customValues": ticks},
-            "axisTick": {"customValues": ticks},
-        }
-    return axis
 
 
 def data_size_curve(points: pd.DataFrame, fit: PowerLaw | None = None) -> Figure:
     """Train and validation error against training-set size (columns train_size, train_error, val_error), and the
     validation error's fitted power law up to twice the largest size, in its 95% band where it has one."""
     points = points.sort_values("train_size")
-    series = []
+    series = error_lines(points["train_size"], points["train_error"], points["val_error"], tooltip=PERCENT_TOOLTIP)
+    legend = ["train error", "validation error"]
     if fit is not None:
         grid = np.geomspace(min(fit.sizes), 2 * max(fit.sizes), 60)
+        fitted = [fit.error_at(n) for n in grid]
+        dotted = {"type": "dotted"}
+        curve = line("fitted a·n^-b + c", pairs(grid, fitted, percent=True), GAP_COLOR, symbol="none")
+        series.append(curve | {"lineStyle": {**curve["lineStyle"], **dotted}, "tooltip": PERCENT_TOOLTIP})
+        legend.append(curve["name"])
         bounds = [fit.interval_at(n) for n in grid]
         if all(bounds):
             low, high = (np.array([b[i] for b in bounds]) * 100 for i in (0, 1))
-            series += band("fit's 95% band", grid, low, high, translucent(GAP_COLOR, 0.12), "fit")
-        fitted = [fit.error_at(n) for n in grid]
-        series.append(
-            line(
-                "fitted a·n^-b + c",
-                pairs(grid, fitted, True),
-                GAP_COLOR,
-                symbol="none",
-                lineStyle={"type": "dotted"},
-                tooltip={"valueFormatter": HOVER_PERCENT},
-            )
-        )
-    series += [
-        line(
-            "train error",
-            pairs(points["train_size"], points["train_error"], True),
-            "#636efa",
-            lineStyle={"type": TRAIN_DASH},
-            tooltip={"valueFormatter": HOVER_PERCENT},
-        ),
-        line(
-            "validation error",
-            pairs(points["train_size"], points["val_error"], True),
-            GAP_COLOR,
-            tooltip={"valueFormatter": HOVER_PERCENT},
-        ),
-    ]
+            series += band("fit's 95% band", grid, low, high, GAP_COLOR, 0.12, "fit")
+            legend.append(band_legend("fit's 95% band", GAP_COLOR, 0.12))
     sizes = list(points["train_size"]) + ([2 * max(fit.sizes)] if fit is not None else [])
-    return single_plot(series, log_x(sizes, "training images", sizes), value_axis(True, name="error"))
+    return single_plot(
+        series,
+        log_x(sizes, "training images"),
+        value_axis(True, values=points["val_error"], name="error"),
+        legend={"top": 0, "data": legend},
+    )
 
 
 def step_losses(
     raw: pd.DataFrame, smooth: pd.DataFrame, labels: dict[str, str], colors: dict[str, str] | None = None
 ) -> Figure:
     """Training loss per optimisation step for every run: the smoothed curve bold, the raw one faint behind; one
-    colour per run (run_colors of the labels' order unless given); a smoothed line's `id` is its run's."""
+    colour per run (run_colors of the labels' order unless given); a smoothed line's `id` is "run_id/metric"."""
     colors = colors or run_colors(list(labels))
-    series = []
+    bold, faint = [], []
     for run_id, label in labels.items():
-        faint, bold = raw[raw["run_id"] == run_id], smooth[smooth["run_id"] == run_id]
-        series.append(
+        mine, smoothed = raw[raw["run_id"] == run_id], smooth[smooth["run_id"] == run_id]
+        bold.append(
             line(
                 label,
-                pairs(faint["step"], faint["value"]),
-                translucent(colors[run_id], 0.3),
-                symbol="none",
-                silent=True,
-                lineStyle={"width": 1},
-                tooltip={"show": False},
-            )
-        )
-        series.append(
-            line(
-                label,
-                pairs(bold["step"], bold["value"]),
+                pairs(smoothed["step"], smoothed["value"]),
                 colors[run_id],
-                id=run_id,
+                id=f"{run_id}/{Metric.TRAIN_LOSS_STEP}",
                 symbol="none",
-                lineStyle={"width": 2},
-                tooltip={"valueFormatter": "loss %.4f"},
+                z=3,
             )
+            | {"tooltip": {"valueFormatter": "loss %.4g"}}
+        )
+        pale = {"color": translucent(colors[run_id], 0.3), "width": 1}
+        faint.append(
+            line(label, pairs(mine["step"], mine["value"]), colors[run_id], symbol="none", silent=True, lineStyle=pale)
+            | {"tooltip": {"show": False}}
         )
     return single_plot(
-        series,
+        bold + faint,  # each run's bold line first: its legend entry shows that one
         {"type": "value", "scale": True, **axis_name("optimisation step")},
         log_axis(raw["value"], **axis_name("training loss", 45)),
         legend={"type": "scroll", "top": 0},
@@ -855,23 +763,15 @@ def step_losses(
 def calibration_curves(history: pd.DataFrame, rising_from: int | None) -> Figure:
     """Validation loss (left axis) and expected calibration error (right axis) per epoch, with the epoch from which
     the loss rises while accuracy holds marked. `history` is wide: index epoch, columns val_loss and val_ece."""
-    loss = line(
-        "val loss", pairs(history.index, history[Metric.VAL_LOSS]), "#636efa", tooltip={"valueFormatter": "%.4f"}
-    )
+    loss = line("val loss", pairs(history.index, history[Metric.VAL_LOSS]), TRAIN_COLOR)
+    loss["tooltip"] = {"valueFormatter": "%.4g"}
     if rising_from is not None:
-        loss["markLine"] = best_epoch_line(rising_from, f"loss rises after epoch {rising_from}", "#d62728")
+        loss["markLine"] = epoch_line(rising_from, f"loss rises after epoch {rising_from}", "#d62728")
     series = [loss]
     if Metric.VAL_ECE in history:
-        series.append(
-            line(
-                "val ECE",
-                pairs(history.index, history[Metric.VAL_ECE], True),
-                BASELINE_COLOR,
-                yAxisIndex=1,
-                lineStyle={"type": TRAIN_DASH},
-                tooltip={"valueFormatter": HOVER_PERCENT},
-            )
-        )
+        ece = pairs(history.index, history[Metric.VAL_ECE], percent=True)
+        dashed = {"type": TRAIN_DASH}
+        series.append(line("val ECE", ece, BASELINE_COLOR, yAxisIndex=1, lineStyle=dashed, tooltip=PERCENT_TOOLTIP))
     return single_plot(
         series,
         epoch_axis(history.index.max()),
@@ -881,7 +781,7 @@ def calibration_curves(history: pd.DataFrame, rising_from: int | None) -> Figure
                 "type": "value",
                 "min": 0,
                 **axis_name("val ECE", 45),
-                "axisLabel": PERCENT_AXIS,
+                "axisLabel": PERCENT_LABEL,
                 "splitLine": {"show": False},
             },
         ],
@@ -900,28 +800,23 @@ def reliability_diagram(table: dict, epoch: int) -> Figure:
         {
             "value": point,
             "label": {"formatter": f"{n:,}" if n else ""},
-            "tooltip": {"formatter": f"mean confidence {conf:.2f}%: accuracy {acc:.2f}% of {n:,} images"},
+            "tooltip": {
+                "formatter": f"mean confidence {formats.percent(conf)}: accuracy {formats.percent(acc)} of {n:,} images"
+            },
         }
         for point, n, conf, acc in zip(
-            pairs(centres * 100, accuracy, True), counts, confidence * 100, accuracy * 100, strict=True
+            pairs(centres * 100, accuracy, percent=True), counts, confidence, accuracy, strict=True
         )
     ]
     series = [
-        {
-            "type": "bar",
-            "name": "accuracy",
-            "data": bins,
-            "barWidth": "95%",
-            "label": {"show": True, "position": "top", "fontSize": 10},
-        },
+        {"type": "bar", "name": "accuracy", "data": bins, "barWidth": "95%"}
+        | {"label": {"show": True, "position": "top", "fontSize": 10}},
         {
             "type": "scatter",
             "name": "at the bin's mean confidence",
-            "data": pairs(confidence * 100, accuracy, True),
-            "itemStyle": {"color": "#d62728"},
-            "symbolSize": 7,
-            "silent": True,
-        },
+            "data": pairs(confidence * 100, accuracy, percent=True),
+        }
+        | {"itemStyle": {"color": "#d62728"}, "symbolSize": 7, "silent": True},
         line(
             "perfectly calibrated",
             [[0, 0], [100, 100]],
@@ -931,25 +826,14 @@ def reliability_diagram(table: dict, epoch: int) -> Figure:
             lineStyle={"type": "dotted"},
         ),
     ]
-    percent_axis = {"type": "value", "min": 0, "max": 100, "axisLabel": PERCENT_AXIS}
     return single_plot(
         series,
-        {**percent_axis, **axis_name("confidence (top class probability)")},
-        {
-            **percent_axis,
-            "max": 112,
-            "interval": 20,
-            **axis_name("accuracy", 45),
-        },  # room above full bars for their counts
-        title={
-            "text": f"Reliability, validation set after epoch {epoch}",
-            "textStyle": {"fontSize": 14},
-            "left": "center",
-            "top": 0,
-        },
+        {**percent_axis("confidence (top class probability)"), "nameGap": 30},
+        percent_axis("accuracy", top=112),  # room above full bars for their counts
+        title=centred_title(f"Reliability, validation set after epoch {epoch}"),
         legend={"bottom": 0},
         tooltip={"trigger": "item"},
-        grid={"left": 20, "right": 40, "top": 50, "bottom": 60, "containLabel": True},
+        grid={"left": 45, "right": 40, "top": 50, "bottom": 60, "containLabel": True},
     )
 
 
@@ -968,31 +852,25 @@ def class_epoch_heatmap(frame: pd.DataFrame, value: str, title: str, diverging: 
     unit = " pp" if diverging else "%"
     cells = [
         {
-            "value": [col, row, drawn([grid.iat[row, col]], True)[0]],
+            "value": [col, row, drawn([grid.iat[row, col]], percent=True)[0]],
             "tooltip": {"formatter": f"class {escaped(name)}, epoch {epoch}: {grid.iat[row, col] * 100:.1f}{unit}"},
         }
         for row, name in enumerate(grid.index)
         for col, epoch in enumerate(grid.columns)
         if pd.notna(grid.iat[row, col])
     ]
+    top = limit * 100
+    low = -top if diverging else 0.0
     colors = sampled("RdBu_r", np.linspace(0, 1, 9)) if diverging else sampled("Reds", np.linspace(0, 1, 6))
+    sign = "+" if diverging else ""
     return Figure(
         {
-            "title": {"text": title, "textStyle": {"fontSize": 14}, "left": "center", "top": 0},
+            "title": centred_title(title),
             "tooltip": {"trigger": "item"},
             "grid": {"left": 20, "right": 90, "top": 40, "bottom": 40, "containLabel": True},
             "xAxis": {"type": "category", "data": [str(e) for e in grid.columns], **axis_name("epoch")},
             "yAxis": {"type": "category", "data": [str(n) for n in grid.index], "inverse": True},
-            "visualMap": {
-                "min": -limit * 100 if diverging else 0,
-                "max": limit * 100,
-                "inRange": {"color": colors},
-                "text": [unit.strip(), ""],
-                "right": 0,
-                "top": "middle",
-                "calculable": False,
-                "precision": 1,
-            },
+            "visualMap": color_scale(low, top, colors, (f"{sign}{top:.1f}{unit}", f"{low:.1f}{unit}")),
             "series": [{"type": "heatmap", "name": title, "data": cells}],
         },
         height=360,
@@ -1001,31 +879,23 @@ def class_epoch_heatmap(frame: pd.DataFrame, value: str, title: str, diverging: 
 
 def capacity_curve(points: pd.DataFrame, sweet_spot: int) -> Figure:
     """Train and validation error against parameter count (columns params_total, width, train_error, val_error;
-    rows in order of parameters, log x), the lowest validation error (row position `sweet_spot`) marked: left of it
-    the model underfits, right of it the extra capacity buys nothing or overfits."""
-    hover = {"formatter": "{a}: width ×{@[2]}, {@[0]} params: {@[1]}%"}
+    rows in order of parameters, log x), each point labelled with its width, the lowest validation error (row
+    position `sweet_spot`) starred: left of it the model underfits, right of it the extra capacity buys nothing or
+    overfits."""
+    hover = {"formatter": "{a}: width ×{@[2]}, {@[0]} parameters: {@[1]}%"}
+    train, validation = error_lines(points["params_total"], points["train_error"], points["val_error"], tooltip=hover)
+    for series in (train, validation):
+        series["data"] = [[*point, w] for point, w in zip(series["data"], drawn(points["width"]), strict=True)]
+    validation["label"] = {"show": True, "formatter": "×{@[2]}", "position": "bottom"}
     best = points.iloc[sweet_spot]
-    widths = drawn(points["width"])
-
-    def at_width(errors) -> list[list]:
-        return [[*point, w] for point, w in zip(pairs(points["params_total"], errors, True), widths, strict=True)]
-
-    series = [
-        line("train error", at_width(points["train_error"]), "#636efa", lineStyle={"type": TRAIN_DASH}, tooltip=hover),
-        line("validation error", at_width(points["val_error"]), GAP_COLOR, tooltip=hover),
-        {
-            "type": "scatter",
-            "name": "sweet spot",
-            "data": pairs([best["params_total"]], [best["val_error"]], True),
-            "symbol": "diamond",
-            "symbolSize": 16,
-            "itemStyle": {"color": BEST_COLOR},
-            "silent": True,
-        },
-    ]
+    star = {"type": "scatter", "name": "sweet spot", "symbol": STAR, "symbolSize": 18, "silent": True}
+    star |= {
+        "data": pairs([best["params_total"]], [best["val_error"]], percent=True),
+        "itemStyle": {"color": BEST_COLOR},
+    }
     return single_plot(
-        series,
-        log_x(points["params_total"], "parameters", points["params_total"]),
+        [train, validation, star],
+        log_x(points["params_total"], "parameters"),
         value_axis(True, name="error", min=0),
         height=380,
         tooltip={"trigger": "item"},

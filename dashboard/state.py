@@ -242,9 +242,15 @@ def selection_event(widget_key: str) -> dict:
 def chart_cell(chart_key: str, classes: int) -> tuple[int, int] | None:
     """The (true, predicted) cell of a class grid (figures.cell_grid, `classes` classes) that a click selected, or
     None."""
-    chosen = selection_event(chart_key).get("selection", {}).get("selected") or []
-    indices = [i for group in chosen for i in group.get("data_indices", [])]
-    return divmod(int(indices[0]), classes) if indices else None
+    return selected_cell(selection_event(chart_key), classes)
+
+
+def selected_cell(event: dict, classes: int) -> tuple[int, int] | None:
+    """The (true, predicted) cell in an ECharts selection event of a class grid, whose item k is cell
+    divmod(k, classes); None when nothing (or nothing of the grid) is selected."""
+    chosen = event.get("selection", {}).get("selected") or []
+    indices = [int(i) for group in chosen for i in group.get("data_indices", []) if 0 <= int(i) < classes * classes]
+    return divmod(indices[0], classes) if indices else None
 
 
 def choose_cell(cell_key: str, run_id: str, cell: tuple[int, int]) -> None:

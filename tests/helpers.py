@@ -145,7 +145,7 @@ def chart_series(chart) -> list[dict]:
 
 def drawn_ids(chart) -> set[str]:
     """The runs (or groups) a chart draws lines of: its series' ids up to the metric ("run_id/val_acc": run_id)."""
-    return {s["id"].split("/")[0] for s in chart_series(chart) if s.get("id")}
+    return {s["id"].rsplit("/", 1)[0] for s in chart_series(chart) if s.get("id")}
 
 
 def ys(series: dict) -> list:

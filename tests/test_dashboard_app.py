@@ -250,7 +250,7 @@ def test_compare_draws_curves_against_training_time_and_measures_runs_against_a_
     ece = next(s for s in chart_series(charts(at)[0]) if s.get("id") == f"{ids['conv']}/val_ece")
     assert "val_ece" in ece["tooltip"]["valueFormatter"] and ece["yAxisIndex"] == 1
     expected = [100 * m.value for m in client.get_metric_history(ids["conv"], "val_ece")]
-    assert ys(ece) == pytest.approx(expected, abs=1e-3)  # in percent, to 4 decimals
+    assert ys(ece) == pytest.approx(expected, abs=0.006)  # in percent, to the tables' 2 decimals
 
 
 def test_compare_opened_with_nothing_selected_compares_the_configurations_trained_over_seeds(seeded_store):
@@ -323,7 +323,7 @@ def test_run_detail_opens_with_the_runs_summary_and_its_own_curves(store):
     assert f"**Diagnosis:** {run.data.tags['diagnosis']}" in texts(at).replace("\\", "")
     curves = chart_series(charts(at)[0])
     val_acc = [100 * m.value for m in client.get_metric_history(ids["conv"], "val_acc")]
-    assert any(ys(line) == pytest.approx(val_acc, abs=1e-3) for line in curves)  # every logged epoch, as logged
+    assert any(ys(line) == pytest.approx(val_acc, abs=0.006) for line in curves)  # every logged epoch, as logged
 
 
 def test_a_cell_of_the_difference_between_two_epochs_shows_the_validation_images_that_moved(store, tmp_path):

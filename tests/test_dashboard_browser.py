@@ -372,7 +372,7 @@ def test_clicking_a_confusion_cell_opens_its_gallery(server, page, tmp_path):
     page.get_by_text("Test set, best-val weights").wait_for(timeout=30_000)
     wait_idle(page)  # the chart is drawn again once the run's artifacts are read: wait until it settles
     page.wait_for_timeout(1000)
-    click_cell(page, Key.CONFUSION_CHART, true, pred, 10)  # a plain click on the cell
+    click_cell(page, Key.per_run(Key.CONFUSION_CHART, ids["conv"]), true, pred, 10)  # a plain click on the cell
     heading = page.get_by_text(f"Test images of true {true}, predicted {pred}")
     heading.wait_for(timeout=30_000)
     images = page.locator('img[src*="/media/"]')  # st.image serves each picture from /media/
@@ -388,7 +388,7 @@ def test_clicking_a_confusion_cell_opens_its_gallery(server, page, tmp_path):
     cls = moved.index(max(moved))  # the diagonal cell of the class whose predictions moved most
     wait_idle(page)
     page.get_by_role("tab", name="Between two epochs").click()
-    click_cell(page, Key.EPOCH_DIFF_CHART, cls, cls, 10)
+    click_cell(page, Key.per_run(Key.EPOCH_DIFF_CHART, ids["conv"]), cls, cls, 10)
     page.get_by_text("moved in,").wait_for(timeout=30_000)
     wait_idle(page)
     moves = page.get_by_text("Moved in", exact=True).or_(page.get_by_text("Moved out", exact=True))

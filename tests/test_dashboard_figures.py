@@ -9,7 +9,7 @@ from core import diagnosis, stats
 from core.data_scaling import fit_power_law, power_law
 from core.diagnosis import Yardstick, verdict
 from core.schema import Metric
-from dashboard import analysis, figures
+from dashboard import analysis, figures, state
 
 
 def long_metrics(run_id, train_acc, val_acc, train_loss=None, val_loss=None):
@@ -51,7 +51,7 @@ def test_learning_curves_draw_every_point_train_dashed_val_solid_one_colour_per_
     assert ys(val) == [78.0, 85.0, 84.0]  # accuracies drawn in percent
     assert len(series(fig)) == 6  # run A: loss and accuracy, train and val; B: accuracy
     assert {s["name"] for s in series(fig)} == {"run A", "run B"}  # one legend entry per run, for all its lines
-    assert "validation val_acc" in val["tooltip"]["valueFormatter"] and "train" in train["tooltip"]["valueFormatter"]
+    assert val["tooltip"]["valueFormatter"] == "val_acc %.2f%%"  # which line of the run, in percent
 
 
 def test_every_choice_of_curves_draws_its_metrics_in_its_panels_with_percent_where_it_is_a_rate():
@@ -79,7 +79,7 @@ def test_every_choice_of_curves_draws_its_metrics_in_its_panels_with_percent_whe
                 if line.metric in per_epoch
             ]
             assert [pytest.approx(ys(s)) for s in lines] == expected, (choice, panel.title)
-            assert (axis.get("axisLabel") == figures.PERCENT_AXIS) == panel.percent, (choice, panel.title)
+            assert (axis.get("axisLabel") == figures.PERCENT_LABEL) == panel.percent, (choice, panel.title)
             assert (axis["type"] == "log") == panel.loss, (choice, panel.title)
     bias = figures.learning_curves(metrics, {"a": "run A"}, panels=figures.CURVES["bias and variance"])
     assert "dashed" not in bias.option["title"][-1]["subtext"]  # one line per panel: no line styles to explain
@@ -129,7 +129,10 @@ def test_per_class_accuracy_labels_every_class_on_an_axis_from_zero():
     per_class = pd.DataFrame({"name": [str(i) for i in range(10)], "accuracy": np.linspace(0.9, 0.99, 10)})
     fig = figures.per_class_accuracy(per_class)
     assert fig.option["xAxis"]["type"] == "category" and fig.option["xAxis"]["data"] == [str(i) for i in range(10)]
-    assert fig.option["yAxis"]["min"] == 0 and series(fig)[0]["data"][-1] == 99.0
+    assert fig.option["yAxis"]["min"] == 0 and series(fig)[0]["data"][-1] == {
+        "value": 99.0,
+        "label": {"formatter": "99.00%"},
+    }
 
 
 def test_fifty_runs_get_distinct_colours():
@@ -149,6 +152,17 @@ def test_confusion_matrix_normalises_rows_and_carries_cells_for_clicks():
     assert fig.option["xAxis"]["data"] == ["cat", "dog"] and fig.option["yAxis"]["inverse"]
 
 
+def test_a_click_on_a_class_grid_names_its_cell():
+    fig = figures.confusion_matrix(np.arange(9).reshape(3, 3), ["a", "b", "c"])
+    cell = series(fig)[0]["data"][5]
+    assert cell["value"][:2] == [2, 1] and cell["label"]["formatter"] == "5"  # x predicted c, y true b
+    event = {"selection": {"selected": [{"series_index": 0, "data_indices": [5]}], "areas": []}}
+    assert state.selected_cell(event, 3) == (1, 2)  # true b, predicted c: the cell clicked
+    assert state.selected_cell({}, 3) is None and state.selected_cell({"selection": {"selected": []}}, 3) is None
+    stale = {"selection": {"selected": [{"series_index": 0, "data_indices": [9]}]}}  # from a larger grid
+    assert state.selected_cell(stale, 3) is None
+
+
 def test_confusion_difference_is_b_minus_a_row_normalised():
     fig = figures.confusion_difference(np.array([[9, 1], [5, 5]]), np.array([[10, 0], [5, 5]]), ["x", "y"], ("A", "B"))
     cells = series(fig)[0]["data"]
@@ -156,6 +170,9 @@ def test_confusion_difference_is_b_minus_a_row_normalised():
     assert "(-1 images) against A" in cells[1]["tooltip"]["formatter"]  # images moved
     assert "red: B puts more of the true class here, blue: fewer" in fig.option["title"]["subtext"]
     assert fig.option["visualMap"]["min"] == -fig.option["visualMap"]["max"]  # centred on no change
+    assert series(fig)[0]["selectedMode"] == "single"
+    two_runs = figures.confusion_difference(np.eye(2), np.eye(2), ["x", "y"], ("A", "B"), selectable=False)
+    assert "selectedMode" not in series(two_runs)[0]  # where a click opens nothing, it selects nothing
 
 
 def test_error_gap_shades_between_train_and_val_error_and_marks_best_epoch():
@@ -173,7 +190,7 @@ def test_parallel_axes_code_text_params_as_categories_and_tick_seeds_whole():
     model, seed, score = figures.parallel_axes(params, np.array([0.8, 0.9, 0.95]), "test acc")
     assert model.spec["type"] == "category" and model.spec["data"] == ["softmax-regression", "tiny", "lenet5"]
     assert seed.spec["minInterval"] == 1 and seed.values == [0, 1, 2]
-    assert score.values == [80.0, 90.0, 95.0] and score.spec["axisLabel"] == figures.PERCENT_AXIS  # in percent
+    assert score.values == [80.0, 90.0, 95.0] and score.spec["axisLabel"] == figures.PERCENT_LABEL  # in percent
 
 
 def test_verdict_finds_best_epoch_loss_after_it_and_diagnosis_of_the_last_epoch():
@@ -309,7 +326,7 @@ def test_the_data_size_curve_draws_the_fitted_power_law_to_twice_the_data_in_its
     low, width = series(fig, "fit's 95% band")
     (curve,) = series(fig, "fitted a·n^-b + c")
     assert curve["data"][-1][0] == 120_000
-    assert curve["data"][-1][1] == pytest.approx(fit.error_at(120_000) * 100, abs=1e-4)
+    assert curve["data"][-1][1] == pytest.approx(fit.error_at(120_000) * 100, abs=0.006)
     assert low["data"][-1][1] <= fit.error_at(120_000) * 100 <= low["data"][-1][1] + width["data"][-1][1]
     assert fig.option["xAxis"]["type"] == "log" and fig.option["xAxis"]["axisLabel"]["customValues"][-1] == 120_000
 
@@ -633,13 +650,14 @@ def test_bands_over_two_seeds_stay_where_each_metric_can_be():
         ([0.05, 0.9, 2.3], [0.05, 0.1, 0.2, 0.5, 1, 2]),
         ([0.3, 0.45], [0.2, 0.5]),  # narrow: widened to two labels
         ([1e-4, 3.0], [0.0001, 0.001, 0.01, 0.1, 1]),
+        ([0.0, -1.0, 0.3, float("nan"), 0.45, float("inf")], [0.2, 0.5]),  # a diverged or foreign run's points
     ],
 )
 def test_a_log_axis_writes_each_label_whole(values, labels):
     axis = figures.log_axis(values)
     assert axis["type"] == "log" and axis["axisLabel"]["customValues"] == labels  # exact values: written whole
-    assert axis["min"] <= min(labels) and max(labels) <= axis["max"]
-    assert axis["min"] <= min(values) and max(values) <= axis["max"]
+    drawable = [v for v in values if 0 < v < float("inf")]
+    assert 0 < axis["min"] <= min([*labels, *drawable]) and max([*labels, *drawable]) <= axis["max"] < float("inf")
 
 
 def test_the_best_trials_lead_over_the_runner_up_has_newcombes_interval_on_their_validation_images():

@@ -372,7 +372,7 @@ def test_your_colour_run_in_chromium_names_its_classes_and_shows_its_images_in_c
         page.get_by_text("Test set, best-val weights").wait_for(timeout=60_000)
         wait_idle(page)
         page.wait_for_timeout(1000)
-        click_cell(page, Key.CONFUSION_CHART, int(true), int(pred), 3)
+        click_cell(page, Key.per_run(Key.CONFUSION_CHART, run.info.run_id), int(true), int(pred), 3)
         names = ["disc", "square", "triangle"]
         page.get_by_text(f"Test images of true {names[true]}, predicted {names[pred]}").wait_for(timeout=30_000)
         page.locator('img[src*="/media/"]').first.wait_for(timeout=30_000)

@@ -61,7 +61,7 @@ def status_message(run: RunRecord) -> None:
 
 def choose_cell_from_chart(run_id: str, classes: int) -> None:
     """A click on the matrix (of `classes` classes) chooses its cell for run_id's gallery."""
-    cell = state.chart_cell(Key.CONFUSION_CHART, classes)
+    cell = state.chart_cell(Key.per_run(Key.CONFUSION_CHART, run_id), classes)
     if cell:
         state.choose_cell(Key.GALLERY_CELL, run_id, cell)
 
@@ -190,7 +190,7 @@ def confusion_section(run_id: str, run: RunRecord) -> None:
     with cols[0]:
         chart(
             figures.confusion_matrix(np.array(matrix), class_names, normalize),
-            Key.CONFUSION_CHART,
+            Key.per_run(Key.CONFUSION_CHART, run_id),  # a run's own: ECharts keeps a chart's selection
             on_select=functools.partial(choose_cell_from_chart, run_id, len(class_names)),
         )
     with cols[1]:
@@ -212,7 +212,7 @@ def confusion_section(run_id: str, run: RunRecord) -> None:
 
 def choose_moved_cell(run_id: str, classes: int) -> None:
     """A click on the epoch difference (of `classes` classes) chooses the cell whose moved images are shown."""
-    cell = state.chart_cell(Key.EPOCH_DIFF_CHART, classes)
+    cell = state.chart_cell(Key.per_run(Key.EPOCH_DIFF_CHART, run_id), classes)
     if cell:
         state.choose_cell(Key.MOVED_CELL, run_id, cell)
 
@@ -237,7 +237,7 @@ def epoch_difference_section(run_id: str, run: RunRecord) -> None:
     with cols[0]:
         chart(
             figures.confusion_difference(*matrices, class_names, (f"epoch {a}", f"epoch {b}")),
-            Key.EPOCH_DIFF_CHART,
+            Key.per_run(Key.EPOCH_DIFF_CHART, run_id),
             on_select=functools.partial(choose_moved_cell, run_id, len(class_names)),
         )
     chosen = state.chosen_cell(Key.MOVED_CELL, run_id)
@@ -293,7 +293,11 @@ def difference_section(runs: pd.DataFrame, run_id: str, selection: list[str]) ->
     labels = run_labels(runs, [run_id, other])
     chart(
         figures.confusion_difference(
-            np.array(a["matrix"]), np.array(b["matrix"]), a["class_names"], (labels[run_id], labels[other])
+            np.array(a["matrix"]),
+            np.array(b["matrix"]),
+            a["class_names"],
+            (labels[run_id], labels[other]),
+            selectable=False,  # nothing here opens a cell's images
         ),
         Key.DIFF_CHART,
     )
