@@ -26,7 +26,10 @@ BEST_COLOR = "#2ca02c"  # the best trial or run: green reads as good, red as fai
 BASELINE_COLOR = "#ff7f0e"  # the run others are measured against: marked, not judged
 STAR = "path://M50,0L61,35L98,35L68,57L79,91L50,70L21,91L32,57L2,35L39,35Z"  # ECharts has no star symbol of its own
 PERCENT_LABEL = {"formatter": "{value}%"}  # an axis of rates, drawn in percent
+POINTS_LABEL = {"formatter": "{value} pp"}  # an axis of differences of rates, in percentage points
 PERCENT_TOOLTIP = {"valueFormatter": formats.PERCENT_FORMAT}  # a rate in a tooltip, as the tables write it
+POINTS_TOOLTIP = {"valueFormatter": formats.POINTS_FORMAT}  # a difference of rates, as the tables write it
+BIAS_COLORS = {Metric.BIAS: "#636efa", Metric.VARIANCE: "#ab63fa", Metric.AVOIDABLE_BIAS: "#00a08a"}
 # px around a class grid's cells, exactly: Streamlit's theme would otherwise fit the axis labels inside these margins
 MATRIX_GRID = {"left": 90, "right": 90, "top": 80, "bottom": 20, "outerBoundsMode": "none"}
 MATRIX_SIDE = 600  # px: the most a class grid's cells take, however many classes
@@ -63,9 +66,12 @@ class Panel:
     percent: bool = False  # accuracies and errors: drawn, labelled and read in percent
     loss: bool = False  # the panel the "log-scale loss" choice makes logarithmic
     value_format: str = "%.4g"  # printf format of a tooltip's value (a rate's is formats.PERCENT_FORMAT)
+    points: bool = False  # a difference of rates (variance): in percentage points, as the tables write it
 
     @property
     def hover(self) -> str:
+        if self.points:
+            return formats.POINTS_FORMAT
         return formats.PERCENT_FORMAT if self.percent else self.value_format
 
 
@@ -76,7 +82,7 @@ CURVES = {  # what curves of runs can show, one choice each: its panels, drawn s
     ),
     "bias and variance": (
         Panel("bias (train error)", (Line(Metric.BIAS),), percent=True),
-        Panel("variance (val error - train error)", (Line(Metric.VARIANCE),), percent=True),
+        Panel("variance (val error - train error)", (Line(Metric.VARIANCE),), percent=True, points=True),
     ),
     "calibration": (
         Panel("validation loss", (Line(Metric.VAL_LOSS),), loss=True),
@@ -107,6 +113,11 @@ def pairs(x, y, *more, percent: bool = False) -> list[list]:
     """Points [x, y, ...] of a series on value axes, y and any further columns `drawn`."""
     columns = [drawn(x), *(drawn(column, percent) for column in (y, *more))]
     return [list(point) for point in zip(*columns, strict=True)]
+
+
+def words(metric) -> str:
+    """A metric's name as a tooltip writes it: "val_acc" as "val acc"."""
+    return str(metric).replace("_", " ")
 
 
 def escaped(text) -> str:
@@ -190,25 +201,45 @@ def epoch_axis(last_epoch, grid: int = 0) -> dict:
         "minInterval": 1,
         "min": "dataMin",
         "max": last,
-        "axisPointer": {"label": {"formatter": "epoch {value}", "precision": 0}},  # a tooltip's heading
+        **pointer_label("epoch {value}"),
     }
 
 
-def value_axis(percent: bool = False, grid: int = 0, values=(), name: str = "", **axis) -> dict:
-    """A y axis fitted to its values (not from zero), labelled in percent for a rate; one whose rates (fractions)
-    reach 95% ends at 100% (a rounded end would read 102% of an accuracy)."""
-    rate = {"axisLabel": PERCENT_LABEL} if percent else {}
+def pointer_label(template: str) -> dict:
+    """An x axis's value as a tooltip's heading writes it: whole, in words ("epoch 3", not 3.00)."""
+    return {"axisPointer": {"label": {"formatter": template, "precision": 0}}}
+
+
+def value_axis(percent: bool = False, grid: int = 0, values=(), name: str = "", points: bool = False, **axis) -> dict:
+    """A y axis fitted to its values (not from zero), labelled in percent for a rate or in percentage points for a
+    difference of rates; one of rates (fractions) that reach 95% ends at 100% (a rounded end would read 102% of an
+    accuracy)."""
+    scale = {"axisLabel": POINTS_LABEL if points else PERCENT_LABEL} if percent else {}
     finite = np.asarray(values, dtype=float)
     finite = finite[np.isfinite(finite)]
-    if percent and len(finite) and finite.max() > 0.95:
-        rate["max"] = 100
-    return {"type": "value", "gridIndex": grid, "scale": True, **rate, **(axis_name(name, 45) if name else {}), **axis}
+    if percent and not points and len(finite) and finite.max() > 0.95:
+        scale |= up_to_100(finite.min() * 100)
+    return {"type": "value", "gridIndex": grid, "scale": True, **scale, **(axis_name(name, 45) if name else {}), **axis}
 
 
-def percent_axis(name: str, top: float = 100, **axis) -> dict:
-    """An axis of rates from 0% to `top` (above 100% only to make room for labels over full bars, unlabelled)."""
-    label = {**PERCENT_LABEL, "showMaxLabel": top <= 100}
-    return {"type": "value", "min": 0, "max": top, "interval": 20, "axisLabel": label, **axis_name(name, 45), **axis}
+def up_to_100(low: float) -> dict:
+    """The range and tick interval of a percent axis from below `low` up to exactly 100%, about five ticks apart
+    (ECharts' own ticks would put 99% just under 100%)."""
+    step = next((s for s in (1, 2, 5, 10, 20) if (100 - low) / s <= 6), 20)
+    return {"min": max(0, math.floor(low / step) * step), "max": 100, "interval": step}
+
+
+def percent_axis(name: str, **axis) -> dict:
+    """An axis of rates from 0% to 100%, ticked every 20."""
+    return {
+        "type": "value",
+        "min": 0,
+        "max": 100,
+        "interval": 20,
+        "axisLabel": PERCENT_LABEL,
+        **axis_name(name, 45),
+        **axis,
+    }
 
 
 def run_colors(run_ids: list[str]) -> dict[str, str]:
@@ -246,7 +277,7 @@ def color_scale(low: float, high: float, colors: list[str], ends: tuple[str, str
 
 
 def centred_title(text: str, subtext: str = "") -> dict:
-    return {"text": text, "subtext": subtext, "left": "center", "top": 0, "textStyle": {"fontSize": 14}}
+    return {"text": text, "subtext": subtext, "left": "center", "top": 4, "textStyle": {"fontSize": 14}}
 
 
 def caption(text: str) -> dict:
@@ -311,19 +342,31 @@ def panel_grids(panels: tuple[Panel, ...], top: int = 70) -> tuple[list[dict], l
     return grids, titles
 
 
-def panels_figure(panels, titles, grids, x_axes, y_axes, series, legend: str, height: int) -> Figure:
-    """Panels side by side under one legend, one axis tooltip per panel."""
+def legend_rows(names) -> int:
+    """About how many rows a legend of these names takes on a page about 1,000 px wide (ECharts wraps a plain
+    legend, whose entries are ~7 px a character and 40 px of swatch and gap)."""
+    return max(1, math.ceil(sum(7 * len(str(name)) + 40 for name in dict.fromkeys(names)) / 1000))
+
+
+def panels_figure(panels, grids, titles, x_axes, y_axes, series, legend: str, height: int) -> Figure:
+    """Panels side by side under one legend (every entry shown, on as many rows as it takes; the panels moved down
+    to make room), one axis tooltip per panel."""
+    below = 22 * (legend_rows(s["name"] for s in series) - 1)
+    for grid in grids:
+        grid["top"] += below
+    for title in titles:
+        title["top"] += below
     return Figure(
         {
             "title": [*titles, caption(legend_title(panels, legend))],
-            "legend": {"type": "scroll", "top": 0},
+            "legend": {"top": 0},
             "tooltip": {"trigger": "axis"},
             "grid": grids,
             "xAxis": x_axes,
             "yAxis": y_axes,
             "series": series,
         },
-        height=height,
+        height=height + below,
     )
 
 
@@ -350,7 +393,9 @@ def learning_curves(
         x_axes.append(epoch_axis(last, col) if x_title == "epoch" else along)
         values = metrics[metrics["metric"].isin([str(line.metric) for line in panel.lines])]["value"]
         log = panel.loss and log_loss
-        y_axes.append(log_axis(values, gridIndex=col) if log else value_axis(panel.percent, col, values))
+        y_axes.append(
+            log_axis(values, gridIndex=col) if log else value_axis(panel.percent, col, values, points=panel.points)
+        )
         titles[col]["text"] += " (log scale)" * log
         for run_id, label in labels.items():
             for each in panel.lines:
@@ -366,10 +411,10 @@ def learning_curves(
                         xAxisIndex=col,
                         yAxisIndex=col,
                         lineStyle={"type": each.dash},
-                        tooltip={"valueFormatter": f"{each.metric} {panel.hover}"},
+                        tooltip={"valueFormatter": f"{words(each.metric)} {panel.hover}"},
                     )
                 )
-    return panels_figure(panels, titles, grids, x_axes, y_axes, series, "legend: runs", 440)
+    return panels_figure(panels, grids, titles, x_axes, y_axes, series, "legend: runs", 440)
 
 
 def banded_curves(
@@ -391,7 +436,7 @@ def banded_curves(
     for col, panel in enumerate(panels):
         on = {"xAxisIndex": col, "yAxisIndex": col}
         drawn_here = band_frame[band_frame["metric"].isin([str(line.metric) for line in panel.lines])]
-        y_axes.append(value_axis(panel.percent, col, drawn_here["high"].dropna()))
+        y_axes.append(value_axis(panel.percent, col, drawn_here["high"].dropna(), points=panel.points))
         for group, color in colors.items():
             rows = band_frame[band_frame["group"] == group]
             label = f"{group} (N={int(rows['n'].max())})"
@@ -408,7 +453,7 @@ def banded_curves(
                         id=f"{group}/{name}",
                         z=3,
                         lineStyle={"type": each.dash},
-                        dimensions=["epoch", f"{name} mean", "95% CI from", "to"],
+                        dimensions=["epoch", f"{words(name)}: mean", "95% interval from", "to"],
                         encode={"x": 0, "y": 1, "tooltip": [1, 2, 3]},
                         tooltip={"valueFormatter": panel.hover},
                         **on,
@@ -428,7 +473,7 @@ def banded_curves(
                         | {"tooltip": {"show": False}}
                     )
     legend = "legend: mean of each group, in its 95% band"
-    return panels_figure(panels, titles, grids, x_axes, y_axes, means + behind, legend, 420)
+    return panels_figure(panels, grids, titles, x_axes, y_axes, means + behind, legend, 420)
 
 
 def single_plot(series: list[dict], x_axis: dict, y_axis, height: int = 360, **option) -> Figure:
@@ -480,15 +525,20 @@ def error_gap(history: pd.DataFrame, best_epoch: int | None = None) -> Figure:
 def bias_variance(history: pd.DataFrame) -> Figure:
     """Bias, variance and avoidable bias per epoch (wide history indexed by epoch), zero marked."""
     series = [
-        line(str(name).replace("_", " "), pairs(history.index, history[name], percent=True), tooltip=PERCENT_TOOLTIP)
-        for name in (Metric.BIAS, Metric.VARIANCE, Metric.AVOIDABLE_BIAS)
+        line(words(name), pairs(history.index, history[name], percent=True), color, tooltip=hover)
+        for (name, color), hover in zip(
+            BIAS_COLORS.items(), (PERCENT_TOOLTIP, POINTS_TOOLTIP, POINTS_TOOLTIP), strict=True
+        )
         if name in history
     ]
     if series:
         zero = {"color": "gray", "type": "solid", "width": 1}
         series[0]["markLine"] = {"symbol": "none", "silent": True, "label": {"show": False}, "lineStyle": zero}
         series[0]["markLine"]["data"] = [{"yAxis": 0}]
-    return single_plot(series, epoch_axis(history.index.max()), value_axis(True))
+    # one axis: bias a rate (%), variance and avoidable bias differences of rates (pp), all in hundredths
+    return single_plot(
+        series, epoch_axis(history.index.max()), value_axis(True, name="bias %, the others pp", axisLabel={})
+    )
 
 
 def cell_grid(
@@ -518,9 +568,11 @@ def cell_grid(
     names = [str(name) for name in class_names]
     side = min(44 * n, MATRIX_SIDE) if n > 3 else 140  # square cells, big enough for their numbers while they fit
     heatmap = {"type": "heatmap", "data": cells, "label": {"show": n <= LABELLED_CLASSES, "fontSize": 11}}
-    heatmap["emphasis"] = {"itemStyle": {"borderColor": "#555", "borderWidth": 1}}
     if selectable:
+        heatmap["emphasis"] = {"itemStyle": {"borderColor": "#555", "borderWidth": 1}}
         heatmap |= {"selectedMode": "single", "select": {"itemStyle": {"borderColor": "#222", "borderWidth": 3}}}
+    else:
+        heatmap |= {"cursor": "default", "emphasis": {"disabled": True}}  # nothing to click
     axis = {"type": "category", "data": names, "splitArea": {"show": True}}
     return Figure(
         {
@@ -537,6 +589,17 @@ def cell_grid(
     )
 
 
+def images(count, signed: bool = False) -> str:
+    """A number of images in words: "1 image", "1,204 images", "+3 images" (signed: a change)."""
+    count = int(round(count))
+    return f"{count:{'+' if signed else ''},} image{'' if abs(count) == 1 else 's'}"
+
+
+def cell_percent(value: float) -> str:
+    """A row-normalised cell's percentage, whole (a cell is small), "<1%" for a few images rather than "0%"."""
+    return "<1%" if 0 < value < 0.5 else f"{value:.0f}%"
+
+
 def confusion_matrix(matrix: np.ndarray, class_names: list[str], normalize: bool = False) -> Figure:
     """The confusion matrix (rows true, columns predicted), counts or row-normalised in percent; text white on
     dark cells."""
@@ -548,9 +611,9 @@ def confusion_matrix(matrix: np.ndarray, class_names: list[str], normalize: bool
         else counts.astype(float)
     )
     top = max(values.max(), 1e-9)
-    text = [f"{v:.0f}%" if normalize else f"{int(v)}" for v in values.ravel()]  # whole percent: a cell is small
+    text = [cell_percent(v) if normalize else f"{int(v)}" for v in values.ravel()]
     tooltips = [
-        f"true {escaped(class_names[t])} / predicted {escaped(class_names[p])}: {counts[t, p]:,} images"
+        f"true {escaped(class_names[t])} / predicted {escaped(class_names[p])}: {images(counts[t, p])}"
         + (f" ({values[t, p]:.2f}% of the true class)" if normalize else "")
         for t in range(len(class_names))
         for p in range(len(class_names))
@@ -579,7 +642,7 @@ def confusion_difference(
     n = len(class_names)
     tooltips = [
         f"true {escaped(class_names[t])} / predicted {escaped(class_names[p])}: {escaped(b_name)} {diff[t, p]:+.1f} pp "
-        f"of the true class's images ({round(change[t, p]):+d} images) against {escaped(a_name)}"
+        f"of the true class's images ({images(change[t, p], signed=True)}) against {escaped(a_name)}"
         for t in range(n)
         for p in range(n)
     ]
@@ -611,7 +674,7 @@ def per_class_accuracy(per_class: pd.DataFrame) -> Figure:
     return single_plot(
         [labelled_bars(per_class["accuracy"], name="test accuracy", label={"show": True, "position": "top"})],
         {"type": "category", "data": [str(name) for name in per_class["name"]], **axis_name("class")},
-        percent_axis("test accuracy", top=108),  # room above a full bar for its label
+        percent_axis("test accuracy"),  # a full bar's label above the plot, in its margin
     )
 
 
@@ -679,7 +742,7 @@ def parallel_coordinates(
             "tooltip": {"trigger": "item"},
             "parallel": {"left": 60, "right": 110, "top": 70, "bottom": 30},
             "parallelAxis": [{**axis.spec, "nameTextStyle": {"fontWeight": "bold"}} for axis in axes],
-            "visualMap": color_scale(low, high, blues, (f"{high:.2f}%", f"{low:.2f}%"))
+            "visualMap": color_scale(low, high, blues, (f"{score_label} {high:.2f}%", f"{low:.2f}%"))
             | {"dimension": len(axes) - 1, "seriesIndex": 0},
             "series": series,
         },
@@ -692,7 +755,7 @@ def param_importances(importances: dict[str, float]) -> Figure:
     ordered = sorted(importances.items(), key=lambda kv: kv[1])
     return single_plot(
         [labelled_bars([v for _, v in ordered], name="importance", label={"show": True, "position": "right"})],
-        percent_axis("importance (fANOVA, share of objective variance)", top=112),
+        percent_axis("importance (fANOVA, share of objective variance)"),
         {"type": "category", "data": [str(k) for k, _ in ordered]},
         height=90 + 40 * len(ordered),
         legend={"show": False},
@@ -721,7 +784,7 @@ def data_size_curve(points: pd.DataFrame, fit: PowerLaw | None = None) -> Figure
     sizes = list(points["train_size"]) + ([2 * max(fit.sizes)] if fit is not None else [])
     return single_plot(
         series,
-        log_x(sizes, "training images"),
+        log_x(sizes, "training images") | pointer_label("{value} training images"),
         value_axis(True, values=points["val_error"], name="error"),
         legend={"top": 0, "data": legend},
     )
@@ -745,7 +808,7 @@ def step_losses(
                 symbol="none",
                 z=3,
             )
-            | {"tooltip": {"valueFormatter": "loss %.4g"}}
+            | {"tooltip": {"valueFormatter": "smoothed loss %.4g"}}
         )
         pale = {"color": translucent(colors[run_id], 0.3), "width": 1}
         faint.append(
@@ -754,9 +817,16 @@ def step_losses(
         )
     return single_plot(
         bold + faint,  # each run's bold line first: its legend entry shows that one
-        {"type": "value", "scale": True, **axis_name("optimisation step")},
-        log_axis(raw["value"], **axis_name("training loss", 45)),
-        legend={"type": "scroll", "top": 0},
+        {"type": "value", "scale": True, **axis_name("optimisation step")} | pointer_label("step {value}"),
+        log_axis(raw["value"], **axis_name("training loss (log scale)", 45)),
+        legend={"top": 0},
+        grid={
+            "left": 45,
+            "right": 30,
+            "top": 20 + 22 * legend_rows(labels.values()),
+            "bottom": 40,
+            "containLabel": True,
+        },
     )
 
 
@@ -782,7 +852,7 @@ def calibration_curves(history: pd.DataFrame, rising_from: int | None) -> Figure
                 "min": 0,
                 **axis_name("val ECE", 45),
                 "axisLabel": PERCENT_LABEL,
-                "splitLine": {"show": False},
+                "alignTicks": True,  # its ticks on the loss axis's grid lines
             },
         ],
     )
@@ -829,7 +899,7 @@ def reliability_diagram(table: dict, epoch: int) -> Figure:
     return single_plot(
         series,
         {**percent_axis("confidence (top class probability)"), "nameGap": 30},
-        percent_axis("accuracy", top=112),  # room above full bars for their counts
+        percent_axis("accuracy"),  # full bars' counts above the plot, in its margin
         title=centred_title(f"Reliability, validation set after epoch {epoch}"),
         legend={"bottom": 0},
         tooltip={"trigger": "item"},
@@ -844,6 +914,11 @@ def heat_limit(frame: pd.DataFrame, values: list[str]) -> float:
     return float(np.nanmax(sizes)) if np.isfinite(sizes).any() and np.nanmax(sizes) > 0 else 1.0
 
 
+def heat_words(value: float, difference: bool) -> str:
+    """A heatmap cell's value as the tables write it: a difference in pp, a rate in percent."""
+    return formats.points(value) if difference else formats.percent(value)
+
+
 def class_epoch_heatmap(frame: pd.DataFrame, value: str, title: str, diverging: bool, limit: float) -> Figure:
     """One value per class and epoch (long frame with columns epoch, name and `value`, fractions) as a heatmap,
     classes down, epochs across; diverging is a red-blue scale from -limit to +limit centred on zero (for a gap),
@@ -853,7 +928,9 @@ def class_epoch_heatmap(frame: pd.DataFrame, value: str, title: str, diverging: 
     cells = [
         {
             "value": [col, row, drawn([grid.iat[row, col]], percent=True)[0]],
-            "tooltip": {"formatter": f"class {escaped(name)}, epoch {epoch}: {grid.iat[row, col] * 100:.1f}{unit}"},
+            "tooltip": {
+                "formatter": f"class {escaped(name)}, epoch {epoch}: {heat_words(grid.iat[row, col], diverging)}"
+            },
         }
         for row, name in enumerate(grid.index)
         for col, epoch in enumerate(grid.columns)

@@ -291,7 +291,11 @@ def chart(figure: Figure, key: str, where=None, **selection):
     """Draw a figure at its size, in `where` (a column; default the page); `selection` (on_select=...) makes a
     click on it an event, whose state chart_cell reads."""
     # Drawn at once: ECharts' entry animation would keep every page moving for a second after its data arrived.
+    # A tooltip stays inside its chart and wraps, rather than running off the page under the sidebar.
     option = {**figure.option, "animation": False}
+    if isinstance(option.get("tooltip"), dict):
+        wrapped = {"confine": True, "extraCssText": "max-width: 420px; white-space: normal;"}
+        option["tooltip"] = {**option["tooltip"], **wrapped}
     return (where or st).echarts_chart(
         option, height=figure.height, width=figure.width or "stretch", key=key, **selection
     )

@@ -248,7 +248,7 @@ def test_compare_draws_curves_against_training_time_and_measures_runs_against_a_
     at.selectbox(key=Key.COMPARE_X).set_value("epoch").run()
     at.selectbox(key=Key.COMPARE_CURVES).set_value("calibration").run()  # the user picks the metric
     ece = next(s for s in chart_series(charts(at)[0]) if s.get("id") == f"{ids['conv']}/val_ece")
-    assert "val_ece" in ece["tooltip"]["valueFormatter"] and ece["yAxisIndex"] == 1
+    assert "val ece" in ece["tooltip"]["valueFormatter"] and ece["yAxisIndex"] == 1
     expected = [100 * m.value for m in client.get_metric_history(ids["conv"], "val_ece")]
     assert ys(ece) == pytest.approx(expected, abs=0.006)  # in percent, to the tables' 2 decimals
 
