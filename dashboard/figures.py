@@ -740,7 +740,12 @@ def parallel_coordinates(
         {
             "legend": {"top": 0, "data": [highlight_name] if highlight is not None else []},
             "tooltip": {"trigger": "item"},
-            "parallel": {"left": 60, "right": 110, "top": 70, "bottom": 30},
+            "parallel": {
+                "left": 60,
+                "right": 190,
+                "top": 70,
+                "bottom": 30,
+            },  # the colour scale and its ends clear of the last axis
             "parallelAxis": [{**axis.spec, "nameTextStyle": {"fontWeight": "bold"}} for axis in axes],
             "visualMap": color_scale(low, high, blues, (f"{score_label} {high:.2f}%", f"{low:.2f}%"))
             | {"dimension": len(axes) - 1, "seriesIndex": 0},
