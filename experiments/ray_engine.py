@@ -71,6 +71,9 @@ class Stopped(KeyboardInterrupt):
 
 RETRIES = 3  # a task whose process or node died is started again this often, then reported failed
 STOP_SECONDS = 60  # after Ctrl-C, how long the cancelled tasks get to end their runs KILLED
+# A task still running this long after its cancel is cancelled again: twice in a loaded CI (2026-12-04) a run trained
+# on after Ctrl-C, as if its interrupt had been lost, and a second interrupt does not wait for an epoch's commit.
+RECANCEL_SECONDS = 15
 
 
 @contextmanager
@@ -122,7 +125,11 @@ def cancel(waiting: dict) -> None:
     for ref in waiting:
         ray.cancel(ref)
     if waiting:
-        ray.wait(list(waiting), num_returns=len(waiting), timeout=STOP_SECONDS)
+        _, running = ray.wait(list(waiting), num_returns=len(waiting), timeout=RECANCEL_SECONDS)
+        for ref in running:
+            ray.cancel(ref)
+        if running:
+            ray.wait(running, num_returns=len(running), timeout=STOP_SECONDS - RECANCEL_SECONDS)
     waiting.clear()
 
 
