@@ -704,9 +704,8 @@ def parallel_axes(params: pd.DataFrame, score, score_label: str) -> list[Axis]:
             texts = params[name].map(lambda v: "(not set)" if pd.isna(v) else str(v))  # a run without the param
             axes.append(Axis({**spec, "type": "category", "data": list(dict.fromkeys(texts))}, list(texts)))
     scores = drawn(score, percent=True)
-    axes.append(Axis({"dim": len(axes), "name": score_label, "type": "value", "scale": True}, scores))
-    axes[-1].spec["axisLabel"] = PERCENT_LABEL
-    return axes
+    score_axis = {"dim": len(axes), "name": score_label, "type": "value", "scale": True, "axisLabel": PERCENT_LABEL}
+    return [*axes, Axis(score_axis, scores)]
 
 
 def parallel_coordinates(
@@ -838,8 +837,9 @@ def step_losses(
 def calibration_curves(history: pd.DataFrame, rising_from: int | None) -> Figure:
     """Validation loss (left axis) and expected calibration error (right axis) per epoch, with the epoch from which
     the loss rises while accuracy holds marked. `history` is wide: index epoch, columns val_loss and val_ece."""
-    loss = line("val loss", pairs(history.index, history[Metric.VAL_LOSS]), TRAIN_COLOR)
-    loss["tooltip"] = {"valueFormatter": "%.4g"}
+    loss = line(
+        "val loss", pairs(history.index, history[Metric.VAL_LOSS]), TRAIN_COLOR, tooltip={"valueFormatter": "%.4g"}
+    )
     if rising_from is not None:
         loss["markLine"] = epoch_line(rising_from, f"loss rises after epoch {rising_from}", "#d62728")
     series = [loss]

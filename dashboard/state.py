@@ -239,10 +239,12 @@ def selection_event(widget_key: str) -> dict:
     return st.session_state.get(widget_key) or {}
 
 
-def chart_cell(chart_key: str, classes: int) -> tuple[int, int] | None:
-    """The (true, predicted) cell of a class grid (figures.cell_grid, `classes` classes) that a click selected, or
-    None."""
-    return selected_cell(selection_event(chart_key), classes)
+def choose_clicked_cell(chart_key: str, cell_key: str, run_id: str, classes: int) -> None:
+    """The cell a click selected on a class grid (figures.cell_grid, `classes` classes) chosen for run_id's view
+    under cell_key; a click that only deselects keeps the cell chosen before."""
+    cell = selected_cell(selection_event(chart_key), classes)
+    if cell:
+        choose_cell(cell_key, run_id, cell)
 
 
 def selected_cell(event: dict, classes: int) -> tuple[int, int] | None:

@@ -289,7 +289,7 @@ def table_view_ui(optional: list[str], config: dict) -> tuple[str, list[str]]:
 
 def chart(figure: Figure, key: str, where=None, **selection):
     """Draw a figure at its size, in `where` (a column; default the page); `selection` (on_select=...) makes a
-    click on it an event, whose state chart_cell reads."""
+    click on it an event (state.choose_clicked_cell reads a class grid's)."""
     # Drawn at once: ECharts' entry animation would keep every page moving for a second after its data arrived.
     # A tooltip stays inside its chart and wraps, rather than running off the page under the sidebar.
     option = {**figure.option, "animation": False}

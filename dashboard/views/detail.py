@@ -59,13 +59,6 @@ def status_message(run: RunRecord) -> None:
         st.info("This run is still training; what it has logged so far is shown.")
 
 
-def choose_cell_from_chart(run_id: str, classes: int) -> None:
-    """A click on the matrix (of `classes` classes) chooses its cell for run_id's gallery."""
-    cell = state.chart_cell(Key.per_run(Key.CONFUSION_CHART, run_id), classes)
-    if cell:
-        state.choose_cell(Key.GALLERY_CELL, run_id, cell)
-
-
 def choose_cell_from_table(run_id: str) -> None:
     """A ticked row of the most frequent confusions chooses its cell for run_id's gallery."""
     picked = state.ticked(Key.CELLS_TABLE)
@@ -187,11 +180,12 @@ def confusion_section(run_id: str, run: RunRecord) -> None:
     matrix = test["matrix"] if source == "test" else per_epoch["matrices"][epoch_position(per_epoch["epochs"], source)]
     st.caption(f"Test set, {tested_weights(run)}" if source == "test" else f"Validation set after epoch {source}")
     cols = st.columns([3, 2])
+    clicked = Key.per_run(Key.CONFUSION_CHART, run_id)  # a run's own: ECharts keeps a keyed chart's selection
     with cols[0]:
         chart(
             figures.confusion_matrix(np.array(matrix), class_names, normalize),
-            Key.per_run(Key.CONFUSION_CHART, run_id),  # a run's own: ECharts keeps a chart's selection
-            on_select=functools.partial(choose_cell_from_chart, run_id, len(class_names)),
+            clicked,
+            on_select=functools.partial(state.choose_clicked_cell, clicked, Key.GALLERY_CELL, run_id, len(class_names)),
         )
     with cols[1]:
         st.markdown("**Most frequent confusions**")
@@ -208,13 +202,6 @@ def confusion_section(run_id: str, run: RunRecord) -> None:
             height=380,
         )
     gallery_ui(run_id, run, class_names, source)
-
-
-def choose_moved_cell(run_id: str, classes: int) -> None:
-    """A click on the epoch difference (of `classes` classes) chooses the cell whose moved images are shown."""
-    cell = state.chart_cell(Key.per_run(Key.EPOCH_DIFF_CHART, run_id), classes)
-    if cell:
-        state.choose_cell(Key.MOVED_CELL, run_id, cell)
 
 
 def epoch_difference_section(run_id: str, run: RunRecord) -> None:
@@ -234,11 +221,12 @@ def epoch_difference_section(run_id: str, run: RunRecord) -> None:
     )
     matrices = [np.array(per_epoch["matrices"][epoch_position(epochs, e)]) for e in (a, b)]
     cols = st.columns([3, 2])
+    clicked = Key.per_run(Key.EPOCH_DIFF_CHART, run_id)
     with cols[0]:
         chart(
             figures.confusion_difference(*matrices, class_names, (f"epoch {a}", f"epoch {b}")),
-            Key.per_run(Key.EPOCH_DIFF_CHART, run_id),
-            on_select=functools.partial(choose_moved_cell, run_id, len(class_names)),
+            clicked,
+            on_select=functools.partial(state.choose_clicked_cell, clicked, Key.MOVED_CELL, run_id, len(class_names)),
         )
     chosen = state.chosen_cell(Key.MOVED_CELL, run_id)
     with cols[1]:
